@@ -1,0 +1,43 @@
+# One entry point per job. Everything runs inside .venv, created on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test check fmt lint types bench samples clean
+
+$(STAMP): pyproject.toml setup.py auditor/capture/_fast.c
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pcap-audit samples/applayering/mixed.pcap --ruleset applayering \
+		--inventory samples/applayering/mixed.inventory.yaml --fail-on never
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+fmt: $(STAMP)
+	$(BIN)/ruff format auditor tests bench samples/make_samples.py
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check auditor tests bench samples/make_samples.py
+	$(BIN)/ruff check auditor tests bench samples/make_samples.py
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+check: lint types test
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+
+samples: $(STAMP)
+	$(BIN)/python samples/make_samples.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info auditor/capture/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""Exit codes and the exceptions that map onto them.
+
+Every error a user can cause (bad capture, bad ruleset, bad inventory) is one of these
+exceptions, carrying the file and the place in it; the CLI turns them into a one-line
+message on stderr and the exit code below. Nothing here imports click.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (README, "Exit codes")."""
+
+    OK = 0  #: no finding at or above --fail-on (or, for other commands, success)
+    FINDINGS = 1  #: findings at or above --fail-on
+    USAGE = 2  #: bad command line, ruleset or inventory
+    CAPTURE = 3  #: a capture could not be read (others were still processed)
+
+
+class AuditorError(Exception):
+    """Base class: a user-facing error with a file and a place in it."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, path: object, message: str, where: str | None = None) -> None:
+        self.path = str(path)
+        self.where = where
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        place = f":{self.where}" if self.where else ""
+        return f"{self.path}{place}: {self.message}"
+
+
+class CaptureError(AuditorError):
+    """A capture file that cannot be read at all (missing, empty, not a capture, ...)."""
+
+    exit_code = ExitCode.CAPTURE
+
+
+class RulesetError(AuditorError):
+    """A ruleset that does not parse or validate, or an unknown ruleset name."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InventoryError(AuditorError):
+    """An inventory that does not parse or validate."""
+
+    exit_code = ExitCode.USAGE

@@ -1,0 +1,16 @@
+"""Builds the one compiled piece: the record scanner and header decoder (auditor/capture/_fast.c).
+
+Everything else is pure Python; see pyproject.toml for the metadata.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "auditor.capture._fast",
+            sources=["auditor/capture/_fast.c"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall"],
+        )
+    ]
+)
