@@ -9,7 +9,8 @@ setup(
     ext_modules=[
         Extension(
             "auditor.capture._fast",
-            sources=["auditor/capture/_fast.c"],
+            sources=["auditor/capture/_fast.c", "auditor/capture/decode.c"],
+            depends=["auditor/capture/decode.h"],
             extra_compile_args=["-O2", "-std=c99", "-Wall"],
         )
     ]

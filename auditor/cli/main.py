@@ -1,0 +1,52 @@
+"""The ``pcap-audit`` command: a group whose default command is the audit itself.
+
+``pcap-audit capture.pcap --ruleset applayering`` runs ``audit``; ``flows``, ``roles`` and
+``rulesets`` are subcommands. Each command lives in its own module and only parses options,
+calls one library function and renders its result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from auditor import __version__
+
+
+class DefaultGroup(click.Group):
+    """A group that runs ``audit`` when the first argument is not a subcommand."""
+
+    default_command = "audit"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args.insert(0, self.default_command)
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: Any) -> None:
+        formatter.write_usage("pcap-audit", "CAPTURE... --ruleset NAME|PATH [OPTIONS]\n"
+                              "       pcap-audit COMMAND [ARGS]...")
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pcap-audit")
+def cli() -> None:
+    """Check packet captures against a vendor's documented network flows.
+
+    Example:
+
+        pcap-audit capture.pcap --ruleset applayering --inventory hosts.yaml
+    """
+
+
+def _register() -> None:
+    from auditor.cli import audit, flows, roles, rulesets
+
+    for module in (audit, flows, roles, rulesets):
+        cli.add_command(module.command)
+
+
+def main() -> None:
+    _register()
+    cli()
