@@ -1,0 +1,164 @@
+"""Payload classifier: the first payload heads of a flow -> application protocol and its facts.
+
+:func:`classify_flow` is called once per flow with up to six payload-carrying packets per
+direction. It finds the protocol from the first bytes of the first packet that any detector
+accepts (either direction, any port; the well-known port only relaxes the weaker checks),
+then lets that protocol's reader go over all the packets. Readers are pure functions that
+never raise on bad input: they return what they learned before the bytes stopped making
+sense. A protocol that upgrades to TLS in the same flow (LDAP StartTLS, MySQL, NATS, HTTP
+CONNECT) gets the TLS facts of what follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from auditor.classify import dns, http, ldap, others, smb, tls
+from auditor.classify.facts import (
+    APPS,
+    FLOW_FACTS_FIELDS,
+    FLOW_FACTS_SCHEMA,
+    NO_PAYLOAD,
+    UNKNOWN,
+    Facts,
+    FlowFacts,
+)
+from auditor.classify.stream import Packet
+
+__all__ = [
+    "APPS",
+    "FLOW_FACTS_FIELDS",
+    "FLOW_FACTS_SCHEMA",
+    "FlowFacts",
+    "Packet",
+    "classify_flow",
+    "detect",
+]
+
+
+def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | None:
+    """The application protocol one payload head shows, or None. Dispatches on byte 0."""
+    if not head:
+        return None
+    b0 = head[0]
+    if proto == "udp":
+        app = _detect_udp(dst_port, head, payload_len)
+        if app is not None:
+            return app
+    if 20 <= b0 <= 24:
+        if tls.is_record(head):
+            return "tls"
+    elif 0x41 <= b0 <= 0x5A:  # A-Z: text protocols
+        if others.is_ssh(head):
+            return "ssh"
+        if others.is_nats(head):
+            return "nats"
+        if http.is_request(head) or http.is_response(head):
+            return "http"
+    elif b0 == 0x30:
+        if ldap.is_message(head, payload_len, dst_port in ldap.PORTS):
+            return "ldap"
+    elif b0 == 0:
+        if smb.is_smb(head):
+            return "smb"
+    elif b0 & 0x80 and tls.is_sslv2_hello(head):
+        return "tls"
+    if proto != "tcp":
+        return None
+    if b0 & 0x3F in (others.ISCSI_LOGIN_REQUEST, others.ISCSI_LOGIN_RESPONSE) and others.is_iscsi(
+        head, payload_len, dst_port == others.ISCSI_PORT
+    ):
+        return "iscsi"
+    if others.is_mysql_greeting(head, payload_len):
+        return "mysql"
+    if dns.is_tcp_message(head, payload_len, dst_port in dns.PORTS):
+        return "dns"
+    return None
+
+
+def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
+    # The well-known port first, with its relaxed check; then the strict checks.
+    if port in dns.PORTS and dns.is_message(head, True):
+        return "dns"
+    if port == others.NTP_PORT and others.is_ntp(head, plen, True):
+        return "ntp"
+    if port in others.DHCP_PORTS and others.is_dhcp(head, plen, True):
+        return "dhcp"
+    if others.is_dhcp(head, plen, False):
+        return "dhcp"
+    if dns.is_message(head, False):
+        return "dns"
+    if others.is_ntp(head, plen, False):
+        return "ntp"
+    return None
+
+
+def _client_direction(packets: Sequence[Packet]) -> int:
+    """The direction whose stream starts with a ClientHello (the flow may be seen reversed)."""
+    for d, head, _plen in packets:
+        if (
+            len(head) > 5 and tls.is_record(head) and head[0] == tls.HANDSHAKE and head[5] == 1
+        ) or (tls.is_sslv2_hello(head)):
+            return d
+    return 0
+
+
+def _tls_upgrade(packets: Sequence[Packet], facts: Facts) -> None:
+    """Add the TLS facts of a handshake that starts inside the flow (StartTLS and the like)."""
+    for i, (d, head, _plen) in enumerate(packets):
+        if tls.starts_tls(head):
+            found = tls.tls_facts(packets[i:], d)
+            found.pop("encrypted", None)
+            facts.update(found)
+            facts["encrypted"] = True
+            return
+
+
+def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowFacts:
+    """Classify one flow from its first payload heads.
+
+    ``packets``: (direction, head, payload_len) in capture order; direction 0 is
+    initiator -> responder. ``dst_port`` is the responder's port. Never raises on bad bytes.
+    """
+    app: str | None = None
+    any_payload = False
+    for _d, head, plen in packets:
+        if plen <= 0 and not head:
+            continue
+        any_payload = True
+        app = detect(proto, dst_port, head, plen)
+        if app is not None:
+            break
+    if app is None:
+        return UNKNOWN if any_payload else NO_PAYLOAD
+
+    facts: Facts
+    if app == "tls":
+        facts = tls.tls_facts(packets, _client_direction(packets))
+    elif app == "http":
+        facts = http.http_facts(packets)
+        if facts.get("http_method") == "CONNECT":
+            _tls_upgrade(packets, facts)
+    elif app == "ssh":
+        facts = others.ssh_facts(packets)
+    elif app == "ldap":
+        facts = ldap.ldap_facts(packets)
+        if facts.get("ldap_starttls"):
+            _tls_upgrade(packets, facts)
+    elif app == "smb":
+        facts = smb.smb_facts(packets)
+    elif app == "dns":
+        facts = dns.dns_facts(proto, packets)
+    elif app == "ntp":
+        facts = others.ntp_facts(packets)
+    elif app == "dhcp":
+        facts = {"encrypted": False}
+    elif app == "iscsi":
+        facts = others.iscsi_facts(packets)
+    elif app == "nats":
+        facts = others.nats_facts(packets)
+        _tls_upgrade(packets, facts)
+    else:  # mysql
+        facts = others.mysql_facts(packets)
+        _tls_upgrade(packets, facts)
+    return FlowFacts(app=app, **facts)

@@ -1,0 +1,127 @@
+"""FlowFacts: what the payload heads of one flow told us, one value per flow-table column.
+
+A frozen, slotted dataclass rather than a dict: the field list is the column list
+(:data:`FLOW_FACTS_FIELDS`, :data:`FLOW_FACTS_SCHEMA`), a typo is an error, and the two most
+common results (no payload, unknown payload) are shared singletons. Sequences are tuples so
+a value is hashable and cannot be changed behind the flow table's back. ``None`` means "not
+visible in the heads", never "false".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pyarrow as pa
+
+#: Field values found by a protocol reader, by FlowFacts field name.
+Facts = dict[str, Any]
+
+#: Values of :attr:`FlowFacts.app`.
+APPS: tuple[str, ...] = (
+    "none",  # no payload at all
+    "unknown",
+    "tls",
+    "http",
+    "ssh",
+    "ldap",
+    "smb",
+    "dns",
+    "ntp",
+    "dhcp",
+    "iscsi",
+    "nats",
+    "mysql",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFacts:
+    """Application facts of one bidirectional flow, learned from its first payload heads."""
+
+    app: str = "unknown"
+    #: True: payload encrypted (TLS, SSH, LDAP after StartTLS, SMB3 transform, ...);
+    #: False: cleartext application data seen; None: cannot tell.
+    encrypted: bool | None = None
+
+    # TLS (also when TLS follows a StartTLS-like upgrade inside another protocol)
+    tls_record_version: str | None = None  # version field of the flow's first TLS record
+    tls_client_versions: tuple[str, ...] = ()  # offered: supported_versions, else legacy version
+    tls_version: str | None = None  # negotiated, from the ServerHello
+    tls_cipher_suite: int | None = None  # negotiated, from the ServerHello
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()  # offered by the client
+    alpn_selected: str | None = None  # chosen by the server (TLS <= 1.2 only: 1.3 encrypts it)
+    tls_cert_requested: bool | None = None  # the server sent a CertificateRequest
+    tls_client_cert: bool | None = None  # the client sent a non-empty Certificate
+
+    # HTTP: the flow's first request and first response
+    http_method: str | None = None
+    http_target: str | None = None
+    http_host: str | None = None
+    http_user_agent: str | None = None
+    http_status: int | None = None
+
+    # SSH
+    ssh_banner: str | None = None  # the server's identification string, else the client's
+    ssh_client_banner: str | None = None
+
+    # LDAP
+    ldap_starttls: bool = False  # extendedRequest 1.3.6.1.4.1.1466.20037 seen
+    ldap_bind: str | None = None  # "simple" or "sasl:<mechanism>" of the first BindRequest
+
+    # DNS (names lower-cased, without the trailing dot)
+    dns_queries: tuple[str, ...] = ()
+    dns_answers: tuple[tuple[str, str], ...] = ()  # (name, address); CNAME owners included
+
+    # SMB
+    smb_dialect: str | None = None  # "2.0.2" ... "3.1.1", or the SMB1 dialect string
+    smb_signing_required: bool | None = None  # server's negotiate SecurityMode
+
+    # NTP
+    ntp_version: int | None = None
+    ntp_mode: int | None = None
+
+    #: Software the server announced: MySQL version, NATS version, HTTP ``Server`` header.
+    server_version: str | None = None
+
+
+FLOW_FACTS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FlowFacts))
+
+_STR_LIST = pa.list_(pa.string())
+
+#: Arrow types of the columns, in field order.
+FLOW_FACTS_SCHEMA = pa.schema(
+    [
+        ("app", pa.string()),
+        ("encrypted", pa.bool_()),
+        ("tls_record_version", pa.string()),
+        ("tls_client_versions", _STR_LIST),
+        ("tls_version", pa.string()),
+        ("tls_cipher_suite", pa.uint16()),
+        ("sni", pa.string()),
+        ("alpn", _STR_LIST),
+        ("alpn_selected", pa.string()),
+        ("tls_cert_requested", pa.bool_()),
+        ("tls_client_cert", pa.bool_()),
+        ("http_method", pa.string()),
+        ("http_target", pa.string()),
+        ("http_host", pa.string()),
+        ("http_user_agent", pa.string()),
+        ("http_status", pa.uint16()),
+        ("ssh_banner", pa.string()),
+        ("ssh_client_banner", pa.string()),
+        ("ldap_starttls", pa.bool_()),
+        ("ldap_bind", pa.string()),
+        ("dns_queries", _STR_LIST),
+        ("dns_answers", pa.list_(pa.struct([("name", pa.string()), ("address", pa.string())]))),
+        ("smb_dialect", pa.string()),
+        ("smb_signing_required", pa.bool_()),
+        ("ntp_version", pa.uint8()),
+        ("ntp_mode", pa.uint8()),
+        ("server_version", pa.string()),
+    ]
+)
+
+NO_PAYLOAD = FlowFacts(app="none")
+UNKNOWN = FlowFacts(app="unknown")
