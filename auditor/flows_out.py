@@ -1,0 +1,101 @@
+"""Writers for the flow table: JSON (the contract), CSV, Parquet and a terminal table.
+
+JSON contract (README, "pcap-audit flows"): ``{"captures": [...], "flows": [...]}`` with
+timestamps in ISO 8601 UTC and IPv6 in compressed form. The internal byte columns
+(``*_ip_bytes``) never leave the process.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.traffic import Traffic, iso
+
+FORMATS = ("table", "json", "csv", "parquet")
+_INTERNAL = ("src_ip_bytes", "dst_ip_bytes", "capture")
+
+
+def public_flows(table: pa.Table) -> pa.Table:
+    """The flow table without internal columns."""
+    return table.drop_columns([c for c in _INTERNAL if c in table.column_names])
+
+
+def flow_records(table: pa.Table) -> list[dict[str, Any]]:
+    """Flow rows as JSON-ready dicts (timestamps as ISO strings)."""
+    t = public_flows(table)
+    first = t.column("first_seen").cast(pa.int64()).to_pylist()
+    last = t.column("last_seen").cast(pa.int64()).to_pylist()
+    rows = t.drop_columns(["first_seen", "last_seen"]).to_pylist()
+    out = []
+    for row, f, la in zip(rows, first, last, strict=True):
+        row["first_seen"] = iso(f)
+        row["last_seen"] = iso(la)
+        out.append(row)
+    return out
+
+
+def flows_json(traffic: Traffic) -> dict[str, Any]:
+    assert traffic.flows is not None
+    return {"captures": traffic.captures, "flows": flow_records(traffic.flows)}
+
+
+def write_flows(traffic: Traffic, fmt: str, out: IO[bytes]) -> None:
+    """Write the flows in ``fmt`` to a binary stream."""
+    assert traffic.flows is not None
+    if fmt == "parquet":
+        pq.write_table(public_flows(traffic.flows), out)
+        return
+    if fmt == "json":
+        text = json.dumps(flows_json(traffic), indent=2, ensure_ascii=False, default=str) + "\n"
+    elif fmt == "csv":
+        text = _csv(flow_records(traffic.flows))
+    else:
+        text = _table(flow_records(traffic.flows))
+    out.write(text.encode("utf-8"))
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if not rows:
+        return ""
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _endpoint(ip: str, port: Any) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("first_seen", "proto", "src", "dst", "state", "pkts", "bytes", "app", "detail")
+    lines = []
+    for r in rows:
+        detail = r.get("sni") or r.get("http_host") or r.get("ssh_banner") or ""
+        if r.get("tls_version"):
+            detail = f"{r['tls_version']} {detail}".strip()
+        lines.append(
+            (
+                (r["first_seen"] or "")[:19].replace("T", " "),
+                r["proto"],
+                _endpoint(r["src_ip"], r["src_port"]),
+                _endpoint(r["dst_ip"], r["dst_port"]),
+                r.get("state") or "",
+                str(r["packets_fwd"] + r["packets_rev"]),
+                str(r["bytes_fwd"] + r["bytes_rev"]),
+                r.get("app") or "",
+                str(detail)[:40],
+            )
+        )
+    widths = [max([len(h)] + [len(x[i]) for x in lines]) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    out = [fmt.format(*head).rstrip()] + [fmt.format(*x).rstrip() for x in lines]
+    return "\n".join(out) + "\n"

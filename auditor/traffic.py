@@ -1,0 +1,114 @@
+"""Several captures -> one traffic set: their metadata, their flows, and what failed.
+
+A capture that cannot be read is recorded with its error and the others are still read:
+one bad file never loses the results of the others. Directories are walked for capture
+files (by content type suffix: .pcap, .pcapng, .cap, .dmp, and those .gz-compressed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from auditor.capture import read_packets
+from auditor.errors import CaptureError
+from auditor.flows import FlowBuilder
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+
+
+@dataclass
+class Traffic:
+    """The result of reading captures: per-capture metadata, the flow table, errors."""
+
+    captures: list[dict[str, Any]] = field(default_factory=list)
+    flows: pa.Table | None = None
+    errors: list[CaptureError] = field(default_factory=list)
+
+    @property
+    def packets(self) -> int:
+        return sum(int(c.get("packets") or 0) for c in self.captures)
+
+    def span(self) -> tuple[datetime | None, datetime | None]:
+        firsts = [c["first_seen"] for c in self.captures if c.get("first_seen")]
+        lasts = [c["last_seen"] for c in self.captures if c.get("last_seen")]
+        if not firsts:
+            return None, None
+        return (
+            datetime.fromisoformat(min(firsts)),
+            datetime.fromisoformat(max(lasts)),
+        )
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, CaptureError | None]]:
+    """Yield capture file paths; directories are walked (sorted) for capture files."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                q
+                for q in p.rglob("*")
+                if q.is_file() and q.name.lower().endswith(CAPTURE_SUFFIXES)
+            )
+            if not found:
+                yield str(p), CaptureError(p, "directory holds no capture files (.pcap, .pcapng, .cap, .gz)")
+            for q in found:
+                yield str(q), None
+        else:
+            yield str(p), None
+
+
+def iso(ns: int | None) -> str | None:
+    """Nanoseconds since the epoch -> ISO 8601 UTC with microseconds (None stays None)."""
+    if ns is None:
+        return None
+    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(
+        microsecond=(ns % 1_000_000_000) // 1000
+    )
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def capture_record(info: Any) -> dict[str, Any]:
+    """A reader's CaptureInfo -> the JSON contract's capture object."""
+    d: dict[str, Any] = asdict(info) if is_dataclass(info) else dict(info)
+    for key in ("first_seen", "last_seen"):
+        v = d.get(key)
+        if isinstance(v, int):
+            d[key] = iso(v)
+    d.setdefault("error", None)
+    return d
+
+
+def read_traffic(
+    paths: Iterable[str | os.PathLike[str]],
+    progress: Callable[[str], None] | None = None,
+) -> Traffic:
+    """Read every capture into one flow table; unreadable ones are reported in ``errors``."""
+    traffic = Traffic()
+    builder = FlowBuilder()
+    index = 0
+    for path, err in expand_paths(paths):
+        if err is not None:
+            traffic.errors.append(err)
+            continue
+        if progress:
+            progress(path)
+        try:
+            reader = read_packets(path)
+            for batch in reader:
+                builder.add_batch(batch, index)
+        except CaptureError as exc:
+            traffic.errors.append(exc)
+            traffic.captures.append({"path": path, "error": exc.one_line(), "packets": 0})
+            index += 1
+            continue
+        traffic.captures.append(capture_record(reader.info))
+        index += 1
+    traffic.flows = builder.table()
+    return traffic
