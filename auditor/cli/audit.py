@@ -1,0 +1,50 @@
+"""``pcap-audit CAPTURE... --ruleset NAME``: the audit (also ``pcap-audit audit ...``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from auditor.audit.engine import SEVERITIES, audit
+from auditor.cli.common import handle_errors
+from auditor.report import FORMATS, render
+from auditor.rules import load_inventory, load_ruleset
+
+
+@click.command("audit")
+@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@click.option("-r", "--ruleset", "ruleset_name", required=True, metavar="NAME|PATH",
+              help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.")
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Roles -> hosts (YAML). Without it, roles are inferred from the traffic.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@click.option("--fail-on", type=click.Choice([*SEVERITIES, "never"]), default="medium",
+              show_default=True, help="Exit 1 when a finding is at or above this severity.")
+@handle_errors
+def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None, fmt: str,
+            output: str | None, fail_on: str) -> None:
+    """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set.
+
+    Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it,
+    2 usage/ruleset/inventory error, 3 a capture could not be read (the rest is still audited).
+
+    Example:
+
+        pcap-audit night.pcapng --ruleset applayering --inventory hosts.yaml --format sarif -o audit.sarif
+    """
+    ruleset = load_ruleset(ruleset_name)
+    inv = load_inventory(inventory, ruleset) if inventory else None
+    progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
+    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress)
+    for err in result.errors:
+        click.echo(f"pcap-audit: {err}", err=True)
+    color = fmt == "table" and output is None and sys.stdout.isatty()
+    text = render(result.document, fmt, color=color)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+    sys.exit(int(result.exit_code))

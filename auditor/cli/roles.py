@@ -1,0 +1,69 @@
+"""``pcap-audit roles``: which host holds which role, and why."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import click
+
+from auditor.cli.common import handle_errors
+from auditor.errors import ExitCode
+from auditor.flows_out import public_flows
+from auditor.roles import resolve_roles
+from auditor.rules import dump_inventory, load_inventory, load_ruleset
+from auditor.traffic import read_traffic
+
+
+@click.command("roles")
+@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@click.option("-r", "--ruleset", "ruleset_name", required=True, metavar="NAME|PATH")
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Show the inventory's placement instead of inferring.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "inventory"]),
+              default="table", show_default=True,
+              help="'inventory' writes an inventory YAML file to correct and reuse.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@handle_errors
+def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None, fmt: str,
+            output: str | None) -> None:
+    """Show the roles of the hosts in CAPTURE files, inferred from the traffic (or an inventory).
+
+    Example:
+
+        pcap-audit roles night.pcap --ruleset applayering --format inventory -o hosts.yaml
+    """
+    ruleset = load_ruleset(ruleset_name)
+    inv = load_inventory(inventory, ruleset) if inventory else None
+    traffic = read_traffic(captures)
+    for err in traffic.errors:
+        click.echo(f"pcap-audit: {err.one_line()}", err=True)
+    assert traffic.flows is not None
+    roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
+    if fmt == "json":
+        text = json.dumps({"ruleset": ruleset.name, "roles": [h.to_json() for h in roles.hosts]},
+                          indent=2) + "\n"
+    elif fmt == "inventory":
+        mapping: dict[str, list[str]] = {}
+        comments: dict[str, str] = {}
+        for h in roles.hosts:
+            for r in h.roles:
+                mapping.setdefault(r, []).append(h.ip)
+            comments[h.ip] = f"{h.source}, confidence {h.confidence:.2f}"
+        buf = io.StringIO()
+        dump_inventory(mapping, buf, comments)
+        text = buf.getvalue()
+    else:
+        lines = [f"{'ip':<40} {'roles':<32} {'source':<9} conf  evidence"]
+        for h in roles.hosts:
+            ev = h.evidence[0] if h.evidence else ""
+            lines.append(f"{h.ip:<40} {'+'.join(h.roles):<32} {h.source:<9} {h.confidence:.2f}  {ev}")
+        text = "\n".join(lines) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+    if traffic.errors:
+        sys.exit(int(ExitCode.CAPTURE))

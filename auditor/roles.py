@@ -1,0 +1,250 @@
+"""Which host holds which role: from an inventory, or inferred from the traffic itself.
+
+Inventory: addresses and CIDRs match directly; DNS names and wildcards match the names the
+capture reveals for an address (TLS SNI and HTTP Host of the flows it serves, DNS answers).
+
+Inference (no inventory): each flow is evidence. A host that *answered* on port P is evidence
+for every role the ruleset documents as the destination of P; a host that *connected* to P
+is evidence for every documented source role of P. Evidence is weighted 1/k where k is the
+number of roles that share it (port 8016 names the agent alone; 443 is shared by a dozen
+roles), summed per role over distinct ports, plus name and user-agent hints from the
+ruleset's roles. A role is assigned at a score of 1 or more; confidence is
+``score / (score + 0.5)`` capped at 0.95. Hosts below that stay unknown. The aggregation is
+SQL over the flow table; Python only ranks the few candidate roles per host.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from auditor.rules import Inventory, Ruleset, rules_table
+
+ASSIGN_AT = 1.0
+
+
+@dataclass(frozen=True)
+class HostRoles:
+    """The roles of one address, where they came from and why."""
+
+    ip: str
+    roles: tuple[str, ...]
+    source: str  # "inventory" | "inferred"
+    confidence: float
+    evidence: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "roles": list(self.roles),
+            "source": self.source,
+            "confidence": round(self.confidence, 2),
+            "evidence": list(self.evidence),
+            "names": list(self.names),
+        }
+
+
+def observed_names(flows: pa.Table) -> dict[str, set[tuple[str, str]]]:
+    """ip -> {(name, how)} from SNI and HTTP Host (of the server) and DNS answers."""
+    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    cols = flows.column_names
+    dst = flows.column("dst_ip").to_pylist()
+    for col, how in (("sni", "TLS SNI"), ("http_host", "HTTP Host")):
+        if col not in cols:
+            continue
+        for ip, name in zip(dst, flows.column(col).to_pylist(), strict=True):
+            if name:
+                out[ip].add((_norm_name(name), how))
+    if "dns_answers" in cols:
+        for answers in flows.column("dns_answers").to_pylist():
+            for pair in answers or ():
+                name, addr = _pair(pair)
+                if name and addr:
+                    out[addr].add((_norm_name(name), "DNS answer"))
+    return out
+
+
+def _pair(pair: Any) -> tuple[str | None, str | None]:
+    if isinstance(pair, dict):
+        vals = list(pair.values())
+        return (vals[0], vals[1]) if len(vals) >= 2 else (None, None)
+    return (pair[0], pair[1]) if pair and len(pair) >= 2 else (None, None)
+
+
+def _norm_name(name: str) -> str:
+    name = name.strip().lower().rstrip(".")
+    if name.startswith("[") or name.count(":") > 1:
+        return name
+    return name.rsplit(":", 1)[0] if ":" in name else name  # Host: name:port
+
+
+def hosts_in(flows: pa.Table) -> list[str]:
+    ips = set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist())
+    return sorted(ips)
+
+
+def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRoles]:
+    """Roles of every address in the traffic that the inventory places (by address or name)."""
+    names = observed_names(flows)
+    out = []
+    for ip in hosts_in(flows):
+        roles = set(inventory.roles_for_ip(ip))
+        evidence = [f"inventory: address {ip}"] if roles else []
+        seen = sorted(names.get(ip, ()))
+        for name, how in seen:
+            by_name = inventory.roles_for_name(name)
+            if by_name - roles:
+                evidence.append(f"inventory: {how} {name}")
+            roles |= by_name
+        if roles:
+            out.append(
+                HostRoles(ip, tuple(sorted(roles)), "inventory", 1.0, tuple(evidence),
+                          tuple(sorted({n for n, _ in seen})))
+            )
+    return out
+
+
+_EVIDENCE_SQL = """
+WITH obs AS (
+    SELECT dst_ip AS ip, 'serves' AS side, proto, dst_port AS port, count(*) AS n
+    FROM flows
+    WHERE proto IN ('tcp', 'udp') AND packets_rev > 0
+      AND coalesce(state, 'udp') NOT IN ('rejected', 'attempted')
+    GROUP BY ALL
+    UNION ALL
+    SELECT src_ip, 'uses', proto, dst_port, count(*)
+    FROM flows
+    WHERE proto IN ('tcp', 'udp')
+    GROUP BY ALL
+),
+cand AS (
+    SELECT o.ip, o.side, o.proto, o.port, o.n,
+           CASE o.side WHEN 'serves' THEN r.to_role ELSE r.from_role END AS role
+    FROM obs o JOIN rules r
+      ON r.proto = o.proto AND o.port BETWEEN r.port_lo AND r.port_hi
+    GROUP BY ALL
+),
+k AS (
+    SELECT side, proto, port, count(DISTINCT role) AS k FROM cand GROUP BY ALL
+)
+SELECT c.ip, c.role, c.side, c.proto, c.port, c.n, 1.0 / k.k AS weight
+FROM cand c JOIN k USING (side, proto, port)
+ORDER BY c.ip, c.role, c.side, c.port
+"""
+
+
+def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
+    """Infer roles from served/used ports and the ruleset's name and user-agent hints."""
+    con = duckdb.connect()
+    con.register("flows", flows.select(_needed(flows)))
+    con.register("rules", rules_table(ruleset))
+    rows = con.execute(_EVIDENCE_SQL).fetchall()
+    score: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    why: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for ip, role, side, proto, port, n, weight in rows:
+        score[ip][role] += weight
+        verb = "answered on" if side == "serves" else "connected to"
+        why[ip][role].append(f"{verb} {proto}/{port} ({n} flow{'s' if n != 1 else ''}, weight {weight:.2f})")
+    names = observed_names(flows)
+    for ip, role, how in _hint_matches(ruleset, flows, names):
+        score[ip][role] += 1.0
+        why[ip][role].append(how)
+    out = []
+    for ip in sorted(score):
+        chosen = sorted(r for r, s in score[ip].items() if s >= ASSIGN_AT - 1e-9)
+        if not chosen:
+            continue
+        best = min(score[ip][r] for r in chosen)
+        conf = min(0.95, best / (best + 0.5))
+        evidence = tuple(f"{r}: {e}" for r in chosen for e in why[ip][r])
+        out.append(
+            HostRoles(ip, tuple(chosen), "inferred", conf, evidence,
+                      tuple(sorted({n for n, _ in names.get(ip, ())})))
+        )
+    return out
+
+
+def _needed(flows: pa.Table) -> list[str]:
+    return [c for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state")
+            if c in flows.column_names]
+
+
+def _hint_matches(
+    ruleset: Ruleset, flows: pa.Table, names: dict[str, set[tuple[str, str]]]
+) -> Iterable[tuple[str, str, str]]:
+    """(ip, role, evidence) from role hints: name patterns and HTTP user agents."""
+    uas: dict[str, set[str]] = defaultdict(set)
+    if "http_user_agent" in flows.column_names:
+        for ip, ua in zip(flows.column("src_ip").to_pylist(),
+                          flows.column("http_user_agent").to_pylist(), strict=True):
+            if ua:
+                uas[ip].add(ua)
+    for role in ruleset.roles:
+        hints = getattr(role, "hints", None)
+        if not hints:
+            continue
+        patterns = [p.lower() for p in _hint_list(hints, "names")]
+        agents = [a.lower() for a in _hint_list(hints, "user_agents")]
+        if patterns:
+            for ip, seen in names.items():
+                for name, how in seen:
+                    if any(_name_match(name, p) for p in patterns):
+                        yield ip, role.id, f"{how} {name} matches the role's name hints"
+                        break
+        if agents:
+            for ip, seen_ua in uas.items():
+                for ua in seen_ua:
+                    if any(a in ua.lower() for a in agents):
+                        yield ip, role.id, f"HTTP User-Agent {ua!r} matches the role's hints"
+                        break
+
+
+def _hint_list(hints: Any, key: str) -> list[str]:
+    val = hints.get(key) if isinstance(hints, dict) else getattr(hints, key, None)
+    return list(val or ())
+
+
+def _name_match(name: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:]) and len(name) > len(pattern) - 1
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def host_roles_table(hosts: Iterable[HostRoles]) -> pa.Table:
+    """One row per (ip, role) for the SQL joins."""
+    ip, role, source, conf = [], [], [], []
+    for h in hosts:
+        for r in h.roles:
+            ip.append(h.ip)
+            role.append(r)
+            source.append(h.source)
+            conf.append(h.confidence)
+    return pa.table(
+        {"ip": pa.array(ip, pa.string()), "role": pa.array(role, pa.string()),
+         "source": pa.array(source, pa.string()), "confidence": pa.array(conf, pa.float64())}
+    )
+
+
+@dataclass
+class RoleMap:
+    """All hosts' roles for one audit."""
+
+    hosts: list[HostRoles] = field(default_factory=list)
+    from_inventory: bool = False
+
+    def table(self) -> pa.Table:
+        return host_roles_table(self.hosts)
+
+
+def resolve_roles(ruleset: Ruleset, flows: pa.Table, inventory: Inventory | None) -> RoleMap:
+    """Roles from the inventory when given, else inferred."""
+    if inventory is not None:
+        return RoleMap(roles_from_inventory(inventory, flows), True)
+    return RoleMap(infer_roles(ruleset, flows), False)
