@@ -2,11 +2,512 @@
  * fields for whole batches at once into caller-provided column buffers.
  *
  * Python owns all memory (numpy arrays passed through the buffer protocol); C only fills it.
+ * reader.py reads a capture in large chunks and calls scan() on each: scan() walks the
+ * records of the chunk, runs pc_decode() on each, and writes one row per record into the
+ * batch columns, until the batch is full, the chunk ends inside a record (Python carries the
+ * tail over to the next chunk), or -- pcapng -- a block other than a packet block comes up
+ * (Python parses it and calls scan() again). No Python object is created per record.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
 #include "decode.h"
+
+/* ---- limits, codes shared with reader.py (exported as module constants) --------------- */
+
+#define MAX_CAPLEN 262144u       /* a record claiming more than this is malformed */
+#define MAX_BLOCK (32u << 20)    /* a pcapng block longer than this is malformed */
+#define HEAD_TLS 4096u           /* payload head limits, see put_row() */
+#define HEAD_TEXT 1024u
+#define HEAD_OTHER 128u
+
+enum { K_PCAP = 0, K_PCAPNG = 1 };
+
+/* scan() return codes */
+enum {
+    ST_FULL = 1,    /* batch rows or payload buffer full: emit the batch, call again */
+    ST_NEED = 2,    /* chunk ends inside a record/block: st[S_NEED] bytes needed at S_POS */
+    ST_BLOCK = 3,   /* pcapng: a non-packet block at S_POS (SHB: only its type was read) */
+    ST_BAD = 4,     /* malformed record header: a bad_record row was written, stop reading */
+    ST_BADSKIP = 5, /* pcapng: malformed packet block skipped by its (sane) length */
+};
+
+/* why a record was bad (st[S_BADCODE]); st[S_BADVAL] holds the offending value */
+enum {
+    BAD_CAPLEN = 1,       /* caplen > MAX_CAPLEN */
+    BAD_BLOCKLEN = 2,     /* block length < 12, not a multiple of 4 or > MAX_BLOCK */
+    BAD_TRAILER = 3,      /* trailing block length differs from the leading one */
+    BAD_IFACE = 4,        /* interface id not defined in this section */
+    BAD_SHORT_BLOCK = 5,  /* block too short for its fixed fields */
+    BAD_CAPLEN_BLOCK = 6, /* caplen larger than the block */
+};
+
+/* The state vector (int64 numpy array), in/out. */
+enum {
+    S_POS,      /* in/out: offset of the next record in the chunk */
+    S_END,      /* in: bytes valid in the chunk */
+    S_ROW,      /* in/out: next row of the batch */
+    S_ROWCAP,   /* in: rows in the batch */
+    S_FRAME,    /* in/out: records seen so far in the file (frame numbers are 1-based) */
+    S_DUSED,    /* in/out: payload data bytes used */
+    S_DCAP,     /* in: payload data capacity */
+    S_SWAP,     /* in: 1 when the file/section byte order is not the host's */
+    S_NEED,     /* out: with ST_NEED, bytes needed from S_POS */
+    S_BYTES,    /* in/out: sum of wire lengths */
+    S_TSMIN,    /* in/out: smallest timestamp seen (INT64_MAX when none) */
+    S_TSMAX,    /* in/out: largest timestamp seen (INT64_MIN when none) */
+    S_BADCODE,  /* out: BAD_* */
+    S_BADVAL,   /* out */
+    S_BADPOS,   /* out: offset of the bad record/block in the chunk */
+    S_NULLS,    /* in/out, 7 slots: null counts of the validity bitmaps, V_* order */
+    S_STATUS = S_NULLS + 7, /* in/out, 10 slots: rows per status code */
+    S_LEN = S_STATUS + 10,
+};
+
+/* The interface table (int64 numpy array, IF_W values per interface). */
+enum { IF_LT, IF_SNAP, IF_MUL, IF_DIV, IF_OFF, IF_PKTS, IF_W };
+
+/* The batch columns, in the order of the tuple scan() takes (exported as COLUMNS). */
+enum {
+    C_FRAME, C_TS, C_WIRE, C_CAP, C_LT, C_STATUS, C_VLAN, C_VLAN_IN, C_MPLS, C_TUN, C_TUNID,
+    C_OSRC, C_ODST, C_IPV, C_SRC, C_DST, C_PROTO, C_SPORT, C_DPORT, C_FLAGS, C_SEQ, C_FRAG,
+    C_IPID, C_PLEN, C_POFF, C_PDATA, C_KEY, C_DIR,
+    V_TS, V_VLAN, V_VLAN_IN, V_MPLS, V_TUNID, V_OUTER, V_IP,
+    NCOLS,
+};
+
+/* kind: 'n' numeric (width bytes per row), 'o' payload offsets (rows + 1 int32), 'd' payload
+ * data (S_DCAP bytes), 'v' validity bitmap ((rows + 7) / 8 bytes, zeroed by the caller). */
+static const struct {
+    const char *name;
+    const char *dtype;
+    char kind;
+    int width;
+} COLS[NCOLS] = {
+    {"frame", "<u8", 'n', 8}, {"ts", "<i8", 'n', 8}, {"wire_len", "<u4", 'n', 4},
+    {"cap_len", "<u4", 'n', 4}, {"linktype", "<u2", 'n', 2}, {"status", "u1", 'n', 1},
+    {"vlan", "<i4", 'n', 4}, {"vlan_inner", "<i4", 'n', 4}, {"mpls", "<i4", 'n', 4},
+    {"tunnel", "u1", 'n', 1}, {"tunnel_id", "<u4", 'n', 4}, {"outer_src", "u1", 'n', 16},
+    {"outer_dst", "u1", 'n', 16}, {"ip_version", "u1", 'n', 1}, {"src_ip", "u1", 'n', 16},
+    {"dst_ip", "u1", 'n', 16}, {"proto", "u1", 'n', 1}, {"src_port", "<u2", 'n', 2},
+    {"dst_port", "<u2", 'n', 2}, {"tcp_flags", "u1", 'n', 1}, {"tcp_seq", "<u4", 'n', 4},
+    {"frag", "u1", 'n', 1}, {"ip_id", "<u4", 'n', 4}, {"payload_len", "<u4", 'n', 4},
+    {"payload_offsets", "<i4", 'o', 4}, {"payload_data", "u1", 'd', 1},
+    {"flow_key", "<u8", 'n', 8}, {"flow_dir", "u1", 'n', 1},
+    {"valid_ts", "u1", 'v', 0}, {"valid_vlan", "u1", 'v', 0}, {"valid_vlan_inner", "u1", 'v', 0},
+    {"valid_mpls", "u1", 'v', 0}, {"valid_tunnel_id", "u1", 'v', 0},
+    {"valid_outer", "u1", 'v', 0}, {"valid_ip", "u1", 'v', 0},
+};
+
+typedef struct {
+    uint8_t *p[NCOLS];
+} cols_t;
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static inline uint32_t rd32(const uint8_t *p, int sw)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return sw ? __builtin_bswap32(v) : v;
+}
+
+static inline uint16_t rd16(const uint8_t *p, int sw)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return sw ? __builtin_bswap16(v) : v;
+}
+
+static inline uint64_t rd64le(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* Symmetric flow hash: the (ip, port) endpoints are put in canonical order (lower 16-byte
+ * address first, then lower port), then (proto, lower, upper, vlan) is hashed with a
+ * wyhash-style 128-bit multiply/fold. *dir = 0 when (a, pa) is the lower endpoint. ICMP and
+ * ICMPv6 carry type/code in the port columns: they are hashed as ports 0 (one flow per host
+ * pair and vlan). */
+static inline uint64_t flow_hash(uint8_t proto, const uint8_t *a, uint16_t pa, const uint8_t *b,
+                                 uint16_t pb, int32_t vlan, uint8_t *dir)
+{
+    if (proto == 1 || proto == 58) pa = pb = 0;
+    int c = memcmp(a, b, 16);
+    if (c > 0 || (c == 0 && pa > pb)) {
+        const uint8_t *t = a;
+        a = b;
+        b = t;
+        uint16_t tp = pa;
+        pa = pb;
+        pb = tp;
+        *dir = 1;
+    } else {
+        *dir = 0;
+    }
+    const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull,
+                   k2 = 0x8ebc6af09c88c6e3ull, k3 = 0x589965cc75374cc3ull,
+                   k4 = 0x1d8e4e27c47d124full;
+    uint64_t w = ((uint64_t)pa << 48) | ((uint64_t)pb << 32) | (uint32_t)vlan;
+    uint64_t h = mum(rd64le(a) ^ k0, rd64le(a + 8) ^ k1);
+    h = mum(h ^ rd64le(b) ^ k2, rd64le(b + 8) ^ k3);
+    h = mum(h ^ w ^ k4, ((uint64_t)proto << 56 | 0x2d) ^ k1);
+    return mum(h ^ k0, h ^ k2 ^ 40);
+}
+
+static inline int head_text(uint8_t ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '-';
+}
+
+#define SETBIT(bm, r) ((bm)[(r) >> 3] |= (uint8_t)(1u << ((r)&7)))
+
+/* Write row r: record fields, decoded fields, payload head, flow key, validity bits.
+ * Payload head policy (see reader.py): up to HEAD_TLS bytes when the payload starts like a
+ * TLS handshake record (16 03), up to HEAD_TEXT when its first 4 bytes are ASCII letters or
+ * '-' (HTTP, SSH, SMTP, ...), otherwise up to HEAD_OTHER. The caller guarantees HEAD_TLS
+ * bytes of room in the payload buffer. */
+static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, int64_t ts,
+                           int ts_valid, uint32_t wire, uint32_t caplen, uint32_t lt,
+                           const pc_pkt *o, const uint8_t *rec)
+{
+    ((uint64_t *)c->p[C_FRAME])[r] = frame;
+    ((int64_t *)c->p[C_TS])[r] = ts_valid ? ts : 0;
+    ((uint32_t *)c->p[C_WIRE])[r] = wire;
+    ((uint32_t *)c->p[C_CAP])[r] = caplen;
+    ((uint16_t *)c->p[C_LT])[r] = (uint16_t)lt;
+    c->p[C_STATUS][r] = o->status;
+    ((int32_t *)c->p[C_VLAN])[r] = o->vlan;
+    ((int32_t *)c->p[C_VLAN_IN])[r] = o->vlan_inner;
+    ((int32_t *)c->p[C_MPLS])[r] = o->mpls;
+    c->p[C_TUN][r] = o->tunnel;
+    ((uint32_t *)c->p[C_TUNID])[r] = o->tunnel_id;
+    memcpy(c->p[C_OSRC] + 16 * r, o->outer_src, 16);
+    memcpy(c->p[C_ODST] + 16 * r, o->outer_dst, 16);
+    c->p[C_IPV][r] = o->ip_version;
+    memcpy(c->p[C_SRC] + 16 * r, o->src_ip, 16);
+    memcpy(c->p[C_DST] + 16 * r, o->dst_ip, 16);
+    c->p[C_PROTO][r] = o->proto;
+    ((uint16_t *)c->p[C_SPORT])[r] = o->src_port;
+    ((uint16_t *)c->p[C_DPORT])[r] = o->dst_port;
+    c->p[C_FLAGS][r] = o->tcp_flags;
+    ((uint32_t *)c->p[C_SEQ])[r] = o->tcp_seq;
+    c->p[C_FRAG][r] = o->frag;
+    ((uint32_t *)c->p[C_IPID])[r] = o->ip_id;
+    ((uint32_t *)c->p[C_PLEN])[r] = o->payload_len;
+
+    /* payload head */
+    int64_t used = st[S_DUSED];
+    uint32_t n = 0;
+    if (o->payload_caplen && (uint64_t)o->payload_off + o->payload_caplen <= caplen) {
+        const uint8_t *pl = rec + o->payload_off;
+        uint32_t m = o->payload_caplen, lim = HEAD_OTHER;
+        if (m >= 2 && pl[0] == 0x16 && pl[1] == 0x03)
+            lim = HEAD_TLS;
+        else if (m >= 4 && head_text(pl[0]) && head_text(pl[1]) && head_text(pl[2]) &&
+                 head_text(pl[3]))
+            lim = HEAD_TEXT;
+        n = m < lim ? m : lim;
+        memcpy(c->p[C_PDATA] + used, pl, n);
+    }
+    used += n;
+    st[S_DUSED] = used;
+    ((int32_t *)c->p[C_POFF])[r + 1] = (int32_t)used;
+
+    /* flow key, validity */
+    uint8_t dir = 0;
+    uint64_t key = 0;
+    if (o->ip_version) {
+        key = flow_hash(o->proto, o->src_ip, o->src_port, o->dst_ip, o->dst_port, o->vlan, &dir);
+        SETBIT(c->p[V_IP], r);
+    } else {
+        st[S_NULLS + (V_IP - V_TS)]++;
+    }
+    ((uint64_t *)c->p[C_KEY])[r] = key;
+    c->p[C_DIR][r] = dir;
+    if (ts_valid) SETBIT(c->p[V_TS], r); else st[S_NULLS + 0]++;
+    if (o->vlan >= 0) SETBIT(c->p[V_VLAN], r); else st[S_NULLS + (V_VLAN - V_TS)]++;
+    if (o->vlan_inner >= 0) SETBIT(c->p[V_VLAN_IN], r); else st[S_NULLS + (V_VLAN_IN - V_TS)]++;
+    if (o->mpls >= 0) SETBIT(c->p[V_MPLS], r); else st[S_NULLS + (V_MPLS - V_TS)]++;
+    if (o->tunnel) SETBIT(c->p[V_TUNID], r); else st[S_NULLS + (V_TUNID - V_TS)]++;
+    if (o->has_outer) SETBIT(c->p[V_OUTER], r); else st[S_NULLS + (V_OUTER - V_TS)]++;
+
+    st[S_STATUS + (o->status < 10 ? o->status : PC_BAD_RECORD)]++;
+    if (o->status != PC_BAD_RECORD) {
+        st[S_BYTES] += wire;
+        if (ts_valid) {
+            if (ts < st[S_TSMIN]) st[S_TSMIN] = ts;
+            if (ts > st[S_TSMAX]) st[S_TSMAX] = ts;
+        }
+    }
+}
+
+/* A row for a record whose header is impossible: frame number and status only. */
+static void put_bad_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, uint32_t lt,
+                        int code, int64_t val, int64_t pos)
+{
+    pc_pkt o;
+    memset(&o, 0, sizeof(o));
+    o.vlan = o.vlan_inner = o.mpls = -1;
+    o.status = PC_BAD_RECORD;
+    put_row(c, st, r, frame, 0, 0, 0, 0, lt, &o, NULL);
+    st[S_BADCODE] = code;
+    st[S_BADVAL] = val;
+    st[S_BADPOS] = pos;
+}
+
+static inline int batch_full(const int64_t *st, int64_t row)
+{
+    return row >= st[S_ROWCAP] || st[S_DCAP] - st[S_DUSED] < (int64_t)HEAD_TLS;
+}
+
+/* ---- classic pcap -------------------------------------------------------------------- */
+
+static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif, const cols_t *c)
+{
+    int64_t pos = st[S_POS], end = st[S_END], row = st[S_ROW];
+    uint64_t frame = (uint64_t)st[S_FRAME];
+    int sw = (int)st[S_SWAP];
+    uint32_t lt = nif ? (uint32_t)ifc[IF_LT] : 0;
+    int64_t mul = nif ? ifc[IF_MUL] : 1000;
+    int rc;
+    pc_pkt o;
+    for (;;) {
+        if (batch_full(st, row)) { rc = ST_FULL; break; }
+        if (end - pos < 16) { st[S_NEED] = 16; rc = ST_NEED; break; }
+        const uint8_t *h = buf + pos;
+        uint32_t caplen = rd32(h + 8, sw);
+        if (caplen > MAX_CAPLEN) {
+            put_bad_row(c, st, row++, ++frame, lt, BAD_CAPLEN, caplen, pos);
+            rc = ST_BAD;
+            break;
+        }
+        if (end - pos - 16 < (int64_t)caplen) { st[S_NEED] = 16 + (int64_t)caplen; rc = ST_NEED; break; }
+        uint32_t sec = rd32(h, sw), frac = rd32(h + 4, sw), wire = rd32(h + 12, sw);
+        int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * mul;
+        pc_decode(h + 16, caplen, lt, &o);
+        put_row(c, st, row++, ++frame, ts, 1, wire, caplen, lt, &o, h + 16);
+        pos += 16 + (int64_t)caplen;
+    }
+    if (nif) ifc[IF_PKTS] += (int64_t)frame - st[S_FRAME];
+    st[S_POS] = pos;
+    st[S_ROW] = row;
+    st[S_FRAME] = (int64_t)frame;
+    return rc;
+}
+
+/* ---- pcapng -------------------------------------------------------------------------- */
+
+#define BT_SHB 0x0A0D0D0Au
+#define BT_PB 2u  /* obsolete Packet Block */
+#define BT_SPB 3u
+#define BT_EPB 6u
+
+static inline int64_t ticks_to_ns(uint64_t t, const int64_t *f)
+{
+    int64_t ns;
+    if (f[IF_DIV] == 1)
+        ns = (int64_t)(t * (uint64_t)f[IF_MUL]);
+    else
+        ns = (int64_t)((__uint128_t)t * (uint64_t)f[IF_MUL] / (uint64_t)f[IF_DIV]);
+    return ns + f[IF_OFF];
+}
+
+static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
+                       const cols_t *c)
+{
+    int64_t pos = st[S_POS], end = st[S_END], row = st[S_ROW];
+    uint64_t frame = (uint64_t)st[S_FRAME];
+    int sw = (int)st[S_SWAP];
+    int rc;
+    pc_pkt o;
+    for (;;) {
+        if (batch_full(st, row)) { rc = ST_FULL; break; }
+        if (end - pos < 8) { st[S_NEED] = 8; rc = ST_NEED; break; }
+        const uint8_t *b = buf + pos;
+        uint32_t type = rd32(b, sw);
+        if (type == BT_SHB) { rc = ST_BLOCK; break; } /* its byte order may differ: Python */
+        uint32_t blen = rd32(b + 4, sw);
+        if (blen < 12 || (blen & 3) || blen > MAX_BLOCK) {
+            put_bad_row(c, st, row++, ++frame, 0, BAD_BLOCKLEN, blen, pos);
+            rc = ST_BAD;
+            break;
+        }
+        if (end - pos < (int64_t)blen) { st[S_NEED] = blen; rc = ST_NEED; break; }
+        if (rd32(b + blen - 4, sw) != blen) {
+            put_bad_row(c, st, row++, ++frame, 0, BAD_TRAILER, rd32(b + blen - 4, sw), pos);
+            rc = ST_BAD;
+            break;
+        }
+        if (type != BT_EPB && type != BT_SPB && type != BT_PB) { rc = ST_BLOCK; break; }
+
+        uint32_t iface = 0, caplen = 0, wire = 0, avail;
+        int64_t ts = 0;
+        int ts_valid = 1, bad = 0;
+        int64_t badval = 0;
+        const uint8_t *data = NULL;
+        if (type == BT_SPB) {
+            iface = 0;
+            ts_valid = 0;
+            if (blen < 16) { bad = BAD_SHORT_BLOCK; badval = blen; goto check; }
+            wire = rd32(b + 8, sw);
+            avail = blen - 16;
+            data = b + 12;
+            caplen = wire < avail ? wire : avail;
+            if (nif && ifc[IF_SNAP] > 0 && caplen > (uint64_t)ifc[IF_SNAP])
+                caplen = (uint32_t)ifc[IF_SNAP];
+        } else {
+            if (blen < 32) { bad = BAD_SHORT_BLOCK; badval = blen; goto check; }
+            iface = type == BT_EPB ? rd32(b + 8, sw) : rd16(b + 8, sw);
+            uint64_t t = ((uint64_t)rd32(b + 12, sw) << 32) | rd32(b + 16, sw);
+            caplen = rd32(b + 20, sw);
+            wire = rd32(b + 24, sw);
+            avail = blen - 32;
+            data = b + 28;
+            if (caplen > avail) { bad = BAD_CAPLEN_BLOCK; badval = caplen; goto check; }
+            if (iface < nif) ts = ticks_to_ns(t, ifc + IF_W * iface);
+        }
+        if (caplen > MAX_CAPLEN) { bad = BAD_CAPLEN; badval = caplen; }
+    check:
+        if (!bad && (int64_t)iface >= nif) { bad = BAD_IFACE; badval = iface; }
+        if (bad) {
+            put_bad_row(c, st, row++, ++frame, 0, bad, badval, pos);
+            pos += blen;
+            rc = ST_BADSKIP;
+            break;
+        }
+        int64_t *f = ifc + IF_W * iface;
+        uint32_t lt = (uint32_t)f[IF_LT];
+        pc_decode(data, caplen, lt, &o);
+        put_row(c, st, row++, ++frame, ts, ts_valid, wire, caplen, lt, &o, data);
+        f[IF_PKTS]++;
+        pos += blen;
+    }
+    st[S_POS] = pos;
+    st[S_ROW] = row;
+    st[S_FRAME] = (int64_t)frame;
+    return rc;
+}
+
+/* ---- Python entry points ------------------------------------------------------------- */
+
+static int get_buf(PyObject *obj, Py_buffer *v, int writable, const char *what)
+{
+    if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Format(PyExc_TypeError, "scan: %s must be a contiguous%s buffer", what,
+                     writable ? " writable" : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* scan(kind, chunk, state, ifaces, columns) -> stop code. See the ST_* and S_* constants. */
+static PyObject *py_scan(PyObject *self, PyObject *args)
+{
+    int kind;
+    PyObject *chunk_o, *state_o, *ifc_o, *cols_o;
+    Py_buffer chunk, state, ifc, views[NCOLS];
+    cols_t c;
+    int nviews = 0, rc = -1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOOO!", &kind, &chunk_o, &state_o, &ifc_o, &PyTuple_Type,
+                          &cols_o))
+        return NULL;
+    if (PyTuple_GET_SIZE(cols_o) != NCOLS)
+        return PyErr_Format(PyExc_ValueError, "scan: expected %d columns", NCOLS);
+    if (get_buf(chunk_o, &chunk, 0, "chunk") < 0) return NULL;
+    if (get_buf(state_o, &state, 1, "state") < 0) { PyBuffer_Release(&chunk); return NULL; }
+    if (get_buf(ifc_o, &ifc, 1, "ifaces") < 0) {
+        PyBuffer_Release(&chunk);
+        PyBuffer_Release(&state);
+        return NULL;
+    }
+    int64_t *st = (int64_t *)state.buf;
+    if (state.len < (Py_ssize_t)(S_LEN * sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "scan: state too short");
+        goto done;
+    }
+    int64_t rows = st[S_ROWCAP];
+    if (st[S_END] < 0 || st[S_END] > chunk.len || st[S_POS] < 0 || st[S_POS] > st[S_END] ||
+        st[S_ROW] < 0 || st[S_ROW] > rows || st[S_DUSED] < 0 || st[S_DUSED] > st[S_DCAP]) {
+        PyErr_SetString(PyExc_ValueError, "scan: inconsistent state");
+        goto done;
+    }
+    for (; nviews < NCOLS; nviews++) {
+        if (get_buf(PyTuple_GET_ITEM(cols_o, nviews), &views[nviews], 1, COLS[nviews].name) < 0)
+            goto done;
+        Py_ssize_t need;
+        switch (COLS[nviews].kind) {
+        case 'o': need = (rows + 1) * 4; break;
+        case 'd': need = st[S_DCAP]; break;
+        case 'v': need = (rows + 7) / 8; break;
+        default: need = rows * COLS[nviews].width;
+        }
+        if (views[nviews].len < need) {
+            PyErr_Format(PyExc_ValueError, "scan: column %s too short", COLS[nviews].name);
+            nviews++;
+            goto done;
+        }
+        c.p[nviews] = (uint8_t *)views[nviews].buf;
+    }
+    int64_t nif = ifc.len / (Py_ssize_t)(IF_W * sizeof(int64_t));
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == K_PCAP)
+        rc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+    else
+        rc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+    Py_END_ALLOW_THREADS
+done:
+    for (int i = 0; i < nviews; i++) PyBuffer_Release(&views[i]);
+    PyBuffer_Release(&chunk);
+    PyBuffer_Release(&state);
+    PyBuffer_Release(&ifc);
+    if (rc < 0) return NULL;
+    return PyLong_FromLong(rc);
+}
+
+/* flow_keys(proto, src_ip, src_port, dst_ip, dst_port, vlan, out_key, out_dir): the flow_key /
+ * flow_dir of the scanner for whole columns (numpy u1, u1[n*16], u2, u1[n*16], u2, i4, u8, u1),
+ * for the flow layer when it changes ports (later IP fragments). */
+static PyObject *py_flow_keys(PyObject *self, PyObject *args)
+{
+    PyObject *o[8];
+    Py_buffer v[8];
+    static const int width[8] = {1, 16, 2, 16, 2, 4, 8, 1};
+    int n = 0;
+    Py_ssize_t rows = -1;
+    PyObject *ret = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                          &o[7]))
+        return NULL;
+    for (; n < 8; n++) {
+        if (get_buf(o[n], &v[n], n >= 6, "flow_keys argument") < 0) goto done;
+        Py_ssize_t r = v[n].len / width[n];
+        if (rows < 0 || r < rows) rows = r;
+    }
+    {
+        const uint8_t *proto = v[0].buf, *src = v[1].buf, *dst = v[3].buf;
+        const uint16_t *sp = v[2].buf, *dp = v[4].buf;
+        const int32_t *vlan = v[5].buf;
+        uint64_t *key = v[6].buf;
+        uint8_t *dir = v[7].buf;
+        for (Py_ssize_t i = 0; i < rows; i++)
+            key[i] = flow_hash(proto[i], src + 16 * i, sp[i], dst + 16 * i, dp[i], vlan[i], &dir[i]);
+    }
+    ret = PyLong_FromSsize_t(rows);
+done:
+    for (int i = 0; i < n; i++) PyBuffer_Release(&v[i]);
+    return ret;
+}
 
 static PyObject *ip_bytes(const uint8_t *a) { return PyBytes_FromStringAndSize((const char *)a, 16); }
 
@@ -37,9 +538,49 @@ static PyObject *py_decode_one(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"decode_one", py_decode_one, METH_VARARGS, "Decode one record (tests and the slow path)."},
+    {"scan", py_scan, METH_VARARGS,
+     "scan(kind, chunk, state, ifaces, columns) -> stop code: records of a chunk -> batch rows."},
+    {"flow_keys", py_flow_keys, METH_VARARGS,
+     "flow_keys(proto, src_ip, src_port, dst_ip, dst_port, vlan, out_key, out_dir) -> rows."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fast", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__fast(void) { return PyModule_Create(&moddef); }
+PyMODINIT_FUNC PyInit__fast(void)
+{
+    PyObject *m = PyModule_Create(&moddef);
+    if (!m) return NULL;
+    static const struct { const char *name; long value; } consts[] = {
+        {"MAX_CAPLEN", MAX_CAPLEN}, {"MAX_BLOCK", MAX_BLOCK}, {"HEAD_TLS", HEAD_TLS},
+        {"HEAD_TEXT", HEAD_TEXT}, {"HEAD_OTHER", HEAD_OTHER},
+        {"K_PCAP", K_PCAP}, {"K_PCAPNG", K_PCAPNG},
+        {"ST_FULL", ST_FULL}, {"ST_NEED", ST_NEED}, {"ST_BLOCK", ST_BLOCK}, {"ST_BAD", ST_BAD},
+        {"ST_BADSKIP", ST_BADSKIP},
+        {"BAD_CAPLEN", BAD_CAPLEN}, {"BAD_BLOCKLEN", BAD_BLOCKLEN}, {"BAD_TRAILER", BAD_TRAILER},
+        {"BAD_IFACE", BAD_IFACE}, {"BAD_SHORT_BLOCK", BAD_SHORT_BLOCK},
+        {"BAD_CAPLEN_BLOCK", BAD_CAPLEN_BLOCK},
+        {"S_POS", S_POS}, {"S_END", S_END}, {"S_ROW", S_ROW}, {"S_ROWCAP", S_ROWCAP},
+        {"S_FRAME", S_FRAME}, {"S_DUSED", S_DUSED}, {"S_DCAP", S_DCAP}, {"S_SWAP", S_SWAP},
+        {"S_NEED", S_NEED}, {"S_BYTES", S_BYTES}, {"S_TSMIN", S_TSMIN}, {"S_TSMAX", S_TSMAX},
+        {"S_BADCODE", S_BADCODE}, {"S_BADVAL", S_BADVAL}, {"S_BADPOS", S_BADPOS},
+        {"S_NULLS", S_NULLS}, {"S_STATUS", S_STATUS}, {"S_LEN", S_LEN},
+        {"IF_LT", IF_LT}, {"IF_SNAP", IF_SNAP}, {"IF_MUL", IF_MUL}, {"IF_DIV", IF_DIV},
+        {"IF_OFF", IF_OFF}, {"IF_PKTS", IF_PKTS}, {"IF_W", IF_W},
+    };
+    for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
+        if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0) goto fail;
+    PyObject *cols = PyTuple_New(NCOLS);
+    if (!cols) goto fail;
+    for (int i = 0; i < NCOLS; i++) {
+        PyObject *t = Py_BuildValue("(ssCi)", COLS[i].name, COLS[i].dtype, COLS[i].kind,
+                                    COLS[i].width);
+        if (!t) { Py_DECREF(cols); goto fail; }
+        PyTuple_SET_ITEM(cols, i, t);
+    }
+    if (PyModule_AddObject(m, "COLUMNS", cols) < 0) { Py_DECREF(cols); goto fail; }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
