@@ -40,6 +40,10 @@ def cli() -> None:
     """
 
 
+def main() -> None:
+    cli()
+
+
 def _register() -> None:
     from auditor.cli import audit, flows, roles, rulesets
 
@@ -47,6 +51,4 @@ def _register() -> None:
         cli.add_command(module.command)
 
 
-def main() -> None:
-    _register()
-    cli()
+_register()

@@ -1,0 +1,212 @@
+"""The flow table: direction, state, counters, port reuse, encapsulation, the JSON contract."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import dpkt
+import pytest
+from click.testing import CliRunner
+
+from auditor import synth
+from auditor.cli.flows import command as flows_command
+from auditor.traffic import read_traffic
+
+
+
+def flows_of(*paths: Path) -> list[dict[str, Any]]:
+    t = read_traffic(paths)
+    assert t.flows is not None
+    return t.flows.drop_columns(["src_ip_bytes", "dst_ip_bytes"]).to_pylist()
+
+
+def one(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    got = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    assert len(got) == 1, (match, got)
+    return got[0]
+
+
+@pytest.fixture
+def states_pcap(tmp_path: Path) -> Path:
+    c = synth.Capture()
+    c.tcp_session("10.0.0.1", "10.0.0.2", 40001, 80,
+                  [(0, synth.http_request("GET", "/", "web")), (1, synth.http_response(200, 10))])
+    c.tcp_session("10.0.0.1", "10.0.0.2", 40002, 80, [(0, b"x")], close=False)
+    c.tcp_rejected("10.0.0.1", "10.0.0.2", 40003, 23)
+    c.tcp("10.0.0.1", "10.0.0.2", 40004, 25, dpkt.tcp.TH_SYN, 1, 0)
+    # midstream: the server talks first, no handshake seen
+    c.tcp_session("10.0.0.9", "10.0.0.1", 443, 51000, [(0, b"\x17\x03\x03\x00\x05hello")],
+                  handshake=False, close=False)
+    return c.write(tmp_path / "states.pcap")
+
+
+def test_states_and_direction(states_pcap: Path) -> None:
+    rows = flows_of(states_pcap)
+    assert one(rows, dst_port=80, src_port=40001)["state"] == "closed"
+    assert one(rows, dst_port=80, src_port=40002)["state"] == "established"
+    assert one(rows, dst_port=23)["state"] == "rejected"
+    attempted = one(rows, dst_port=25)
+    assert attempted["state"] == "attempted"
+    assert attempted["packets_rev"] == 0
+    mid = one(rows, state="midstream")
+    # port heuristics: 443 is the server even though it sent first
+    assert (mid["src_ip"], mid["src_port"], mid["dst_ip"], mid["dst_port"]) == (
+        "10.0.0.1", 51000, "10.0.0.9", 443)
+    assert mid["direction_inferred"] is True
+    http = one(rows, src_port=40001)
+    assert http["direction_inferred"] is False
+    assert (http["packets_fwd"], http["packets_rev"]) == (5, 3)
+    assert http["app"] == "http" and http["http_method"] == "GET"
+
+
+def test_port_reuse_after_close_is_a_new_flow(tmp_path: Path) -> None:
+    c = synth.Capture()
+    for _ in range(3):
+        c.tcp_session("10.0.0.1", "10.0.0.2", 40000, 8016, [(0, b"hello")])
+    c.tcp_rejected("10.0.0.1", "10.0.0.2", 40001, 22)
+    c.tcp_rejected("10.0.0.1", "10.0.0.2", 40001, 22)
+    rows = flows_of(c.write(tmp_path / "reuse.pcap"))
+    assert len([r for r in rows if r["dst_port"] == 8016]) == 3
+    assert len({r["flow_id"] for r in rows}) == len(rows)
+    assert [r["state"] for r in rows if r["dst_port"] == 22] == ["rejected", "rejected"]
+
+
+def test_syn_retransmission_stays_one_flow(tmp_path: Path) -> None:
+    c = synth.Capture()
+    for _ in range(3):
+        c.tcp("10.0.0.1", "10.0.0.2", 40000, 443, dpkt.tcp.TH_SYN, 1, 0)
+    rows = flows_of(c.write(tmp_path / "retx.pcap"))
+    assert len(rows) == 1 and rows[0]["packets_fwd"] == 3
+
+
+def test_flows_span_batches_and_files(tmp_path: Path) -> None:
+    a, b = synth.Capture(), synth.Capture(start=1_763_769_700.0)
+    a.tcp_session("10.0.0.1", "10.0.0.2", 40000, 3260, [(0, b"\x43" + b"\x00" * 47)], close=False)
+    b.tcp("10.0.0.1", "10.0.0.2", 40000, 3260, dpkt.tcp.TH_ACK | dpkt.tcp.TH_FIN, 49, 5001)
+    rows = flows_of(a.write(tmp_path / "a.pcap"), b.write(tmp_path / "b.pcap"))
+    assert len(rows) == 1
+    assert rows[0]["state"] == "closed"
+    assert rows[0]["packets_fwd"] == 4
+
+
+def test_bytes_are_wire_lengths_and_payload(tmp_path: Path) -> None:
+    c = synth.Capture()
+    c.tcp_session("10.0.0.1", "10.0.0.2", 40000, 9000, [(0, b"a" * 3000)], close=False)
+    r = flows_of(c.write(tmp_path / "b.pcap"))[0]
+    # 3 handshake/ack frames + 3 data frames: 54-byte headers each
+    assert r["bytes_fwd"] == 54 * 2 + 3 * 54 + 3000
+    assert r["payload_bytes_fwd"] == 3000 and r["payload_bytes_rev"] == 0
+
+
+def test_ipv6_vlan_and_community_id(tmp_path: Path) -> None:
+    c = synth.Capture(vlan=42)
+    c.tcp_session("2001:db8:0:0::1", "2001:db8::2", 40000, 443, [(0, b"x")])
+    r = flows_of(c.write(tmp_path / "v6.pcap"))[0]
+    assert r["src_ip"] == "2001:db8::1" and r["dst_ip"] == "2001:db8::2"
+    assert r["vlan"] == 42
+    assert r["community_id"].startswith("1:") and len(r["community_id"]) == 30
+
+
+def test_udp_direction_by_port(tmp_path: Path) -> None:
+    c = synth.Capture()
+    q, resp = synth.dns_exchange("appliance.corp.example", ["10.0.0.10"])
+    c.udp("10.0.0.53", "10.0.0.1", 53, 50000, resp)  # answer first: capture began late
+    r = flows_of(c.write(tmp_path / "dns.pcap"))[0]
+    assert (r["src_ip"], r["dst_port"]) == ("10.0.0.1", 53)
+    assert r["direction_inferred"] is True
+    assert r["dns_answers"] == [["appliance.corp.example", "10.0.0.10"]]
+
+
+def _frag_capture(path: Path) -> Path:
+    """One UDP datagram in three IPv4 fragments, the first carrying the ports."""
+    payload = b"A" * 2000
+    udp = struct.pack("!HHHH", 5000, 6000, 8 + len(payload), 0) + payload
+    frags = [(0, udp[:1480], True), (1480, udp[1480:], False)]
+    with path.open("wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for i, (off, data, more) in enumerate(frags):
+            hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(data), 77,
+                              (0x2000 if more else 0) | (off // 8), 64, 17, 0,
+                              bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+            eth = b"\x04" * 6 + b"\x02" * 6 + b"\x08\x00" + hdr + data
+            w.writepkt(eth, ts=1_700_000_000 + i)
+    return path
+
+
+def test_fragments_join_their_first_fragment(tmp_path: Path) -> None:
+    rows = flows_of(_frag_capture(tmp_path / "frag.pcap"))
+    assert len(rows) == 1
+    assert (rows[0]["src_port"], rows[0]["dst_port"]) == (5000, 6000)
+    assert rows[0]["packets_fwd"] == 2
+
+
+def test_flows_json_contract(states_pcap: Path) -> None:
+    res = CliRunner().invoke(flows_command, [str(states_pcap), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert set(doc) == {"captures", "flows"}
+    cap = doc["captures"][0]
+    for key in ("path", "format", "linktypes", "packets", "bytes", "first_seen", "last_seen",
+                "truncated", "decode_errors"):
+        assert key in cap
+    for f in doc["flows"]:
+        for key in ("flow_id", "community_id", "src_ip", "src_port", "dst_ip", "dst_port",
+                    "proto", "first_seen", "last_seen", "packets_fwd", "packets_rev",
+                    "bytes_fwd", "bytes_rev", "state", "direction_inferred", "app",
+                    "tls_version", "sni", "vlan", "tunnel"):
+            assert key in f
+        assert f["first_seen"].endswith("Z")
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
+def test_flows_formats(states_pcap: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"flows.{fmt}"
+    res = CliRunner().invoke(flows_command, [str(states_pcap), "--format", fmt, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    data = out.read_bytes()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(out).num_rows == 5
+    elif fmt == "csv":
+        assert data.decode().count("\n") == 6
+    elif fmt == "table":
+        assert b"rejected" in data
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda p: p, "No such file"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+        (lambda p: (p.write_text("hello, this is not a capture\n"), p)[1], "not a pcap or pcapng"),
+        (lambda p: (p.mkdir(), p)[1], "no capture files"),
+    ],
+    ids=["missing", "empty", "foreign", "empty-directory"],
+)
+def test_bad_captures_exit_3_and_keep_the_others(
+    tmp_path: Path, states_pcap: Path, make: Any, fragment: str
+) -> None:
+    bad = make(tmp_path / "bad.pcap")
+    res = CliRunner().invoke(flows_command, [str(bad), str(states_pcap), "--format", "json"])
+    assert res.exit_code == 3
+    assert fragment.lower() in res.stderr.lower()
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert len(json.loads(res.stdout)["flows"]) == 5
+
+
+def test_truncated_capture_keeps_readable_part(tmp_path: Path, states_pcap: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    data = states_pcap.read_bytes()
+    cut.write_bytes(data[: len(data) - 30])
+    res = CliRunner().invoke(flows_command, [str(cut), "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["captures"][0]["truncated"] is True
+    # the last record (the midstream flow's only packet) is the one cut short
+    assert len(doc["flows"]) == 4
+    assert doc["captures"][0]["packets"] == 18
