@@ -63,6 +63,50 @@ typedef struct {
 #define PC_LT_LINUX_SLL2 276
 #define PC_LT_RAW_OLD 12 /* DLT_RAW on OpenBSD as written by some tools */
 #define PC_LT_RAW_OLD2 14
+/* pcap's link type field carries FCS information in its top bits (libpcap LT_LINKTYPE);
+ * pc_decode looks only at the bits below. */
+#define PC_LT_MASK 0x03FFFFFFu
+
+/* Decapsulation limits and tunnel ports (UDP destination port decides). */
+#define PC_MAX_TUNNELS 4         /* deeper nesting: PC_BAD_TUNNEL, fields of level 4 kept */
+#define PC_PORT_VXLAN 4789       /* RFC 7348; needs the I flag, else plain UDP */
+#define PC_PORT_VXLAN_LINUX 8472 /* Linux kernel's pre-IANA default */
+#define PC_PORT_VXLAN_GPE 4790   /* only with the P flag and next protocol IPv4/IPv6/Ethernet */
+#define PC_PORT_GENEVE 6081      /* RFC 8926; version 0, protocol 0x6558/0x0800/0x86DD */
+
+/* Field semantics the callers rely on (decode.c implements them):
+ *
+ * - payload_off is an offset into the record (from p), always <= caplen, and
+ *   payload_off + payload_caplen <= caplen. payload_caplen <= payload_len. When
+ *   payload_caplen is 0, payload_off may point at the end of the captured bytes. The
+ *   payload is the L4 payload: after the TCP header with options, the 8-byte UDP / ICMP /
+ *   ICMPv6 header, the 12-byte SCTP common header; for other protocols (ESP, OSPF,
+ *   non-decapsulated GRE, ...) and for later fragments it is the whole IP payload after
+ *   the IPv4 header / the IPv6 extension headers. Link-layer padding past the IP total
+ *   length is never part of it. payload_len is this packet's L4 payload length according
+ *   to the IP header (not the UDP length field; a fragment's own share).
+ * - IPv4 total length 0 (TSO, BIG TCP) and IPv6 payload length 0 (jumbogram) take the
+ *   length from the captured bytes.
+ * - frag: 1 = first fragment (transport decoded), 2 = later fragment (proto set, ports 0,
+ *   tcp fields 0). ip_id is the IPv4 identification of every IPv4 packet, and the IPv6
+ *   fragment identification when a fragment header is present (else 0). A fragmented
+ *   tunnel packet is not decapsulated: it is reported as the outer flow.
+ * - Tunnels (GRE, ERSPAN I/II/III, VXLAN, Geneve, IP-in-IP) are decapsulated up to
+ *   PC_MAX_TUNNELS levels; src/dst/proto/ports describe the innermost packet, outer_src/
+ *   outer_dst the IP header that carried the innermost tunnel, tunnel_id the VNI, GRE key
+ *   or ERSPAN session id. vlan/vlan_inner/mpls describe the link headers directly in front
+ *   of the innermost IP packet: they restart at every decapsulation (and at an MPLS
+ *   Ethernet pseudowire). A VLAN tag with VID 0 (priority tag) is not a VLAN.
+ * - GRE not decapsulated (PPTP version 1, source routing, payload types other than
+ *   IPv4/IPv6/Ethernet/MPLS/VLAN/ERSPAN/WCCP/Cisco MetaData) is reported as the GRE flow:
+ *   status OK, proto 47, ports 0, tunnel of any enclosing tunnel. GRE versions 2-7:
+ *   PC_BAD_TUNNEL.
+ * - Once a tunnel is entered, a problem inside it is reported with the tunnel fields set
+ *   (status PC_TRUNCATED_LINK when the tunnel/inner link header is cut short, PC_NON_IP
+ *   for a non-IP inner frame, ...). A truncated TCP/UDP/ICMP/SCTP fixed header gives
+ *   PC_TRUNCATED_TRANSPORT with the ports that were captured; TCP options cut by the snap
+ *   length do not (status OK, payload_caplen 0).
+ */
 
 void pc_decode(const uint8_t *p, uint32_t caplen, uint32_t linktype, pc_pkt *o);
 
