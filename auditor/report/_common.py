@@ -1,0 +1,343 @@
+"""What every renderer needs from the audit result, computed once and the same way.
+
+The renderers read only the audit result dict (docs/json-contract.md). Labels, groupings
+and the role-to-role matrix are derived here so that the table, the HTML page and the
+Markdown ticket all say the same thing in the same words. Strings in the result may come
+from the wire (HTTP Host, SNI, User-Agent): `printable` makes them safe to show as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Result = Mapping[str, Any]
+Finding = Mapping[str, Any]
+
+SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
+
+#: Finding kinds: (title, one-line description, longer description). Used for the rules
+#: SARIF synthesises for findings without a ruleset rule, and for legends.
+KINDS: dict[str, tuple[str, str, str]] = {
+    "unexpected_port": (
+        "Undocumented flow",
+        "Traffic to a port the vendor does not document for this pair of roles.",
+        "A flow was observed between two roles on a protocol and destination port that no "
+        "rule of the ruleset documents. Either the documentation is incomplete or the "
+        "traffic is not part of the product.",
+    ),
+    "plaintext_disk_transfer": (
+        "Disk image sent in clear text",
+        "A virtual disk or layer was transferred without encryption.",
+        "A disk transfer (layer, image or virtual disk upload or download) ran over a "
+        "clear-text protocol although the vendor documents an encrypted alternative.",
+    ),
+    "plaintext_where_tls_required": (
+        "Clear text where TLS is required",
+        "A flow the vendor documents as TLS-protected ran in clear text.",
+        "The ruleset documents this flow as protected by TLS, but the observed traffic "
+        "carried application data in clear text.",
+    ),
+    "mtls_not_observed": (
+        "Mutual TLS not observed",
+        "A flow documented as mutual TLS showed no client certificate.",
+        "The vendor documents mutual TLS for this flow, but no client certificate was seen "
+        "in the handshake. With TLS 1.3 certificates are encrypted and the check cannot be "
+        "verified from the capture (evidence 'verifiable': false).",
+    ),
+    "weak_tls": (
+        "Weak TLS",
+        "A TLS session used an obsolete protocol version or a weak cipher suite.",
+        "A TLS handshake negotiated a protocol version or cipher suite below the accepted "
+        "baseline (for example TLS 1.0/1.1, RC4, 3DES or export ciphers).",
+    ),
+    "missing_flow": (
+        "Documented flow not observed",
+        "A flow the vendor documents was not seen in the captures.",
+        "A documented flow between two roles present in the captures was not observed "
+        "during the capture time span. It may be idle, blocked, or not deployed.",
+    ),
+    "unknown_host": (
+        "Host with no role",
+        "A host took part in traffic but could not be given a role.",
+        "A host exchanged traffic with role-bearing hosts but is neither in the inventory "
+        "nor recognisable from its traffic, so its flows cannot be checked against the "
+        "ruleset.",
+    ),
+}
+
+# C0/C1 controls, DEL, and the Unicode format characters that reorder or hide text
+# (bidi overrides and isolates, zero-width characters, BOM).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_UNSAFE_WITH_NEWLINES = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object, *, keep_newlines: bool = False) -> str:
+    """``value`` as text with control and bidi characters shown as ``\\xNN`` escapes.
+
+    Wire strings may carry terminal escape sequences or right-to-left overrides that
+    would repaint a terminal or make a report lie about what it shows.
+    """
+    text = "" if value is None else str(value)
+    pattern = _UNSAFE if keep_newlines else _UNSAFE_WITH_NEWLINES
+    return pattern.sub(_escape_char, text)
+
+
+def as_list(value: object) -> list[Any]:
+    """A list-valued field, tolerating null."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def text_or_dash(value: object) -> str:
+    return "-" if value is None or value == "" else printable(value)
+
+
+def endpoint(ip: object, port: object = None) -> str:
+    """``10.0.0.9:3009`` or ``[fe80::1]:443``; the port is left out when null."""
+    host = printable(ip)
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
+def port_proto(port: object, proto: object) -> str:
+    """``3009/tcp``; ``icmp`` when there is no port."""
+    p = printable(proto).lower() if proto else "?"
+    return p if port is None else f"{port}/{p}"
+
+
+def flow_label(finding: Finding) -> str:
+    """The flow a finding is about, by address when known, else by role.
+
+    ``10.0.0.5 -> 10.0.0.9:3009/tcp``; a missing flow has no addresses:
+    ``agent -> appliance:8016/tcp``; no port: ``10.0.0.5 -> 10.0.0.9 (icmp)``.
+    """
+    src_ip, dst_ip = finding.get("src_ip"), finding.get("dst_ip")
+    src = endpoint(src_ip) if src_ip else printable(finding.get("src_role") or "?")
+    dst = endpoint(dst_ip) if dst_ip else printable(finding.get("dst_role") or "?")
+    port, proto = finding.get("dst_port"), finding.get("proto")
+    if port is None:
+        return f"{src} -> {dst} ({printable(proto or '?').lower()})"
+    return f"{src} -> {dst}:{port_proto(port, proto)}"
+
+
+def role_label(finding: Finding) -> str:
+    """``agent -> appliance``, with ``?`` for an unknown role."""
+    src = printable(finding.get("src_role") or "?")
+    dst = printable(finding.get("dst_role") or "?")
+    return f"{src} -> {dst}"
+
+
+def citation(source: Mapping[str, Any] | None) -> str:
+    """``000_41baf20abd3428d3.txt, section "Internal connections"``."""
+    if not source:
+        return ""
+    document = printable(source.get("document") or "")
+    section = printable(source.get("section") or "")
+    if document and section:
+        return f'{document}, section "{section}"'
+    return document or (f'section "{section}"' if section else "")
+
+
+def group_by_severity(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]]]:
+    """Findings grouped in severity order, keeping their order inside a group.
+
+    Severities outside the contract come last, in order of appearance.
+    """
+    groups: dict[str, list[Finding]] = {s: [] for s in SEVERITIES}
+    for finding in findings:
+        groups.setdefault(str(finding.get("severity") or "info"), []).append(finding)
+    return [(sev, items) for sev, items in groups.items() if items]
+
+
+def severity_counts(result: Result) -> dict[str, int]:
+    """Counts per severity: the summary's when present, else counted from findings."""
+    summary = result.get("summary") or {}
+    given = summary.get("by_severity")
+    counts = {s: 0 for s in SEVERITIES}
+    if isinstance(given, Mapping):
+        for sev, n in given.items():
+            counts[str(sev)] = int(n)
+        return counts
+    for finding in as_list(result.get("findings")):
+        sev = str(finding.get("severity") or "info")
+        counts[sev] = counts.get(sev, 0) + 1
+    return counts
+
+
+def kind_counts(result: Result) -> dict[str, int]:
+    """Counts per kind: the summary's when present, else counted from findings."""
+    summary = result.get("summary") or {}
+    given = summary.get("by_kind")
+    if isinstance(given, Mapping):
+        return {str(k): int(n) for k, n in given.items()}
+    counts: dict[str, int] = {}
+    for finding in as_list(result.get("findings")):
+        kind = str(finding.get("kind") or "?")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def human_bytes(n: object) -> str:
+    """``1.2 MB`` (decimal units, as capture tools print them)."""
+    if not isinstance(n, int | float) or isinstance(n, bool):
+        return "-"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"  # pragma: no cover - loop always returns
+
+
+def human_duration(seconds: object) -> str:
+    """``5m 00s``, ``2h 03m``, ``12.5s``."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return "-"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f}s" if s % 1 else f"{int(s)}s"
+    minutes, sec = divmod(round(s), 60)
+    if minutes < 60:
+        return f"{minutes}m {sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def short_time(value: object) -> str:
+    """``2024-05-14 09:01:12`` from an ISO 8601 timestamp; ``-`` for null."""
+    if not isinstance(value, str) or not value:
+        return "-"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return printable(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def time_span(first: object, last: object) -> str:
+    """``2024-05-14 09:01:12 - 09:04:51 UTC`` (the date once when both share it)."""
+    start, end = short_time(first), short_time(last)
+    if start == "-" and end == "-":
+        return "not seen"
+    if start[:10] == end[:10] and len(end) == 19:
+        end = end[11:]
+    return f"{start} - {end} UTC"
+
+
+def number(n: object) -> str:
+    """``12,345``; ``-`` for null."""
+    if isinstance(n, bool) or not isinstance(n, int | float):
+        return "-" if n is None else printable(n)
+    return f"{n:,}"
+
+
+def scalar_text(value: object) -> str:
+    """An evidence value as one line of text: lists joined, booleans lower-case."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(scalar_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{printable(k)}={scalar_text(v)}" for k, v in value.items())
+    return printable(value)
+
+
+# --- role-to-role picture ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortCell:
+    """One protocol/port between two roles, and how it compares with the ruleset."""
+
+    proto: str
+    port: int | None
+    documented: bool
+    observed: bool
+    flows: int
+    rule_ids: tuple[str, ...]
+
+    @property
+    def status(self) -> str:
+        """``ok`` (documented, seen), ``undocumented`` (seen only), ``unseen``
+        (documented only)."""
+        if self.observed and self.documented:
+            return "ok"
+        return "undocumented" if self.observed else "unseen"
+
+    @property
+    def label(self) -> str:
+        return port_proto(self.port, self.proto)
+
+
+@dataclass
+class RoleMatrix:
+    """Rows are source roles, columns destination roles, cells the ports between them."""
+
+    rows: list[str] = field(default_factory=list)
+    cols: list[str] = field(default_factory=list)
+    cells: dict[tuple[str, str], list[PortCell]] = field(default_factory=dict)
+
+    def cell(self, src: str, dst: str) -> list[PortCell]:
+        return self.cells.get((src, dst), [])
+
+
+def _port_key(cell: PortCell) -> tuple[int, str]:
+    return (cell.port if cell.port is not None else -1, cell.proto)
+
+
+def _role_key(role: str) -> tuple[bool, str]:
+    return (role == "?", role)  # hosts without a role last
+
+
+def role_matrix(role_pairs: Sequence[Mapping[str, Any]] | None) -> RoleMatrix:
+    """Build the role-to-role matrix from ``role_pairs``.
+
+    Roles sort alphabetically, with ``?`` (hosts no role was found for, a null role)
+    last; the ports in a cell sort by number then protocol.
+    """
+    matrix = RoleMatrix()
+    rows: set[str] = set()
+    cols: set[str] = set()
+    for pair in role_pairs or []:
+        src = str(pair.get("src_role") or "?")
+        dst = str(pair.get("dst_role") or "?")
+        rows.add(src)
+        cols.add(dst)
+        port = pair.get("dst_port")
+        matrix.cells.setdefault((src, dst), []).append(
+            PortCell(
+                proto=str(pair.get("proto") or "?").lower(),
+                port=port if isinstance(port, int) and not isinstance(port, bool) else None,
+                documented=bool(pair.get("documented")),
+                observed=bool(pair.get("observed")),
+                flows=int(pair.get("flows") or 0),
+                rule_ids=tuple(str(r) for r in as_list(pair.get("rule_ids"))),
+            )
+        )
+    matrix.rows = sorted(rows, key=_role_key)
+    matrix.cols = sorted(cols, key=_role_key)
+    for cells in matrix.cells.values():
+        cells.sort(key=_port_key)
+    return matrix

@@ -1,0 +1,163 @@
+"""Markdown for tickets: a summary, one table of findings, then each finding in detail
+with the vendor's words as a quote.
+
+Targets CommonMark with GitHub tables (GitHub, GitLab, Gitea, most trackers). Every
+string from the result is escaped: ASCII punctuation that Markdown gives meaning to gets
+a backslash (so ``|`` cannot break a table and ``<script>`` stays text), and line breaks
+inside a value become spaces so that a value cannot start a new block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from auditor.report._common import (
+    Finding,
+    Result,
+    as_list,
+    citation,
+    flow_label,
+    group_by_severity,
+    human_bytes,
+    human_duration,
+    kind_counts,
+    number,
+    printable,
+    role_label,
+    scalar_text,
+    severity_counts,
+)
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<|~&])")
+_BLOCK_START = re.compile(r"^(\d+)([.)])|^([#+\-=>])")
+
+
+def md(value: object, *, line_start: bool = False) -> str:
+    """``value`` as inline Markdown text: one line, special characters escaped.
+
+    ``line_start``: the text begins a line, so a leading ``#``, ``-``, ``+``, ``=``,
+    ``>`` or ``1.`` must not start a heading, list or quote.
+    """
+    text = " ".join(printable(value, keep_newlines=True).split())
+    text = _SPECIAL.sub(r"\\\1", text)
+    if line_start:
+        text = _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", text)
+    return text
+
+
+def _cell(value: object) -> str:
+    return md(value) if value not in (None, "") else "-"
+
+
+def _span(finding: Finding) -> str:
+    first, last = finding.get("first_seen"), finding.get("last_seen")
+    if not first and not last:
+        return "not seen"
+    return f"{md(first or '?')} to {md(last or '?')}"
+
+
+def _summary(result: Result) -> list[str]:
+    tool = result.get("tool") or {}
+    ruleset = result.get("ruleset") or {}
+    summary = result.get("summary") or {}
+    title = md(ruleset.get("title") or ruleset.get("name") or "audit")
+    lines = [f"# pcap-audit report: {title}", ""]
+    lines.append(
+        f"Ruleset **{md(ruleset.get('name') or '?')}** from "
+        f"{md(', '.join(str(d) for d in as_list(ruleset.get('source_documents'))) or '-')}; "
+        f"{md(tool.get('name') or 'pcap-audit')} {md(tool.get('version') or '')}."
+    )
+    lines.append("")
+    counts = severity_counts(result)
+    total = sum(counts.values())
+    by_sev = ", ".join(f"{n} {md(s)}" for s, n in counts.items())
+    exit_text = f"exit code {md(summary.get('exit_code'))}"
+    if result.get("fail_on"):
+        exit_text += f" (fail on {md(result.get('fail_on'))})"
+    lines.append(f"- **{total} findings**: {by_sev}; {exit_text}")
+    lines.append(
+        f"- {number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows, "
+        f"capture span {human_duration(summary.get('duration_s'))}"
+    )
+    if result.get("inventory"):
+        lines.append(f"- Inventory: {md(result.get('inventory'))}")
+    for capture in as_list(result.get("captures")):
+        path = md(capture.get("path"))
+        if capture.get("error"):
+            lines.append(f"- Capture {path}: **not read**: {md(capture.get('error'))}")
+        else:
+            note = ", truncated" if capture.get("truncated") else ""
+            lines.append(
+                f"- Capture {path}: {md(capture.get('format') or '?')}, "
+                f"{number(capture.get('packets'))} packets{note}"
+            )
+    kinds = kind_counts(result)
+    if kinds:
+        lines += ["", "| Kind | Findings |", "| --- | ---: |"]
+        lines += [f"| {md(k)} | {n} |" for k, n in kinds.items()]
+    return lines
+
+
+def _table(findings: list[Finding]) -> list[str]:
+    lines = [
+        "| # | Severity | Kind | Flow | Roles | Rule | Message |",
+        "| ---: | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n, f in enumerate(findings, start=1):
+        cells = [
+            str(n),
+            _cell(f.get("severity")),
+            _cell(f.get("kind")),
+            md(flow_label(f)),
+            md(role_label(f)),
+            _cell(f.get("rule_id")),
+            _cell(f.get("message")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _detail(n: int, f: Finding) -> list[str]:
+    severity = md(str(f.get("severity") or "info").upper())
+    lines = [f"### {n}. {severity} {md(f.get('kind'))}: {md(flow_label(f))}", ""]
+    lines.append(md(f.get("message"), line_start=True))
+    lines.append("")
+    lines.append(f"- Finding id: {md(f.get('id'))}")
+    lines.append(f"- Roles: {md(role_label(f))}; rule: {_cell(f.get('rule_id'))}")
+    lines.append(
+        f"- Seen: {number(f.get('packets'))} packets, {human_bytes(f.get('bytes'))}, {_span(f)}"
+    )
+    community = as_list(f.get("community_ids"))
+    if community:
+        lines.append(f"- Community IDs: {md(', '.join(str(c) for c in community))}")
+    evidence = f.get("evidence") or {}
+    if isinstance(evidence, Mapping) and evidence:
+        lines.append("- Evidence:")
+        lines += [f"  - {md(k)}: {md(scalar_text(v))}" for k, v in evidence.items()]
+    source = f.get("source")
+    if isinstance(source, Mapping) and source.get("text"):
+        lines.append("")
+        lines += [
+            f"> {md(line, line_start=True)}"
+            for line in str(source.get("text")).splitlines()
+            if line
+        ]
+        lines += [">", f"> \N{EM DASH} {md(citation(source))}"]
+    return lines
+
+
+def render(result: Result) -> str:
+    """The report as Markdown, ending with a newline."""
+    lines = _summary(result)
+    findings = as_list(result.get("findings"))
+    lines += ["", "## Findings", ""]
+    if not findings:
+        lines.append("No findings.")
+    else:
+        ordered = [f for _, group in group_by_severity(findings) for f in group]
+        lines += _table(ordered)
+        lines += ["", "## Details"]
+        for n, f in enumerate(ordered, start=1):
+            lines += ["", *_detail(n, f)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,189 @@
+"""The terminal report: findings grouped by severity, readable in a 100-column terminal.
+
+Plain ANSI escapes rather than a TUI library: the output is a few dozen lines of text
+that must also read well when piped to a file or pasted into a ticket. Every line is
+wrapped to the width before colour is added, so colour never changes the layout, and
+strings from the wire go through `printable` so that a hostile User-Agent cannot move
+the cursor or clear the screen.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+
+from auditor.report._common import (
+    SEVERITIES,
+    Finding,
+    Result,
+    as_list,
+    citation,
+    flow_label,
+    group_by_severity,
+    human_bytes,
+    human_duration,
+    kind_counts,
+    number,
+    printable,
+    role_label,
+    scalar_text,
+    severity_counts,
+    time_span,
+)
+
+WIDTH = 100
+INDENT = "        "  # under the severity tag
+QUOTE_LIMIT = 240  # characters of the vendor's words shown; the HTML report has them all
+
+_RESET = "\x1b[0m"
+_BOLD = "\x1b[1m"
+_DIM = "\x1b[2m"
+_SEVERITY_STYLE: dict[str, str] = {
+    "high": "\x1b[1;31m",
+    "medium": "\x1b[1;33m",
+    "low": "\x1b[1;36m",
+    "info": "\x1b[1;34m",
+}
+
+
+class _Painter:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, text: str, style: str) -> str:
+        return f"{style}{text}{_RESET}" if self.color and style and text else text
+
+
+def _wrap(text: str, width: int, indent: str = INDENT, first: str | None = None) -> list[str]:
+    wrapper = textwrap.TextWrapper(
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=True,
+        break_on_hyphens=False,
+    )
+    return wrapper.wrap(text) or [indent.rstrip()]
+
+
+def _header(result: Result, width: int, paint: _Painter) -> list[str]:
+    tool = result.get("tool") or {}
+    ruleset = result.get("ruleset") or {}
+    summary = result.get("summary") or {}
+    captures = as_list(result.get("captures"))
+    title = f"{printable(tool.get('name') or 'pcap-audit')} {printable(tool.get('version') or '')}"
+    title += f" - ruleset {printable(ruleset.get('name') or '?')}"
+    if ruleset.get("title"):
+        title += f": {printable(ruleset.get('title'))}"
+    lines = [paint(line, _BOLD) for line in _wrap(title, width, indent="")]
+    unreadable = sum(1 for c in captures if c.get("error"))
+    facts = f"{len(captures)} capture{'s' if len(captures) != 1 else ''}"
+    if unreadable:
+        facts += f" ({unreadable} unreadable)"
+    facts += (
+        f", {number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows,"
+        f" capture span {human_duration(summary.get('duration_s'))}"
+    )
+    if result.get("inventory"):
+        facts += f", inventory {printable(result.get('inventory'))}"
+    lines += _wrap(facts, width, indent="")
+    for capture in captures:
+        path = printable(capture.get("path"))
+        if capture.get("error"):
+            text = f"! {path}: {printable(capture.get('error'))}"
+            lines += [paint(x, _SEVERITY_STYLE["high"]) for x in _wrap(text, width, "  ", "")]
+        elif capture.get("truncated"):
+            text = f"! {path}: truncated (ends in the middle of a packet)"
+            lines += [paint(x, _SEVERITY_STYLE["medium"]) for x in _wrap(text, width, "  ", "")]
+    return lines
+
+
+def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
+    severity = str(finding.get("severity") or "info")
+    tag = severity.upper()[:7].ljust(len(INDENT))
+    style = _SEVERITY_STYLE.get(severity, _BOLD)
+    kind = printable(finding.get("kind"))
+    ident = printable(finding.get("id"))
+    label = paint(tag.rstrip(), style) + " " * (len(tag) - len(tag.rstrip()))
+    lines: list[str] = []
+    gap = width - len(tag) - len(kind) - len(ident)
+    if gap >= 2:
+        lines.append(f"{label}{paint(kind, _BOLD)}{' ' * gap}{paint(ident, _DIM)}")
+    else:
+        first, *rest = _wrap(kind, width, INDENT, tag)
+        lines.append(label + paint(first[len(tag) :], _BOLD))
+        lines += [paint(x, _BOLD) for x in rest]
+        lines += [paint(x, _DIM) for x in _wrap(f"id {ident}", width)]
+
+    where = flow_label(finding)
+    if finding.get("src_ip") or finding.get("dst_ip"):  # else the label already names roles
+        where += f"   {role_label(finding)}"
+    rule = finding.get("rule_id")
+    where += f"   rule {printable(rule)}" if rule else "   no rule"
+    lines += _wrap(where, width)
+    lines += _wrap(printable(finding.get("message")), width)
+    seen = (
+        f"{number(finding.get('packets'))} packets, {human_bytes(finding.get('bytes'))}, "
+        f"{time_span(finding.get('first_seen'), finding.get('last_seen'))}"
+    )
+    lines += [paint(x, _DIM) for x in _wrap(seen, width)]
+
+    evidence = finding.get("evidence") or {}
+    if isinstance(evidence, Mapping) and evidence:
+        text = "; ".join(f"{printable(k)}: {scalar_text(v)}" for k, v in evidence.items())
+        lines += _wrap(text, width)
+
+    source = finding.get("source")
+    if isinstance(source, Mapping) and source.get("text"):
+        quote = printable(source.get("text"))
+        if len(quote) > QUOTE_LIMIT:
+            quote = quote[: QUOTE_LIMIT - 3].rstrip() + "..."
+        lines += _wrap(f'vendor: "{quote}" ({citation(source)})', width)
+    return lines
+
+
+def _footer(result: Result, width: int, paint: _Painter) -> list[str]:
+    counts = severity_counts(result)
+    total = sum(counts.values())
+    parts = []
+    for sev in [*SEVERITIES, *(s for s in counts if s not in SEVERITIES)]:
+        n = counts.get(sev, 0)
+        parts.append(paint(f"{n} {sev}", _SEVERITY_STYLE.get(sev, "")) if n else f"0 {sev}")
+    summary = result.get("summary") or {}
+    plain_tail = f" | exit code {printable(summary.get('exit_code'))}"
+    if result.get("fail_on"):
+        plain_tail += f" (fail on {printable(result.get('fail_on'))})"
+    head = f"{total} finding{'s' if total != 1 else ''}: "
+    plain = head + ", ".join(
+        f"{counts.get(s, 0)} {s}"
+        for s in [*SEVERITIES, *(s for s in counts if s not in SEVERITIES)]
+    )
+    if len(plain + plain_tail) <= width:
+        return [paint(head, _BOLD) + ", ".join(parts) + plain_tail]
+    return _wrap(plain + plain_tail, width, indent="")
+
+
+def render(result: Result, *, color: bool = False, width: int = WIDTH) -> str:
+    """The report as terminal text, ``width`` columns at most (colour escapes aside).
+
+    ``color`` adds ANSI colours; the caller decides (a TTY, no ``NO_COLOR``).
+    """
+    paint = _Painter(color)
+    rule = "-" * width
+    lines = _header(result, width, paint)
+    findings = as_list(result.get("findings"))
+    for severity, group in group_by_severity(findings):
+        title = f"{severity.upper()} ({len(group)})"
+        lines += ["", paint(title, _SEVERITY_STYLE.get(severity, _BOLD)), paint(rule, _DIM)]
+        for n, finding in enumerate(group):
+            if n:
+                lines.append("")
+            lines += _finding(finding, width, paint)
+    if not findings:
+        lines += ["", "No findings."]
+    kinds = kind_counts(result)
+    lines.append("")
+    if kinds:
+        by_kind = ", ".join(f"{printable(k)} {n}" for k, n in kinds.items())
+        lines += _wrap(f"by kind: {by_kind}", width, indent="")
+    lines += _footer(result, width, paint)
+    return "\n".join(lines) + "\n"
