@@ -173,7 +173,8 @@ static inline int head_text(uint8_t ch)
 /* Write row r: record fields, decoded fields, payload head, flow key, validity bits.
  * Payload head policy (see reader.py): up to HEAD_TLS bytes when the payload starts like a
  * TLS handshake record (16 03), up to HEAD_TEXT when its first 4 bytes are ASCII letters or
- * '-' (HTTP, SSH, SMTP, ...), otherwise up to HEAD_OTHER. The caller guarantees HEAD_TLS
+ * '-', the 4th may be a space ("GET ", "PUT ": HTTP, SSH, SMTP, ...), otherwise up to
+ * HEAD_OTHER. The caller guarantees HEAD_TLS
  * bytes of room in the payload buffer. */
 static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, int64_t ts,
                            int ts_valid, uint32_t wire, uint32_t caplen, uint32_t lt,
@@ -213,7 +214,7 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
         if (m >= 2 && pl[0] == 0x16 && pl[1] == 0x03)
             lim = HEAD_TLS;
         else if (m >= 4 && head_text(pl[0]) && head_text(pl[1]) && head_text(pl[2]) &&
-                 head_text(pl[3]))
+                 (head_text(pl[3]) || pl[3] == ' '))
             lim = HEAD_TEXT;
         n = m < lim ? m : lim;
         memcpy(c->p[C_PDATA] + used, pl, n);

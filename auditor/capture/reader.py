@@ -17,8 +17,8 @@ Payload heads (the ``payload`` column): the first bytes of the captured L4 paylo
 for the classifier without carrying whole packets: up to 4096 bytes when the payload starts
 like a TLS handshake record (``16 03``: a ClientHello/ServerHello with its extensions and,
 in TLS 1.2, the certificates), up to 1024 bytes when its first 4 bytes are ASCII letters or
-``-`` (HTTP requests and responses, SSH banners, SMTP/FTP/IMAP commands), otherwise up to
-128 bytes; empty when the packet has no captured payload.
+``-``, the 4th may be a space (``GET ``, ``POST``, ``HTTP``, ``SSH-``, SMTP/FTP/IMAP
+commands), otherwise up to 128 bytes; empty when the packet has no captured payload.
 
 Absent values are Arrow nulls: ``vlan``/``vlan_inner``/``mpls`` without a tag, ``tunnel_id``
 when there is no tunnel, ``outer_src``/``outer_dst`` without a tunnel's outer IP header,
@@ -429,7 +429,9 @@ def _sniff(path: str) -> _Header:
         return _Header(_fast.K_PCAPNG, "pcapng", compressed, order_, f"{major}.{minor}")
     what = "an empty file" if not head else _describe(head)
     if compressed:
-        raise CaptureError(path, f"gzip-compressed, but the content is not a capture: {what}")
+        raise CaptureError(
+            path, f"gzip-compressed, but the content is not a capture: found {what}"
+        )
     raise CaptureError(path, f"not a pcap or pcapng capture: found {what}", "byte 0")
 
 
@@ -567,24 +569,31 @@ class _Stream:
         self.iface_info: list[InterfaceInfo] = []  # ... and their InterfaceInfo
         self.extra_bad = 0
         self.raw: io.FileIO | None = None
-        self.src: io.FileIO | gzip.GzipFile | None = None
+        self.gz: gzip.GzipFile | None = None
 
     # -- input ---------------------------------------------------------------------------
 
     def open(self) -> None:
         self.raw = _open(self.path)
-        self.src = gzip.GzipFile(fileobj=self.raw) if self.header.compressed else self.raw
+        if self.header.compressed:
+            self.gz = gzip.GzipFile(fileobj=self.raw)
 
     def close(self) -> None:
-        if self.src is not None and self.src is not self.raw:
-            self.src.close()
+        if self.gz is not None:
+            self.gz.close()
         if self.raw is not None:
             self.raw.close()
 
     def _read(self, view: memoryview) -> int:
-        assert self.src is not None
+        """Read into view; 0 at the end. A gzip stream is read with read1(), which never
+        loses decompressed bytes when the stream then turns out to be cut or corrupt."""
         try:
-            return self.src.readinto(view) or 0
+            if self.gz is not None:
+                data = self.gz.read1(len(view))
+                view[: len(data)] = data
+                return len(data)
+            assert self.raw is not None
+            return self.raw.readinto(view) or 0
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             reason = "gzip stream ends early" if isinstance(exc, EOFError) else f"gzip: {exc}"
             self.info.warn(f"{reason} (at uncompressed byte {self.base + self.end})")
