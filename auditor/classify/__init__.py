@@ -22,8 +22,11 @@ from auditor.classify.facts import (
     UNKNOWN,
     Facts,
     FlowFacts,
+    facts_table,
 )
 from auditor.classify.stream import Packet
+
+NBNS_PORT = 137  # RFC 1002
 
 __all__ = [
     "APPS",
@@ -33,6 +36,7 @@ __all__ = [
     "Packet",
     "classify_flow",
     "detect",
+    "facts_table",
 ]
 
 
@@ -78,6 +82,8 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
 
 def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     # The well-known port first, with its relaxed check; then the strict checks.
+    if port == NBNS_PORT:
+        return None  # NetBIOS name service: DNS-shaped, but its names are not host names
     if port in dns.PORTS and dns.is_message(head, True):
         return "dns"
     if port == others.NTP_PORT and others.is_ntp(head, plen, True):
@@ -122,7 +128,8 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     """
     app: str | None = None
     any_payload = False
-    for _d, head, plen in packets:
+    first = 0  # index of the packet that showed the protocol
+    for first, (_d, head, plen) in enumerate(packets):  # noqa: B007
         if plen <= 0 and not head:
             continue
         any_payload = True
@@ -134,7 +141,9 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
 
     facts: Facts
     if app == "tls":
-        facts = tls.tls_facts(packets, _client_direction(packets))
+        # From the first record on: TLS may follow a preamble we do not know (RDP's X.224).
+        rest = packets[first:] if first else packets
+        facts = tls.tls_facts(rest, _client_direction(rest))
     elif app == "http":
         facts = http.http_facts(packets)
         if facts.get("http_method") == "CONNECT":

@@ -9,6 +9,7 @@ visible in the heads", never "false".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -122,6 +123,18 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("server_version", pa.string()),
     ]
 )
+
+
+def facts_table(facts: Sequence[FlowFacts]) -> pa.Table:
+    """FlowFacts as an Arrow table with :data:`FLOW_FACTS_SCHEMA`, one row per flow."""
+    columns = []
+    for name, ftype in zip(FLOW_FACTS_FIELDS, FLOW_FACTS_SCHEMA.types, strict=True):
+        values = [getattr(f, name) for f in facts]
+        if name == "dns_answers":
+            values = [[{"name": n, "address": a} for n, a in v] for v in values]
+        columns.append(pa.array(values, type=ftype))
+    return pa.Table.from_arrays(columns, schema=FLOW_FACTS_SCHEMA)
+
 
 NO_PAYLOAD = FlowFacts(app="none")
 UNKNOWN = FlowFacts(app="unknown")

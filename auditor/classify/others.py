@@ -165,8 +165,8 @@ def is_mysql_greeting(head: bytes, plen: int) -> bool:
     if not 20 <= length <= 1024 or length + 4 > plen:
         return False
     end = head.find(b"\0", 5, 5 + 64)
-    if end <= 5:
-        return end < 0 and len(head) < 5 + 64 and head[5:6].isdigit()
+    if end < 0 and len(head) < 5 + 64:
+        end = len(head)  # cut off inside the version string
     version = head[5:end]
     return version[:1].isdigit() and all(0x20 <= b < 0x7F for b in version)
 
@@ -180,7 +180,8 @@ def mysql_facts(packets: Sequence[Packet]) -> Facts:
             if is_mysql_greeting(head, plen):
                 greeting_dir = d
                 end = head.find(b"\0", 5)
-                facts["server_version"] = head[5 : end if end >= 0 else 69].decode("ascii")
+                version = head[5:end] if end >= 0 else head[5:69]
+                facts["server_version"] = version.decode("ascii", "replace")
             continue
         if d != greeting_dir and len(head) >= 8 and head[3] == 1:
             # Client's answer (sequence 1): an SSLRequest (CLIENT_SSL set) comes before the

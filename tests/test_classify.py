@@ -1,0 +1,1072 @@
+"""Payload classifier on hand-built byte-literal flows, plus truncation and garbage robustness.
+
+Packets go through :func:`pkt`, which keeps only the head the capture layer keeps (4096
+bytes after ``16 03``, 1024 after four ASCII letters, else 128), so every test sees what
+the classifier will see in production.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+
+import pytest
+
+from auditor.classify import (
+    APPS,
+    FLOW_FACTS_FIELDS,
+    FLOW_FACTS_SCHEMA,
+    FlowFacts,
+    classify_flow,
+    detect,
+    facts_table,
+)
+from auditor.classify.dns import read_name
+
+Packet = tuple[int, bytes, int]
+
+
+def head_of(payload: bytes) -> bytes:
+    if payload[:2] == b"\x16\x03":
+        return payload[:4096]
+    if payload[:4].isalpha() and len(payload) >= 4:
+        return payload[:1024]
+    return payload[:128]
+
+
+def pkt(direction: int, payload: bytes) -> Packet:
+    return (direction, head_of(payload), len(payload))
+
+
+def segments(direction: int, stream: bytes, mss: int = 1460) -> list[Packet]:
+    """A byte stream cut into TCP segments, each kept as the capture layer keeps it."""
+    return [pkt(direction, stream[i : i + mss]) for i in range(0, len(stream), mss)]
+
+
+# --- TLS builders ----------------------------------------------------------------------
+
+
+def u16(n: int) -> bytes:
+    return n.to_bytes(2, "big")
+
+
+def u24(n: int) -> bytes:
+    return n.to_bytes(3, "big")
+
+
+def record(ctype: int, body: bytes, version: int = 0x0303) -> bytes:
+    return bytes([ctype]) + u16(version) + u16(len(body)) + body
+
+
+def handshake(mtype: int, body: bytes) -> bytes:
+    return bytes([mtype]) + u24(len(body)) + body
+
+
+def ext(etype: int, data: bytes) -> bytes:
+    return u16(etype) + u16(len(data)) + data
+
+
+def client_hello(
+    version: int = 0x0303,
+    sni: str | None = "example.com",
+    alpn: Iterable[bytes] = (),
+    versions: Iterable[int] = (),
+    padding: int = 0,
+) -> bytes:
+    exts = b""
+    if sni is not None:
+        name = sni.encode()
+        entry = b"\x00" + u16(len(name)) + name
+        exts += ext(0, u16(len(entry)) + entry)
+    protos = b"".join(bytes([len(p)]) + p for p in alpn)
+    if protos:
+        exts += ext(16, u16(len(protos)) + protos)
+    vs = b"".join(u16(v) for v in versions)
+    if vs:
+        exts += ext(43, bytes([len(vs)]) + vs)
+    if padding:
+        exts += ext(21, bytes(padding))
+    suites = u16(0xC02F) + u16(0x009C)
+    body = u16(version) + bytes(range(32)) + b"\x00" + u16(len(suites)) + suites + b"\x01\x00"
+    return handshake(1, body + u16(len(exts)) + exts)
+
+
+def server_hello(
+    version: int = 0x0303,
+    suite: int = 0xC02F,
+    selected: int | None = None,
+    alpn: bytes | None = None,
+    rand: bytes = bytes(range(100, 132)),
+) -> bytes:
+    exts = b""
+    if selected is not None:
+        exts += ext(43, u16(selected))
+    if alpn is not None:
+        exts += ext(16, u16(len(alpn) + 1) + bytes([len(alpn)]) + alpn)
+    body = u16(version) + rand + b"\x00" + u16(suite) + b"\x00" + u16(len(exts)) + exts
+    return handshake(2, body)
+
+
+def certificate(*certs: bytes) -> bytes:
+    chain = b"".join(u24(len(c)) + c for c in certs)
+    return handshake(11, u24(len(chain)) + chain)
+
+
+FAKE_CERT = b"\x30\x82\x03\x00" + bytes(range(256)) * 3
+CERT_REQUEST = handshake(13, b"\x01\x01" + u16(4) + b"\x04\x01\x08\x04" + u16(0))
+SERVER_KEY_EXCHANGE = handshake(
+    12, b"\x03\x00\x17\x41" + bytes(65) + b"\x04\x01" + u16(8) + bytes(8)
+)
+SERVER_HELLO_DONE = handshake(14, b"")
+CLIENT_KEY_EXCHANGE = handshake(16, b"\x41" + bytes(range(65)))
+CERT_VERIFY = handshake(15, b"\x04\x01" + u16(16) + bytes(16))
+CCS = record(20, b"\x01")
+FINISHED = record(22, bytes(range(40)))  # encrypted: any bytes
+APP_DATA = record(23, bytes(range(200)))
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+
+
+def tls12_flow(
+    *,
+    request: bool,
+    client_certs: tuple[bytes, ...] | None,
+    version: int = 0x0303,
+    record_version: int = 0x0301,
+    suite: int = 0xC02F,
+) -> list[Packet]:
+    """Full TLS <= 1.2 handshake; ``client_certs`` None means no client Certificate message."""
+    server = server_hello(version, suite=suite) + certificate(FAKE_CERT) + SERVER_KEY_EXCHANGE
+    if request:
+        server += CERT_REQUEST
+    server += SERVER_HELLO_DONE
+    flight2 = b""
+    if client_certs is not None:
+        flight2 += certificate(*client_certs)
+    flight2 += CLIENT_KEY_EXCHANGE
+    if client_certs:
+        flight2 += CERT_VERIFY
+    return [
+        pkt(0, record(22, client_hello(version), record_version)),
+        *segments(1, record(22, server, version)),
+        pkt(0, record(22, flight2, version) + record(20, b"\x01", version) + FINISHED),
+        pkt(1, CCS + FINISHED),
+        pkt(0, APP_DATA),
+        pkt(1, APP_DATA),
+    ]
+
+
+def tls13_flow() -> list[Packet]:
+    ch = client_hello(versions=(0x0A0A, 0x0304, 0x0303), alpn=(b"h2", b"http/1.1"))
+    return [
+        pkt(0, record(22, ch, 0x0301)),
+        pkt(1, record(22, server_hello(0x0303, 0x1301, selected=0x0304)) + CCS + APP_DATA),
+        pkt(0, CCS + APP_DATA),
+        pkt(0, APP_DATA),
+        pkt(1, APP_DATA),
+    ]
+
+
+# --- Other protocols' first messages ---------------------------------------------------
+
+
+def ber(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    return bytes([tag, 0x82]) + u16(n) + body
+
+
+def ldap_msg(msgid: int, op: bytes) -> bytes:
+    return ber(0x30, ber(0x02, bytes([msgid])) + op)
+
+
+LDAP_SIMPLE_BIND = ldap_msg(
+    1, ber(0x60, ber(0x02, b"\x03") + ber(0x04, b"cn=admin,dc=example") + ber(0x80, b"secret"))
+)
+LDAP_SASL_BIND = ldap_msg(
+    1, ber(0x60, ber(0x02, b"\x03") + ber(0x04, b"") + ber(0xA3, ber(0x04, b"GSS-SPNEGO")))
+)
+LDAP_BIND_OK = ldap_msg(1, ber(0x61, ber(0x0A, b"\x00") + ber(0x04, b"") + ber(0x04, b"")))
+LDAP_SEARCH = ldap_msg(
+    2,
+    ber(
+        0x63,
+        ber(0x04, b"dc=example")
+        + ber(0x0A, b"\x02")
+        + ber(0x0A, b"\x00")
+        + ber(0x02, b"\x00")
+        + ber(0x02, b"\x00")
+        + ber(0x01, b"\x00")
+        + ber(0x87, b"objectClass")
+        + ber(0x30, b""),
+    ),
+)
+LDAP_SEARCH_DONE = ldap_msg(2, ber(0x65, ber(0x0A, b"\x00") + ber(0x04, b"") + ber(0x04, b"")))
+LDAP_STARTTLS = ldap_msg(1, ber(0x77, ber(0x80, b"1.3.6.1.4.1.1466.20037")))
+LDAP_STARTTLS_OK = ldap_msg(1, ber(0x78, ber(0x0A, b"\x00") + ber(0x04, b"") + ber(0x04, b"")))
+LDAP_STARTTLS_REFUSED = ldap_msg(
+    1, ber(0x78, ber(0x0A, b"\x02") + ber(0x04, b"") + ber(0x04, b"no"))
+)
+
+
+def sasl_wrap(token: bytes) -> bytes:
+    return len(token).to_bytes(4, "big") + token
+
+
+def cfx_wrap(sealed: bool, inner: bytes) -> bytes:
+    flags = 0x06 if sealed else 0x04  # Sealed | AcceptorSubkey
+    header = b"\x05\x04" + bytes([flags]) + b"\xff" + u16(12) + u16(12) + bytes(8)
+    return sasl_wrap(header + (bytes(range(len(inner))) if sealed else inner) + bytes(12))
+
+
+def netbios(msg: bytes) -> bytes:
+    return b"\x00" + u24(len(msg)) + msg
+
+
+def smb2(command: int, body: bytes, response: bool = False, next_command: int = 0) -> bytes:
+    header = (
+        b"\xfeSMB"
+        + struct.pack("<HHIHHII", 64, 0, 0, command, 1, 1 if response else 0, next_command)
+        + bytes(40)
+    )
+    return header + body
+
+
+SMB2_NEGOTIATE_REQ = netbios(
+    smb2(0, struct.pack("<HHHHI", 36, 2, 1, 0, 0) + bytes(28) + b"\x11\x03\x02\x03")
+)
+SMB2_NEGOTIATE_RESP_311 = netbios(smb2(0, struct.pack("<HHH", 65, 3, 0x0311) + bytes(58), True))
+SMB2_NEGOTIATE_RESP_202 = netbios(smb2(0, struct.pack("<HHH", 65, 1, 0x0202) + bytes(58), True))
+SMB2_SESSION_SETUP_ENC = netbios(smb2(1, struct.pack("<HHHH", 9, 0x0004, 72, 0), True))
+SMB2_TREE_CONNECT_ENC = netbios(
+    smb2(3, struct.pack("<HBBIII", 16, 1, 0, 0x0008, 0, 0x1F01FF), True)
+)
+SMB2_CREATE = netbios(smb2(5, struct.pack("<HBB", 57, 0, 0) + bytes(60)))
+SMB3_TRANSFORM = netbios(
+    b"\xfdSMB" + bytes(16) + bytes(16) + struct.pack("<IHHQ", 100, 0, 1, 7) + bytes(100)
+)
+
+
+def smb1(command: int, response: bool, words: bytes, data: bytes) -> bytes:
+    header = b"\xffSMB" + bytes([command]) + bytes(4) + bytes([0x80 if response else 0x18])
+    header += bytes(22)
+    return header + bytes([len(words) // 2]) + words + u16(len(data)) + data
+
+
+SMB1_DIALECTS = b"".join(b"\x02" + d + b"\x00" for d in (b"PC NETWORK PROGRAM 1.0", b"NT LM 0.12"))
+SMB1_NEGOTIATE_REQ = netbios(smb1(0x72, False, b"", SMB1_DIALECTS))
+SMB1_NEGOTIATE_RESP = netbios(smb1(0x72, True, u16(1)[::-1] + b"\x03" + bytes(31), b""))
+SMB1_READ = netbios(smb1(0x2E, False, bytes(24), b""))
+
+
+def dns_name(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+
+
+def dns_query(name: str, txid: int = 0x1234, qtype: int = 1) -> bytes:
+    return (
+        struct.pack(">HHHHHH", txid, 0x0100, 1, 0, 0, 0)
+        + dns_name(name)
+        + struct.pack(">HH", qtype, 1)
+    )
+
+
+def dns_cname_response(txid: int = 0x1234) -> bytes:
+    """www.example.com CNAME edge.cdn.example.net (compressed), which has A and AAAA."""
+    question = dns_name("www.example.com") + struct.pack(">HH", 1, 1)
+    target = b"\x04edge\x03cdn\xc0\x10"  # edge.cdn + pointer to "example.com" at 16
+    cname = b"\xc0\x0c" + struct.pack(">HHIH", 5, 1, 60, len(target)) + target
+    target_at = 12 + len(question) + 12
+    a = struct.pack(">HHHIH", 0xC000 | target_at, 1, 1, 60, 4) + bytes([192, 0, 2, 7])
+    aaaa = struct.pack(">HHHIH", 0xC000 | target_at, 28, 1, 60, 16) + bytes.fromhex(
+        "20010db8000000000000000000000001"
+    )
+    header = struct.pack(">HHHHHH", txid, 0x8180, 1, 3, 0, 0)
+    return header + question + cname + a + aaaa
+
+
+NTP_CLIENT = bytes([0x23, 0, 6, 0xE9]) + bytes(36) + bytes(range(8))  # v4, mode 3
+NTP_SERVER = bytes([0x24, 2, 6, 0xE9]) + bytes(4) + bytes(4) + b"GPS\x00" + bytes(range(32))
+NTP_CONTROL = bytes([0x16, 0x02, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0])  # v2, mode 6, READVAR
+
+
+def dhcp_discover(mac: bytes = bytes.fromhex("001122334455")) -> bytes:
+    bootp = bytes([1, 1, 6, 0]) + b"\x39\x03\xf3\x26" + bytes(4) + bytes(16) + mac + bytes(10)
+    bootp += bytes(64 + 128) + b"\x63\x82\x53\x63" + b"\x35\x01\x01\xff"
+    return bootp + bytes(300 - len(bootp))
+
+
+def iscsi_login(
+    text: bytes = b"InitiatorName=iqn.1994-05.com.redhat:abc\x00SessionType=Normal\x00",
+) -> bytes:
+    padded = text + bytes(-len(text) % 4)
+    bhs = bytes([0x43, 0x87, 0, 0, 0]) + u24(len(text)) + bytes.fromhex("400001370000") + bytes(2)
+    bhs += bytes(4) + bytes(4) + bytes(4) + bytes(4) + bytes(16)
+    return bhs + padded
+
+
+NATS_INFO = (
+    b'INFO {"server_id":"NCX","version":"2.10.4","go":"go1.21","host":"0.0.0.0","port":4222,'
+    b'"headers":true,"max_payload":1048576,"proto":1}\r\n'
+)
+NATS_INFO_TLS = NATS_INFO.replace(b'"proto":1', b'"proto":1,"tls_required": true')
+NATS_CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"name":"app","lang":"go"}\r\nPING\r\n'
+
+
+def mysql_greeting(version: bytes = b"8.0.36-0ubuntu0.22.04.1", ssl: bool = True) -> bytes:
+    caps = 0xFFFF if ssl else 0xF7FF
+    body = b"\x0a" + version + b"\x00" + struct.pack("<I", 9) + bytes(8) + b"\x00"
+    body += struct.pack("<HBHH", caps, 0xFF, 2, 0xDFFF) + bytes([21]) + bytes(10) + bytes(13)
+    body += b"caching_sha2_password\x00"
+    return u24(len(body))[::-1] + b"\x00" + body
+
+
+def mysql_client(seq: int, ssl: bool) -> bytes:
+    caps = 0x000FA68D | (0x800 if ssl else 0)
+    body = struct.pack("<IIB", caps, 16777216, 255) + bytes(23)
+    if not ssl:
+        body += b"root\x00" + b"\x14" + bytes(20) + b"caching_sha2_password\x00"
+    return u24(len(body))[::-1] + bytes([seq]) + body
+
+
+# --- Named sample flows (used by the robustness tests as well) -------------------------
+
+GET = b"GET /index.html HTTP/1.1\r\nHost: www.Example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
+RESPONSE = b"HTTP/1.1 404 Not Found\r\nServer: nginx/1.24.0\r\nContent-Length: 0\r\n\r\n"
+BITS = (
+    b"BITS_POST /upload/file.bin HTTP/1.1\r\nHost: updates.example.com\r\n"
+    b"User-Agent: Microsoft BITS/7.8\r\nBITS-Packet-Type: Create-Session\r\n\r\n"
+)
+
+SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
+    # name: (expected app, proto, responder port, packets)
+    "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
+    "tls12_mutual": (
+        "tls",
+        "tcp",
+        8443,
+        tls12_flow(request=True, client_certs=(FAKE_CERT, FAKE_CERT)),
+    ),
+    "tls12_empty_client_cert": ("tls", "tcp", 443, tls12_flow(request=True, client_certs=())),
+    "tls13": ("tls", "tcp", 443, tls13_flow()),
+    "tls10": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None, version=0x0301)),
+    "http": ("http", "tcp", 80, [pkt(0, GET), pkt(1, RESPONSE)]),
+    "http_bits": ("http", "tcp", 8530, [pkt(0, BITS), pkt(1, b"HTTP/1.1 200 OK\r\n\r\n")]),
+    "ssh": (
+        "ssh",
+        "tcp",
+        22,
+        [pkt(1, b"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3\r\n"), pkt(0, b"SSH-2.0-PuTTY_0.80\r\n")],
+    ),
+    "ldap": (
+        "ldap",
+        "tcp",
+        389,
+        [pkt(0, LDAP_SIMPLE_BIND), pkt(1, LDAP_BIND_OK), pkt(0, LDAP_SEARCH)],
+    ),
+    "ldap_starttls": (
+        "ldap",
+        "tcp",
+        389,
+        [
+            pkt(0, LDAP_STARTTLS),
+            pkt(1, LDAP_STARTTLS_OK),
+            *tls12_flow(request=False, client_certs=None),
+        ],
+    ),
+    "smb2": (
+        "smb",
+        "tcp",
+        445,
+        [pkt(0, SMB2_NEGOTIATE_REQ), pkt(1, SMB2_NEGOTIATE_RESP_311), pkt(0, SMB3_TRANSFORM)],
+    ),
+    "smb1": (
+        "smb",
+        "tcp",
+        139,
+        [pkt(0, SMB1_NEGOTIATE_REQ), pkt(1, SMB1_NEGOTIATE_RESP), pkt(0, SMB1_READ)],
+    ),
+    "dns_udp": (
+        "dns",
+        "udp",
+        53,
+        [pkt(0, dns_query("www.example.com")), pkt(1, dns_cname_response())],
+    ),
+    "dns_tcp": (
+        "dns",
+        "tcp",
+        53,
+        [
+            pkt(0, u16(33) + dns_query("www.example.com")),
+            pkt(1, u16(len(dns_cname_response())) + dns_cname_response()),
+        ],
+    ),
+    "ntp": ("ntp", "udp", 123, [pkt(0, NTP_CLIENT), pkt(1, NTP_SERVER)]),
+    "dhcp": ("dhcp", "udp", 67, [pkt(0, dhcp_discover())]),
+    "iscsi": ("iscsi", "tcp", 3260, [pkt(0, iscsi_login())]),
+    "nats": ("nats", "tcp", 4222, [pkt(1, NATS_INFO), pkt(0, NATS_CONNECT)]),
+    "mysql": ("mysql", "tcp", 3306, [pkt(1, mysql_greeting()), pkt(0, mysql_client(1, ssl=False))]),
+}
+
+
+def classify(name: str) -> FlowFacts:
+    _app, proto, port, packets = SAMPLES[name]
+    return classify_flow(proto, port, packets)
+
+
+# --- Detection of every sample, on its port and on an unrelated one --------------------
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_sample_app(name: str) -> None:
+    assert classify(name).app == SAMPLES[name][0]
+
+
+# NTP, DHCP, DNS and iSCSI off their ports need the stricter checks to pass: the samples do.
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+@pytest.mark.parametrize("port", [40000, 443])
+def test_sample_app_on_other_port(name: str, port: int) -> None:
+    app, proto, _port, packets = SAMPLES[name]
+    assert classify_flow(proto, port, packets).app == app
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tls12", "tls13", "http", "ssh", "ldap", "smb2", "dns_udp", "dns_tcp", "ntp", "nats", "mysql"],
+)
+def test_sample_app_from_responder_side_only(name: str) -> None:
+    """Half-duplex captures: only the responder's packets (still direction 1)."""
+    app, proto, port, packets = SAMPLES[name]
+    only_server = [p for p in packets if p[0] == 1]
+    assert classify_flow(proto, port, only_server).app == app
+
+
+def test_no_payload_and_unknown() -> None:
+    assert classify_flow("tcp", 443, []).app == "none"
+    assert classify_flow("tcp", 443, [(0, b"", 0)]).app == "none"
+    facts = classify_flow("tcp", 443, [(0, b"\x01\x02\x03 hello", 9)])
+    assert facts.app == "unknown"
+    assert facts.encrypted is None
+
+
+# --- TLS facts -------------------------------------------------------------------------
+
+
+def test_tls12_non_mutual() -> None:
+    f = classify("tls12")
+    assert f.encrypted is True
+    assert f.tls_record_version == "TLS 1.0"
+    assert f.tls_client_versions == ("TLS 1.2",)
+    assert f.tls_version == "TLS 1.2"
+    assert f.tls_cipher_suite == 0xC02F
+    assert f.sni == "example.com"
+    assert f.tls_cert_requested is False
+    assert f.tls_client_cert is False
+
+
+def test_tls12_mutual() -> None:
+    f = classify("tls12_mutual")
+    assert f.tls_cert_requested is True
+    assert f.tls_client_cert is True
+
+
+def test_tls12_empty_client_certificate() -> None:
+    f = classify("tls12_empty_client_cert")
+    assert f.tls_cert_requested is True
+    assert f.tls_client_cert is False
+
+
+def test_tls13_cert_facts_unknown() -> None:
+    f = classify("tls13")
+    assert f.tls_record_version == "TLS 1.0"
+    assert f.tls_client_versions == ("TLS 1.3", "TLS 1.2")  # GREASE dropped
+    assert f.tls_version == "TLS 1.3"
+    assert f.alpn == ("h2", "http/1.1")
+    assert f.tls_cert_requested is None
+    assert f.tls_client_cert is None
+    assert f.encrypted is True
+
+
+def test_tls10() -> None:
+    f = classify("tls10")
+    assert (f.tls_record_version, f.tls_client_versions, f.tls_version) == (
+        "TLS 1.0",
+        ("TLS 1.0",),
+        "TLS 1.0",
+    )
+    assert f.tls_cert_requested is False
+
+
+def test_ssl30_no_certificate_alert() -> None:
+    """SSL 3.0 answers a CertificateRequest it cannot satisfy with a no_certificate alert."""
+    server = (
+        server_hello(0x0300, 0x000A) + certificate(FAKE_CERT) + CERT_REQUEST + SERVER_HELLO_DONE
+    )
+    packets = [
+        pkt(0, record(22, client_hello(0x0300, sni=None), 0x0300)),
+        pkt(1, record(22, server, 0x0300)),
+        pkt(0, record(21, b"\x01\x29", 0x0300) + record(22, CLIENT_KEY_EXCHANGE, 0x0300)),
+    ]
+    f = classify_flow("tcp", 443, packets)
+    assert f.tls_version == "SSL 3.0"
+    assert f.tls_cert_requested is True
+    assert f.tls_client_cert is False
+    # Even with the server's flight lost, the alert says a certificate was asked for.
+    f = classify_flow("tcp", 443, [packets[0], packets[2]])
+    assert (f.tls_cert_requested, f.tls_client_cert) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("client_certs", "requested", "sent"),
+    [((FAKE_CERT,), True, True), ((), True, False), (None, False, False)],
+)
+def test_tls12_cert_inferred_from_client_flight(
+    client_certs: tuple[bytes, ...] | None, requested: bool, sent: bool
+) -> None:
+    """The server's flight is a large certificate chain whose later segments are cut to 128
+    bytes by the head limit: the client's second flight still tells."""
+    big = certificate(*([FAKE_CERT] * 8))
+    server = record(22, server_hello() + big) + record(22, SERVER_KEY_EXCHANGE)
+    if requested:
+        server += record(22, CERT_REQUEST)
+    server += record(22, SERVER_HELLO_DONE)
+    flight2 = b"" if client_certs is None else certificate(*client_certs)
+    flight2 += CLIENT_KEY_EXCHANGE
+    packets = [
+        pkt(0, record(22, client_hello(), 0x0301)),
+        *segments(1, server),
+        pkt(0, record(22, flight2) + CCS + FINISHED),
+    ]
+    assert any(len(h) < n for _d, h, n in packets)  # the middle of the chain is not visible
+    f = classify_flow("tcp", 443, packets)
+    assert (f.tls_cert_requested, f.tls_client_cert) == (requested, sent)
+
+
+def test_tls12_certificate_request_seen_in_last_segment() -> None:
+    """CertificateRequest at the start of a short last segment is read at its stream offset."""
+    server_records = record(22, server_hello()) + record(22, certificate(*([FAKE_CERT] * 3)))
+    tail = record(22, CERT_REQUEST) + record(22, SERVER_HELLO_DONE)
+    packets = [pkt(0, record(22, client_hello(), 0x0301))]
+    packets += segments(1, server_records, mss=1000)
+    packets.append(pkt(1, tail))
+    assert packets[-1][1][:2] == b"\x16\x03"
+    f = classify_flow("tcp", 443, packets)
+    assert f.tls_cert_requested is True
+    assert f.tls_client_cert is None  # asked, but the client's answer is not in the heads
+
+
+def test_tls_resumed_session_cert_facts_unknown() -> None:
+    packets = [
+        pkt(0, record(22, client_hello(), 0x0301)),
+        pkt(1, record(22, server_hello()) + CCS + FINISHED),
+        pkt(0, CCS + FINISHED),
+        pkt(0, APP_DATA),
+    ]
+    f = classify_flow("tcp", 443, packets)
+    assert f.tls_version == "TLS 1.2"
+    assert (f.tls_cert_requested, f.tls_client_cert) == (None, None)
+
+
+def test_tls_null_cipher_is_not_encrypted() -> None:
+    f = classify_flow("tcp", 443, tls12_flow(request=False, client_certs=None, suite=0x003B))
+    assert f.app == "tls"
+    assert f.encrypted is False
+
+
+def test_tls_server_alpn_and_hello_retry() -> None:
+    ch = client_hello(versions=(0x0304,), alpn=(b"h2",))
+    hrr = server_hello(0x0303, 0x1301, selected=0x0304, rand=HRR_RANDOM)
+    packets = [
+        pkt(0, record(22, ch, 0x0301)),
+        pkt(1, record(22, hrr)),
+        pkt(0, record(22, ch)),
+        pkt(1, record(22, server_hello(0x0303, 0x1302, selected=0x0304)) + APP_DATA),
+    ]
+    f = classify_flow("tcp", 443, packets)
+    assert (f.tls_version, f.tls_cipher_suite) == ("TLS 1.3", 0x1302)
+    tls12 = [
+        pkt(0, record(22, client_hello(alpn=(b"h2", b"http/1.1")), 0x0301)),
+        pkt(1, record(22, server_hello(alpn=b"http/1.1") + SERVER_HELLO_DONE)),
+    ]
+    f = classify_flow("tcp", 443, tls12)
+    assert (f.alpn, f.alpn_selected) == (("h2", "http/1.1"), "http/1.1")
+    assert f.tls_cert_requested is False
+
+
+def test_tls_truncated_client_hello() -> None:
+    """A ClientHello cut at 128 bytes: version and what fits are read, the rest is unknown."""
+    full = record(22, client_hello(versions=(0x0304, 0x0303), padding=200), 0x0301)
+    f = classify_flow("tcp", 443, [(0, full[:128], len(full))])
+    assert f.app == "tls"
+    assert f.tls_record_version == "TLS 1.0"
+    assert f.sni == "example.com"  # the first extension fits
+    assert f.tls_client_versions in (("TLS 1.3", "TLS 1.2"), ("TLS 1.2",))
+    f = classify_flow("tcp", 443, [(0, full[:60], len(full))])
+    assert f.tls_client_versions == ("TLS 1.2",)
+    assert f.sni is None
+
+
+def test_tls_client_in_direction_1_and_retransmission() -> None:
+    packets = [(1 - d, h, n) for d, h, n in tls12_flow(request=True, client_certs=(FAKE_CERT,))]
+    packets.insert(1, packets[0])  # the ClientHello retransmitted
+    f = classify_flow("tcp", 443, packets)
+    assert f.sni == "example.com"
+    assert (f.tls_cert_requested, f.tls_client_cert) == (True, True)
+
+
+def test_tls_after_unknown_preamble() -> None:
+    """RDP's X.224 exchange, then TLS in the same flow: facts from the first record on."""
+    x224 = bytes.fromhex(
+        "0300002a25e00000000000436f6f6b69653a206d737473686173683d610d0a0100080003000000"
+    )
+    packets = [pkt(0, x224), pkt(1, bytes.fromhex("0300001302f08000000000020008000200000000"))]
+    packets += tls12_flow(request=False, client_certs=None)
+    f = classify_flow("tcp", 3389, packets)
+    assert (f.app, f.sni, f.tls_cert_requested) == ("tls", "example.com", False)
+
+
+def test_sslv2_compatible_client_hello() -> None:
+    body = b"\x01\x03\x01" + u16(3) + u16(0) + u16(16) + b"\x00\x00\x04" + bytes(16)
+    hello = bytes([0x80 | len(body) >> 8, len(body) & 0xFF]) + body
+    packets = [
+        pkt(0, hello),
+        pkt(1, record(22, server_hello(0x0301, 0x0004) + SERVER_HELLO_DONE, 0x0301)),
+    ]
+    f = classify_flow("tcp", 443, packets)
+    assert f.app == "tls"
+    assert f.tls_record_version == "SSL 2.0"
+    assert f.tls_client_versions == ("TLS 1.0",)
+    assert f.tls_version == "TLS 1.0"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\x16\x03\x01\x00\x00",  # zero length
+        b"\x16\x03\x09\x00\x10",  # version 3.9
+        b"\x16\x02\x00\x00\x10",  # version 2.0 record
+        b"\x19\x03\x03\x00\x10",  # content type 25
+        b"\x17\x03\x03\xff\xff",  # longer than any record may be
+    ],
+)
+def test_not_a_tls_record(head: bytes) -> None:
+    assert detect("tcp", 443, head + bytes(16), 21) != "tls"
+
+
+# --- HTTP ------------------------------------------------------------------------------
+
+
+def test_http_request_and_response() -> None:
+    f = classify("http")
+    assert (f.http_method, f.http_target, f.http_host) == ("GET", "/index.html", "www.example.com")
+    assert f.http_user_agent == "curl/8.5.0"
+    assert f.http_status == 404
+    assert f.server_version == "nginx/1.24.0"
+    assert f.encrypted is False
+
+
+def test_http_bits_upload() -> None:
+    f = classify("http_bits")
+    assert (f.http_method, f.http_user_agent, f.http_host) == (
+        "BITS_POST",
+        "Microsoft BITS/7.8",
+        "updates.example.com",
+    )
+    assert f.http_status == 200
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"CCM_POST /ccm_system/request HTTP/1.1\r\n",
+        b"RPC_IN_DATA /rpc/rpcproxy.dll?dc1:6004 HTTP/1.1\r\n",
+        b"RPC_OUT_DATA /rpc/rpcproxy.dll?dc1:6004 HTTP/1.1\r\n",
+        b"PROPFIND /dav/ HTTP/1.1\r\n",
+        b"M-SEARCH * HTTP/1.1\r\n",
+        b"CONNECT proxy.example.com:443 HTTP/1.1\r\n",
+        b"FROBNICATE /x HTTP/1.0\r\n",  # unknown method, but a complete HTTP request line
+        b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n",
+        b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n",  # known method, line cut by the head limit
+    ],
+)
+def test_http_methods(line: bytes) -> None:
+    f = classify_flow("tcp", 8080, [pkt(0, line + b"Host: h\r\n\r\n")])
+    assert f.app == "http"
+    assert f.http_method == line.split(b" ")[0].decode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"OPTIONS rtsp://cam.example.com/stream RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+        b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP pc33\r\n\r\n",
+        b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n",
+        b"HTTP/1.1 OK\r\n\r\n",
+        b"GETTING /x HTTP\r\n",
+        b"USER anonymous\r\n",
+        b"220 ftp.example.com FTP server ready\r\n",
+    ],
+)
+def test_not_http(payload: bytes) -> None:
+    assert classify_flow("tcp", 80, [pkt(0, payload)]).app != "http"
+
+
+def test_http_connect_then_tls() -> None:
+    packets = [
+        pkt(0, b"CONNECT www.example.com:443 HTTP/1.1\r\nHost: www.example.com:443\r\n\r\n"),
+        pkt(1, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+        *tls12_flow(request=False, client_certs=None),
+    ]
+    f = classify_flow("tcp", 3128, packets)
+    assert (f.app, f.http_method, f.http_status) == ("http", "CONNECT", 200)
+    assert (f.encrypted, f.sni, f.tls_version) == (True, "example.com", "TLS 1.2")
+
+
+def test_http_host_beyond_head_is_unknown() -> None:
+    """ "GET " is not four letters: the head is 128 bytes and a late Host header is not seen."""
+    request = b"GET /" + b"a" * 150 + b" HTTP/1.1\r\nHost: late.example.com\r\n\r\n"
+    f = classify_flow("tcp", 80, [pkt(0, request)])
+    assert (f.app, f.http_method, f.http_target, f.http_host) == ("http", "GET", None, None)
+
+
+# --- SSH -------------------------------------------------------------------------------
+
+
+def test_ssh_banners() -> None:
+    f = classify("ssh")
+    assert f.ssh_banner == "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3"
+    assert f.ssh_client_banner == "SSH-2.0-PuTTY_0.80"
+    assert f.encrypted is True
+
+
+def test_ssh_client_only() -> None:
+    f = classify_flow("tcp", 2222, [pkt(0, b"SSH-2.0-OpenSSH_9.6\r\n")])
+    assert (f.app, f.ssh_banner, f.ssh_client_banner) == (
+        "ssh",
+        "SSH-2.0-OpenSSH_9.6",
+        "SSH-2.0-OpenSSH_9.6",
+    )
+
+
+# --- LDAP ------------------------------------------------------------------------------
+
+
+def test_ldap_plain_simple_bind() -> None:
+    f = classify("ldap")
+    assert (f.app, f.ldap_bind, f.ldap_starttls, f.encrypted) == ("ldap", "simple", False, False)
+
+
+def test_ldap_starttls() -> None:
+    f = classify("ldap_starttls")
+    assert (f.app, f.ldap_starttls, f.encrypted) == ("ldap", True, True)
+    assert (f.tls_version, f.sni, f.tls_cert_requested) == ("TLS 1.2", "example.com", False)
+
+
+def test_ldap_starttls_refused() -> None:
+    packets = [pkt(0, LDAP_STARTTLS), pkt(1, LDAP_STARTTLS_REFUSED), pkt(0, LDAP_SIMPLE_BIND)]
+    f = classify_flow("tcp", 389, packets)
+    assert (f.ldap_starttls, f.encrypted) == (True, False)
+
+
+@pytest.mark.parametrize(("sealed", "encrypted"), [(True, True), (False, False)])
+def test_ldap_sasl_wrapped(sealed: bool, encrypted: bool) -> None:
+    packets = [
+        pkt(0, LDAP_SASL_BIND),
+        pkt(1, LDAP_BIND_OK),
+        pkt(0, cfx_wrap(sealed, LDAP_SEARCH)),
+        pkt(1, cfx_wrap(sealed, LDAP_SEARCH_DONE)),
+    ]
+    f = classify_flow("tcp", 389, packets)
+    assert (f.ldap_bind, f.encrypted) == ("sasl:GSS-SPNEGO", encrypted)
+
+
+def test_ldap_off_port_needs_a_request() -> None:
+    assert classify_flow("tcp", 10389, [pkt(0, LDAP_SEARCH)]).app == "ldap"
+    assert classify_flow("tcp", 10389, [pkt(1, LDAP_BIND_OK)]).app == "unknown"
+    assert classify_flow("tcp", 389, [pkt(1, LDAP_BIND_OK)]).app == "ldap"
+    snmp = bytes.fromhex("302602010104067075626c6963a1190204") + bytes(20)
+    assert classify_flow("udp", 161, [pkt(0, snmp)]).app == "unknown"
+
+
+# --- SMB -------------------------------------------------------------------------------
+
+
+def test_smb2_dialect_and_transform() -> None:
+    f = classify("smb2")
+    assert (f.smb_dialect, f.smb_signing_required, f.encrypted) == ("3.1.1", True, True)
+
+
+@pytest.mark.parametrize(
+    ("packets", "encrypted"),
+    [
+        ([SMB2_NEGOTIATE_REQ, SMB2_NEGOTIATE_RESP_202], None),
+        ([SMB2_NEGOTIATE_REQ, SMB2_NEGOTIATE_RESP_202, SMB2_CREATE], False),
+        ([SMB2_NEGOTIATE_RESP_311, SMB2_SESSION_SETUP_ENC], True),
+        ([SMB2_NEGOTIATE_RESP_311, SMB2_TREE_CONNECT_ENC], True),
+    ],
+)
+def test_smb2_encryption(packets: list[bytes], encrypted: bool | None) -> None:
+    flow = [pkt(i % 2, p) for i, p in enumerate(packets)]
+    assert classify_flow("tcp", 445, flow).encrypted is encrypted
+
+
+def test_smb1_dialect() -> None:
+    f = classify("smb1")
+    assert (f.app, f.smb_dialect, f.smb_signing_required, f.encrypted) == (
+        "smb",
+        "NT LM 0.12",
+        False,
+        False,
+    )
+
+
+def test_smb_after_netbios_session_request() -> None:
+    session_request = (
+        b"\x81\x00\x00\x44" + b"\x20" + b"CKFDENECFDEFFCFGEFFCCACACACACACA" + b"\x00" * 35
+    )
+    packets = [pkt(0, session_request), pkt(1, b"\x82\x00\x00\x00"), pkt(0, SMB1_NEGOTIATE_REQ)]
+    assert classify_flow("tcp", 139, packets).app == "smb"
+
+
+# --- DNS -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dns_udp", "dns_tcp"])
+def test_dns_cname_chain(name: str) -> None:
+    f = classify(name)
+    assert f.dns_queries == ("www.example.com",)
+    assert set(f.dns_answers) == {
+        ("edge.cdn.example.com", "192.0.2.7"),
+        ("www.example.com", "192.0.2.7"),
+        ("edge.cdn.example.com", "2001:db8::1"),
+        ("www.example.com", "2001:db8::1"),
+    }
+    assert f.encrypted is False
+
+
+def test_dns_tcp_length_in_its_own_segment() -> None:
+    query = dns_query("host.corp.example")
+    packets = [pkt(0, u16(len(query))), pkt(0, query)]
+    f = classify_flow("tcp", 53, packets)
+    assert (f.app, f.dns_queries) == ("dns", ("host.corp.example",))
+
+
+def test_dns_off_port_and_mdns() -> None:
+    assert classify_flow("udp", 8053, [pkt(0, dns_query("www.example.com"))]).app == "dns"
+    mdns = (
+        struct.pack(">HHHHHH", 0, 0, 1, 0, 0, 0)
+        + dns_name("printer.local")
+        + struct.pack(">HH", 12, 0x8001)
+    )
+    assert classify_flow("udp", 5353, [pkt(0, mdns)]).dns_queries == ("printer.local",)
+    nbns = struct.pack(">HHHHHH", 0x8D02, 0x0110, 1, 0, 0, 0) + dns_name(
+        "CKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    )
+    assert classify_flow("udp", 137, [pkt(0, nbns + struct.pack(">HH", 0x21, 1))]).app == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("msg", "expected"),
+    [
+        (b"\x03www\x07example\x03com\x00", ("www.example.com", 17)),
+        (b"\x00", ("", 1)),
+        (b"\xc0\x00", (None, -1)),  # points at itself
+        (b"\x01a\xc0\x00", (None, -1)),  # points back into its own run of labels
+        (b"\x01a\xc0\x05\x01b\x00", (None, -1)),  # points forward
+        (b"\x05ab", (None, -1)),  # label runs past the end
+        (b"\x41" + b"a" * 70, (None, -1)),  # label type 01
+        (
+            b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x3f"
+            + b"a" * 63
+            + b"\x00",
+            (None, -1),
+        ),
+    ],
+)
+def test_dns_read_name(msg: bytes, expected: tuple[str | None, int]) -> None:
+    assert read_name(msg, 0) == expected
+
+
+def test_dns_pointer_loop_between_two_names() -> None:
+    # An answer name at 19 points to 21, which points back to 19: both must stop.
+    question = b"\x01a\x00" + struct.pack(">HH", 1, 1)
+    answers = b"\xc0\x15\xc0\x13" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes(4)
+    response = struct.pack(">HHHHHH", 1, 0x8180, 1, 2, 0, 0) + question + answers
+    assert read_name(response, 19) == (None, -1)
+    assert read_name(response, 21) == (None, -1)
+    f = classify_flow("udp", 53, [pkt(1, response)])
+    assert (f.app, f.dns_queries, f.dns_answers) == ("dns", ("a",), ())
+
+
+def test_dns_answers_cut_by_head_limit() -> None:
+    response = dns_cname_response()
+    f = classify_flow("udp", 53, [(1, response[:70], len(response))])
+    assert f.dns_queries == ("www.example.com",)
+    assert f.dns_answers == ()
+
+
+# --- NTP, DHCP, iSCSI, NATS, MySQL ---------------------------------------------------
+
+
+def test_ntp() -> None:
+    f = classify("ntp")
+    assert (f.app, f.ntp_version, f.ntp_mode, f.encrypted) == ("ntp", 4, 3, False)
+    f = classify_flow("udp", 123, [pkt(0, NTP_CONTROL)])
+    assert (f.app, f.ntp_version, f.ntp_mode) == ("ntp", 2, 6)
+    assert classify_flow("udp", 4000, [pkt(0, NTP_CONTROL)]).app == "unknown"
+
+
+def test_dhcp() -> None:
+    f = classify("dhcp")
+    assert (f.app, f.encrypted) == ("dhcp", False)
+    head = SAMPLES["dhcp"][3][0][1]
+    assert len(head) == 128  # the magic cookie at 236 is beyond the head
+    not_bootp = bytes([1, 1, 6, 0]) + bytes(24) + bytes(range(16)) + bytes(84)
+    assert classify_flow("udp", 9999, [(0, not_bootp, 300)]).app == "unknown"
+
+
+def test_iscsi() -> None:
+    f = classify("iscsi")
+    assert (f.app, f.encrypted) == ("iscsi", False)
+    bad_version = bytearray(iscsi_login())
+    bad_version[2] = 7
+    assert classify_flow("tcp", 13260, [pkt(0, bytes(bad_version))]).app == "unknown"
+
+
+def test_nats() -> None:
+    f = classify("nats")
+    assert (f.app, f.server_version, f.encrypted) == ("nats", "2.10.4", False)
+    f = classify_flow(
+        "tcp", 4222, [pkt(1, NATS_INFO_TLS), pkt(0, record(22, client_hello(), 0x0301))]
+    )
+    assert (f.app, f.encrypted, f.sni) == ("nats", True, "example.com")
+
+
+def test_mysql_plain() -> None:
+    f = classify("mysql")
+    assert (f.app, f.server_version, f.encrypted) == ("mysql", "8.0.36-0ubuntu0.22.04.1", False)
+
+
+def test_mysql_tls() -> None:
+    packets = [
+        pkt(1, mysql_greeting()),
+        pkt(0, mysql_client(1, ssl=True)),
+        *tls12_flow(request=True, client_certs=(FAKE_CERT,)),
+    ]
+    f = classify_flow("tcp", 3307, packets)
+    assert (f.app, f.encrypted, f.tls_cert_requested, f.tls_client_cert) == (
+        "mysql",
+        True,
+        True,
+        True,
+    )
+
+
+# --- FlowFacts as columns --------------------------------------------------------------
+
+
+def test_facts_fields_and_schema_agree() -> None:
+    assert tuple(f.name for f in fields(FlowFacts)) == FLOW_FACTS_FIELDS
+    assert tuple(FLOW_FACTS_SCHEMA.names) == FLOW_FACTS_FIELDS
+    assert {app for app, *_rest in SAMPLES.values()} <= set(APPS)
+
+
+def test_facts_table() -> None:
+    facts = [classify(name) for name in sorted(SAMPLES)] + [classify_flow("tcp", 1, [])]
+    table = facts_table(facts)
+    assert table.schema == FLOW_FACTS_SCHEMA
+    assert table.num_rows == len(facts)
+    row = table.slice(sorted(SAMPLES).index("dns_udp"), 1).to_pylist()[0]
+    assert {"name": "www.example.com", "address": "192.0.2.7"} in row["dns_answers"]
+    assert table.column("app").to_pylist()[-1] == "none"
+    assert table.column("encrypted").to_pylist().count(True) >= 5
+
+
+# --- Robustness: truncation, lying lengths, garbage ------------------------------------
+
+
+def _check(proto: str, port: int, packets: list[Packet]) -> None:
+    f = classify_flow(proto, port, packets)
+    assert f.app in APPS
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_prefix_never_raises(name: str) -> None:
+    _app, proto, port, packets = SAMPLES[name]
+    for i, (d, head, plen) in enumerate(packets):
+        for cut in range(len(head) + 1):
+            prefix = head[:cut]
+            _check(
+                proto, port, [*packets[:i], (d, prefix, plen), *packets[i + 1 :]]
+            )  # cut by the head limit
+            _check(proto, port, [*packets[:i], (d, prefix, cut)])  # short payload
+            _check(proto, 40000, [(d, prefix, plen + 17)])  # length that lies
+
+
+MUTATIONS: list[Callable[[random.Random, bytes], bytes]] = [
+    lambda r, b: bytes(x ^ (1 << r.randrange(8)) if r.random() < 0.05 else x for x in b),
+    lambda r, b: (
+        b[: r.randrange(len(b) + 1)] + bytes(r.randrange(256) for _ in range(r.randrange(40)))
+    ),
+    lambda r, b: bytes(0xFF if r.random() < 0.1 else x for x in b),
+    lambda r, b: bytes(0x00 if r.random() < 0.1 else x for x in b),
+]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_mutated_samples_never_raise(name: str) -> None:
+    _app, proto, port, packets = SAMPLES[name]
+    rng = random.Random(name)
+    for _ in range(150):
+        mutate = rng.choice(MUTATIONS)
+        flow = [(d, mutate(rng, h), max(0, n + rng.randrange(-20, 20))) for d, h, n in packets]
+        _check(proto, port, flow)
+
+
+# First bytes that reach each parser, followed by random bytes.
+PREFIXES = [
+    b"",
+    b"\x16\x03\x01",
+    b"\x16\x03\x03\x00\x40\x01\x00\x00\x3c\x03\x03",
+    b"\x16\x03\x03\x00\x40\x02\x00\x00\x3c\x03\x03",
+    b"\x16\x03\x03\x00\x40\x0b\x00\x00\x3c",
+    b"\x15\x03\x03\x00\x02",
+    b"\x80\x2e\x01\x03\x01",
+    b"SSH-2.0-",
+    b"GET / HTTP/1.1\r\n",
+    b"HTTP/1.1 200 OK\r\n",
+    b"INFO {",
+    b"0\x84\x00\x00\x01\x00\x02\x01\x01\x60",
+    b"0\x82\x01\x00\x02\x01\x01\x77\x82",
+    b"\x00\x00\x01\x00\xfeSMB\x40\x00",
+    b"\x00\x00\x01\x00\xffSMB\x72",
+    b"\x00\x00\x01\x00\xfdSMB",
+    b"\x12\x34\x81\x80\x00\x01\x00\x05\x00\x00\x00\x00",
+    b"\x00\x40\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+    b"\x23\x02\x06\xe9",
+    b"\x01\x01\x06\x00",
+    b"\x43\x87\x00\x00\x00\x00\x00\x30",
+    b"\x4a\x00\x00\x00\x0a\x35\x2e",
+]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_random_bytes_never_raise(prefix: bytes, proto: str) -> None:
+    rng = random.Random(prefix + proto.encode())
+    for _ in range(200):
+        n = rng.choice((0, 5, 30, 128, 600, 4096))
+        packets = []
+        for _ in range(rng.randrange(1, 8)):
+            body = prefix + rng.randbytes(n)
+            packets.append((rng.randrange(2), body, len(body) + rng.choice((0, 0, 1, 1000, 70000))))
+        for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260):
+            _check(proto, port, packets)
