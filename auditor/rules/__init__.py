@@ -1,0 +1,64 @@
+"""Rulesets (a vendor's documented flows, as data) and inventories (which host holds which role).
+
+Rules live in ``rulesets/*.yaml`` with the vendor document, section and words they come
+from; this package loads and validates them (every error with file, line and key), turns
+them into an Arrow table for the audit's joins, and reads/writes inventories. Nothing here
+imports click.
+"""
+
+from auditor.rules.inventory import Inventory, classify_entry, dump_inventory, load_inventory
+from auditor.rules.loader import (
+    RULESETS_DIR,
+    CheckResult,
+    builtin_rulesets,
+    check_ruleset,
+    load_ruleset,
+    resolve_ruleset,
+)
+from auditor.rules.model import (
+    APPS,
+    FINDING_KINDS,
+    PROTOS,
+    SECURITY,
+    SEVERITIES,
+    TRANSFERS,
+    Hints,
+    Role,
+    Rule,
+    Ruleset,
+    Source,
+    SourceDocument,
+)
+from auditor.rules.names import name_matches, normalise_name
+from auditor.rules.table import RULES_SCHEMA, rules_table
+from auditor.rules.yamlmarks import Problem
+
+__all__ = [
+    "APPS",
+    "FINDING_KINDS",
+    "PROTOS",
+    "RULESETS_DIR",
+    "RULES_SCHEMA",
+    "SECURITY",
+    "SEVERITIES",
+    "TRANSFERS",
+    "CheckResult",
+    "Hints",
+    "Inventory",
+    "Problem",
+    "Role",
+    "Rule",
+    "Ruleset",
+    "Source",
+    "SourceDocument",
+    "builtin_rulesets",
+    "check_ruleset",
+    "classify_entry",
+    "dump_inventory",
+    "load_inventory",
+    "load_ruleset",
+    "name_matches",
+    "normalise_name",
+    "resolve_ruleset",
+    "rules_table",
+]

@@ -1,0 +1,574 @@
+"""Read a ruleset file into :class:`Ruleset`, collecting every problem with its line.
+
+The loader does not stop at the first mistake: it records each problem (file, line, key path,
+what was expected) and carries on with what it could read, so ``pcap-audit rulesets
+validate`` can list them all. :func:`load_ruleset` then refuses a ruleset with any error
+(:class:`RulesetError` naming the first one), because an audit against a half-read ruleset
+would report the wrong things. Cross-rule checks (duplicates, contradictions, pairs) live
+in :mod:`auditor.rules.validate`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import auditor
+from auditor.errors import RulesetError
+from auditor.rules.model import (
+    APPS,
+    FINDING_KINDS,
+    PROTOS,
+    SECURITY,
+    SEVERITIES,
+    TRANSFERS,
+    Hints,
+    Role,
+    Rule,
+    Ruleset,
+    Source,
+    SourceDocument,
+)
+from auditor.rules.names import name_pattern_problem
+from auditor.rules.yamlmarks import (
+    KeyPath,
+    Located,
+    Problem,
+    YamlProblem,
+    display_path,
+    keypath_text,
+    read_yaml,
+)
+
+#: Where the built-in rulesets live: the repository's top-level ``rulesets/`` directory.
+RULESETS_DIR = Path(auditor.__file__).resolve().parents[1] / "rulesets"
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+ROLE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+RULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+TOP_KEYS = {
+    "required": ("name", "title", "source_documents", "roles", "flows"),
+    "optional": ("description", "notes"),
+}
+ROLE_KEYS = {"required": ("id", "description"), "optional": ("hints", "implies")}
+HINT_KEYS = {"required": (), "optional": ("names", "user_agents")}
+DOC_KEYS = {"required": ("file",), "optional": ("title", "url")}
+SOURCE_KEYS = {"required": ("document", "section", "text"), "optional": ()}
+RULE_KEYS = {
+    "required": ("id", "from", "to", "ports", "app", "security", "source"),
+    "optional": (
+        "proto",
+        "disk_transfer",
+        "transfer",
+        "expected",
+        "pair",
+        "component",
+        "from_component",
+        "severity",
+        "notes",
+        "also_sources",
+    ),
+}
+
+PORT_EXPECTED = "expected a port 1-65535 or a range 'lo-hi'"
+
+
+def builtin_rulesets() -> list[str]:
+    """Names of the built-in rulesets (``rulesets/*.yaml``), sorted."""
+    return sorted(p.stem for p in RULESETS_DIR.glob("*.yaml"))
+
+
+def _looks_like_path(s: str) -> bool:
+    return "/" in s or "\\" in s or s.endswith((".yaml", ".yml")) or s.startswith(".")
+
+
+def resolve_ruleset(name_or_path: str | Path) -> Path:
+    """A built-in name -> its file; anything path-like -> that path (which must exist)."""
+    if isinstance(name_or_path, Path):
+        path = name_or_path
+    else:
+        s = str(name_or_path)
+        if s in builtin_rulesets() and not _looks_like_path(s):
+            return RULESETS_DIR / f"{s}.yaml"
+        path = Path(s)
+        if not _looks_like_path(s) and not path.is_file():
+            raise RulesetError(
+                s,
+                "unknown ruleset; built-in rulesets are: "
+                + ", ".join(builtin_rulesets())
+                + " (or give the path of a ruleset file)",
+            )
+    if not path.exists():
+        raise RulesetError(display_path(path), "no such ruleset file")
+    return path
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check_ruleset` found: the ruleset (None if unreadable) and every problem."""
+
+    path: Path
+    ruleset: Ruleset | None
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+
+def check_ruleset(name_or_path: str | Path) -> CheckResult:
+    """Load and validate, returning all problems instead of raising on the first.
+
+    Raises :class:`RulesetError` only when the name/path itself cannot be resolved.
+    """
+    from auditor.rules.validate import validate
+
+    path = resolve_ruleset(name_or_path)
+    shown = display_path(path)
+    try:
+        located = read_yaml(path)
+    except YamlProblem as exc:
+        return CheckResult(path, None, [Problem(shown, exc.line, "", exc.message)])
+    parser = _Parser(shown, located)
+    ruleset, role_keys, flow_keys = parser.ruleset(path)
+    if ruleset is None:
+        return CheckResult(path, None, parser.problems)
+    problems = parser.problems + validate(ruleset, located, shown, role_keys, flow_keys)
+    problems.sort(key=lambda p: (p.line or 0, p.level != "error"))
+    return CheckResult(path, ruleset, problems)
+
+
+def load_ruleset(name_or_path: str | Path) -> Ruleset:
+    """Load a built-in ruleset by name or a ruleset file by path.
+
+    Raises :class:`RulesetError` (exit code 2) naming the file, the line, the key and what
+    was expected for the first error found.
+    """
+    result = check_ruleset(name_or_path)
+    errors = result.errors
+    if errors or result.ruleset is None:
+        first = errors[0]
+        more = (
+            f" (and {len(errors) - 1} more; run 'pcap-audit rulesets validate {first.file}')"
+            if len(errors) > 1
+            else ""
+        )
+        raise RulesetError(first.file, first.text() + more, str(first.line) if first.line else None)
+    return result.ruleset
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+class _Parser:
+    """Turns the plain data of one file into model objects, recording problems as it goes."""
+
+    def __init__(self, shown: str, located: Located) -> None:
+        self.shown = shown
+        self.located = located
+        self.problems: list[Problem] = []
+        self.doc_files: set[str] = set()
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def error(self, kp: KeyPath, message: str, level: str = "error") -> None:
+        self.problems.append(
+            Problem(self.shown, self.located.line(kp), keypath_text(kp), message, level)
+        )
+
+    def mapping(self, value: Any, kp: KeyPath, keys: Mapping[str, tuple[str, ...]]) -> dict | None:
+        if not isinstance(value, dict):
+            self.error(
+                kp, f"expected a mapping with keys {', '.join(keys['required'])}, got {_got(value)}"
+            )
+            return None
+        allowed = keys["required"] + keys["optional"]
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.error(
+                    (*kp, key), f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}"
+                )
+        missing = [k for k in keys["required"] if k not in value]
+        if missing:
+            self.error(
+                kp, f"missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+            )
+        return value
+
+    def string(
+        self,
+        value: Any,
+        kp: KeyPath,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        what: str = "a non-empty string",
+    ) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.error(kp, f"expected {what}, got {_got(value)}")
+            return None
+        s = str(value).strip()
+        if not s or (pattern is not None and not pattern.match(s)):
+            self.error(kp, f"expected {what}, got {_got(value)}")
+            return None
+        return s
+
+    def optional_string(self, d: dict, key: str, kp: KeyPath) -> str | None:
+        if key not in d or d[key] is None:
+            return None
+        return self.string(d[key], (*kp, key))
+
+    def boolean(self, d: dict, key: str, kp: KeyPath, default: bool) -> bool:
+        if key not in d:
+            return default
+        v = d[key]
+        if not isinstance(v, bool):
+            self.error((*kp, key), f"expected true or false, got {_got(v)}")
+            return default
+        return v
+
+    def choice(self, value: Any, kp: KeyPath, choices: Iterable[str], what: str) -> str | None:
+        options = tuple(choices)
+        if not isinstance(value, str) or value not in options:
+            close = (
+                difflib.get_close_matches(str(value), options, n=1)
+                if isinstance(value, str)
+                else []
+            )
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.error(kp, f"expected {what}: one of {', '.join(options)}; got {_got(value)}{hint}")
+            return None
+        return value
+
+    def string_list(self, value: Any, kp: KeyPath, what: str = "a string") -> tuple[str, ...]:
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for i, item in enumerate(items):
+            s = self.string(item, (*kp, i) if isinstance(value, list) else kp, what=what)
+            if s is not None:
+                out.append(s)
+        return tuple(out)
+
+    # -- ports -----------------------------------------------------------------------------
+
+    def _one_port(self, v: Any, kp: KeyPath) -> tuple[int, int] | None:
+        def bad(extra: str = "") -> None:
+            self.error(kp, f"{PORT_EXPECTED}, got {_got(v)}{extra}")
+
+        if isinstance(v, bool):
+            bad()
+            return None
+        if isinstance(v, int):
+            if 1 <= v <= 65535:
+                return (v, v)
+            bad()
+            return None
+        if not isinstance(v, str):
+            bad()
+            return None
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[-\u2013]\s*(\d+)\s*)?", v)
+        if not m:
+            bad()
+            return None
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
+            bad()
+            return None
+        if lo > hi:
+            bad(" (the low end comes first)")
+            return None
+        return (lo, hi)
+
+    def ports(
+        self, value: Any, kp: KeyPath
+    ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None:
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            self.error(kp, f"{PORT_EXPECTED}, got an empty list")
+            return None
+        spans = []
+        for i, item in enumerate(items):
+            span = self._one_port(item, (*kp, i) if isinstance(value, list) else kp)
+            if span is None:
+                return None
+            spans.append(span)
+        singles = sorted({lo for lo, hi in spans if lo == hi})
+        ranges = sorted({(lo, hi) for lo, hi in spans if lo != hi})
+        return tuple(singles), tuple(ranges)
+
+    # -- structure -------------------------------------------------------------------------
+
+    def source(self, value: Any, kp: KeyPath) -> Source | None:
+        d = self.mapping(value, kp, SOURCE_KEYS)
+        if d is None or any(k not in d for k in SOURCE_KEYS["required"]):
+            return None
+        document = self.string(d["document"], (*kp, "document"))
+        section = self.string(d["section"], (*kp, "section"))
+        text = self.string(d["text"], (*kp, "text"))
+        if document is None or section is None or text is None:
+            return None
+        if self.doc_files and document not in self.doc_files:
+            self.error(
+                (*kp, "document"),
+                f"document {document!r} is not one of source_documents: {', '.join(sorted(self.doc_files))}",
+            )
+        return Source(document, section, " ".join(text.split()))
+
+    def source_documents(self, value: Any, kp: KeyPath) -> tuple[SourceDocument, ...]:
+        if not isinstance(value, list) or not value:
+            self.error(kp, f"expected a list of documents ({{file, title}}), got {_got(value)}")
+            return ()
+        out = []
+        for i, item in enumerate(value):
+            ikp = (*kp, i)
+            if isinstance(item, str):
+                out.append(SourceDocument(item))
+                continue
+            d = self.mapping(item, ikp, DOC_KEYS)
+            if d is None or "file" not in d:
+                continue
+            file = self.string(d["file"], (*ikp, "file"))
+            if file is None:
+                continue
+            title = self.optional_string(d, "title", ikp) or ""
+            url = self.optional_string(d, "url", ikp) or ""
+            out.append(SourceDocument(file, title, url))
+        self.doc_files = {d.file for d in out}
+        return tuple(out)
+
+    def role(self, value: Any, kp: KeyPath) -> Role | None:
+        d = self.mapping(value, kp, ROLE_KEYS)
+        if d is None or any(k not in d for k in ROLE_KEYS["required"]):
+            return None
+        rid = self.string(
+            d["id"],
+            (*kp, "id"),
+            pattern=ROLE_RE,
+            what="a role id (lowercase letters, digits, '_', starting with a letter)",
+        )
+        desc = self.string(d["description"], (*kp, "description"))
+        names: tuple[str, ...] = ()
+        agents: tuple[str, ...] = ()
+        if "hints" in d and d["hints"] is not None:
+            h = self.mapping(d["hints"], (*kp, "hints"), HINT_KEYS)
+            if h is not None:
+                if "names" in h:
+                    names = self.string_list(
+                        h["names"], (*kp, "hints", "names"), "a DNS name or '*.' wildcard"
+                    )
+                    for i, n in enumerate(names):
+                        why = name_pattern_problem(n)
+                        if why:
+                            self.error(
+                                (*kp, "hints", "names", i),
+                                f"expected a DNS name or '*.' wildcard, got {n!r}: {why}",
+                            )
+                if "user_agents" in h:
+                    agents = self.string_list(
+                        h["user_agents"], (*kp, "hints", "user_agents"), "a User-Agent glob"
+                    )
+        implies: tuple[str, ...] = ()
+        if "implies" in d:
+            implies = self.string_list(d["implies"], (*kp, "implies"), "a role id")
+        if rid is None or desc is None:
+            return None
+        return Role(rid, " ".join(desc.split()), Hints(names=names, user_agents=agents), implies)
+
+    def rule(self, value: Any, kp: KeyPath) -> Rule | None:
+        d = self.mapping(value, kp, RULE_KEYS)
+        if d is None or any(k not in d for k in RULE_KEYS["required"]):
+            return None
+        ok = True
+        rid = self.string(
+            d["id"],
+            (*kp, "id"),
+            pattern=RULE_ID_RE,
+            what="a rule id (lowercase letters, digits, '-', '_', '.')",
+        )
+        from_role = self.string(d["from"], (*kp, "from"), pattern=ROLE_RE, what="a role id")
+        to_role = self.string(d["to"], (*kp, "to"), pattern=ROLE_RE, what="a role id")
+        proto = self.choice(d.get("proto", "tcp"), (*kp, "proto"), PROTOS, "a transport")
+        ports = self.ports(d["ports"], (*kp, "ports"))
+        app = self.choice(d["app"], (*kp, "app"), APPS, "an application protocol")
+        security = self.choice(d["security"], (*kp, "security"), SECURITY, "a security requirement")
+        disk = self.boolean(d, "disk_transfer", kp, False)
+        expected = self.boolean(d, "expected", kp, False)
+        transfer = None
+        if d.get("transfer") is not None:
+            transfer = self.choice(
+                d["transfer"], (*kp, "transfer"), TRANSFERS, "a transfer direction"
+            )
+            if transfer and not disk:
+                self.error((*kp, "transfer"), "'transfer' needs 'disk_transfer: true'")
+        pair = None
+        if d.get("pair") is not None:
+            pair = self.string(d["pair"], (*kp, "pair"), pattern=RULE_ID_RE, what="a rule id")
+        component = self.optional_string(d, "component", kp)
+        from_component = self.optional_string(d, "from_component", kp)
+        severity: dict[str, str] = {}
+        if d.get("severity") is not None:
+            skp = (*kp, "severity")
+            if not isinstance(d["severity"], dict):
+                self.error(
+                    skp,
+                    f"expected a mapping of finding kind -> severity, got {_got(d['severity'])}",
+                )
+                ok = False
+            else:
+                for kind, sev in d["severity"].items():
+                    k = self.choice(kind, (*skp, kind), FINDING_KINDS, "a finding kind")
+                    s = self.choice(sev, (*skp, kind), SEVERITIES, "a severity")
+                    if k and s:
+                        severity[k] = s
+                    else:
+                        ok = False
+        notes: tuple[str, ...] = ()
+        if d.get("notes") is not None:
+            notes = tuple(
+                " ".join(n.split()) for n in self.string_list(d["notes"], (*kp, "notes"), "a note")
+            )
+        source = self.source(d["source"], (*kp, "source"))
+        also: list[Source] = []
+        if d.get("also_sources") is not None:
+            akp = (*kp, "also_sources")
+            if not isinstance(d["also_sources"], list):
+                self.error(akp, f"expected a list of sources, got {_got(d['also_sources'])}")
+                ok = False
+            else:
+                for i, item in enumerate(d["also_sources"]):
+                    src = self.source(item, (*akp, i))
+                    if src is None:
+                        ok = False
+                    else:
+                        also.append(src)
+        if not ok or None in (rid, from_role, to_role, proto, ports, app, security, source):
+            return None
+        assert ports is not None and source is not None
+        return Rule(
+            id=str(rid),
+            from_role=str(from_role),
+            to_role=str(to_role),
+            proto=str(proto),
+            ports=ports[0],
+            port_ranges=ports[1],
+            app=str(app),
+            security=str(security),
+            disk_transfer=disk,
+            expected=expected,
+            source=source,
+            pair=pair,
+            component=component,
+            from_component=from_component,
+            transfer=transfer,
+            severity=severity,
+            notes=notes,
+            also_sources=tuple(also),
+        )
+
+    def ruleset(self, path: Path) -> tuple[Ruleset | None, list[int], list[int]]:
+        """The ruleset plus, for each role and rule kept, its index in the file."""
+        top = self.located.data
+        if top is None:
+            self.error(
+                (), "empty file: expected a ruleset (name, title, source_documents, roles, flows)"
+            )
+            return None, [], []
+        d = self.mapping(top, (), TOP_KEYS)
+        if d is None:
+            return None, [], []
+        name = (
+            self.string(
+                d.get("name"),
+                ("name",),
+                pattern=NAME_RE,
+                what="a ruleset name (lowercase letters, digits, '-', '_')",
+            )
+            if "name" in d
+            else None
+        )
+        title = self.string(d.get("title"), ("title",)) if "title" in d else None
+        description = self.optional_string(d, "description", ()) or ""
+        notes = (
+            self.string_list(d["notes"], ("notes",), "a note") if d.get("notes") is not None else ()
+        )
+        docs = (
+            self.source_documents(d.get("source_documents"), ("source_documents",))
+            if "source_documents" in d
+            else ()
+        )
+
+        roles: list[Role] = []
+        role_keys: list[int] = []
+        raw_roles = d.get("roles")
+        if "roles" in d:
+            if not isinstance(raw_roles, list) or not raw_roles:
+                self.error(
+                    ("roles",),
+                    f"expected a list of roles ({{id, description, hints}}), got {_got(raw_roles)}",
+                )
+            else:
+                for i, item in enumerate(raw_roles):
+                    role = self.role(item, ("roles", i))
+                    if role is not None:
+                        roles.append(role)
+                        role_keys.append(i)
+        flows: list[Rule] = []
+        flow_keys: list[int] = []
+        raw_flows = d.get("flows")
+        if "flows" in d:
+            if not isinstance(raw_flows, list) or not raw_flows:
+                self.error(("flows",), f"expected a list of flows, got {_got(raw_flows)}")
+            else:
+                for i, item in enumerate(raw_flows):
+                    rule = self.rule(item, ("flows", i))
+                    if rule is not None:
+                        flows.append(rule)
+                        flow_keys.append(i)
+        if name is None or title is None:
+            return None, [], []
+        roles = [replace(r, hints=_derived_hints(r, flows)) for r in roles]
+        ruleset = Ruleset(
+            name=name,
+            title=" ".join(title.split()),
+            description=" ".join(description.split()),
+            source_documents=docs,
+            roles=tuple(roles),
+            flows=tuple(flows),
+            path=path,
+            notes=tuple(" ".join(n.split()) for n in notes),
+        )
+        return ruleset, role_keys, flow_keys
+
+
+def _merge(spans: list[tuple[str, int, int]]) -> tuple[tuple[str, int, int], ...]:
+    out: list[tuple[str, int, int]] = []
+    for proto, lo, hi in sorted(set(spans)):
+        if out and out[-1][0] == proto and lo <= out[-1][2] + 1:
+            out[-1] = (proto, out[-1][1], max(hi, out[-1][2]))
+        else:
+            out.append((proto, lo, hi))
+    return tuple(out)
+
+
+def _derived_hints(role: Role, flows: list[Rule]) -> Hints:
+    serves = [(r.proto, lo, hi) for r in flows if r.to_role == role.id for lo, hi in r.spans()]
+    connects = [(r.proto, lo, hi) for r in flows if r.from_role == role.id for lo, hi in r.spans()]
+    return replace(role.hints, serves=_merge(serves), connects=_merge(connects))
