@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 16 << 20  #: bytes read per chunk (the buffer grows only for a larger block)
+MAX_SHB = 1 << 20  #: a pcapng Section Header Block longer than this is malformed
 MAX_WARNINGS = 20  #: non-fatal problems kept in CaptureInfo.warnings
 PAYLOAD_BYTES_PER_ROW = 512  #: payload buffer per batch row; a batch ends early when it fills
 
@@ -265,7 +266,8 @@ class CaptureInfo:
     ``decode_errors`` counts rows by non-``ok`` status (keys are ``STATUS_NAMES``:
     ``non_ip``, ``unsupported_linktype``, ``truncated_ip``, ``bad_record``, ...); which link
     types were unsupported, and how many records each, is in ``unsupported_linktypes``.
-    ``bad_record`` also counts a malformed pcapng section header, which has no row.
+    They count rows only: a malformed pcapng section header, which has no row, shows in
+    ``truncated`` and ``warnings``.
     """
 
     path: str
@@ -348,91 +350,141 @@ def _describe(head: bytes) -> str:
     return f"bytes {hexed}"
 
 
-def _sniff(path: str) -> _Header:
-    """Identify a capture by its first bytes; raise CaptureError when it is not one."""
-    with _open(path) as raw:
-        try:
-            head = raw.read(64)
-        except OSError as exc:
-            raise CaptureError(path, f"cannot read: {exc.strerror or exc}") from None
-        compressed = head.startswith(_GZIP)
-        if compressed:
-            raw.seek(0)
-            head = b""
-            try:
-                with gzip.GzipFile(fileobj=raw) as gz:
-                    while len(head) < 64:
-                        more = gz.read1(64 - len(head))
-                        if not more:
-                            break
-                        head += more
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                if not head:
-                    why = "ends early" if isinstance(exc, EOFError) else f"is corrupt ({exc})"
-                    raise CaptureError(
-                        path, f"gzip-compressed, but the gzip stream {why}", "byte 0"
-                    ) from None
-            except OSError as exc:
-                raise CaptureError(path, f"cannot read: {exc.strerror or exc}") from None
-            if not head:
+class _HeadReader:
+    """Reads the first bytes of a capture, through gzip when the file starts like gzip."""
+
+    def __init__(self, path: str, raw: io.FileIO) -> None:
+        self.path = path
+        self.raw = raw
+        self.gz: gzip.GzipFile | None = None
+        first = self._raw_read(2)
+        raw.seek(0)
+        if first == _GZIP:
+            self.gz = gzip.GzipFile(fileobj=raw)
+            if not self.read(1):
                 raise CaptureError(path, "gzip-compressed, but there is nothing inside")
-    inside = "inside gzip: " if compressed else ""
-    magic = head[:4]
-    if magic in _PCAP_MAGICS:
-        order, ns = _PCAP_MAGICS[magic]
-        if len(head) < 24:
-            raise CaptureError(
-                path, f"{inside}file ends inside the pcap file header ({len(head)} of 24 bytes)"
-            )
-        major, minor, _zone, _sigfigs, snaplen, lt = struct.unpack_from(order + "HHiIII", head, 4)
-        if len(head) >= 40:
-            caplen = struct.unpack_from(order + "I", head, 32)[0]
-            if caplen > _fast.MAX_CAPLEN:
+            self.gz.seek(0)
+
+    def _raw_read(self, n: int) -> bytes:
+        try:
+            return self.raw.read(n) or b""
+        except OSError as exc:
+            raise CaptureError(self.path, f"cannot read: {exc.strerror or exc}") from None
+
+    def read(self, n: int) -> bytes:
+        """Up to n bytes (fewer only at the end of the content)."""
+        if self.gz is None:
+            return self._raw_read(n)
+        out = b""
+        try:
+            while len(out) < n:
+                more = self.gz.read1(n - len(out))
+                if not more:
+                    break
+                out += more
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            if not out:
+                why = "ends early" if isinstance(exc, EOFError) else f"is corrupt ({exc})"
                 raise CaptureError(
-                    path,
-                    f"{inside}not a usable pcap: the first record claims {caplen} captured "
-                    f"bytes (the limit is {_fast.MAX_CAPLEN})",
-                    "byte 24",
-                )
-        return _Header(
-            _fast.K_PCAP,
-            "pcap-ns" if ns else "pcap",
-            compressed,
-            order,
-            f"{major}.{minor}",
-            lt & 0xFFFF,  # upper bits: FCS length information (libpcap LT_LINKTYPE)
-            snaplen,
-        )
-    if magic == _PCAPNG_SHB:
-        if len(head) < 12:
-            raise CaptureError(
-                path, f"{inside}file ends inside the pcapng section header ({len(head)} bytes)"
-            )
-        order_ = _PCAPNG_BOM.get(head[8:12])
-        if order_ is None:
-            raise CaptureError(
-                path,
-                f"{inside}not a usable pcapng: byte-order magic is {head[8:12].hex(' ')}, "
-                "expected 1a 2b 3c 4d",
-                "byte 8",
-            )
-        blen = struct.unpack_from(order_ + "I", head, 4)[0]
-        if blen < 28 or blen % 4 or blen > _fast.MAX_BLOCK:
-            raise CaptureError(
-                path, f"{inside}not a usable pcapng: section header length {blen}", "byte 4"
-            )
-        major, minor = struct.unpack_from(order_ + "HH", head, 12) if len(head) >= 16 else (1, 0)
-        if major != 1:
-            raise CaptureError(
-                path, f"{inside}unsupported pcapng version {major}.{minor}", "byte 12"
-            )
-        return _Header(_fast.K_PCAPNG, "pcapng", compressed, order_, f"{major}.{minor}")
+                    self.path, f"gzip-compressed, but the gzip stream {why}", "byte 0"
+                ) from None
+        except OSError as exc:
+            raise CaptureError(self.path, f"cannot read: {exc.strerror or exc}") from None
+        return out
+
+
+def _sniff(path: str) -> _Header:
+    """Identify a capture by its first bytes; raise CaptureError when it is not one.
+
+    For pcap the file header and the first record header are checked, for pcapng the
+    whole first Section Header Block: a file that passes has at least a valid start.
+    """
+    with _open(path) as raw:
+        src = _HeadReader(path, raw)
+        compressed = src.gz is not None
+        head = src.read(64)
+        inside = "inside gzip: " if compressed else ""
+        magic = head[:4]
+        if magic in _PCAP_MAGICS:
+            return _sniff_pcap(path, head, compressed, inside)
+        if magic == _PCAPNG_SHB:
+            return _sniff_pcapng(path, src, head, compressed, inside)
     what = "an empty file" if not head else _describe(head)
     if compressed:
-        raise CaptureError(
-            path, f"gzip-compressed, but the content is not a capture: found {what}"
-        )
+        raise CaptureError(path, f"gzip-compressed, but the content is not a capture: found {what}")
     raise CaptureError(path, f"not a pcap or pcapng capture: found {what}", "byte 0")
+
+
+def _sniff_pcap(path: str, head: bytes, compressed: bool, inside: str) -> _Header:
+    order, ns = _PCAP_MAGICS[head[:4]]
+    if len(head) < 24:
+        raise CaptureError(
+            path, f"{inside}file ends inside the pcap file header ({len(head)} of 24 bytes)"
+        )
+    major, minor, _zone, _sigfigs, snaplen, lt = struct.unpack_from(order + "HHiIII", head, 4)
+    if len(head) >= 40:
+        caplen = struct.unpack_from(order + "I", head, 32)[0]
+        if caplen > _fast.MAX_CAPLEN:
+            raise CaptureError(
+                path,
+                f"{inside}not a usable pcap: the first record claims {caplen} captured "
+                f"bytes (the limit is {_fast.MAX_CAPLEN})",
+                "byte 24",
+            )
+    return _Header(
+        _fast.K_PCAP,
+        "pcap-ns" if ns else "pcap",
+        compressed,
+        order,
+        f"{major}.{minor}",
+        lt & 0xFFFF,  # upper bits: FCS length information (libpcap LT_LINKTYPE)
+        snaplen,
+    )
+
+
+def _shb_problem(head: bytes) -> tuple[str, int] | None:
+    """What is wrong with a Section Header Block's start (type, length, byte-order magic),
+    with the offset of the field; None when it is fine."""
+    order = _PCAPNG_BOM.get(head[8:12])
+    if order is None:
+        return f"byte-order magic is {head[8:12].hex(' ')}, expected 1a 2b 3c 4d", 8
+    blen = struct.unpack_from(order + "I", head, 4)[0]
+    if blen < 28 or blen % 4 or blen > MAX_SHB:
+        return f"section header length {blen} is impossible", 4
+    return None
+
+
+def _sniff_pcapng(
+    path: str, src: _HeadReader, head: bytes, compressed: bool, inside: str
+) -> _Header:
+    if len(head) < 12:
+        raise CaptureError(
+            path, f"{inside}file ends inside the pcapng section header ({len(head)} bytes)"
+        )
+    problem = _shb_problem(head)
+    if problem:
+        raise CaptureError(path, f"{inside}not a usable pcapng: {problem[0]}", f"byte {problem[1]}")
+    order = _PCAPNG_BOM[head[8:12]]
+    blen = struct.unpack_from(order + "I", head, 4)[0]
+    if len(head) < blen:
+        head += src.read(blen - len(head))
+    if len(head) < blen:
+        raise CaptureError(
+            path,
+            f"{inside}file ends inside the pcapng section header ({len(head)} of {blen} bytes)",
+        )
+    trailer = struct.unpack_from(order + "I", head, blen - 4)[0]
+    if trailer != blen:
+        raise CaptureError(
+            path,
+            f"{inside}not a usable pcapng: section header length {blen} at its start, "
+            f"{trailer} at its end",
+            f"byte {blen - 4}",
+        )
+    major, minor = struct.unpack_from(order + "HH", head, 12)
+    if major != 1:
+        raise CaptureError(path, f"{inside}unsupported pcapng version {major}.{minor}", "byte 12")
+    return _Header(_fast.K_PCAPNG, "pcapng", compressed, order, f"{major}.{minor}")
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -567,7 +619,6 @@ class _Stream:
         self.order = header.order
         self.ifaces = np.zeros((0, _fast.IF_W), np.int64)  # the current section's table
         self.iface_info: list[InterfaceInfo] = []  # ... and their InterfaceInfo
-        self.extra_bad = 0
         self.raw: io.FileIO | None = None
         self.gz: gzip.GzipFile | None = None
 
@@ -598,6 +649,7 @@ class _Stream:
             reason = "gzip stream ends early" if isinstance(exc, EOFError) else f"gzip: {exc}"
             self.info.warn(f"{reason} (at uncompressed byte {self.base + self.end})")
             self.info.truncated = True
+            self.info.truncated_at = self.base + self.end
             self.eof = True
             return 0
         except OSError as exc:
@@ -706,7 +758,6 @@ class _Stream:
             info.first_seen = int(st[_fast.S_TSMIN])
             info.last_seen = int(st[_fast.S_TSMAX])
         counts = st[_fast.S_STATUS : _fast.S_STATUS + len(STATUS_NAMES)].tolist()
-        counts[_STATUS_BAD] += self.extra_bad
         info.decode_errors = {
             name: int(c) for name, c in zip(STATUS_NAMES, counts, strict=True) if c and name != "ok"
         }
@@ -750,32 +801,27 @@ class _Stream:
             self.stop("file ends inside a block header")
             return False
         head = self.buf[self.pos : self.pos + 12].tobytes()
-        order = self.order
         at = self.base + self.pos
+        order = self.order
         btype = struct.unpack_from(order + "I", head)[0]
-        if btype == 0x0A0D0D0A:
-            order_ = _PCAPNG_BOM.get(head[8:12])
-            if order_ is None:
-                self.extra_bad += 1
-                self.stop(
-                    f"bad section header at byte {at}: byte-order magic {head[8:12].hex(' ')}"
-                )
-                return False
-            order = order_
+        is_shb = btype == 0x0A0D0D0A
+        if is_shb:
+            problem = _shb_problem(head)
+            if problem:
+                return self.bad_section(f"bad section header at byte {at}: {problem[0]}")
+            order = _PCAPNG_BOM[head[8:12]]
         blen = struct.unpack_from(order + "I", head, 4)[0]
-        if btype == 0x0A0D0D0A and (blen < 28 or blen % 4 or blen > _fast.MAX_BLOCK):
-            self.extra_bad += 1
-            self.stop(f"bad section header at byte {at}: block length {blen}")
-            return False
         if not self.fill(blen):
             self.stop(f"file ends inside a block (type {btype:#x}, {blen} bytes at byte {at})")
             return False
         body = self.buf[self.pos : self.pos + blen].tobytes()
-        if btype == 0x0A0D0D0A:
-            if struct.unpack_from(order + "I", body, blen - 4)[0] != blen:
-                self.extra_bad += 1
-                self.stop(f"bad section header at byte {at}: trailing length differs")
-                return False
+        if is_shb:
+            trailer = struct.unpack_from(order + "I", body, blen - 4)[0]
+            if trailer != blen:
+                return self.bad_section(
+                    f"bad section header at byte {at}: length {blen} at its start, "
+                    f"{trailer} at its end"
+                )
             self.section(body, order)
         elif btype == _BT_IDB:
             self.interface(body, at)
@@ -786,6 +832,13 @@ class _Stream:
             skipped[btype] = skipped.get(btype, 0) + 1
         self.pos += blen
         return True
+
+    def bad_section(self, message: str) -> bool:
+        """A malformed SHB: nothing after it can be trusted (it has no row: no status)."""
+        if self.info.sections == 0:  # _sniff checked it: the file changed under us
+            raise CaptureError(self.path, message)
+        self.stop(message)
+        return False
 
     def section(self, body: bytes, order: str) -> None:
         self.update_info()  # interface packet counts of the ending section
