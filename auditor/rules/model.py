@@ -219,11 +219,12 @@ class Ruleset:
     name: str
     title: str
     description: str
-    source_documents: tuple[SourceDocument, ...]
+    source_documents: tuple[str, ...]  # file names, as rules cite them
     roles: tuple[Role, ...]
     flows: tuple[Rule, ...]
     path: Path | None = None
     notes: tuple[str, ...] = ()
+    documents: tuple[SourceDocument, ...] = ()  # the same documents with titles and URLs
 
     @property
     def role_ids(self) -> tuple[str, ...]:
@@ -260,9 +261,8 @@ class Ruleset:
             "name": self.name,
             "title": self.title,
             "description": self.description,
-            "source_documents": [
-                {"file": d.file, "title": d.title, "url": d.url} for d in self.source_documents
-            ],
+            "source_documents": list(self.source_documents),
+            "documents": [{"file": d.file, "title": d.title, "url": d.url} for d in self.documents],
             "notes": list(self.notes),
             "path": str(self.path) if self.path else None,
             "roles": [r.to_json() for r in self.roles],
