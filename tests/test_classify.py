@@ -1,7 +1,7 @@
 """Payload classifier on hand-built byte-literal flows, plus truncation and garbage robustness.
 
 Packets go through :func:`pkt`, which keeps only the head the capture layer keeps (4096
-bytes after ``16 03``, 1024 after four ASCII letters, else 128), so every test sees what
+bytes after ``16 03``, 1024 after four ASCII letters or ``GET ``-like, else 128), so every test sees what
 the classifier will see in production.
 """
 
@@ -28,10 +28,14 @@ from auditor.classify.dns import read_name
 Packet = tuple[int, bytes, int]
 
 
+_TEXT = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
+
+
 def head_of(payload: bytes) -> bytes:
+    """The capture layer's head policy (auditor/capture/reader.py)."""
     if payload[:2] == b"\x16\x03":
         return payload[:4096]
-    if payload[:4].isalpha() and len(payload) >= 4:
+    if len(payload) >= 4 and all(b in _TEXT for b in payload[:3]) and payload[3] in _TEXT | {0x20}:
         return payload[:1024]
     return payload[:128]
 
@@ -724,11 +728,14 @@ def test_http_connect_then_tls() -> None:
     assert (f.encrypted, f.sni, f.tls_version) == (True, "example.com", "TLS 1.2")
 
 
-def test_http_host_beyond_head_is_unknown() -> None:
-    """ "GET " is not four letters: the head is 128 bytes and a late Host header is not seen."""
-    request = b"GET /" + b"a" * 150 + b" HTTP/1.1\r\nHost: late.example.com\r\n\r\n"
+def test_http_headers_beyond_head_are_unknown() -> None:
+    """A Host header past the 1024-byte head is not seen; a cut-off line is not guessed."""
+    request = b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: late.example.com\r\n\r\n"
     f = classify_flow("tcp", 80, [pkt(0, request)])
     assert (f.app, f.http_method, f.http_target, f.http_host) == ("http", "GET", None, None)
+    request = b"POST /x HTTP/1.1\r\nUser-Agent: " + b"b" * 1100 + b"\r\nHost: h\r\n\r\n"
+    f = classify_flow("tcp", 80, [pkt(0, request)])
+    assert (f.http_target, f.http_user_agent, f.http_host) == ("/x", None, None)
 
 
 # --- SSH -------------------------------------------------------------------------------
