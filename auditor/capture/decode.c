@@ -658,9 +658,13 @@ void pc_decode(const uint8_t *p, uint32_t caplen, uint32_t linktype, pc_pkt *o)
             ip4(p, 0, caplen, o, 0);
         } else if ((p[0] >> 4) == 6) {
             ip6(p, 0, caplen, o, 0);
-        } else if (linktype != PC_LT_RAW && caplen >= 4 && p[0] == 0 && p[1] == 0 &&
-                   p[2] == 0) {
-            null_af(p, caplen, p[3], o); /* OpenBSD DLT_LOOP is 12 */
+        } else if (linktype != PC_LT_RAW && p[0] == 0) { /* OpenBSD DLT_LOOP is 12 */
+            if (caplen < 4)
+                o->status = PC_TRUNCATED_LINK;
+            else if (p[1] == 0 && p[2] == 0)
+                null_af(p, caplen, p[3], o);
+            else
+                o->status = PC_BAD_IP_HEADER;
         } else {
             o->status = PC_BAD_IP_HEADER;
         }
