@@ -168,6 +168,18 @@ static inline int head_text(uint8_t ch)
     return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '-';
 }
 
+/* Copy a payload head. When the source allows it, copies whole 32-byte blocks (past n: the
+ * destination always has HEAD_TLS bytes of room and the bytes past n are overwritten by the
+ * next row), which is much faster than a variable-length memcpy for these short copies. */
+static inline void copy_head(uint8_t *dst, const uint8_t *src, uint32_t n, const uint8_t *src_end)
+{
+    if (src + ((n + 31u) & ~31u) <= src_end) {
+        for (uint32_t i = 0; i < n; i += 32) memcpy(dst + i, src + i, 32);
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 #define SETBIT(bm, r) ((bm)[(r) >> 3] |= (uint8_t)(1u << ((r)&7)))
 
 /* Write row r: record fields, decoded fields, payload head, flow key, validity bits.
@@ -178,7 +190,7 @@ static inline int head_text(uint8_t ch)
  * bytes of room in the payload buffer. */
 static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, int64_t ts,
                            int ts_valid, uint32_t wire, uint32_t caplen, uint32_t lt,
-                           const pc_pkt *o, const uint8_t *rec)
+                           const pc_pkt *o, const uint8_t *rec, const uint8_t *rec_end)
 {
     ((uint64_t *)c->p[C_FRAME])[r] = frame;
     ((int64_t *)c->p[C_TS])[r] = ts_valid ? ts : 0;
@@ -217,7 +229,7 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
                  (head_text(pl[3]) || pl[3] == ' '))
             lim = HEAD_TEXT;
         n = m < lim ? m : lim;
-        memcpy(c->p[C_PDATA] + used, pl, n);
+        copy_head(c->p[C_PDATA] + used, pl, n, rec_end);
     }
     used += n;
     st[S_DUSED] = used;
@@ -259,7 +271,7 @@ static void put_bad_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame,
     memset(&o, 0, sizeof(o));
     o.vlan = o.vlan_inner = o.mpls = -1;
     o.status = PC_BAD_RECORD;
-    put_row(c, st, r, frame, 0, 0, 0, 0, lt, &o, NULL);
+    put_row(c, st, r, frame, 0, 0, 0, 0, lt, &o, NULL, NULL);
     st[S_BADCODE] = code;
     st[S_BADVAL] = val;
     st[S_BADPOS] = pos;
@@ -295,7 +307,7 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
         uint32_t sec = rd32(h, sw), frac = rd32(h + 4, sw), wire = rd32(h + 12, sw);
         int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * mul;
         pc_decode(h + 16, caplen, lt, &o);
-        put_row(c, st, row++, ++frame, ts, 1, wire, caplen, lt, &o, h + 16);
+        put_row(c, st, row++, ++frame, ts, 1, wire, caplen, lt, &o, h + 16, buf + end);
         pos += 16 + (int64_t)caplen;
     }
     if (nif) ifc[IF_PKTS] += (int64_t)frame - st[S_FRAME];
@@ -388,7 +400,7 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
         int64_t *f = ifc + IF_W * iface;
         uint32_t lt = (uint32_t)f[IF_LT];
         pc_decode(data, caplen, lt, &o);
-        put_row(c, st, row++, ++frame, ts, ts_valid, wire, caplen, lt, &o, data);
+        put_row(c, st, row++, ++frame, ts, ts_valid, wire, caplen, lt, &o, data, buf + end);
         f[IF_PKTS]++;
         pos += blen;
     }

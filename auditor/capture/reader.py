@@ -3,15 +3,17 @@
 Why it is built this way: a per-record Python loop costs more than a microsecond per packet
 before any decoding (iterating ``dpkt.pcap.Reader`` alone is ~2.6 s per million records), and
 the target is over a million packets per second end to end. So Python only moves large
-chunks: it reads the file (or the gzip stream, detected by its content) in 16 MiB pieces into
-one reusable buffer, and the C scanner (``_fast.scan``) finds the record boundaries of the
-whole chunk, decodes every record with ``pc_decode`` and fills numpy column arrays that
-become the Arrow batch without a copy. A record cut by the chunk's end is carried over to the
-next chunk. For pcapng the scanner handles the packet blocks (EPB, SPB, obsolete PB) itself,
-with a small per-interface table (link type, timestamp scale and offset, snaplen), and hands
-every other block (SHB, IDB, ISB, anything unknown) back to Python, which parses it and
-resumes. Memory is one chunk plus the batches the caller still holds: it does not grow with
-the capture.
+pieces: an uncompressed file is memory-mapped, a gzip stream (detected by its content, not
+its name) is decompressed in 16 MiB chunks into one reusable buffer, and the C scanner
+(``_fast.scan``) finds the record boundaries of the whole piece, decodes every record with
+``pc_decode`` and fills numpy column arrays that become the Arrow batch without a copy. A
+record cut by a chunk's end is carried over to the next chunk. For pcapng the scanner
+handles the packet blocks (EPB, SPB, obsolete PB) itself, with a small per-interface table
+(link type, timestamp scale and offset, snaplen), and hands every other block (SHB, IDB,
+ISB, anything unknown) back to Python, which parses it and resumes. Memory stays flat: mapped
+pages are dropped from the process once scanned, the column arrays of a batch the caller
+has let go of are refilled for a later batch, and only the batches the caller still holds
+add up.
 
 Payload heads (the ``payload`` column): the first bytes of the captured L4 payload, enough
 for the classifier without carrying whole packets: up to 4096 bytes when the payload starts
@@ -36,8 +38,10 @@ Only files that cannot be read at all raise :class:`~auditor.errors.CaptureError
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import mmap
 import os
 import stat
 import struct
@@ -64,6 +68,8 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 16 << 20  #: bytes read per chunk (the buffer grows only for a larger block)
+MMAP = True  #: map uncompressed files instead of reading them in chunks
+RELEASE_EVERY = 32 << 20  #: drop scanned mapped pages from RSS every this many bytes
 MAX_SHB = 1 << 20  #: a pcapng Section Header Block longer than this is malformed
 MAX_WARNINGS = 20  #: non-fatal problems kept in CaptureInfo.warnings
 PAYLOAD_BYTES_PER_ROW = 512  #: payload buffer per batch row; a batch ends early when it fills
@@ -513,6 +519,16 @@ _VALIDITY = {
     "flow_dir": "valid_ip",
 }
 _COLUMN_INDEX = {c[0]: i for i, c in enumerate(_fast.COLUMNS)}
+_BITMAPS = [c[0] for c in _fast.COLUMNS if c[2] == "v"]
+
+
+def _free_refs() -> int:
+    """sys.getrefcount of an array held only in a tuple, seen as _Batch.released sees it."""
+    arrays = (np.empty(1),)
+    return max(sys.getrefcount(a) for a in arrays)
+
+
+_FREE_REFS = _free_refs()
 _FIRST_BITMAP = _COLUMN_INDEX["valid_ts"]
 
 
@@ -538,6 +554,15 @@ class _Batch:
 
     def column(self, name: str) -> np.ndarray:
         return self.arrays[_COLUMN_INDEX[name]]
+
+    def released(self) -> bool:
+        """True when nothing outside this object refers to its arrays any more (the Arrow
+        batch made from them, and every view of it, is gone): they can be filled again."""
+        return all(sys.getrefcount(a) <= _FREE_REFS for a in self.arrays)
+
+    def clear(self) -> None:
+        for name in _BITMAPS:
+            self.column(name).fill(0)
 
     def record_batch(self, n: int, nulls: np.ndarray, data_used: int) -> pa.RecordBatch:
         """The first n rows as an Arrow batch sharing the numpy memory."""
@@ -607,7 +632,7 @@ class _Stream:
         self.info = info
         self.batch_size = batch_size
         self.data_cap = batch_size * PAYLOAD_BYTES_PER_ROW + 2 * _fast.HEAD_TLS
-        self.buf = np.empty(CHUNK_SIZE, np.uint8)
+        self.buf = np.empty(0, np.uint8)
         self.pos = 0  # next byte to scan in buf
         self.end = 0  # bytes valid in buf
         self.base = 0  # stream offset of buf[0]
@@ -621,19 +646,52 @@ class _Stream:
         self.iface_info: list[InterfaceInfo] = []  # ... and their InterfaceInfo
         self.raw: io.FileIO | None = None
         self.gz: gzip.GzipFile | None = None
+        self.mm: mmap.mmap | None = None
+        self.released = 0  # mapped bytes before this offset were dropped from our RSS
+        self.spare: list[_Batch] = []  # the last batches handed out, for reuse once released
 
     # -- input ---------------------------------------------------------------------------
 
     def open(self) -> None:
+        """Uncompressed files are memory-mapped: the scanner reads the page cache directly,
+        without a copy, and pages behind it are dropped (see release()); gzip streams and
+        files that cannot be mapped are read in chunks into one reusable buffer."""
         self.raw = _open(self.path)
         if self.header.compressed:
             self.gz = gzip.GzipFile(fileobj=self.raw)
+        elif MMAP:
+            try:
+                self.mm = mmap.mmap(self.raw.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                self.mm = None
+        if self.mm is not None:
+            if hasattr(mmap, "MADV_SEQUENTIAL"):
+                self.mm.madvise(mmap.MADV_SEQUENTIAL)
+            self.buf = np.frombuffer(self.mm, np.uint8)
+            self.end = len(self.buf)
+            self.eof = True
+        else:
+            self.buf = np.empty(CHUNK_SIZE, np.uint8)
 
     def close(self) -> None:
+        self.buf = np.empty(0, np.uint8)  # the mapping cannot close while exported
+        if self.mm is not None:
+            with contextlib.suppress(BufferError):
+                self.mm.close()
         if self.gz is not None:
             self.gz.close()
         if self.raw is not None:
             self.raw.close()
+
+    def release(self) -> None:
+        """Drop the mapped pages already scanned from our RSS (they stay in the page cache),
+        so that peak memory does not grow with the capture."""
+        if self.mm is None or self.pos - self.released < RELEASE_EVERY:
+            return
+        upto = self.pos - self.pos % mmap.PAGESIZE
+        if hasattr(mmap, "MADV_DONTNEED"):
+            self.mm.madvise(mmap.MADV_DONTNEED, self.released, upto - self.released)
+        self.released = upto
 
     def _read(self, view: memoryview) -> int:
         """Read into view; 0 at the end. A gzip stream is read with read1(), which never
@@ -660,8 +718,8 @@ class _Stream:
     def fill(self, need: int) -> bool:
         """Make at least `need` bytes available at self.pos; False at the end of the stream."""
         tail = self.end - self.pos
-        if tail >= need:
-            return True
+        if tail >= need or self.mm is not None:
+            return tail >= need
         if self.pos:
             self.buf[:tail] = self.buf[self.pos : self.end]
             self.base += self.pos
@@ -688,6 +746,11 @@ class _Stream:
         st[_fast.S_DUSED] = 0
         st[_fast.S_DCAP] = self.data_cap
         st[_fast.S_NULLS : _fast.S_NULLS + 7] = 0
+        for i, old in enumerate(self.spare):
+            if old.released():
+                del self.spare[i]
+                old.clear()
+                return old
         return _Batch(self.batch_size, self.data_cap)
 
     def finish_batch(self, batch: _Batch) -> pa.RecordBatch:
@@ -703,6 +766,7 @@ class _Stream:
             for lt, c in zip(lts.tolist(), counts.tolist(), strict=True):
                 self.info.unsupported_linktypes[lt] = self.info.unsupported_linktypes.get(lt, 0) + c
         self.update_info()
+        self.spare = [*self.spare[-1:], batch]
         return rb
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -717,6 +781,7 @@ class _Stream:
             st[_fast.S_SWAP] = self.swap
             rc = _fast.scan(kind, self.buf, st, self.ifaces, batch.arrays)
             self.pos = int(st[_fast.S_POS])
+            self.release()
             if rc == _fast.ST_FULL:
                 yield self.finish_batch(batch)
                 batch = self.new_batch()
