@@ -129,12 +129,13 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     app: str | None = None
     any_payload = False
     first = 0  # index of the packet that showed the protocol
-    for first, (_d, head, plen) in enumerate(packets):  # noqa: B007
+    for i, (_d, head, plen) in enumerate(packets):
         if plen <= 0 and not head:
             continue
         any_payload = True
         app = detect(proto, dst_port, head, plen)
         if app is not None:
+            first = i
             break
     if app is None:
         return UNKNOWN if any_payload else NO_PAYLOAD

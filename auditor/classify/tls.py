@@ -116,14 +116,13 @@ def starts_tls(head: bytes) -> bool:
 class _Dir:
     """What the record layer of one direction showed."""
 
-    __slots__ = ("alerts", "app_data", "ccs", "first_version", "handshake", "sslv2_version")
+    __slots__ = ("alerts", "ccs", "first_version", "handshake", "sslv2_version")
 
     def __init__(self) -> None:
         self.handshake = Sparse()
         self.first_version: int | None = None
         self.sslv2_version: int | None = None
         self.ccs = False
-        self.app_data = False
         self.alerts: list[int] = []  # descriptions of cleartext alerts
 
 
@@ -155,8 +154,6 @@ def _walk_records(stream: Sparse) -> _Dir:
                 hs.size = base + length
         elif ctype == CHANGE_CIPHER_SPEC:
             out.ccs = True
-        elif ctype == APPLICATION_DATA:
-            out.app_data = True
         elif ctype == ALERT and not out.ccs:
             alert = stream.get(pos + 5, 2)
             if alert is not None and length == 2:
