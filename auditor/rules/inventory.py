@@ -242,7 +242,8 @@ def _parse_yaml(text: str, shown: str, rs: Ruleset) -> tuple[dict[str, list[str]
 
     def fail(kp: KeyPath, message: str) -> InventoryError:
         line = located.line(kp)
-        return InventoryError(shown, f"{keypath_text(kp)}: {message}", str(line) if line else None)
+        text = f"{keypath_text(kp)}: {message}" if kp else message
+        return InventoryError(shown, text, str(line) if line else None)
 
     data: Any = located.data
     if data is None:

@@ -142,7 +142,10 @@ def check_ruleset(name_or_path: str | Path) -> CheckResult:
     ruleset, role_keys, flow_keys = parser.ruleset(path)
     if ruleset is None:
         return CheckResult(path, None, parser.problems)
-    problems = parser.problems + validate(ruleset, located, shown, role_keys, flow_keys)
+    complete = not parser.problems
+    problems = parser.problems + validate(
+        ruleset, located, shown, role_keys, flow_keys, complete=complete
+    )
     problems.sort(key=lambda p: (p.line or 0, p.level != "error"))
     return CheckResult(path, ruleset, problems)
 
@@ -188,9 +191,8 @@ class _Parser:
     # -- primitives ------------------------------------------------------------------------
 
     def error(self, kp: KeyPath, message: str, level: str = "error") -> None:
-        self.problems.append(
-            Problem(self.shown, self.located.line(kp), keypath_text(kp), message, level)
-        )
+        where = keypath_text(kp) if kp else ""
+        self.problems.append(Problem(self.shown, self.located.line(kp), where, message, level))
 
     def mapping(self, value: Any, kp: KeyPath, keys: Mapping[str, tuple[str, ...]]) -> dict | None:
         if not isinstance(value, dict):
@@ -570,6 +572,12 @@ def _merge(spans: list[tuple[str, int, int]]) -> tuple[tuple[str, int, int], ...
 
 
 def _derived_hints(role: Role, flows: list[Rule]) -> Hints:
-    serves = [(r.proto, lo, hi) for r in flows if r.to_role == role.id for lo, hi in r.spans()]
-    connects = [(r.proto, lo, hi) for r in flows if r.from_role == role.id for lo, hi in r.spans()]
+    """Ports the role serves / connects to, from the rules; "any port" (1-65535) says
+    nothing about a role and is left out."""
+
+    def spans(rules: list[Rule]) -> list[tuple[str, int, int]]:
+        return [(r.proto, lo, hi) for r in rules for lo, hi in r.spans() if (lo, hi) != (1, 65535)]
+
+    serves = spans([r for r in flows if r.to_role == role.id])
+    connects = spans([r for r in flows if r.from_role == role.id])
     return replace(role.hints, serves=_merge(serves), connects=_merge(connects))

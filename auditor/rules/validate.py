@@ -29,8 +29,14 @@ def validate(
     shown: str,
     role_keys: list[int],
     flow_keys: list[int],
+    *,
+    complete: bool = True,
 ) -> list[Problem]:
-    """Problems across roles and rules; ``*_keys`` give each object's index in the file."""
+    """Problems across roles and rules; ``*_keys`` give each object's index in the file.
+
+    ``complete`` is False when some roles or rules could not be read: then the warnings
+    that depend on seeing all of them are left out.
+    """
     problems: list[Problem] = []
 
     def report(kp: KeyPath, message: str, level: str = "error") -> None:
@@ -92,7 +98,7 @@ def validate(
                 f"paired rules must share from/to/proto; '{rule.pair}' is "
                 f"{other.from_role} -> {other.to_role} {other.proto}",
             )
-        elif rule.encrypted_required == other.encrypted_required:
+        elif rule.encrypted_required == other.encrypted_required and i < by_id[rule.pair]:
             report(
                 kp,
                 "a pair links a cleartext rule and an encrypted one; both "
@@ -127,7 +133,7 @@ def validate(
                 )
 
     used = {r.from_role for r in flows} | {r.to_role for r in flows}
-    for role in ruleset.roles:
+    for role in ruleset.roles if complete else ():
         implied_by = any(role.id in r.implies for r in ruleset.roles)
         if role.id not in used and not implied_by:
             i = seen_roles.get(role.id, 0)

@@ -137,9 +137,7 @@ def parse_yaml(text: str, *, strings: bool = False) -> Located:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise YamlProblem(mark.line + 1 if mark else None, f"not valid YAML: {what}") from None
+        raise _marked_problem(exc) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(None, f"not valid YAML: {exc}") from None
     if root is None:
@@ -148,11 +146,18 @@ def parse_yaml(text: str, *, strings: bool = False) -> Located:
     try:
         data = _build(root, (), lines, strings)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise YamlProblem(
-            mark.line + 1 if mark else None, f"not valid YAML: {exc.problem}"
-        ) from None
+        raise _marked_problem(exc) from None
     return Located(data, lines)
+
+
+def _marked_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
+    """PyYAML's problem and context marks as one line: the problem's line is the place."""
+    mark = exc.problem_mark or exc.context_mark
+    what = str(exc.problem or exc.context or "syntax error")
+    ctx = exc.context_mark
+    if exc.context and exc.problem and ctx is not None and ctx.line != getattr(mark, "line", None):
+        what += f" ({exc.context} that starts at line {ctx.line + 1})"
+    return YamlProblem(mark.line + 1 if mark else None, f"not valid YAML: {what}")
 
 
 def read_text(path: Path) -> str:
