@@ -125,6 +125,7 @@ def test_no_findings_is_said_plainly(fmt: str) -> None:
           "dst_port": 8787, "proto": "tcp"}, "agent -> appliance:8787/tcp"),
         ({"src_ip": "10.0.0.5", "dst_ip": "10.0.0.9", "dst_port": None, "proto": "icmp"},
          "10.0.0.5 -> 10.0.0.9 (icmp)"),
+        ({"src_ip": "fd00::77", "dst_ip": None, "dst_port": None, "proto": None}, "fd00::77"),
     ],
 )  # fmt: skip
 def test_flow_label(finding: dict[str, Any], label: str) -> None:
@@ -139,16 +140,19 @@ def test_printable_shows_controls_and_bidi_overrides() -> None:
 
 def test_role_matrix_marks_undocumented_and_unseen(result: dict[str, Any]) -> None:
     matrix = common.role_matrix(result["role_pairs"])
-    assert matrix.rows[-1] == "?"  # hosts without a role come last
+    assert matrix.rows == ["admin", "agent", "appliance"]
     statuses = {c.label: c.status for c in matrix.cell("admin", "appliance")}
     assert statuses == {
         "22/tcp": "unseen",
         "80/tcp": "unseen",
         "443/tcp": "ok",
-        "3009/tcp": "ok",
+        "3009/tcp": "ok",  # observed inside the documented range 3000-3016
+        "3500-3516/tcp": "unseen",  # a documented range nobody used
         "8161/tcp": "undocumented",
     }
     assert matrix.cell("directory", "agent") == []
+    with_unknown = common.role_matrix([*result["role_pairs"], {"src_role": None, "dst_role": "x"}])
+    assert with_unknown.rows[-1] == "?"  # hosts without a role come last
 
 
 # --- json -----------------------------------------------------------------------------
@@ -203,11 +207,12 @@ def test_sarif_run_tool_and_rules(result: dict[str, Any]) -> None:
     assert soap["properties"]["document"] == vendor["document"]
     assert soap["properties"]["section"] == vendor["section"]
     # the most severe finding citing a rule sets its default level
-    assert soap["defaultConfiguration"]["level"] == "note"
+    assert soap["defaultConfiguration"]["level"] == "warning"
     assert rules["al-pvs-disk-download"]["defaultConfiguration"]["level"] == "error"
     # kinds whose findings cite no rule get a rule of their own
     assert {"pcap-audit/unexpected_port", "pcap-audit/unknown_host"} <= set(rules)
-    assert rules["pcap-audit/unexpected_port"]["defaultConfiguration"]["level"] == "warning"
+    assert rules["pcap-audit/unexpected_port"]["defaultConfiguration"]["level"] == "note"
+    assert len(rules) == len(driver["rules"])  # no rule twice
     for rule in driver["rules"]:
         assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"]
 
@@ -253,7 +258,7 @@ def test_sarif_artifacts_and_invocation(result: dict[str, Any]) -> None:
     uris = [a["location"]["uri"] for a in run["artifacts"]]
     assert uris == [
         "captures/site-a/elm01-2024-05-14.pcapng",
-        "captures/site-a/hv01%20span%20port.pcap",
+        "captures/site-a/hv01%20span%20port.pcap.gz",
         "captures/site-a/notes.txt",
     ]
     for uri in uris:
@@ -264,8 +269,13 @@ def test_sarif_artifacts_and_invocation(result: dict[str, Any]) -> None:
     assert invocation["exitCode"] == 3 and invocation["executionSuccessful"] is False
     notes = invocation["toolExecutionNotifications"]
     errors = [n for n in notes if n["level"] == "error"]
-    assert len(errors) == 1 and "unknown magic" in errors[0]["message"]["text"]
-    assert any(n["level"] == "warning" and "hv01" in n["message"]["text"] for n in notes)
+    assert errors[0]["message"]["text"] == (
+        "captures/site-a/notes.txt: byte 0: not a pcap or pcapng file (magic 3c68746d)"
+    )
+    assert len(errors) == 1
+    warnings = [n["message"]["text"] for n in notes if n["level"] == "warning"]
+    assert any("hv01" in w and "at byte 70233984" in w for w in warnings)  # truncated
+    assert any("gzip stream ends early" in w for w in warnings)  # reader warning
     assert run["automationDetails"]["id"] == "pcap-audit/applayering/"
 
 
@@ -409,9 +419,20 @@ def test_html_role_matrix(result: dict[str, Any]) -> None:
     assert ("undocumented", "8161/tcp") in ports and ("undocumented", "3260/tcp") in ports
     assert ("unseen", "8787/tcp") in ports and ("unseen", "3509/tcp") in ports
     assert ("ok", "8016/tcp") in ports and ("ok", "53/udp") in ports
+    assert ("unseen", "3500-3516/tcp") in ports
     undocumented = sum(1 for p in pairs if p["observed"] and not p["documented"])
     assert sum(1 for status, _ in ports if status == "undocumented") == undocumented
-    assert "no role" in matrix
+    result["role_pairs"].append(
+        {
+            "src_role": None,
+            "dst_role": "appliance",
+            "proto": "tcp",
+            "dst_port": 22,
+            "documented": False,
+            "observed": True,
+        }
+    )
+    assert '<th scope="row"><span class="alert">no role</span></th>' in render(result, "html")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -470,10 +491,10 @@ def test_table_groups_by_severity_and_ends_with_a_summary(result: dict[str, Any]
     positions = [out.index(f"\n{s} (") for s in ("HIGH", "MEDIUM", "LOW", "INFO")]
     assert positions == sorted(positions)
     last = out.rstrip("\n").splitlines()[-1]
-    assert last == "11 findings: 3 high, 3 medium, 2 low, 3 info | exit code 3 (fail on medium)"
+    assert last == "11 findings: 3 high, 4 medium, 1 low, 3 info | exit code 3 (fail on medium)"
     for finding in result["findings"]:
         assert finding["id"] in out
-    assert "not a capture file" in out  # the unreadable capture is reported
+    assert "notes.txt: byte 0: not a pcap or pcapng file" in out  # the unreadable capture
 
 
 def test_table_colour_only_adds_escapes(result: dict[str, Any]) -> None:
@@ -568,7 +589,7 @@ def test_markdown_escapes_html_and_keeps_the_vendor_quote(result: dict[str, Any]
     assert out.count("\n### ") == len(result["findings"])
     assert "> Normally, the file transfer runs on port 3009, which is unencrypted." in out
     assert '> \u2014 003\\_8716eaddc5e9d753.txt, section "The Agent Service"' in out
-    assert "**11 findings**: 3 high, 3 medium, 2 low, 3 info" in out
+    assert "**11 findings**: 3 high, 4 medium, 1 low, 3 info" in out
 
 
 @pytest.mark.parametrize(

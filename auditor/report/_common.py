@@ -19,16 +19,10 @@ Finding = Mapping[str, Any]
 
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
 
-#: Finding kinds: (title, one-line description, longer description). Used for the rules
-#: SARIF synthesises for findings without a ruleset rule, and for legends.
+#: Finding kinds in the audit's order (findings sort by severity, then this order):
+#: (title, one-line description, longer description). Used for the rules SARIF
+#: synthesises for findings without a ruleset rule, and for legends.
 KINDS: dict[str, tuple[str, str, str]] = {
-    "unexpected_port": (
-        "Undocumented flow",
-        "Traffic to a port the vendor does not document for this pair of roles.",
-        "A flow was observed between two roles on a protocol and destination port that no "
-        "rule of the ruleset documents. Either the documentation is incomplete or the "
-        "traffic is not part of the product.",
-    ),
     "plaintext_disk_transfer": (
         "Disk image sent in clear text",
         "A virtual disk or layer was transferred without encryption.",
@@ -50,22 +44,30 @@ KINDS: dict[str, tuple[str, str, str]] = {
     ),
     "weak_tls": (
         "Weak TLS",
-        "A TLS session used an obsolete protocol version or a weak cipher suite.",
-        "A TLS handshake negotiated a protocol version or cipher suite below the accepted "
-        "baseline (for example TLS 1.0/1.1, RC4, 3DES or export ciphers).",
+        "A TLS session negotiated a protocol version older than TLS 1.2.",
+        "A TLS handshake on a documented flow negotiated a protocol version (or cipher "
+        "suite) below the accepted baseline of TLS 1.2: SSL 3.0, TLS 1.0 or TLS 1.1.",
+    ),
+    "unexpected_port": (
+        "Undocumented flow",
+        "Traffic to a port the vendor does not document for this pair of roles.",
+        "A flow was observed on a protocol and destination port that the ruleset does not "
+        "document between the two roles (or documents only in the other direction, or "
+        "nowhere), or between a role and a host with no role. Either the documentation is "
+        "incomplete or the traffic is not part of the product.",
     ),
     "missing_flow": (
         "Documented flow not observed",
         "A flow the vendor documents was not seen in the captures.",
         "A documented flow between two roles present in the captures was not observed "
-        "during the capture time span. It may be idle, blocked, or not deployed.",
+        "during the capture time span. It may be idle, blocked, or not deployed; the "
+        "shorter the captures, the less its absence proves (and the lower the severity).",
     ),
     "unknown_host": (
         "Host with no role",
-        "A host took part in traffic but could not be given a role.",
-        "A host exchanged traffic with role-bearing hosts but is neither in the inventory "
-        "nor recognisable from its traffic, so its flows cannot be checked against the "
-        "ruleset.",
+        "A host with no role in the inventory talks to hosts that have one.",
+        "A host exchanged traffic with role-bearing hosts but has no role in the inventory, "
+        "so its flows cannot be checked against the ruleset.",
     ),
 }
 
@@ -91,6 +93,26 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
     text = "" if value is None else str(value)
     pattern = _UNSAFE if keep_newlines else _UNSAFE_WITH_NEWLINES
     return pattern.sub(_escape_char, text)
+
+
+def capture_error(capture: Mapping[str, Any]) -> str:
+    """A capture's error without the path repeated in front of it (``""`` when none)."""
+    error = capture.get("error")
+    if not error:
+        return ""
+    text, path = str(error), str(capture.get("path") or "")
+    if path and text.startswith(path + ":"):
+        text = text[len(path) + 1 :].lstrip()
+    return printable(text)
+
+
+def truncation(capture: Mapping[str, Any]) -> str:
+    """Why a truncated capture is, in words (``""`` when it is not)."""
+    if not capture.get("truncated"):
+        return ""
+    at = capture.get("truncated_at")
+    where = f" at byte {at}" if isinstance(at, int) and not isinstance(at, bool) else ""
+    return f"truncated: reading stopped before a clean end of the file{where}"
 
 
 def as_list(value: object) -> list[Any]:
@@ -128,15 +150,31 @@ def flow_label(finding: Finding) -> str:
     """
     src_ip, dst_ip = finding.get("src_ip"), finding.get("dst_ip")
     src = endpoint(src_ip) if src_ip else printable(finding.get("src_role") or "?")
-    dst = endpoint(dst_ip) if dst_ip else printable(finding.get("dst_role") or "?")
     port, proto = finding.get("dst_port"), finding.get("proto")
+    if is_host_finding(finding):
+        return printable(src_ip) if src_ip else src
+    dst = endpoint(dst_ip) if dst_ip else printable(finding.get("dst_role") or "?")
     if port is None:
         return f"{src} -> {dst} ({printable(proto or '?').lower()})"
     return f"{src} -> {dst}:{port_proto(port, proto)}"
 
 
+def is_host_finding(finding: Finding) -> bool:
+    """True for a finding about a host rather than a flow (unknown_host): nothing is
+    known of a destination."""
+    return (
+        not finding.get("dst_ip")
+        and not finding.get("dst_role")
+        and finding.get("dst_port") is None
+        and not finding.get("proto")
+    )
+
+
 def role_label(finding: Finding) -> str:
-    """``agent -> appliance``, with ``?`` for an unknown role."""
+    """``agent -> appliance``, with ``?`` for an unknown role; a host finding's role alone
+    (``no role`` when it has none)."""
+    if is_host_finding(finding):
+        return printable(finding.get("src_role") or "no role")
     src = printable(finding.get("src_role") or "?")
     dst = printable(finding.get("dst_role") or "?")
     return f"{src} -> {dst}"
@@ -258,7 +296,7 @@ def scalar_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
-        return ", ".join(scalar_text(v) for v in value)
+        return ", ".join(scalar_text(v) for v in value) if value else "-"
     if isinstance(value, Mapping):
         return ", ".join(f"{printable(k)}={scalar_text(v)}" for k, v in value.items())
     return printable(value)
@@ -273,6 +311,7 @@ class PortCell:
 
     proto: str
     port: int | None
+    port_hi: int | None
     documented: bool
     observed: bool
     flows: int
@@ -288,6 +327,9 @@ class PortCell:
 
     @property
     def label(self) -> str:
+        """``443/tcp``; a documented range nobody used: ``3000-3016/tcp``."""
+        if self.port_hi is not None and self.port is not None and not self.observed:
+            return f"{self.port}-{self.port_hi}/{self.proto}"
         return port_proto(self.port, self.proto)
 
 
@@ -301,6 +343,10 @@ class RoleMatrix:
 
     def cell(self, src: str, dst: str) -> list[PortCell]:
         return self.cells.get((src, dst), [])
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _port_key(cell: PortCell) -> tuple[int, str]:
@@ -325,11 +371,11 @@ def role_matrix(role_pairs: Sequence[Mapping[str, Any]] | None) -> RoleMatrix:
         dst = str(pair.get("dst_role") or "?")
         rows.add(src)
         cols.add(dst)
-        port = pair.get("dst_port")
         matrix.cells.setdefault((src, dst), []).append(
             PortCell(
                 proto=str(pair.get("proto") or "?").lower(),
-                port=port if isinstance(port, int) and not isinstance(port, bool) else None,
+                port=_int_or_none(pair.get("dst_port")),
+                port_hi=_int_or_none(pair.get("port_hi")),
                 documented=bool(pair.get("documented")),
                 observed=bool(pair.get("observed")),
                 flows=int(pair.get("flows") or 0),

@@ -25,18 +25,22 @@ from auditor.report._common import (
     PortCell,
     Result,
     as_list,
+    capture_error,
     flow_label,
     group_by_severity,
     human_bytes,
     human_duration,
+    is_host_finding,
     kind_counts,
     number,
     printable,
+    role_label,
     role_matrix,
     scalar_text,
     severity_counts,
     short_time,
     time_span,
+    truncation,
 )
 
 _CSP = (
@@ -97,7 +101,8 @@ thead th { background: var(--soft); font-weight: 600; color: #344054; font-size:
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .wrap { overflow-wrap: anywhere; }
 .nowrap { white-space: nowrap; }
-td.file { min-width: 220px; overflow-wrap: anywhere; }
+td.file { min-width: 180px; overflow-wrap: anywhere; }
+td.notes { min-width: 140px; overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 11px;
   font-weight: 700; letter-spacing: .06em; text-transform: uppercase; color: var(--c);
   background: var(--bg); border: 1px solid var(--bl); white-space: nowrap; }
@@ -280,17 +285,15 @@ def _captures(result: Result) -> str:
     rows = []
     for c in as_list(result.get("captures")):
         if c.get("error"):
-            status = f'<span class="alert">not read: {_e(c.get("error"))}</span>'
+            status = f'<span class="alert">not read: {_e(capture_error(c))}</span>'
         elif c.get("truncated"):
-            status = '<span class="badge sev-medium">truncated</span>'
+            status = f'<span class="badge sev-medium" title="{_e(truncation(c))}">truncated</span>'
         else:
             status = '<span class="badge status-ok">read</span>'
         errors = c.get("decode_errors") or {}
-        decode = (
-            "<br>".join(f"{_e(k)}: {_e(v)}" for k, v in errors.items())
-            if errors
-            else '<span class="muted">none</span>'
-        )
+        notes = [f"{_e(k)}: {_e(v)}" for k, v in errors.items()]
+        notes += [f'<span class="muted">{_e(w)}</span>' for w in as_list(c.get("warnings"))]
+        decode = "<br>".join(notes) or '<span class="muted">none</span>'
         rows.append(
             f'<tr><td class="mono file">{_e(c.get("path"))}</td><td>{_e(c.get("format") or "-")}</td>'
             f"<td>{_e(', '.join(str(x) for x in as_list(c.get('linktypes'))) or '-')}</td>"
@@ -298,14 +301,14 @@ def _captures(result: Result) -> str:
             f'<td class="num">{_e(human_bytes(c.get("bytes")))}</td>'
             f'<td class="nowrap">{_time(c.get("first_seen"))}</td>'
             f'<td class="nowrap">{_time(c.get("last_seen"))}</td>'
-            f"<td>{status}</td><td>{decode}</td></tr>"
+            f'<td>{status}</td><td class="notes">{decode}</td></tr>'
         )
     body = "".join(rows) or '<tr><td colspan="9" class="muted">No captures.</td></tr>'
     return (
         '<section id="captures"><h2>Captures</h2><table><thead><tr><th>File</th>'
         '<th>Format</th><th>Link types</th><th class="num">Packets</th>'
         '<th class="num">Bytes</th><th>First packet</th><th>Last packet</th><th>Status</th>'
-        f"<th>Decode errors</th></tr></thead><tbody>{body}</tbody></table></section>"
+        f"<th>Decode errors, warnings</th></tr></thead><tbody>{body}</tbody></table></section>"
     )
 
 
@@ -356,8 +359,11 @@ def _finding(f: Finding) -> str:
         else '<span class="muted">not observed in the captures</span>'
     )
     facts = [
-        ("Flow", f'<span class="mono">{_e(flow_label(f))}</span>'),
-        ("Roles", f"{_e(f.get('src_role') or '?')} &rarr; {_e(f.get('dst_role') or '?')}"),
+        (
+            "Host" if is_host_finding(f) else "Flow",
+            f'<span class="mono">{_e(flow_label(f))}</span>',
+        ),
+        ("Roles", _e(role_label(f)).replace(" -&gt; ", " &rarr; ")),
         ("Rule", f"<code>{_e(rule)}</code>" if rule else '<span class="muted">none</span>'),
         ("Seen", span),
         (

@@ -16,6 +16,7 @@ from auditor.report._common import (
     Finding,
     Result,
     as_list,
+    capture_error,
     citation,
     flow_label,
     group_by_severity,
@@ -27,6 +28,7 @@ from auditor.report._common import (
     role_label,
     scalar_text,
     severity_counts,
+    truncation,
 )
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<|~&])")
@@ -85,9 +87,9 @@ def _summary(result: Result) -> list[str]:
     for capture in as_list(result.get("captures")):
         path = md(capture.get("path"))
         if capture.get("error"):
-            lines.append(f"- Capture {path}: **not read**: {md(capture.get('error'))}")
+            lines.append(f"- Capture {path}: **not read**: {md(capture_error(capture))}")
         else:
-            note = ", truncated" if capture.get("truncated") else ""
+            note = f", {md(truncation(capture))}" if capture.get("truncated") else ""
             lines.append(
                 f"- Capture {path}: {md(capture.get('format') or '?')}, "
                 f"{number(capture.get('packets'))} packets{note}"

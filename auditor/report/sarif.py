@@ -34,8 +34,10 @@ from auditor.report._common import (
     Finding,
     Result,
     as_list,
+    capture_error,
     citation,
     flow_label,
+    truncation,
 )
 from auditor.report.markdown import md
 
@@ -53,6 +55,7 @@ LEVELS: dict[str, str] = {"high": "error", "medium": "warning", "low": "note", "
 _SECURITY_SEVERITY: dict[str, str] = {"high": "8.0", "medium": "5.0", "low": "3.0"}
 _MIME_TYPES: dict[str, str] = {
     "pcap": "application/vnd.tcpdump.pcap",
+    "pcap-ns": "application/vnd.tcpdump.pcap",
     "pcapng": "application/x-pcapng",
 }
 _WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -292,10 +295,13 @@ def _notifications(captures: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for index, capture in enumerate(captures):
         where = [_artifact_location(index, capture_uri(capture.get("path")))]
         if capture.get("error"):
-            text = f"{capture.get('path')}: {capture.get('error')}"
+            text = f"{capture.get('path')}: {capture_error(capture)}"
             notes.append({"level": "error", "message": {"text": text}, "locations": where})
         if capture.get("truncated"):
-            text = f"{capture.get('path')}: the capture ends in the middle of a packet."
+            text = f"{capture.get('path')}: {truncation(capture)}."
+            notes.append({"level": "warning", "message": {"text": text}, "locations": where})
+        for warning in as_list(capture.get("warnings")):
+            text = f"{capture.get('path')}: {warning}"
             notes.append({"level": "warning", "message": {"text": text}, "locations": where})
         errors = capture.get("decode_errors") or {}
         if errors:

@@ -17,6 +17,7 @@ from auditor.report._common import (
     Finding,
     Result,
     as_list,
+    capture_error,
     citation,
     flow_label,
     group_by_severity,
@@ -29,6 +30,7 @@ from auditor.report._common import (
     scalar_text,
     severity_counts,
     time_span,
+    truncation,
 )
 
 WIDTH = 100
@@ -89,10 +91,10 @@ def _header(result: Result, width: int, paint: _Painter) -> list[str]:
     for capture in captures:
         path = printable(capture.get("path"))
         if capture.get("error"):
-            text = f"! {path}: {printable(capture.get('error'))}"
+            text = f"! {path}: {capture_error(capture)}"
             lines += [paint(x, _SEVERITY_STYLE["high"]) for x in _wrap(text, width, "  ", "")]
         elif capture.get("truncated"):
-            text = f"! {path}: truncated (ends in the middle of a packet)"
+            text = f"! {path}: {truncation(capture)}"
             lines += [paint(x, _SEVERITY_STYLE["medium"]) for x in _wrap(text, width, "  ", "")]
     return lines
 
@@ -115,7 +117,7 @@ def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
         lines += [paint(x, _DIM) for x in _wrap(f"id {ident}", width)]
 
     where = flow_label(finding)
-    if finding.get("src_ip") or finding.get("dst_ip"):  # else the label already names roles
+    if finding.get("src_ip") or finding.get("dst_ip"):  # else the label names the roles
         where += f"   {role_label(finding)}"
     rule = finding.get("rule_id")
     where += f"   rule {printable(rule)}" if rule else "   no rule"
