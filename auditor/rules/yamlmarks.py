@@ -157,6 +157,8 @@ def _marked_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
     ctx = exc.context_mark
     if exc.context and exc.problem and ctx is not None and ctx.line != getattr(mark, "line", None):
         what += f" ({exc.context} that starts at line {ctx.line + 1})"
+    if "alias" in str(exc.context):
+        what += " (a value starting with '*' is a YAML alias: quote it, as in \"*.example.com\")"
     return YamlProblem(mark.line + 1 if mark else None, f"not valid YAML: {what}")
 
 

@@ -1,0 +1,255 @@
+"""Inventories: parsing (YAML and CSV), validation errors with lines, matching, writing."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from auditor.errors import ExitCode, InventoryError
+from auditor.rules import (
+    Inventory,
+    classify_entry,
+    dump_inventory,
+    load_inventory,
+    load_ruleset,
+    name_matches,
+)
+
+BAD = Path(__file__).parent / "data" / "bad_inventories"
+RS = load_ruleset("applayering")
+
+INVENTORY = """\
+ruleset: applayering
+description: lab capture, March
+roles:
+  appliance: 10.0.0.5
+  agent:
+    - 10.0.0.20
+  pvs_agent: [10.0.1.0/24, pvs01.corp.example.]
+  hyperv_agent:
+    - 2001:db8::20          # YAML 1.1 would read some of these as numbers
+    - 2001:0:0:0:0:0:0:1    # a base-60 integer to YAML 1.1
+    - fd00:1::/64
+  azure:
+    - "*.blob.core.windows.net"
+    - Management.Azure.com
+  vcenter: []
+  esxi:
+"""
+
+
+@pytest.fixture
+def inv(tmp_path: Path) -> Inventory:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(INVENTORY)
+    return load_inventory(path, RS)
+
+
+def test_loads_and_keeps_entries(inv: Inventory) -> None:
+    assert inv.ruleset == "applayering"
+    assert inv.description == "lab capture, March"
+    assert inv.entries("appliance") == ("10.0.0.5",)
+    assert inv.entries("pvs_agent") == ("10.0.1.0/24", "pvs01.corp.example")
+    assert inv.entries("hyperv_agent") == ("2001:db8::20", "2001::1", "fd00:1::/64")
+    assert inv.entries("vcenter") == () and inv.entries("esxi") == ()
+    assert "nutanix_prism" not in inv.roles
+
+
+@pytest.mark.parametrize(
+    "ip,roles",
+    [
+        ("10.0.0.5", {"appliance"}),
+        ("10.0.0.20", {"agent"}),
+        ("10.0.1.77", {"pvs_agent", "agent"}),  # pvs_agent implies agent
+        ("10.0.2.1", set()),
+        ("::ffff:10.0.0.5", {"appliance"}),  # IPv4-mapped IPv6
+        ("2001:db8::20", {"hyperv_agent", "agent"}),
+        ("2001:DB8:0:0:0:0:0:20", {"hyperv_agent", "agent"}),
+        ("2001:0:0:1::", set()),
+        ("2001::1", {"hyperv_agent", "agent"}),
+        ("2001::2", set()),
+        ("fd00:1::abcd", {"hyperv_agent", "agent"}),
+        ("fd00:2::1", set()),
+        ("not an ip", set()),
+        ("", set()),
+    ],
+)
+def test_roles_for_ip(inv: Inventory, ip: str, roles: set[str]) -> None:
+    assert inv.roles_for_ip(ip) == roles
+
+
+@pytest.mark.parametrize(
+    "name,roles",
+    [
+        ("pvs01.corp.example", {"pvs_agent", "agent"}),
+        ("PVS01.Corp.Example.", {"pvs_agent", "agent"}),  # case and trailing dot
+        ("x.pvs01.corp.example", set()),  # exact names do not match subdomains
+        ("management.azure.com", {"azure"}),
+        ("acct.blob.core.windows.net", {"azure"}),
+        ("a.b.c.blob.core.windows.net.", {"azure"}),  # any depth
+        ("blob.core.windows.net", set()),  # the wildcard needs a subdomain
+        ("xblob.core.windows.net", set()),
+        ("", set()),
+    ],
+)
+def test_roles_for_name(inv: Inventory, name: str, roles: set[str]) -> None:
+    assert inv.roles_for_name(name) == roles
+
+
+def test_one_host_several_roles(tmp_path: Path) -> None:
+    path = tmp_path / "multi.yaml"
+    path.write_text(
+        "roles:\n  active_directory: [dc1.corp.example, 10.1.1.1]\n"
+        "  dns_server: [10.1.1.0/30]\n  ntp_server: [DC1.corp.example]\n"
+    )
+    inv = load_inventory(path, "applayering")  # the ruleset by name works too
+    assert inv.roles_for_ip("10.1.1.1") == {"active_directory", "dns_server"}
+    assert inv.roles_for_name("dc1.corp.example") == {"active_directory", "ntp_server"}
+
+
+def test_empty_roles_is_an_empty_inventory(tmp_path: Path) -> None:
+    path = tmp_path / "e.yaml"
+    path.write_text("roles:\n")
+    inv = load_inventory(path, RS)
+    assert inv.roles == {} and inv.roles_for_ip("10.0.0.1") == set()
+
+
+def test_csv_inventory(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.csv"
+    path.write_text(
+        "role,entry,comment\n# a comment\n\nappliance,10.0.0.5,the ELM\n"
+        'azure,"*.blob.core.windows.net"\npvs_agent,10.0.1.0/24\n'
+    )
+    inv = load_inventory(path, RS)
+    assert inv.roles_for_ip("10.0.0.5") == {"appliance"}
+    assert inv.roles_for_ip("10.0.1.9") == {"pvs_agent", "agent"}
+    assert inv.roles_for_name("x.blob.core.windows.net") == {"azure"}
+
+
+@pytest.mark.parametrize(
+    "entry,kind",
+    [
+        ("10.0.0.1", "address"),
+        ("10.0.0.0/8", "network"),
+        ("10.0.0.1/8", "network"),  # host bits allowed: the network is meant
+        ("::1", "address"),
+        ("2001:db8::/32", "network"),
+        ("host.example.com", "name"),
+        ("Host.Example.COM.", "name"),
+        ("*.amazonaws.com", "wildcard"),
+        ("localhost", "name"),
+    ],
+)
+def test_classify_entry(entry: str, kind: str) -> None:
+    assert classify_entry(entry)[0] == kind
+
+
+@pytest.mark.parametrize(
+    "entry", ["10.0.0.256", "1.2.3", "10.0.0.0/33", "*", "a.*.com", "foo*.com", "-bad-.com", "a b"]
+)
+def test_classify_entry_rejects(entry: str) -> None:
+    with pytest.raises(ValueError):
+        classify_entry(entry)
+
+
+def test_name_matches() -> None:
+    assert name_matches("*.amazonaws.com", "s3.eu-west-1.amazonaws.com")
+    assert not name_matches("*.amazonaws.com", "amazonaws.com")
+    assert name_matches("alcdn.citrix.com", "ALCDN.citrix.com.")
+
+
+def expectations(path: Path) -> list[str]:
+    return re.findall(r"^# expect: (.*)$", path.read_text(), re.M)
+
+
+BAD_FILES = sorted(BAD.iterdir())
+
+
+@pytest.mark.parametrize("path", BAD_FILES, ids=[p.name for p in BAD_FILES])
+def test_bad_inventory(path: Path) -> None:
+    wanted = expectations(path)
+    assert wanted, f"{path.name} has no '# expect:' line"
+    with pytest.raises(InventoryError) as err:
+        load_inventory(path, RS)
+    assert err.value.exit_code == ExitCode.USAGE
+    message = err.value.one_line()
+    for fragment in wanted:
+        needle = f"{path.name}:{fragment}" if re.match(r"\d+:", fragment) else fragment
+        assert needle in message
+
+
+def test_unknown_role_lists_every_known_role() -> None:
+    with pytest.raises(InventoryError) as err:
+        load_inventory(BAD / "unknown_role.yaml", RS)
+    assert str(err.value).endswith("known roles: " + ", ".join(RS.role_ids))
+
+
+def test_missing_inventory_file(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="no such file"):
+        load_inventory(tmp_path / "nope.yaml", RS)
+
+
+def test_bad_ruleset_name_is_a_ruleset_error(tmp_path: Path) -> None:
+    from auditor.errors import RulesetError
+
+    path = tmp_path / "i.yaml"
+    path.write_text("roles: {}\n")
+    with pytest.raises(RulesetError, match="built-in rulesets are"):
+        load_inventory(path, "nope")
+
+
+def test_from_mapping_validates() -> None:
+    inv = Inventory.from_mapping({"appliance": ["10.0.0.5"], "pvs_agent": ["pvs1"]}, RS)
+    assert inv.roles_for_name("PVS1") == {"pvs_agent", "agent"}
+    with pytest.raises(InventoryError, match=r"unknown role 'nope'.*known roles: appliance"):
+        Inventory.from_mapping({"nope": ["10.0.0.5"]}, RS)
+    with pytest.raises(InventoryError, match=re.escape("'10.0.0.999' is not a valid IP address")):
+        Inventory.from_mapping({"appliance": ["10.0.0.999"]}, RS)
+
+
+def test_dump_round_trip_with_comments(tmp_path: Path) -> None:
+    mapping = {
+        "appliance": ["10.0.0.5"],
+        "azure": ["*.blob.core.windows.net", "2001:0:0:0:0:0:0:1"],
+        "agent": [],
+    }
+    path = tmp_path / "out.yaml"
+    dump_inventory(
+        mapping,
+        path,
+        {"appliance": "serves tcp/3009 and tcp/8787\nseen from 3 agents", "nope": "unused"},
+        ruleset=RS,
+        entry_comments={("appliance", "10.0.0.5"): "elm.corp.example"},
+        header="Written by pcap-audit roles; correct and pass with --inventory.",
+    )
+    text = path.read_text()
+    assert text.startswith("# Written by pcap-audit roles")
+    assert "  # serves tcp/3009 and tcp/8787\n  # seen from 3 agents\n  appliance:\n" in text
+    assert '    - "10.0.0.5"  # elm.corp.example\n' in text
+    assert "  agent: []\n" in text
+    assert "  nutanix_prism: []\n" in text  # every role of the ruleset is offered
+    inv = load_inventory(path, RS)
+    assert inv.to_mapping()["azure"] == ["*.blob.core.windows.net", "2001::1"]
+    assert inv.roles_for_ip("10.0.0.5") == {"appliance"}
+    assert inv.roles_for_ip("2001::1") == {"azure"}
+    assert set(inv.roles) == set(RS.role_ids)
+
+
+def test_dump_to_stream_and_to_yaml(inv: Inventory) -> None:
+    buf = io.StringIO()
+    dump_inventory({}, buf)
+    assert buf.getvalue() == "roles: {}\n"
+    text = inv.to_yaml()
+    assert text.startswith('ruleset: "applayering"\nroles:\n')
+    again = Inventory.from_mapping(inv.to_mapping(), RS)
+    assert again.to_mapping() == inv.to_mapping()
+
+
+def test_entries_table(inv: Inventory) -> None:
+    rows = inv.entries_table().to_pylist()
+    assert {"role": "azure", "entry": "*.blob.core.windows.net", "kind": "wildcard"} in rows
+    assert {"role": "pvs_agent", "entry": "10.0.1.0/24", "kind": "network"} in rows
+    assert len(rows) == 9
