@@ -343,7 +343,7 @@ def test_pcapng_sections_interfaces_and_blocks(tmp_path: Path, gz: bool) -> None
         (None, 4, None),
     ]
     assert info.drops == 24
-    assert info.skipped_blocks == {0x0BADBEEF: 1, 0xBAD: 1}
+    assert info.skipped_blocks == {"unknown": 1, "custom": 1}
     assert not info.truncated and info.warnings == []
     assert info.first_seen == T0 * 10**9 + 5
     assert info.last_seen == (T0 + 100) * 10**9 + 9000
@@ -688,6 +688,23 @@ def test_pcapng_bad_second_section(tmp_path: Path) -> None:
     assert table.num_rows == 1 and info.truncated
     assert info.decode_errors == {}  # no row: reported by truncated and the warning
     assert info.warnings[0].startswith("bad section header at byte ")
+
+
+def test_many_bad_blocks_and_many_interfaces(tmp_path: Path) -> None:
+    """Floods of malformed packet blocks, unknown blocks and interfaces stay cheap and
+    bounded: the scanner goes through them without a Python call each."""
+    bad = bytearray(epb(0, 1, tcp()))
+    bad[20:24] = struct.pack("<I", 5000)
+    parts = [shb(), idb(1)]
+    parts += [bytes(bad), block(0x0BADBEEF, b"junk")] * 3000
+    parts += [idb(101)] * 2000 + [epb(1999, 5, raw_ipv4("1.1.1.1", "2.2.2.2", 1, 2))]
+    table, info = read(write(tmp_path, "flood.pcapng", b"".join(parts)))
+    assert table.num_rows == 3001 and not info.truncated
+    assert info.decode_errors == {"bad_record": 3000}
+    assert info.skipped_blocks == {"unknown": 3000}
+    assert len(info.warnings) == reader.MAX_WARNINGS
+    assert col(table, "linktype")[-1] == 101 and col(table, "status")[-1] == 0
+    assert len(info.interfaces) == reader.MAX_LISTED_INTERFACES
 
 
 def test_packets_before_any_interface(tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ enum {
     BAD_CAPLEN_BLOCK = 6, /* caplen larger than the block */
 };
 
+/* pcapng blocks the scanner skips itself (counted per kind), so that a file made of
+ * thousands of them never costs a Python call each. */
+enum { SKIP_NRB, SKIP_JOURNAL, SKIP_DSB, SKIP_CUSTOM, SKIP_CUSTOM_NOCOPY, SKIP_OTHER, NSKIP };
+
 /* The state vector (int64 numpy array), in/out. */
 enum {
     S_POS,      /* in/out: offset of the next record in the chunk */
@@ -59,10 +63,13 @@ enum {
     S_BADCODE,  /* out: BAD_* */
     S_BADVAL,   /* out */
     S_BADPOS,   /* out: offset of the bad record/block in the chunk */
+    S_QUIET,    /* in: 1 = skip malformed packet blocks without returning ST_BADSKIP */
     S_NULLS,    /* in/out, 7 slots: null counts of the validity bitmaps, V_* order */
     S_STATUS = S_NULLS + 7, /* in/out, 10 slots: rows per status code */
-    S_LEN = S_STATUS + 10,
+    S_SKIP = S_STATUS + 10, /* in/out, NSKIP slots: pcapng blocks skipped, SKIP_* order */
+    S_LEN = S_SKIP + NSKIP,
 };
+
 
 /* The interface table (int64 numpy array, IF_W values per interface). */
 enum { IF_LT, IF_SNAP, IF_MUL, IF_DIV, IF_OFF, IF_PKTS, IF_W };
@@ -320,7 +327,14 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
 /* ---- pcapng -------------------------------------------------------------------------- */
 
 #define BT_SHB 0x0A0D0D0Au
+#define BT_IDB 1u
 #define BT_PB 2u  /* obsolete Packet Block */
+#define BT_NRB 4u
+#define BT_ISB 5u
+#define BT_JOURNAL 9u
+#define BT_DSB 10u
+#define BT_CUSTOM 0x00000BADu
+#define BT_CUSTOM_NOCOPY 0x40000BADu
 #define BT_SPB 3u
 #define BT_EPB 6u
 
@@ -360,7 +374,15 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
             rc = ST_BAD;
             break;
         }
-        if (type != BT_EPB && type != BT_SPB && type != BT_PB) { rc = ST_BLOCK; break; }
+        if (type != BT_EPB && type != BT_SPB && type != BT_PB) {
+            if (type == BT_IDB || type == BT_ISB) { rc = ST_BLOCK; break; } /* Python */
+            int k = type == BT_NRB ? SKIP_NRB : type == BT_JOURNAL ? SKIP_JOURNAL
+                  : type == BT_DSB ? SKIP_DSB : type == BT_CUSTOM ? SKIP_CUSTOM
+                  : type == BT_CUSTOM_NOCOPY ? SKIP_CUSTOM_NOCOPY : SKIP_OTHER;
+            st[S_SKIP + k]++;
+            pos += blen;
+            continue;
+        }
 
         uint32_t iface = 0, caplen = 0, wire = 0, avail;
         int64_t ts = 0;
@@ -394,6 +416,7 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
         if (bad) {
             put_bad_row(c, st, row++, ++frame, 0, bad, badval, pos);
             pos += blen;
+            if (st[S_QUIET]) continue;
             rc = ST_BADSKIP;
             break;
         }
@@ -577,7 +600,8 @@ PyMODINIT_FUNC PyInit__fast(void)
         {"S_FRAME", S_FRAME}, {"S_DUSED", S_DUSED}, {"S_DCAP", S_DCAP}, {"S_SWAP", S_SWAP},
         {"S_NEED", S_NEED}, {"S_BYTES", S_BYTES}, {"S_TSMIN", S_TSMIN}, {"S_TSMAX", S_TSMAX},
         {"S_BADCODE", S_BADCODE}, {"S_BADVAL", S_BADVAL}, {"S_BADPOS", S_BADPOS},
-        {"S_NULLS", S_NULLS}, {"S_STATUS", S_STATUS}, {"S_LEN", S_LEN},
+        {"S_QUIET", S_QUIET}, {"S_NULLS", S_NULLS}, {"S_STATUS", S_STATUS},
+        {"S_SKIP", S_SKIP}, {"NSKIP", NSKIP}, {"S_LEN", S_LEN},
         {"IF_LT", IF_LT}, {"IF_SNAP", IF_SNAP}, {"IF_MUL", IF_MUL}, {"IF_DIV", IF_DIV},
         {"IF_OFF", IF_OFF}, {"IF_PKTS", IF_PKTS}, {"IF_W", IF_W},
     };

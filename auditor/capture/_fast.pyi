@@ -37,8 +37,11 @@ S_TSMAX: int
 S_BADCODE: int
 S_BADVAL: int
 S_BADPOS: int
+S_QUIET: int
 S_NULLS: int
 S_STATUS: int
+S_SKIP: int
+NSKIP: int
 S_LEN: int
 IF_LT: int
 IF_SNAP: int

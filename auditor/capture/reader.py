@@ -69,9 +69,11 @@ __all__ = [
 
 CHUNK_SIZE = 16 << 20  #: bytes read per chunk (the buffer grows only for a larger block)
 MMAP = True  #: map uncompressed files instead of reading them in chunks
-RELEASE_EVERY = 32 << 20  #: drop scanned mapped pages from RSS every this many bytes
+RELEASE_EVERY = 8 << 20  #: drop scanned mapped pages from RSS every this many bytes
 MAX_SHB = 1 << 20  #: a pcapng Section Header Block longer than this is malformed
 MAX_WARNINGS = 20  #: non-fatal problems kept in CaptureInfo.warnings
+MAX_LISTED_INTERFACES = 1024  #: interfaces listed in CaptureInfo (all are decoded)
+MAX_META_BLOCKS = 1_000_000  #: pcapng SHB/IDB/ISB blocks read before giving up on a file
 PAYLOAD_BYTES_PER_ROW = 512  #: payload buffer per batch row; a batch ends early when it fills
 
 #: LINKTYPE_* numbers (tcpdump.org/linktypes.html) -> short names used in CaptureInfo.
@@ -232,6 +234,16 @@ _SHB_OPTS = {2: "hardware", 3: "os", 4: "application"}
 _IF_NAME, _IF_DESCRIPTION, _IF_TSRESOL, _IF_TSOFFSET = 2, 3, 9, 14
 _ISB_IFRECV, _ISB_IFDROP, _ISB_OSDROP = 4, 5, 7
 
+#: CaptureInfo.skipped_blocks keys, in the order of the scanner's SKIP_* counters
+_SKIPPED_NAMES = (
+    "name_resolution",
+    "systemd_journal",
+    "decryption_secrets",
+    "custom",
+    "custom_nocopy",
+    "unknown",
+)
+
 _BAD_REASONS = {
     _fast.BAD_CAPLEN: "captured length {} is over the 262144-byte limit",
     _fast.BAD_BLOCKLEN: "block length {} is impossible",
@@ -294,7 +306,7 @@ class CaptureInfo:
     interfaces: list[InterfaceInfo] = field(default_factory=list)
     drops: int | None = None  #: sum of the interfaces' ISB drop counts; None if never reported
     sections: int = 0  #: pcapng Section Header Blocks (1 for pcap)
-    skipped_blocks: dict[int, int] = field(default_factory=dict)  #: pcapng block type -> count
+    skipped_blocks: dict[str, int] = field(default_factory=dict)  #: pcapng blocks not used
     comments: dict[str, str] = field(default_factory=dict)  #: SHB hardware/os/application
     warnings: list[str] = field(default_factory=list)  #: non-fatal problems (first 20)
 
@@ -642,8 +654,11 @@ class _Stream:
         self.state[_fast.S_TSMAX] = _INT64_MIN
         self.swap = 0
         self.order = header.order
-        self.ifaces = np.zeros((0, _fast.IF_W), np.int64)  # the current section's table
-        self.iface_info: list[InterfaceInfo] = []  # ... and their InterfaceInfo
+        self.iftab = np.zeros((4, _fast.IF_W), np.int64)  # the current section's interfaces
+        self.nif = 0  # ... rows of iftab in use
+        self.iface_info: list[InterfaceInfo | None] = []  # ... their InterfaceInfo if listed
+        self.meta_blocks = 0  # blocks parsed in Python (SHB, IDB, ISB)
+        self.unlisted = False  # interfaces beyond MAX_LISTED_INTERFACES were seen
         self.raw: io.FileIO | None = None
         self.gz: gzip.GzipFile | None = None
         self.mm: mmap.mmap | None = None
@@ -779,7 +794,7 @@ class _Stream:
             st[_fast.S_POS] = self.pos
             st[_fast.S_END] = self.end
             st[_fast.S_SWAP] = self.swap
-            rc = _fast.scan(kind, self.buf, st, self.ifaces, batch.arrays)
+            rc = _fast.scan(kind, self.buf, st, self.iftab[: self.nif], batch.arrays)
             self.pos = int(st[_fast.S_POS])
             self.release()
             if rc == _fast.ST_FULL:
@@ -804,6 +819,8 @@ class _Stream:
                     self.stop(f"bad record header at byte {where}: {reason}", where)
                     break
                 self.info.warn(f"bad packet block at byte {where} skipped: {reason}")
+                if len(self.info.warnings) >= MAX_WARNINGS:
+                    st[_fast.S_QUIET] = 1  # counted in decode_errors from now on
             else:  # pragma: no cover - the scanner returns nothing else
                 raise RuntimeError(f"scan returned {rc}")
         if st[_fast.S_ROW]:
@@ -827,7 +844,12 @@ class _Stream:
             name: int(c) for name, c in zip(STATUS_NAMES, counts, strict=True) if c and name != "ok"
         }
         for i, iface in enumerate(self.iface_info):
-            iface.packets = int(self.ifaces[i, _fast.IF_PKTS])
+            if iface is not None:
+                iface.packets = int(self.iftab[i, _fast.IF_PKTS])
+        skips = st[_fast.S_SKIP : _fast.S_SKIP + _fast.NSKIP].tolist()
+        for kind, n in zip(_SKIPPED_NAMES, skips, strict=True):
+            if n:
+                info.skipped_blocks[kind] = int(n)
         names: list[str | int] = []
         for iface in info.interfaces:
             name = linktype_name(iface.linktype)
@@ -852,11 +874,11 @@ class _Stream:
         iface.ticks_per_second = 10**9 if h.fmt == "pcap-ns" else 10**6
         self.info.interfaces.append(iface)
         self.iface_info = [iface]
-        self.ifaces = np.zeros((1, _fast.IF_W), np.int64)
-        self.ifaces[0, _fast.IF_LT] = h.linktype
-        self.ifaces[0, _fast.IF_SNAP] = h.snaplen
-        self.ifaces[0, _fast.IF_MUL] = 1 if h.fmt == "pcap-ns" else 1000
-        self.ifaces[0, _fast.IF_DIV] = 1
+        self.nif = 1
+        self.iftab[0, _fast.IF_LT] = h.linktype
+        self.iftab[0, _fast.IF_SNAP] = h.snaplen
+        self.iftab[0, _fast.IF_MUL] = 1 if h.fmt == "pcap-ns" else 1000
+        self.iftab[0, _fast.IF_DIV] = 1
 
     # -- pcapng blocks ----------------------------------------------------------------------
 
@@ -876,6 +898,10 @@ class _Stream:
                 return self.bad_section(f"bad section header at byte {at}: {problem[0]}")
             order = _PCAPNG_BOM[head[8:12]]
         blen = struct.unpack_from(order + "I", head, 4)[0]
+        self.meta_blocks += 1
+        if self.meta_blocks > MAX_META_BLOCKS:
+            self.stop(f"more than {MAX_META_BLOCKS} header/interface/statistics blocks")
+            return False
         if not self.fill(blen):
             self.stop(f"file ends inside a block (type {btype:#x}, {blen} bytes at byte {at})")
             return False
@@ -892,9 +918,7 @@ class _Stream:
             self.interface(body, at)
         elif btype == _BT_ISB:
             self.statistics(body, at)
-        else:
-            skipped = self.info.skipped_blocks
-            skipped[btype] = skipped.get(btype, 0) + 1
+        # the scanner skips (and counts) every other kind of block itself
         self.pos += blen
         return True
 
@@ -920,13 +944,14 @@ class _Stream:
             key = _SHB_OPTS.get(code)
             if key and key not in info.comments:
                 info.comments[key] = _text(value)
-        self.ifaces = np.zeros((0, _fast.IF_W), np.int64)
+        self.iftab = np.zeros((4, _fast.IF_W), np.int64)
+        self.nif = 0
         self.iface_info = []
 
     def interface(self, body: bytes, at: int) -> None:
         order, info = self.order, self.info
         section = max(info.sections - 1, 0)
-        iface = InterfaceInfo(section, len(self.iface_info), 0xFFFF, 0)
+        iface = InterfaceInfo(section, self.nif, 0xFFFF, 0)
         row = [0] * _fast.IF_W
         row[_fast.IF_MUL], row[_fast.IF_DIV] = 1000, 1
         if len(body) < 20:
@@ -949,9 +974,20 @@ class _Stream:
         row[_fast.IF_LT] = iface.linktype
         row[_fast.IF_SNAP] = iface.snaplen
         row[_fast.IF_OFF] = max(_INT64_MIN, min(_INT64_MAX, iface.ts_offset * 10**9))
-        self.ifaces = np.vstack([self.ifaces, np.array([row], np.int64)])
-        self.iface_info.append(iface)
-        info.interfaces.append(iface)
+        if self.nif == len(self.iftab):
+            self.iftab = np.concatenate([self.iftab, np.zeros_like(self.iftab)])
+        self.iftab[self.nif] = row
+        self.nif += 1
+        if len(info.interfaces) < MAX_LISTED_INTERFACES:
+            info.interfaces.append(iface)
+            self.iface_info.append(iface)
+        else:
+            if not self.unlisted:
+                self.unlisted = True
+                info.warn(
+                    f"more than {MAX_LISTED_INTERFACES} interfaces: the others are not listed"
+                )
+            self.iface_info.append(None)
 
     def statistics(self, body: bytes, at: int) -> None:
         if len(body) < 24:
@@ -962,6 +998,8 @@ class _Stream:
             self.info.warn(f"statistics at byte {at} for undefined interface {iid}")
             return
         iface = self.iface_info[iid]
+        if iface is None:
+            return
         for code, value in _options(body[: len(body) - 4], 20, self.order):
             if len(value) < 8:
                 continue
