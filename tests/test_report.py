@@ -1,8 +1,11 @@
 """Renderers, from the checked-in audit result fixture (tests/data/audit_result.json).
 
-The fixture has a finding of every kind, a missing flow without addresses, an IPv6 flow,
-an unreadable and a truncated capture, and strings from the wire that try to break each
-format: ``<script>``, ``|``, quotes, a right-to-left override.
+The fixture is shaped like the audit engine's output for the applayering ruleset (its
+rules are the ruleset's, except that appliance-agent-commands is marked mutual TLS so that
+mtls_not_observed has a rule to cite). It has a finding of every kind, a missing flow and
+an unknown host without destination, an IPv6 host, an unreadable and a truncated capture,
+and strings from the wire that try to break each format: ``<script>``, ``|``, quotes, a
+right-to-left override.
 """
 
 from __future__ import annotations
@@ -139,18 +142,27 @@ def test_printable_shows_controls_and_bidi_overrides() -> None:
 
 
 def test_role_matrix_marks_undocumented_and_unseen(result: dict[str, Any]) -> None:
-    matrix = common.role_matrix(result["role_pairs"])
-    assert matrix.rows == ["admin", "agent", "appliance"]
+    ranges = [
+        {"src_role": "admin", "dst_role": "appliance", "proto": "tcp", "dst_port": 3700,
+         "port_hi": 3716, "documented": True, "observed": False},
+        {"src_role": "admin", "dst_role": "appliance", "proto": "tcp", "dst_port": 3801,
+         "port_hi": 3816, "documented": True, "observed": True, "flows": 1},
+    ]  # fmt: skip
+    matrix = common.role_matrix([*result["role_pairs"], *ranges])
+    assert matrix.rows == ["admin", "agent", "appliance", "hyperv_agent", "pvs_agent"]
     statuses = {c.label: c.status for c in matrix.cell("admin", "appliance")}
-    assert statuses == {
+    assert {k: statuses[k] for k in ("22/tcp", "80/tcp", "443/tcp", "3009/tcp", "8161/tcp")} == {
         "22/tcp": "unseen",
         "80/tcp": "unseen",
         "443/tcp": "ok",
-        "3009/tcp": "ok",  # observed inside the documented range 3000-3016
-        "3500-3516/tcp": "unseen",  # a documented range nobody used
+        "3009/tcp": "ok",
         "8161/tcp": "undocumented",
     }
-    assert matrix.cell("directory", "agent") == []
+    assert statuses["3700-3716/tcp"] == "unseen"  # a documented range nobody used
+    assert statuses["3801/tcp"] == "ok"  # the port seen inside a documented range
+    ports = [c.port for c in matrix.cell("admin", "appliance")]
+    assert ports == sorted(ports)
+    assert matrix.cell("active_directory", "agent") == []
     with_unknown = common.role_matrix([*result["role_pairs"], {"src_role": None, "dst_role": "x"}])
     assert with_unknown.rows[-1] == "?"  # hosts without a role come last
 
@@ -201,14 +213,15 @@ def test_sarif_run_tool_and_rules(result: dict[str, Any]) -> None:
     cited = {f["rule_id"] for f in result["findings"] if f["rule_id"]}
     uncited = {r["id"] for r in result["ruleset"]["rules"]} - cited
     assert cited <= set(rules) and not uncited & set(rules)
-    soap = rules["al-appliance-agent-soap"]
+    soap = rules["appliance-agent-commands"]
     vendor = next(r for r in result["ruleset"]["rules"] if r["id"] == soap["id"])["source"]
     assert soap["fullDescription"]["text"] == vendor["text"]
     assert soap["properties"]["document"] == vendor["document"]
     assert soap["properties"]["section"] == vendor["section"]
     # the most severe finding citing a rule sets its default level
     assert soap["defaultConfiguration"]["level"] == "warning"
-    assert rules["al-pvs-disk-download"]["defaultConfiguration"]["level"] == "error"
+    assert rules["pvs-agent-disk-download-http"]["defaultConfiguration"]["level"] == "error"
+    assert rules["agent-registration"]["defaultConfiguration"]["level"] == "error"  # high+medium
     # kinds whose findings cite no rule get a rule of their own
     assert {"pcap-audit/unexpected_port", "pcap-audit/unknown_host"} <= set(rules)
     assert rules["pcap-audit/unexpected_port"]["defaultConfiguration"]["level"] == "note"
@@ -239,7 +252,8 @@ def test_sarif_results(result: dict[str, Any]) -> None:
         assert location["logicalLocations"][0]["name"] == common.flow_label(finding)
     by_id = {r["partialFingerprints"]["pcapAuditFindingId/v1"]: r for r in run["results"]}
     missing = by_id[_finding(result, "missing_flow")["id"]]
-    assert missing["locations"][0]["logicalLocations"][0]["name"] == ("agent -> appliance:8787/tcp")
+    name = missing["locations"][0]["logicalLocations"][0]["name"]
+    assert name == "appliance -> file_server:445/tcp"
     # seen before the second capture started: only in the first one
     weak = by_id[_finding(result, "weak_tls")["id"]]
     assert "relatedLocations" not in weak
@@ -419,7 +433,7 @@ def test_html_role_matrix(result: dict[str, Any]) -> None:
     assert ("undocumented", "8161/tcp") in ports and ("undocumented", "3260/tcp") in ports
     assert ("unseen", "8787/tcp") in ports and ("unseen", "3509/tcp") in ports
     assert ("ok", "8016/tcp") in ports and ("ok", "53/udp") in ports
-    assert ("unseen", "3500-3516/tcp") in ports
+    assert ("unseen", "445/tcp") in ports  # the missing flow
     undocumented = sum(1 for p in pairs if p["observed"] and not p["documented"])
     assert sum(1 for status, _ in ports if status == "undocumented") == undocumented
     result["role_pairs"].append(
@@ -587,8 +601,10 @@ def test_markdown_escapes_html_and_keeps_the_vendor_quote(result: dict[str, Any]
     assert "\\<script>alert('host')\\</script>" in out
     assert "\u202e" not in out
     assert out.count("\n### ") == len(result["findings"])
-    assert "> Normally, the file transfer runs on port 3009, which is unencrypted." in out
-    assert '> \u2014 003\\_8716eaddc5e9d753.txt, section "The Agent Service"' in out
+    assert "> Once the Agent and the App Layering appliance have exchanged identities," in out
+    section = "App Layering Communication Flow: The Agent Service"
+    assert f'> \u2014 003\\_8716eaddc5e9d753.txt, section "{section}"' in out
+    assert "> Agent on Citrix Provisioning server \\| Appliance \\| Disk download" in out
     assert "**11 findings**: 3 high, 4 medium, 1 low, 3 info" in out
 
 
