@@ -135,3 +135,62 @@ def test_damaged_copies(path: Path, tmp_path: Path) -> None:
             copy = tmp_path / f"{name}{'.gz' if gz else ''}"
             copy.write_bytes(gzip.compress(blob, 1) if gz else blob)
             read_all(copy)
+
+
+def tshark_frames(path: Path) -> list[tuple[int, int, int]] | None:
+    """(ts ns, wire length, captured length) per frame by tshark; None if tshark failed."""
+    proc = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch",
+         "-e", "frame.len", "-e", "frame.cap_len"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return None
+    frames = []
+    for line in proc.stdout.splitlines():
+        ts, wire, cap = line.split("\t")
+        frames.append((int(Decimal(ts) * 10**9), int(wire), int(cap)))
+    return frames
+
+
+def _timestamp_files() -> list[Path]:
+    """pcapng files (interfaces, tsresol, sections) and nanosecond pcaps of the corpus."""
+    ns = (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    return [p for p in FILES if p.suffix == ".pcapng" or p.read_bytes()[:4] in ns]
+
+
+TIMESTAMPED = _timestamp_files()
+#: files where we differ from tshark on purpose
+TSHARK_DIFFERS = {
+    "timestamp_invalid_nano.pcap": "fractions >= 1e9 ns: tshark prints the digits, we carry",
+}
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark (wireshark) not installed")
+@pytest.mark.parametrize(
+    "path", TIMESTAMPED, ids=[f"{p.parent.name}/{p.name}" for p in TIMESTAMPED]
+)
+def test_timestamps_and_lengths_agree_with_tshark(path: Path) -> None:
+    if path.name in TSHARK_DIFFERS:
+        pytest.skip(TSHARK_DIFFERS[path.name])
+    ref = tshark_frames(path)
+    if ref is None:
+        pytest.skip("tshark cannot read it either")
+    with deadline():
+        try:
+            table = read_packets(path).to_table()
+        except CaptureError:
+            pytest.fail("tshark reads it, we refuse it")
+    ours = list(
+        zip(
+            table.column("ts").to_pylist(),
+            table.column("wire_len").to_pylist(),
+            table.column("cap_len").to_pylist(),
+            strict=True,
+        )
+    )
+    if path.parent.name == "zeek":
+        assert len(ours) == len(ref)
+    n = min(len(ours), len(ref))  # tshark may stop earlier or later on a damaged file
+    assert ours[:n] == ref[:n]
