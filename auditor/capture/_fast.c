@@ -341,7 +341,7 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
 static inline int64_t ticks_to_ns(uint64_t t, const int64_t *f)
 {
     int64_t ns;
-    if (f[IF_DIV] == 1)
+    if (f[IF_DIV] <= 1) /* reader.py never passes 0; a bad table must not trap */
         ns = (int64_t)(t * (uint64_t)f[IF_MUL]);
     else
         ns = (int64_t)((__uint128_t)t * (uint64_t)f[IF_MUL] / (uint64_t)f[IF_DIV]);

@@ -281,6 +281,11 @@ class InterfaceInfo:
 class CaptureInfo:
     """What a capture is and what reading it found; complete once iteration has ended.
 
+    ``packets`` counts rows, including ``bad_record`` rows (a record whose header could not
+    be right; its lengths are 0 and it counts in neither ``bytes`` nor the time span).
+    ``first_seen``/``last_seen`` are the smallest and largest timestamps, not those of the
+    first and last records (captures merged from several sources are not in time order).
+
     ``decode_errors`` counts rows by non-``ok`` status (keys are ``STATUS_NAMES``:
     ``non_ip``, ``unsupported_linktype``, ``truncated_ip``, ``bad_record``, ...); which link
     types were unsupported, and how many records each, is in ``unsupported_linktypes``.
@@ -670,7 +675,9 @@ class _Stream:
     def open(self) -> None:
         """Uncompressed files are memory-mapped: the scanner reads the page cache directly,
         without a copy, and pages behind it are dropped (see release()); gzip streams and
-        files that cannot be mapped are read in chunks into one reusable buffer."""
+        files that cannot be mapped are read in chunks into one reusable buffer. (A file
+        truncated by another process while it is mapped would end this process with SIGBUS;
+        a file still being written is read up to its size at open.)"""
         self.raw = _open(self.path)
         if self.header.compressed:
             self.gz = gzip.GzipFile(fileobj=self.raw)
