@@ -22,8 +22,9 @@ Rules, documented in the README ("Flows"):
 
 from __future__ import annotations
 
+import hashlib
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from auditor.capture.schema import TUNNEL_NAMES
-from auditor.classify import FlowFacts, classify_flow
+from auditor.classify import FlowFacts, classify_flow, facts_table
 from auditor.community_id import community_id
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -47,6 +48,16 @@ def ip_text(ip16: bytes) -> str:
     if ip16[:12] == _V4_PREFIX:
         return socket.inet_ntop(socket.AF_INET, ip16[12:])
     return socket.inet_ntop(socket.AF_INET6, ip16)
+
+
+def values(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The values of a fixed-width Arrow column as numpy, zero-copy; nulls read as whatever
+    lies under them (the reader writes 0 there). Avoids the float cast numpy does for nulls."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    dtype = arr.type.to_pandas_dtype()
+    buf = arr.buffers()[1]
+    return np.frombuffer(buf, dtype=dtype, count=len(arr) + arr.offset)[arr.offset :]
 
 
 def proto_name(proto: int) -> str:
@@ -118,65 +129,58 @@ class FlowBuilder:
     orphan_fragments: int = 0
 
     def add_batch(self, batch: pa.RecordBatch, capture: int = 0) -> None:
-        """Fold one packet batch into the flows."""
-        status = batch.column("status").to_numpy(zero_copy_only=False)
-        keep = status == 0
-        if not keep.any():
+        """Fold one packet batch into the flows (rows with a non-ok status are skipped)."""
+        status = values(batch.column("status"))
+        valid = status == 0
+        if not valid.any():
             return
-        if not keep.all():
-            batch = batch.filter(pa.array(keep))
-        frag = batch.column("frag").to_numpy(zero_copy_only=False)
-        if frag.any():
-            batch = self._resolve_fragments(batch, frag)
-            if batch.num_rows == 0:
-                return
-        self._add(batch, capture)
+        key = values(batch.column("flow_key"))
+        d = values(batch.column("flow_dir"))
+        frag = values(batch.column("frag"))
+        later = np.flatnonzero((frag != 0) & valid)
+        if len(later):
+            key, d = key.copy(), d.copy()
+            self._resolve_fragments(batch, later, frag, key, d, valid)
+        self._add(batch, np.flatnonzero(valid), key, d.astype(np.int8), capture)
 
     # -- fragments -------------------------------------------------------------------------
 
-    def _resolve_fragments(self, batch: pa.RecordBatch, frag: np.ndarray) -> pa.RecordBatch:
-        """Give later fragments the flow of their first fragment; drop orphans (counted)."""
-        keys = batch.column("flow_key").to_numpy(zero_copy_only=False).copy()
-        dirs = batch.column("flow_dir").to_numpy(zero_copy_only=False).copy()
-        src = batch.column("src_ip").to_pylist()
-        dst = batch.column("dst_ip").to_pylist()
-        proto = batch.column("proto").to_numpy(zero_copy_only=False)
-        ip_id = batch.column("ip_id").to_numpy(zero_copy_only=False)
-        keep = np.ones(len(keys), dtype=bool)
-        for i in np.flatnonzero(frag):
-            fkey = (src[i], dst[i], int(proto[i]), int(ip_id[i]))
+    def _resolve_fragments(self, batch: pa.RecordBatch, rows: np.ndarray, frag: np.ndarray,
+                           key: np.ndarray, d: np.ndarray, valid: np.ndarray) -> None:
+        """Give later fragments the flow of their first fragment; orphans are dropped (counted)."""
+        take = pa.array(rows)
+        src = batch.column("src_ip").take(take).to_pylist()
+        dst = batch.column("dst_ip").take(take).to_pylist()
+        proto = batch.column("proto").take(take).to_pylist()
+        ip_id = batch.column("ip_id").take(take).to_pylist()
+        for j, i in enumerate(rows.tolist()):
+            fkey = (src[j], dst[j], proto[j], ip_id[j])
             if frag[i] == 1:
-                self.fragments[fkey] = (int(keys[i]), int(dirs[i]))
+                self.fragments[fkey] = (int(key[i]), int(d[i]))
                 if len(self.fragments) > 65536:  # bounded: forget the oldest
                     self.fragments.pop(next(iter(self.fragments)))
             else:
                 found = self.fragments.get(fkey)
                 if found is None:
-                    keep[i] = False
+                    valid[i] = False
                     self.orphan_fragments += 1
                 else:
-                    keys[i], dirs[i] = found
-        names = batch.schema.names
-        cols = list(batch.columns)
-        cols[names.index("flow_key")] = pa.array(keys, pa.uint64())
-        cols[names.index("flow_dir")] = pa.array(dirs, pa.uint8())
-        out = pa.RecordBatch.from_arrays(cols, schema=batch.schema)
-        return out if keep.all() else out.filter(pa.array(keep))
+                    key[i], d[i] = found
 
     # -- the per-batch pass ----------------------------------------------------------------
 
-    def _add(self, batch: pa.RecordBatch, capture: int) -> None:
+    def _add(self, batch: pa.RecordBatch, rows: np.ndarray, all_keys: np.ndarray,
+             all_dirs: np.ndarray, capture: int) -> None:
         col = batch.column
-        key = col("flow_key").to_numpy(zero_copy_only=False)
-        order = np.argsort(key, kind="stable")
-        key = key[order]
+        order = rows[np.argsort(all_keys[rows], kind="stable")]
+        key = all_keys[order]
         n = len(key)
-        d = col("flow_dir").to_numpy(zero_copy_only=False)[order].astype(np.int8)
-        ts = col("ts").to_numpy(zero_copy_only=False)[order]
-        wire = col("wire_len").to_numpy(zero_copy_only=False)[order].astype(np.int64)
-        pay = col("payload_len").to_numpy(zero_copy_only=False)[order].astype(np.int64)
-        proto = col("proto").to_numpy(zero_copy_only=False)[order]
-        flags = col("tcp_flags").to_numpy(zero_copy_only=False)[order]
+        d = all_dirs[order]
+        ts = values(col("ts"))[order]
+        wire = values(col("wire_len"))[order].astype(np.int64)
+        pay = values(col("payload_len"))[order].astype(np.int64)
+        proto = values(col("proto"))[order]
+        flags = values(col("tcp_flags"))[order]
         tcp = proto == TCP
         pure_syn = tcp & ((flags & (SYN | ACK)) == SYN)
         synack = tcp & ((flags & (SYN | ACK)) == (SYN | ACK))
@@ -382,105 +386,91 @@ class FlowBuilder:
         init, inferred = self._directions()
         self._classify_all(init)
         c = {k: v[:n] for k, v in fl.cols.items()}
-        swap = init == 1
-        rows: dict[str, list[Any]] = {k: [] for k in _STR_COLS}
-        src_ip16: list[bytes] = []
-        dst_ip16: list[bytes] = []
-        for f in range(n):
-            a, b, pa_, pb, pr, _ = self.endpoints[f]
-            if swap[f]:
-                a, b, pa_, pb = b, a, pb, pa_
-            src_ip16.append(a)
-            dst_ip16.append(b)
-            rows["src_ip"].append(ip_text(a))
-            rows["dst_ip"].append(ip_text(b))
-            rows["src_port"].append(pa_)
-            rows["dst_port"].append(pb)
-            rows["proto"].append(proto_name(pr))
-            rows["proto_num"].append(pr)
-            cid = community_id(pr, a, b, pa_, pb)
-            rows["community_id"].append(cid)
-            rows["flow_id"].append(_flow_id(cid, int(c["first_ts"][f]), f))
-            vlan, vlan_in, mpls, tun, tun_id, osrc, odst = self.encaps[f]
-            rows["vlan"].append(vlan)
-            rows["vlan_inner"].append(vlan_in)
-            rows["mpls"].append(mpls)
-            rows["tunnel"].append(TUNNEL_NAMES[tun] if tun else None)
-            rows["tunnel_id"].append(tun_id if tun else None)
-            rows["outer_src"].append(ip_text(osrc) if osrc else None)
-            rows["outer_dst"].append(ip_text(odst) if odst else None)
-        fwd = np.where(swap, 1, 0)
+        swap = (init == 1).tolist()
+        eps = self.endpoints
+        src16 = [e[1] if sw else e[0] for e, sw in zip(eps, swap, strict=True)]
+        dst16 = [e[0] if sw else e[1] for e, sw in zip(eps, swap, strict=True)]
+        sport = [e[3] if sw else e[2] for e, sw in zip(eps, swap, strict=True)]
+        dport = [e[2] if sw else e[3] for e, sw in zip(eps, swap, strict=True)]
+        proto = [e[4] for e in eps]
+        text: dict[bytes, str] = {}
+
+        def t(ip: bytes | None) -> str | None:
+            if ip is None:
+                return None
+            v = text.get(ip)
+            if v is None:
+                v = text[ip] = ip_text(ip)
+            return v
+
+        cids = [community_id(p, a, b, x, y)
+                for p, a, b, x, y in zip(proto, src16, dst16, sport, dport, strict=True)]
+        first_ts = c["first_ts"].tolist()
+        enc = list(zip(*self.encaps, strict=True)) if self.encaps else [()] * 7
+        vlan, vlan_in, mpls, tun, tun_id, osrc, odst = (list(x) for x in enc)
+        fwd = np.asarray(swap, dtype=np.int8)
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
-            sel = fwd if forward else 1 - fwd
-            return np.where(sel == 0, a0, a1)
+            return np.where(fwd == (0 if forward else 1), a0, a1)
 
-        pkts_f, pkts_r = pick("pkts", True), pick("pkts", False)
+        proto_np = np.asarray(proto, dtype=np.int64)
         flags_f, flags_r = pick("flags", True), pick("flags", False)
-        state = _tcp_state(
-            np.array(rows["proto_num"], dtype=np.int64), c["syn_dir"], c["synack_dir"], init,
-            flags_f, flags_r, pkts_r,
-        )
-        facts_cols = _facts_columns([self.facts[f] for f in range(n)])
-        tbl = pa.table(
+        pkts_r = pick("pkts", False)
+        state = _tcp_state(proto_np, c["syn_dir"], c["synack_dir"], flags_f, flags_r, pkts_r)
+        facts = facts_table([self.facts[f] for f in range(n)])
+        cols: dict[str, Any] = {
+            "flow_id": [_flow_id(cid, ts) for cid, ts in zip(cids, first_ts, strict=True)],
+            "community_id": cids,
+            "src_ip": [t(x) for x in src16],
+            "src_port": pa.array(sport, pa.int32()),
+            "dst_ip": [t(x) for x in dst16],
+            "dst_port": pa.array(dport, pa.int32()),
+            "proto": [proto_name(p) for p in proto],
+            "proto_num": pa.array(proto, pa.int16()),
+            "first_seen": pa.array(c["first_ts"], pa.timestamp("ns", tz="UTC")),
+            "last_seen": pa.array(c["last_ts"], pa.timestamp("ns", tz="UTC")),
+            "packets_fwd": pick("pkts", True),
+            "packets_rev": pkts_r,
+            "bytes_fwd": pick("bytes", True),
+            "bytes_rev": pick("bytes", False),
+            "payload_bytes_fwd": pick("pay", True),
+            "payload_bytes_rev": pick("pay", False),
+            "tcp_flags_fwd": flags_f.astype(np.int16),
+            "tcp_flags_rev": flags_r.astype(np.int16),
+            "state": state,
+            "direction_inferred": np.where(proto_np == TCP, inferred, True),
+        }
+        for name in facts.column_names:
+            cols[name] = facts.column(name)
+        cols.update(
             {
-                "flow_id": rows["flow_id"],
-                "community_id": rows["community_id"],
-                "src_ip": rows["src_ip"],
-                "src_port": pa.array(rows["src_port"], pa.int32()),
-                "dst_ip": rows["dst_ip"],
-                "dst_port": pa.array(rows["dst_port"], pa.int32()),
-                "proto": rows["proto"],
-                "proto_num": pa.array(rows["proto_num"], pa.int16()),
-                "first_seen": pa.array(c["first_ts"], pa.timestamp("ns", tz="UTC")),
-                "last_seen": pa.array(c["last_ts"], pa.timestamp("ns", tz="UTC")),
-                "packets_fwd": pkts_f,
-                "packets_rev": pkts_r,
-                "bytes_fwd": pick("bytes", True),
-                "bytes_rev": pick("bytes", False),
-                "payload_bytes_fwd": pick("pay", True),
-                "payload_bytes_rev": pick("pay", False),
-                "tcp_flags_fwd": flags_f.astype(np.int16),
-                "tcp_flags_rev": flags_r.astype(np.int16),
-                "state": state,
-                "direction_inferred": np.where(
-                    np.array(rows["proto_num"]) == TCP, inferred, True
-                ),
-                **facts_cols,
-                "vlan": pa.array(rows["vlan"], pa.int32()),
-                "vlan_inner": pa.array(rows["vlan_inner"], pa.int32()),
-                "mpls": pa.array(rows["mpls"], pa.int32()),
-                "tunnel": pa.array(rows["tunnel"], pa.string()),
-                "tunnel_id": pa.array(rows["tunnel_id"], pa.int64()),
-                "outer_src": pa.array(rows["outer_src"], pa.string()),
-                "outer_dst": pa.array(rows["outer_dst"], pa.string()),
+                "vlan": pa.array(vlan, pa.int32()),
+                "vlan_inner": pa.array(vlan_in, pa.int32()),
+                "mpls": pa.array(mpls, pa.int32()),
+                "tunnel": pa.array([TUNNEL_NAMES[x] if x else None for x in tun], pa.string()),
+                "tunnel_id": pa.array([i if x else None for i, x in zip(tun_id, tun, strict=True)],
+                                      pa.int64()),
+                "outer_src": pa.array([t(x) for x in osrc], pa.string()),
+                "outer_dst": pa.array([t(x) for x in odst], pa.string()),
                 "capture": c["capture"],
-                "src_ip_bytes": pa.array(src_ip16, pa.binary(16)),
-                "dst_ip_bytes": pa.array(dst_ip16, pa.binary(16)),
+                "src_ip_bytes": pa.array(src16, pa.binary(16)),
+                "dst_ip_bytes": pa.array(dst16, pa.binary(16)),
             }
         )
+        tbl = pa.table(cols)
         return tbl.sort_by([("first_seen", "ascending"), ("flow_id", "ascending")])
 
 
-_STR_COLS = (
-    "flow_id", "community_id", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
-    "proto_num", "vlan", "vlan_inner", "mpls", "tunnel", "tunnel_id", "outer_src", "outer_dst",
-)  # fmt: skip
-
-
-def _flow_id(cid: str, first_ts: int, f: int) -> str:
-    import hashlib
-
-    h = hashlib.blake2b(f"{cid}|{first_ts}".encode(), digest_size=8).hexdigest()
-    return "F" + h
+def _flow_id(cid: str, first_ts: int) -> str:
+    """Stable across runs: the Community ID and the first packet's time."""
+    return "F" + hashlib.blake2b(f"{cid}|{first_ts}".encode(), digest_size=8).hexdigest()
 
 
 def _tcp_state(
     proto: np.ndarray,
     syn_dir: np.ndarray,
     synack_dir: np.ndarray,
-    init: np.ndarray,
     flags_f: np.ndarray,
     flags_r: np.ndarray,
     pkts_r: np.ndarray,
@@ -499,24 +489,6 @@ def _tcp_state(
         ),
     )
     return pa.array(np.where(proto == TCP, state, None), pa.string())
-
-
-_FACT_TYPES: dict[str, pa.DataType] = {}
-
-
-def _facts_columns(facts: Sequence[FlowFacts]) -> dict[str, pa.Array]:
-    """Classifier facts -> flow table columns (lists as Arrow lists)."""
-    from dataclasses import fields, is_dataclass
-
-    if not facts:
-        return {}
-    first = facts[0]
-    names = [f.name for f in fields(first)] if is_dataclass(first) else list(first)  # type: ignore[arg-type]
-    out: dict[str, pa.Array] = {}
-    for name in names:
-        vals = [getattr(x, name) if is_dataclass(x) else x[name] for x in facts]  # type: ignore[index]
-        out[name] = pa.array(vals)
-    return out
 
 
 def build_flows(batches: Iterable[tuple[int, pa.RecordBatch]]) -> pa.Table:

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from auditor.rules import Inventory, Ruleset, rules_table
+from auditor.rules import Inventory, Ruleset, classify_entry, rules_table
 
 ASSIGN_AT = 1.0
 
@@ -91,10 +91,20 @@ def hosts_in(flows: pa.Table) -> list[str]:
 
 
 def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRoles]:
-    """Roles of every address in the traffic that the inventory places (by address or name)."""
+    """Roles of every address in the traffic that the inventory places (by address or name),
+    and of the inventory's single addresses that the capture never shows (they still make
+    their roles present, which is what lets a missing flow be noticed)."""
     names = observed_names(flows)
     out = []
-    for ip in hosts_in(flows):
+    seen_ips = hosts_in(flows)
+    unseen = sorted(
+        {canon for role in inventory.to_mapping() for entry in inventory.entries(role)
+         for kind, canon in [classify_entry(entry)] if kind == "address"} - set(seen_ips)
+    )
+    for ip in unseen:
+        out.append(HostRoles(ip, tuple(sorted(inventory.roles_for_ip(ip))), "inventory", 1.0,
+                             (f"inventory: address {ip} (not seen in the capture)",)))
+    for ip in seen_ips:
         roles = set(inventory.roles_for_ip(ip))
         evidence = [f"inventory: address {ip}"] if roles else []
         seen = sorted(names.get(ip, ()))
@@ -217,6 +227,13 @@ def _name_match(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
+def _ip_sort_key(ip: str) -> tuple[int, bytes]:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    return (addr.version, addr.packed)
+
+
 def host_roles_table(hosts: Iterable[HostRoles]) -> pa.Table:
     """One row per (ip, role) for the SQL joins."""
     ip, role, source, conf = [], [], [], []
@@ -246,5 +263,6 @@ class RoleMap:
 def resolve_roles(ruleset: Ruleset, flows: pa.Table, inventory: Inventory | None) -> RoleMap:
     """Roles from the inventory when given, else inferred."""
     if inventory is not None:
-        return RoleMap(roles_from_inventory(inventory, flows), True)
+        hosts = roles_from_inventory(inventory, flows)
+    return RoleMap(sorted(hosts, key=lambda h: _ip_sort_key(h.ip)), True)
     return RoleMap(infer_roles(ruleset, flows), False)

@@ -208,9 +208,20 @@ def tls_handshake(version: str = "TLS 1.2", sni: str | None = None, mutual: bool
         second += tls_record(20, b"\x01", rec_v) + tls_record(22, b"\x08" * 40, rec_v)
         out.append((0, second))
         out.append((1, tls_record(20, b"\x01", rec_v) + tls_record(22, b"\x09" * 40, rec_v)))
-    out.append((0, tls_record(23, b"\x5a" * app_bytes, rec_v)))
-    out.append((1, tls_record(23, b"\xa5" * app_bytes, rec_v)))
+    out.append((0, app_data(app_bytes, rec_v, 0x5A)))
+    out.append((1, app_data(app_bytes, rec_v, 0xA5)))
     return out
+
+
+def app_data(size: int, version: int = 0x0303, fill: int = 0x5A) -> bytes:
+    """``size`` bytes of application data as TLS records of at most 16 KiB."""
+    chunk = bytes([fill]) * 16384
+    out = []
+    while size > 0:
+        n = min(size, 16384)
+        out.append(tls_record(23, chunk[:n], version))
+        size -= n
+    return b"".join(out)
 
 
 # -- HTTP, DNS, others --------------------------------------------------------------------

@@ -83,9 +83,9 @@ SELECT {_FINDING_COLS}, r.rule_id,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_user_agent) FILTER (WHERE f.http_user_agent IS NOT NULL) AS agents,
        list(DISTINCT f.http_target) FILTER (WHERE f.http_target IS NOT NULL) AS targets
-FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, disk_transfer, encrypted_required
-                                     FROM rules) r USING (rule_id)
-WHERE r.disk_transfer AND NOT r.encrypted_required AND f.encrypted = false
+FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, disk_transfer FROM rules) r
+    USING (rule_id)
+WHERE r.disk_transfer AND f.encrypted = false
   AND f.payload_bytes_fwd + f.payload_bytes_rev > 0
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto, r.rule_id
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
@@ -96,9 +96,9 @@ SELECT {_FINDING_COLS}, r.rule_id,
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_host) FILTER (WHERE f.http_host IS NOT NULL) AS hosts
-FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, encrypted_required FROM rules) r
-    USING (rule_id)
-WHERE r.encrypted_required AND f.encrypted = false
+FROM f JOIN cm USING (flow_id)
+JOIN (SELECT DISTINCT rule_id, encrypted_required, disk_transfer FROM rules) r USING (rule_id)
+WHERE r.encrypted_required AND NOT r.disk_transfer AND f.encrypted = false
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto, r.rule_id
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """

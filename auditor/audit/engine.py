@@ -84,6 +84,7 @@ class _Findings:
         self.items: list[dict[str, Any]] = []
 
     def severity(self, kind: str, rule_id: str | None, default: str | None = None) -> str:
+        """The rule's override for ``kind`` if it has one, else ``default``, else the kind's."""
         rule = self.rules.get(rule_id or "")
         override = (rule.severity or {}).get(kind) if rule else None
         return override or default or DEFAULT_SEVERITY[kind]
@@ -96,6 +97,7 @@ class _Findings:
             "document": rule.source.document,
             "section": rule.source.section,
             "text": rule.source.text,
+            "notes": list(rule.notes),
         }
 
     def add(self, kind: str, row: dict[str, Any] | None, rule_id: str | None, message: str,
@@ -155,6 +157,10 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
     """All checks over one flow table; returns (findings, role_pairs)."""
     con = duckdb.connect()
     con.execute("SET threads TO 1")
+    # timestamps as int64 ns: DuckDB would hand tz-aware datetimes back through pytz
+    ts_cols = [i for i, f in enumerate(flows.schema) if pa.types.is_timestamp(f.type)]
+    for i in ts_cols:
+        flows = flows.set_column(i, flows.schema.field(i).name, flows.column(i).cast(pa.int64()))
     con.register("flows", flows)
     con.register("host_roles", roles.table())
     con.register("rules", rules_table(ruleset))
@@ -164,21 +170,28 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
 
     for row in _rows(con, checks.PLAINTEXT_DISK_TRANSFER):
         rule = out.rules[row["rule_id"]]
-        what = ", ".join(row["methods"] or []) or "cleartext"
+        what = ", ".join(row["methods"] or []) or next(
+            (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext")
         agents = row["agents"] or []
         pair = out.rules.get(rule.pair or "")
-        tls_port = _ports_text(pair) if pair else None
+        tls_port = _ports_text(pair) if pair and pair.encrypted_required else None
         msg = (f"{_human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
                f"({what}{' by ' + agents[0] if agents else ''}) on {row['proto']}/{row['dst_port']}"
                f" from {row['src_ip']} to {row['dst_ip']}")
-        if tls_port:
+        if rule.encrypted_required:
+            msg += f"; the document requires {rule.security.upper()} for this flow"
+            sev = out.severity("plaintext_disk_transfer", rule.id)
+        elif tls_port:
             msg += f"; the document gives {tls_port} (HTTPS) for the same purpose"
+            sev = out.severity("plaintext_disk_transfer", rule.id)
+        else:
+            msg += "; the document offers no encrypted alternative for this flow"
+            sev = out.severity("plaintext_disk_transfer", rule.id, "low")
         ev = {"bytes_cleartext": int(row["payload_bytes"]), "http_methods": row["methods"] or [],
               "user_agents": agents, "targets": (row["targets"] or [])[:10],
-              "flows": row["flows"], "https_alternative": tls_port,
+              "flows": row["flows"], "encrypted_alternative": tls_port,
               "vendor_notes": list(rule.notes)}
-        out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev,
-                out.severity("plaintext_disk_transfer", rule.id))
+        out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
 
     for row in _rows(con, checks.PLAINTEXT_WHERE_TLS_REQUIRED):
         rule = out.rules[row["rule_id"]]
@@ -273,7 +286,6 @@ def _unexpected(out: _Findings, ruleset: Ruleset, row: dict[str, Any], inv: bool
             ev["reverse_rule_ids"] = [r.id for r in reverse]
         elif between:
             why = "a port not documented between these roles"
-            rule_id = between[0].id
         else:
             why = "no documented path between these roles"
         msg = (f"{_roles(row['src_roles'])} -> {_roles(row['dst_roles'])} on "

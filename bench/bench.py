@@ -1,0 +1,176 @@
+"""``make bench``: pcap-audit's speed and memory against tshark and a plain dpkt loop.
+
+Builds (once, cached under bench/data/) a capture of at least 1M packets of real mixed
+traffic: the Ethernet traces of ../shared/corpus/zeek, merged and replicated with rewritten
+IPv4 addresses (replica i adds i to the second octet) — or, where ../shared is absent, a
+synthetic mix from auditor.synth. Converts it to pcapng with editcap when available. Then
+runs each contender once as a child process on the same file and prints wall time,
+packets/s, peak RSS and the ratio to pcap-audit. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data"
+ZEEK = ROOT.parent / "shared" / "corpus" / "zeek"
+TARGET = 1_000_000
+PY = sys.executable
+
+
+def build_capture(path: Path) -> int:
+    """Write the benchmark pcap; returns its packet count."""
+    import dpkt
+
+    frames: list[tuple[float, bytes]] = []
+    if ZEEK.is_dir():
+        for trace in sorted(ZEEK.iterdir()):
+            try:
+                with trace.open("rb") as fh:
+                    head = fh.read(4)
+                    fh.seek(0)
+                    reader = (dpkt.pcapng.Reader(fh) if head == b"\x0a\x0d\x0d\x0a"
+                              else dpkt.pcap.Reader(fh))
+                    if reader.datalink() != dpkt.pcap.DLT_EN10MB:
+                        continue
+                    frames.extend((ts, bytes(buf)) for ts, buf in reader)
+            except Exception:  # a trace dpkt cannot read is simply not part of the mix
+                continue
+    else:
+        frames = _synthetic_frames()
+    # traces are concatenated in name order; time advances 100 us a packet
+    reps = -(-TARGET // len(frames))
+    count = 0
+    with path.open("wb") as fh:
+        w = dpkt.pcap.Writer(fh, snaplen=65535)
+        for i in range(reps):
+            for _, buf in frames:
+                w.writepkt(_rewrite(buf, i), ts=1_700_000_000 + count * 1e-4)
+                count += 1
+    return count
+
+
+def _rewrite(buf: bytes, i: int) -> bytes:
+    if i == 0 or len(buf) < 34:
+        return buf
+    off = 14
+    etype = int.from_bytes(buf[12:14], "big")
+    while etype in (0x8100, 0x88A8) and len(buf) >= off + 4:
+        etype = int.from_bytes(buf[off + 2 : off + 4], "big")
+        off += 4
+    if etype != 0x0800 or len(buf) < off + 20:
+        return buf
+    b = bytearray(buf)
+    b[off + 13] = (b[off + 13] + i) & 0xFF
+    b[off + 17] = (b[off + 17] + i) & 0xFF
+    return bytes(b)
+
+
+def _synthetic_frames() -> list[tuple[float, bytes]]:
+    from auditor import synth
+
+    c = synth.Capture()
+    for n in range(2000):
+        a, b = f"10.{n % 200}.{n % 7}.{n % 250 + 1}", f"10.200.0.{n % 50 + 1}"
+        c.tcp_session(a, b, 40000 + n % 20000, 443,
+                      synth.tls_handshake("TLS 1.2", sni=f"h{n}.example", app_bytes=4000))
+        q, r = synth.dns_exchange(f"h{n}.example", [b])
+        c.udp(a, "10.0.0.53", 50000 + n % 10000, 53, q)
+        c.udp("10.0.0.53", a, 53, 50000 + n % 10000, r)
+    return [(ts, raw) for ts, raw in c.frames]
+
+
+def run(cmd: list[str]) -> tuple[float, int, int]:
+    """Run ``cmd``; returns (wall seconds, peak RSS in MB, exit status)."""
+    with tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
+    if proc.returncode not in (0, 1):
+        print(f"  ! {' '.join(cmd[:3])}... exited {proc.returncode}: {err.strip()[:200]}",
+              file=sys.stderr)
+    return wall, usage.ru_maxrss // 1024, proc.returncode
+
+
+FLOWS_ONLY = (
+    "import sys; from auditor.traffic import read_traffic; "
+    "t = read_traffic([sys.argv[1]]); print(t.flows.num_rows)"
+)
+DPKT_LOOP = """
+import sys, dpkt
+flows = {}
+with open(sys.argv[1], 'rb') as fh:
+    for ts, buf in dpkt.pcap.Reader(fh):
+        try:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            l4 = ip.data
+            key = (ip.src, ip.dst, ip.p, getattr(l4, 'sport', 0), getattr(l4, 'dport', 0))
+        except Exception:
+            continue
+        flows[key] = flows.get(key, 0) + 1
+print(len(flows))
+"""
+
+
+def main() -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    pcap = DATA / "mixed-1m.pcap"
+    if not pcap.exists():
+        print(f"building {pcap} ...", file=sys.stderr)
+        n = build_capture(pcap)
+        print(f"  {n} packets", file=sys.stderr)
+    pcapng = DATA / "mixed-1m.pcapng"
+    if not pcapng.exists() and shutil.which("editcap"):
+        subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
+    packets = _count(pcap)
+    size_mb = pcap.stat().st_size / 1e6
+    print(f"capture: {pcap.relative_to(ROOT)}  {packets:,} packets  {size_mb:.0f} MB"
+          f"  ({'zeek corpus, replicated' if ZEEK.is_dir() else 'synthetic'})")
+    cli = str(Path(PY).with_name("pcap-audit"))
+    rows: list[tuple[str, float, int]] = []
+    for label, cmd in [
+        ("pcap-audit flows (pcap)", [PY, "-c", FLOWS_ONLY, str(pcap)]),
+        ("pcap-audit flows (pcapng)", [PY, "-c", FLOWS_ONLY, str(pcapng)]),
+        ("pcap-audit audit (pcap)", [cli, str(pcap), "--ruleset", "applayering", "--format",
+                                     "json", "-o", os.devnull, "--fail-on", "never"]),
+        ("tshark -z conv,tcp -z conv,udp", ["tshark", "-q", "-n", "-z", "conv,tcp", "-z",
+                                            "conv,udp", "-r", str(pcap)]),
+        ("plain dpkt decode loop", [PY, "-c", DPKT_LOOP, str(pcap)]),
+    ]:
+        if cmd[0] == "tshark" and not shutil.which("tshark"):
+            print(f"{label:34} skipped: tshark not installed")
+            continue
+        if "pcapng" in label and not pcapng.exists():
+            print(f"{label:34} skipped: editcap not installed")
+            continue
+        wall, rss, _ = run(cmd)
+        rows.append((label, wall, rss))
+    ref = rows[0][1]
+    print(f"{'':34} {'seconds':>8} {'packets/s':>12} {'peak RSS':>9} {'vs pcap-audit':>14}")
+    for label, wall, rss in rows:
+        print(f"{label:34} {wall:8.2f} {packets / wall:12,.0f} {rss:6d} MB {wall / ref:13.1f}x")
+
+
+def _count(path: Path) -> int:
+    from auditor.capture import read_packets
+
+    r = read_packets(path)
+    for _ in r:
+        pass
+    return r.info.packets
+
+
+if __name__ == "__main__":
+    main()
