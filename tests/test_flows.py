@@ -117,7 +117,7 @@ def test_udp_direction_by_port(tmp_path: Path) -> None:
     r = flows_of(c.write(tmp_path / "dns.pcap"))[0]
     assert (r["src_ip"], r["dst_port"]) == ("10.0.0.1", 53)
     assert r["direction_inferred"] is True
-    assert r["dns_answers"] == [["appliance.corp.example", "10.0.0.10"]]
+    assert r["dns_answers"] == [{"name": "appliance.corp.example", "address": "10.0.0.10"}]
 
 
 def _frag_capture(path: Path) -> Path:
