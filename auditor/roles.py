@@ -264,5 +264,5 @@ def resolve_roles(ruleset: Ruleset, flows: pa.Table, inventory: Inventory | None
     """Roles from the inventory when given, else inferred."""
     if inventory is not None:
         hosts = roles_from_inventory(inventory, flows)
-    return RoleMap(sorted(hosts, key=lambda h: _ip_sort_key(h.ip)), True)
+        return RoleMap(sorted(hosts, key=lambda h: _ip_sort_key(h.ip)), True)
     return RoleMap(infer_roles(ruleset, flows), False)
