@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test check fmt lint types bench samples clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard auditor/capture/*.c auditor/capture/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard auditor/*.c auditor/capture/*.c auditor/capture/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -12,6 +12,11 @@ setup(
             sources=["auditor/capture/_fast.c", "auditor/capture/decode.c"],
             depends=["auditor/capture/decode.h"],
             extra_compile_args=["-O2", "-std=c99", "-Wall"],
-        )
+        ),
+        Extension(
+            "auditor._flowtab",
+            sources=["auditor/_flowtab.c"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall"],
+        ),
     ]
 )

@@ -1,3 +1,38 @@
-"""pcap-audit: check what ran on the wire against the vendor's documented flows."""
+"""pcap-audit: check what ran on the wire against the vendor's documented flows.
+
+The library API (no click needed):
+
+    >>> from auditor import audit, load_ruleset, read_flows
+    >>> result = audit(["capture.pcap"], load_ruleset("applayering"))
+    >>> result.document["summary"]
+"""
+
+import os
+
+# numpy's OpenBLAS starts worker threads that spin; nothing here does linear algebra.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "audit", "load_inventory", "load_ruleset", "read_flows", "read_packets"]
+
+
+def __getattr__(name: str) -> object:
+    """The API, imported on first use so that ``import auditor`` stays cheap."""
+    if name == "audit":
+        from auditor.audit.engine import audit
+
+        return audit
+    if name in ("load_ruleset", "load_inventory"):
+        from auditor import rules
+
+        return getattr(rules, name)
+    if name == "read_flows":
+        from auditor.traffic import read_traffic
+
+        return read_traffic
+    if name == "read_packets":
+        from auditor.capture import read_packets
+
+        return read_packets
+    raise AttributeError(name)

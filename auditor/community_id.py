@@ -23,15 +23,19 @@ _ICMP6_PAIRS = {
 _PORT_PROTOS = {1, 6, 17, 58, 132}
 
 
-def _addr(ip16: bytes) -> bytes:
-    return ip16[12:] if ip16[:12] == _V4_PREFIX else ip16
+_SEED = struct.Struct("!H")
+_PROTO = struct.Struct("!BB")
+_PORTS = struct.Struct("!HH")
 
 
 def community_id(
     proto: int, src16: bytes, dst16: bytes, sport: int, dport: int, seed: int = 0
 ) -> str:
     """Community ID of one flow; addresses as 16-byte (IPv4-mapped) values, ICMP type/code as ports."""
-    saddr, daddr = _addr(src16), _addr(dst16)
+    if src16[:12] == _V4_PREFIX:
+        saddr, daddr = src16[12:], dst16[12:]
+    else:
+        saddr, daddr = src16, dst16
     one_way = False
     if proto == 1 or proto == 58:
         pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
@@ -42,7 +46,7 @@ def community_id(
             dport = counterpart
     if not one_way and (saddr, sport) > (daddr, dport):
         saddr, daddr, sport, dport = daddr, saddr, dport, sport
-    data = struct.pack("!H", seed) + saddr + daddr + struct.pack("!BB", proto, 0)
+    data = _SEED.pack(seed) + saddr + daddr + _PROTO.pack(proto, 0)
     if proto in _PORT_PROTOS:
-        data += struct.pack("!HH", sport, dport)
+        data += _PORTS.pack(sport, dport)
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")

@@ -31,15 +31,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor.capture.schema import TUNNEL_NAMES
+from auditor._flowtab import FlowTable
+from auditor.capture.schema import STATUS_NAMES, TUNNEL_NAMES
 from auditor.classify import FlowFacts, classify_flow, facts_table
 from auditor.community_id import community_id
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP, UDP = 6, 17
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
-#: payload-carrying packets per direction handed to the classifier
-CLASSIFY_PACKETS = 4
+_FIRST_PACKET_COLS = [
+    "src_ip", "dst_ip", "src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner",
+    "mpls", "tunnel", "tunnel_id", "outer_src", "outer_dst",
+]  # fmt: skip
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
@@ -60,101 +63,101 @@ def values(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype, count=len(arr) + arr.offset)[arr.offset :]
 
 
+def fixed16(arr: pa.Array) -> np.ndarray:
+    """A fixed_size_binary(16) column as an (n, 16) uint8 view (nulls read as zeros)."""
+    buf = arr.buffers()[1]
+    flat = np.frombuffer(buf, dtype=np.uint8, count=(len(arr) + arr.offset) * 16)
+    return flat.reshape(-1, 16)[arr.offset :]
+
+
+def binary_rows(arr: pa.Array, rows: np.ndarray) -> list[bytes]:
+    """The values of a binary column at ``rows`` as bytes, without an Arrow take()."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1 + arr.offset)
+    offsets = offsets[arr.offset :]
+    data = arr.buffers()[2]
+    view = memoryview(data) if data is not None else memoryview(b"")
+    starts = offsets[rows].tolist()
+    ends = offsets[rows + 1].tolist()
+    return [bytes(view[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+
 def proto_name(proto: int) -> str:
     return PROTO_NAMES.get(proto, str(proto))
 
 
-class _Grow:
-    """A set of same-length numpy columns that double in capacity as flows are added."""
-
-    def __init__(self, spec: dict[str, tuple[Any, Any]], capacity: int = 4096) -> None:
-        self.spec = spec
-        self.n = 0
-        self.cols: dict[str, np.ndarray] = {
-            name: np.full(capacity, fill, dtype=dtype) for name, (dtype, fill) in spec.items()
-        }
-
-    def add(self, count: int) -> np.ndarray:
-        """Reserve ``count`` new rows; returns their indices."""
-        need = self.n + count
-        cap = len(next(iter(self.cols.values())))
-        if need > cap:
-            new_cap = max(need, cap * 2)
-            for name, (dtype, fill) in self.spec.items():
-                col = np.full(new_cap, fill, dtype=dtype)
-                col[: self.n] = self.cols[name][: self.n]
-                self.cols[name] = col
-        idx = np.arange(self.n, need)
-        self.n = need
-        return idx
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.cols[name]
-
-
-_I64MAX = np.iinfo(np.int64).max
-_FLOW_SPEC: dict[str, tuple[Any, Any]] = {
-    "key": (np.uint64, 0),
-    "first_ts": (np.int64, _I64MAX),
-    "last_ts": (np.int64, -1),
-    "pkts0": (np.int64, 0),
-    "pkts1": (np.int64, 0),
-    "bytes0": (np.int64, 0),
-    "bytes1": (np.int64, 0),
-    "pay0": (np.int64, 0),
-    "pay1": (np.int64, 0),
-    "flags0": (np.uint8, 0),  # OR of TCP flags sent by the canonical-lower endpoint
-    "flags1": (np.uint8, 0),
-    "syn_dir": (np.int8, -1),  # canonical direction of the first pure SYN
-    "synack_dir": (np.int8, -1),
-    "first_dir": (np.int8, -1),
-    "closed": (np.bool_, False),  # FIN or RST seen (for port reuse)
-    "got0": (np.int8, 0),  # payload packets kept for the classifier, per direction
-    "got1": (np.int8, 0),
-    "capture": (np.int32, -1),
-}
+_EXPORT_DTYPES = {
+    "key": np.uint64, "first_ts": np.int64, "last_ts": np.int64,
+    "pkts0": np.int64, "pkts1": np.int64, "bytes0": np.int64, "bytes1": np.int64,
+    "pay0": np.int64, "pay1": np.int64, "flags0": np.uint8, "flags1": np.uint8,
+    "syn_dir": np.int8, "synack_dir": np.int8, "first_dir": np.int8,
+}  # fmt: skip
 
 
 @dataclass
 class FlowBuilder:
-    """Accumulates packet batches into flows; ``table()`` returns the flow table."""
+    """Accumulates packet batches into flows; ``table()`` returns the flow table.
 
-    flows: _Grow = field(default_factory=lambda: _Grow(_FLOW_SPEC))
-    current: dict[int, int] = field(default_factory=dict)  # flow_key -> flow index (newest)
-    endpoints: list[tuple[bytes, bytes, int, int, int, int]] = field(default_factory=list)
+    The per-packet work (flow lookup, port reuse, counters) is one C loop
+    (``auditor._flowtab``); Python handles only the rows that open a flow (endpoints,
+    encapsulation) and the first payload packets of each direction (classifier input).
+    """
+
+    tab: FlowTable = field(default_factory=FlowTable)
+    endpoints: list[tuple[bytes, bytes, int, int, int]] = field(default_factory=list)
     encaps: list[tuple[Any, ...]] = field(default_factory=list)
+    captures: list[int] = field(default_factory=list)
     heads: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
     facts: dict[int, FlowFacts] = field(default_factory=dict)
     fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = field(default_factory=dict)
     orphan_fragments: int = 0
 
+    @property
+    def n(self) -> int:
+        return int(self.tab.n_flows)
+
     def add_batch(self, batch: pa.RecordBatch, capture: int = 0) -> None:
         """Fold one packet batch into the flows (rows with a non-ok status are skipped)."""
-        status = values(batch.column("status"))
-        valid = status == 0
-        if not valid.any():
-            return
-        key = values(batch.column("flow_key"))
-        d = values(batch.column("flow_dir"))
-        frag = values(batch.column("frag"))
-        later = np.flatnonzero((frag != 0) & valid)
+        col = batch.column
+        status = values(col("status"))
+        key = values(col("flow_key"))
+        d = values(col("flow_dir"))
+        frag = values(col("frag"))
+        later = np.flatnonzero((frag != 0) & (status == 0))
         if len(later):
-            key, d = key.copy(), d.copy()
-            self._resolve_fragments(batch, later, frag, key, d, valid)
-        self._add(batch, np.flatnonzero(valid), key, d.astype(np.int8), capture)
-
-    # -- fragments -------------------------------------------------------------------------
+            key, d, status = key.copy(), d.copy(), status.copy()
+            self._resolve_fragments(batch, later, frag, key, d, status)
+        n = batch.num_rows
+        flow = np.empty(n, dtype=np.int64)
+        flag = np.empty(n, dtype=np.uint8)
+        pay = values(col("payload_len"))
+        created = self.tab.add(
+            np.ascontiguousarray(key), np.ascontiguousarray(d), values(col("ts")),
+            values(col("wire_len")), pay, values(col("tcp_flags")), values(col("proto")),
+            np.ascontiguousarray(status), flow, flag,
+        )
+        if created:
+            self._new_flows(batch, np.flatnonzero(flag & 1), capture)
+        rows = np.flatnonzero(flag & 2)
+        if len(rows):
+            heads = binary_rows(col("payload"), rows)
+            store = self.heads
+            for f, dd, h, pl in zip(flow[rows].tolist(), d[rows].tolist(), heads,
+                                    pay[rows].tolist(), strict=True):
+                lst = store.get(f)
+                if lst is None:
+                    store[f] = [(dd, h, pl)]
+                else:
+                    lst.append((dd, h, pl))
 
     def _resolve_fragments(self, batch: pa.RecordBatch, rows: np.ndarray, frag: np.ndarray,
-                           key: np.ndarray, d: np.ndarray, valid: np.ndarray) -> None:
+                           key: np.ndarray, d: np.ndarray, status: np.ndarray) -> None:
         """Give later fragments the flow of their first fragment; orphans are dropped (counted)."""
-        take = pa.array(rows)
-        src = batch.column("src_ip").take(take).to_pylist()
-        dst = batch.column("dst_ip").take(take).to_pylist()
-        proto = batch.column("proto").take(take).to_pylist()
-        ip_id = batch.column("ip_id").take(take).to_pylist()
+        src = fixed16(batch.column("src_ip"))[rows]
+        dst = fixed16(batch.column("dst_ip"))[rows]
+        proto = values(batch.column("proto"))[rows].tolist()
+        ip_id = values(batch.column("ip_id"))[rows].tolist()
         for j, i in enumerate(rows.tolist()):
-            fkey = (src[j], dst[j], proto[j], ip_id[j])
+            fkey = (src[j].tobytes(), dst[j].tobytes(), proto[j], ip_id[j])
             if frag[i] == 1:
                 self.fragments[fkey] = (int(key[i]), int(d[i]))
                 if len(self.fragments) > 65536:  # bounded: forget the oldest
@@ -162,199 +165,33 @@ class FlowBuilder:
             else:
                 found = self.fragments.get(fkey)
                 if found is None:
-                    valid[i] = False
+                    status[i] = STATUS_NAMES.index("ip_fragment")
                     self.orphan_fragments += 1
                 else:
                     key[i], d[i] = found
 
-    # -- the per-batch pass ----------------------------------------------------------------
-
-    def _add(self, batch: pa.RecordBatch, rows: np.ndarray, all_keys: np.ndarray,
-             all_dirs: np.ndarray, capture: int) -> None:
-        col = batch.column
-        order = rows[np.argsort(all_keys[rows], kind="stable")]
-        key = all_keys[order]
-        n = len(key)
-        d = all_dirs[order]
-        ts = values(col("ts"))[order]
-        wire = values(col("wire_len"))[order].astype(np.int64)
-        pay = values(col("payload_len"))[order].astype(np.int64)
-        proto = values(col("proto"))[order]
-        flags = values(col("tcp_flags"))[order]
-        tcp = proto == TCP
-        pure_syn = tcp & ((flags & (SYN | ACK)) == SYN)
-        synack = tcp & ((flags & (SYN | ACK)) == (SYN | ACK))
-        finrst = tcp & ((flags & (FIN | RST)) != 0)
-
-        # Segments of equal key; rows are in capture order inside each segment.
-        seg_start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        seg_id = np.cumsum(np.r_[True, key[1:] != key[:-1]]) - 1
-        seg_keys = key[seg_start]
-
-        # Existing flow per segment (-1 for keys never seen).
-        get = self.current.get
-        seg_flow = np.fromiter((get(int(k), -1) for k in seg_keys), np.int64, len(seg_keys))
-        fl = self.flows
-
-        # Port reuse: a pure SYN starts a new flow when a FIN/RST came since the previous
-        # pure SYN of the key (or, before the first SYN in this batch, when the flow closed).
-        starts = np.zeros(n, dtype=bool)
-        syn_rows = np.flatnonzero(pure_syn)
-        if len(syn_rows):
-            fr_cum = np.cumsum(finrst)  # inclusive
-            seg_of_syn = seg_id[syn_rows]
-            prev_same_seg = np.r_[False, seg_of_syn[1:] == seg_of_syn[:-1]]
-            prev_syn = np.r_[0, syn_rows[:-1]]
-            before = np.where(syn_rows > 0, fr_cum[syn_rows - 1], 0)
-            since_prev = before - np.where(prev_same_seg, fr_cum[prev_syn], 0)
-            seg_begin = seg_start[seg_of_syn]
-            since_seg = before - np.where(seg_begin > 0, fr_cum[seg_begin - 1], 0)
-            sf = seg_flow[seg_of_syn]
-            carried_closed = np.where(sf >= 0, fl["closed"][np.maximum(sf, 0)], False)
-            new_gen = np.where(prev_same_seg, since_prev > 0, (since_seg > 0) | carried_closed)
-            # the very first packet of a never-seen key is the flow's start anyway
-            first_of_new_key = (syn_rows == seg_begin) & (sf < 0)
-            starts[syn_rows[new_gen & ~first_of_new_key]] = True
-        # gen: number of starts so far within the segment (0 = the segment's carried flow)
-        cs = np.cumsum(starts)
-        gen = cs - (cs[seg_start] - starts[seg_start])[seg_id]
-        need_first = seg_flow < 0
-        # One flow per (segment, gen): its first row.
-        unit_first = np.flatnonzero(np.r_[True, (seg_id[1:] != seg_id[:-1]) | starts[1:]])
-        unit_id = np.cumsum(np.r_[True, (seg_id[1:] != seg_id[:-1]) | starts[1:]]) - 1
-        unit_seg = seg_id[unit_first]
-        unit_is_carry = (gen[unit_first] == 0) & ~need_first[unit_seg]
-        unit_flow = np.where(unit_is_carry, seg_flow[unit_seg], -1)
-        new_units = np.flatnonzero(unit_flow < 0)
-        if len(new_units):
-            new_idx = fl.add(len(new_units))
-            unit_flow[new_units] = new_idx
-            rows = order[unit_first[new_units]]
-            self._new_flows(batch, rows, new_idx, capture)
-            fl["key"][new_idx] = key[unit_first[new_units]]
-            fl["first_dir"][new_idx] = d[unit_first[new_units]]
-        # the newest flow of each key becomes current
-        last_unit_of_seg = np.r_[unit_id[seg_start[1:] - 1], unit_id[-1]]
-        for k, f in zip(seg_keys.tolist(), unit_flow[last_unit_of_seg].tolist(), strict=True):
-            self.current[k] = f
-        fidx = unit_flow[unit_id]
-
-        # Scatter-add counters per (flow, direction).
-        nflows = fl.n
-        for dv in (0, 1):
-            m = d == dv
-            fi = fidx[m]
-            fl[f"pkts{dv}"][:nflows] += np.bincount(fi, minlength=nflows)
-            fl[f"bytes{dv}"][:nflows] += np.bincount(fi, weights=wire[m], minlength=nflows).astype(
-                np.int64
-            )
-            fl[f"pay{dv}"][:nflows] += np.bincount(fi, weights=pay[m], minlength=nflows).astype(
-                np.int64
-            )
-            if m.any():
-                np.bitwise_or.at(fl[f"flags{dv}"], fi, flags[m])
-        np.minimum.at(fl["first_ts"], fidx, ts)
-        np.maximum.at(fl["last_ts"], fidx, ts)
-        if tcp.any():
-            for mask, name in ((pure_syn, "syn_dir"), (synack, "synack_dir")):
-                rows = np.flatnonzero(mask)
-                if len(rows):
-                    fi = fidx[rows]
-                    unset = fl[name][fi] < 0
-                    # first occurrence per flow among rows (rows are ordered within a flow)
-                    _, first = np.unique(fi, return_index=True)
-                    sel = first[unset[first]]
-                    fl[name][fi[sel]] = d[rows[sel]]
-            fr_rows = np.flatnonzero(finrst)
-            if len(fr_rows):
-                fl["closed"][fidx[fr_rows]] = True
-            syn_flows = fidx[np.flatnonzero(starts)]
-            fl["closed"][syn_flows] = False  # a restarted key is open again
-            # a flow whose FIN/RST came before its own SYN retransmit stays closed; fine
-        self._keep_heads(batch, order, fidx, d, pay)
-
-    def _new_flows(
-        self, batch: pa.RecordBatch, rows: np.ndarray, idx: np.ndarray, capture: int
-    ) -> None:
-        """Record endpoints and encapsulation of new flows from their first packet."""
+    def _new_flows(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
+        """Record endpoints (canonical order) and encapsulation of new flows, in flow order."""
         take = pa.array(rows)
-        sub = batch.take(take)
-        src = sub.column("src_ip").to_pylist()
-        dst = sub.column("dst_ip").to_pylist()
-        sp = sub.column("src_port").to_pylist()
-        dp = sub.column("dst_port").to_pylist()
-        pr = sub.column("proto").to_pylist()
-        fd = sub.column("flow_dir").to_pylist()
-        vlan = sub.column("vlan").to_pylist()
-        vlan_in = sub.column("vlan_inner").to_pylist()
-        mpls = sub.column("mpls").to_pylist()
-        tun = sub.column("tunnel").to_pylist()
-        tun_id = sub.column("tunnel_id").to_pylist()
-        osrc = sub.column("outer_src").to_pylist()
-        odst = sub.column("outer_dst").to_pylist()
-        for j in range(len(rows)):
-            # stored in canonical order: endpoint 0 is the lower one
-            if fd[j] == 0:
-                self.endpoints.append((src[j], dst[j], sp[j], dp[j], pr[j], 0))
+        sub = batch.select(_FIRST_PACKET_COLS).take(take)
+        cols = [sub.column(c).to_pylist() for c in _FIRST_PACKET_COLS]
+        src, dst, sp, dp, pr, fd, vlan, vlan_in, mpls, tun, tun_id, osrc, odst = cols
+        ep = self.endpoints.append
+        for j, forward in enumerate(fd):
+            if forward == 0:
+                ep((src[j], dst[j], sp[j], dp[j], pr[j]))
             else:
-                self.endpoints.append((dst[j], src[j], dp[j], sp[j], pr[j], 0))
-            self.encaps.append(
-                (vlan[j], vlan_in[j], mpls[j], tun[j], tun_id[j], osrc[j], odst[j])
-            )
-        self.flows["capture"][idx] = capture
+                ep((dst[j], src[j], dp[j], sp[j], pr[j]))
+        self.encaps.extend(zip(vlan, vlan_in, mpls, tun, tun_id, osrc, odst, strict=True))
+        self.captures.extend([capture] * len(rows))
 
-    def _keep_heads(
-        self,
-        batch: pa.RecordBatch,
-        order: np.ndarray,
-        fidx: np.ndarray,
-        d: np.ndarray,
-        pay: np.ndarray,
-    ) -> None:
-        """Keep the first payload packets of each direction for the classifier."""
-        fl = self.flows
-        has = np.flatnonzero(pay > 0)
-        if not len(has):
-            return
-        fi = fidx[has]
-        dv = d[has]
-        got = np.where(dv == 0, fl["got0"][fi], fl["got1"][fi]).astype(np.int64)
-        # rank of each payload packet within its (flow, direction) in this batch
-        grp = fi * 2 + dv
-        o = np.argsort(grp, kind="stable")
-        g = grp[o]
-        first = np.r_[True, g[1:] != g[:-1]]
-        pos = np.arange(len(g))
-        rank_sorted = pos - np.maximum.accumulate(np.where(first, pos, 0))
-        rank = np.empty_like(rank_sorted)
-        rank[o] = rank_sorted
-        sel = np.flatnonzero((got + rank) < CLASSIFY_PACKETS)
-        if not len(sel):
-            return
-        rows_sel = has[sel]
-        heads = batch.column("payload").take(pa.array(order[rows_sel])).to_pylist()
-        fsel = fi[sel].tolist()
-        dsel = dv[sel].tolist()
-        psel = pay[rows_sel].tolist()
-        store = self.heads
-        for f, dd, h, pl in zip(fsel, dsel, heads, psel, strict=True):
-            lst = store.get(f)
-            if lst is None:
-                store[f] = [(dd, h, pl)]
-            else:
-                lst.append((dd, h, pl))
-        np.add.at(fl["got0"], fi[sel][dv[sel] == 0], 1)
-        np.add.at(fl["got1"], fi[sel][dv[sel] == 1], 1)
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in self.tab.export().items()}
 
-    # -- the flow table --------------------------------------------------------------------
-
-    def _directions(self) -> tuple[np.ndarray, np.ndarray]:
+    def _directions(self, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Canonical direction of each flow's initiator, and whether it was inferred."""
-        fl = self.flows
-        n = fl.n
-        syn = fl["syn_dir"][:n]
-        synack = fl["synack_dir"][:n]
-        first = fl["first_dir"][:n]
+        n = self.n
+        syn, synack, first = c["syn_dir"], c["synack_dir"], c["first_dir"]
         p0 = np.fromiter((e[2] for e in self.endpoints), np.int64, n)
         p1 = np.fromiter((e[3] for e in self.endpoints), np.int64, n)
         pr = np.fromiter((e[4] for e in self.endpoints), np.int64, n)
@@ -370,7 +207,7 @@ class FlowBuilder:
     def _classify_all(self, init: np.ndarray) -> None:
         """Classify every flow not yet classified, directions relative to the initiator."""
         heads = self.heads
-        for f in range(self.flows.n):
+        for f in range(self.n):
             if f in self.facts:
                 continue
             i = int(init[f])
@@ -381,11 +218,10 @@ class FlowBuilder:
 
     def table(self) -> pa.Table:
         """The flow table (one row per flow, sorted by first packet time)."""
-        fl = self.flows
-        n = fl.n
-        init, inferred = self._directions()
+        n = self.n
+        c = self._arrays()
+        init, inferred = self._directions(c)
         self._classify_all(init)
-        c = {k: v[:n] for k, v in fl.cols.items()}
         swap = (init == 1).tolist()
         eps = self.endpoints
         src16 = [e[1] if sw else e[0] for e, sw in zip(eps, swap, strict=True)]
@@ -453,7 +289,7 @@ class FlowBuilder:
                                       pa.int64()),
                 "outer_src": pa.array([t(x) for x in osrc], pa.string()),
                 "outer_dst": pa.array([t(x) for x in odst], pa.string()),
-                "capture": c["capture"],
+                "capture": pa.array(self.captures, pa.int32()),
                 "src_ip_bytes": pa.array(src16, pa.binary(16)),
                 "dst_ip_bytes": pa.array(dst16, pa.binary(16)),
             }
