@@ -324,7 +324,7 @@ def _tcp_state(
             np.where(rst_r, "rejected", np.where(pkts_r == 0, "attempted", "attempted")),
         ),
     )
-    return pa.array(np.where(proto == TCP, state, None), pa.string())
+    return pa.array(state, pa.string(), mask=proto != TCP)
 
 
 def build_flows(batches: Iterable[tuple[int, pa.RecordBatch]]) -> pa.Table:

@@ -76,7 +76,9 @@ def iso(ns: int | None) -> str | None:
 
 def capture_record(info: Any) -> dict[str, Any]:
     """A reader's CaptureInfo -> the JSON contract's capture object."""
-    d: dict[str, Any] = asdict(info) if is_dataclass(info) else dict(info)
+    d: dict[str, Any] = (
+        asdict(info) if is_dataclass(info) and not isinstance(info, type) else dict(info)
+    )
     for key in ("first_seen", "last_seen"):
         v = d.get(key)
         if isinstance(v, int):

@@ -187,7 +187,8 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
         else:
             msg += "; the document offers no encrypted alternative for this flow"
             sev = out.severity("plaintext_disk_transfer", rule.id, "low")
-        ev = {"bytes_cleartext": int(row["payload_bytes"]), "http_methods": row["methods"] or [],
+        ev: dict[str, Any] = {
+              "bytes_cleartext": int(row["payload_bytes"]), "http_methods": row["methods"] or [],
               "user_agents": agents, "targets": (row["targets"] or [])[:10],
               "flows": row["flows"], "encrypted_alternative": tls_port,
               "vendor_notes": list(rule.notes)}
@@ -211,7 +212,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
             msg = (f"Mutual TLS required ({rule.id}) but the client sent no certificate on "
                    f"{_endpoint(row)} ({row['without_cert']} of {row['flows']} flows).")
             sev = out.severity("mtls_not_observed", rule.id)
-            ev: dict[str, Any] = {"verifiable": True, "tls_versions": row["versions"],
+            ev = {"verifiable": True, "tls_versions": row["versions"],
                                   "certificate_requested": row["cert_requested"],
                                   "flows_without_client_certificate": row["without_cert"]}
         else:

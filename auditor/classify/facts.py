@@ -145,10 +145,10 @@ def facts_table(facts: Sequence[FlowFacts]) -> pa.Table:
     rows = list(map(operator.attrgetter(*FLOW_FACTS_FIELDS), distinct))
     transposed = list(zip(*rows, strict=True)) if rows else [()] * len(FLOW_FACTS_FIELDS)
     columns = []
-    for name, ftype, values in zip(
+    for name, ftype, column in zip(
         FLOW_FACTS_FIELDS, FLOW_FACTS_SCHEMA.types, transposed, strict=True
     ):
-        values = list(values)
+        values: list[Any] = list(column)
         if name == "dns_answers":
             values = [[{"name": n, "address": a} for n, a in v] for v in values]
         columns.append(pa.array(values, type=ftype))
