@@ -191,7 +191,8 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
               "bytes_cleartext": int(row["payload_bytes"]), "http_methods": row["methods"] or [],
               "user_agents": agents, "targets": (row["targets"] or [])[:10],
               "flows": row["flows"], "encrypted_alternative": tls_port,
-              "vendor_notes": list(rule.notes)}
+              "vendor_reason": [n for n in rule.notes
+                                if "force HTTPS" in n or "performance reasons" in n]}
         out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
 
     for row in _rows(con, checks.PLAINTEXT_WHERE_TLS_REQUIRED):
