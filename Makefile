@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml setup.py $(wildcard auditor/*.c auditor/capture/*.c aud
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pcap-audit samples/applayering/mixed.pcap --ruleset applayering \
-		--inventory samples/applayering/mixed.inventory.yaml --fail-on never
+	$(BIN)/pcap-audit samples/applayering/findings.pcap --ruleset applayering \
+		--inventory samples/applayering/findings.inventory.yaml --fail-on never
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

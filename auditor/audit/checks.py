@@ -40,11 +40,14 @@ CREATE OR REPLACE TEMP TABLE m AS
       AND (len(f.src_roles) = 0 OR list_contains(f.src_roles, r.from_role))
       AND (len(f.dst_roles) = 0 OR list_contains(f.dst_roles, r.to_role));
 
--- the rules that speak for each flow's content: role matches when there are any
+-- the rules that speak for each flow's content: role matches when there are any; port
+-- matches only when one endpoint has a role (two unplaced hosts on port 80 are not an App
+-- Layering upgrade download just because the port fits)
 CREATE OR REPLACE TEMP TABLE cm AS
-    SELECT DISTINCT m.flow_id, m.rule_id, m.how FROM m
+    SELECT DISTINCT m.flow_id, m.rule_id, m.how FROM m JOIN f USING (flow_id)
     WHERE m.how = 'roles'
-       OR m.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles');
+       OR (m.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles')
+           AND (len(f.src_roles) > 0 OR len(f.dst_roles) > 0));
 """
 
 # Columns every per-flow finding query returns, in this order (engine.py reads them so).
