@@ -4,13 +4,19 @@ Inventory: addresses and CIDRs match directly; DNS names and wildcards match the
 capture reveals for an address (TLS SNI and HTTP Host of the flows it serves, DNS answers).
 
 Inference (no inventory): each flow is evidence. A host that *answered* on port P is evidence
-for every role the ruleset documents as the destination of P; a host that *connected* to P
-is evidence for every documented source role of P. Evidence is weighted 1/k where k is the
-number of roles that share it (port 8016 names the agent alone; 443 is shared by a dozen
-roles), summed per role over distinct ports, plus name and user-agent hints from the
-ruleset's roles. A role is assigned at a score of 1 or more; confidence is
-``score / (score + 0.5)`` capped at 0.95. Hosts below that stay unknown. The aggregation is
-SQL over the flow table; Python only ranks the few candidate roles per host.
+for every role the ruleset documents as the destination of P; a host that *connected* to P is
+evidence for every documented source role of P. Evidence is weighted 1/k, k being the number
+of roles that share it (8016 names the agent alone, 443 is shared by a dozen roles), and by
+how telling it is: serving a registered port (>= 1024) counts 1, serving a well-known port
+0.5, connecting to a registered port 0.5, connecting to a well-known port 0.25 and all such
+generic client evidence together at most 0.5 (every Windows host is an LDAP, SMB, DNS and
+NTP client; that does not make it an App Layering appliance). Weights add up per role over
+distinct ports; then name hints (SNI, HTTP Host, DNS answers matching a role's patterns)
+add 1, and user-agent hints add 1 when seen on a flow that the role could have made (a
+documented port of that role towards a host already placed as its peer, or a registered
+port). A role is assigned at a score of 1 or more; confidence is ``score / (score + 0.5)``
+capped at 0.95. Hosts below that stay unknown. The aggregation is SQL over the flow table;
+Python only ranks the few candidate roles per host.
 """
 
 from __future__ import annotations
@@ -144,10 +150,19 @@ cand AS (
 k AS (
     SELECT side, proto, port, count(DISTINCT role) AS k FROM cand GROUP BY ALL
 )
-SELECT c.ip, c.role, c.side, c.proto, c.port, c.n, 1.0 / k.k AS weight
+SELECT c.ip, c.role, c.side, c.proto, c.port, c.n, k.k
 FROM cand c JOIN k USING (side, proto, port)
 ORDER BY c.ip, c.role, c.side, c.port
 """
+
+
+def _weight(side: str, port: int, k: int) -> float:
+    if side == "serves":
+        return (1.0 if port >= 1024 else 0.5) / k
+    return (0.5 if port >= 1024 else 0.25) / k
+
+
+GENERIC_CLIENT_CAP = 0.5
 
 
 def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
@@ -157,18 +172,28 @@ def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
     con.register("rules", rules_table(ruleset))
     rows = con.execute(_EVIDENCE_SQL).fetchall()
     score: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    generic: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     why: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for ip, role, side, proto, port, n, weight in rows:
-        score[ip][role] += weight
+    for ip, role, side, proto, port, n, k in rows:
+        w = _weight(side, port, k)
+        if side == "uses" and port < 1024:
+            room = GENERIC_CLIENT_CAP - generic[ip][role]
+            w = max(0.0, min(w, room))
+            generic[ip][role] += w
+        if w <= 0:
+            continue
+        score[ip][role] += w
         verb = "answered on" if side == "serves" else "connected to"
-        why[ip][role].append(f"{verb} {proto}/{port} ({n} flow{'s' if n != 1 else ''}, weight {weight:.2f})")
+        why[ip][role].append(f"{verb} {proto}/{port} ({n} flow{'s' if n != 1 else ''}, +{w:.2f})")
+    placed = {ip: {r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9}
+              for ip, roles in score.items()}
     names = observed_names(flows)
-    for ip, role, how in _hint_matches(ruleset, flows, names):
+    for ip, role, how in _hint_matches(ruleset, flows, names, placed):
         score[ip][role] += 1.0
         why[ip][role].append(how)
     out = []
-    for ip in sorted(score):
-        chosen = sorted(r for r, s in score[ip].items() if s >= ASSIGN_AT - 1e-9)
+    for ip in sorted(score, key=_ip_sort_key):
+        chosen = sorted(r for r, v in score[ip].items() if v >= ASSIGN_AT - 1e-9)
         if not chosen:
             continue
         best = min(score[ip][r] for r in chosen)
@@ -187,15 +212,18 @@ def _needed(flows: pa.Table) -> list[str]:
 
 
 def _hint_matches(
-    ruleset: Ruleset, flows: pa.Table, names: dict[str, set[tuple[str, str]]]
+    ruleset: Ruleset,
+    flows: pa.Table,
+    names: dict[str, set[tuple[str, str]]],
+    placed: dict[str, set[str]],
 ) -> Iterable[tuple[str, str, str]]:
     """(ip, role, evidence) from role hints: name patterns and HTTP user agents."""
-    uas: dict[str, set[str]] = defaultdict(set)
+    ua_flows: list[tuple[str, str, str, int, str]] = []
     if "http_user_agent" in flows.column_names:
-        for ip, ua in zip(flows.column("src_ip").to_pylist(),
-                          flows.column("http_user_agent").to_pylist(), strict=True):
-            if ua:
-                uas[ip].add(ua)
+        with_ua = flows.filter(flows.column("http_user_agent").is_valid())
+        ua_flows = list(zip(*(with_ua.column(c).to_pylist() for c in
+                              ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")),
+                            strict=True))
     for role in ruleset.roles:
         hints = getattr(role, "hints", None)
         if not hints:
@@ -204,16 +232,22 @@ def _hint_matches(
         agents = [a.lower() for a in _hint_list(hints, "user_agents")]
         if patterns:
             for ip, seen in names.items():
-                for name, how in seen:
+                for name, how in sorted(seen):
                     if any(_name_match(name, p) for p in patterns):
                         yield ip, role.id, f"{how} {name} matches the role's name hints"
                         break
         if agents:
-            for ip, seen_ua in uas.items():
-                for ua in seen_ua:
-                    if any(a in ua.lower() for a in agents):
-                        yield ip, role.id, f"HTTP User-Agent {ua!r} matches the role's hints"
-                        break
+            rules = [r for r in ruleset.flows if r.from_role == role.id]
+            done: set[str] = set()
+            for src, dst, proto, port, ua in ua_flows:
+                if src in done or not any(fnmatch.fnmatchcase(ua.lower(), a) for a in agents):
+                    continue
+                fits = [r for r in rules if r.proto == proto and r.covers(port)
+                        and (port >= 1024 or r.to_role in placed.get(dst, ()))]
+                if fits:
+                    done.add(src)
+                    yield src, role.id, (f"HTTP User-Agent {ua!r} towards {dst}:{port} "
+                                         f"({fits[0].id}) matches the role's hints")
 
 
 def _hint_list(hints: Any, key: str) -> list[str]:
