@@ -233,6 +233,9 @@ static PyObject *FlowTable_export(FlowTable *t, PyObject *unused)
     COL("syn_dir", int8_t, f->syn_dir);
     COL("synack_dir", int8_t, f->synack_dir);
     COL("first_dir", int8_t, f->first_dir);
+    COL("closed", uint8_t, f->closed);
+    COL("got0", uint8_t, f->got[0]);
+    COL("got1", uint8_t, f->got[1]);
 #undef COL
     return d;
 fail:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor._flowtab import FlowTable
+from auditor._flowtab import HEADS, FlowTable
 from auditor.capture.schema import STATUS_NAMES, TUNNEL_NAMES
 from auditor.classify import FlowFacts, classify_flow, facts_table
 from auditor.community_id import community_id
@@ -90,7 +90,12 @@ _EXPORT_DTYPES = {
     "pkts0": np.int64, "pkts1": np.int64, "bytes0": np.int64, "bytes1": np.int64,
     "pay0": np.int64, "pay1": np.int64, "flags0": np.uint8, "flags1": np.uint8,
     "syn_dir": np.int8, "synack_dir": np.int8, "first_dir": np.int8,
+    "closed": np.uint8, "got0": np.uint8, "got1": np.uint8,
 }  # fmt: skip
+#: classify settled flows once this many flows hold payload heads (bounds memory)
+FLUSH_PENDING = 50_000
+#: a flow silent for this long (capture time) is settled
+IDLE_NS = 120 * 1_000_000_000
 
 
 @dataclass
@@ -141,13 +146,17 @@ class FlowBuilder:
         if len(rows):
             heads = binary_rows(col("payload"), rows)
             store = self.heads
+            done = self.facts
             for f, dd, h, pl in zip(flow[rows].tolist(), d[rows].tolist(), heads,
                                     pay[rows].tolist(), strict=True):
                 lst = store.get(f)
                 if lst is None:
-                    store[f] = [(dd, h, pl)]
+                    if f not in done:
+                        store[f] = [(dd, h, pl)]
                 else:
                     lst.append((dd, h, pl))
+            if len(store) > FLUSH_PENDING:
+                self._flush(int(values(col("ts")).max()))
 
     def _resolve_fragments(self, batch: pa.RecordBatch, rows: np.ndarray, frag: np.ndarray,
                            key: np.ndarray, d: np.ndarray, status: np.ndarray) -> None:
@@ -185,6 +194,23 @@ class FlowBuilder:
         self.encaps.extend(zip(vlan, vlan_in, mpls, tun, tun_id, osrc, odst, strict=True))
         self.captures.extend([capture] * len(rows))
 
+    def _flush(self, now: int) -> None:
+        """Classify the flows that will get no more heads, and drop their heads.
+
+        Settled: both directions have their heads, or the connection closed, or it has
+        been silent for IDLE_NS of capture time. Keeps the heads' memory bounded by the
+        flows still in progress, not by the capture.
+        """
+        c = self._arrays()
+        heads = self.heads
+        pending = np.fromiter(heads.keys(), dtype=np.int64, count=len(heads))
+        full = (c["got0"][pending] >= HEADS) & (c["got1"][pending] >= HEADS)
+        settled = pending[full | (c["closed"][pending] != 0) | (c["last_ts"][pending] < now - IDLE_NS)]
+        if not len(settled):
+            return
+        init, _ = self._directions(c)
+        self._classify(settled.tolist(), init)
+
     def _arrays(self) -> dict[str, np.ndarray]:
         return {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in self.tab.export().items()}
 
@@ -206,10 +232,11 @@ class FlowBuilder:
 
     def _classify_all(self, init: np.ndarray) -> None:
         """Classify every flow not yet classified, directions relative to the initiator."""
+        self._classify([f for f in range(self.n) if f not in self.facts], init)
+
+    def _classify(self, flows: list[int], init: np.ndarray) -> None:
         heads = self.heads
-        for f in range(self.n):
-            if f in self.facts:
-                continue
+        for f in flows:
             i = int(init[f])
             e = self.endpoints[f]
             pk = heads.pop(f, ())
