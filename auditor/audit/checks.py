@@ -81,7 +81,8 @@ ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
 
 PLAINTEXT_DISK_TRANSFER = f"""
-SELECT {_FINDING_COLS}, r.rule_id,
+SELECT {_FINDING_COLS}, min(r.rule_id) AS rule_id,
+       list(DISTINCT r.rule_id ORDER BY r.rule_id) AS rule_ids,
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_user_agent) FILTER (WHERE f.http_user_agent IS NOT NULL) AS agents,
@@ -90,26 +91,28 @@ FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, disk_transfer FROM
     USING (rule_id)
 WHERE r.disk_transfer AND f.encrypted = false
   AND f.payload_bytes_fwd + f.payload_bytes_rev > 0
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto, r.rule_id
+GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
 
 PLAINTEXT_WHERE_TLS_REQUIRED = f"""
-SELECT {_FINDING_COLS}, r.rule_id,
+SELECT {_FINDING_COLS}, min(r.rule_id) AS rule_id,
+       list(DISTINCT r.rule_id ORDER BY r.rule_id) AS rule_ids,
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_host) FILTER (WHERE f.http_host IS NOT NULL) AS hosts
 FROM f JOIN cm USING (flow_id)
 JOIN (SELECT DISTINCT rule_id, encrypted_required, disk_transfer FROM rules) r USING (rule_id)
 WHERE r.encrypted_required AND NOT r.disk_transfer AND f.encrypted = false
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto, r.rule_id
+GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
 
 # verdict: 'no_client_cert' (handshake visible, no certificate), 'tls13' (not verifiable),
 # 'not_visible' (TLS <= 1.2 but the handshake is not in the capture)
 MTLS_NOT_OBSERVED = f"""
-SELECT {_FINDING_COLS}, r.rule_id,
+SELECT {_FINDING_COLS}, min(r.rule_id) AS rule_id,
+       list(DISTINCT r.rule_id ORDER BY r.rule_id) AS rule_ids,
        CASE WHEN bool_or(f.tls_client_cert = false) THEN 'no_client_cert'
             WHEN bool_and(f.tls_version = 'TLS 1.3') THEN 'tls13'
             ELSE 'not_visible' END AS verdict,
@@ -119,7 +122,7 @@ SELECT {_FINDING_COLS}, r.rule_id,
 FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, security FROM rules) r
     USING (rule_id)
 WHERE r.security = 'mtls' AND f.app = 'tls' AND f.tls_client_cert IS DISTINCT FROM true
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto, r.rule_id
+GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 HAVING bool_or(f.tls_client_cert = false) OR bool_and(f.tls_client_cert IS NULL)
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """

@@ -103,6 +103,8 @@ class _Findings:
     def add(self, kind: str, row: dict[str, Any] | None, rule_id: str | None, message: str,
             evidence: dict[str, Any], severity: str, **fields: Any) -> None:
         row = row or {}
+        if len(row.get("rule_ids") or ()) > 1:
+            evidence["matching_rules"] = list(row["rule_ids"])
         f: dict[str, Any] = {
             "id": "",
             "kind": kind,
