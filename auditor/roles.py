@@ -5,12 +5,14 @@ capture reveals for an address (TLS SNI and HTTP Host of the flows it serves, DN
 
 Inference (no inventory): each flow is evidence. A host that *answered* on port P is evidence
 for every role the ruleset documents as the destination of P; a host that *connected* to P is
-evidence for every documented source role of P. Evidence is weighted 1/k, k being the number
-of roles that share it (8016 names the agent alone, 443 is shared by a dozen roles), and by
-how telling it is: serving a registered port (>= 1024) counts 1, serving a well-known port
-0.5, connecting to a registered port 0.5, connecting to a well-known port 0.25 and all such
-generic client evidence together at most 0.5 (every Windows host is an LDAP, SMB, DNS and
-NTP client; that does not make it an App Layering appliance). Weights add up per role over
+evidence for every documented source role of P, unless the server refused it with a RST: a
+probe of closed ports must not earn the prober the role that would make its probes look
+documented. Evidence is weighted 1/k, k being the number of roles that share it (8016 names
+the agent alone, 443 is shared by a dozen roles), and by how telling it is: serving a
+registered port (>= 1024) counts 1, serving a well-known port 0.5, connecting to a registered
+port 0.5, connecting to a well-known port 0.25 and all such generic client evidence together
+at most 0.5 (every Windows host is an LDAP, SMB, DNS and NTP client; that does not make it an
+App Layering appliance). Weights add up per role over
 distinct ports; then name hints (SNI, HTTP Host, DNS answers matching a role's patterns)
 add 1, and user-agent hints add 1 when seen on a flow that the role could have made (a
 documented port of that role towards a host already placed as its peer, or a registered
@@ -137,7 +139,7 @@ WITH obs AS (
     UNION ALL
     SELECT src_ip, 'uses', proto, dst_port, count(*)
     FROM flows
-    WHERE proto IN ('tcp', 'udp')
+    WHERE proto IN ('tcp', 'udp') AND coalesce(state, 'udp') <> 'rejected'
     GROUP BY ALL
 ),
 cand AS (
