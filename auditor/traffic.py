@@ -87,6 +87,15 @@ def capture_record(info: Any) -> dict[str, Any]:
     return d
 
 
+def failed_capture(path: str, exc: CaptureError) -> dict[str, Any]:
+    """The capture object of a file that could not be read: same keys, nothing counted."""
+    return {
+        "path": path, "format": None, "compressed": False, "linktypes": [], "packets": 0,
+        "bytes": 0, "first_seen": None, "last_seen": None, "truncated": False,
+        "decode_errors": {}, "error": exc.one_line(),
+    }
+
+
 def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
     progress: Callable[[str], None] | None = None,
@@ -98,6 +107,7 @@ def read_traffic(
     for path, err in expand_paths(paths):
         if err is not None:
             traffic.errors.append(err)
+            traffic.captures.append(failed_capture(path, err))
             continue
         if progress:
             progress(path)
@@ -107,7 +117,7 @@ def read_traffic(
                 builder.add_batch(batch, index)
         except CaptureError as exc:
             traffic.errors.append(exc)
-            traffic.captures.append({"path": path, "error": exc.one_line(), "packets": 0})
+            traffic.captures.append(failed_capture(path, exc))
             index += 1
             continue
         traffic.captures.append(capture_record(reader.info))
