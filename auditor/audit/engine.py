@@ -215,7 +215,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
             msg = (f"Mutual TLS required ({rule.id}) but the client sent no certificate on "
                    f"{_endpoint(row)} ({row['without_cert']} of {row['flows']} flows).")
             sev = out.severity("mtls_not_observed", rule.id)
-            ev = {"verifiable": True, "tls_versions": row["versions"],
+            ev = {"verifiable": True, "tls_versions": row["versions"] or [],
                                   "certificate_requested": row["cert_requested"],
                                   "flows_without_client_certificate": row["without_cert"]}
         else:
@@ -223,7 +223,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
                    else "the TLS handshake is not in the capture")
             msg = (f"Mutual TLS required ({rule.id}) on {_endpoint(row)}: not verifiable, {why}.")
             sev = "info"
-            ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"]}
+            ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"] or []}
         out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
 
     for row in _rows(con, checks.WEAK_TLS):
