@@ -233,8 +233,11 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
                 {"tls_versions": row["versions"], "flows": row["flows"]},
                 out.severity("weak_tls", row["rule_id"]))
 
+    by_pair: dict[tuple[str, str], list[Rule]] = {}
+    for r in ruleset.flows:
+        by_pair.setdefault((r.from_role, r.to_role), []).append(r)
     for row in _rows(con, checks.UNEXPECTED_PORT, {"inventory": inv}):
-        _unexpected(out, ruleset, row, inv)
+        _unexpected(out, ruleset, row, inv, by_pair)
 
     for row in _rows(con, checks.MISSING_FLOW):
         _missing(out, row, capture_seconds)
@@ -270,11 +273,12 @@ def _ports_text(rule: Rule) -> str:
     return f"{rule.proto}/{','.join(parts)}"
 
 
-def _unexpected(out: _Findings, ruleset: Ruleset, row: dict[str, Any], inv: bool) -> None:
-    src, dst = set(row["src_roles"] or []), set(row["dst_roles"] or [])
-    between = [r for r in ruleset.flows if r.from_role in src and r.to_role in dst]
-    reverse = [r for r in ruleset.flows if r.from_role in dst and r.to_role in src
-               and r.proto == row["proto"] and _covers(r, row["dst_port"])]
+def _unexpected(out: _Findings, ruleset: Ruleset, row: dict[str, Any], inv: bool,
+                by_pair: dict[tuple[str, str], list[Rule]]) -> None:
+    src, dst = row["src_roles"] or [], row["dst_roles"] or []
+    between = [r for a in src for b in dst for r in by_pair.get((a, b), ())]
+    reverse = [r for a in dst for b in src for r in by_pair.get((a, b), ())
+               if r.proto == row["proto"] and _covers(r, row["dst_port"])]
     ev: dict[str, Any] = {
         "states": row["states"] or [],
         "apps": [a for a in row["apps"] or [] if a],
