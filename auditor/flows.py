@@ -1,10 +1,11 @@
 """Packet batches -> the flow table: one row per connection, both directions.
 
-The builder is fed Arrow packet batches (``auditor.capture.schema.PACKET_SCHEMA``) and keeps
-per-flow accumulators in growable numpy arrays, so the work per batch is a handful of
-vectorised passes (sort by flow key, reduce per segment, scatter-add into the flow arrays);
-Python loops run only over *new* flows and over the few payload packets kept for the
-classifier. Memory grows with the number of flows, not of packets.
+The builder is fed Arrow packet batches (``auditor.capture.schema.PACKET_SCHEMA``). The
+per-packet step (flow lookup by the reader's symmetric flow key, port reuse, counters) is one
+C loop per batch (``auditor/_flowtab.c``); Python handles only the rows that open a flow
+(endpoints, encapsulation) and the first payload packets of each direction, which the
+classifier reads. Settled flows are classified during the read, so memory grows with the
+number of flows, not of packets.
 
 Rules, documented in the README ("Flows"):
 
