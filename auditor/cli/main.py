@@ -25,14 +25,19 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: Any) -> None:
-        formatter.write_usage("pcap-audit", "CAPTURE... --ruleset NAME|PATH [OPTIONS]\n"
-                              "       pcap-audit COMMAND [ARGS]...")
+        formatter.write(
+            "Usage: pcap-audit CAPTURE... --ruleset NAME|PATH [OPTIONS]\n"
+            "       pcap-audit COMMAND [ARGS]...\n"
+        )
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pcap-audit")
 def cli() -> None:
     """Check packet captures against a vendor's documented network flows.
+
+    Without a command, CAPTURE... is audited ('pcap-audit audit --help' lists the options:
+    --ruleset, --inventory, --format, -o, --fail-on).
 
     Example:
 
