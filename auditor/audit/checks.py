@@ -80,30 +80,47 @@ GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
 
+
+def _flow_rules(condition: str) -> str:
+    """One row per flow: the sorted ids of the content rules (``cm``) meeting ``condition``.
+
+    Joining this instead of ``cm`` keeps one row per flow when several rules match it (two
+    Diego components on one port), so the sums, counts and flow lists of _FINDING_COLS count
+    each flow once."""
+    return f"""(
+    SELECT cm.flow_id, list(DISTINCT cm.rule_id ORDER BY cm.rule_id) AS rule_ids
+    FROM cm JOIN (SELECT DISTINCT rule_id, disk_transfer, encrypted_required, security
+                  FROM rules) r USING (rule_id)
+    WHERE {condition}
+    GROUP BY cm.flow_id) r"""
+
+
+# The rules behind a finding: every matching rule, and the first of them as the one cited.
+_RULE_COLS = """
+    list_sort(list_distinct(flatten(list(r.rule_ids)))) AS rule_ids,
+    list_min(flatten(list(r.rule_ids))) AS rule_id
+"""
+
 PLAINTEXT_DISK_TRANSFER = f"""
-SELECT {_FINDING_COLS}, min(r.rule_id) AS rule_id,
-       list(DISTINCT r.rule_id ORDER BY r.rule_id) AS rule_ids,
+SELECT {_FINDING_COLS}, {_RULE_COLS},
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_user_agent) FILTER (WHERE f.http_user_agent IS NOT NULL) AS agents,
        list(DISTINCT f.http_target) FILTER (WHERE f.http_target IS NOT NULL) AS targets
-FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, disk_transfer FROM rules) r
-    USING (rule_id)
-WHERE r.disk_transfer AND f.encrypted = false
+FROM f JOIN {_flow_rules("r.disk_transfer")} USING (flow_id)
+WHERE f.encrypted = false
   AND f.payload_bytes_fwd + f.payload_bytes_rev > 0
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
 
 PLAINTEXT_WHERE_TLS_REQUIRED = f"""
-SELECT {_FINDING_COLS}, min(r.rule_id) AS rule_id,
-       list(DISTINCT r.rule_id ORDER BY r.rule_id) AS rule_ids,
+SELECT {_FINDING_COLS}, {_RULE_COLS},
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_host) FILTER (WHERE f.http_host IS NOT NULL) AS hosts
-FROM f JOIN cm USING (flow_id)
-JOIN (SELECT DISTINCT rule_id, encrypted_required, disk_transfer FROM rules) r USING (rule_id)
-WHERE r.encrypted_required AND NOT r.disk_transfer AND f.encrypted = false
+FROM f JOIN {_flow_rules("r.encrypted_required AND NOT r.disk_transfer")} USING (flow_id)
+WHERE f.encrypted = false
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
@@ -111,26 +128,24 @@ ORDER BY f.src_ip, f.dst_ip, f.dst_port
 # verdict: 'no_client_cert' (handshake visible, no certificate), 'tls13' (not verifiable),
 # 'not_visible' (TLS <= 1.2 but the handshake is not in the capture)
 MTLS_NOT_OBSERVED = f"""
-SELECT {_FINDING_COLS}, min(r.rule_id) AS rule_id,
-       list(DISTINCT r.rule_id ORDER BY r.rule_id) AS rule_ids,
+SELECT {_FINDING_COLS}, {_RULE_COLS},
        CASE WHEN bool_or(f.tls_client_cert = false) THEN 'no_client_cert'
             WHEN bool_and(f.tls_version = 'TLS 1.3') THEN 'tls13'
             ELSE 'not_visible' END AS verdict,
        list(DISTINCT f.tls_version) FILTER (WHERE f.tls_version IS NOT NULL) AS versions,
        bool_or(f.tls_cert_requested) AS cert_requested,
        count(*) FILTER (WHERE f.tls_client_cert = false) AS without_cert
-FROM f JOIN cm USING (flow_id) JOIN (SELECT DISTINCT rule_id, security FROM rules) r
-    USING (rule_id)
-WHERE r.security = 'mtls' AND f.app = 'tls' AND f.tls_client_cert IS DISTINCT FROM true
+FROM f JOIN {_flow_rules("r.security = 'mtls'")} USING (flow_id)
+WHERE f.app = 'tls' AND f.tls_client_cert IS DISTINCT FROM true
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 HAVING bool_or(f.tls_client_cert = false) OR bool_and(f.tls_client_cert IS NULL)
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
 
 WEAK_TLS = f"""
-SELECT {_FINDING_COLS}, any_value(cm.rule_id) AS rule_id,
+SELECT {_FINDING_COLS}, {_RULE_COLS},
        list(DISTINCT f.tls_version) AS versions
-FROM f JOIN cm USING (flow_id)
+FROM f JOIN {_flow_rules("true")} USING (flow_id)
 WHERE f.tls_version IN ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1')
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
