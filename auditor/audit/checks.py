@@ -206,11 +206,25 @@ GROUP BY ip
 ORDER BY ip
 """
 
-# What was seen between roles against what is documented (the role-to-role picture).
+# What was seen between roles against what is documented (the role-to-role picture). A flow
+# a rule covers counts for that rule's pair of roles only (a host that is agent+pvs_agent
+# fetching a disk on 3009 observes pvs_agent -> appliance, not an undocumented agent ->
+# appliance); a flow no rule covers counts for every pair of its hosts' roles, as
+# unexpected_port reports it.
 ROLE_PAIRS = """
-WITH obs AS (
-    SELECT hs.role AS src_role, hd.role AS dst_role, f.proto, f.dst_port, count(*) AS flows
+WITH covered AS (
+    SELECT DISTINCT r.from_role AS src_role, r.to_role AS dst_role, f.proto, f.dst_port, f.flow_id
+    FROM f JOIN m ON m.flow_id = f.flow_id AND m.how = 'roles'
+    JOIN rules r ON r.rule_id = m.rule_id
+),
+uncovered AS (
+    SELECT hs.role AS src_role, hd.role AS dst_role, f.proto, f.dst_port, f.flow_id
     FROM f JOIN host_roles hs ON hs.ip = f.src_ip JOIN host_roles hd ON hd.ip = f.dst_ip
+    WHERE f.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles')
+),
+obs AS (
+    SELECT src_role, dst_role, proto, dst_port, count(DISTINCT flow_id) AS flows
+    FROM (SELECT * FROM covered UNION ALL SELECT * FROM uncovered)
     GROUP BY ALL
 ),
 doc AS (
