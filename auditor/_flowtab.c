@@ -7,9 +7,10 @@
  * one loop. Python keeps everything else: endpoints of new flows, payload heads for the
  * classifier, directions, the final table (auditor/flows.py).
  *
- * FlowTable.add(key, dir, ts, wire, pay, flags, proto, status, out_flow, out_flag) -> new flows
- *   key u64, dir u8, ts i64, wire u32, pay u32, flags u8, proto u8, status u8 (0 = use the
- *   row): columns of one batch. out_flow (i64) receives each row's flow index (-1 for rows
+ * FlowTable.add(key, dir, ts, wire, pay, flags, seq, proto, status, out_flow, out_flag)
+ *   -> new flows. key u64, dir u8, ts i64, wire u32, pay u32, flags u8, seq u32, proto u8,
+ *   status u8 (0 = use the row): columns of one batch. A pure SYN after a FIN or RST starts
+ *   a new flow unless it repeats the flow's first SYN sequence number (a retransmission). out_flow (i64) receives each row's flow index (-1 for rows
  *   skipped); out_flag (u8) receives bit 1 when the row opened a new flow and bit 2 when the
  *   row carries payload and is among the first HEADS payload packets of its flow direction
  *   (the classifier's input).
@@ -39,7 +40,9 @@ typedef struct {
     uint8_t flags[2];
     int8_t syn_dir, synack_dir, first_dir;
     uint8_t closed;
+    uint8_t has_syn;
     uint8_t got[2];
+    uint32_t syn_seq;
 } flow_t;
 
 typedef struct {
@@ -121,25 +124,28 @@ static int get(PyObject *o, buf_t *b, Py_ssize_t itemsize, Py_ssize_t n, int wri
 
 static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
 {
-    PyObject *o[10];
-    buf_t b[10];
-    static const Py_ssize_t size[10] = {8, 1, 8, 4, 4, 1, 1, 1, 8, 1};
+    enum { NARGS = 11 };
+    PyObject *o[NARGS];
+    buf_t b[NARGS];
+    static const Py_ssize_t size[NARGS] = {8, 1, 8, 4, 4, 1, 4, 1, 1, 8, 1};
     memset(b, 0, sizeof(b));
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
-                          &o[7], &o[8], &o[9]))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                          &o[7], &o[8], &o[9], &o[10]))
         return NULL;
     PyObject *ret = NULL;
     if (get(o[0], &b[0], 1, 0, 0) < 0) goto done;
     Py_ssize_t n = b[0].b.len / 8;
-    for (int i = 1; i < 10; i++)
-        if (get(o[i], &b[i], size[i], n, i >= 8) < 0) goto done;
+    for (int i = 1; i < NARGS; i++)
+        if (get(o[i], &b[i], size[i], n, i >= 9) < 0) goto done;
     const uint64_t *key = b[0].b.buf;
     const uint8_t *dir = b[1].b.buf;
     const int64_t *ts = b[2].b.buf;
     const uint32_t *wire = b[3].b.buf, *pay = b[4].b.buf;
-    const uint8_t *flags = b[5].b.buf, *proto = b[6].b.buf, *status = b[7].b.buf;
-    int64_t *out = b[8].b.buf;
-    uint8_t *flag = b[9].b.buf;
+    const uint8_t *flags = b[5].b.buf;
+    const uint32_t *seq = b[6].b.buf;
+    const uint8_t *proto = b[7].b.buf, *status = b[8].b.buf;
+    int64_t *out = b[9].b.buf;
+    uint8_t *flag = b[10].b.buf;
     Py_ssize_t created = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         flag[i] = 0;
@@ -159,7 +165,8 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
         uint8_t fl = flags[i];
         int pure_syn = tcp && (fl & (F_SYN | F_ACK)) == F_SYN;
         int64_t fi = t->slots[j].flow;
-        if (fi < 0 || (pure_syn && t->flows[fi].closed)) {
+        if (fi < 0 || (pure_syn && t->flows[fi].closed &&
+                       !(t->flows[fi].has_syn && t->flows[fi].syn_seq == seq[i]))) {
             fi = new_flow(t, k, ts[i], d);
             if (fi < 0) {
                 PyErr_NoMemory();
@@ -181,6 +188,10 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
         if (tcp) {
             f->flags[d] |= fl;
             if (pure_syn && f->syn_dir < 0) f->syn_dir = (int8_t)d;
+            if (pure_syn && !f->has_syn) {
+                f->has_syn = 1;
+                f->syn_seq = seq[i];
+            }
             if ((fl & (F_SYN | F_ACK)) == (F_SYN | F_ACK) && f->synack_dir < 0)
                 f->synack_dir = (int8_t)d;
             if (fl & (F_FIN | F_RST)) f->closed = 1;
@@ -192,7 +203,7 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
     }
     ret = PyLong_FromSsize_t(created);
 done:
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < NARGS; i++)
         if (b[i].ok) PyBuffer_Release(&b[i].b);
     return ret;
 }

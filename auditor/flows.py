@@ -9,9 +9,11 @@ number of flows, not of packets.
 
 Rules, documented in the README ("Flows"):
 
-* A flow is the packets sharing (protocol, the two address/port endpoints, outer VLAN).
-  ICMP flows are per host pair. A TCP pure SYN (SYN without ACK) seen after a FIN or RST in
-  the same 5-tuple starts a new flow: a port reused after a close is a new connection.
+* A flow is the packets sharing the protocol and the two address/port endpoints (not the
+  VLAN: mirror feeds often carry the two directions on different VLANs). ICMP flows are
+  per host pair. A TCP pure SYN (SYN without ACK) seen after a FIN or RST in the same
+  5-tuple starts a new flow (a port reused after a close is a new connection), unless it
+  repeats the flow's first SYN sequence number (a retransmission).
 * Initiator (``src_*``) is the sender of the first pure SYN. Without one, the direction is
   inferred (``direction_inferred``): the receiver of a SYN-ACK's opposite side; else the
   endpoint on a port below 1024 when only one is; else the endpoint on an ephemeral port
@@ -138,7 +140,8 @@ class FlowBuilder:
         pay = values(col("payload_len"))
         created = self.tab.add(
             np.ascontiguousarray(key), np.ascontiguousarray(d), values(col("ts")),
-            values(col("wire_len")), pay, values(col("tcp_flags")), values(col("proto")),
+            values(col("wire_len")), pay, values(col("tcp_flags")), values(col("tcp_seq")),
+            values(col("proto")),
             np.ascontiguousarray(status), flow, flag,
         )
         if created:

@@ -40,6 +40,7 @@ class Capture:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
     clock: float = 0.0
     vlan: int | None = None
+    isn: int = 1000  # initial sequence numbers: each connection gets a new one
 
     def at(self, seconds: float) -> Capture:
         """Move the clock to ``seconds`` after the start."""
@@ -78,7 +79,8 @@ class Capture:
                     exchange: list[tuple[int, bytes]] | None = None, handshake: bool = True,
                     close: bool = True, reset: bool = False) -> None:
         """A TCP connection: handshake, ``exchange`` [(0 = client->server | 1, bytes)], close."""
-        cseq, sseq = 1000, 5000
+        self.isn += 7919
+        cseq, sseq = self.isn, self.isn * 3
         A, S, F, R, P = (dpkt.tcp.TH_ACK, dpkt.tcp.TH_SYN, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST,
                          dpkt.tcp.TH_PUSH)
         if handshake:
@@ -105,8 +107,9 @@ class Capture:
 
     def tcp_rejected(self, client: str, server: str, sport: int, dport: int) -> None:
         """A SYN answered by RST: a connection attempt to a closed port."""
-        self.tcp(client, server, sport, dport, dpkt.tcp.TH_SYN, 77, 0)
-        self.tcp(server, client, dport, sport, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK, 0, 78)
+        self.isn += 7919
+        self.tcp(client, server, sport, dport, dpkt.tcp.TH_SYN, self.isn, 0)
+        self.tcp(server, client, dport, sport, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK, 0, self.isn + 1)
 
     def udp(self, src: str, dst: str, sport: int, dport: int, data: bytes) -> None:
         dg = dpkt.udp.UDP(sport=sport, dport=dport, data=data)

@@ -235,3 +235,26 @@ def test_flushing_settled_flows_changes_nothing(tmp_path: Path, monkeypatch: pyt
         return b.table().drop_columns(["src_ip_bytes", "dst_ip_bytes"]).to_pylist()
 
     assert build(3) == build(10**9)
+
+
+def test_syn_retransmitted_after_rst_is_the_same_attempt(tmp_path: Path) -> None:
+    """Same ISN again after the RST: a retransmission, one rejected attempt (pop3.pcap has it)."""
+    c = synth.Capture()
+    for _ in range(3):
+        c.tcp("10.0.0.1", "10.0.0.2", 40000, 110, dpkt.tcp.TH_SYN, 4242, 0)
+        c.tcp("10.0.0.2", "10.0.0.1", 110, 40000, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK, 0, 4243)
+    rows = flows_of(c.write(tmp_path / "retx-rst.pcap"))
+    assert [(r["state"], r["packets_fwd"], r["packets_rev"]) for r in rows] == [("rejected", 3, 3)]
+
+
+def test_directions_on_different_vlans_are_one_flow(tmp_path: Path) -> None:
+    """A SPAN feed may carry requests on one VLAN and replies on another."""
+    out, back = synth.Capture(vlan=81), synth.Capture(vlan=80)
+    out.tcp("10.0.0.1", "10.0.0.2", 40000, 389, dpkt.tcp.TH_SYN, 1, 0)
+    back.tcp("10.0.0.2", "10.0.0.1", 389, 40000, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK, 9, 2)
+    out.tcp("10.0.0.1", "10.0.0.2", 40000, 389, dpkt.tcp.TH_ACK, 2, 10)
+    back.clock = out.clock = 0
+    out.frames += back.frames
+    rows = flows_of(out.write(tmp_path / "vlans.pcap"))
+    assert len(rows) == 1
+    assert (rows[0]["state"], rows[0]["vlan"]) == ("established", 81)

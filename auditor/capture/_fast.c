@@ -246,7 +246,9 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
     uint8_t dir = 0;
     uint64_t key = 0;
     if (o->ip_version) {
-        key = flow_hash(o->proto, o->src_ip, o->src_port, o->dst_ip, o->dst_port, o->vlan, &dir);
+        /* the VLAN is not part of the key: mirrored traffic often carries the two directions
+         * of one connection on different VLANs (as Zeek and Community ID do, too) */
+        key = flow_hash(o->proto, o->src_ip, o->src_port, o->dst_ip, o->dst_port, -1, &dir);
         SETBIT(c->p[V_IP], r);
     } else {
         st[S_NULLS + (V_IP - V_TS)]++;
