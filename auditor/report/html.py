@@ -132,6 +132,7 @@ details > summary { cursor: pointer; color: #344054; font-weight: 600; font-size
 details table { margin-top: 6px; }
 details th { width: 190px; color: var(--muted); font-weight: 500; }
 details td { font-family: var(--mono); font-size: 12.5px; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
 .matrix th[scope=row] { white-space: nowrap; background: var(--soft); }
 .matrix thead th { text-transform: none; font-size: 13px; }
 .matrix td { min-width: 120px; }
@@ -444,9 +445,11 @@ def _matrix(result: Result) -> str:
                 + "</td>"
             )
         rows.append(f'<tr><th scope="row">{_role_name(src)}</th>{"".join(cells)}</tr>')
+    # many roles make the matrix wider than the page: it scrolls, the page does not
     table = (
-        f'<table class="matrix"><thead><tr><th class="corner">from &darr; / to &rarr;</th>{head}'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<div class="scroll"><table class="matrix"><thead><tr>'
+        f'<th class="corner">from &darr; / to &rarr;</th>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
     return f'<section id="matrix"><h2>Role to role</h2>{intro}{table}{legend}</section>'
 
