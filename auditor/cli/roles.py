@@ -46,13 +46,16 @@ def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None,
                           indent=2) + "\n"
     elif fmt == "inventory":
         mapping: dict[str, list[str]] = {}
-        comments: dict[str, str] = {}
+        why: dict[tuple[str, str], str] = {}
         for h in roles.hosts:
             for r in h.roles:
                 mapping.setdefault(r, []).append(h.ip)
-            comments[h.ip] = f"{h.source}, confidence {h.confidence:.2f}"
+                first = next((e for e in h.evidence if e.startswith(f"{r}: ")), "")
+                why[(r, h.ip)] = f"{h.source}, confidence {h.confidence:.2f}" + (
+                    f"; {first.split(': ', 1)[1]}" if first else ""
+                )
         buf = io.StringIO()
-        dump_inventory(mapping, buf, comments)
+        dump_inventory(mapping, buf, ruleset=ruleset, entry_comments=why)
         text = buf.getvalue()
     else:
         lines = [f"{'ip':<40} {'roles':<32} {'source':<9} conf  evidence"]
