@@ -18,7 +18,8 @@ from auditor.traffic import read_traffic
 
 @click.command("roles")
 @click.argument("captures", nargs=-1, required=True, type=click.Path())
-@click.option("-r", "--ruleset", "ruleset_name", required=True, metavar="NAME|PATH")
+@click.option("-r", "--ruleset", "ruleset_name", required=True, metavar="NAME|PATH",
+              help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.")
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
               help="Show the inventory's placement instead of inferring.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "inventory"]),
