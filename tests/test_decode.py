@@ -91,7 +91,7 @@ S = {name: i for i, name in enumerate(STATUS_NAMES)}
 T = {name or "none": i for i, name in enumerate(TUNNEL_NAMES)}
 LT_NULL, LT_ETH, LT_RAW, LT_LOOP = 0, 1, 101, 108
 LT_SLL, LT_IPV4, LT_IPV6, LT_SLL2 = 113, 228, 229, 276
-DECODED_LINKTYPES = (0, 1, 12, 14, 101, 108, 113, 228, 229, 276)
+DECODED_LINKTYPES = (0, 1, 9, 12, 14, 50, 51, 101, 108, 113, 228, 229, 276)
 
 
 def addr(b: bytes | None) -> str | None:
@@ -199,8 +199,13 @@ CASES: list[Case] = [
     case("null-other-af", null_hdr(7, b"\x00" * 30), NOT_IP, linktype=LT_NULL),
     case("loop-v4", null_hdr(2, TCP4, ">"), F_TCP4, linktype=LT_LOOP),
     case("loop-v6", null_hdr(30, UDP6, ">"), F_UDP6, linktype=LT_LOOP),
-    case("unsupported-ppp", b"\xff\x03\x00\x21" + TCP4, {"status": S["unsupported_linktype"]},
-         linktype=9),
+    case("ppp-hdlc-v4", b"\xff\x03\x00\x21" + TCP4, F_TCP4, linktype=9),
+    case("ppp-compressed-v6", b"\x57" + UDP6, F_UDP6, linktype=9),
+    case("ppp-lcp", b"\xff\x03\xc0\x21" + b"\x01" * 10, NOT_IP, linktype=50),
+    case("ppp-ether-v4", b"\x11\x00\x00\x01" + struct.pack("!H", len(TCP4) + 2) + b"\x00\x21"
+         + TCP4, F_TCP4, linktype=51),
+    case("unsupported-fddi", b"\x50" + b"\x00" * 12 + TCP4, {"status": S["unsupported_linktype"]},
+         linktype=10),
     # --- Ethernet payloads: tags, MPLS, PPPoE, LLC, non-IP
     case("vlan", eth(TCP4, tags=((ET_VLAN, 100),)), F_TCP4, vlan=100),
     case("qinq", eth(TCP4, tags=((ET_QINQ, 200), (ET_VLAN, 300))), F_TCP4, vlan=200,
@@ -464,7 +469,7 @@ def test_mutations_and_other_link_types_decode_sanely(c: Case) -> None:
 
 
 def test_unsupported_linktype_touches_nothing() -> None:
-    for lt in (9, 105, 127, 0x0FFFFFFF, 2**32 - 1):
+    for lt in (10, 105, 127, 0x0FFFFFFF, 2**32 - 1):
         d = decode(ETH_TCP4, lt)
         assert (d["status"], d["ip_version"], d["payload"]) == (S["unsupported_linktype"], 0, b"")
 

@@ -694,6 +694,38 @@ void pc_decode(const uint8_t *p, uint32_t caplen, uint32_t linktype, pc_pkt *o)
         }
         null_af(p, caplen, RD32(p), o);
         return;
+    case PC_LT_PPP:
+    case PC_LT_PPP_HDLC: {
+        uint32_t off = 0, proto;
+        if (caplen >= 2 && p[0] == 0xFF && p[1] == 0x03) off = 2; /* address, control */
+        if (caplen < off + 1) {
+            o->status = PC_TRUNCATED_LINK;
+            return;
+        }
+        if (p[off] & 1) { /* protocol field compressed to one byte (RFC 1661 6.5) */
+            proto = p[off];
+            off += 1;
+        } else {
+            if (caplen < off + 2) {
+                o->status = PC_TRUNCATED_LINK;
+                return;
+            }
+            proto = RD16(p + off);
+            off += 2;
+        }
+        if (proto == 0x0021)
+            link_chain(p, off, caplen, ET_IPV4, o, 0);
+        else if (proto == 0x0057)
+            link_chain(p, off, caplen, ET_IPV6, o, 0);
+        else if (proto == 0x0281)
+            link_chain(p, off, caplen, ET_MPLS, o, 0);
+        else
+            o->status = PC_NON_IP;
+        return;
+    }
+    case PC_LT_PPP_ETHER:
+        link_chain(p, 0, caplen, ET_PPPOE_SESS, o, 0);
+        return;
     default:
         o->status = PC_UNSUPPORTED_LINKTYPE;
         return;

@@ -57,6 +57,9 @@ typedef struct {
 #define PC_LT_ETHERNET 1
 #define PC_LT_RAW 101
 #define PC_LT_LOOP 108
+#define PC_LT_PPP 9         /* PPP, optionally in HDLC-like framing (RFC 1662) */
+#define PC_LT_PPP_HDLC 50   /* PPP in HDLC-like framing */
+#define PC_LT_PPP_ETHER 51  /* PPPoE session header, no Ethernet header */
 #define PC_LT_LINUX_SLL 113
 #define PC_LT_IPV4 228
 #define PC_LT_IPV6 229
