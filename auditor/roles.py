@@ -24,6 +24,7 @@ Python only ranks the few candidate roles per host.
 from __future__ import annotations
 
 import fnmatch
+import socket
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -129,7 +130,9 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
     return out
 
 
+# Evidence per (host, role): one row per served/used port, weighted (see the module doc).
 _EVIDENCE_SQL = """
+CREATE OR REPLACE TEMP TABLE ev AS
 WITH obs AS (
     SELECT dst_ip AS ip, 'serves' AS side, proto, dst_port AS port, count(*) AS n
     FROM flows
@@ -139,7 +142,7 @@ WITH obs AS (
     UNION ALL
     SELECT src_ip, 'uses', proto, dst_port, count(*)
     FROM flows
-    WHERE proto IN ('tcp', 'udp') AND coalesce(state, 'udp') <> 'rejected'
+    WHERE proto IN ('tcp', 'udp')
     GROUP BY ALL
 ),
 cand AS (
@@ -152,17 +155,20 @@ cand AS (
 k AS (
     SELECT side, proto, port, count(DISTINCT role) AS k FROM cand GROUP BY ALL
 )
-SELECT c.ip, c.role, c.side, c.proto, c.port, c.n, k.k
-FROM cand c JOIN k USING (side, proto, port)
-ORDER BY c.ip, c.role, c.side, c.port
+SELECT c.ip, c.role, c.side, c.proto, c.port, c.n,
+       CASE WHEN c.side = 'serves' AND c.port >= 1024 THEN 1.0
+            WHEN c.side = 'serves' THEN 0.5
+            WHEN c.port >= 1024 THEN 0.5
+            ELSE 0.25 END / k.k AS w,
+       c.side = 'uses' AND c.port < 1024 AS generic
+FROM cand c JOIN k USING (side, proto, port);
+
+CREATE OR REPLACE TEMP TABLE scores AS
+SELECT ip, role,
+       sum(w) FILTER (WHERE NOT generic)
+         + least($cap, coalesce(sum(w) FILTER (WHERE generic), 0)) AS score
+FROM ev GROUP BY ip, role;
 """
-
-
-def _weight(side: str, port: int, k: int) -> float:
-    if side == "serves":
-        return (1.0 if port >= 1024 else 0.5) / k
-    return (0.5 if port >= 1024 else 0.25) / k
-
 
 GENERIC_CLIENT_CAP = 0.5
 
@@ -170,37 +176,51 @@ GENERIC_CLIENT_CAP = 0.5
 def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
     """Infer roles from served/used ports and the ruleset's name and user-agent hints."""
     con = duckdb.connect()
+    con.execute("SET threads TO 1")
     con.register("flows", flows.select(_needed(flows)))
     con.register("rules", rules_table(ruleset))
-    rows = con.execute(_EVIDENCE_SQL).fetchall()
-    score: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    generic: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    why: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for ip, role, side, proto, port, n, k in rows:
-        w = _weight(side, port, k)
-        if side == "uses" and port < 1024:
-            room = GENERIC_CLIENT_CAP - generic[ip][role]
-            w = max(0.0, min(w, room))
-            generic[ip][role] += w
-        if w <= 0:
-            continue
-        score[ip][role] += w
-        verb = "answered on" if side == "serves" else "connected to"
-        why[ip][role].append(f"{verb} {proto}/{port} ({n} flow{'s' if n != 1 else ''}, +{w:.2f})")
-    placed = {ip: {r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9}
-              for ip, roles in score.items()}
+    con.execute(_EVIDENCE_SQL, {"cap": GENERIC_CLIENT_CAP})
+    score: dict[str, dict[str, float]] = defaultdict(dict)
+    for ip, role, v in con.execute(
+        "SELECT ip, role, score FROM scores WHERE score >= $at", {"at": ASSIGN_AT - 1e-9}
+    ).fetchall():
+        score[ip][role] = v
+    placed = {ip: set(roles) for ip, roles in score.items()}
     names = observed_names(flows)
+    hinted: dict[tuple[str, str], list[str]] = defaultdict(list)
     for ip, role, how in _hint_matches(ruleset, flows, names, placed):
-        score[ip][role] += 1.0
-        why[ip][role].append(how)
+        hinted[(ip, role)].append(how)
+    if hinted:
+        con.register("hinted", pa.table({"ip": [k[0] for k in hinted],
+                                          "role": [k[1] for k in hinted]}))
+        for ip, role, v in con.execute(
+            "SELECT h.ip, h.role, coalesce(s.score, 0) FROM hinted h "
+            "LEFT JOIN scores s USING (ip, role)"
+        ).fetchall():
+            score[ip][role] = v + len(hinted[(ip, role)])
+    wanted = [(ip, r) for ip, roles in score.items() for r, v in roles.items()
+              if v >= ASSIGN_AT - 1e-9]
+    if not wanted:
+        return []
+    why: dict[tuple[str, str], list[str]] = defaultdict(list)
+    con.register("wanted", pa.table({"ip": [w[0] for w in wanted], "role": [w[1] for w in wanted]}))
+    for ip, role, side, proto, port, n, w in con.execute(
+        "SELECT ev.ip, ev.role, side, proto, port, n, w FROM ev JOIN wanted USING (ip, role) "
+        "ORDER BY ev.ip, ev.role, w DESC, port"
+    ).fetchall():
+        verb = "answered on" if side == "serves" else "connected to"
+        why[(ip, role)].append(f"{verb} {proto}/{port} ({n} flow{'s' if n != 1 else ''}, +{w:.2f})")
+    for key, hows in hinted.items():
+        why[key].extend(hows)
+    chosen_by_ip: dict[str, list[str]] = defaultdict(list)
+    for ip, role in wanted:
+        chosen_by_ip[ip].append(role)
     out = []
-    for ip in sorted(score, key=_ip_sort_key):
-        chosen = sorted(r for r, v in score[ip].items() if v >= ASSIGN_AT - 1e-9)
-        if not chosen:
-            continue
+    for ip in sorted(chosen_by_ip, key=_ip_sort_key):
+        chosen = sorted(chosen_by_ip[ip])
         best = min(score[ip][r] for r in chosen)
         conf = min(0.95, best / (best + 0.5))
-        evidence = tuple(f"{r}: {e}" for r in chosen for e in why[ip][r])
+        evidence = tuple(f"{r}: {e}" for r in chosen for e in why[(ip, r)])
         out.append(
             HostRoles(ip, tuple(chosen), "inferred", conf, evidence,
                       tuple(sorted({n for n, _ in names.get(ip, ())})))
@@ -264,10 +284,10 @@ def _name_match(name: str, pattern: str) -> bool:
 
 
 def _ip_sort_key(ip: str) -> tuple[int, bytes]:
-    import ipaddress
-
-    addr = ipaddress.ip_address(ip)
-    return (addr.version, addr.packed)
+    """Sort IPv4 before IPv6, each by address value."""
+    if ":" in ip:
+        return (6, socket.inet_pton(socket.AF_INET6, ip))
+    return (4, socket.inet_pton(socket.AF_INET, ip))
 
 
 def host_roles_table(hosts: Iterable[HostRoles]) -> pa.Table:
