@@ -142,7 +142,7 @@ WITH obs AS (
     UNION ALL
     SELECT src_ip, 'uses', proto, dst_port, count(*)
     FROM flows
-    WHERE proto IN ('tcp', 'udp')
+    WHERE proto IN ('tcp', 'udp') AND coalesce(state, 'udp') <> 'rejected'
     GROUP BY ALL
 ),
 cand AS (
