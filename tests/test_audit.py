@@ -76,7 +76,7 @@ def tls(c: synth.Capture, client: str, server: str, port: int, sport: int = 4000
 
 def http(c: synth.Capture, client: str, server: str, port: int, sport: int = 41000,
          method: str = "GET", target: str = "/", agent: str = "curl/8.5.0",
-         response: int = 2000) -> None:  # fmt: skip
+         response: int = 100_000) -> None:  # fmt: skip
     c.tcp_session(client, server, sport, port, [
         (0, synth.http_request(method, target, f"{server}:{port}", agent)),
         (1, synth.http_response(200, response)),
@@ -179,7 +179,7 @@ def test_bits_upload_over_http_is_flagged(run: Runner) -> None:
 
 
 def test_disk_transfer_without_encrypted_alternative_is_low(run: Runner) -> None:
-    f = only(run.findings(lambda c: http(c, PVS, APPLIANCE, 8787, response=50_000),
+    f = only(run.findings(lambda c: http(c, PVS, APPLIANCE, 8787, response=80_000),
                           inventory=AL_INVENTORY))  # fmt: skip
     assert (f["kind"], f["severity"], f["rule_id"]) == (
         "plaintext_disk_transfer",
@@ -198,6 +198,17 @@ def test_cleartext_on_an_encrypted_disk_rule_is_a_disk_transfer_finding(run: Run
         "pvs-agent-disk-download-https",
     )
     assert "requires TLS" in f["message"]
+
+
+def test_small_cleartext_on_a_disk_rule_is_not_a_disk_transfer(run: Runner) -> None:
+    """An API call or a BITS set-up on a disk port moves no disk: below 64 KiB it is judged
+    as cleartext where TLS is required (3509), and not at all where HTTP is documented (3009)."""
+    f = only(run.findings(lambda c: http(c, PVS, APPLIANCE, 3509, response=2000),
+                          inventory=AL_INVENTORY))  # fmt: skip
+    assert (f["kind"], f["rule_id"]) == ("plaintext_where_tls_required",
+                                         "pvs-agent-disk-download-https")
+    assert run.findings(lambda c: http(c, PVS, APPLIANCE, 3009, response=2000),
+                        inventory=AL_INVENTORY) == []  # fmt: skip
 
 
 # --- plaintext_where_tls_required --------------------------------------------------------

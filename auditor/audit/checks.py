@@ -101,6 +101,8 @@ _RULE_COLS = """
     list_min(flatten(list(r.rule_ids))) AS rule_id
 """
 
+# A disk/file transfer moves bulk data: a flow on a disk-transfer rule with less cleartext
+# payload than $min_disk (an API call, a BITS session set-up) is judged as plain cleartext.
 PLAINTEXT_DISK_TRANSFER = f"""
 SELECT {_FINDING_COLS}, {_RULE_COLS},
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
@@ -109,7 +111,7 @@ SELECT {_FINDING_COLS}, {_RULE_COLS},
        list(DISTINCT f.http_target) FILTER (WHERE f.http_target IS NOT NULL) AS targets
 FROM f JOIN {_flow_rules("r.disk_transfer")} USING (flow_id)
 WHERE f.encrypted = false
-  AND f.payload_bytes_fwd + f.payload_bytes_rev > 0
+  AND f.payload_bytes_fwd + f.payload_bytes_rev >= $min_disk
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """
@@ -119,8 +121,10 @@ SELECT {_FINDING_COLS}, {_RULE_COLS},
        sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
        list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
        list(DISTINCT f.http_host) FILTER (WHERE f.http_host IS NOT NULL) AS hosts
-FROM f JOIN {_flow_rules("r.encrypted_required AND NOT r.disk_transfer")} USING (flow_id)
+FROM f JOIN {_flow_rules("r.encrypted_required")} USING (flow_id)
 WHERE f.encrypted = false
+  AND NOT (f.payload_bytes_fwd + f.payload_bytes_rev >= $min_disk
+           AND f.flow_id IN (SELECT flow_id FROM {_flow_rules("r.disk_transfer")}))
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
 """

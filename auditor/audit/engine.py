@@ -47,6 +47,8 @@ DEFAULT_SEVERITY = {
     "unknown_host": "info",
 }
 HOUR, DAY = 3600.0, 86400.0
+#: cleartext payload from which a flow on a disk-transfer rule counts as a disk transfer
+MIN_DISK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -170,7 +172,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
     out = _Findings(ruleset)
     inv = roles.from_inventory
 
-    for row in _rows(con, checks.PLAINTEXT_DISK_TRANSFER):
+    for row in _rows(con, checks.PLAINTEXT_DISK_TRANSFER, {"min_disk": MIN_DISK_BYTES}):
         rule = out.rules[row["rule_id"]]
         what = ", ".join(row["methods"] or []) or next(
             (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext")
@@ -197,7 +199,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
                                 if "force HTTPS" in n or "performance reasons" in n]}
         out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
 
-    for row in _rows(con, checks.PLAINTEXT_WHERE_TLS_REQUIRED):
+    for row in _rows(con, checks.PLAINTEXT_WHERE_TLS_REQUIRED, {"min_disk": MIN_DISK_BYTES}):
         rule = out.rules[row["rule_id"]]
         apps = [a for a in row["apps"] or [] if a]
         msg = (f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
@@ -322,14 +324,15 @@ def _covers(rule: Rule, port: int) -> bool:
 
 def _missing(out: _Findings, row: dict[str, Any], seconds: float) -> None:
     rule = out.rules[row["rule_id"]]
+    # a rule's override sets the severity for a day or more; shorter captures cap it
+    full = out.severity("missing_flow", rule.id)
     if seconds < HOUR:
         grade, sev = "too short to prove a flow missing", "info"
     elif seconds < DAY:
-        grade, sev = "shorter than a day: periodic flows may not have run", "low"
+        grade = "shorter than a day: periodic flows may not have run"
+        sev = max(full, "low", key=SEVERITIES.index)
     else:
-        grade, sev = "a day or more", out.severity("missing_flow", rule.id)
-    if sev != "info" and rule.severity and "missing_flow" in rule.severity:
-        sev = rule.severity["missing_flow"]
+        grade, sev = "a day or more", full
     msg = (f"Expected {row['from_role']} -> {row['to_role']} on {_ports_text(rule)} ({rule.id}) "
            f"was not seen in {_duration(seconds)} of capture ({grade}).")
     ev = {"capture_duration_s": round(seconds, 3), "src_hosts": row["src_hosts"],
