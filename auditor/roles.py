@@ -198,6 +198,8 @@ def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
             "LEFT JOIN scores s USING (ip, role)"
         ).fetchall():
             score[ip][role] = v + len(hinted[(ip, role)])
+    _peer_evidence(con, ruleset, score, hinted)
+    _sub_roles(con, ruleset, score, hinted)
     wanted = [(ip, r) for ip, roles in score.items() for r, v in roles.items()
               if v >= ASSIGN_AT - 1e-9]
     if not wanted:
@@ -226,6 +228,87 @@ def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
                       tuple(sorted({n for n, _ in names.get(ip, ())})))
         )
     return out
+
+
+PEER_WEIGHT = 0.5
+
+_PEER_SQL = """
+SELECT DISTINCT f.src_ip, f.dst_ip, f.proto, f.dst_port
+FROM flows f
+WHERE f.proto IN ('tcp', 'udp') AND f.packets_rev > 0
+  AND coalesce(f.state, 'udp') NOT IN ('rejected', 'attempted')
+  AND (f.src_ip IN (SELECT ip FROM placed) OR f.dst_ip IN (SELECT ip FROM placed))
+"""
+
+
+def _peer_evidence(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: Ruleset,
+    score: dict[str, dict[str, float]],
+    why: dict[tuple[str, str], list[str]],
+) -> None:
+    """Second pass: an answered flow with a placed host on one end says, through the rules
+    that cover it, what the other end is (a client of the appliance on 8787 is an agent).
+    Each distinct (peer, port) adds PEER_WEIGHT / k, k the candidate roles."""
+    placed = {ip: {r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9}
+              for ip, roles in score.items()}
+    placed = {ip: roles for ip, roles in placed.items() if roles}
+    if not placed:
+        return
+    con.register("placed", pa.table({"ip": list(placed)}))
+    rules = ruleset.flows
+    added: dict[tuple[str, str], float] = defaultdict(float)
+    for src, dst, proto, port in con.execute(_PEER_SQL).fetchall():
+        for host, peer, outward in ((src, dst, True), (dst, src, False)):
+            peer_roles = placed.get(peer)
+            if not peer_roles or host in placed:
+                continue
+            if outward:  # host connected to a placed peer: host is a from-role
+                cand = {r.from_role for r in rules
+                        if r.to_role in peer_roles and r.proto == proto and r.covers(port)}
+            else:  # a placed peer connected to host: host is a to-role
+                cand = {r.to_role for r in rules
+                        if r.from_role in peer_roles and r.proto == proto and r.covers(port)}
+            for role in cand:
+                w = PEER_WEIGHT / len(cand)
+                added[(host, role)] += w
+                verb = "connected to" if outward else "was reached by"
+                why[(host, role)].append(
+                    f"{verb} {'+'.join(sorted(peer_roles))} {peer} on {proto}/{port} (+{w:.2f})")
+    if not added:
+        return
+    # the port evidence of these hosts was below the threshold, so not loaded yet
+    con.register("added", pa.table({"ip": [k[0] for k in added], "role": [k[1] for k in added]}))
+    base = {(ip, role): v for ip, role, v in con.execute(
+        "SELECT a.ip, a.role, coalesce(s.score, 0) FROM added a LEFT JOIN scores s USING (ip, role)"
+    ).fetchall()}
+    for (host, role), w in added.items():
+        score[host][role] = max(score[host].get(role, 0.0), base.get((host, role), 0.0)) + w
+
+
+def _sub_roles(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: Ruleset,
+    score: dict[str, dict[str, float]],
+    why: dict[tuple[str, str], list[str]],
+) -> None:
+    """A placed host also takes a role that implies one of its roles (pvs_agent implies
+    agent) when it shows any evidence for it: the agent that fetched disks on 3009 is the
+    agent on a Citrix Provisioning server."""
+    subs = {r.id: set(getattr(r, "implies", ()) or ()) for r in ruleset.roles}
+    subs = {k: v for k, v in subs.items() if v}
+    if not subs:
+        return
+    rows = con.execute(
+        "SELECT ip, role, score FROM scores WHERE score > 0 AND role IN (SELECT unnest($r))",
+        {"r": list(subs)},
+    ).fetchall()
+    for ip, role, v in rows:
+        have = {r for r, x in score.get(ip, {}).items() if x >= ASSIGN_AT - 1e-9}
+        if subs[role] & have and role not in have:
+            score[ip][role] = max(score[ip].get(role, 0.0) + v, ASSIGN_AT)
+            why[(ip, role)].append(
+                f"implies {'+'.join(sorted(subs[role] & have))}, which it holds")
 
 
 def _needed(flows: pa.Table) -> list[str]:

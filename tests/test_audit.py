@@ -1029,16 +1029,12 @@ def test_directory_without_captures_is_a_capture_error(tmp_path: Path) -> None:
     [
         ("applayering", "10.10.0.10", "appliance", "appliance: answered on tcp/443"),
         ("tas-diego", "10.20.1.10", "diego_database", "diego_database: answered on tcp/8889"),
-        ("uforge", "10.30.0.10", "uforge", "uforge: answered on tcp/443"),
+        ("uforge", "10.30.0.10", "uforge", "uforge: connected to tcp/9292"),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("kind", ["clean", "findings"])
 def test_roles_are_inferred_with_evidence(request: pytest.FixtureRequest, ruleset: str, ip: str, role: str, evidence: str,
                                           kind: str) -> None:  # fmt: skip
-    if (ruleset, kind) == ("uforge", "clean"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "known limitation: on uforge/clean the UForge host opens four documented flows "
-            "and serves one, which scores below 1 (9292 +0.50, generic 443 capped)")))  # fmt: skip
     res = invoke(["roles", SAMPLES / ruleset / f"{kind}.pcap", "-r", ruleset, "--format", "json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)

@@ -93,7 +93,8 @@ def test_inference_uses_distinctive_served_ports(tmp_path: Path) -> None:
     c.tcp_session("10.10.0.21", "10.10.0.10", 40001, 3509,
                   synth.tls_handshake("TLS 1.2", app_bytes=100))
     got = roles_of(infer_roles(AL, flows(tmp_path, c)))
-    assert got["10.10.0.21"] == ("agent",)
+    # served 8016: an agent; fetched from the PVS disk port 3509: the agent on a PVS server
+    assert got["10.10.0.21"] == ("agent", "pvs_agent")
     assert got["10.10.0.10"] == ("appliance",)
 
 
@@ -122,3 +123,17 @@ def test_user_agent_hint_needs_a_plausible_flow(tmp_path: Path) -> None:
     got = roles_of(infer_roles(AL, flows(tmp_path, c)))
     assert "pvs_agent" in got["10.10.0.21"]
     assert "10.10.0.77" not in got
+
+
+def test_placed_peers_place_the_other_end(tmp_path: Path) -> None:
+    """The appliance (placed by its own ports) reaching a host on LDAPS and DNS makes that
+    host the Active Directory; UForge is placed through the platforms it pushes to."""
+    c = synth.Capture()
+    c.tcp_session("10.10.0.21", "10.10.0.10", 40001, 3509,
+                  synth.tls_handshake("TLS 1.2", app_bytes=100))
+    c.tcp_session("10.10.0.10", "10.10.0.5", 40002, 636,
+                  synth.tls_handshake("TLS 1.2", app_bytes=100))
+    got = roles_of(infer_roles(AL, flows(tmp_path, c)))
+    assert got["10.10.0.5"] == ("active_directory",)
+    hosts = {h.ip: h for h in infer_roles(AL, flows(tmp_path, c))}
+    assert any("was reached by appliance" in e for e in hosts["10.10.0.5"].evidence)
