@@ -20,7 +20,7 @@ __all__ = ["__version__", "audit", "load_inventory", "load_ruleset", "read_flows
 def __getattr__(name: str) -> object:
     """The API, imported on first use so that ``import auditor`` stays cheap."""
     if name == "audit":
-        from auditor.audit.engine import audit
+        from auditor.findings.engine import audit
 
         return audit
     if name in ("load_ruleset", "load_inventory"):

@@ -289,7 +289,7 @@ def write_inventory(path: Path, ruleset: str, roles: dict[str, list[str]]) -> No
 
 
 def main() -> None:
-    from auditor.audit.engine import audit
+    from auditor.findings.engine import audit
     from auditor.rules import load_inventory, load_ruleset
 
     for ruleset_name, kinds in SAMPLES.items():

@@ -3,7 +3,7 @@
 Every check gets a small synthetic capture (auditor.synth) that triggers it and a
 near-identical one that must not, so a check that fires on everything or on nothing
 fails here. The CLI is driven with click's CliRunner; the Python API
-(``auditor.audit.engine.audit``) is called directly where the CLI adds nothing.
+(``auditor.findings.engine.audit``) is called directly where the CLI adds nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from auditor import synth
-from auditor.audit.engine import KINDS, AuditResult, audit
+from auditor.findings.engine import KINDS, AuditResult, audit
 from auditor.cli.main import cli
 from auditor.errors import ExitCode
 from auditor.report import FORMATS

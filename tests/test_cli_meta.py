@@ -77,7 +77,7 @@ def test_every_option_has_help_or_is_obvious(name: str) -> None:
 
 def test_core_does_not_import_click() -> None:
     code = (
-        "import auditor.audit.engine, auditor.flows, auditor.roles, auditor.report, sys; "
+        "import auditor.findings.engine, auditor.flows, auditor.roles, auditor.report, sys; "
         "assert 'click' not in sys.modules, sorted(m for m in sys.modules if 'click' in m)"
     )
     res = subprocess.run(

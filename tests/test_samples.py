@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from auditor.audit.engine import KINDS
+from auditor.findings.engine import KINDS
 from auditor.cli.main import cli
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from auditor.audit.engine import SEVERITIES, audit
+from auditor.findings.engine import SEVERITIES, audit
 from auditor.cli.common import handle_errors
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset

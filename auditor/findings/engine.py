@@ -1,6 +1,6 @@
 """flows x roles x rules -> findings -> the audit result (the JSON contract).
 
-The joins are DuckDB SQL (``checks.py``); this module runs them, turns each result row into
+The joins are DuckDB SQL (``queries.py``); this module runs them, turns each result row into
 a finding (message, severity, evidence, the vendor's words) and assembles the result
 document that every renderer derives from. Severity defaults per kind are in
 ``DEFAULT_SEVERITY``; a rule may override them (``severity:`` in the ruleset).
@@ -20,8 +20,8 @@ import duckdb
 import pyarrow as pa
 
 from auditor import __version__
-from auditor.audit import checks
 from auditor.errors import ExitCode
+from auditor.findings import queries
 from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
 from auditor.rules import Inventory, Rule, Ruleset, rules_table
@@ -168,11 +168,11 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
     con.register("flows", flows)
     con.register("host_roles", roles.table())
     con.register("rules", rules_table(ruleset))
-    con.execute(checks.PREPARE)
+    con.execute(queries.PREPARE)
     out = _Findings(ruleset)
     inv = roles.from_inventory
 
-    for row in _rows(con, checks.PLAINTEXT_DISK_TRANSFER, {"min_disk": MIN_DISK_BYTES}):
+    for row in _rows(con, queries.PLAINTEXT_DISK_TRANSFER, {"min_disk": MIN_DISK_BYTES}):
         rule = out.rules[row["rule_id"]]
         what = ", ".join(row["methods"] or []) or next(
             (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext")
@@ -199,7 +199,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
                                 if "force HTTPS" in n or "performance reasons" in n]}
         out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
 
-    for row in _rows(con, checks.PLAINTEXT_WHERE_TLS_REQUIRED, {"min_disk": MIN_DISK_BYTES}):
+    for row in _rows(con, queries.PLAINTEXT_WHERE_TLS_REQUIRED, {"min_disk": MIN_DISK_BYTES}):
         rule = out.rules[row["rule_id"]]
         apps = [a for a in row["apps"] or [] if a]
         msg = (f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
@@ -210,7 +210,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
         out.add("plaintext_where_tls_required", row, rule.id, msg, ev,
                 out.severity("plaintext_where_tls_required", rule.id))
 
-    for row in _rows(con, checks.MTLS_NOT_OBSERVED):
+    for row in _rows(con, queries.MTLS_NOT_OBSERVED):
         rule = out.rules[row["rule_id"]]
         verdict = row["verdict"]
         if verdict == "no_client_cert":
@@ -228,7 +228,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
             ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"] or []}
         out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
 
-    for row in _rows(con, checks.WEAK_TLS):
+    for row in _rows(con, queries.WEAK_TLS):
         versions = ", ".join(v for v in row["versions"] if v)
         msg = f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
         out.add("weak_tls", row, row["rule_id"], msg,
@@ -238,14 +238,14 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
     by_pair: dict[tuple[str, str], list[Rule]] = {}
     for r in ruleset.flows:
         by_pair.setdefault((r.from_role, r.to_role), []).append(r)
-    for row in _rows(con, checks.UNEXPECTED_PORT, {"inventory": inv}):
+    for row in _rows(con, queries.UNEXPECTED_PORT, {"inventory": inv}):
         _unexpected(out, ruleset, row, inv, by_pair)
 
-    for row in _rows(con, checks.MISSING_FLOW):
+    for row in _rows(con, queries.MISSING_FLOW):
         _missing(out, row, capture_seconds)
 
     if inv:
-        for row in _rows(con, checks.UNKNOWN_HOST):
+        for row in _rows(con, queries.UNKNOWN_HOST):
             msg = (f"{row['ip']} has no role in the inventory but talks to "
                    f"{', '.join(sorted(set(row['peer_roles'])))} ({', '.join(sorted(row['ports']))}).")
             out.add("unknown_host", {**row, "src_ip": row["ip"]}, None, msg,
@@ -253,7 +253,7 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
                      "peer_roles": sorted(set(row["peer_roles"]))},
                     out.severity("unknown_host", None))
 
-    pairs = _rows(con, checks.ROLE_PAIRS)
+    pairs = _rows(con, queries.ROLE_PAIRS)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     kinds = {k: i for i, k in enumerate(KINDS)}
     findings = sorted(out.items, key=lambda f: (order[f["severity"]], kinds[f["kind"]],

@@ -1,7 +1,7 @@
 """The checks, as SQL over three tables: ``flows``, ``host_roles`` (ip, role) and ``rules``
 (one row per rule and port range, from ``auditor.rules.rules_table``).
 
-``prepare`` builds two working tables:
+``PREPARE`` builds the working tables:
 
 * ``f`` — the TCP/UDP flows with their endpoints' role lists;
 * ``m`` — every (flow, rule) pair in which the rule covers the flow: ``how = 'roles'`` when
@@ -9,7 +9,7 @@
   when an endpoint has no role and the rule is compatible with the side that has one.
 
 Each check is then one SELECT returning one row per finding (already grouped per
-source, destination, port and rule), which ``engine`` turns into finding objects.
+source, destination, port and protocol), which ``engine`` turns into finding objects.
 """
 
 from __future__ import annotations
