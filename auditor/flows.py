@@ -139,10 +139,17 @@ class FlowBuilder:
         flag = np.empty(n, dtype=np.uint8)
         pay = values(col("payload_len"))
         created = self.tab.add(
-            np.ascontiguousarray(key), np.ascontiguousarray(d), values(col("ts")),
-            values(col("wire_len")), pay, values(col("tcp_flags")), values(col("tcp_seq")),
+            np.ascontiguousarray(key),
+            np.ascontiguousarray(d),
+            values(col("ts")),
+            values(col("wire_len")),
+            pay,
+            values(col("tcp_flags")),
+            values(col("tcp_seq")),
             values(col("proto")),
-            np.ascontiguousarray(status), flow, flag,
+            np.ascontiguousarray(status),
+            flow,
+            flag,
         )
         if created:
             self._new_flows(batch, np.flatnonzero(flag & 1), capture)
@@ -151,8 +158,9 @@ class FlowBuilder:
             heads = binary_rows(col("payload"), rows)
             store = self.heads
             done = self.facts
-            for f, dd, h, pl in zip(flow[rows].tolist(), d[rows].tolist(), heads,
-                                    pay[rows].tolist(), strict=True):
+            for f, dd, h, pl in zip(
+                flow[rows].tolist(), d[rows].tolist(), heads, pay[rows].tolist(), strict=True
+            ):
                 lst = store.get(f)
                 if lst is None:
                     if f not in done:
@@ -162,8 +170,15 @@ class FlowBuilder:
             if len(store) > FLUSH_PENDING:
                 self._flush(int(values(col("ts")).max()))
 
-    def _resolve_fragments(self, batch: pa.RecordBatch, rows: np.ndarray, frag: np.ndarray,
-                           key: np.ndarray, d: np.ndarray, status: np.ndarray) -> None:
+    def _resolve_fragments(
+        self,
+        batch: pa.RecordBatch,
+        rows: np.ndarray,
+        frag: np.ndarray,
+        key: np.ndarray,
+        d: np.ndarray,
+        status: np.ndarray,
+    ) -> None:
         """Give later fragments the flow of their first fragment; orphans are dropped (counted)."""
         src = fixed16(batch.column("src_ip"))[rows]
         dst = fixed16(batch.column("dst_ip"))[rows]
@@ -209,7 +224,9 @@ class FlowBuilder:
         heads = self.heads
         pending = np.fromiter(heads.keys(), dtype=np.int64, count=len(heads))
         full = (c["got0"][pending] >= HEADS) & (c["got1"][pending] >= HEADS)
-        settled = pending[full | (c["closed"][pending] != 0) | (c["last_ts"][pending] < now - IDLE_NS)]
+        settled = pending[
+            full | (c["closed"][pending] != 0) | (c["last_ts"][pending] < now - IDLE_NS)
+        ]
         if not len(settled):
             return
         init, _ = self._directions(c)
@@ -226,11 +243,15 @@ class FlowBuilder:
         p1 = np.fromiter((e[3] for e in self.endpoints), np.int64, n)
         pr = np.fromiter((e[4] for e in self.endpoints), np.int64, n)
         # port heuristics: which endpoint serves (responder)
-        by_low = np.where((p0 < 1024) & (p1 >= 1024), 1, np.where((p1 < 1024) & (p0 >= 1024), 0, -1))
+        by_low = np.where(
+            (p0 < 1024) & (p1 >= 1024), 1, np.where((p1 < 1024) & (p0 >= 1024), 0, -1)
+        )
         eph0, eph1 = p0 >= 32768, p1 >= 32768
         by_eph = np.where(eph0 & ~eph1, 0, np.where(eph1 & ~eph0, 1, -1))
         icmp = (pr == 1) | (pr == 58)
-        guess = np.where(icmp, first, np.where(by_low >= 0, by_low, np.where(by_eph >= 0, by_eph, first)))
+        guess = np.where(
+            icmp, first, np.where(by_low >= 0, by_low, np.where(by_eph >= 0, by_eph, first))
+        )
         init = np.where(syn >= 0, syn, np.where(synack >= 0, 1 - synack, guess))
         return init.astype(np.int8), syn < 0
 
@@ -270,8 +291,10 @@ class FlowBuilder:
                 v = text[ip] = ip_text(ip)
             return v
 
-        cids = [community_id(p, a, b, x, y)
-                for p, a, b, x, y in zip(proto, src16, dst16, sport, dport, strict=True)]
+        cids = [
+            community_id(p, a, b, x, y)
+            for p, a, b, x, y in zip(proto, src16, dst16, sport, dport, strict=True)
+        ]
         first_ts = c["first_ts"].tolist()
         enc = list(zip(*self.encaps, strict=True)) if self.encaps else [()] * 7
         vlan, vlan_in, mpls, tun, tun_id, osrc, odst = (list(x) for x in enc)
@@ -316,8 +339,9 @@ class FlowBuilder:
                 "vlan_inner": pa.array(vlan_in, pa.int32()),
                 "mpls": pa.array(mpls, pa.int32()),
                 "tunnel": pa.array([TUNNEL_NAMES[x] if x else None for x in tun], pa.string()),
-                "tunnel_id": pa.array([i if x else None for i, x in zip(tun_id, tun, strict=True)],
-                                      pa.int64()),
+                "tunnel_id": pa.array(
+                    [i if x else None for i, x in zip(tun_id, tun, strict=True)], pa.int64()
+                ),
                 "outer_src": pa.array([t(x) for x in osrc], pa.string()),
                 "outer_dst": pa.array([t(x) for x in odst], pa.string()),
                 "capture": pa.array(self.captures, pa.int32()),

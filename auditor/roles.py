@@ -107,12 +107,25 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
     out = []
     seen_ips = hosts_in(flows)
     unseen = sorted(
-        {canon for role in inventory.to_mapping() for entry in inventory.entries(role)
-         for kind, canon in [classify_entry(entry)] if kind == "address"} - set(seen_ips)
+        {
+            canon
+            for role in inventory.to_mapping()
+            for entry in inventory.entries(role)
+            for kind, canon in [classify_entry(entry)]
+            if kind == "address"
+        }
+        - set(seen_ips)
     )
     for ip in unseen:
-        out.append(HostRoles(ip, tuple(sorted(inventory.roles_for_ip(ip))), "inventory", 1.0,
-                             (f"inventory: address {ip} (not seen in the capture)",)))
+        out.append(
+            HostRoles(
+                ip,
+                tuple(sorted(inventory.roles_for_ip(ip))),
+                "inventory",
+                1.0,
+                (f"inventory: address {ip} (not seen in the capture)",),
+            )
+        )
     for ip in seen_ips:
         roles = set(inventory.roles_for_ip(ip))
         evidence = [f"inventory: address {ip}"] if roles else []
@@ -124,8 +137,14 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
             roles |= by_name
         if roles:
             out.append(
-                HostRoles(ip, tuple(sorted(roles)), "inventory", 1.0, tuple(evidence),
-                          tuple(sorted({n for n, _ in seen})))
+                HostRoles(
+                    ip,
+                    tuple(sorted(roles)),
+                    "inventory",
+                    1.0,
+                    tuple(evidence),
+                    tuple(sorted({n for n, _ in seen})),
+                )
             )
     return out
 
@@ -191,8 +210,9 @@ def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
     for ip, role, how in _hint_matches(ruleset, flows, names, placed):
         hinted[(ip, role)].append(how)
     if hinted:
-        con.register("hinted", pa.table({"ip": [k[0] for k in hinted],
-                                          "role": [k[1] for k in hinted]}))
+        con.register(
+            "hinted", pa.table({"ip": [k[0] for k in hinted], "role": [k[1] for k in hinted]})
+        )
         for ip, role, v in con.execute(
             "SELECT h.ip, h.role, coalesce(s.score, 0) FROM hinted h "
             "LEFT JOIN scores s USING (ip, role)"
@@ -200,8 +220,9 @@ def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
             score[ip][role] = v + len(hinted[(ip, role)])
     _peer_evidence(con, ruleset, score, hinted)
     _sub_roles(con, ruleset, score, hinted)
-    wanted = [(ip, r) for ip, roles in score.items() for r, v in roles.items()
-              if v >= ASSIGN_AT - 1e-9]
+    wanted = [
+        (ip, r) for ip, roles in score.items() for r, v in roles.items() if v >= ASSIGN_AT - 1e-9
+    ]
     if not wanted:
         return []
     why: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -224,8 +245,14 @@ def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
         conf = min(0.95, best / (best + 0.5))
         evidence = tuple(f"{r}: {e}" for r in chosen for e in why[(ip, r)])
         out.append(
-            HostRoles(ip, tuple(chosen), "inferred", conf, evidence,
-                      tuple(sorted({n for n, _ in names.get(ip, ())})))
+            HostRoles(
+                ip,
+                tuple(chosen),
+                "inferred",
+                conf,
+                evidence,
+                tuple(sorted({n for n, _ in names.get(ip, ())})),
+            )
         )
     return out
 
@@ -250,8 +277,9 @@ def _peer_evidence(
     """Second pass: an answered flow with a placed host on one end says, through the rules
     that cover it, what the other end is (a client of the appliance on 8787 is an agent).
     Each distinct (peer, port) adds PEER_WEIGHT / k, k the candidate roles."""
-    placed = {ip: {r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9}
-              for ip, roles in score.items()}
+    placed = {
+        ip: {r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9} for ip, roles in score.items()
+    }
     placed = {ip: roles for ip, roles in placed.items() if roles}
     if not placed:
         return
@@ -264,24 +292,34 @@ def _peer_evidence(
             if not peer_roles or host in placed:
                 continue
             if outward:  # host connected to a placed peer: host is a from-role
-                cand = {r.from_role for r in rules
-                        if r.to_role in peer_roles and r.proto == proto and r.covers(port)}
+                cand = {
+                    r.from_role
+                    for r in rules
+                    if r.to_role in peer_roles and r.proto == proto and r.covers(port)
+                }
             else:  # a placed peer connected to host: host is a to-role
-                cand = {r.to_role for r in rules
-                        if r.from_role in peer_roles and r.proto == proto and r.covers(port)}
+                cand = {
+                    r.to_role
+                    for r in rules
+                    if r.from_role in peer_roles and r.proto == proto and r.covers(port)
+                }
             for role in cand:
                 w = PEER_WEIGHT / len(cand)
                 added[(host, role)] += w
                 verb = "connected to" if outward else "was reached by"
                 why[(host, role)].append(
-                    f"{verb} {'+'.join(sorted(peer_roles))} {peer} on {proto}/{port} (+{w:.2f})")
+                    f"{verb} {'+'.join(sorted(peer_roles))} {peer} on {proto}/{port} (+{w:.2f})"
+                )
     if not added:
         return
     # the port evidence of these hosts was below the threshold, so not loaded yet
     con.register("added", pa.table({"ip": [k[0] for k in added], "role": [k[1] for k in added]}))
-    base = {(ip, role): v for ip, role, v in con.execute(
-        "SELECT a.ip, a.role, coalesce(s.score, 0) FROM added a LEFT JOIN scores s USING (ip, role)"
-    ).fetchall()}
+    base = {
+        (ip, role): v
+        for ip, role, v in con.execute(
+            "SELECT a.ip, a.role, coalesce(s.score, 0) FROM added a LEFT JOIN scores s USING (ip, role)"
+        ).fetchall()
+    }
     for (host, role), w in added.items():
         score[host][role] = max(score[host].get(role, 0.0), base.get((host, role), 0.0)) + w
 
@@ -307,13 +345,15 @@ def _sub_roles(
         have = {r for r, x in score.get(ip, {}).items() if x >= ASSIGN_AT - 1e-9}
         if subs[role] & have and role not in have:
             score[ip][role] = max(score[ip].get(role, 0.0) + v, ASSIGN_AT)
-            why[(ip, role)].append(
-                f"implies {'+'.join(sorted(subs[role] & have))}, which it holds")
+            why[(ip, role)].append(f"implies {'+'.join(sorted(subs[role] & have))}, which it holds")
 
 
 def _needed(flows: pa.Table) -> list[str]:
-    return [c for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state")
-            if c in flows.column_names]
+    return [
+        c
+        for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state")
+        if c in flows.column_names
+    ]
 
 
 def _hint_matches(
@@ -326,9 +366,15 @@ def _hint_matches(
     ua_flows: list[tuple[str, str, str, int, str]] = []
     if "http_user_agent" in flows.column_names:
         with_ua = flows.filter(flows.column("http_user_agent").is_valid())
-        ua_flows = list(zip(*(with_ua.column(c).to_pylist() for c in
-                              ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")),
-                            strict=True))
+        ua_flows = list(
+            zip(
+                *(
+                    with_ua.column(c).to_pylist()
+                    for c in ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")
+                ),
+                strict=True,
+            )
+        )
     for role in ruleset.roles:
         hints = getattr(role, "hints", None)
         if not hints:
@@ -347,12 +393,23 @@ def _hint_matches(
             for src, dst, proto, port, ua in ua_flows:
                 if src in done or not any(fnmatch.fnmatchcase(ua.lower(), a) for a in agents):
                     continue
-                fits = [r for r in rules if r.proto == proto and r.covers(port)
-                        and (port >= 1024 or r.to_role in placed.get(dst, ()))]
+                fits = [
+                    r
+                    for r in rules
+                    if r.proto == proto
+                    and r.covers(port)
+                    and (port >= 1024 or r.to_role in placed.get(dst, ()))
+                ]
                 if fits:
                     done.add(src)
-                    yield src, role.id, (f"HTTP User-Agent {ua!r} towards {dst}:{port} "
-                                         f"({fits[0].id}) matches the role's hints")
+                    yield (
+                        src,
+                        role.id,
+                        (
+                            f"HTTP User-Agent {ua!r} towards {dst}:{port} "
+                            f"({fits[0].id}) matches the role's hints"
+                        ),
+                    )
 
 
 def _hint_list(hints: Any, key: str) -> list[str]:
@@ -383,8 +440,12 @@ def host_roles_table(hosts: Iterable[HostRoles]) -> pa.Table:
             source.append(h.source)
             conf.append(h.confidence)
     return pa.table(
-        {"ip": pa.array(ip, pa.string()), "role": pa.array(role, pa.string()),
-         "source": pa.array(source, pa.string()), "confidence": pa.array(conf, pa.float64())}
+        {
+            "ip": pa.array(ip, pa.string()),
+            "role": pa.array(role, pa.string()),
+            "source": pa.array(source, pa.string()),
+            "confidence": pa.array(conf, pa.float64()),
+        }
     )
 
 

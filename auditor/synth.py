@@ -18,8 +18,13 @@ from pathlib import Path
 import dpkt
 
 MSS = 1448
-TLS_VERSIONS = {"SSL 3.0": 0x0300, "TLS 1.0": 0x0301, "TLS 1.1": 0x0302, "TLS 1.2": 0x0303,
-                "TLS 1.3": 0x0304}
+TLS_VERSIONS = {
+    "SSL 3.0": 0x0300,
+    "TLS 1.0": 0x0301,
+    "TLS 1.1": 0x0302,
+    "TLS 1.2": 0x0303,
+    "TLS 1.3": 0x0304,
+}
 
 
 def _ip(addr: str) -> tuple[bytes, bool]:
@@ -62,27 +67,57 @@ class Capture:
             ip = dpkt.ip.IP(src=s, dst=d, p=proto, ttl=64, data=l4)
             ip.len = 20 + len(bytes(l4))
             etype = dpkt.ethernet.ETH_TYPE_IP
-        eth = dpkt.ethernet.Ethernet(src=_mac(zlib.crc32(s)), dst=_mac(zlib.crc32(d)),
-                                     type=etype, data=ip)
+        eth = dpkt.ethernet.Ethernet(
+            src=_mac(zlib.crc32(s)), dst=_mac(zlib.crc32(d)), type=etype, data=ip
+        )
         raw = bytes(eth)
         if self.vlan is not None:
             raw = raw[:12] + struct.pack("!HH", 0x8100, self.vlan) + raw[12:]
         self.frames.append((self._tick(), raw))
 
-    def tcp(self, src: str, dst: str, sport: int, dport: int, flags: int, seq: int, ack: int,
-            data: bytes = b"") -> None:
-        seg = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq & 0xFFFFFFFF,
-                           ack=ack & 0xFFFFFFFF, win=65535, data=data)
+    def tcp(
+        self,
+        src: str,
+        dst: str,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        data: bytes = b"",
+    ) -> None:
+        seg = dpkt.tcp.TCP(
+            sport=sport,
+            dport=dport,
+            flags=flags,
+            seq=seq & 0xFFFFFFFF,
+            ack=ack & 0xFFFFFFFF,
+            win=65535,
+            data=data,
+        )
         self.frame(src, dst, seg, dpkt.ip.IP_PROTO_TCP)
 
-    def tcp_session(self, client: str, server: str, sport: int, dport: int,
-                    exchange: list[tuple[int, bytes]] | None = None, handshake: bool = True,
-                    close: bool = True, reset: bool = False) -> None:
+    def tcp_session(
+        self,
+        client: str,
+        server: str,
+        sport: int,
+        dport: int,
+        exchange: list[tuple[int, bytes]] | None = None,
+        handshake: bool = True,
+        close: bool = True,
+        reset: bool = False,
+    ) -> None:
         """A TCP connection: handshake, ``exchange`` [(0 = client->server | 1, bytes)], close."""
         self.isn += 7919
         cseq, sseq = self.isn, self.isn * 3
-        A, S, F, R, P = (dpkt.tcp.TH_ACK, dpkt.tcp.TH_SYN, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST,
-                         dpkt.tcp.TH_PUSH)
+        A, S, F, R, P = (
+            dpkt.tcp.TH_ACK,
+            dpkt.tcp.TH_SYN,
+            dpkt.tcp.TH_FIN,
+            dpkt.tcp.TH_RST,
+            dpkt.tcp.TH_PUSH,
+        )
         if handshake:
             self.tcp(client, server, sport, dport, S, cseq, 0)
             self.tcp(server, client, dport, sport, S | A, sseq, cseq + 1)
@@ -149,8 +184,11 @@ def _ext(ext_type: int, body: bytes) -> bytes:
     return _u16(ext_type) + _u16(len(body)) + body
 
 
-def client_hello(sni: str | None = None, versions: tuple[str, ...] = ("TLS 1.3", "TLS 1.2"),
-                 legacy: str = "TLS 1.2") -> bytes:
+def client_hello(
+    sni: str | None = None,
+    versions: tuple[str, ...] = ("TLS 1.3", "TLS 1.2"),
+    legacy: str = "TLS 1.2",
+) -> bytes:
     """A ClientHello record offering ``versions`` (supported_versions when TLS 1.3 is offered)."""
     exts = b""
     if sni:
@@ -161,8 +199,17 @@ def client_hello(sni: str | None = None, versions: tuple[str, ...] = ("TLS 1.3",
         vs = b"".join(_u16(TLS_VERSIONS[v]) for v in versions)
         exts += _ext(43, bytes([len(vs)]) + vs)
         exts += _ext(51, _u16(36) + _u16(29) + _u16(32) + b"\x11" * 32)
-    body = (_u16(TLS_VERSIONS[legacy]) + b"\x01" * 32 + b"\x20" + b"\x02" * 32
-            + _u16(4) + b"\x13\x01\xc0\x2f" + b"\x01\x00" + _u16(len(exts)) + exts)
+    body = (
+        _u16(TLS_VERSIONS[legacy])
+        + b"\x01" * 32
+        + b"\x20"
+        + b"\x02" * 32
+        + _u16(4)
+        + b"\x13\x01\xc0\x2f"
+        + b"\x01\x00"
+        + _u16(len(exts))
+        + exts
+    )
     return tls_record(22, _hs(1, body), 0x0301)
 
 
@@ -186,8 +233,13 @@ def certificate_request() -> bytes:
     return _hs(13, b"\x01\x01" + _u16(2) + b"\x04\x01" + _u16(0))
 
 
-def tls_handshake(version: str = "TLS 1.2", sni: str | None = None, mutual: bool = False,
-                  client_cert: bool = True, app_bytes: int = 2000) -> list[tuple[int, bytes]]:
+def tls_handshake(
+    version: str = "TLS 1.2",
+    sni: str | None = None,
+    mutual: bool = False,
+    client_cert: bool = True,
+    app_bytes: int = 2000,
+) -> list[tuple[int, bytes]]:
     """The payload exchange of a TLS session. ``mutual``: the server asks for a certificate;
     ``client_cert``: whether the client's Certificate message then carries one."""
     rec_v = TLS_VERSIONS[version] if version != "TLS 1.3" else 0x0303
@@ -195,8 +247,14 @@ def tls_handshake(version: str = "TLS 1.2", sni: str | None = None, mutual: bool
     legacy = "TLS 1.2" if version == "TLS 1.3" else version
     out: list[tuple[int, bytes]] = [(0, client_hello(sni, offered, legacy))]
     if version == "TLS 1.3":
-        out.append((1, tls_record(22, server_hello(version), 0x0303)
-                    + tls_record(20, b"\x01", 0x0303) + tls_record(23, b"\x55" * 900, 0x0303)))
+        out.append(
+            (
+                1,
+                tls_record(22, server_hello(version), 0x0303)
+                + tls_record(20, b"\x01", 0x0303)
+                + tls_record(23, b"\x55" * 900, 0x0303),
+            )
+        )
         out.append((0, tls_record(20, b"\x01", 0x0303) + tls_record(23, b"\x66" * 300, 0x0303)))
     else:
         flight = server_hello(version) + certificate()
@@ -230,10 +288,13 @@ def app_data(size: int, version: int = 0x0303, fill: int = 0x5A) -> bytes:
 # -- HTTP, DNS, others --------------------------------------------------------------------
 
 
-def http_request(method: str, target: str, host: str, user_agent: str = "curl/8.5.0",
-                 body: int = 0) -> bytes:
-    head = (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\n"
-            f"Content-Length: {body}\r\n\r\n").encode()
+def http_request(
+    method: str, target: str, host: str, user_agent: str = "curl/8.5.0", body: int = 0
+) -> bytes:
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {user_agent}\r\n"
+        f"Content-Length: {body}\r\n\r\n"
+    ).encode()
     return head + bytes((i * 31) & 0xFF for i in range(body))
 
 
@@ -244,11 +305,15 @@ def http_response(status: int = 200, body: int = 0) -> bytes:
 def bits_upload(target: str, host: str, size: int) -> list[tuple[int, bytes]]:
     """A BITS upload: Create-Session, then the fragment with the disk bytes, then the replies."""
     ua = "Microsoft BITS/7.8"
-    create = (f"BITS_POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
-              "BITS-Packet-Type: Create-Session\r\nContent-Length: 0\r\n\r\n").encode()
-    frag = (f"BITS_POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
-            f"BITS-Packet-Type: Fragment\r\nContent-Range: bytes 0-{size - 1}/{size}\r\n"
-            f"Content-Length: {size}\r\n\r\n").encode()
+    create = (
+        f"BITS_POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
+        "BITS-Packet-Type: Create-Session\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    frag = (
+        f"BITS_POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
+        f"BITS-Packet-Type: Fragment\r\nContent-Range: bytes 0-{size - 1}/{size}\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
     disk = bytes((i * 7) & 0xFF for i in range(size))
     ack = b"HTTP/1.1 200 OK\r\nBITS-Packet-Type: Ack\r\nContent-Length: 0\r\n\r\n"
     return [(0, create), (1, ack), (0, frag + disk), (1, ack)]
@@ -257,13 +322,17 @@ def bits_upload(target: str, host: str, size: int) -> list[tuple[int, bytes]]:
 def dns_exchange(name: str, addrs: list[str], qid: int = 0x1234) -> tuple[bytes, bytes]:
     """(query, response) DNS messages answering ``name`` with ``addrs``."""
     q = dpkt.dns.DNS(id=qid, op=dpkt.dns.DNS_RD, qd=[dpkt.dns.DNS.Q(name=name)])
-    r = dpkt.dns.DNS(id=qid, op=dpkt.dns.DNS_RD | dpkt.dns.DNS_QR | dpkt.dns.DNS_RA,
-                     qd=[dpkt.dns.DNS.Q(name=name)])
+    r = dpkt.dns.DNS(
+        id=qid,
+        op=dpkt.dns.DNS_RD | dpkt.dns.DNS_QR | dpkt.dns.DNS_RA,
+        qd=[dpkt.dns.DNS.Q(name=name)],
+    )
     answers = []
     for a in addrs:
         raw, v6 = _ip(a)
-        rr = dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_AAAA if v6 else dpkt.dns.DNS_A,
-                             ttl=60, rdata=raw)
+        rr = dpkt.dns.DNS.RR(
+            name=name, type=dpkt.dns.DNS_AAAA if v6 else dpkt.dns.DNS_A, ttl=60, rdata=raw
+        )
         if v6:
             rr.ip6 = raw
         else:
@@ -284,14 +353,20 @@ def ldap_bind() -> bytes:
 
 
 def ssh_exchange() -> list[tuple[int, bytes]]:
-    return [(1, b"SSH-2.0-OpenSSH_9.6\r\n"), (0, b"SSH-2.0-OpenSSH_9.6p1\r\n"),
-            (0, b"\x00\x00\x05\xdc\x0a\x14" + b"\x33" * 300), (1, b"\x00\x00\x04\x1c\x0a\x14" + b"\x44" * 300)]
+    return [
+        (1, b"SSH-2.0-OpenSSH_9.6\r\n"),
+        (0, b"SSH-2.0-OpenSSH_9.6p1\r\n"),
+        (0, b"\x00\x00\x05\xdc\x0a\x14" + b"\x33" * 300),
+        (1, b"\x00\x00\x04\x1c\x0a\x14" + b"\x44" * 300),
+    ]
 
 
 def nats_exchange() -> list[tuple[int, bytes]]:
-    return [(1, b'INFO {"server_id":"nats-0","version":"2.10.0","auth_required":true}\r\n'),
-            (0, b'CONNECT {"user":"nats","pass":"secret","verbose":false}\r\n'),
-            (0, b"PUB router.register 42\r\n" + b"{" + b"r" * 40 + b"}\r\n")]
+    return [
+        (1, b'INFO {"server_id":"nats-0","version":"2.10.0","auth_required":true}\r\n'),
+        (0, b'CONNECT {"user":"nats","pass":"secret","verbose":false}\r\n'),
+        (0, b"PUB router.register 42\r\n" + b"{" + b"r" * 40 + b"}\r\n"),
+    ]
 
 
 def mysql_exchange() -> list[tuple[int, bytes]]:

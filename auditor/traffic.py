@@ -46,18 +46,21 @@ class Traffic:
         )
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, CaptureError | None]]:
+def expand_paths(
+    paths: Iterable[str | os.PathLike[str]],
+) -> Iterator[tuple[str, CaptureError | None]]:
     """Yield capture file paths; directories are walked (sorted) for capture files."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             found = sorted(
-                q
-                for q in p.rglob("*")
-                if q.is_file() and q.name.lower().endswith(CAPTURE_SUFFIXES)
+                q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(CAPTURE_SUFFIXES)
             )
             if not found:
-                yield str(p), CaptureError(p, "directory holds no capture files (.pcap, .pcapng, .cap, .gz)")
+                yield (
+                    str(p),
+                    CaptureError(p, "directory holds no capture files (.pcap, .pcapng, .cap, .gz)"),
+                )
             for q in found:
                 yield str(q), None
         else:
@@ -90,9 +93,17 @@ def capture_record(info: Any) -> dict[str, Any]:
 def failed_capture(path: str, exc: CaptureError) -> dict[str, Any]:
     """The capture object of a file that could not be read: same keys, nothing counted."""
     return {
-        "path": path, "format": None, "compressed": False, "linktypes": [], "packets": 0,
-        "bytes": 0, "first_seen": None, "last_seen": None, "truncated": False,
-        "decode_errors": {}, "error": exc.one_line(),
+        "path": path,
+        "format": None,
+        "compressed": False,
+        "linktypes": [],
+        "packets": 0,
+        "bytes": 0,
+        "first_seen": None,
+        "last_seen": None,
+        "truncated": False,
+        "decode_errors": {},
+        "error": exc.one_line(),
     }
 
 

@@ -36,8 +36,11 @@ def build_capture(path: Path) -> int:
                 with trace.open("rb") as fh:
                     head = fh.read(4)
                     fh.seek(0)
-                    reader = (dpkt.pcapng.Reader(fh) if head == b"\x0a\x0d\x0d\x0a"
-                              else dpkt.pcap.Reader(fh))
+                    reader = (
+                        dpkt.pcapng.Reader(fh)
+                        if head == b"\x0a\x0d\x0d\x0a"
+                        else dpkt.pcap.Reader(fh)
+                    )
                     if reader.datalink() != dpkt.pcap.DLT_EN10MB:
                         continue
                     frames.extend((ts, bytes(buf)) for ts, buf in reader)
@@ -79,8 +82,13 @@ def _synthetic_frames() -> list[tuple[float, bytes]]:
     c = synth.Capture()
     for n in range(2000):
         a, b = f"10.{n % 200}.{n % 7}.{n % 250 + 1}", f"10.200.0.{n % 50 + 1}"
-        c.tcp_session(a, b, 40000 + n % 20000, 443,
-                      synth.tls_handshake("TLS 1.2", sni=f"h{n}.example", app_bytes=4000))
+        c.tcp_session(
+            a,
+            b,
+            40000 + n % 20000,
+            443,
+            synth.tls_handshake("TLS 1.2", sni=f"h{n}.example", app_bytes=4000),
+        )
         q, r = synth.dns_exchange(f"h{n}.example", [b])
         c.udp(a, "10.0.0.53", 50000 + n % 10000, 53, q)
         c.udp("10.0.0.53", a, 53, 50000 + n % 10000, r)
@@ -98,8 +106,10 @@ def run(cmd: list[str]) -> tuple[float, int, int]:
         errf.seek(0)
         err = errf.read().decode(errors="replace")
     if proc.returncode not in (0, 1):
-        print(f"  ! {' '.join(cmd[:3])}... exited {proc.returncode}: {err.strip()[:200]}",
-              file=sys.stderr)
+        print(
+            f"  ! {' '.join(cmd[:3])}... exited {proc.returncode}: {err.strip()[:200]}",
+            file=sys.stderr,
+        )
     return wall, usage.ru_maxrss // 1024, proc.returncode
 
 
@@ -136,17 +146,34 @@ def main() -> None:
         subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
     packets = _count(pcap)
     size_mb = pcap.stat().st_size / 1e6
-    print(f"capture: {pcap.relative_to(ROOT)}  {packets:,} packets  {size_mb:.0f} MB"
-          f"  ({'zeek corpus, replicated' if ZEEK.is_dir() else 'synthetic'})")
+    print(
+        f"capture: {pcap.relative_to(ROOT)}  {packets:,} packets  {size_mb:.0f} MB"
+        f"  ({'zeek corpus, replicated' if ZEEK.is_dir() else 'synthetic'})"
+    )
     cli = str(Path(PY).with_name("pcap-audit"))
     rows: list[tuple[str, float, int]] = []
     for label, cmd in [
         ("pcap-audit flows (pcap)", [PY, "-c", FLOWS_ONLY, str(pcap)]),
         ("pcap-audit flows (pcapng)", [PY, "-c", FLOWS_ONLY, str(pcapng)]),
-        ("pcap-audit audit (pcap)", [cli, str(pcap), "--ruleset", "applayering", "--format",
-                                     "json", "-o", os.devnull, "--fail-on", "never"]),
-        ("tshark -z conv,tcp -z conv,udp", ["tshark", "-q", "-n", "-z", "conv,tcp", "-z",
-                                            "conv,udp", "-r", str(pcap)]),
+        (
+            "pcap-audit audit (pcap)",
+            [
+                cli,
+                str(pcap),
+                "--ruleset",
+                "applayering",
+                "--format",
+                "json",
+                "-o",
+                os.devnull,
+                "--fail-on",
+                "never",
+            ],
+        ),
+        (
+            "tshark -z conv,tcp -z conv,udp",
+            ["tshark", "-q", "-n", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)],
+        ),
         ("plain dpkt decode loop", [PY, "-c", DPKT_LOOP, str(pcap)]),
     ]:
         if cmd[0] == "tshark" and not shutil.which("tshark"):

@@ -26,12 +26,27 @@ MB = 1_000_000
 Sample = tuple[synth.Capture, dict[str, list[str]]]
 
 
-def tls(c: synth.Capture, client: str, server: str, port: int, sport: int,
-        version: str = "TLS 1.2", sni: str | None = None, mutual: bool = False,
-        client_cert: bool = True, size: int = 4000) -> None:
-    c.tcp_session(client, server, sport, port,
-                  synth.tls_handshake(version, sni=sni, mutual=mutual, client_cert=client_cert,
-                                      app_bytes=size))
+def tls(
+    c: synth.Capture,
+    client: str,
+    server: str,
+    port: int,
+    sport: int,
+    version: str = "TLS 1.2",
+    sni: str | None = None,
+    mutual: bool = False,
+    client_cert: bool = True,
+    size: int = 4000,
+) -> None:
+    c.tcp_session(
+        client,
+        server,
+        sport,
+        port,
+        synth.tls_handshake(
+            version, sni=sni, mutual=mutual, client_cert=client_cert, app_bytes=size
+        ),
+    )
 
 
 def dns(c: synth.Capture, client: str, server: str, name: str, addr: str, sport: int) -> None:
@@ -86,8 +101,13 @@ def _al_baseline(c: synth.Capture) -> None:
     tls(c, a["hyperv"], a["appliance"], 3515, 51006, size=2 * MB)  # disk upload, HTTPS
     tls(c, a["appliance"], a["ad"], 636, 51007, sni="dc1.corp.example")
     dns(c, a["appliance"], a["ad"], "dc1.corp.example", a["ad"], 52000)
-    c.tcp_session(a["appliance"], a["files"], 51008, 445,
-                  [(0, b"\x00\x00\x00\x44\xfeSMB@\x00" + b"\x00" * 60)])
+    c.tcp_session(
+        a["appliance"],
+        a["files"],
+        51008,
+        445,
+        [(0, b"\x00\x00\x00\x44\xfeSMB@\x00" + b"\x00" * 60)],
+    )
     ntp(c, a["appliance"], a["ntp"])
     tls(c, a["compositing"], a["appliance"], 443, 51009)
     tls(c, a["appliance"], a["compositing"], 443, 51010)
@@ -105,18 +125,42 @@ def applayering_findings() -> Sample:
     _al_baseline(c)
     c.at(60)
     # plaintext_disk_transfer: BITS download of a layer disk over HTTP on 3009, upload on 3015
-    c.tcp_session(a["agent"], a["appliance"], 52001, 3009, [
-        (0, synth.http_request("GET", "/disks/win2022-os-layer.vhd", "elm.corp.example:3009",
-                               "Microsoft BITS/7.8")),
-        (1, synth.http_response(206, 2 * MB)),
-    ])
-    c.tcp_session(a["hyperv"], a["appliance"], 52002, 3015,
-                  synth.bits_upload("/upload/packaging-disk.vhdx", "elm.corp.example:3015", MB))
+    c.tcp_session(
+        a["agent"],
+        a["appliance"],
+        52001,
+        3009,
+        [
+            (
+                0,
+                synth.http_request(
+                    "GET",
+                    "/disks/win2022-os-layer.vhd",
+                    "elm.corp.example:3009",
+                    "Microsoft BITS/7.8",
+                ),
+            ),
+            (1, synth.http_response(206, 2 * MB)),
+        ],
+    )
+    c.tcp_session(
+        a["hyperv"],
+        a["appliance"],
+        52002,
+        3015,
+        synth.bits_upload("/upload/packaging-disk.vhdx", "elm.corp.example:3015", MB),
+    )
     # plaintext_where_tls_required: plain HTTP to the HTTPS connector port
-    c.tcp_session(a["admin"], a["appliance"], 52003, 3509, [
-        (0, synth.http_request("GET", "/", "elm.corp.example:3509", "Mozilla/5.0")),
-        (1, synth.http_response(200, 5000)),
-    ])
+    c.tcp_session(
+        a["admin"],
+        a["appliance"],
+        52003,
+        3509,
+        [
+            (0, synth.http_request("GET", "/", "elm.corp.example:3509", "Mozilla/5.0")),
+            (1, synth.http_response(200, 5000)),
+        ],
+    )
     # weak_tls: LDAPS negotiated at TLS 1.0
     tls(c, a["appliance"], a["ad"], 636, 52004, "TLS 1.0", sni="dc1.corp.example")
     # unexpected_port: the agent tries SSH on the appliance (rejected), and RDP to the AD
@@ -146,18 +190,31 @@ TD = {
 
 def _td_inventory() -> dict[str, list[str]]:
     t = TD
-    return {"cloud_controller": [t["cc"]], "diego_database": [t["db"]],
-            "diego_brain": [t["brain"]], "diego_cell": [t["cell"]], "nats": [t["nats"]],
-            "mysql_proxy": [t["mysql"]], "uaa": [t["uaa"]]}
+    return {
+        "cloud_controller": [t["cc"]],
+        "diego_database": [t["db"]],
+        "diego_brain": [t["brain"]],
+        "diego_cell": [t["cell"]],
+        "nats": [t["nats"]],
+        "mysql_proxy": [t["mysql"]],
+        "uaa": [t["uaa"]],
+    }
 
 
 def _td_baseline(c: synth.Capture, skip: tuple[str, str, int] | None = None) -> None:
     t = TD
     port = 53000
     for src, dst, dport in [
-        ("cc", "db", 8889), ("cc", "db", 8891), ("brain", "db", 8891), ("cell", "db", 8889),
-        ("cell", "db", 8891), ("db", "db", 8891), ("brain", "cell", 1801), ("db", "cell", 1801),
-        ("cell", "brain", 9091), ("db", "cc", 9023),
+        ("cc", "db", 8889),
+        ("cc", "db", 8891),
+        ("brain", "db", 8891),
+        ("cell", "db", 8889),
+        ("cell", "db", 8891),
+        ("db", "db", 8891),
+        ("brain", "cell", 1801),
+        ("db", "cell", 1801),
+        ("cell", "brain", 9091),
+        ("db", "cc", 9023),
     ]:
         if (src, dst, dport) == skip:
             continue
@@ -187,15 +244,27 @@ def tas_diego_findings() -> Sample:
     # ... and over TLS 1.3, where it cannot be verified (info)
     tls(c, t["brain"], t["cell"], 1801, 54002, "TLS 1.3")
     # plaintext_where_tls_required: plain HTTP to the BBS
-    c.tcp_session(t["cc"], t["db"], 54003, 8889, [
-        (0, synth.http_request("POST", "/v1/desired_lrp_scheduling_infos/list", "bbs:8889")),
-        (1, synth.http_response(200, 800)),
-    ])
+    c.tcp_session(
+        t["cc"],
+        t["db"],
+        54003,
+        8889,
+        [
+            (0, synth.http_request("POST", "/v1/desired_lrp_scheduling_infos/list", "bbs:8889")),
+            (1, synth.http_response(200, 800)),
+        ],
+    )
     # plaintext_disk_transfer: a droplet fetched over plain HTTP from the CC uploader port
-    c.tcp_session(t["cell"], t["brain"], 54004, 9091, [
-        (0, synth.http_request("GET", "/v1/static/droplet.tgz", "cc-uploader:9091")),
-        (1, synth.http_response(200, MB)),
-    ])
+    c.tcp_session(
+        t["cell"],
+        t["brain"],
+        54004,
+        9091,
+        [
+            (0, synth.http_request("GET", "/v1/static/droplet.tgz", "cc-uploader:9091")),
+            (1, synth.http_response(200, MB)),
+        ],
+    )
     # weak_tls: TLS 1.1 to the file server
     tls(c, t["cell"], t["brain"], 8447, 54005, "TLS 1.1")
     # unexpected_port: the cell tries the database's MySQL directly
@@ -207,23 +276,46 @@ def tas_diego_findings() -> Sample:
 
 # -- UForge ---------------------------------------------------------------------------------
 
-UF = {"uforge": "10.30.0.10", "vcenter": "10.30.1.10", "openstack": "10.30.2.10",
-      "abiquo": "10.30.3.10", "aws": "52.94.133.131"}
+UF = {
+    "uforge": "10.30.0.10",
+    "vcenter": "10.30.1.10",
+    "openstack": "10.30.2.10",
+    "abiquo": "10.30.3.10",
+    "aws": "52.94.133.131",
+}
 
 
 def _uf_inventory() -> dict[str, list[str]]:
     u = UF
-    return {"uforge": [u["uforge"]], "vcenter": [u["vcenter"]], "openstack": [u["openstack"]],
-            "abiquo": [u["abiquo"]], "aws": ["*.amazonaws.com"]}
+    return {
+        "uforge": [u["uforge"]],
+        "vcenter": [u["vcenter"]],
+        "openstack": [u["openstack"]],
+        "abiquo": [u["abiquo"]],
+        "aws": ["*.amazonaws.com"],
+    }
 
 
 def _uf_baseline(c: synth.Capture) -> None:
     u = UF
-    tls(c, u["uforge"], u["aws"], 443, 55001, "TLS 1.3", sni="s3.eu-west-1.amazonaws.com",
-        size=2 * MB)
+    tls(
+        c,
+        u["uforge"],
+        u["aws"],
+        443,
+        55001,
+        "TLS 1.3",
+        sni="s3.eu-west-1.amazonaws.com",
+        size=2 * MB,
+    )
     tls(c, u["uforge"], u["vcenter"], 443, 55002, size=2 * MB)
-    c.tcp_session(u["uforge"], u["openstack"], 55003, 9292,
-                  [(0, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00")] + [(0, b"\x17\x03\x03" + b"\x00" * 4000)])
+    c.tcp_session(
+        u["uforge"],
+        u["openstack"],
+        55003,
+        9292,
+        [(0, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"), (0, b"\x17\x03\x03" + b"\x00" * 4000)],
+    )
     tls(c, u["uforge"], u["abiquo"], 443, 55004)
     tls(c, u["abiquo"], u["uforge"], 443, 55005, size=MB)
 
@@ -242,19 +334,39 @@ def uforge_findings() -> Sample:
     # unexpected_port + unknown_host: DNS is not among UForge's documented flows
     dns(c, u["uforge"], "10.30.0.53", "s3.eu-west-1.amazonaws.com", u["aws"], 55000)
     # plaintext_disk_transfer: the image pushed to vCenter over HTTP (port 80)
-    c.tcp_session(u["uforge"], u["vcenter"], 56001, 80, [
-        (0, synth.http_request("PUT", "/folder/images/centos9.vmdk?dcPath=dc1", "vcenter.corp",
-                               "UForge/3.8", MB)),
-        (1, synth.http_response(201)),
-    ])
+    c.tcp_session(
+        u["uforge"],
+        u["vcenter"],
+        56001,
+        80,
+        [
+            (
+                0,
+                synth.http_request(
+                    "PUT",
+                    "/folder/images/centos9.vmdk?dcPath=dc1",
+                    "vcenter.corp",
+                    "UForge/3.8",
+                    MB,
+                ),
+            ),
+            (1, synth.http_response(201)),
+        ],
+    )
     # weak_tls: the Abiquo API at TLS 1.0
     tls(c, u["uforge"], u["abiquo"], 443, 56002, "TLS 1.0")
     # unexpected_port: vCenter calls UForge back on 8080 (not documented)
-    c.tcp_session(u["vcenter"], u["uforge"], 56003, 8080,
-                  [(0, synth.http_request("GET", "/api", "uforge"))])
+    c.tcp_session(
+        u["vcenter"], u["uforge"], 56003, 8080, [(0, synth.http_request("GET", "/api", "uforge"))]
+    )
     # plaintext_where_tls_required: plain HTTP on the AWS upload port
-    c.tcp_session(u["uforge"], u["aws"], 56004, 443, [
-        (0, synth.http_request("GET", "/", "s3.eu-west-1.amazonaws.com"))])
+    c.tcp_session(
+        u["uforge"],
+        u["aws"],
+        56004,
+        443,
+        [(0, synth.http_request("GET", "/", "s3.eu-west-1.amazonaws.com"))],
+    )
     # unknown_host: an unlisted workstation talks to UForge
     tls(c, "10.30.9.9", u["uforge"], 443, 56005)
     return c, _uf_inventory()
@@ -280,8 +392,11 @@ def normalise(doc: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 def write_inventory(path: Path, ruleset: str, roles: dict[str, list[str]]) -> None:
-    lines = [f"# Inventory for the {ruleset} sample ({path.name.split('.')[0]}.pcap).",
-             "# roles: {role_id: [address | CIDR | DNS name | *.wildcard, ...]}", "roles:"]
+    lines = [
+        f"# Inventory for the {ruleset} sample ({path.name.split('.')[0]}.pcap).",
+        "# roles: {role_id: [address | CIDR | DNS name | *.wildcard, ...]}",
+        "roles:",
+    ]
     for role, entries in roles.items():
         lines.append(f"  {role}:")
         lines.extend(f'    - "{e}"' for e in entries)
@@ -305,8 +420,11 @@ def main() -> None:
             doc = normalise(result.document, folder)
             (folder / f"{kind}.expected.json").write_text(json.dumps(doc, indent=2) + "\n")
             by_kind = doc["summary"]["by_kind"]
-            print(f"{pcap.relative_to(ROOT)}: {len(capture.frames)} packets, "
-                  f"{doc['summary']['findings']} findings {by_kind}", file=sys.stderr)
+            print(
+                f"{pcap.relative_to(ROOT)}: {len(capture.frames)} packets, "
+                f"{doc['summary']['findings']} findings {by_kind}",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

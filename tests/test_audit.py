@@ -24,9 +24,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from auditor import synth
-from auditor.findings.engine import KINDS, AuditResult, audit
 from auditor.cli.main import cli
 from auditor.errors import ExitCode
+from auditor.findings.engine import KINDS, AuditResult, audit
 from auditor.report import FORMATS
 from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
 
@@ -205,8 +205,10 @@ def test_small_cleartext_on_a_disk_rule_is_not_a_disk_transfer(run: Runner) -> N
     as cleartext where TLS is required (3509), and not at all where HTTP is documented (3009)."""
     f = only(run.findings(lambda c: http(c, PVS, APPLIANCE, 3509, response=2000),
                           inventory=AL_INVENTORY))  # fmt: skip
-    assert (f["kind"], f["rule_id"]) == ("plaintext_where_tls_required",
-                                         "pvs-agent-disk-download-https")
+    assert (f["kind"], f["rule_id"]) == (
+        "plaintext_where_tls_required",
+        "pvs-agent-disk-download-https",
+    )
     assert run.findings(lambda c: http(c, PVS, APPLIANCE, 3009, response=2000),
                         inventory=AL_INVENTORY) == []  # fmt: skip
 

@@ -16,7 +16,6 @@ from auditor.cli.flows import command as flows_command
 from auditor.traffic import read_traffic
 
 
-
 def flows_of(*paths: Path) -> list[dict[str, Any]]:
     t = read_traffic(paths)
     assert t.flows is not None
@@ -32,14 +31,26 @@ def one(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
 @pytest.fixture
 def states_pcap(tmp_path: Path) -> Path:
     c = synth.Capture()
-    c.tcp_session("10.0.0.1", "10.0.0.2", 40001, 80,
-                  [(0, synth.http_request("GET", "/", "web")), (1, synth.http_response(200, 10))])
+    c.tcp_session(
+        "10.0.0.1",
+        "10.0.0.2",
+        40001,
+        80,
+        [(0, synth.http_request("GET", "/", "web")), (1, synth.http_response(200, 10))],
+    )
     c.tcp_session("10.0.0.1", "10.0.0.2", 40002, 80, [(0, b"x")], close=False)
     c.tcp_rejected("10.0.0.1", "10.0.0.2", 40003, 23)
     c.tcp("10.0.0.1", "10.0.0.2", 40004, 25, dpkt.tcp.TH_SYN, 1, 0)
     # midstream: the server talks first, no handshake seen
-    c.tcp_session("10.0.0.9", "10.0.0.1", 443, 51000, [(0, b"\x17\x03\x03\x00\x05hello")],
-                  handshake=False, close=False)
+    c.tcp_session(
+        "10.0.0.9",
+        "10.0.0.1",
+        443,
+        51000,
+        [(0, b"\x17\x03\x03\x00\x05hello")],
+        handshake=False,
+        close=False,
+    )
     return c.write(tmp_path / "states.pcap")
 
 
@@ -54,7 +65,11 @@ def test_states_and_direction(states_pcap: Path) -> None:
     mid = one(rows, state="midstream")
     # port heuristics: 443 is the server even though it sent first
     assert (mid["src_ip"], mid["src_port"], mid["dst_ip"], mid["dst_port"]) == (
-        "10.0.0.1", 51000, "10.0.0.9", 443)
+        "10.0.0.1",
+        51000,
+        "10.0.0.9",
+        443,
+    )
     assert mid["direction_inferred"] is True
     http = one(rows, src_port=40001)
     assert http["direction_inferred"] is False
@@ -112,7 +127,7 @@ def test_ipv6_vlan_and_community_id(tmp_path: Path) -> None:
 
 def test_udp_direction_by_port(tmp_path: Path) -> None:
     c = synth.Capture()
-    q, resp = synth.dns_exchange("appliance.corp.example", ["10.0.0.10"])
+    _, resp = synth.dns_exchange("appliance.corp.example", ["10.0.0.10"])
     c.udp("10.0.0.53", "10.0.0.1", 53, 50000, resp)  # answer first: capture began late
     r = flows_of(c.write(tmp_path / "dns.pcap"))[0]
     assert (r["src_ip"], r["dst_port"]) == ("10.0.0.1", 53)
@@ -128,9 +143,19 @@ def _frag_capture(path: Path) -> Path:
     with path.open("wb") as fh:
         w = dpkt.pcap.Writer(fh)
         for i, (off, data, more) in enumerate(frags):
-            hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(data), 77,
-                              (0x2000 if more else 0) | (off // 8), 64, 17, 0,
-                              bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+            hdr = struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(data),
+                77,
+                (0x2000 if more else 0) | (off // 8),
+                64,
+                17,
+                0,
+                bytes([10, 0, 0, 1]),
+                bytes([10, 0, 0, 2]),
+            )
             eth = b"\x04" * 6 + b"\x02" * 6 + b"\x08\x00" + hdr + data
             w.writepkt(eth, ts=1_700_000_000 + i)
     return path
@@ -149,14 +174,41 @@ def test_flows_json_contract(states_pcap: Path) -> None:
     doc = json.loads(res.stdout)
     assert set(doc) == {"captures", "flows"}
     cap = doc["captures"][0]
-    for key in ("path", "format", "linktypes", "packets", "bytes", "first_seen", "last_seen",
-                "truncated", "decode_errors"):
+    for key in (
+        "path",
+        "format",
+        "linktypes",
+        "packets",
+        "bytes",
+        "first_seen",
+        "last_seen",
+        "truncated",
+        "decode_errors",
+    ):
         assert key in cap
     for f in doc["flows"]:
-        for key in ("flow_id", "community_id", "src_ip", "src_port", "dst_ip", "dst_port",
-                    "proto", "first_seen", "last_seen", "packets_fwd", "packets_rev",
-                    "bytes_fwd", "bytes_rev", "state", "direction_inferred", "app",
-                    "tls_version", "sni", "vlan", "tunnel"):
+        for key in (
+            "flow_id",
+            "community_id",
+            "src_ip",
+            "src_port",
+            "dst_ip",
+            "dst_port",
+            "proto",
+            "first_seen",
+            "last_seen",
+            "packets_fwd",
+            "packets_rev",
+            "bytes_fwd",
+            "bytes_rev",
+            "state",
+            "direction_inferred",
+            "app",
+            "tls_version",
+            "sni",
+            "vlan",
+            "tunnel",
+        ):
             assert key in f
         assert f["first_seen"].endswith("Z")
 
@@ -212,18 +264,30 @@ def test_truncated_capture_keeps_readable_part(tmp_path: Path, states_pcap: Path
     assert doc["captures"][0]["packets"] == 15
 
 
-def test_flushing_settled_flows_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flushing_settled_flows_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Classifying settled flows early (to bound memory) gives the same table as at the end."""
     from auditor import flows as F
     from auditor.capture import read_packets
 
     c = synth.Capture()
     for i in range(40):
-        c.tcp_session(f"10.0.1.{i + 1}", "10.0.0.2", 40000 + i, 443,
-                      synth.tls_handshake("TLS 1.2", sni=f"h{i}.example", app_bytes=100))
-        c.tcp_session(f"10.0.1.{i + 1}", "10.0.0.3", 41000 + i, 80,
-                      [(0, synth.http_request("GET", f"/{i}", "web")), (1, synth.http_response())],
-                      close=False)
+        c.tcp_session(
+            f"10.0.1.{i + 1}",
+            "10.0.0.2",
+            40000 + i,
+            443,
+            synth.tls_handshake("TLS 1.2", sni=f"h{i}.example", app_bytes=100),
+        )
+        c.tcp_session(
+            f"10.0.1.{i + 1}",
+            "10.0.0.3",
+            41000 + i,
+            80,
+            [(0, synth.http_request("GET", f"/{i}", "web")), (1, synth.http_response())],
+            close=False,
+        )
     path = c.write(tmp_path / "many.pcap")
 
     def build(flush_at: int) -> list[dict[str, Any]]:

@@ -38,11 +38,21 @@ def test_names_place_cloud_endpoints(tmp_path: Path, how: str) -> None:
     c = synth.Capture()
     aws = "52.94.133.131"
     if how == "sni":
-        c.tcp_session("10.0.0.1", aws, 40000, 443,
-                      synth.tls_handshake("TLS 1.3", sni="S3.eu-west-1.AmazonAWS.com"))
+        c.tcp_session(
+            "10.0.0.1",
+            aws,
+            40000,
+            443,
+            synth.tls_handshake("TLS 1.3", sni="S3.eu-west-1.AmazonAWS.com"),
+        )
     elif how == "host":
-        c.tcp_session("10.0.0.1", aws, 40000, 80,
-                      [(0, synth.http_request("PUT", "/img", "s3.eu-west-1.amazonaws.com:80"))])
+        c.tcp_session(
+            "10.0.0.1",
+            aws,
+            40000,
+            80,
+            [(0, synth.http_request("PUT", "/img", "s3.eu-west-1.amazonaws.com:80"))],
+        )
     else:
         q, r = synth.dns_exchange("s3.eu-west-1.amazonaws.com", [aws])
         c.udp("10.0.0.1", "10.0.0.53", 50000, 53, q)
@@ -58,8 +68,13 @@ def test_names_place_cloud_endpoints(tmp_path: Path, how: str) -> None:
 
 def test_wildcard_does_not_match_the_bare_domain_or_a_lookalike(tmp_path: Path) -> None:
     c = synth.Capture()
-    c.tcp_session("10.0.0.1", "198.51.100.7", 40000, 443,
-                  synth.tls_handshake("TLS 1.3", sni="amazonaws.com.evil.example"))
+    c.tcp_session(
+        "10.0.0.1",
+        "198.51.100.7",
+        40000,
+        443,
+        synth.tls_handshake("TLS 1.3", sni="amazonaws.com.evil.example"),
+    )
     inv = inventory(tmp_path, 'roles:\n  uforge: [10.0.0.1]\n  aws: ["*.amazonaws.com"]\n')
     assert "198.51.100.7" not in roles_of(resolve_roles(UF, flows(tmp_path, c), inv))
 
@@ -88,10 +103,12 @@ def test_inventory_hosts_not_in_the_capture_still_count(tmp_path: Path) -> None:
 
 def test_inference_uses_distinctive_served_ports(tmp_path: Path) -> None:
     c = synth.Capture()
-    c.tcp_session("10.10.0.10", "10.10.0.21", 40000, 8016,
-                  synth.tls_handshake("TLS 1.2", app_bytes=100))
-    c.tcp_session("10.10.0.21", "10.10.0.10", 40001, 3509,
-                  synth.tls_handshake("TLS 1.2", app_bytes=100))
+    c.tcp_session(
+        "10.10.0.10", "10.10.0.21", 40000, 8016, synth.tls_handshake("TLS 1.2", app_bytes=100)
+    )
+    c.tcp_session(
+        "10.10.0.21", "10.10.0.10", 40001, 3509, synth.tls_handshake("TLS 1.2", app_bytes=100)
+    )
     got = roles_of(infer_roles(AL, flows(tmp_path, c)))
     # served 8016: an agent; fetched from the PVS disk port 3509: the agent on a PVS server
     assert got["10.10.0.21"] == ("agent", "pvs_agent")
@@ -116,10 +133,20 @@ def test_user_agent_hint_needs_a_plausible_flow(tmp_path: Path) -> None:
     c = synth.Capture()
     # BITS towards the appliance's disk port: an agent; a browser on the web: not an admin
     c.tcp_session("10.10.0.10", "10.10.0.21", 40000, 8016, [(0, b"\x16\x03\x01\x00\x01\x01")])
-    c.tcp_session("10.10.0.21", "10.10.0.10", 40001, 3009,
-                  [(0, synth.http_request("GET", "/d.vhd", "elm", "Microsoft BITS/7.8"))])
-    c.tcp_session("10.10.0.77", "93.184.216.34", 40002, 80,
-                  [(0, synth.http_request("GET", "/", "example.com", "Mozilla/5.0"))])
+    c.tcp_session(
+        "10.10.0.21",
+        "10.10.0.10",
+        40001,
+        3009,
+        [(0, synth.http_request("GET", "/d.vhd", "elm", "Microsoft BITS/7.8"))],
+    )
+    c.tcp_session(
+        "10.10.0.77",
+        "93.184.216.34",
+        40002,
+        80,
+        [(0, synth.http_request("GET", "/", "example.com", "Mozilla/5.0"))],
+    )
     got = roles_of(infer_roles(AL, flows(tmp_path, c)))
     assert "pvs_agent" in got["10.10.0.21"]
     assert "10.10.0.77" not in got
@@ -129,10 +156,12 @@ def test_placed_peers_place_the_other_end(tmp_path: Path) -> None:
     """The appliance (placed by its own ports) reaching a host on LDAPS and DNS makes that
     host the Active Directory; UForge is placed through the platforms it pushes to."""
     c = synth.Capture()
-    c.tcp_session("10.10.0.21", "10.10.0.10", 40001, 3509,
-                  synth.tls_handshake("TLS 1.2", app_bytes=100))
-    c.tcp_session("10.10.0.10", "10.10.0.5", 40002, 636,
-                  synth.tls_handshake("TLS 1.2", app_bytes=100))
+    c.tcp_session(
+        "10.10.0.21", "10.10.0.10", 40001, 3509, synth.tls_handshake("TLS 1.2", app_bytes=100)
+    )
+    c.tcp_session(
+        "10.10.0.10", "10.10.0.5", 40002, 636, synth.tls_handshake("TLS 1.2", app_bytes=100)
+    )
     got = roles_of(infer_roles(AL, flows(tmp_path, c)))
     assert got["10.10.0.5"] == ("active_directory",)
     hosts = {h.ip: h for h in infer_roles(AL, flows(tmp_path, c))}

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from auditor.findings.engine import KINDS
 from auditor.cli.main import cli
+from auditor.findings.engine import KINDS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

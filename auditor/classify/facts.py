@@ -9,8 +9,8 @@ visible in the heads", never "false".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 

@@ -6,25 +6,47 @@ import sys
 
 import click
 
-from auditor.findings.engine import SEVERITIES, audit
 from auditor.cli.common import handle_errors
+from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
 
 
 @click.command("audit")
 @click.argument("captures", nargs=-1, required=True, type=click.Path())
-@click.option("-r", "--ruleset", "ruleset_name", required=True, metavar="NAME|PATH",
-              help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.")
-@click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Roles -> hosts (YAML). Without it, roles are inferred from the traffic.")
+@click.option(
+    "-r",
+    "--ruleset",
+    "ruleset_name",
+    required=True,
+    metavar="NAME|PATH",
+    help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
+)
+@click.option(
+    "-i",
+    "--inventory",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Roles -> hosts (YAML). Without it, roles are inferred from the traffic.",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-@click.option("--fail-on", type=click.Choice([*SEVERITIES, "never"]), default="medium",
-              show_default=True, help="Exit 1 when a finding is at or above this severity.")
+@click.option(
+    "--fail-on",
+    type=click.Choice([*SEVERITIES, "never"]),
+    default="medium",
+    show_default=True,
+    help="Exit 1 when a finding is at or above this severity.",
+)
 @handle_errors
-def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None, fmt: str,
-            output: str | None, fail_on: str) -> None:
+def command(
+    captures: tuple[str, ...],
+    ruleset_name: str,
+    inventory: str | None,
+    fmt: str,
+    output: str | None,
+    fail_on: str,
+) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set.
 
     Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it,

@@ -18,17 +18,38 @@ from auditor.traffic import read_traffic
 
 @click.command("roles")
 @click.argument("captures", nargs=-1, required=True, type=click.Path())
-@click.option("-r", "--ruleset", "ruleset_name", required=True, metavar="NAME|PATH",
-              help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.")
-@click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Show the inventory's placement instead of inferring.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "inventory"]),
-              default="table", show_default=True,
-              help="'inventory' writes an inventory YAML file to correct and reuse.")
+@click.option(
+    "-r",
+    "--ruleset",
+    "ruleset_name",
+    required=True,
+    metavar="NAME|PATH",
+    help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
+)
+@click.option(
+    "-i",
+    "--inventory",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Show the inventory's placement instead of inferring.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "inventory"]),
+    default="table",
+    show_default=True,
+    help="'inventory' writes an inventory YAML file to correct and reuse.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @handle_errors
-def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None, fmt: str,
-            output: str | None) -> None:
+def command(
+    captures: tuple[str, ...],
+    ruleset_name: str,
+    inventory: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
     """Show the roles of the hosts in CAPTURE files, inferred from the traffic (or an inventory).
 
     Example:
@@ -43,8 +64,12 @@ def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None,
     assert traffic.flows is not None
     roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
     if fmt == "json":
-        text = json.dumps({"ruleset": ruleset.name, "roles": [h.to_json() for h in roles.hosts]},
-                          indent=2) + "\n"
+        text = (
+            json.dumps(
+                {"ruleset": ruleset.name, "roles": [h.to_json() for h in roles.hosts]}, indent=2
+            )
+            + "\n"
+        )
     elif fmt == "inventory":
         mapping: dict[str, list[str]] = {}
         why: dict[tuple[str, str], str] = {}
@@ -62,7 +87,9 @@ def command(captures: tuple[str, ...], ruleset_name: str, inventory: str | None,
         lines = [f"{'ip':<40} {'roles':<32} {'source':<9} conf  evidence"]
         for h in roles.hosts:
             ev = h.evidence[0] if h.evidence else ""
-            lines.append(f"{h.ip:<40} {'+'.join(h.roles):<32} {h.source:<9} {h.confidence:.2f}  {ev}")
+            lines.append(
+                f"{h.ip:<40} {'+'.join(h.roles):<32} {h.source:<9} {h.confidence:.2f}  {ev}"
+            )
         text = "\n".join(lines) + "\n"
     if output:
         with open(output, "w", encoding="utf-8") as fh:

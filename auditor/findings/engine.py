@@ -102,8 +102,16 @@ class _Findings:
             "notes": list(rule.notes),
         }
 
-    def add(self, kind: str, row: dict[str, Any] | None, rule_id: str | None, message: str,
-            evidence: dict[str, Any], severity: str, **fields: Any) -> None:
+    def add(
+        self,
+        kind: str,
+        row: dict[str, Any] | None,
+        rule_id: str | None,
+        message: str,
+        evidence: dict[str, Any],
+        severity: str,
+        **fields: Any,
+    ) -> None:
         row = row or {}
         if len(row.get("rule_ids") or ()) > 1:
             evidence["matching_rules"] = list(row["rule_ids"])
@@ -130,10 +138,21 @@ class _Findings:
         }
         f.update(fields)
         ident = "|".join(
-            str(f[k]) for k in ("kind", "rule_id", "src_ip", "dst_ip", "dst_port", "proto",
-                                "src_role", "dst_role")
+            str(f[k])
+            for k in (
+                "kind",
+                "rule_id",
+                "src_ip",
+                "dst_ip",
+                "dst_port",
+                "proto",
+                "src_role",
+                "dst_role",
+            )
         )
-        f["id"] = kind[:3].upper() + "-" + hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
+        f["id"] = (
+            kind[:3].upper() + "-" + hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
+        )
         self.items.append(f)
 
 
@@ -145,8 +164,9 @@ def _roles(v: Any) -> str | None:
     return "+".join(v) if v else None
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
-          ) -> list[dict[str, Any]]:
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     cur = con.execute(sql, params or {})
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -156,8 +176,9 @@ def _endpoint(row: dict[str, Any]) -> str:
     return f"{row['src_ip']} -> {row['dst_ip']}:{row['dst_port']}/{row['proto']}"
 
 
-def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
-               capture_seconds: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run_checks(
+    ruleset: Ruleset, flows: pa.Table, roles: RoleMap, capture_seconds: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All checks over one flow table; returns (findings, role_pairs)."""
     con = duckdb.connect()
     con.execute("SET threads TO 1")
@@ -175,13 +196,16 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
     for row in _rows(con, queries.PLAINTEXT_DISK_TRANSFER, {"min_disk": MIN_DISK_BYTES}):
         rule = out.rules[row["rule_id"]]
         what = ", ".join(row["methods"] or []) or next(
-            (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext")
+            (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext"
+        )
         agents = row["agents"] or []
         pair = out.rules.get(rule.pair or "")
         tls_port = _ports_text(pair) if pair and pair.encrypted_required else None
-        msg = (f"{_human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
-               f"({what}{' by ' + agents[0] if agents else ''}) on {row['proto']}/{row['dst_port']}"
-               f" from {row['src_ip']} to {row['dst_ip']}")
+        msg = (
+            f"{_human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
+            f"({what}{' by ' + agents[0] if agents else ''}) on {row['proto']}/{row['dst_port']}"
+            f" from {row['src_ip']} to {row['dst_ip']}"
+        )
         if rule.encrypted_required:
             msg += f"; the document requires {rule.security.upper()} for this flow"
             sev = out.severity("plaintext_disk_transfer", rule.id)
@@ -192,48 +216,81 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
             msg += "; the document offers no encrypted alternative for this flow"
             sev = out.severity("plaintext_disk_transfer", rule.id, "low")
         ev: dict[str, Any] = {
-              "bytes_cleartext": int(row["payload_bytes"]), "http_methods": row["methods"] or [],
-              "user_agents": agents, "targets": (row["targets"] or [])[:10],
-              "flows": row["flows"], "encrypted_alternative": tls_port,
-              "vendor_reason": [n for n in rule.notes
-                                if "force HTTPS" in n or "performance reasons" in n]}
+            "bytes_cleartext": int(row["payload_bytes"]),
+            "http_methods": row["methods"] or [],
+            "user_agents": agents,
+            "targets": (row["targets"] or [])[:10],
+            "flows": row["flows"],
+            "encrypted_alternative": tls_port,
+            "vendor_reason": [
+                n for n in rule.notes if "force HTTPS" in n or "performance reasons" in n
+            ],
+        }
         out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
 
     for row in _rows(con, queries.PLAINTEXT_WHERE_TLS_REQUIRED, {"min_disk": MIN_DISK_BYTES}):
         rule = out.rules[row["rule_id"]]
         apps = [a for a in row["apps"] or [] if a]
-        msg = (f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
-               f"requires {rule.security.upper()} ({rule.id}).")
-        ev = {"apps": apps, "payload_bytes": int(row["payload_bytes"]),
-              "http_methods": row["methods"] or [], "http_hosts": row["hosts"] or [],
-              "required_security": rule.security, "flows": row["flows"]}
-        out.add("plaintext_where_tls_required", row, rule.id, msg, ev,
-                out.severity("plaintext_where_tls_required", rule.id))
+        msg = (
+            f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
+            f"requires {rule.security.upper()} ({rule.id})."
+        )
+        ev = {
+            "apps": apps,
+            "payload_bytes": int(row["payload_bytes"]),
+            "http_methods": row["methods"] or [],
+            "http_hosts": row["hosts"] or [],
+            "required_security": rule.security,
+            "flows": row["flows"],
+        }
+        out.add(
+            "plaintext_where_tls_required",
+            row,
+            rule.id,
+            msg,
+            ev,
+            out.severity("plaintext_where_tls_required", rule.id),
+        )
 
     for row in _rows(con, queries.MTLS_NOT_OBSERVED):
         rule = out.rules[row["rule_id"]]
         verdict = row["verdict"]
         if verdict == "no_client_cert":
-            msg = (f"Mutual TLS required ({rule.id}) but the client sent no certificate on "
-                   f"{_endpoint(row)} ({row['without_cert']} of {row['flows']} flows).")
+            msg = (
+                f"Mutual TLS required ({rule.id}) but the client sent no certificate on "
+                f"{_endpoint(row)} ({row['without_cert']} of {row['flows']} flows)."
+            )
             sev = out.severity("mtls_not_observed", rule.id)
-            ev = {"verifiable": True, "tls_versions": row["versions"] or [],
-                                  "certificate_requested": row["cert_requested"],
-                                  "flows_without_client_certificate": row["without_cert"]}
+            ev = {
+                "verifiable": True,
+                "tls_versions": row["versions"] or [],
+                "certificate_requested": row["cert_requested"],
+                "flows_without_client_certificate": row["without_cert"],
+            }
         else:
-            why = ("TLS 1.3 encrypts the certificate exchange" if verdict == "tls13"
-                   else "the TLS handshake is not in the capture")
-            msg = (f"Mutual TLS required ({rule.id}) on {_endpoint(row)}: not verifiable, {why}.")
+            why = (
+                "TLS 1.3 encrypts the certificate exchange"
+                if verdict == "tls13"
+                else "the TLS handshake is not in the capture"
+            )
+            msg = f"Mutual TLS required ({rule.id}) on {_endpoint(row)}: not verifiable, {why}."
             sev = "info"
             ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"] or []}
         out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
 
     for row in _rows(con, queries.WEAK_TLS):
         versions = ", ".join(v for v in row["versions"] if v)
-        msg = f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
-        out.add("weak_tls", row, row["rule_id"], msg,
-                {"tls_versions": row["versions"], "flows": row["flows"]},
-                out.severity("weak_tls", row["rule_id"]))
+        msg = (
+            f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
+        )
+        out.add(
+            "weak_tls",
+            row,
+            row["rule_id"],
+            msg,
+            {"tls_versions": row["versions"], "flows": row["flows"]},
+            out.severity("weak_tls", row["rule_id"]),
+        )
 
     by_pair: dict[tuple[str, str], list[Rule]] = {}
     for r in ruleset.flows:
@@ -246,28 +303,52 @@ def run_checks(ruleset: Ruleset, flows: pa.Table, roles: RoleMap,
 
     if inv:
         for row in _rows(con, queries.UNKNOWN_HOST):
-            msg = (f"{row['ip']} has no role in the inventory but talks to "
-                   f"{', '.join(sorted(set(row['peer_roles'])))} ({', '.join(sorted(row['ports']))}).")
-            out.add("unknown_host", {**row, "src_ip": row["ip"]}, None, msg,
-                    {"peers": row["peers"], "ports": sorted(row["ports"]),
-                     "peer_roles": sorted(set(row["peer_roles"]))},
-                    out.severity("unknown_host", None))
+            msg = (
+                f"{row['ip']} has no role in the inventory but talks to "
+                f"{', '.join(sorted(set(row['peer_roles'])))} ({', '.join(sorted(row['ports']))})."
+            )
+            out.add(
+                "unknown_host",
+                {**row, "src_ip": row["ip"]},
+                None,
+                msg,
+                {
+                    "peers": row["peers"],
+                    "ports": sorted(row["ports"]),
+                    "peer_roles": sorted(set(row["peer_roles"])),
+                },
+                out.severity("unknown_host", None),
+            )
 
     pairs = _rows(con, queries.ROLE_PAIRS)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     kinds = {k: i for i, k in enumerate(KINDS)}
-    findings = sorted(out.items, key=lambda f: (order[f["severity"]], kinds[f["kind"]],
-                                                str(f["src_ip"]), str(f["dst_ip"]),
-                                                f["dst_port"] or 0, f["id"]))
+    findings = sorted(
+        out.items,
+        key=lambda f: (
+            order[f["severity"]],
+            kinds[f["kind"]],
+            str(f["src_ip"]),
+            str(f["dst_ip"]),
+            f["dst_port"] or 0,
+            f["id"],
+        ),
+    )
     return findings, [_pair_json(p) for p in pairs]
 
 
 def _pair_json(p: dict[str, Any]) -> dict[str, Any]:
-    return {"src_role": p["src_role"], "dst_role": p["dst_role"], "proto": p["proto"],
-            "dst_port": p["dst_port"],
-            "port_hi": p["port_hi"] if p["port_hi"] != p["dst_port"] else None,
-            "documented": bool(p["documented"]), "observed": bool(p["observed"]),
-            "flows": int(p["flows"]), "rule_ids": list(p["rule_ids"])}
+    return {
+        "src_role": p["src_role"],
+        "dst_role": p["dst_role"],
+        "proto": p["proto"],
+        "dst_port": p["dst_port"],
+        "port_hi": p["port_hi"] if p["port_hi"] != p["dst_port"] else None,
+        "documented": bool(p["documented"]),
+        "observed": bool(p["observed"]),
+        "flows": int(p["flows"]),
+        "rule_ids": list(p["rule_ids"]),
+    }
 
 
 def _ports_text(rule: Rule) -> str:
@@ -275,12 +356,22 @@ def _ports_text(rule: Rule) -> str:
     return f"{rule.proto}/{','.join(parts)}"
 
 
-def _unexpected(out: _Findings, ruleset: Ruleset, row: dict[str, Any], inv: bool,
-                by_pair: dict[tuple[str, str], list[Rule]]) -> None:
+def _unexpected(
+    out: _Findings,
+    ruleset: Ruleset,
+    row: dict[str, Any],
+    inv: bool,
+    by_pair: dict[tuple[str, str], list[Rule]],
+) -> None:
     src, dst = row["src_roles"] or [], row["dst_roles"] or []
     between = [r for a in src for b in dst for r in by_pair.get((a, b), ())]
-    reverse = [r for a in dst for b in src for r in by_pair.get((a, b), ())
-               if r.proto == row["proto"] and _covers(r, row["dst_port"])]
+    reverse = [
+        r
+        for a in dst
+        for b in src
+        for r in by_pair.get((a, b), ())
+        if r.proto == row["proto"] and _covers(r, row["dst_port"])
+    ]
     ev: dict[str, Any] = {
         "states": row["states"] or [],
         "apps": [a for a in row["apps"] or [] if a],
@@ -298,20 +389,26 @@ def _unexpected(out: _Findings, ruleset: Ruleset, row: dict[str, Any], inv: bool
             why = "a port not documented between these roles"
         else:
             why = "no documented path between these roles"
-        msg = (f"{_roles(row['src_roles'])} -> {_roles(row['dst_roles'])} on "
-               f"{row['proto']}/{row['dst_port']} ({_endpoint(row)}): {why}.")
+        msg = (
+            f"{_roles(row['src_roles'])} -> {_roles(row['dst_roles'])} on "
+            f"{row['proto']}/{row['dst_port']} ({_endpoint(row)}): {why}."
+        )
         sev = out.severity("unexpected_port", rule_id)
     elif variant == "unknown_peer":
         who = row["src_ip"] if not src else row["dst_ip"]
         known = _roles(row["dst_roles"]) if not src else _roles(row["src_roles"])
         scope = "the inventory" if inv else "role inference"
-        msg = (f"{who} (no role in {scope}) talks to {known} on "
-               f"{row['proto']}/{row['dst_port']} ({_endpoint(row)}).")
+        msg = (
+            f"{who} (no role in {scope}) talks to {known} on "
+            f"{row['proto']}/{row['dst_port']} ({_endpoint(row)})."
+        )
         ev["unplaced_host"] = who
         sev = out.severity("unexpected_port", None, "low")
     else:
-        msg = (f"Port {row['proto']}/{row['dst_port']} is documented nowhere in the "
-               f"'{ruleset.name}' ruleset ({_endpoint(row)}).")
+        msg = (
+            f"Port {row['proto']}/{row['dst_port']} is documented nowhere in the "
+            f"'{ruleset.name}' ruleset ({_endpoint(row)})."
+        )
         sev = "low"
     if any(s == "rejected" for s in row["states"] or []):
         ev["note"] = "attempt answered by RST: someone tried"
@@ -333,14 +430,30 @@ def _missing(out: _Findings, row: dict[str, Any], seconds: float) -> None:
         sev = max(full, "low", key=SEVERITIES.index)
     else:
         grade, sev = "a day or more", full
-    msg = (f"Expected {row['from_role']} -> {row['to_role']} on {_ports_text(rule)} ({rule.id}) "
-           f"was not seen in {_duration(seconds)} of capture ({grade}).")
-    ev = {"capture_duration_s": round(seconds, 3), "src_hosts": row["src_hosts"],
-          "dst_hosts": row["dst_hosts"], "expected_ports": _ports_text(rule),
-          "pair": rule.pair}
-    out.add("missing_flow", {"proto": rule.proto, "dst_port": row["port_lo"],
-                             "src_roles": [row["from_role"]], "dst_roles": [row["to_role"]]},
-            rule.id, msg, ev, sev)
+    msg = (
+        f"Expected {row['from_role']} -> {row['to_role']} on {_ports_text(rule)} ({rule.id}) "
+        f"was not seen in {_duration(seconds)} of capture ({grade})."
+    )
+    ev = {
+        "capture_duration_s": round(seconds, 3),
+        "src_hosts": row["src_hosts"],
+        "dst_hosts": row["dst_hosts"],
+        "expected_ports": _ports_text(rule),
+        "pair": rule.pair,
+    }
+    out.add(
+        "missing_flow",
+        {
+            "proto": rule.proto,
+            "dst_port": row["port_lo"],
+            "src_roles": [row["from_role"]],
+            "dst_roles": [row["to_role"]],
+        },
+        rule.id,
+        msg,
+        ev,
+        sev,
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -353,7 +466,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / DAY:.1f} days"
 
 
-def exit_code_for(findings: Sequence[dict[str, Any]], fail_on: str, capture_errors: bool) -> ExitCode:
+def exit_code_for(
+    findings: Sequence[dict[str, Any]], fail_on: str, capture_errors: bool
+) -> ExitCode:
     if capture_errors:
         return ExitCode.CAPTURE
     if fail_on != "never":
@@ -390,7 +505,9 @@ def audit(
             "source_documents": list(ruleset.source_documents),
             "rules": [_rule_json(r) for r in ruleset.flows],
         },
-        "inventory": str(inventory.path) if inventory is not None and getattr(inventory, "path", None) else None,
+        "inventory": str(inventory.path)
+        if inventory is not None and getattr(inventory, "path", None)
+        else None,
         "fail_on": fail_on,
         "captures": traffic.captures,
         "summary": {
@@ -411,10 +528,19 @@ def audit(
 
 def _rule_json(rule: Rule) -> dict[str, Any]:
     return {
-        "id": rule.id, "from": rule.from_role, "to": rule.to_role, "proto": rule.proto,
-        "ports": list(rule.ports), "port_ranges": [list(r) for r in rule.port_ranges],
-        "app": rule.app, "security": rule.security, "disk_transfer": rule.disk_transfer,
+        "id": rule.id,
+        "from": rule.from_role,
+        "to": rule.to_role,
+        "proto": rule.proto,
+        "ports": list(rule.ports),
+        "port_ranges": [list(r) for r in rule.port_ranges],
+        "app": rule.app,
+        "security": rule.security,
+        "disk_transfer": rule.disk_transfer,
         "expected": rule.expected,
-        "source": {"document": rule.source.document, "section": rule.source.section,
-                   "text": rule.source.text},
+        "source": {
+            "document": rule.source.document,
+            "section": rule.source.section,
+            "text": rule.source.text,
+        },
     }
