@@ -182,6 +182,7 @@ def run_checks(
     """All checks over one flow table; returns (findings, role_pairs)."""
     con = duckdb.connect()
     con.execute("SET threads TO 1")
+    flows = flows.select([c for c in queries.FLOW_COLUMNS if c in flows.column_names])
     # timestamps as int64 ns: DuckDB would hand tz-aware datetimes back through pytz
     ts_cols = [i for i, f in enumerate(flows.schema) if pa.types.is_timestamp(f.type)]
     for i in ts_cols:

@@ -14,6 +14,14 @@ source, destination, port and protocol), which ``engine`` turns into finding obj
 
 from __future__ import annotations
 
+#: the flow table columns the queries read (the rest is not handed to DuckDB)
+FLOW_COLUMNS = (
+    "flow_id", "community_id", "src_ip", "dst_ip", "dst_port", "proto", "first_seen",
+    "last_seen", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev", "payload_bytes_fwd",
+    "payload_bytes_rev", "state", "app", "encrypted", "tls_version", "tls_cert_requested",
+    "tls_client_cert", "http_method", "http_target", "http_host", "http_user_agent",
+)  # fmt: skip
+
 PREPARE = """
 CREATE OR REPLACE TEMP TABLE hr AS
     SELECT ip, list(DISTINCT role ORDER BY role) AS roles FROM host_roles GROUP BY ip;
