@@ -12,9 +12,7 @@ import csv
 import io
 import json
 import shutil
-import struct
 import subprocess
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 from click.testing import CliRunner, Result
+from pngtools import png_pixels
 
 from auditor import synth
 from auditor.cli.main import cli
@@ -904,18 +903,6 @@ def test_sarif_for_every_sample_validates(tmp_path: Path) -> None:
         _check_format("sarif", invoke([*args, "--format", "sarif"]).stdout, doc)
 
 
-def _png_size_and_pixels(png: bytes) -> tuple[int, int, bytes]:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
-    pos, idat = 8, b""
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        if png[pos + 4 : pos + 8] == b"IDAT":
-            idat += png[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    return width, height, zlib.decompress(idat)
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_html_of_a_sample_renders_in_headless_chromium(tmp_path: Path) -> None:
@@ -935,7 +922,7 @@ def test_html_of_a_sample_renders_in_headless_chromium(tmp_path: Path) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("chromium did not finish the screenshot within 120 s")
     assert shot.exists(), "chromium wrote no screenshot"
-    width, height, pixels = _png_size_and_pixels(shot.read_bytes())
+    width, height, pixels = png_pixels(shot.read_bytes())
     assert (width, height) == (1280, 2400)
     assert len(set(pixels[::101])) > 50  # not a blank page
 

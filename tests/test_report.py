@@ -16,9 +16,7 @@ import io
 import json
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
+from pngtools import png_pixels
 
 from auditor.report import FORMATS, csv_, markdown, render, sarif, table
 from auditor.report import _common as common
@@ -452,18 +451,6 @@ def test_html_role_matrix(result: dict[str, Any]) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _png_pixels(png: bytes) -> tuple[int, int, bytes]:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
-    pos, idat = 8, b""
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        if png[pos + 4 : pos + 8] == b"IDAT":
-            idat += png[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    return width, height, zlib.decompress(idat)
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_html_renders_in_headless_chromium(result: dict[str, Any], tmp_path: Path) -> None:
@@ -483,7 +470,7 @@ def test_html_renders_in_headless_chromium(result: dict[str, Any], tmp_path: Pat
     assert shot.exists(), "chromium wrote no screenshot"
     png = shot.read_bytes()
     assert len(png) > 20_000
-    width, height, pixels = _png_pixels(png)
+    width, height, pixels = png_pixels(png)
     assert (width, height) == (1280, 2000)
     # a blank page compresses to a few kB and has a handful of distinct byte values
     assert len(set(pixels[::101])) > 50

@@ -6,29 +6,16 @@ import sys
 
 import click
 
-from auditor.cli.common import handle_errors
+from auditor.cli.common import captures_argument, handle_errors, inventory_option, ruleset_option
 from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
 
 
 @click.command("audit")
-@click.argument("captures", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "-r",
-    "--ruleset",
-    "ruleset_name",
-    required=True,
-    metavar="NAME|PATH",
-    help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
-)
-@click.option(
-    "-i",
-    "--inventory",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Roles -> hosts (YAML). Without it, roles are inferred from the traffic.",
-)
+@captures_argument
+@ruleset_option
+@inventory_option("Roles -> hosts (YAML). Without it, roles are inferred from the traffic.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @click.option(

@@ -33,3 +33,24 @@ def handle_errors(func: F) -> F:
             sys.exit(0)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: CAPTURE... argument shared by the commands that read captures
+captures_argument = click.argument("captures", nargs=-1, required=True, type=click.Path())
+
+#: --ruleset, shared by audit and roles
+ruleset_option = click.option(
+    "-r",
+    "--ruleset",
+    "ruleset_name",
+    required=True,
+    metavar="NAME|PATH",
+    help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
+)
+
+
+def inventory_option(help_text: str) -> Callable[[F], F]:
+    """--inventory FILE, with the command's own help text."""
+    return click.option(
+        "-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE", help=help_text
+    )

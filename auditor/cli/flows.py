@@ -6,14 +6,14 @@ import sys
 
 import click
 
-from auditor.cli.common import fail, handle_errors
+from auditor.cli.common import captures_argument, fail, handle_errors
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
 from auditor.traffic import read_traffic
 
 
 @click.command("flows")
-@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@captures_argument
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @handle_errors

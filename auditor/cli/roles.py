@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from auditor.cli.common import handle_errors
+from auditor.cli.common import captures_argument, handle_errors, inventory_option, ruleset_option
 from auditor.errors import ExitCode
 from auditor.flows_out import public_flows
 from auditor.roles import resolve_roles
@@ -17,22 +17,9 @@ from auditor.traffic import read_traffic
 
 
 @click.command("roles")
-@click.argument("captures", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "-r",
-    "--ruleset",
-    "ruleset_name",
-    required=True,
-    metavar="NAME|PATH",
-    help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
-)
-@click.option(
-    "-i",
-    "--inventory",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Show the inventory's placement instead of inferring.",
-)
+@captures_argument
+@ruleset_option
+@inventory_option("Show the inventory's placement instead of inferring.")
 @click.option(
     "--format",
     "fmt",
