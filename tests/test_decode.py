@@ -248,6 +248,7 @@ CASES: list[Case] = [
     case("ipv6-ext-chain", eth(ipv6(V6A, V6B, HOPOPT, ext6(ROUTING, ext6(DSTOPTS, ext6(UDP,
          udp(5353, 53, b"query"), b"\x00" * 14))))), F_UDP6),
     case("ipv6-ah", eth(ipv6(V6A, V6B, AH, ah6(UDP, udp(5353, 53, b"query")))), F_UDP6),
+    case("ipv4-ah", eth(ipv4(V4A, V4B, AH, ah6(TCP, TCP4[20:]))), F_TCP4),
     case("ipv6-esp", eth(ipv6(V6A, V6B, DSTOPTS, ext6(ESP, b"\x00\x00\x01\x00spi-data"))),
          {"status": 0, "proto": ESP, "src_port": 0, "payload": b"\x00\x00\x01\x00spi-data"}),
     case("ipv6-no-next", eth(ipv6(V6A, V6B, NONEXT, b"")), {"status": 0, "proto": NONEXT}),

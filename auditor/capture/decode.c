@@ -532,7 +532,25 @@ static void ip4(const uint8_t *p, uint32_t off, uint32_t end, pc_pkt *o, int dep
         return;
     }
     if (fr & 0x2000) o->frag = 1;
-    transport(p, off + ihl, tot - ihl, cap - ihl, o, depth);
+    /* an Authentication Header (RFC 4302) sits between IP and the transport header */
+    uint32_t len = tot - ihl, clen = cap - ihl;
+    off += ihl;
+    while (o->proto == 51) {
+        if (clen < 2) {
+            o->status = len < 2 ? PC_BAD_IP_HEADER : PC_TRUNCATED_IP;
+            return;
+        }
+        uint32_t hl = ((uint32_t)p[off + 1] + 2) * 4;
+        if (hl > clen) {
+            o->status = hl > len ? PC_BAD_IP_HEADER : PC_TRUNCATED_IP;
+            return;
+        }
+        o->proto = p[off];
+        off += hl;
+        len -= hl;
+        clen -= hl;
+    }
+    transport(p, off, len, clen, o, depth);
 }
 
 static void ip6(const uint8_t *p, uint32_t off, uint32_t end, pc_pkt *o, int depth)
