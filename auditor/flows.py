@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +39,7 @@ from auditor.classify import FlowFacts, classify_flow, facts_table
 from auditor.community_id import community_id
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-TCP, UDP = 6, 17
+TCP = 6
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
 _FIRST_PACKET_COLS = [
     "src_ip", "dst_ip", "src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner",
@@ -380,11 +379,3 @@ def _tcp_state(
         ),
     )
     return pa.array(state, pa.string(), mask=proto != TCP)
-
-
-def build_flows(batches: Iterable[tuple[int, pa.RecordBatch]]) -> pa.Table:
-    """Build the flow table from (capture index, packet batch) pairs."""
-    b = FlowBuilder()
-    for cap, batch in batches:
-        b.add_batch(batch, cap)
-    return b.table()

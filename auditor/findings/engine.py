@@ -26,6 +26,7 @@ from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
 from auditor.rules import Inventory, Rule, Ruleset, rules_table
 from auditor.traffic import Traffic, iso, read_traffic
+from auditor.units import human_bytes
 
 SEVERITIES = ("high", "medium", "low", "info")
 KINDS = (
@@ -67,15 +68,6 @@ def _ts(v: Any) -> str | None:
     if isinstance(v, datetime):
         return v.isoformat().replace("+00:00", "Z")
     return iso(int(v))
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} bytes"
 
 
 class _Findings:
@@ -203,7 +195,7 @@ def run_checks(
         pair = out.rules.get(rule.pair or "")
         tls_port = _ports_text(pair) if pair and pair.encrypted_required else None
         msg = (
-            f"{_human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
+            f"{human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
             f"({what}{' by ' + agents[0] if agents else ''}) on {row['proto']}/{row['dst_port']}"
             f" from {row['src_ip']} to {row['dst_ip']}"
         )

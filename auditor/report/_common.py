@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from auditor.units import human_bytes  # noqa: F401  (re-exported for the renderers)
+
 Result = Mapping[str, Any]
 Finding = Mapping[str, Any]
 
@@ -228,18 +230,6 @@ def kind_counts(result: Result) -> dict[str, int]:
         kind = str(finding.get("kind") or "?")
         counts[kind] = counts.get(kind, 0) + 1
     return counts
-
-
-def human_bytes(n: object) -> str:
-    """``1.2 MB`` (decimal units, as capture tools print them)."""
-    if not isinstance(n, int | float) or isinstance(n, bool):
-        return "-"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover - loop always returns
 
 
 def human_duration(seconds: object) -> str:
