@@ -129,19 +129,12 @@ class _Findings:
             "source": self.source(rule_id),
         }
         f.update(fields)
-        ident = "|".join(
-            str(f[k])
-            for k in (
-                "kind",
-                "rule_id",
-                "src_ip",
-                "dst_ip",
-                "dst_port",
-                "proto",
-                "src_role",
-                "dst_role",
-            )
-        )
+        # stable night to night: what and where, not the (possibly inferred) roles, unless
+        # there is no address to say where (missing_flow)
+        keys = ["kind", "rule_id", "src_ip", "dst_ip", "dst_port", "proto"]
+        if f["src_ip"] is None:
+            keys += ["src_role", "dst_role"]
+        ident = "|".join(str(f[k]) for k in keys)
         f["id"] = (
             kind[:3].upper() + "-" + hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
         )
