@@ -41,10 +41,6 @@ from auditor.community_id import community_id
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
-_FIRST_PACKET_COLS = [
-    "src_ip", "dst_ip", "src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner",
-    "mpls", "tunnel", "tunnel_id", "outer_src", "outer_dst",
-]  # fmt: skip
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
@@ -100,6 +96,57 @@ FLUSH_PENDING = 50_000
 IDLE_NS = 120 * 1_000_000_000
 
 
+_FIRST_NUMERIC = ("src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner", "mpls",
+                  "tunnel", "tunnel_id")  # fmt: skip
+_FIRST_ADDRESSES = ("src_ip", "dst_ip", "outer_src", "outer_dst")
+
+
+class _FirstPackets:
+    """Per-flow columns taken from each flow's first packet, in flow order (numpy chunks
+    appended batch by batch, concatenated on demand)."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, list[np.ndarray]] = {
+            k: [] for k in (*_FIRST_NUMERIC, *_FIRST_ADDRESSES, "capture")
+        }
+        self._cat: dict[str, np.ndarray] | None = None
+
+    def append(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
+        for name in _FIRST_NUMERIC:
+            self.chunks[name].append(values(batch.column(name))[rows])
+        for name in _FIRST_ADDRESSES:
+            self.chunks[name].append(fixed16(batch.column(name))[rows])
+        self.chunks["capture"].append(np.full(len(rows), capture, dtype=np.int32))
+        self._cat = None
+
+    def columns(self) -> dict[str, np.ndarray]:
+        if self._cat is None:
+            self._cat = {
+                k: (
+                    np.concatenate(v)
+                    if v
+                    else np.empty(
+                        (0, 16) if k in _FIRST_ADDRESSES else 0,
+                        dtype=np.uint8 if k in _FIRST_ADDRESSES else np.int64,
+                    )
+                )
+                for k, v in self.chunks.items()
+            }
+        return self._cat
+
+
+def _rows16(arr: np.ndarray) -> list[bytes]:
+    """An (n, 16) uint8 array as a list of 16-byte values."""
+    raw = np.ascontiguousarray(arr).tobytes()
+    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+
+
+def _binary16(arr: np.ndarray) -> pa.Array:
+    """An (n, 16) uint8 array as an Arrow fixed_size_binary(16) column, without a copy per row."""
+    raw = np.ascontiguousarray(arr).tobytes()
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(arr), [None, pa.py_buffer(raw)])
+
+
 @dataclass
 class FlowBuilder:
     """Accumulates packet batches into flows; ``table()`` returns the flow table.
@@ -110,9 +157,7 @@ class FlowBuilder:
     """
 
     tab: FlowTable = field(default_factory=FlowTable)
-    endpoints: list[tuple[bytes, bytes, int, int, int]] = field(default_factory=list)
-    encaps: list[tuple[Any, ...]] = field(default_factory=list)
-    captures: list[int] = field(default_factory=list)
+    first: _FirstPackets = field(default_factory=lambda: _FirstPackets())
     heads: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
     facts: dict[int, FlowFacts] = field(default_factory=dict)
     fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = field(default_factory=dict)
@@ -198,19 +243,8 @@ class FlowBuilder:
                     key[i], d[i] = found
 
     def _new_flows(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
-        """Record endpoints (canonical order) and encapsulation of new flows, in flow order."""
-        take = pa.array(rows)
-        sub = batch.select(_FIRST_PACKET_COLS).take(take)
-        cols = [sub.column(c).to_pylist() for c in _FIRST_PACKET_COLS]
-        src, dst, sp, dp, pr, fd, vlan, vlan_in, mpls, tun, tun_id, osrc, odst = cols
-        ep = self.endpoints.append
-        for j, forward in enumerate(fd):
-            if forward == 0:
-                ep((src[j], dst[j], sp[j], dp[j], pr[j]))
-            else:
-                ep((dst[j], src[j], dp[j], sp[j], pr[j]))
-        self.encaps.extend(zip(vlan, vlan_in, mpls, tun, tun_id, osrc, odst, strict=True))
-        self.captures.extend([capture] * len(rows))
+        """Keep the first packet's addresses, ports and encapsulation of new flows."""
+        self.first.append(batch, rows, capture)
 
     def _flush(self, now: int) -> None:
         """Classify the flows that will get no more heads, and drop their heads.
@@ -236,11 +270,12 @@ class FlowBuilder:
 
     def _directions(self, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Canonical direction of each flow's initiator, and whether it was inferred."""
-        n = self.n
         syn, synack, first = c["syn_dir"], c["synack_dir"], c["first_dir"]
-        p0 = np.fromiter((e[2] for e in self.endpoints), np.int64, n)
-        p1 = np.fromiter((e[3] for e in self.endpoints), np.int64, n)
-        pr = np.fromiter((e[4] for e in self.endpoints), np.int64, n)
+        fp = self.first.columns()
+        lower_src = fp["flow_dir"] == 0  # the first packet came from the canonical lower end
+        sp, dp = fp["src_port"].astype(np.int64), fp["dst_port"].astype(np.int64)
+        p0, p1 = np.where(lower_src, sp, dp), np.where(lower_src, dp, sp)
+        pr = fp["proto"]
         # port heuristics: which endpoint serves (responder)
         by_low = np.where(
             (p0 < 1024) & (p1 >= 1024), 1, np.where((p1 < 1024) & (p0 >= 1024), 0, -1)
@@ -260,31 +295,35 @@ class FlowBuilder:
 
     def _classify(self, flows: list[int], init: np.ndarray) -> None:
         heads = self.heads
+        fp = self.first.columns()
+        same = fp["flow_dir"] == init  # the first packet's sender is the initiator
+        resp_port = np.where(same, fp["dst_port"], fp["src_port"]).tolist()
+        proto = fp["proto"].tolist()
+        inits = init.tolist()
         for f in flows:
-            i = int(init[f])
-            e = self.endpoints[f]
+            i = inits[f]
             pk = heads.pop(f, ())
             pkts = [(dd ^ i, h, pl) for dd, h, pl in pk]
-            self.facts[f] = classify_flow(proto_name(e[4]), e[3] if i == 0 else e[2], pkts)
+            self.facts[f] = classify_flow(proto_name(proto[f]), resp_port[f], pkts)
 
     def table(self) -> pa.Table:
         """The flow table (one row per flow, sorted by first packet time)."""
-        n = self.n
         c = self._arrays()
         init, inferred = self._directions(c)
         self._classify_all(init)
-        swap = (init == 1).tolist()
-        eps = self.endpoints
-        src16 = [e[1] if sw else e[0] for e, sw in zip(eps, swap, strict=True)]
-        dst16 = [e[0] if sw else e[1] for e, sw in zip(eps, swap, strict=True)]
-        sport = [e[3] if sw else e[2] for e, sw in zip(eps, swap, strict=True)]
-        dport = [e[2] if sw else e[3] for e, sw in zip(eps, swap, strict=True)]
-        proto = [e[4] for e in eps]
+        fp = self.first.columns()
+        same = fp["flow_dir"] == init  # the first packet's sender is the initiator
+        s2 = same[:, None]
+        src_arr = np.ascontiguousarray(np.where(s2, fp["src_ip"], fp["dst_ip"]))
+        dst_arr = np.ascontiguousarray(np.where(s2, fp["dst_ip"], fp["src_ip"]))
+        sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
+        dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
+        src16, dst16 = _rows16(src_arr), _rows16(dst_arr)
+        sport, dport = sport_np.tolist(), dport_np.tolist()
+        proto = fp["proto"].tolist()
         text: dict[bytes, str] = {}
 
-        def t(ip: bytes | None) -> str | None:
-            if ip is None:
-                return None
+        def t(ip: bytes) -> str:
             v = text.get(ip)
             if v is None:
                 v = text[ip] = ip_text(ip)
@@ -295,61 +334,77 @@ class FlowBuilder:
             for p, a, b, x, y in zip(proto, src16, dst16, sport, dport, strict=True)
         ]
         first_ts = c["first_ts"].tolist()
-        enc = list(zip(*self.encaps, strict=True)) if self.encaps else [()] * 7
-        vlan, vlan_in, mpls, tun, tun_id, osrc, odst = (list(x) for x in enc)
-        fwd = np.asarray(swap, dtype=np.int8)
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
-            return np.where(fwd == (0 if forward else 1), a0, a1)
+            return np.where(init == (0 if forward else 1), a0, a1)
 
-        proto_np = np.asarray(proto, dtype=np.int64)
+        proto_np = fp["proto"].astype(np.int64)
         flags_f, flags_r = pick("flags", True), pick("flags", False)
         pkts_r = pick("pkts", False)
         state = _tcp_state(proto_np, c["syn_dir"], c["synack_dir"], flags_f, flags_r, pkts_r)
-        facts = facts_table([self.facts[f] for f in range(n)])
+        tun = fp["tunnel"]
+        no_tun = tun == 0
+        outer_src = [
+            None if nt else t(x)
+            for nt, x in zip(no_tun.tolist(), _rows16(fp["outer_src"]), strict=True)
+        ]
+        outer_dst = [
+            None if nt else t(x)
+            for nt, x in zip(no_tun.tolist(), _rows16(fp["outer_dst"]), strict=True)
+        ]
+        flow_ids = [_flow_id(cid, ts) for cid, ts in zip(cids, first_ts, strict=True)]
+        # rows by first packet time (flow id breaks ties): sort the inputs, not the table
+        order = np.lexsort((np.array(flow_ids), c["first_ts"]))
+        ol = order.tolist()
+
+        def listed(v: list[Any]) -> list[Any]:
+            return [v[i] for i in ol]
+
+        def masked(v: np.ndarray, dtype: pa.DataType) -> pa.Array:
+            return pa.array(v[order], dtype, mask=v[order] < 0)
+
+        tunnel_names = np.array([None, *TUNNEL_NAMES[1:]], dtype=object)
+        proto_o = proto_np[order]
+        facts = facts_table([self.facts[f] for f in ol])
         cols: dict[str, Any] = {
-            "flow_id": [_flow_id(cid, ts) for cid, ts in zip(cids, first_ts, strict=True)],
-            "community_id": cids,
-            "src_ip": [t(x) for x in src16],
-            "src_port": pa.array(sport, pa.int32()),
-            "dst_ip": [t(x) for x in dst16],
-            "dst_port": pa.array(dport, pa.int32()),
-            "proto": [proto_name(p) for p in proto],
-            "proto_num": pa.array(proto, pa.int16()),
-            "first_seen": pa.array(c["first_ts"], pa.timestamp("ns", tz="UTC")),
-            "last_seen": pa.array(c["last_ts"], pa.timestamp("ns", tz="UTC")),
-            "packets_fwd": pick("pkts", True),
-            "packets_rev": pkts_r,
-            "bytes_fwd": pick("bytes", True),
-            "bytes_rev": pick("bytes", False),
-            "payload_bytes_fwd": pick("pay", True),
-            "payload_bytes_rev": pick("pay", False),
-            "tcp_flags_fwd": flags_f.astype(np.int16),
-            "tcp_flags_rev": flags_r.astype(np.int16),
-            "state": state,
-            "direction_inferred": np.where(proto_np == TCP, inferred, True),
+            "flow_id": listed(flow_ids),
+            "community_id": listed(cids),
+            "src_ip": listed([t(x) for x in src16]),
+            "src_port": sport_np[order],
+            "dst_ip": listed([t(x) for x in dst16]),
+            "dst_port": dport_np[order],
+            "proto": [proto_name(p) for p in proto_o.tolist()],
+            "proto_num": proto_o.astype(np.int16),
+            "first_seen": pa.array(c["first_ts"][order], pa.timestamp("ns", tz="UTC")),
+            "last_seen": pa.array(c["last_ts"][order], pa.timestamp("ns", tz="UTC")),
+            "packets_fwd": pick("pkts", True)[order],
+            "packets_rev": pkts_r[order],
+            "bytes_fwd": pick("bytes", True)[order],
+            "bytes_rev": pick("bytes", False)[order],
+            "payload_bytes_fwd": pick("pay", True)[order],
+            "payload_bytes_rev": pick("pay", False)[order],
+            "tcp_flags_fwd": flags_f[order].astype(np.int16),
+            "tcp_flags_rev": flags_r[order].astype(np.int16),
+            "state": pa.array(state[order], pa.string(), mask=proto_o != TCP),
+            "direction_inferred": np.where(proto_o == TCP, inferred[order], True),
+            **{name: facts.column(name) for name in facts.column_names},
+            "vlan": masked(fp["vlan"], pa.int32()),
+            "vlan_inner": masked(fp["vlan_inner"], pa.int32()),
+            "mpls": masked(fp["mpls"], pa.int32()),
+            "tunnel": pa.array(
+                tunnel_names[np.minimum(tun, len(TUNNEL_NAMES) - 1)][order], pa.string()
+            ),
+            "tunnel_id": pa.array(
+                fp["tunnel_id"][order].astype(np.int64), pa.int64(), mask=no_tun[order]
+            ),
+            "outer_src": pa.array(listed(outer_src), pa.string()),
+            "outer_dst": pa.array(listed(outer_dst), pa.string()),
+            "capture": fp["capture"][order],
+            "src_ip_bytes": _binary16(src_arr[order]),
+            "dst_ip_bytes": _binary16(dst_arr[order]),
         }
-        for name in facts.column_names:
-            cols[name] = facts.column(name)
-        cols.update(
-            {
-                "vlan": pa.array(vlan, pa.int32()),
-                "vlan_inner": pa.array(vlan_in, pa.int32()),
-                "mpls": pa.array(mpls, pa.int32()),
-                "tunnel": pa.array([TUNNEL_NAMES[x] if x else None for x in tun], pa.string()),
-                "tunnel_id": pa.array(
-                    [i if x else None for i, x in zip(tun_id, tun, strict=True)], pa.int64()
-                ),
-                "outer_src": pa.array([t(x) for x in osrc], pa.string()),
-                "outer_dst": pa.array([t(x) for x in odst], pa.string()),
-                "capture": pa.array(self.captures, pa.int32()),
-                "src_ip_bytes": pa.array(src16, pa.binary(16)),
-                "dst_ip_bytes": pa.array(dst16, pa.binary(16)),
-            }
-        )
-        tbl = pa.table(cols)
-        return tbl.sort_by([("first_seen", "ascending"), ("flow_id", "ascending")])
+        return pa.table(cols)
 
 
 def _flow_id(cid: str, first_ts: int) -> str:
@@ -364,7 +419,7 @@ def _tcp_state(
     flags_f: np.ndarray,
     flags_r: np.ndarray,
     pkts_r: np.ndarray,
-) -> pa.Array:
+) -> np.ndarray:
     syn = syn_dir >= 0
     synack = synack_dir >= 0
     fin_rst = ((flags_f | flags_r) & (FIN | RST)) != 0
@@ -378,4 +433,4 @@ def _tcp_state(
             np.where(rst_r, "rejected", np.where(pkts_r == 0, "attempted", "attempted")),
         ),
     )
-    return pa.array(state, pa.string(), mask=proto != TCP)
+    return state
