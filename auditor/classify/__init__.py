@@ -12,6 +12,7 @@ CONNECT) gets the TLS facts of what follows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from auditor.classify import dns, http, ldap, others, smb, tls
 from auditor.classify.facts import (
@@ -171,4 +172,24 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)
-    return FlowFacts(app=app, **facts)
+    return _facts(app, facts)
+
+
+_CACHE: dict[tuple[Any, ...], FlowFacts] = {}
+_CACHE_MAX = 4096
+
+
+def _facts(app: str, found: Facts) -> FlowFacts:
+    """FlowFacts for these findings, shared between flows that found the same (thousands of
+    DHCP or plain-TLS flows do): building a frozen 30-field dataclass costs more than
+    looking it up, and the flow table writes each distinct object once."""
+    try:
+        key = (app, *sorted(found.items()))
+        hit = _CACHE.get(key)
+    except TypeError:  # an unhashable value: build it
+        return FlowFacts(app=app, **found)
+    if hit is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        hit = _CACHE[key] = FlowFacts(app=app, **found)
+    return hit
