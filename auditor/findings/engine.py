@@ -48,6 +48,9 @@ DEFAULT_SEVERITY = {
     "unknown_host": "info",
 }
 HOUR, DAY = 3600.0, 86400.0
+#: more distinct unexpected ports on one host (or hosts on one port) than this from one
+#: source is a scan: one finding for it, not one per port
+SCAN_TARGETS = 50
 #: cleartext payload from which a flow on a disk-transfer rule counts as a disk transfer
 MIN_DISK_BYTES = 64 * 1024
 
@@ -281,8 +284,13 @@ def run_checks(
     by_pair: dict[tuple[str, str], list[Rule]] = {}
     for r in ruleset.flows:
         by_pair.setdefault((r.from_role, r.to_role), []).append(r)
-    for row in _rows(con, queries.UNEXPECTED_PORT, {"inventory": inv}):
+    params = {"inventory": inv, "scan": SCAN_TARGETS}
+    for statement in queries.UNEXPECTED:  # DuckDB binds parameters per statement
+        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+    for row in _rows(con, queries.UNEXPECTED_PORT):
         _unexpected(out, ruleset, row, inv, by_pair)
+    for row in _rows(con, queries.UNEXPECTED_SCAN):
+        _scan(out, row, inv)
 
     for row in _rows(con, queries.MISSING_FLOW):
         _missing(out, row, capture_seconds)
@@ -399,6 +407,37 @@ def _unexpected(
     if any(s == "rejected" for s in row["states"] or []):
         ev["note"] = "attempt answered by RST: someone tried"
     out.add("unexpected_port", row, rule_id, msg, ev, sev)
+
+
+def _scan(out: _Findings, row: dict[str, Any], inv: bool) -> None:
+    """One unexpected_port finding for a source that tried many ports (or hosts)."""
+    everything = [str(x) for x in row["sample"]]
+    sample = everything[:20]
+    open_ = [str(x) for x in (row["open_sample"] or [])[:20]]
+    span = f"{everything[0]} to {everything[-1]}"
+    if row["scan"] == "ports":
+        what = f"{row['targets']} undocumented {row['proto']} ports on {row['dst_ip']}"
+        listed = f"ports {span}"
+    else:
+        what = f"{row['proto']}/{row['dst_port']}, undocumented, on {row['targets']} hosts"
+        listed = f"hosts {span}"
+    msg = (
+        f"{row['src_ip']} tried {what} ({row['rejected']} refused, {row['answered']} "
+        f"answered): a scan, reported once ({listed})."
+    )
+    ev = {
+        "scan": row["scan"],
+        "targets": row["targets"],
+        "sample": sample,
+        "answered": open_,
+        "refused": row["rejected"],
+        "flows": row["flows"],
+        "states": row["states"] or [],
+        "flow_ids_truncated": row["flows"] > len(row["flow_ids"] or []),
+    }
+    known = bool(row["src_roles"]) or bool(row["dst_roles"])
+    sev = out.severity("unexpected_port", None, "medium" if known or inv else "low")
+    out.add("unexpected_port", row, None, msg, ev, sev)
 
 
 def _covers(rule: Rule, port: int) -> bool:

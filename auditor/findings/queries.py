@@ -73,19 +73,76 @@ _FINDING_COLS = """
 
 # Allowed = covered by a rule between the endpoints' roles; without an inventory, port
 # matches (an endpoint of unknown role) allow too. Scope: with an inventory, flows between
-# two hosts outside it are none of the audit's business.
-UNEXPECTED_PORT = f"""
-SELECT {_FINDING_COLS},
-       CASE WHEN len(any_value(f.src_roles)) > 0 AND len(any_value(f.dst_roles)) > 0
-            THEN 'undocumented'
-            WHEN len(any_value(f.src_roles)) > 0 OR len(any_value(f.dst_roles)) > 0
-            THEN 'unknown_peer' ELSE 'undocumented_port' END AS variant
+# two hosts outside it are none of the audit's business. ``u`` holds the unexpected flows.
+UNEXPECTED = (
+    """
+CREATE OR REPLACE TEMP TABLE u AS
+SELECT f.*,
+       CASE WHEN len(f.src_roles) > 0 AND len(f.dst_roles) > 0 THEN 'undocumented'
+            WHEN len(f.src_roles) > 0 OR len(f.dst_roles) > 0 THEN 'unknown_peer'
+            ELSE 'undocumented_port' END AS variant
 FROM f
-WHERE f.flow_id NOT IN (
-        SELECT flow_id FROM m WHERE how = 'roles' OR NOT $inventory)
+WHERE f.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles' OR NOT $inventory)
   AND (NOT $inventory OR len(f.src_roles) > 0 OR len(f.dst_roles) > 0)
+""",
+    """
+-- scans: one source trying more than $scan distinct unexpected ports on one destination
+-- (vertical), or one unexpected port on more than $scan destinations (horizontal)
+CREATE OR REPLACE TEMP TABLE scan_v AS
+SELECT src_ip, dst_ip, proto FROM u GROUP BY ALL HAVING count(DISTINCT dst_port) > $scan
+""",
+    """
+CREATE OR REPLACE TEMP TABLE scan_h AS
+SELECT src_ip, dst_port, proto FROM u
+WHERE (src_ip, dst_ip, proto) NOT IN (SELECT * FROM scan_v)
+GROUP BY ALL HAVING count(DISTINCT dst_ip) > $scan
+""",
+)
+
+UNEXPECTED_PORT = f"""
+SELECT {_FINDING_COLS}, any_value(f.variant) AS variant
+FROM u f
+WHERE (f.src_ip, f.dst_ip, f.proto) NOT IN (SELECT * FROM scan_v)
+  AND (f.src_ip, f.dst_port, f.proto) NOT IN (SELECT * FROM scan_h)
 GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
 ORDER BY f.src_ip, f.dst_ip, f.dst_port
+"""
+
+_SCAN_COLS = """
+    f.src_ip, f.proto,
+    any_value(f.src_roles) AS src_roles,
+    min(f.first_seen) AS first_seen, max(f.last_seen) AS last_seen,
+    sum(f.packets_fwd + f.packets_rev) AS packets, sum(f.bytes_fwd + f.bytes_rev) AS bytes,
+    list(f.flow_id ORDER BY f.first_seen)[1:100] AS flow_ids,
+    list(DISTINCT f.community_id)[1:100] AS community_ids,
+    list(DISTINCT f.state) FILTER (WHERE f.state IS NOT NULL) AS states,
+    count(*) AS flows,
+    count(*) FILTER (WHERE f.state = 'rejected') AS rejected,
+    count(*) FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
+                     ('rejected', 'attempted')) AS answered
+"""
+
+UNEXPECTED_SCAN = f"""
+SELECT 'ports' AS scan, {_SCAN_COLS}, f.dst_ip, NULL::INTEGER AS dst_port,
+       any_value(f.dst_roles) AS dst_roles,
+       count(DISTINCT f.dst_port) AS targets,
+       list(DISTINCT f.dst_port ORDER BY f.dst_port) AS sample,
+       list(DISTINCT f.dst_port ORDER BY f.dst_port)
+           FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
+                   ('rejected', 'attempted')) AS open_sample
+FROM u f JOIN scan_v USING (src_ip, dst_ip, proto)
+GROUP BY f.src_ip, f.dst_ip, f.proto
+UNION ALL
+SELECT 'hosts' AS scan, {_SCAN_COLS}, NULL AS dst_ip, f.dst_port,
+       []::VARCHAR[] AS dst_roles,
+       count(DISTINCT f.dst_ip) AS targets,
+       list(DISTINCT f.dst_ip ORDER BY f.dst_ip) AS sample,
+       list(DISTINCT f.dst_ip ORDER BY f.dst_ip)
+           FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
+                   ('rejected', 'attempted')) AS open_sample
+FROM u f JOIN scan_h USING (src_ip, dst_port, proto)
+GROUP BY f.src_ip, f.dst_port, f.proto
+ORDER BY 2, 3
 """
 
 
