@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from auditor.cli.common import captures_argument, handle_errors, inventory_option, ruleset_option
+from auditor.cli.common import (
+    captures_argument,
+    emit,
+    handle_errors,
+    inventory_option,
+    ruleset_option,
+)
 from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
@@ -55,5 +61,5 @@ def command(
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
-        click.echo(text, nl=False)
+        emit(text)
     sys.exit(int(result.exit_code))

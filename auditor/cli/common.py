@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,10 +30,27 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AuditorError as exc:
             fail(exc.one_line(), exc.exit_code)
-        except BrokenPipeError:
+        except BrokenPipeError:  # the reader went away before the end (`| head`)
+            _quiet_stdout()
             sys.exit(0)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit-time flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def emit(text: str) -> None:
+    """Write a command's output to stdout; a closed pipe stops the output, not the command
+    (which still leaves with its own exit code)."""
+    try:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
 
 
 #: CAPTURE... argument shared by the commands that read captures

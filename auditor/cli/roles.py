@@ -8,7 +8,13 @@ import sys
 
 import click
 
-from auditor.cli.common import captures_argument, handle_errors, inventory_option, ruleset_option
+from auditor.cli.common import (
+    captures_argument,
+    emit,
+    handle_errors,
+    inventory_option,
+    ruleset_option,
+)
 from auditor.errors import ExitCode
 from auditor.flows_out import public_flows
 from auditor.roles import resolve_roles
@@ -82,6 +88,6 @@ def command(
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
-        click.echo(text, nl=False)
+        emit(text)
     if traffic.errors:
         sys.exit(int(ExitCode.CAPTURE))
