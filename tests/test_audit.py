@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 from click.testing import CliRunner, Result
-from pngtools import png_pixels
+from screenshots import CHROMIUM, png_pixels, screenshot
 
 from auditor import synth
 from auditor.cli.main import cli
@@ -34,7 +33,6 @@ SAMPLES = ROOT / "samples"
 DATA = Path(__file__).parent / "data"
 BAD_INVENTORIES = DATA / "bad_inventories"
 SARIF_SCHEMA = DATA / "sarif-2.1.0-schema.json"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MB = 1_000_000
 
 # App Layering hosts (the same plan as the samples)
@@ -910,19 +908,7 @@ def test_html_of_a_sample_renders_in_headless_chromium(tmp_path: Path) -> None:
     res = invoke([*_sample("applayering", "findings"), "--fail-on", "never",
                   "--format", "html", "-o", page])  # fmt: skip
     assert res.exit_code == 0
-    shot = tmp_path / "shot.png"
-    command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri(),
-    ]  # fmt: skip
-    try:
-        subprocess.run(command, capture_output=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.fail("chromium did not finish the screenshot within 120 s")
-    assert shot.exists(), "chromium wrote no screenshot"
-    width, height, pixels = png_pixels(shot.read_bytes())
+    width, height, pixels = png_pixels(screenshot(page, tmp_path, 1280, 2400))
     assert (width, height) == (1280, 2400)
     assert len(set(pixels[::101])) > 50  # not a blank page
 

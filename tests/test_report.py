@@ -15,8 +15,6 @@ import csv
 import io
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
-from pngtools import png_pixels
+from screenshots import CHROMIUM, png_pixels, screenshot
 
 from auditor.report import FORMATS, csv_, markdown, render, sarif, table
 from auditor.report import _common as common
@@ -448,27 +446,12 @@ def test_html_role_matrix(result: dict[str, Any]) -> None:
     assert '<th scope="row"><span class="alert">no role</span></th>' in render(result, "html")
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_html_renders_in_headless_chromium(result: dict[str, Any], tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render(result, "html"), encoding="utf-8")
-    shot = tmp_path / "shot.png"
-    command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri(),
-    ]  # fmt: skip
-    try:
-        subprocess.run(command, capture_output=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.fail("chromium did not finish the screenshot within 120 s")
-    assert shot.exists(), "chromium wrote no screenshot"
-    png = shot.read_bytes()
+    png = screenshot(page, tmp_path, 1280, 2000)
     assert len(png) > 20_000
     width, height, pixels = png_pixels(png)
     assert (width, height) == (1280, 2000)
