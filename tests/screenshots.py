@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
 
 def screenshot(page: Path, tmp_path: Path, width: int, height: int) -> bytes:
