@@ -101,7 +101,7 @@ thead th { background: var(--soft); font-weight: 600; color: #344054; font-size:
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .wrap { overflow-wrap: anywhere; }
 .nowrap { white-space: nowrap; }
-td.file { min-width: 180px; overflow-wrap: anywhere; }
+td.file { min-width: 280px; overflow-wrap: anywhere; }
 td.notes { min-width: 140px; overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 11px;
   font-weight: 700; letter-spacing: .06em; text-transform: uppercase; color: var(--c);
