@@ -5,8 +5,9 @@
 For each built-in ruleset, two deterministic captures synthesised with dpkt
 (auditor.synth): ``findings.pcap`` shows every finding kind the ruleset can produce, and
 ``clean.pcap`` holds only documented, well-behaved traffic that must audit silently. Beside
-each: ``*.inventory.yaml`` (the hosts' roles) and ``*.expected.json`` (the audit result with
-the version and the capture paths normalised), which tests/test_samples.py compares against.
+each: ``*.inventory.yaml`` (the hosts' roles), ``*.expected.json`` (the audit result with
+the version and the capture paths normalised) and ``*.flows.json`` (the flow table, as
+``pcap-audit flows --format json`` writes it), which tests/test_samples.py compares against.
 """
 
 from __future__ import annotations
@@ -391,6 +392,14 @@ def normalise(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     return doc
 
 
+def normalise_flows(doc: dict[str, Any]) -> dict[str, Any]:
+    """Make a ``flows --format json`` document comparable across machines."""
+    doc = json.loads(json.dumps(doc))
+    for cap in doc["captures"]:
+        cap["path"] = Path(cap["path"]).name
+    return doc
+
+
 def write_inventory(path: Path, ruleset: str, roles: dict[str, list[str]]) -> None:
     lines = [
         f"# Inventory for the {ruleset} sample ({path.name.split('.')[0]}.pcap).",
@@ -405,6 +414,7 @@ def write_inventory(path: Path, ruleset: str, roles: dict[str, list[str]]) -> No
 
 def main() -> None:
     from auditor.findings.engine import audit
+    from auditor.flows_out import flows_json
     from auditor.rules import load_inventory, load_ruleset
 
     for ruleset_name, kinds in SAMPLES.items():
@@ -419,6 +429,10 @@ def main() -> None:
             result = audit([pcap], ruleset, load_inventory(inv_path, ruleset), fail_on="never")
             doc = normalise(result.document, folder)
             (folder / f"{kind}.expected.json").write_text(json.dumps(doc, indent=2) + "\n")
+            flows = normalise_flows(flows_json(result.traffic))
+            (folder / f"{kind}.flows.json").write_text(
+                json.dumps(flows, indent=2, ensure_ascii=False, default=str) + "\n"
+            )
             by_kind = doc["summary"]["by_kind"]
             print(
                 f"{pcap.relative_to(ROOT)}: {len(capture.frames)} packets, "

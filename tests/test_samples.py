@@ -61,8 +61,23 @@ def test_every_generated_sample_is_checked_in() -> None:
     generated = {(r, k) for r, kinds in GEN.SAMPLES.items() for k in kinds}
     assert set(CASES) == generated
     for ruleset, kind in CASES:
-        for suffix in (".inventory.yaml", ".expected.json"):
+        for suffix in (".inventory.yaml", ".expected.json", ".flows.json"):
             assert (SAMPLES / ruleset / f"{kind}{suffix}").is_file(), (ruleset, kind, suffix)
+
+
+@pytest.mark.parametrize(("ruleset", "kind"), CASES, ids=IDS)
+def test_flows_match_the_expected_json(ruleset: str, kind: str) -> None:
+    res = CliRunner().invoke(
+        cli, ["flows", str(SAMPLES / ruleset / f"{kind}.pcap"), "--format", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    got = GEN.normalise_flows(json.loads(res.stdout))
+    want = json.loads((SAMPLES / ruleset / f"{kind}.flows.json").read_text(encoding="utf-8"))
+    assert got["captures"] == want["captures"]
+    assert [f["flow_id"] for f in got["flows"]] == [f["flow_id"] for f in want["flows"]]
+    for g, w in zip(got["flows"], want["flows"], strict=True):
+        assert g == w
+    assert got == want
 
 
 @pytest.mark.parametrize(("ruleset", "kind"), CASES, ids=IDS)
