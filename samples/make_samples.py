@@ -23,7 +23,9 @@ sys.path.insert(0, str(ROOT.parent))
 
 from auditor import synth  # noqa: E402
 
-MB = 1_000_000
+#: a disk or image transfer in the samples: above the audit's 64 KiB disk-transfer floor,
+#: small enough to keep the sample captures small
+BULK = 200_000
 Sample = tuple[synth.Capture, dict[str, list[str]]]
 
 
@@ -98,8 +100,8 @@ def _al_baseline(c: synth.Capture) -> None:
     tls(c, a["appliance"], a["agent"], 8016, 51002)
     tls(c, a["appliance"], a["hyperv"], 8016, 51003)
     c.tcp_session(a["agent"], a["appliance"], 51004, 8787, [(0, b"PK\x03\x04" + b"\x11" * 9000)])
-    tls(c, a["agent"], a["appliance"], 3509, 51005, size=3 * MB)  # disk download, HTTPS
-    tls(c, a["hyperv"], a["appliance"], 3515, 51006, size=2 * MB)  # disk upload, HTTPS
+    tls(c, a["agent"], a["appliance"], 3509, 51005, size=3 * BULK)  # disk download, HTTPS
+    tls(c, a["hyperv"], a["appliance"], 3515, 51006, size=2 * BULK)  # disk upload, HTTPS
     tls(c, a["appliance"], a["ad"], 636, 51007, sni="dc1.corp.example")
     dns(c, a["appliance"], a["ad"], "dc1.corp.example", a["ad"], 52000)
     c.tcp_session(
@@ -141,7 +143,7 @@ def applayering_findings() -> Sample:
                     "Microsoft BITS/7.8",
                 ),
             ),
-            (1, synth.http_response(206, 2 * MB)),
+            (1, synth.http_response(206, 2 * BULK)),
         ],
     )
     c.tcp_session(
@@ -149,7 +151,7 @@ def applayering_findings() -> Sample:
         a["appliance"],
         52002,
         3015,
-        synth.bits_upload("/upload/packaging-disk.vhdx", "elm.corp.example:3015", MB),
+        synth.bits_upload("/upload/packaging-disk.vhdx", "elm.corp.example:3015", BULK),
     )
     # plaintext_where_tls_required: plain HTTP to the HTTPS connector port
     c.tcp_session(
@@ -263,7 +265,7 @@ def tas_diego_findings() -> Sample:
         9091,
         [
             (0, synth.http_request("GET", "/v1/static/droplet.tgz", "cc-uploader:9091")),
-            (1, synth.http_response(200, MB)),
+            (1, synth.http_response(200, BULK)),
         ],
     )
     # weak_tls: TLS 1.1 to the file server
@@ -307,9 +309,9 @@ def _uf_baseline(c: synth.Capture) -> None:
         55001,
         "TLS 1.3",
         sni="s3.eu-west-1.amazonaws.com",
-        size=2 * MB,
+        size=2 * BULK,
     )
-    tls(c, u["uforge"], u["vcenter"], 443, 55002, size=2 * MB)
+    tls(c, u["uforge"], u["vcenter"], 443, 55002, size=2 * BULK)
     c.tcp_session(
         u["uforge"],
         u["openstack"],
@@ -318,7 +320,7 @@ def _uf_baseline(c: synth.Capture) -> None:
         [(0, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"), (0, b"\x17\x03\x03" + b"\x00" * 4000)],
     )
     tls(c, u["uforge"], u["abiquo"], 443, 55004)
-    tls(c, u["abiquo"], u["uforge"], 443, 55005, size=MB)
+    tls(c, u["abiquo"], u["uforge"], 443, 55005, size=BULK)
 
 
 def uforge_clean() -> Sample:
@@ -348,7 +350,7 @@ def uforge_findings() -> Sample:
                     "/folder/images/centos9.vmdk?dcPath=dc1",
                     "vcenter.corp",
                     "UForge/3.8",
-                    MB,
+                    BULK,
                 ),
             ),
             (1, synth.http_response(201)),
