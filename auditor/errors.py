@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     FINDINGS = 1  #: findings at or above --fail-on
     USAGE = 2  #: bad command line, ruleset or inventory
     CAPTURE = 3  #: a capture could not be read (others were still processed)
+    INTERNAL = 4  #: a bug in pcap-audit: one line on stderr (PCAP_AUDIT_DEBUG=1 for the traceback)
 
 
 class AuditorError(Exception):

@@ -92,3 +92,22 @@ def test_the_import_check_can_fail() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert res.returncode != 0 and "AssertionError" in res.stderr
+
+
+def test_a_bug_is_one_line_and_exit_code_4(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An unexpected exception (a bug, not bad input) still gives one stderr line, no traceback."""
+    import auditor.cli.audit as audit_cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(audit_cli, "audit", broken)
+    monkeypatch.delenv("PCAP_AUDIT_DEBUG", raising=False)
+    sample = Path(__file__).resolve().parent.parent / "samples" / "uforge" / "clean.pcap"
+    res = CliRunner().invoke(cli, [str(sample), "--ruleset", "uforge"])
+    assert res.exit_code == 4
+    assert res.stderr.strip().splitlines() == [
+        "pcap-audit: internal error: RuntimeError: boom "
+        "(a bug in pcap-audit; PCAP_AUDIT_DEBUG=1 shows the traceback)"
+    ]
+    assert "Traceback" not in res.output

@@ -33,6 +33,22 @@ def handle_errors(func: F) -> F:
         except BrokenPipeError:  # the reader went away before the end (`| head`)
             _quiet_stdout()
             sys.exit(0)
+        except (
+            KeyboardInterrupt,
+            SystemExit,
+            click.exceptions.Exit,
+            click.ClickException,
+            click.Abort,
+        ):
+            raise
+        except Exception as exc:  # a bug, not bad input: still one line, and its own code
+            if os.environ.get("PCAP_AUDIT_DEBUG"):
+                raise
+            fail(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(a bug in pcap-audit; PCAP_AUDIT_DEBUG=1 shows the traceback)",
+                ExitCode.INTERNAL,
+            )
 
     return wrapper  # type: ignore[return-value]
 
