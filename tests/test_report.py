@@ -26,19 +26,11 @@ from screenshots import CHROMIUM, png_pixels, screenshot
 
 from auditor.report import FORMATS, csv_, markdown, render, sarif, table
 from auditor.report import _common as common
+from auditor.rules import FINDING_KINDS as KINDS
 
 DATA = Path(__file__).parent / "data"
 FIXTURE = DATA / "audit_result.json"
 SARIF_SCHEMA = DATA / "sarif-2.1.0-schema.json"
-KINDS = (
-    "unexpected_port",
-    "plaintext_disk_transfer",
-    "plaintext_where_tls_required",
-    "mtls_not_observed",
-    "weak_tls",
-    "missing_flow",
-    "unknown_host",
-)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -24,20 +24,18 @@ from auditor.errors import ExitCode
 from auditor.findings import queries
 from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
-from auditor.rules import Inventory, Rule, Ruleset, rules_table
+from auditor.rules import (
+    FINDING_KINDS,
+    SEVERITIES,
+    Inventory,
+    Rule,
+    Ruleset,
+    rules_table,
+)
 from auditor.traffic import Traffic, iso, read_traffic
 from auditor.units import human_bytes
 
-SEVERITIES = ("high", "medium", "low", "info")
-KINDS = (
-    "plaintext_disk_transfer",
-    "plaintext_where_tls_required",
-    "mtls_not_observed",
-    "weak_tls",
-    "unexpected_port",
-    "missing_flow",
-    "unknown_host",
-)
+KINDS = FINDING_KINDS  # the order findings sort and reports list them in
 DEFAULT_SEVERITY = {
     "plaintext_disk_transfer": "high",
     "plaintext_where_tls_required": "high",

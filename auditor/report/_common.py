@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from auditor.rules.model import SEVERITIES
 from auditor.units import human_bytes  # noqa: F401  (re-exported for the renderers)
 
 Result = Mapping[str, Any]
 Finding = Mapping[str, Any]
 
-SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
 
 #: Finding kinds in the audit's order (findings sort by severity, then this order):
 #: (title, one-line description, longer description). Used for the rules SARIF

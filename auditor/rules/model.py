@@ -61,13 +61,13 @@ APPS: tuple[str, ...] = (
 #: Severities, highest first.
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
 
-#: Finding kinds a rule may override the severity of.
+#: Finding kinds (a rule may override the severity of each), in the order reports list them.
 FINDING_KINDS: tuple[str, ...] = (
-    "unexpected_port",
     "plaintext_disk_transfer",
     "plaintext_where_tls_required",
     "mtls_not_observed",
     "weak_tls",
+    "unexpected_port",
     "missing_flow",
     "unknown_host",
 )
