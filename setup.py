@@ -1,4 +1,5 @@
-"""Builds the one compiled piece: the record scanner and header decoder (auditor/capture/_fast.c).
+"""Builds the compiled pieces: the record scanner and header decoder (auditor/capture/_fast.c),
+the flow table's inner loop (auditor/_flowtab.c) and the flow identifiers (auditor/_flowid.c).
 
 Everything else is pure Python; see pyproject.toml for the metadata.
 """
@@ -11,6 +12,11 @@ setup(
             "auditor.capture._fast",
             sources=["auditor/capture/_fast.c", "auditor/capture/decode.c"],
             depends=["auditor/capture/decode.h"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall"],
+        ),
+        Extension(
+            "auditor._flowid",
+            sources=["auditor/_flowid.c"],
             extra_compile_args=["-O2", "-std=c99", "-Wall"],
         ),
         Extension(

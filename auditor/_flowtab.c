@@ -14,7 +14,9 @@
  *   skipped); out_flag (u8) receives bit 1 when the row opened a new flow and bit 2 when the
  *   row carries payload and is among the first HEADS payload packets of its flow direction
  *   (the classifier's input).
- * FlowTable.export() -> dict of name -> bytes (per-flow arrays, length n_flows).
+ * add() runs without the GIL; a second call on the same table meanwhile raises RuntimeError.
+ * FlowTable.export([rows]) -> dict of name -> bytes (per-flow arrays, length n_flows, or
+ *   of the flows at the int64 indices `rows`).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,7 +54,15 @@ typedef struct {
     size_t used;
     flow_t *flows;
     size_t nflows, capflows;
+    int busy; /* add() is running without the GIL: no other call may touch the table */
 } FlowTable;
+
+static int not_busy(FlowTable *t)
+{
+    if (!t->busy) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "FlowTable used from two threads at once");
+    return 0;
+}
 
 static uint64_t mix(uint64_t k)
 {
@@ -147,6 +157,10 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
     int64_t *out = b[9].b.buf;
     uint8_t *flag = b[10].b.buf;
     Py_ssize_t created = 0;
+    int nomem = 0;
+    if (!not_busy(t)) goto done;
+    t->busy = 1;
+    Py_BEGIN_ALLOW_THREADS /* the loop touches only the table and the held buffers */
     for (Py_ssize_t i = 0; i < n; i++) {
         flag[i] = 0;
         if (status[i]) {
@@ -154,8 +168,8 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
             continue;
         }
         if ((t->used + 1) * 2 > t->nslots && grow_slots(t) < 0) {
-            PyErr_NoMemory();
-            goto done;
+            nomem = 1;
+            break;
         }
         uint64_t k = key[i];
         int d = dir[i] ? 1 : 0;
@@ -169,8 +183,8 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
                        !(t->flows[fi].has_syn && t->flows[fi].syn_seq == seq[i]))) {
             fi = new_flow(t, k, ts[i], d);
             if (fi < 0) {
-                PyErr_NoMemory();
-                goto done;
+                nomem = 1;
+                break;
             }
             if (t->slots[j].flow < 0) t->used++;
             t->slots[j].key = k;
@@ -201,6 +215,12 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
             flag[i] |= 2;
         }
     }
+    Py_END_ALLOW_THREADS
+    t->busy = 0;
+    if (nomem) {
+        PyErr_NoMemory();
+        goto done;
+    }
     ret = PyLong_FromSsize_t(created);
 done:
     for (int i = 0; i < NARGS; i++)
@@ -208,20 +228,35 @@ done:
     return ret;
 }
 
-/* Per-flow arrays as bytes objects (numpy.frombuffer on the Python side). */
-static PyObject *FlowTable_export(FlowTable *t, PyObject *unused)
+/* Per-flow arrays as bytes objects (numpy.frombuffer on the Python side): of every flow, or
+ * of the flows whose indices the optional int64 buffer `rows` holds (in its order). */
+static PyObject *FlowTable_export(FlowTable *t, PyObject *args)
 {
-    (void)unused;
+    PyObject *rows_o = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &rows_o) || !not_busy(t)) return NULL;
+    Py_buffer rb;
+    const int64_t *rows = NULL;
     size_t n = t->nflows;
+    if (rows_o != Py_None) {
+        if (PyObject_GetBuffer(rows_o, &rb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+        rows = rb.buf;
+        n = (size_t)rb.len / sizeof(int64_t);
+        for (size_t i = 0; i < n; i++)
+            if (rows[i] < 0 || (size_t)rows[i] >= t->nflows) {
+                PyBuffer_Release(&rb);
+                PyErr_SetString(PyExc_IndexError, "flow index out of range");
+                return NULL;
+            }
+    }
     PyObject *d = PyDict_New();
-    if (!d) return NULL;
+    if (!d) goto fail;
 #define COL(name, type, expr)                                                             \
     do {                                                                                  \
         PyObject *bb = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(type)));   \
         if (!bb) goto fail;                                                               \
         type *p = (type *)PyBytes_AS_STRING(bb);                                          \
         for (size_t i = 0; i < n; i++) {                                                  \
-            const flow_t *f = &t->flows[i];                                               \
+            const flow_t *f = &t->flows[rows ? (size_t)rows[i] : i];                      \
             p[i] = (type)(expr);                                                          \
         }                                                                                 \
         if (PyDict_SetItemString(d, name, bb) < 0) {                                      \
@@ -248,9 +283,11 @@ static PyObject *FlowTable_export(FlowTable *t, PyObject *unused)
     COL("got0", uint8_t, f->got[0]);
     COL("got1", uint8_t, f->got[1]);
 #undef COL
+    if (rows) PyBuffer_Release(&rb);
     return d;
 fail:
-    Py_DECREF(d);
+    if (rows) PyBuffer_Release(&rb);
+    Py_XDECREF(d);
     return NULL;
 }
 
@@ -262,7 +299,8 @@ static PyObject *FlowTable_len(FlowTable *t, void *closure)
 
 static PyMethodDef FlowTable_methods[] = {
     {"add", (PyCFunction)FlowTable_add, METH_VARARGS, "Assign a batch's rows to flows."},
-    {"export", (PyCFunction)FlowTable_export, METH_NOARGS, "Per-flow arrays as bytes."},
+    {"export", (PyCFunction)FlowTable_export, METH_VARARGS,
+     "Per-flow arrays as bytes (of the flows in the optional int64 array `rows`)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,9 +1,10 @@
 """Community ID v1 (https://github.com/corelight/community-id-spec), the flow hash that Zeek,
 Suricata and Arkime share, so that a flow here can be looked up there.
 
-Written out rather than taken from the ``communityid`` package because that package builds
-and validates a ``FlowTuple`` object per call (tens of microseconds each); this is the same
-algorithm on raw bytes, checked against the package in the tests.
+This is the reference version, one flow per call, checked against the ``communityid``
+package in the tests (that package builds and validates a ``FlowTuple`` object per call,
+tens of microseconds each). The flow table computes both identifiers of every flow in one C
+call (``auditor._flowid.identify``), and the tests check it against these functions.
 """
 
 from __future__ import annotations
@@ -50,3 +51,9 @@ def community_id(
     if proto in _PORT_PROTOS:
         data += _PORTS.pack(sport, dport)
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
+
+
+def flow_id(cid: str, first_ts: int) -> str:
+    """pcap-audit's flow id, stable across runs: BLAKE2b-64 of the Community ID and the
+    first packet's time (ns since the epoch)."""
+    return "F" + hashlib.blake2b(f"{cid}|{first_ts}".encode(), digest_size=8).hexdigest()

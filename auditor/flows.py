@@ -25,7 +25,6 @@ Rules, documented in the README ("Flows"):
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +32,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from auditor._flowid import identify
 from auditor._flowtab import HEADS, FlowTable
-from auditor.capture.schema import STATUS_NAMES, TUNNEL_NAMES
+from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES, TUNNEL_NAMES
 from auditor.classify import FlowFacts, classify_flow, facts_table
-from auditor.community_id import community_id
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
@@ -90,8 +89,9 @@ _EXPORT_DTYPES = {
     "syn_dir": np.int8, "synack_dir": np.int8, "first_dir": np.int8,
     "closed": np.uint8, "got0": np.uint8, "got1": np.uint8,
 }  # fmt: skip
-#: classify settled flows once this many flows hold payload heads (bounds memory)
-FLUSH_PENDING = 50_000
+#: look for settled flows to classify once this many flows hold payload heads; after a look,
+#: once twice as many as were still in progress (so each look costs O(flows it settles))
+FLUSH_PENDING = 2048
 #: a flow silent for this long (capture time) is settled
 IDLE_NS = 120 * 1_000_000_000
 
@@ -99,40 +99,45 @@ IDLE_NS = 120 * 1_000_000_000
 _FIRST_NUMERIC = ("src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner", "mpls",
                   "tunnel", "tunnel_id")  # fmt: skip
 _FIRST_ADDRESSES = ("src_ip", "dst_ip", "outer_src", "outer_dst")
+_FIRST_DTYPES = {
+    **{name: np.dtype(PACKET_SCHEMA.field(name).type.to_pandas_dtype()) for name in _FIRST_NUMERIC},
+    **{name: np.dtype(np.uint8) for name in _FIRST_ADDRESSES},
+    "capture": np.dtype(np.int32),
+}
 
 
 class _FirstPackets:
-    """Per-flow columns taken from each flow's first packet, in flow order (numpy chunks
-    appended batch by batch, concatenated on demand)."""
+    """Per-flow columns taken from each flow's first packet, in flow order: numpy arrays
+    that grow by doubling, so that appending is amortised O(rows) and reading a set of
+    flows (a flush) costs O(that set), not O(all flows)."""
 
     def __init__(self) -> None:
-        self.chunks: dict[str, list[np.ndarray]] = {
-            k: [] for k in (*_FIRST_NUMERIC, *_FIRST_ADDRESSES, "capture")
+        self.n = 0
+        self.cols = {
+            k: np.empty((0, 16) if k in _FIRST_ADDRESSES else 0, dtype=dt)
+            for k, dt in _FIRST_DTYPES.items()
         }
-        self._cat: dict[str, np.ndarray] | None = None
 
     def append(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
+        end = self.n + len(rows)
+        if end > len(self.cols["proto"]):
+            cap = max(4096, 2 * end)
+            for k, old in self.cols.items():
+                new = np.empty((cap, 16) if k in _FIRST_ADDRESSES else cap, dtype=old.dtype)
+                new[: self.n] = old[: self.n]
+                self.cols[k] = new
         for name in _FIRST_NUMERIC:
-            self.chunks[name].append(values(batch.column(name))[rows])
+            self.cols[name][self.n : end] = values(batch.column(name))[rows]
         for name in _FIRST_ADDRESSES:
-            self.chunks[name].append(fixed16(batch.column(name))[rows])
-        self.chunks["capture"].append(np.full(len(rows), capture, dtype=np.int32))
-        self._cat = None
+            self.cols[name][self.n : end] = fixed16(batch.column(name))[rows]
+        self.cols["capture"][self.n : end] = capture
+        self.n = end
 
-    def columns(self) -> dict[str, np.ndarray]:
-        if self._cat is None:
-            self._cat = {
-                k: (
-                    np.concatenate(v)
-                    if v
-                    else np.empty(
-                        (0, 16) if k in _FIRST_ADDRESSES else 0,
-                        dtype=np.uint8 if k in _FIRST_ADDRESSES else np.int64,
-                    )
-                )
-                for k, v in self.chunks.items()
-            }
-        return self._cat
+    def columns(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every flow's values (views), or those of the flows at ``rows``."""
+        if rows is None:
+            return {k: v[: self.n] for k, v in self.cols.items()}
+        return {k: v[rows] for k, v in self.cols.items()}
 
 
 def _rows16(arr: np.ndarray) -> list[bytes]:
@@ -162,6 +167,7 @@ class FlowBuilder:
     facts: dict[int, FlowFacts] = field(default_factory=dict)
     fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = field(default_factory=dict)
     orphan_fragments: int = 0
+    flush_at: int = field(default_factory=lambda: FLUSH_PENDING)
 
     @property
     def n(self) -> int:
@@ -211,7 +217,7 @@ class FlowBuilder:
                         store[f] = [(dd, h, pl)]
                 else:
                     lst.append((dd, h, pl))
-            if len(store) > FLUSH_PENDING:
+            if len(store) >= self.flush_at:
                 self._flush(int(values(col("ts")).max()))
 
     def _resolve_fragments(
@@ -249,29 +255,35 @@ class FlowBuilder:
     def _flush(self, now: int) -> None:
         """Classify the flows that will get no more heads, and drop their heads.
 
-        Settled: both directions have their heads, or the connection closed, or it has
-        been silent for IDLE_NS of capture time. Keeps the heads' memory bounded by the
-        flows still in progress, not by the capture.
+        Settled: both directions have their heads, or the connection was reset or closed by
+        both sides, or it has been silent for IDLE_NS of capture time. Keeps the heads'
+        memory bounded by the flows still in progress, not by the capture.
         """
-        c = self._arrays()
         heads = self.heads
         pending = np.fromiter(heads.keys(), dtype=np.int64, count=len(heads))
-        full = (c["got0"][pending] >= HEADS) & (c["got1"][pending] >= HEADS)
-        settled = pending[
-            full | (c["closed"][pending] != 0) | (c["last_ts"][pending] < now - IDLE_NS)
-        ]
-        if not len(settled):
-            return
-        init, _ = self._directions(c)
-        self._classify(settled.tolist(), init)
+        c = self._arrays(pending)
+        full = (c["got0"] >= HEADS) & (c["got1"] >= HEADS)
+        f0, f1 = c["flags0"], c["flags1"]
+        ended = (((f0 | f1) & RST) != 0) | (((f0 & f1) & FIN) != 0)
+        done = full | ended | (c["last_ts"] < now - IDLE_NS)
+        if done.any():
+            rows = pending[done]
+            init, _ = self._directions({k: v[done] for k, v in c.items()}, rows)
+            self._classify(rows, init)
+        self.flush_at = max(FLUSH_PENDING, 2 * len(heads))
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in self.tab.export().items()}
+    def _arrays(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The flow table's per-flow arrays, of every flow or of the flows at ``rows``."""
+        raw = self.tab.export() if rows is None else self.tab.export(rows)
+        return {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in raw.items()}
 
-    def _directions(self, c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Canonical direction of each flow's initiator, and whether it was inferred."""
+    def _directions(
+        self, c: dict[str, np.ndarray], rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical direction of each flow's initiator, and whether it was inferred (for
+        the flows at ``rows``, which ``c`` holds, or for all)."""
         syn, synack, first = c["syn_dir"], c["synack_dir"], c["first_dir"]
-        fp = self.first.columns()
+        fp = self.first.columns(rows)
         lower_src = fp["flow_dir"] == 0  # the first packet came from the canonical lower end
         sp, dp = fp["src_port"].astype(np.int64), fp["dst_port"].astype(np.int64)
         p0, p1 = np.where(lower_src, sp, dp), np.where(lower_src, dp, sp)
@@ -289,28 +301,29 @@ class FlowBuilder:
         init = np.where(syn >= 0, syn, np.where(synack >= 0, 1 - synack, guess))
         return init.astype(np.int8), syn < 0
 
-    def _classify_all(self, init: np.ndarray) -> None:
-        """Classify every flow not yet classified, directions relative to the initiator."""
-        self._classify([f for f in range(self.n) if f not in self.facts], init)
-
-    def _classify(self, flows: list[int], init: np.ndarray) -> None:
+    def _classify(self, rows: np.ndarray, init: np.ndarray) -> None:
+        """Classify the flows at ``rows`` (``init``: their initiators' directions)."""
         heads = self.heads
-        fp = self.first.columns()
+        facts = self.facts
+        fp = self.first.columns(rows)
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         resp_port = np.where(same, fp["dst_port"], fp["src_port"]).tolist()
-        proto = fp["proto"].tolist()
-        inits = init.tolist()
-        for f in flows:
-            i = inits[f]
-            pk = heads.pop(f, ())
-            pkts = [(dd ^ i, h, pl) for dd, h, pl in pk]
-            self.facts[f] = classify_flow(proto_name(proto[f]), resp_port[f], pkts)
+        names = [proto_name(p) for p in fp["proto"].tolist()]
+        for f, i, name, port in zip(rows.tolist(), init.tolist(), names, resp_port, strict=True):
+            pk = heads.pop(f, None)
+            if pk is None:
+                facts[f] = classify_flow(name, port, ())
+            else:
+                facts[f] = classify_flow(name, port, [(dd ^ i, h, pl) for dd, h, pl in pk])
 
     def table(self) -> pa.Table:
         """The flow table (one row per flow, sorted by first packet time)."""
         c = self._arrays()
         init, inferred = self._directions(c)
-        self._classify_all(init)
+        todo = np.flatnonzero(
+            np.fromiter((f not in self.facts for f in range(self.n)), dtype=bool, count=self.n)
+        )
+        self._classify(todo, init[todo])
         fp = self.first.columns()
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         s2 = same[:, None]
@@ -319,8 +332,6 @@ class FlowBuilder:
         sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
         dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
         src16, dst16 = _rows16(src_arr), _rows16(dst_arr)
-        sport, dport = sport_np.tolist(), dport_np.tolist()
-        proto = fp["proto"].tolist()
         text: dict[bytes, str] = {}
 
         def t(ip: bytes) -> str:
@@ -329,11 +340,14 @@ class FlowBuilder:
                 v = text[ip] = ip_text(ip)
             return v
 
-        cids = [
-            community_id(p, a, b, x, y)
-            for p, a, b, x, y in zip(proto, src16, dst16, sport, dport, strict=True)
-        ]
-        first_ts = c["first_ts"].tolist()
+        cids, flow_ids = identify(
+            fp["proto"].astype(np.uint8),
+            src_arr,
+            dst_arr,
+            sport_np.astype(np.uint16),
+            dport_np.astype(np.uint16),
+            c["first_ts"],
+        )
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
@@ -353,7 +367,6 @@ class FlowBuilder:
             None if nt else t(x)
             for nt, x in zip(no_tun.tolist(), _rows16(fp["outer_dst"]), strict=True)
         ]
-        flow_ids = [_flow_id(cid, ts) for cid, ts in zip(cids, first_ts, strict=True)]
         # rows by first packet time (flow id breaks ties): sort the inputs, not the table
         order = np.lexsort((np.array(flow_ids), c["first_ts"]))
         ol = order.tolist()
@@ -405,11 +418,6 @@ class FlowBuilder:
             "dst_ip_bytes": _binary16(dst_arr[order]),
         }
         return pa.table(cols)
-
-
-def _flow_id(cid: str, first_ts: int) -> str:
-    """Stable across runs: the Community ID and the first packet's time."""
-    return "F" + hashlib.blake2b(f"{cid}|{first_ts}".encode(), digest_size=8).hexdigest()
 
 
 def _tcp_state(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import communityid
+import numpy as np
 import pytest
 
-from auditor.community_id import community_id
+from auditor._flowid import identify
+from auditor.community_id import community_id, flow_id
 
 
 def _v4(a: str) -> bytes:
@@ -50,3 +53,67 @@ def test_matches_reference(proto: int, src: str, dst: str, sport: int, dport: in
 def test_both_directions_agree() -> None:
     a, b = _v4("10.1.1.1"), _v4("10.1.1.2")
     assert community_id(6, a, b, 5000, 443) == community_id(6, b, a, 443, 5000)
+
+
+def _identify(rows: list[tuple[int, bytes, bytes, int, int, int]]) -> tuple[list[str], list[str]]:
+    proto, src, dst, sport, dport, ts = zip(*rows, strict=True)
+    return identify(
+        np.array(proto, np.uint8),
+        np.frombuffer(b"".join(src), np.uint8),
+        np.frombuffer(b"".join(dst), np.uint8),
+        np.array(sport, np.uint16),
+        np.array(dport, np.uint16),
+        np.array(ts, np.int64),
+    )
+
+
+@pytest.mark.parametrize(("proto", "src", "dst", "sport", "dport"), CASES)
+def test_c_version_matches_reference(
+    proto: int, src: str, dst: str, sport: int, dport: int
+) -> None:
+    """auditor._flowid.identify (what the flow table uses) against the reference package."""
+    pack = _v6 if ":" in src else _v4
+    ref = communityid.CommunityID()
+    if proto in (1, 58, 6, 17, 132):
+        tpl = communityid.FlowTuple(proto, src, dst, sport, dport)
+    else:
+        tpl = communityid.FlowTuple(proto, src, dst)
+    cids, fids = _identify([(proto, pack(src), pack(dst), sport, dport, 1_700_000_000_123_456_789)])
+    assert cids == [ref.calc(tpl)]
+    assert fids == [flow_id(ref.calc(tpl), 1_700_000_000_123_456_789)]
+
+
+def test_c_version_matches_python_on_random_flows() -> None:
+    """Many random flows (IPv4, IPv6, ICMP pairs and one-way types, equal addresses, negative
+    and large timestamps): the C and the Python version give the same identifiers."""
+    rnd = random.Random(7)
+    rows = []
+    for _ in range(3000):
+        if rnd.random() < 0.5:
+            a = b"\x00" * 10 + b"\xff\xff" + rnd.randbytes(4)
+            b = b"\x00" * 10 + b"\xff\xff" + rnd.randbytes(4)
+        else:
+            a, b = rnd.randbytes(16), rnd.randbytes(16)
+        if rnd.random() < 0.1:
+            b = a
+        proto = rnd.choice([1, 6, 17, 58, 132, 2, 47, 50])
+        sport = rnd.choice([0, 3, 8, 128, 129, 135, rnd.randrange(65536)])
+        dport = rnd.choice([0, 1, 53, rnd.randrange(65536)])
+        ts = rnd.choice([0, -1, rnd.randrange(-(2**63), 2**63)])
+        rows.append((proto, a, b, sport, dport, ts))
+    cids, fids = _identify(rows)
+    for (proto, a, b, sport, dport, ts), cid, fid in zip(rows, cids, fids, strict=True):
+        assert cid == community_id(proto, a, b, sport, dport)
+        assert fid == flow_id(cid, ts)
+
+
+def test_c_version_rejects_columns_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError, match="expected"):
+        identify(
+            np.zeros(2, np.uint8),
+            np.zeros(32, np.uint8),
+            np.zeros(16, np.uint8),
+            np.zeros(2, np.uint16),
+            np.zeros(2, np.uint16),
+            np.zeros(2, np.int64),
+        )

@@ -322,3 +322,55 @@ def test_directions_on_different_vlans_are_one_flow(tmp_path: Path) -> None:
     rows = flows_of(out.write(tmp_path / "vlans.pcap"))
     assert len(rows) == 1
     assert (rows[0]["state"], rows[0]["vlan"]) == ("established", 81)
+
+
+def test_half_closed_flow_keeps_the_answer_after_the_client_fin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sends its request and a FIN before the answer (a half-close) is not a
+    settled flow: the server's response, sent later, is still classified, however often
+    the builder looks for settled flows."""
+    from auditor import flows as F
+    from auditor.capture import read_packets
+
+    monkeypatch.setattr(F, "FLUSH_PENDING", 1)
+    c = synth.Capture()
+    a, b, syn, ack = "10.0.0.1", "10.0.0.2", dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK
+    req = synth.http_request("GET", "/x", "web")
+    c.tcp(a, b, 40000, 80, syn, 100, 0)
+    c.tcp(b, a, 80, 40000, syn | ack, 500, 101)
+    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_PUSH, 101, 501, req)
+    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_FIN, 101 + len(req), 501)
+    for i in range(30):  # other flows, so that the builder looks while the answer is due
+        c.udp(f"10.0.1.{i + 1}", "10.0.0.53", 50000 + i, 53, b"\x12\x34" + bytes(20))
+    c.tcp(b, a, 80, 40000, ack | dpkt.tcp.TH_PUSH, 501, 102 + len(req), synth.http_response(404))
+    path = c.write(tmp_path / "half-close.pcap")
+    builder = F.FlowBuilder()
+    for batch in read_packets(path, batch_size=4):
+        builder.add_batch(batch, 0)
+    row = next(r for r in builder.table().to_pylist() if r["dst_port"] == 80)
+    assert (row["http_method"], row["http_status"]) == ("GET", 404)
+
+
+def test_reset_flow_is_classified_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset connection gets no more heads: it is classified (and its heads dropped) as soon
+    as the builder looks, not at the end."""
+    from auditor import flows as F
+    from auditor.capture import read_packets
+
+    monkeypatch.setattr(F, "FLUSH_PENDING", 1)
+    c = synth.Capture()
+    a, b, syn, ack = "10.0.0.1", "10.0.0.2", dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK
+    req = synth.http_request("GET", "/x", "web")
+    c.tcp(a, b, 40000, 80, syn, 100, 0)
+    c.tcp(b, a, 80, 40000, syn | ack, 500, 101)
+    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_PUSH, 101, 501, req)
+    c.tcp(b, a, 80, 40000, dpkt.tcp.TH_RST, 501, 0)
+    for i in range(8):
+        c.udp(f"10.0.1.{i + 1}", "10.0.0.53", 50000 + i, 53, b"\x12\x34" + bytes(20))
+    path = c.write(tmp_path / "reset.pcap")
+    builder = F.FlowBuilder()
+    for batch in read_packets(path, batch_size=4):
+        builder.add_batch(batch, 0)
+    assert builder.facts[0].app == "http"
+    assert 0 not in builder.heads
