@@ -12,9 +12,12 @@
  *          first_ts i64[n]) -> (community_ids: list[str], flow_ids: list[str])
  *   Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6; for ICMP/ICMPv6 sport is the type
  *   and dport the code. flow id = "F" + hex(BLAKE2b-64("<community id>|<first_ts>")).
+ * ip_texts(addrs u8[n*16]) -> list[str]: each 16-byte address as text (inet_ntop), IPv4-mapped
+ *   addresses as dotted quads; the same strings as auditor.flows.ip_text.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -319,9 +322,42 @@ done:
     return ret;
 }
 
+
+static PyObject *ip_texts(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (b.len % 16) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "addresses must be 16 bytes each");
+        return NULL;
+    }
+    Py_ssize_t n = b.len / 16;
+    PyObject *out = PyList_New(n);
+    const uint8_t *a = b.buf;
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        char text[INET6_ADDRSTRLEN];
+        const uint8_t *p = a + 16 * i;
+        const char *ok = memcmp(p, V4_PREFIX, 12) == 0
+                             ? inet_ntop(AF_INET, p + 12, text, sizeof(text))
+                             : inet_ntop(AF_INET6, p, text, sizeof(text));
+        PyObject *s = ok ? PyUnicode_FromString(text) : NULL;
+        if (!s) {
+            if (!ok) PyErr_SetFromErrno(PyExc_OSError);
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, s);
+    }
+    PyBuffer_Release(&b);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"identify", identify, METH_VARARGS,
      "identify(proto, src16, dst16, sport, dport, first_ts) -> (community_ids, flow_ids)"},
+    {"ip_texts", ip_texts, METH_O, "16-byte addresses -> their text (IPv4-mapped as IPv4)."},
     {NULL, NULL, 0, NULL},
 };
 

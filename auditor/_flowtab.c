@@ -320,7 +320,97 @@ static PyTypeObject FlowTableType = {
     .tp_doc = "Packets -> flows: hash table on the flow key, port reuse, per-flow counters.",
 };
 
-static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_flowtab", NULL, -1, NULL};
+
+/* collect_heads(store, done, flow, dir, pay, flag, offsets, data) -> rows collected.
+ *
+ * The classifier's input, gathered at C speed: for every row whose flag has bit 2 (a head,
+ * see add()), append (dir, head bytes, payload length) to store[flow] (a list), creating the
+ * list unless the flow is already in `done` (classified: its later heads are not needed).
+ * flow i64, dir u8, pay u32, flag u8: columns of one batch; offsets i32 (n + 1) and data:
+ * the batch's binary payload column. */
+static PyObject *collect_heads(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *store, *done, *o[6];
+    Py_buffer b[6];
+    int got = 0;
+    PyObject *ret = NULL;
+    if (!PyArg_ParseTuple(args, "O!OOOOOOO", &PyDict_Type, &store, &done, &o[0], &o[1], &o[2],
+                          &o[3], &o[4], &o[5]))
+        return NULL;
+    for (; got < 6; got++)
+        if (PyObject_GetBuffer(o[got], &b[got], PyBUF_C_CONTIGUOUS) < 0) goto done;
+    Py_ssize_t n = b[0].len / 8;
+    if (b[1].len < n || b[2].len < 4 * n || b[3].len < n || b[4].len < 4 * (n + 1)) {
+        PyErr_SetString(PyExc_ValueError, "collect_heads: columns of different lengths");
+        goto done;
+    }
+    const int64_t *flow = b[0].buf;
+    const uint8_t *dir = b[1].buf, *flag = b[3].buf;
+    const uint32_t *pay = b[2].buf;
+    const int32_t *off = b[4].buf;
+    const char *data = b[5].buf;
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!(flag[i] & 2)) continue;
+        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > b[5].len) {
+            PyErr_SetString(PyExc_ValueError, "collect_heads: payload offsets out of range");
+            goto done;
+        }
+        PyObject *key = PyLong_FromLongLong(flow[i]);
+        if (!key) goto done;
+        PyObject *lst = PyDict_GetItemWithError(store, key); /* borrowed */
+        if (!lst) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto done;
+            }
+            int seen = PySequence_Contains(done, key);
+            if (seen != 0) {
+                Py_DECREF(key);
+                if (seen < 0) goto done;
+                continue;
+            }
+        }
+        PyObject *item = Py_BuildValue("(iy#I)", dir[i] ? 1 : 0, data + off[i],
+                                       (Py_ssize_t)(off[i + 1] - off[i]), pay[i]);
+        if (!item) {
+            Py_DECREF(key);
+            goto done;
+        }
+        int rc;
+        if (lst) {
+            rc = PyList_Append(lst, item);
+        } else {
+            PyObject *nl = PyList_New(1);
+            if (!nl) {
+                Py_DECREF(item);
+                Py_DECREF(key);
+                goto done;
+            }
+            Py_INCREF(item);
+            PyList_SET_ITEM(nl, 0, item);
+            rc = PyDict_SetItem(store, key, nl);
+            Py_DECREF(nl);
+        }
+        Py_DECREF(item);
+        Py_DECREF(key);
+        if (rc < 0) goto done;
+        count++;
+    }
+    ret = PyLong_FromSsize_t(count);
+done:
+    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    return ret;
+}
+
+static PyMethodDef module_methods[] = {
+    {"collect_heads", collect_heads, METH_VARARGS,
+     "Append each head row's (dir, head, payload_len) to store[flow]."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_flowtab", NULL, -1, module_methods};
 
 PyMODINIT_FUNC PyInit__flowtab(void)
 {

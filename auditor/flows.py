@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor._flowid import identify
-from auditor._flowtab import HEADS, FlowTable
+from auditor._flowid import identify, ip_texts
+from auditor._flowtab import HEADS, FlowTable, collect_heads
 from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES, TUNNEL_NAMES
 from auditor.classify import FlowFacts, classify_flow, facts_table
 
@@ -67,19 +67,11 @@ def fixed16(arr: pa.Array) -> np.ndarray:
     return flat.reshape(-1, 16)[arr.offset :]
 
 
-def binary_rows(arr: pa.Array, rows: np.ndarray) -> list[bytes]:
-    """The values of a binary column at ``rows`` as bytes, without an Arrow take()."""
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1 + arr.offset)
-    offsets = offsets[arr.offset :]
-    data = arr.buffers()[2]
-    view = memoryview(data) if data is not None else memoryview(b"")
-    starts = offsets[rows].tolist()
-    ends = offsets[rows + 1].tolist()
-    return [bytes(view[a:b]) for a, b in zip(starts, ends, strict=True)]
-
-
 def proto_name(proto: int) -> str:
     return PROTO_NAMES.get(proto, str(proto))
+
+
+_PROTO_TEXT = np.array([proto_name(p) for p in range(256)], dtype=object)
 
 
 _EXPORT_DTYPES = {
@@ -140,12 +132,6 @@ class _FirstPackets:
         return {k: v[rows] for k, v in self.cols.items()}
 
 
-def _rows16(arr: np.ndarray) -> list[bytes]:
-    """An (n, 16) uint8 array as a list of 16-byte values."""
-    raw = np.ascontiguousarray(arr).tobytes()
-    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
-
-
 def _binary16(arr: np.ndarray) -> pa.Array:
     """An (n, 16) uint8 array as an Arrow fixed_size_binary(16) column, without a copy per row."""
     raw = np.ascontiguousarray(arr).tobytes()
@@ -203,22 +189,25 @@ class FlowBuilder:
         )
         if created:
             self._new_flows(batch, np.flatnonzero(flag & 1), capture)
-        rows = np.flatnonzero(flag & 2)
-        if len(rows):
-            heads = binary_rows(col("payload"), rows)
-            store = self.heads
-            done = self.facts
-            for f, dd, h, pl in zip(
-                flow[rows].tolist(), d[rows].tolist(), heads, pay[rows].tolist(), strict=True
-            ):
-                lst = store.get(f)
-                if lst is None:
-                    if f not in done:
-                        store[f] = [(dd, h, pl)]
-                else:
-                    lst.append((dd, h, pl))
-            if len(store) >= self.flush_at:
-                self._flush(int(values(col("ts")).max()))
+        payload = col("payload")
+        offsets = np.frombuffer(payload.buffers()[1], dtype=np.int32, count=n + 1 + payload.offset)[
+            payload.offset :
+        ]
+        data = payload.buffers()[2]
+        if (
+            collect_heads(
+                self.heads,
+                self.facts,
+                flow,
+                np.ascontiguousarray(d),
+                pay,
+                flag,
+                offsets,
+                data if data is not None else b"",
+            )
+            and len(self.heads) >= self.flush_at
+        ):
+            self._flush(int(values(col("ts")).max()))
 
     def _resolve_fragments(
         self,
@@ -331,15 +320,6 @@ class FlowBuilder:
         dst_arr = np.ascontiguousarray(np.where(s2, fp["dst_ip"], fp["src_ip"]))
         sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
         dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
-        src16, dst16 = _rows16(src_arr), _rows16(dst_arr)
-        text: dict[bytes, str] = {}
-
-        def t(ip: bytes) -> str:
-            v = text.get(ip)
-            if v is None:
-                v = text[ip] = ip_text(ip)
-            return v
-
         cids, flow_ids = identify(
             fp["proto"].astype(np.uint8),
             src_arr,
@@ -359,20 +339,18 @@ class FlowBuilder:
         state = _tcp_state(proto_np, c["syn_dir"], c["synack_dir"], flags_f, flags_r, pkts_r)
         tun = fp["tunnel"]
         no_tun = tun == 0
-        outer_src = [
-            None if nt else t(x)
-            for nt, x in zip(no_tun.tolist(), _rows16(fp["outer_src"]), strict=True)
-        ]
-        outer_dst = [
-            None if nt else t(x)
-            for nt, x in zip(no_tun.tolist(), _rows16(fp["outer_dst"]), strict=True)
-        ]
         # rows by first packet time (flow id breaks ties): sort the inputs, not the table
-        order = np.lexsort((np.array(flow_ids), c["first_ts"]))
+        flow_ids_np = np.array(flow_ids, dtype=object)
+        order = np.lexsort((flow_ids_np.astype(str), c["first_ts"]))
         ol = order.tolist()
 
-        def listed(v: list[Any]) -> list[Any]:
-            return [v[i] for i in ol]
+        def outer(name: str) -> pa.Array:
+            """Outer (tunnel) addresses as text, null for flows not in a tunnel."""
+            text = np.full(len(order), None, dtype=object)
+            tunneled = np.flatnonzero(~no_tun[order])
+            if len(tunneled):
+                text[tunneled] = ip_texts(fp[name][order[tunneled]])
+            return pa.array(text, pa.string())
 
         def masked(v: np.ndarray, dtype: pa.DataType) -> pa.Array:
             return pa.array(v[order], dtype, mask=v[order] < 0)
@@ -381,13 +359,13 @@ class FlowBuilder:
         proto_o = proto_np[order]
         facts = facts_table([self.facts[f] for f in ol])
         cols: dict[str, Any] = {
-            "flow_id": listed(flow_ids),
-            "community_id": listed(cids),
-            "src_ip": listed([t(x) for x in src16]),
+            "flow_id": pa.array(flow_ids_np[order], pa.string()),
+            "community_id": pa.array(np.array(cids, dtype=object)[order], pa.string()),
+            "src_ip": pa.array(ip_texts(src_arr[order]), pa.string()),
             "src_port": sport_np[order],
-            "dst_ip": listed([t(x) for x in dst16]),
+            "dst_ip": pa.array(ip_texts(dst_arr[order]), pa.string()),
             "dst_port": dport_np[order],
-            "proto": [proto_name(p) for p in proto_o.tolist()],
+            "proto": pa.array(_PROTO_TEXT[proto_o], pa.string()),
             "proto_num": proto_o.astype(np.int16),
             "first_seen": pa.array(c["first_ts"][order], pa.timestamp("ns", tz="UTC")),
             "last_seen": pa.array(c["last_ts"][order], pa.timestamp("ns", tz="UTC")),
@@ -411,8 +389,8 @@ class FlowBuilder:
             "tunnel_id": pa.array(
                 fp["tunnel_id"][order].astype(np.int64), pa.int64(), mask=no_tun[order]
             ),
-            "outer_src": pa.array(listed(outer_src), pa.string()),
-            "outer_dst": pa.array(listed(outer_dst), pa.string()),
+            "outer_src": outer("outer_src"),
+            "outer_dst": outer("outer_dst"),
             "capture": fp["capture"][order],
             "src_ip_bytes": _binary16(src_arr[order]),
             "dst_ip_bytes": _binary16(dst_arr[order]),

@@ -374,3 +374,30 @@ def test_reset_flow_is_classified_early(tmp_path: Path, monkeypatch: pytest.Monk
         builder.add_batch(batch, 0)
     assert builder.facts[0].app == "http"
     assert 0 not in builder.heads
+
+
+def test_ip_texts_in_c_match_python() -> None:
+    """auditor._flowid.ip_texts (the flow table's) gives the strings ip_text gives."""
+    import random
+
+    import numpy as np
+
+    from auditor._flowid import ip_texts
+    from auditor.flows import ip_text
+
+    rnd = random.Random(3)
+    addrs = [
+        b"\x00" * 16,
+        b"\x00" * 15 + b"\x01",
+        b"\x00" * 10 + b"\xff\xff" + bytes([10, 0, 0, 1]),
+        b"\x00" * 12 + bytes([1, 2, 3, 4]),
+        b"\xfe\x80" + b"\x00" * 13 + b"\x01",
+        *(b"\x00" * 10 + b"\xff\xff" + rnd.randbytes(4) for _ in range(200)),
+        *(rnd.randbytes(16) for _ in range(200)),
+        *(rnd.randbytes(2) + b"\x00" * rnd.randrange(14) for _ in range(200)),
+    ]
+    addrs = [(a + b"\x00" * 16)[:16] for a in addrs]
+    got = ip_texts(np.frombuffer(b"".join(addrs), np.uint8).reshape(-1, 16))
+    assert got == [ip_text(a) for a in addrs]
+    with pytest.raises(ValueError, match="16 bytes"):
+        ip_texts(b"\x00" * 17)
