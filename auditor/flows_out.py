@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from auditor.report.json_ import render as json_text
 from auditor.traffic import Traffic, iso
 
 FORMATS = ("table", "json", "csv", "parquet")
@@ -49,10 +48,12 @@ def write_flows(traffic: Traffic, fmt: str, out: IO[bytes]) -> None:
     """Write the flows in ``fmt`` to a binary stream."""
     assert traffic.flows is not None
     if fmt == "parquet":
+        import pyarrow.parquet as pq  # here: its import costs every other command 15 ms
+
         pq.write_table(public_flows(traffic.flows), out)
         return
-    if fmt == "json":
-        text = json.dumps(flows_json(traffic), indent=2, ensure_ascii=False, default=str) + "\n"
+    if fmt == "json":  # one flow per line, like the audit's findings
+        text = json_text(flows_json(traffic))
     elif fmt == "csv":
         text = _csv(flow_records(traffic.flows))
     else:

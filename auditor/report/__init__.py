@@ -12,24 +12,25 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
 from typing import Any
-
-from auditor.report import csv_, html, json_, markdown, sarif, table
 
 __all__ = ["FORMATS", "render"]
 
-_RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "table": lambda result: table.render(result, color=False),
-    "json": json_.render,
-    "sarif": sarif.render,
-    "html": html.render,
-    "csv": csv_.render,
-    "markdown": markdown.render,
+#: format -> the module of auditor.report that renders it (imported when first used: a JSON
+#: audit does not pay for loading the HTML and SARIF writers)
+_MODULES = {
+    "table": "table",
+    "json": "json_",
+    "sarif": "sarif",
+    "html": "html",
+    "csv": "csv_",
+    "markdown": "markdown",
 }
 
 #: Format names accepted by `render`, the terminal table first (the CLI's default).
-FORMATS: tuple[str, ...] = tuple(_RENDERERS)
+FORMATS: tuple[str, ...] = tuple(_MODULES)
 
 
 def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
@@ -38,12 +39,12 @@ def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
     ``color`` only affects ``table``: ANSI colours, for a terminal (the CLI decides).
     Raises ``ValueError`` naming the known formats when ``fmt`` is not one of them.
     """
-    if fmt == "table":
-        return table.render(result, color=color)
     try:
-        renderer = _RENDERERS[fmt]
+        module = importlib.import_module(f"auditor.report.{_MODULES[fmt]}")
     except KeyError:
         raise ValueError(
             f"unknown report format {fmt!r}: expected one of {', '.join(FORMATS)}"
         ) from None
-    return renderer(result)
+    if fmt == "table":
+        return str(module.render(result, color=color))
+    return str(module.render(result))
