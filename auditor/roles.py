@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from auditor import duck
 from auditor.rules import Inventory, Ruleset, classify_entry, rules_table
 
 ASSIGN_AT = 1.0
@@ -194,8 +195,13 @@ GENERIC_CLIENT_CAP = 0.5
 
 def infer_roles(ruleset: Ruleset, flows: pa.Table) -> list[HostRoles]:
     """Infer roles from served/used ports and the ruleset's name and user-agent hints."""
-    con = duckdb.connect()
-    con.execute("SET threads TO 1")
+    with duck.cursor() as con:
+        return _infer_roles(con, ruleset, flows)
+
+
+def _infer_roles(
+    con: duckdb.DuckDBPyConnection, ruleset: Ruleset, flows: pa.Table
+) -> list[HostRoles]:
     con.register("flows", flows.select(_needed(flows)))
     con.register("rules", rules_table(ruleset))
     con.execute(_EVIDENCE_SQL, {"cap": GENERIC_CLIENT_CAP})

@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from auditor import __version__
+from auditor import __version__, duck
 from auditor.errors import ExitCode
 from auditor.findings import queries
 from auditor.flows_out import public_flows
@@ -166,153 +167,55 @@ def run_checks(
     ruleset: Ruleset, flows: pa.Table, roles: RoleMap, capture_seconds: float
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All checks over one flow table; returns (findings, role_pairs)."""
-    con = duckdb.connect()
-    con.execute("SET threads TO 1")
-    flows = flows.select([c for c in queries.FLOW_COLUMNS if c in flows.column_names])
-    # timestamps as int64 ns: DuckDB would hand tz-aware datetimes back through pytz
-    ts_cols = [i for i, f in enumerate(flows.schema) if pa.types.is_timestamp(f.type)]
-    for i in ts_cols:
-        flows = flows.set_column(i, flows.schema.field(i).name, flows.column(i).cast(pa.int64()))
-    con.register("flows", flows)
-    con.register("host_roles", roles.table())
+    with duck.cursor() as con:
+        return _run_checks(con, ruleset, flows, roles, capture_seconds)
+
+
+def _run_checks(
+    con: duckdb.DuckDBPyConnection,
+    ruleset: Ruleset,
+    flows: pa.Table,
+    roles: RoleMap,
+    capture_seconds: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    host_roles = roles.table()
+    con.register("flows", _flow_input(flows))
+    con.register("host_roles", host_roles)
     con.register("rules", rules_table(ruleset))
-    con.execute(queries.PREPARE)
-    out = _Findings(ruleset)
     inv = roles.from_inventory
-
-    for row in _rows(con, queries.PLAINTEXT_DISK_TRANSFER, {"min_disk": MIN_DISK_BYTES}):
-        rule = out.rules[row["rule_id"]]
-        what = ", ".join(row["methods"] or []) or next(
-            (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext"
-        )
-        agents = row["agents"] or []
-        pair = out.rules.get(rule.pair or "")
-        tls_port = _ports_text(pair) if pair and pair.encrypted_required else None
-        msg = (
-            f"{human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
-            f"({what}{' by ' + agents[0] if agents else ''}) on {row['proto']}/{row['dst_port']}"
-            f" from {row['src_ip']} to {row['dst_ip']}"
-        )
-        if rule.encrypted_required:
-            msg += f"; the document requires {rule.security.upper()} for this flow"
-            sev = out.severity("plaintext_disk_transfer", rule.id)
-        elif tls_port:
-            msg += f"; the document gives {tls_port} (HTTPS) for the same purpose"
-            sev = out.severity("plaintext_disk_transfer", rule.id)
-        else:
-            msg += "; the document offers no encrypted alternative for this flow"
-            sev = out.severity("plaintext_disk_transfer", rule.id, "low")
-        ev: dict[str, Any] = {
-            "bytes_cleartext": int(row["payload_bytes"]),
-            "http_methods": row["methods"] or [],
-            "user_agents": agents,
-            "targets": (row["targets"] or [])[:10],
-            "flows": row["flows"],
-            "encrypted_alternative": tls_port,
-            "vendor_reason": [
-                n for n in rule.notes if "force HTTPS" in n or "performance reasons" in n
-            ],
-        }
-        out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
-
-    for row in _rows(con, queries.PLAINTEXT_WHERE_TLS_REQUIRED, {"min_disk": MIN_DISK_BYTES}):
-        rule = out.rules[row["rule_id"]]
-        apps = [a for a in row["apps"] or [] if a]
-        msg = (
-            f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
-            f"requires {rule.security.upper()} ({rule.id})."
-        )
-        ev = {
-            "apps": apps,
-            "payload_bytes": int(row["payload_bytes"]),
-            "http_methods": row["methods"] or [],
-            "http_hosts": row["hosts"] or [],
-            "required_security": rule.security,
-            "flows": row["flows"],
-        }
-        out.add(
-            "plaintext_where_tls_required",
-            row,
-            rule.id,
-            msg,
-            ev,
-            out.severity("plaintext_where_tls_required", rule.id),
-        )
-
-    for row in _rows(con, queries.MTLS_NOT_OBSERVED):
-        rule = out.rules[row["rule_id"]]
-        verdict = row["verdict"]
-        if verdict == "no_client_cert":
-            msg = (
-                f"Mutual TLS required ({rule.id}) but the client sent no certificate on "
-                f"{_endpoint(row)} ({row['without_cert']} of {row['flows']} flows)."
-            )
-            sev = out.severity("mtls_not_observed", rule.id)
-            ev = {
-                "verifiable": True,
-                "tls_versions": row["versions"] or [],
-                "certificate_requested": row["cert_requested"],
-                "flows_without_client_certificate": row["without_cert"],
-            }
-        else:
-            why = (
-                "TLS 1.3 encrypts the certificate exchange"
-                if verdict == "tls13"
-                else "the TLS handshake is not in the capture"
-            )
-            msg = f"Mutual TLS required ({rule.id}) on {_endpoint(row)}: not verifiable, {why}."
-            sev = "info"
-            ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"] or []}
-        out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
-
-    for row in _rows(con, queries.WEAK_TLS):
-        versions = ", ".join(v for v in row["versions"] if v)
-        msg = (
-            f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
-        )
-        out.add(
-            "weak_tls",
-            row,
-            row["rule_id"],
-            msg,
-            {"tls_versions": row["versions"], "flows": row["flows"]},
-            out.severity("weak_tls", row["rule_id"]),
-        )
+    con.execute(queries.PREPARE, {"inventory": inv})
+    out = _Findings(ruleset)
+    (scans,) = con.execute(
+        f"CREATE OR REPLACE TEMP TABLE scans AS {queries.SCANS}", {"scan": SCAN_TARGETS}
+    ).fetchone() or (0,)
+    if scans:
+        con.execute(queries.MARK_SCANS)
 
     by_pair: dict[tuple[str, str], list[Rule]] = {}
     for r in ruleset.flows:
         by_pair.setdefault((r.from_role, r.to_role), []).append(r)
-    params = {"inventory": inv, "scan": SCAN_TARGETS}
-    for statement in queries.UNEXPECTED:  # DuckDB binds parameters per statement
-        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
-    for row in _rows(con, queries.UNEXPECTED_PORT):
-        _unexpected(out, ruleset, row, inv, by_pair)
-    for row in _rows(con, queries.UNEXPECTED_SCAN):
-        _scan(out, row, inv)
+    per_kind: dict[str, Callable[[dict[str, Any]], None]] = {
+        "plaintext_disk_transfer": lambda row: _disk_transfer(out, row),
+        "plaintext_where_tls_required": lambda row: _tls_required(out, row),
+        "mtls_not_observed": lambda row: _mtls(out, row),
+        "weak_tls": lambda row: _weak_tls(out, row),
+        "unexpected_port": lambda row: _unexpected(out, ruleset, row, inv, by_pair),
+    }
+    for row in _rows(con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES}):
+        per_kind[row["kind"]](row)
+    if scans:
+        for row in _rows(con, queries.UNEXPECTED_SCAN):
+            _scan(out, row, inv)
 
-    for row in _rows(con, queries.MISSING_FLOW):
-        _missing(out, row, capture_seconds)
+    pairs: list[dict[str, Any]] = []
+    if host_roles.num_rows:  # without roles, nothing is expected between them
+        for row in _rows(con, queries.MISSING_FLOW):
+            _missing(out, row, capture_seconds)
+        if inv:
+            for row in _rows(con, queries.UNKNOWN_HOST):
+                _unknown_host(out, row)
+        pairs = _rows(con, queries.ROLE_PAIRS)
 
-    if inv:
-        for row in _rows(con, queries.UNKNOWN_HOST):
-            msg = (
-                f"{row['ip']} has no role in the inventory but talks to "
-                f"{', '.join(sorted(set(row['peer_roles'])))} ({', '.join(sorted(row['ports']))})."
-            )
-            out.add(
-                "unknown_host",
-                {**row, "src_ip": row["ip"]},
-                None,
-                msg,
-                {
-                    "peers": row["peers"],
-                    "ports": sorted(row["ports"]),
-                    "peer_roles": sorted(set(row["peer_roles"])),
-                },
-                out.severity("unknown_host", None),
-            )
-
-    pairs = _rows(con, queries.ROLE_PAIRS)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     kinds = {k: i for i, k in enumerate(KINDS)}
     findings = sorted(
@@ -327,6 +230,137 @@ def run_checks(
         ),
     )
     return findings, [_pair_json(p) for p in pairs]
+
+
+def _flow_input(flows: pa.Table) -> pa.Table:
+    """The columns the queries read, plus ``i`` (the row number) to join back on."""
+    flows = flows.select([c for c in queries.FLOW_COLUMNS if c in flows.column_names])
+    # timestamps as int64 ns: DuckDB would hand tz-aware datetimes back through pytz
+    ts_cols = [i for i, f in enumerate(flows.schema) if pa.types.is_timestamp(f.type)]
+    for i in ts_cols:
+        flows = flows.set_column(i, flows.schema.field(i).name, flows.column(i).cast(pa.int64()))
+    return flows.append_column("i", pa.array(np.arange(flows.num_rows, dtype=np.int64)))
+
+
+def _disk_transfer(out: _Findings, row: dict[str, Any]) -> None:
+    rule = out.rules[row["rule_id"]]
+    what = ", ".join(row["methods"] or []) or next(
+        (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext"
+    )
+    agents = row["agents"] or []
+    pair = out.rules.get(rule.pair or "")
+    tls_port = _ports_text(pair) if pair and pair.encrypted_required else None
+    msg = (
+        f"{human_bytes(row['payload_bytes'])} of disk/file transfer moved in cleartext "
+        f"({what}{' by ' + agents[0] if agents else ''}) on {row['proto']}/{row['dst_port']}"
+        f" from {row['src_ip']} to {row['dst_ip']}"
+    )
+    if rule.encrypted_required:
+        msg += f"; the document requires {rule.security.upper()} for this flow"
+        sev = out.severity("plaintext_disk_transfer", rule.id)
+    elif tls_port:
+        msg += f"; the document gives {tls_port} (HTTPS) for the same purpose"
+        sev = out.severity("plaintext_disk_transfer", rule.id)
+    else:
+        msg += "; the document offers no encrypted alternative for this flow"
+        sev = out.severity("plaintext_disk_transfer", rule.id, "low")
+    ev: dict[str, Any] = {
+        "bytes_cleartext": int(row["payload_bytes"]),
+        "http_methods": row["methods"] or [],
+        "user_agents": agents,
+        "targets": (row["targets"] or [])[:10],
+        "flows": row["flows"],
+        "encrypted_alternative": tls_port,
+        "vendor_reason": [
+            n for n in rule.notes if "force HTTPS" in n or "performance reasons" in n
+        ],
+    }
+    out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
+
+
+def _tls_required(out: _Findings, row: dict[str, Any]) -> None:
+    rule = out.rules[row["rule_id"]]
+    apps = [a for a in row["apps"] or [] if a]
+    msg = (
+        f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
+        f"requires {rule.security.upper()} ({rule.id})."
+    )
+    ev = {
+        "apps": apps,
+        "payload_bytes": int(row["payload_bytes"]),
+        "http_methods": row["methods"] or [],
+        "http_hosts": row["hosts"] or [],
+        "required_security": rule.security,
+        "flows": row["flows"],
+    }
+    out.add(
+        "plaintext_where_tls_required",
+        row,
+        rule.id,
+        msg,
+        ev,
+        out.severity("plaintext_where_tls_required", rule.id),
+    )
+
+
+def _mtls(out: _Findings, row: dict[str, Any]) -> None:
+    rule = out.rules[row["rule_id"]]
+    verdict = row["verdict"]
+    ev: dict[str, Any]
+    if verdict == "no_client_cert":
+        msg = (
+            f"Mutual TLS required ({rule.id}) but the client sent no certificate on "
+            f"{_endpoint(row)} ({row['without_cert']} of {row['flows']} flows)."
+        )
+        sev = out.severity("mtls_not_observed", rule.id)
+        ev = {
+            "verifiable": True,
+            "tls_versions": row["versions"] or [],
+            "certificate_requested": row["cert_requested"],
+            "flows_without_client_certificate": row["without_cert"],
+        }
+    else:
+        why = (
+            "TLS 1.3 encrypts the certificate exchange"
+            if verdict == "tls13"
+            else "the TLS handshake is not in the capture"
+        )
+        msg = f"Mutual TLS required ({rule.id}) on {_endpoint(row)}: not verifiable, {why}."
+        sev = "info"
+        ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"] or []}
+    out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
+
+
+def _weak_tls(out: _Findings, row: dict[str, Any]) -> None:
+    versions = ", ".join(v for v in row["versions"] if v)
+    msg = f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
+    out.add(
+        "weak_tls",
+        row,
+        row["rule_id"],
+        msg,
+        {"tls_versions": row["versions"], "flows": row["flows"]},
+        out.severity("weak_tls", row["rule_id"]),
+    )
+
+
+def _unknown_host(out: _Findings, row: dict[str, Any]) -> None:
+    msg = (
+        f"{row['ip']} has no role in the inventory but talks to "
+        f"{', '.join(sorted(set(row['peer_roles'])))} ({', '.join(sorted(row['ports']))})."
+    )
+    out.add(
+        "unknown_host",
+        {**row, "src_ip": row["ip"]},
+        None,
+        msg,
+        {
+            "peers": row["peers"],
+            "ports": sorted(row["ports"]),
+            "peer_roles": sorted(set(row["peer_roles"])),
+        },
+        out.severity("unknown_host", None),
+    )
 
 
 def _pair_json(p: dict[str, Any]) -> dict[str, Any]:

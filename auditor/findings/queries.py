@@ -1,15 +1,26 @@
-"""The checks, as SQL over three tables: ``flows``, ``host_roles`` (ip, role) and ``rules``
-(one row per rule and port range, from ``auditor.rules.rules_table``).
+"""The checks, as SQL over three tables: ``flows`` (with ``i``, its row number), ``host_roles``
+(ip, role) and ``rules`` (one row per rule and port range, from ``auditor.rules.rules_table``).
 
-``PREPARE`` builds the working tables:
+``PREPARE`` builds ``f``, one narrow row per TCP/UDP flow in flow-table order: its
+endpoints' role lists and the rules that cover it. A rule covers a flow when the protocol
+and port fit and each endpoint either holds the rule's role on its side or has no role at
+all: a *role match* when both endpoints have roles, a *port match* when one or both have
+none. From that set of (flow, rule) pairs ``f`` keeps, per flow, the sorted ids of all
+covering rules and of those with a disk transfer, required encryption or mutual TLS, and
+whether the flow is unexpected.
 
-* ``f`` — the TCP/UDP flows with their endpoints' role lists;
-* ``m`` — every (flow, rule) pair in which the rule covers the flow: ``how = 'roles'`` when
-  the source holds the rule's from-role and the destination its to-role, ``how = 'port'``
-  when an endpoint has no role and the rule is compatible with the side that has one.
+``FINDINGS`` then judges every flow for every per-flow kind at once, one (flow, kind) row
+each, and groups them into one row per finding (kind, source, destination, port,
+protocol); ``engine`` turns each row into a finding. The remaining queries each answer one
+question that the flows do not group the same way: scans, missing flows, unknown hosts and
+the role-to-role picture. The wide flow columns are joined back by ``i`` only where a
+finding needs them, and both sides of that join are unique on ``i``, so every aggregate
+reads its flows in flow-table (time) order: the lists of distinct values in the evidence
+come out in order of first appearance.
 
-Each check is then one SELECT returning one row per finding (already grouped per
-source, destination, port and protocol), which ``engine`` turns into finding objects.
+Planning a DuckDB query costs milliseconds even when it returns nothing, more than
+running these ones on tens of thousands of flows, so the checks are few statements that
+each do much, and the engine skips the ones whose answer is known to be empty.
 """
 
 from __future__ import annotations
@@ -22,90 +33,145 @@ FLOW_COLUMNS = (
     "tls_client_cert", "http_method", "http_target", "http_host", "http_user_agent",
 )  # fmt: skip
 
+# The rules that speak for a flow's content are its role matches, or its port matches when
+# one endpoint has a role (two unplaced hosts on port 80 are not an App Layering upgrade
+# download just because the port fits): every covering rule once either endpoint has a role.
+#
+# Unexpected = not allowed: allowed means covered by a role match; without an inventory a
+# port match (an endpoint of unknown role) allows too. Scope: with an inventory, flows
+# between two hosts outside it are none of the audit's business.
 PREPARE = """
-CREATE OR REPLACE TEMP TABLE hr AS
-    SELECT ip, list(DISTINCT role ORDER BY role) AS roles FROM host_roles GROUP BY ip;
-
 CREATE OR REPLACE TEMP TABLE f AS
-    SELECT fl.*, coalesce(s.roles, []::VARCHAR[]) AS src_roles,
+WITH hr AS (
+    SELECT ip, list(DISTINCT role ORDER BY role) AS roles FROM host_roles GROUP BY ip
+),
+fr AS (
+    SELECT fl.i, fl.src_ip, fl.dst_ip, fl.dst_port, fl.proto,
+           coalesce(s.roles, []::VARCHAR[]) AS src_roles,
            coalesce(d.roles, []::VARCHAR[]) AS dst_roles
     FROM flows fl
     LEFT JOIN hr s ON s.ip = fl.src_ip
     LEFT JOIN hr d ON d.ip = fl.dst_ip
-    WHERE fl.proto IN ('tcp', 'udp');
-
-CREATE OR REPLACE TEMP TABLE m AS
-    SELECT DISTINCT f.flow_id, r.rule_id, 'roles' AS how
-    FROM f
-    JOIN host_roles hs ON hs.ip = f.src_ip
-    JOIN host_roles hd ON hd.ip = f.dst_ip
-    JOIN rules r ON r.from_role = hs.role AND r.to_role = hd.role AND r.proto = f.proto
-                AND f.dst_port BETWEEN r.port_lo AND r.port_hi
-    UNION
-    SELECT DISTINCT f.flow_id, r.rule_id, 'port' AS how
-    FROM f JOIN rules r ON r.proto = f.proto AND f.dst_port BETWEEN r.port_lo AND r.port_hi
-    WHERE (len(f.src_roles) = 0 OR len(f.dst_roles) = 0)
-      AND (len(f.src_roles) = 0 OR list_contains(f.src_roles, r.from_role))
-      AND (len(f.dst_roles) = 0 OR list_contains(f.dst_roles, r.to_role));
-
--- the rules that speak for each flow's content: role matches when there are any; port
--- matches only when one endpoint has a role (two unplaced hosts on port 80 are not an App
--- Layering upgrade download just because the port fits)
-CREATE OR REPLACE TEMP TABLE cm AS
-    SELECT DISTINCT m.flow_id, m.rule_id, m.how FROM m JOIN f USING (flow_id)
-    WHERE m.how = 'roles'
-       OR (m.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles')
-           AND (len(f.src_roles) > 0 OR len(f.dst_roles) > 0));
-"""
-
-# Columns every per-flow finding query returns, in this order (engine.py reads them so).
-_FINDING_COLS = """
-    f.src_ip, f.dst_ip, f.dst_port, f.proto,
-    any_value(f.src_roles) AS src_roles, any_value(f.dst_roles) AS dst_roles,
-    min(f.first_seen) AS first_seen, max(f.last_seen) AS last_seen,
-    sum(f.packets_fwd + f.packets_rev) AS packets, sum(f.bytes_fwd + f.bytes_rev) AS bytes,
-    list(f.flow_id ORDER BY f.first_seen) AS flow_ids,
-    list(DISTINCT f.community_id) AS community_ids,
-    list(DISTINCT f.state) FILTER (WHERE f.state IS NOT NULL) AS states,
-    list(DISTINCT f.app) AS apps,
-    count(*) AS flows
-"""
-
-# Allowed = covered by a rule between the endpoints' roles; without an inventory, port
-# matches (an endpoint of unknown role) allow too. Scope: with an inventory, flows between
-# two hosts outside it are none of the audit's business. ``u`` holds the unexpected flows.
-UNEXPECTED = (
-    """
-CREATE OR REPLACE TEMP TABLE u AS
-SELECT f.*,
-       CASE WHEN len(f.src_roles) > 0 AND len(f.dst_roles) > 0 THEN 'undocumented'
-            WHEN len(f.src_roles) > 0 OR len(f.dst_roles) > 0 THEN 'unknown_peer'
-            ELSE 'undocumented_port' END AS variant
-FROM f
-WHERE f.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles' OR NOT $inventory)
-  AND (NOT $inventory OR len(f.src_roles) > 0 OR len(f.dst_roles) > 0)
-""",
-    """
--- scans: one source trying more than $scan distinct unexpected ports on one destination
--- (vertical), or one unexpected port on more than $scan destinations (horizontal)
-CREATE OR REPLACE TEMP TABLE scan_v AS
-SELECT src_ip, dst_ip, proto FROM u GROUP BY ALL HAVING count(DISTINCT dst_port) > $scan
-""",
-    """
-CREATE OR REPLACE TEMP TABLE scan_h AS
-SELECT src_ip, dst_port, proto FROM u
-WHERE (src_ip, dst_ip, proto) NOT IN (SELECT * FROM scan_v)
-GROUP BY ALL HAVING count(DISTINCT dst_ip) > $scan
-""",
+    WHERE fl.proto IN ('tcp', 'udp')
+),
+m AS (
+    SELECT DISTINCT fr.i, r.rule_id, r.disk_transfer, r.encrypted_required,
+           r.security = 'mtls' AS mtls
+    FROM fr JOIN rules r ON r.proto = fr.proto AND fr.dst_port BETWEEN r.port_lo AND r.port_hi
+    WHERE (len(fr.src_roles) = 0 OR list_contains(fr.src_roles, r.from_role))
+      AND (len(fr.dst_roles) = 0 OR list_contains(fr.dst_roles, r.to_role))
+),
+fm AS (
+    SELECT i, list(rule_id ORDER BY rule_id) AS rule_ids,
+           list(rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
+           list(rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
+           list(rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids
+    FROM m GROUP BY i
 )
+SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids,
+       len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0 AS placed,
+       CASE WHEN $inventory
+            THEN (len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0)
+                 AND NOT (len(fr.src_roles) > 0 AND len(fr.dst_roles) > 0
+                          AND fm.rule_ids IS NOT NULL)
+            ELSE fm.rule_ids IS NULL END AS unexpected,
+       false AS scan_ports, false AS scan_hosts
+FROM fr LEFT JOIN fm USING (i)
+ORDER BY fr.i
+"""
 
-UNEXPECTED_PORT = f"""
-SELECT {_FINDING_COLS}, any_value(f.variant) AS variant
-FROM u f
-WHERE (f.src_ip, f.dst_ip, f.proto) NOT IN (SELECT * FROM scan_v)
-  AND (f.src_ip, f.dst_port, f.proto) NOT IN (SELECT * FROM scan_h)
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
-ORDER BY f.src_ip, f.dst_ip, f.dst_port
+# Scans: one source trying more than $scan distinct unexpected ports on one destination
+# (vertical), or one unexpected port on more than $scan destinations (horizontal).
+SCANS = """
+WITH u AS (SELECT src_ip, dst_ip, dst_port, proto FROM f WHERE unexpected),
+v AS (SELECT src_ip, dst_ip, proto FROM u GROUP BY ALL HAVING count(DISTINCT dst_port) > $scan)
+SELECT 'ports' AS scan, src_ip, dst_ip, NULL::INTEGER AS dst_port, proto FROM v
+UNION ALL
+SELECT 'hosts', src_ip, NULL, dst_port, proto FROM u
+WHERE (src_ip, dst_ip, proto) NOT IN (SELECT * FROM v)
+GROUP BY ALL HAVING count(DISTINCT dst_ip) > $scan
+"""
+
+# Only run when SCANS found some: marks their flows, which FINDINGS then leaves to SCAN.
+MARK_SCANS = """
+UPDATE f SET
+    scan_ports = (src_ip, dst_ip, proto) IN (SELECT src_ip, dst_ip, proto FROM scans
+                                             WHERE scan = 'ports'),
+    scan_hosts = (src_ip, dst_port, proto) IN (SELECT src_ip, dst_port, proto FROM scans
+                                               WHERE scan = 'hosts')
+WHERE unexpected
+"""
+
+# The per-flow kinds, each with the condition on one flow and the covering rules it cites.
+# A disk/file transfer moves bulk data: a flow on a disk-transfer rule with less cleartext
+# payload than $min_disk (an API call, a BITS session set-up) is judged as plain cleartext.
+# mtls_not_observed is settled per finding (HAVING): a client certificate seen on none of
+# its flows, or not visible on any (TLS 1.3, handshake not in the capture).
+_KINDS = """
+    [CASE WHEN f.disk_ids IS NOT NULL AND fl.encrypted = false AND fl.payload_bytes_fwd
+               + fl.payload_bytes_rev >= $min_disk THEN 'plaintext_disk_transfer' END,
+     CASE WHEN f.enc_ids IS NOT NULL AND fl.encrypted = false
+               AND NOT (fl.payload_bytes_fwd + fl.payload_bytes_rev >= $min_disk
+                        AND f.disk_ids IS NOT NULL) THEN 'plaintext_where_tls_required' END,
+     CASE WHEN f.mtls_ids IS NOT NULL AND fl.app = 'tls'
+               AND fl.tls_client_cert IS DISTINCT FROM true THEN 'mtls_not_observed' END,
+     CASE WHEN f.rule_ids IS NOT NULL AND fl.tls_version IN
+               ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1') THEN 'weak_tls' END,
+     CASE WHEN f.unexpected AND NOT f.scan_ports AND NOT f.scan_hosts
+          THEN 'unexpected_port' END]
+"""
+
+# One row per finding of the per-flow kinds; the columns of a kind that does not use them
+# are computed and ignored. ``variant`` (unexpected_port): 'undocumented' between two
+# placed hosts, 'unknown_peer' when one has no role, 'undocumented_port' when neither has.
+FINDINGS = f"""
+WITH judged AS (
+    SELECT unnest({_KINDS}) AS kind, fl.*, f.src_roles, f.dst_roles, f.placed,
+           f.rule_ids AS all_ids, f.disk_ids, f.enc_ids, f.mtls_ids
+    FROM f JOIN flows fl USING (i)
+    WHERE f.placed OR f.unexpected
+),
+k AS (
+    SELECT *,
+           CASE kind WHEN 'plaintext_disk_transfer' THEN disk_ids
+                     WHEN 'plaintext_where_tls_required' THEN enc_ids
+                     WHEN 'mtls_not_observed' THEN mtls_ids
+                     WHEN 'weak_tls' THEN all_ids END AS cited,
+           CASE WHEN len(src_roles) > 0 AND len(dst_roles) > 0 THEN 'undocumented'
+                WHEN placed THEN 'unknown_peer'
+                ELSE 'undocumented_port' END AS variant
+    FROM judged WHERE kind IS NOT NULL
+)
+SELECT kind, src_ip, dst_ip, dst_port, proto,
+    any_value(src_roles) AS src_roles, any_value(dst_roles) AS dst_roles,
+    min(first_seen) AS first_seen, max(last_seen) AS last_seen,
+    sum(packets_fwd + packets_rev) AS packets, sum(bytes_fwd + bytes_rev) AS bytes,
+    list(flow_id ORDER BY first_seen) AS flow_ids,
+    list(DISTINCT community_id) AS community_ids,
+    list(DISTINCT state) FILTER (WHERE state IS NOT NULL) AS states,
+    list(DISTINCT app) AS apps,
+    count(*) AS flows,
+    -- the rules behind a finding: every matching rule, and the first of them as the one cited
+    list_sort(list_distinct(flatten(list(cited)))) AS rule_ids,
+    list_min(flatten(list(cited))) AS rule_id,
+    sum(payload_bytes_fwd + payload_bytes_rev) AS payload_bytes,
+    list(DISTINCT http_method) FILTER (WHERE http_method IS NOT NULL) AS methods,
+    list(DISTINCT http_user_agent) FILTER (WHERE http_user_agent IS NOT NULL) AS agents,
+    list(DISTINCT http_target) FILTER (WHERE http_target IS NOT NULL) AS targets,
+    list(DISTINCT http_host) FILTER (WHERE http_host IS NOT NULL) AS hosts,
+    list(DISTINCT tls_version) FILTER (WHERE tls_version IS NOT NULL) AS versions,
+    -- mtls_not_observed: 'no_client_cert' (handshake visible, no certificate), 'tls13' (not
+    -- verifiable), 'not_visible' (TLS <= 1.2 but the handshake is not in the capture)
+    CASE WHEN bool_or(tls_client_cert = false) THEN 'no_client_cert'
+         WHEN bool_and(tls_version = 'TLS 1.3') THEN 'tls13'
+         ELSE 'not_visible' END AS verdict,
+    bool_or(tls_cert_requested) AS cert_requested,
+    count(*) FILTER (WHERE tls_client_cert = false) AS without_cert,
+    any_value(variant) AS variant
+FROM k
+GROUP BY kind, src_ip, dst_ip, dst_port, proto
+HAVING kind <> 'mtls_not_observed'
+    OR bool_or(tls_client_cert = false) OR bool_and(tls_client_cert IS NULL)
 """
 
 _SCAN_COLS = """
@@ -122,7 +188,10 @@ _SCAN_COLS = """
                      ('rejected', 'attempted')) AS answered
 """
 
+# One row per scan (only run when SCANS found some).
 UNEXPECTED_SCAN = f"""
+WITH s AS (SELECT f.scan_ports, f.scan_hosts, f.src_roles, f.dst_roles, fl.*
+           FROM f JOIN flows fl USING (i) WHERE f.scan_ports OR f.scan_hosts)
 SELECT 'ports' AS scan, {_SCAN_COLS}, f.dst_ip, NULL::INTEGER AS dst_port,
        any_value(f.dst_roles) AS dst_roles,
        count(DISTINCT f.dst_port) AS targets,
@@ -130,7 +199,7 @@ SELECT 'ports' AS scan, {_SCAN_COLS}, f.dst_ip, NULL::INTEGER AS dst_port,
        list(DISTINCT f.dst_port ORDER BY f.dst_port)
            FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
                    ('rejected', 'attempted')) AS open_sample
-FROM u f JOIN scan_v USING (src_ip, dst_ip, proto)
+FROM s f WHERE f.scan_ports
 GROUP BY f.src_ip, f.dst_ip, f.proto
 UNION ALL
 SELECT 'hosts' AS scan, {_SCAN_COLS}, NULL AS dst_ip, f.dst_port,
@@ -140,98 +209,19 @@ SELECT 'hosts' AS scan, {_SCAN_COLS}, NULL AS dst_ip, f.dst_port,
        list(DISTINCT f.dst_ip ORDER BY f.dst_ip)
            FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
                    ('rejected', 'attempted')) AS open_sample
-FROM u f JOIN scan_h USING (src_ip, dst_port, proto)
+FROM s f WHERE f.scan_hosts
 GROUP BY f.src_ip, f.dst_port, f.proto
 ORDER BY 2, 3
 """
 
-
-def _flow_rules(condition: str) -> str:
-    """One row per flow: the sorted ids of the content rules (``cm``) meeting ``condition``.
-
-    Joining this instead of ``cm`` keeps one row per flow when several rules match it (two
-    Diego components on one port), so the sums, counts and flow lists of _FINDING_COLS count
-    each flow once."""
-    return f"""(
-    SELECT cm.flow_id, list(DISTINCT cm.rule_id ORDER BY cm.rule_id) AS rule_ids
-    FROM cm JOIN (SELECT DISTINCT rule_id, disk_transfer, encrypted_required, security
-                  FROM rules) r USING (rule_id)
-    WHERE {condition}
-    GROUP BY cm.flow_id) r"""
-
-
-# The rules behind a finding: every matching rule, and the first of them as the one cited.
-_RULE_COLS = """
-    list_sort(list_distinct(flatten(list(r.rule_ids)))) AS rule_ids,
-    list_min(flatten(list(r.rule_ids))) AS rule_id
-"""
-
-# A disk/file transfer moves bulk data: a flow on a disk-transfer rule with less cleartext
-# payload than $min_disk (an API call, a BITS session set-up) is judged as plain cleartext.
-PLAINTEXT_DISK_TRANSFER = f"""
-SELECT {_FINDING_COLS}, {_RULE_COLS},
-       sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
-       list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
-       list(DISTINCT f.http_user_agent) FILTER (WHERE f.http_user_agent IS NOT NULL) AS agents,
-       list(DISTINCT f.http_target) FILTER (WHERE f.http_target IS NOT NULL) AS targets
-FROM f JOIN {_flow_rules("r.disk_transfer")} USING (flow_id)
-WHERE f.encrypted = false
-  AND f.payload_bytes_fwd + f.payload_bytes_rev >= $min_disk
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
-ORDER BY f.src_ip, f.dst_ip, f.dst_port
-"""
-
-PLAINTEXT_WHERE_TLS_REQUIRED = f"""
-SELECT {_FINDING_COLS}, {_RULE_COLS},
-       sum(f.payload_bytes_fwd + f.payload_bytes_rev) AS payload_bytes,
-       list(DISTINCT f.http_method) FILTER (WHERE f.http_method IS NOT NULL) AS methods,
-       list(DISTINCT f.http_host) FILTER (WHERE f.http_host IS NOT NULL) AS hosts
-FROM f JOIN {_flow_rules("r.encrypted_required")} USING (flow_id)
-WHERE f.encrypted = false
-  AND NOT (f.payload_bytes_fwd + f.payload_bytes_rev >= $min_disk
-           AND f.flow_id IN (SELECT flow_id FROM {_flow_rules("r.disk_transfer")}))
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
-ORDER BY f.src_ip, f.dst_ip, f.dst_port
-"""
-
-# verdict: 'no_client_cert' (handshake visible, no certificate), 'tls13' (not verifiable),
-# 'not_visible' (TLS <= 1.2 but the handshake is not in the capture)
-MTLS_NOT_OBSERVED = f"""
-SELECT {_FINDING_COLS}, {_RULE_COLS},
-       CASE WHEN bool_or(f.tls_client_cert = false) THEN 'no_client_cert'
-            WHEN bool_and(f.tls_version = 'TLS 1.3') THEN 'tls13'
-            ELSE 'not_visible' END AS verdict,
-       list(DISTINCT f.tls_version) FILTER (WHERE f.tls_version IS NOT NULL) AS versions,
-       bool_or(f.tls_cert_requested) AS cert_requested,
-       count(*) FILTER (WHERE f.tls_client_cert = false) AS without_cert
-FROM f JOIN {_flow_rules("r.security = 'mtls'")} USING (flow_id)
-WHERE f.app = 'tls' AND f.tls_client_cert IS DISTINCT FROM true
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
-HAVING bool_or(f.tls_client_cert = false) OR bool_and(f.tls_client_cert IS NULL)
-ORDER BY f.src_ip, f.dst_ip, f.dst_port
-"""
-
-WEAK_TLS = f"""
-SELECT {_FINDING_COLS}, {_RULE_COLS},
-       list(DISTINCT f.tls_version) AS versions
-FROM f JOIN {_flow_rules("true")} USING (flow_id)
-WHERE f.tls_version IN ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1')
-GROUP BY f.src_ip, f.dst_ip, f.dst_port, f.proto
-ORDER BY f.src_ip, f.dst_ip, f.dst_port
-"""
-
-# A documented flow expected between two roles that both have hosts, and not seen. The
-# cleartext and TLS variants of one purpose (``pair``) satisfy each other; one finding per
-# purpose, on the variant that requires encryption when there is one.
+# A documented flow expected between two roles that both have hosts, and not seen (no role
+# match). The cleartext and TLS variants of one purpose (``pair``) satisfy each other; one
+# finding per purpose, on the variant that requires encryption when there is one.
 MISSING_FLOW = """
 WITH present AS (SELECT DISTINCT role FROM host_roles),
 seen AS (
-    SELECT DISTINCT r.rule_id
-    FROM rules r
-    JOIN host_roles hs ON hs.role = r.from_role
-    JOIN host_roles hd ON hd.role = r.to_role
-    JOIN f ON f.src_ip = hs.ip AND f.dst_ip = hd.ip AND f.proto = r.proto
-          AND f.dst_port BETWEEN r.port_lo AND r.port_hi
+    SELECT DISTINCT unnest(rule_ids) AS rule_id
+    FROM f WHERE len(src_roles) > 0 AND len(dst_roles) > 0
 ),
 exp AS (
     SELECT rule_id, any_value(from_role) AS from_role, any_value(to_role) AS to_role,
@@ -255,14 +245,16 @@ ORDER BY e.from_role, e.to_role, e.rule_id
 
 UNKNOWN_HOST = """
 WITH edges AS (
-    SELECT src_ip AS ip, dst_ip AS peer, dst_roles AS peer_roles, proto, dst_port AS port,
-           first_seen, last_seen, packets_fwd + packets_rev AS packets,
-           bytes_fwd + bytes_rev AS bytes, flow_id, community_id
-    FROM f WHERE len(src_roles) = 0 AND len(dst_roles) > 0
+    SELECT fl.src_ip AS ip, fl.dst_ip AS peer, f.dst_roles AS peer_roles, fl.proto,
+           fl.dst_port AS port, fl.first_seen, fl.last_seen,
+           fl.packets_fwd + fl.packets_rev AS packets, fl.bytes_fwd + fl.bytes_rev AS bytes,
+           fl.flow_id, fl.community_id
+    FROM f JOIN flows fl USING (i) WHERE len(f.src_roles) = 0 AND len(f.dst_roles) > 0
     UNION ALL
-    SELECT dst_ip, src_ip, src_roles, proto, dst_port, first_seen, last_seen,
-           packets_fwd + packets_rev, bytes_fwd + bytes_rev, flow_id, community_id
-    FROM f WHERE len(dst_roles) = 0 AND len(src_roles) > 0
+    SELECT fl.dst_ip, fl.src_ip, f.src_roles, fl.proto, fl.dst_port, fl.first_seen,
+           fl.last_seen, fl.packets_fwd + fl.packets_rev, fl.bytes_fwd + fl.bytes_rev,
+           fl.flow_id, fl.community_id
+    FROM f JOIN flows fl USING (i) WHERE len(f.dst_roles) = 0 AND len(f.src_roles) > 0
 )
 SELECT ip, min(first_seen) AS first_seen, max(last_seen) AS last_seen,
        sum(packets) AS packets, sum(bytes) AS bytes,
@@ -282,17 +274,18 @@ ORDER BY ip
 # unexpected_port reports it.
 ROLE_PAIRS = """
 WITH covered AS (
-    SELECT DISTINCT r.from_role AS src_role, r.to_role AS dst_role, f.proto, f.dst_port, f.flow_id
-    FROM f JOIN m ON m.flow_id = f.flow_id AND m.how = 'roles'
-    JOIN rules r ON r.rule_id = m.rule_id
+    SELECT DISTINCT r.from_role AS src_role, r.to_role AS dst_role, c.proto, c.dst_port, c.i
+    FROM (SELECT i, proto, dst_port, unnest(rule_ids) AS rule_id
+          FROM f WHERE len(src_roles) > 0 AND len(dst_roles) > 0) c
+    JOIN rules r USING (rule_id)
 ),
 uncovered AS (
-    SELECT hs.role AS src_role, hd.role AS dst_role, f.proto, f.dst_port, f.flow_id
+    SELECT hs.role AS src_role, hd.role AS dst_role, f.proto, f.dst_port, f.i
     FROM f JOIN host_roles hs ON hs.ip = f.src_ip JOIN host_roles hd ON hd.ip = f.dst_ip
-    WHERE f.flow_id NOT IN (SELECT flow_id FROM m WHERE how = 'roles')
+    WHERE f.rule_ids IS NULL
 ),
 obs AS (
-    SELECT src_role, dst_role, proto, dst_port, count(DISTINCT flow_id) AS flows
+    SELECT src_role, dst_role, proto, dst_port, count(DISTINCT i) AS flows
     FROM (SELECT * FROM covered UNION ALL SELECT * FROM uncovered)
     GROUP BY ALL
 ),
