@@ -28,6 +28,8 @@ from auditor.classify.facts import (
 from auditor.classify.stream import Packet
 
 NBNS_PORT = 137  # RFC 1002
+#: the IP protocols whose payload may be an application protocol worth looking for
+_TRANSPORTS = frozenset({"tcp", "udp", "sctp"})
 
 __all__ = [
     "APPS",
@@ -127,6 +129,8 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     ``packets``: (direction, head, payload_len) in capture order; direction 0 is
     initiator -> responder. ``dst_port`` is the responder's port. Never raises on bad bytes.
     """
+    if proto not in _TRANSPORTS:  # ICMP, IGMP, GRE, ESP...: no application protocol to find
+        return UNKNOWN if any(plen > 0 or head for _d, head, plen in packets) else NO_PAYLOAD
     app: str | None = None
     any_payload = False
     first = 0  # index of the packet that showed the protocol

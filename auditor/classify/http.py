@@ -61,23 +61,30 @@ def _text(raw: bytes) -> str:
 
 
 def _headers(head: bytes, start: int, wanted: dict[bytes, str], facts: Facts) -> None:
-    """Copy the wanted header values (first occurrence) visible in ``head[start:]``."""
-    pos = start
-    n = len(head)
-    while pos < n:
-        eol = head.find(b"\n", pos)
-        if eol < 0:
-            break  # a cut-off line may hold a cut-off value: leave it
-        line = head[pos:eol]
-        pos = eol + 1
-        if line in (b"", b"\r"):
-            break
-        colon = line.find(b":")
-        if colon <= 0:
+    """Copy the wanted header values (first occurrence) visible in ``head[start:]``.
+
+    ``head[start - 1]`` is the newline that ends the start line. The header block ends at
+    the first empty line, or else at the last complete line (a cut-off line may hold a
+    cut-off value: it is left). Each wanted name is searched for in the lower-cased block,
+    at the start of a line and followed by optional blanks and the colon.
+    """
+    ends = [e for e in (head.find(b"\n\r\n", start - 1), head.find(b"\n\n", start - 1)) if e >= 0]
+    end = min(ends) + 1 if ends else head.rfind(b"\n") + 1
+    base = start - 1
+    block = head[base:end].lower()  # block[0] is the start line's newline
+    for name, key in wanted.items():
+        if key in facts:
             continue
-        key = wanted.get(line[:colon].strip().lower())
-        if key is not None and key not in facts:
-            facts[key] = _text(line[colon + 1 :])
+        at = block.find(b"\n" + name)
+        while at >= 0:
+            i = at + 1 + len(name)
+            while i < len(block) and block[i] in b" \t":
+                i += 1
+            if i < len(block) and block[i] == 0x3A:  # ':'
+                eol = block.find(b"\n", i)
+                facts[key] = _text(head[base + i + 1 : base + eol])
+                break
+            at = block.find(b"\n" + name, at + 1)
 
 
 _REQUEST_HEADERS = {b"host": "http_host", b"user-agent": "http_user_agent"}
