@@ -32,9 +32,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor import duck
-from auditor.rules import Inventory, Ruleset, classify_entry, rules_table
+from auditor.rules import Inventory, Rule, Ruleset, classify_entry, rules_table
 
 ASSIGN_AT = 1.0
 
@@ -65,20 +66,35 @@ def observed_names(flows: pa.Table) -> dict[str, set[tuple[str, str]]]:
     """ip -> {(name, how)} from SNI and HTTP Host (of the server) and DNS answers."""
     out: dict[str, set[tuple[str, str]]] = defaultdict(set)
     cols = flows.column_names
-    dst = flows.column("dst_ip").to_pylist()
     for col, how in (("sni", "TLS SNI"), ("http_host", "HTTP Host")):
         if col not in cols:
             continue
-        for ip, name in zip(dst, flows.column(col).to_pylist(), strict=True):
+        for ip, name in _unique_pairs(flows.column("dst_ip"), flows.column(col)):
             if name:
                 out[ip].add((_norm_name(name), how))
     if "dns_answers" in cols:
-        for answers in flows.column("dns_answers").to_pylist():
-            for pair in answers or ():
-                name, addr = _pair(pair)
-                if name and addr:
-                    out[addr].add((_norm_name(name), "DNS answer"))
+        for name, addr in _answers(flows.column("dns_answers")):
+            if name and addr:
+                out[addr].add((_norm_name(name), "DNS answer"))
     return out
+
+
+def _unique_pairs(first: pa.ChunkedArray, second: pa.ChunkedArray) -> list[tuple[Any, Any]]:
+    """The distinct (first, second) rows where ``second`` is set, in order of appearance:
+    a few hundred names instead of a Python object per flow."""
+    pairs = pa.table({"a": first, "b": second}).filter(pc.is_valid(second))
+    uniq = pairs.group_by(["a", "b"], use_threads=False).aggregate([])
+    return list(zip(uniq.column("a").to_pylist(), uniq.column("b").to_pylist(), strict=True))
+
+
+def _answers(column: pa.ChunkedArray) -> list[tuple[Any, Any]]:
+    """Distinct (name, address) pairs of a DNS answers column (list of 2-field structs)."""
+    flat = pc.list_flatten(column)
+    if not pa.types.is_struct(flat.type):
+        return [_pair(p) for answers in column.to_pylist() for p in answers or ()]
+    if flat.type.num_fields < 2:
+        return []
+    return _unique_pairs(pc.struct_field(flat, [0]), pc.struct_field(flat, [1]))
 
 
 def _pair(pair: Any) -> tuple[str | None, str | None]:
@@ -372,15 +388,20 @@ def _hint_matches(
     ua_flows: list[tuple[str, str, str, int, str]] = []
     if "http_user_agent" in flows.column_names:
         with_ua = flows.filter(flows.column("http_user_agent").is_valid())
+        # each distinct (source, destination, port, agent) once, first seen first: a repeat
+        # decides nothing its first occurrence did not
         ua_flows = list(
-            zip(
-                *(
-                    with_ua.column(c).to_pylist()
-                    for c in ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")
-                ),
-                strict=True,
+            dict.fromkeys(
+                zip(
+                    *(
+                        with_ua.column(c).to_pylist()
+                        for c in ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")
+                    ),
+                    strict=True,
+                )
             )
         )
+    by_ip = {ip: sorted(seen) for ip, seen in names.items()}
     for role in ruleset.roles:
         hints = getattr(role, "hints", None)
         if not hints:
@@ -388,24 +409,35 @@ def _hint_matches(
         patterns = [p.lower() for p in _hint_list(hints, "names")]
         agents = [a.lower() for a in _hint_list(hints, "user_agents")]
         if patterns:
-            for ip, seen in names.items():
-                for name, how in sorted(seen):
-                    if any(_name_match(name, p) for p in patterns):
+            named: dict[str, bool] = {}
+            for ip, seen in by_ip.items():
+                for name, how in seen:
+                    hit = named.get(name)
+                    if hit is None:
+                        hit = named[name] = any(_name_match(name, p) for p in patterns)
+                    if hit:
                         yield ip, role.id, f"{how} {name} matches the role's name hints"
                         break
         if agents:
             rules = [r for r in ruleset.flows if r.from_role == role.id]
             done: set[str] = set()
+            agent_hit: dict[str, bool] = {}
+            on_port: dict[tuple[str, int], list[Rule]] = {}
             for src, dst, proto, port, ua in ua_flows:
-                if src in done or not any(fnmatch.fnmatchcase(ua.lower(), a) for a in agents):
+                if src in done:
                     continue
-                fits = [
-                    r
-                    for r in rules
-                    if r.proto == proto
-                    and r.covers(port)
-                    and (port >= 1024 or r.to_role in placed.get(dst, ()))
-                ]
+                hit = agent_hit.get(ua)
+                if hit is None:
+                    low = ua.lower()
+                    hit = agent_hit[ua] = any(fnmatch.fnmatchcase(low, a) for a in agents)
+                if not hit:
+                    continue
+                documented = on_port.get((proto, port))
+                if documented is None:
+                    documented = on_port[(proto, port)] = [
+                        r for r in rules if r.proto == proto and r.covers(port)
+                    ]
+                fits = [r for r in documented if port >= 1024 or r.to_role in placed.get(dst, ())]
                 if fits:
                     done.add(src)
                     yield (
