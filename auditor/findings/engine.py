@@ -8,12 +8,13 @@ document that every renderer derives from. Severity defaults per kind are in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -33,7 +34,7 @@ from auditor.rules import (
     Ruleset,
     rules_table,
 )
-from auditor.traffic import Traffic, iso, read_traffic
+from auditor.traffic import Traffic, read_traffic
 from auditor.units import human_bytes
 
 KINDS = FINDING_KINDS  # the order findings sort and reports list them in
@@ -65,11 +66,24 @@ class AuditResult:
 
 
 def _ts(v: Any) -> str | None:
+    """A timestamp (int64 ns since the epoch) as auditor.traffic.iso writes it."""
     if v is None:
         return None
     if isinstance(v, datetime):
         return v.isoformat().replace("+00:00", "Z")
-    return iso(int(v))
+    sec, ns = divmod(int(v), 1_000_000_000)
+    us = ns // 1000
+    return f"{_second(sec)}.{us:06d}Z" if us else _second(sec) + "Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(sec: int) -> str:
+    return datetime.fromtimestamp(sec, tz=UTC).isoformat().removesuffix("+00:00")
+
+
+def _distinct(values: list[Any] | None) -> list[Any]:
+    """Each value once, in order of first appearance (what list(DISTINCT) gives, one thread)."""
+    return list(dict.fromkeys(values)) if values else []
 
 
 class _Findings:
@@ -99,48 +113,48 @@ class _Findings:
     def add(
         self,
         kind: str,
-        row: dict[str, Any] | None,
+        row: dict[str, Any],
         rule_id: str | None,
         message: str,
         evidence: dict[str, Any],
         severity: str,
-        **fields: Any,
     ) -> None:
-        row = row or {}
-        if len(row.get("rule_ids") or ()) > 1:
-            evidence["matching_rules"] = list(row["rule_ids"])
-        f: dict[str, Any] = {
-            "id": "",
-            "kind": kind,
-            "severity": severity,
-            "src_ip": row.get("src_ip"),
-            "dst_ip": row.get("dst_ip"),
-            "dst_port": row.get("dst_port"),
-            "proto": row.get("proto"),
-            "src_role": _roles(row.get("src_roles")),
-            "dst_role": _roles(row.get("dst_roles")),
-            "rule_id": rule_id,
-            "message": message,
-            "first_seen": _ts(row.get("first_seen")),
-            "last_seen": _ts(row.get("last_seen")),
-            "packets": int(row.get("packets") or 0),
-            "bytes": int(row.get("bytes") or 0),
-            "flow_ids": list(row.get("flow_ids") or []),
-            "community_ids": sorted(row.get("community_ids") or []),
-            "evidence": evidence,
-            "source": self.source(rule_id),
-        }
-        f.update(fields)
+        rule_ids = row.get("rule_ids")
+        if rule_ids and len(rule_ids) > 1:
+            evidence["matching_rules"] = list(rule_ids)
+        src_ip, dst_ip = row.get("src_ip"), row.get("dst_ip")
+        dst_port, proto = row.get("dst_port"), row.get("proto")
+        src_role, dst_role = _roles(row.get("src_roles")), _roles(row.get("dst_roles"))
         # stable night to night: what and where, not the (possibly inferred) roles, unless
         # there is no address to say where (missing_flow)
-        keys = ["kind", "rule_id", "src_ip", "dst_ip", "dst_port", "proto"]
-        if f["src_ip"] is None:
-            keys += ["src_role", "dst_role"]
-        ident = "|".join(str(f[k]) for k in keys)
-        f["id"] = (
-            kind[:3].upper() + "-" + hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
+        ident = f"{kind}|{rule_id}|{src_ip}|{dst_ip}|{dst_port}|{proto}"
+        if src_ip is None:
+            ident += f"|{src_role}|{dst_role}"
+        digest = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
+        community_ids = row.get("community_ids")
+        self.items.append(
+            {
+                "id": f"{kind[:3].upper()}-{digest}",
+                "kind": kind,
+                "severity": severity,
+                "src_ip": src_ip,
+                "dst_ip": dst_ip,
+                "dst_port": dst_port,
+                "proto": proto,
+                "src_role": src_role,
+                "dst_role": dst_role,
+                "rule_id": rule_id,
+                "message": message,
+                "first_seen": _ts(row.get("first_seen")),
+                "last_seen": _ts(row.get("last_seen")),
+                "packets": int(row.get("packets") or 0),
+                "bytes": int(row.get("bytes") or 0),
+                "flow_ids": row.get("flow_ids") or [],
+                "community_ids": sorted(set(community_ids)) if community_ids else [],
+                "evidence": evidence,
+                "source": self.source(rule_id),
+            }
         )
-        self.items.append(f)
 
 
 def _roles(v: Any) -> str | None:
@@ -191,17 +205,22 @@ def _run_checks(
     if scans:
         con.execute(queries.MARK_SCANS)
 
-    by_pair: dict[tuple[str, str], list[Rule]] = {}
-    for r in ruleset.flows:
-        by_pair.setdefault((r.from_role, r.to_role), []).append(r)
+    paths = _Paths(ruleset)
     per_kind: dict[str, Callable[[dict[str, Any]], None]] = {
         "plaintext_disk_transfer": lambda row: _disk_transfer(out, row),
         "plaintext_where_tls_required": lambda row: _tls_required(out, row),
         "mtls_not_observed": lambda row: _mtls(out, row),
         "weak_tls": lambda row: _weak_tls(out, row),
-        "unexpected_port": lambda row: _unexpected(out, ruleset, row, inv, by_pair),
+        "unexpected_port": lambda row: _unexpected(out, ruleset, row, inv, paths),
     }
+    role_lists = _role_lists(roles)
     for row in _rows(con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES}):
+        row["src_roles"] = role_lists.get(row["src_ip"], [])
+        row["dst_roles"] = role_lists.get(row["dst_ip"], [])
+        row["flow_ids"] = _split(row["flow_ids"])
+        row["community_ids"] = _split(row["community_ids"])
+        row["states"] = _distinct(_split(row["states"]))
+        row["apps"] = [a for a in _distinct(_split(row["apps"])) if a]
         per_kind[row["kind"]](row)
     if scans:
         for row in _rows(con, queries.UNEXPECTED_SCAN):
@@ -209,8 +228,10 @@ def _run_checks(
 
     pairs: list[dict[str, Any]] = []
     if host_roles.num_rows:  # without roles, nothing is expected between them
-        for row in _rows(con, queries.MISSING_FLOW):
-            _missing(out, row, capture_seconds)
+        present = {r for h in roles.hosts for r in h.roles}
+        if any(r.expected and {r.from_role, r.to_role} <= present for r in ruleset.flows):
+            for row in _rows(con, queries.MISSING_FLOW):
+                _missing(out, row, capture_seconds)
         if inv:
             for row in _rows(con, queries.UNKNOWN_HOST):
                 _unknown_host(out, row)
@@ -232,6 +253,19 @@ def _run_checks(
     return findings, [_pair_json(p) for p in pairs]
 
 
+def _role_lists(roles: RoleMap) -> dict[str, list[str]]:
+    """ip -> its roles, sorted: the role lists the queries join on (``hr``)."""
+    by_ip: dict[str, set[str]] = {}
+    for h in roles.hosts:
+        by_ip.setdefault(h.ip, set()).update(h.roles)
+    return {ip: sorted(r) for ip, r in by_ip.items()}
+
+
+def _split(joined: str | None) -> list[str]:
+    """A string_agg(..., ' ') column back into its values."""
+    return joined.split(" ") if joined else []
+
+
 def _flow_input(flows: pa.Table) -> pa.Table:
     """The columns the queries read, plus ``i`` (the row number) to join back on."""
     flows = flows.select([c for c in queries.FLOW_COLUMNS if c in flows.column_names])
@@ -244,10 +278,11 @@ def _flow_input(flows: pa.Table) -> pa.Table:
 
 def _disk_transfer(out: _Findings, row: dict[str, Any]) -> None:
     rule = out.rules[row["rule_id"]]
-    what = ", ".join(row["methods"] or []) or next(
-        (a for a in row["apps"] or [] if a and a not in ("unknown", "none")), "cleartext"
+    methods = _distinct(row["methods"])
+    what = ", ".join(methods) or next(
+        (a for a in row["apps"] if a not in ("unknown", "none")), "cleartext"
     )
-    agents = row["agents"] or []
+    agents = _distinct(row["agents"])
     pair = out.rules.get(rule.pair or "")
     tls_port = _ports_text(pair) if pair and pair.encrypted_required else None
     msg = (
@@ -266,9 +301,9 @@ def _disk_transfer(out: _Findings, row: dict[str, Any]) -> None:
         sev = out.severity("plaintext_disk_transfer", rule.id, "low")
     ev: dict[str, Any] = {
         "bytes_cleartext": int(row["payload_bytes"]),
-        "http_methods": row["methods"] or [],
+        "http_methods": methods,
         "user_agents": agents,
-        "targets": (row["targets"] or [])[:10],
+        "targets": _distinct(row["targets"])[:10],
         "flows": row["flows"],
         "encrypted_alternative": tls_port,
         "vendor_reason": [
@@ -280,7 +315,7 @@ def _disk_transfer(out: _Findings, row: dict[str, Any]) -> None:
 
 def _tls_required(out: _Findings, row: dict[str, Any]) -> None:
     rule = out.rules[row["rule_id"]]
-    apps = [a for a in row["apps"] or [] if a]
+    apps = row["apps"]
     msg = (
         f"Cleartext {'/'.join(apps) or 'payload'} on {_endpoint(row)}, where the document "
         f"requires {rule.security.upper()} ({rule.id})."
@@ -288,8 +323,8 @@ def _tls_required(out: _Findings, row: dict[str, Any]) -> None:
     ev = {
         "apps": apps,
         "payload_bytes": int(row["payload_bytes"]),
-        "http_methods": row["methods"] or [],
-        "http_hosts": row["hosts"] or [],
+        "http_methods": _distinct(row["methods"]),
+        "http_hosts": _distinct(row["hosts"]),
         "required_security": rule.security,
         "flows": row["flows"],
     }
@@ -315,7 +350,7 @@ def _mtls(out: _Findings, row: dict[str, Any]) -> None:
         sev = out.severity("mtls_not_observed", rule.id)
         ev = {
             "verifiable": True,
-            "tls_versions": row["versions"] or [],
+            "tls_versions": _distinct(row["versions"]),
             "certificate_requested": row["cert_requested"],
             "flows_without_client_certificate": row["without_cert"],
         }
@@ -327,19 +362,20 @@ def _mtls(out: _Findings, row: dict[str, Any]) -> None:
         )
         msg = f"Mutual TLS required ({rule.id}) on {_endpoint(row)}: not verifiable, {why}."
         sev = "info"
-        ev = {"verifiable": False, "reason": why, "tls_versions": row["versions"] or []}
+        ev = {"verifiable": False, "reason": why, "tls_versions": _distinct(row["versions"])}
     out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
 
 
 def _weak_tls(out: _Findings, row: dict[str, Any]) -> None:
-    versions = ", ".join(v for v in row["versions"] if v)
+    tls_versions = _distinct(row["versions"])
+    versions = ", ".join(v for v in tls_versions if v)
     msg = f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
     out.add(
         "weak_tls",
         row,
         row["rule_id"],
         msg,
-        {"tls_versions": row["versions"], "flows": row["flows"]},
+        {"tls_versions": tls_versions, "flows": row["flows"]},
         out.severity("weak_tls", row["rule_id"]),
     )
 
@@ -382,29 +418,62 @@ def _ports_text(rule: Rule) -> str:
     return f"{rule.proto}/{','.join(parts)}"
 
 
+class _Paths:
+    """The rules documented between two hosts' role lists, looked up once per pair of lists
+    (thousands of unexpected flows share a few dozen)."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.by_pair: dict[tuple[str, str], list[Rule]] = {}
+        for r in ruleset.flows:
+            self.by_pair.setdefault((r.from_role, r.to_role), []).append(r)
+        self._between: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+        self._reverse: dict[tuple[tuple[str, ...], tuple[str, ...], str, int], list[Rule]] = {}
+
+    def between(self, src: Sequence[str], dst: Sequence[str]) -> list[str]:
+        """The documented ports from any of ``src`` to any of ``dst`` (as text, sorted)."""
+        key = (tuple(src), tuple(dst))
+        hit = self._between.get(key)
+        if hit is None:
+            rules = [r for a in src for b in dst for r in self.by_pair.get((a, b), ())]
+            hit = self._between[key] = sorted({_ports_text(r) for r in rules})
+        return list(hit)
+
+    def reverse(self, src: Sequence[str], dst: Sequence[str], proto: str, port: int) -> list[Rule]:
+        """The rules from any of ``dst`` to any of ``src`` covering ``proto``/``port``."""
+        key = (tuple(src), tuple(dst), proto, port)
+        hit = self._reverse.get(key)
+        if hit is None:
+            hit = self._reverse[key] = [
+                r
+                for a in dst
+                for b in src
+                for r in self.by_pair.get((a, b), ())
+                if r.proto == proto and _covers(r, port)
+            ]
+        return hit
+
+
 def _unexpected(
     out: _Findings,
     ruleset: Ruleset,
     row: dict[str, Any],
     inv: bool,
-    by_pair: dict[tuple[str, str], list[Rule]],
+    paths: _Paths,
 ) -> None:
     src, dst = row["src_roles"] or [], row["dst_roles"] or []
-    between = [r for a in src for b in dst for r in by_pair.get((a, b), ())]
-    reverse = [
-        r
-        for a in dst
-        for b in src
-        for r in by_pair.get((a, b), ())
-        if r.proto == row["proto"] and _covers(r, row["dst_port"])
-    ]
+    between = paths.between(src, dst) if src and dst else []
+    reverse = paths.reverse(src, dst, row["proto"], row["dst_port"]) if src and dst else []
+    states = row["states"]
     ev: dict[str, Any] = {
-        "states": row["states"] or [],
-        "apps": [a for a in row["apps"] or [] if a],
+        "states": states,
+        "apps": row["apps"],
         "flows": row["flows"],
-        "documented_between_roles": sorted({_ports_text(r) for r in between}),
+        "documented_between_roles": between,
     }
-    variant = row["variant"]
+    # between two placed hosts, from or to a host without a role, between two such hosts
+    variant = (
+        "undocumented" if src and dst else "unknown_peer" if src or dst else "undocumented_port"
+    )
     rule_id = None
     if variant == "undocumented":
         if reverse:
@@ -436,7 +505,7 @@ def _unexpected(
             f"'{ruleset.name}' ruleset ({_endpoint(row)})."
         )
         sev = "low"
-    if any(s == "rejected" for s in row["states"] or []):
+    if "rejected" in states:
         ev["note"] = "attempt answered by RST: someone tried"
     out.add("unexpected_port", row, rule_id, msg, ev, sev)
 

@@ -54,19 +54,24 @@ fr AS (
     LEFT JOIN hr d ON d.ip = fl.dst_ip
     WHERE fl.proto IN ('tcp', 'udp')
 ),
+-- what covers a flow depends only on its protocol, port and role lists: match each such
+-- combination once (a few hundred) rather than each flow
+combos AS (SELECT DISTINCT proto, dst_port, src_roles, dst_roles FROM fr),
 m AS (
-    SELECT DISTINCT fr.i, r.rule_id, r.disk_transfer, r.encrypted_required,
-           r.security = 'mtls' AS mtls
-    FROM fr JOIN rules r ON r.proto = fr.proto AND fr.dst_port BETWEEN r.port_lo AND r.port_hi
-    WHERE (len(fr.src_roles) = 0 OR list_contains(fr.src_roles, r.from_role))
-      AND (len(fr.dst_roles) = 0 OR list_contains(fr.dst_roles, r.to_role))
+    SELECT DISTINCT c.proto, c.dst_port, c.src_roles, c.dst_roles, r.rule_id,
+           r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls
+    FROM combos c JOIN rules r
+      ON r.proto = c.proto AND c.dst_port BETWEEN r.port_lo AND r.port_hi
+    WHERE (len(c.src_roles) = 0 OR list_contains(c.src_roles, r.from_role))
+      AND (len(c.dst_roles) = 0 OR list_contains(c.dst_roles, r.to_role))
 ),
 fm AS (
-    SELECT i, list(rule_id ORDER BY rule_id) AS rule_ids,
+    SELECT proto, dst_port, src_roles, dst_roles,
+           list(rule_id ORDER BY rule_id) AS rule_ids,
            list(rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
            list(rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
            list(rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids
-    FROM m GROUP BY i
+    FROM m GROUP BY proto, dst_port, src_roles, dst_roles
 )
 SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids,
        len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0 AS placed,
@@ -76,7 +81,7 @@ SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids,
                           AND fm.rule_ids IS NOT NULL)
             ELSE fm.rule_ids IS NULL END AS unexpected,
        false AS scan_ports, false AS scan_hosts
-FROM fr LEFT JOIN fm USING (i)
+FROM fr LEFT JOIN fm USING (proto, dst_port, src_roles, dst_roles)
 ORDER BY fr.i
 """
 
@@ -121,54 +126,60 @@ _KINDS = """
           THEN 'unexpected_port' END]
 """
 
-# One row per finding of the per-flow kinds; the columns of a kind that does not use them
-# are computed and ignored. ``variant`` (unexpected_port): 'undocumented' between two
-# placed hosts, 'unknown_peer' when one has no role, 'undocumented_port' when neither has.
+# What every finding over flows reports. The flow ids, community ids, states and apps come
+# joined by spaces (none of them holds one) rather than as lists: building and converting a
+# list per finding costs DuckDB and Python several times more. They are in flow order; the
+# engine keeps the first appearance of each state and app, as list(DISTINCT) would.
+_FLOW_AGGREGATES = """
+    min(first_seen) AS first_seen, max(last_seen) AS last_seen,
+    sum(packets_fwd + packets_rev)::BIGINT AS packets,
+    sum(bytes_fwd + bytes_rev)::BIGINT AS bytes,
+    count(*) AS flows,
+    string_agg(flow_id, ' ' ORDER BY first_seen) AS flow_ids,
+    string_agg(community_id, ' ') AS community_ids,
+    string_agg(state, ' ') AS states,
+    string_agg(app, ' ') AS apps
+"""
+
+# One row per finding of the per-flow kinds: unexpected_port findings need only the flow
+# aggregates; the others also cite rules and report what the flows carried.
 FINDINGS = f"""
-WITH judged AS (
-    SELECT unnest({_KINDS}) AS kind, fl.*, f.src_roles, f.dst_roles, f.placed,
+WITH k AS (
+    SELECT unnest({_KINDS}) AS kind, fl.*,
            f.rule_ids AS all_ids, f.disk_ids, f.enc_ids, f.mtls_ids
     FROM f JOIN flows fl USING (i)
     WHERE f.placed OR f.unexpected
-),
-k AS (
-    SELECT *,
-           CASE kind WHEN 'plaintext_disk_transfer' THEN disk_ids
-                     WHEN 'plaintext_where_tls_required' THEN enc_ids
-                     WHEN 'mtls_not_observed' THEN mtls_ids
-                     WHEN 'weak_tls' THEN all_ids END AS cited,
-           CASE WHEN len(src_roles) > 0 AND len(dst_roles) > 0 THEN 'undocumented'
-                WHEN placed THEN 'unknown_peer'
-                ELSE 'undocumented_port' END AS variant
-    FROM judged WHERE kind IS NOT NULL
 )
-SELECT kind, src_ip, dst_ip, dst_port, proto,
-    any_value(src_roles) AS src_roles, any_value(dst_roles) AS dst_roles,
-    min(first_seen) AS first_seen, max(last_seen) AS last_seen,
-    sum(packets_fwd + packets_rev) AS packets, sum(bytes_fwd + bytes_rev) AS bytes,
-    list(flow_id ORDER BY first_seen) AS flow_ids,
-    list(DISTINCT community_id) AS community_ids,
-    list(DISTINCT state) FILTER (WHERE state IS NOT NULL) AS states,
-    list(DISTINCT app) AS apps,
-    count(*) AS flows,
+SELECT kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
+    NULL::VARCHAR[] AS rule_ids, NULL::VARCHAR AS rule_id, NULL::BIGINT AS payload_bytes,
+    NULL::VARCHAR[] AS methods, NULL::VARCHAR[] AS agents, NULL::VARCHAR[] AS targets,
+    NULL::VARCHAR[] AS hosts, NULL::VARCHAR[] AS versions, NULL::VARCHAR AS verdict,
+    NULL::BOOLEAN AS cert_requested, NULL::BIGINT AS without_cert
+FROM k WHERE kind = 'unexpected_port'
+GROUP BY kind, src_ip, dst_ip, dst_port, proto
+UNION ALL
+SELECT kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
     -- the rules behind a finding: every matching rule, and the first of them as the one cited
     list_sort(list_distinct(flatten(list(cited)))) AS rule_ids,
     list_min(flatten(list(cited))) AS rule_id,
-    sum(payload_bytes_fwd + payload_bytes_rev) AS payload_bytes,
-    list(DISTINCT http_method) FILTER (WHERE http_method IS NOT NULL) AS methods,
-    list(DISTINCT http_user_agent) FILTER (WHERE http_user_agent IS NOT NULL) AS agents,
-    list(DISTINCT http_target) FILTER (WHERE http_target IS NOT NULL) AS targets,
-    list(DISTINCT http_host) FILTER (WHERE http_host IS NOT NULL) AS hosts,
-    list(DISTINCT tls_version) FILTER (WHERE tls_version IS NOT NULL) AS versions,
+    sum(payload_bytes_fwd + payload_bytes_rev)::BIGINT AS payload_bytes,
+    list(http_method) FILTER (WHERE http_method IS NOT NULL) AS methods,
+    list(http_user_agent) FILTER (WHERE http_user_agent IS NOT NULL) AS agents,
+    list(http_target) FILTER (WHERE http_target IS NOT NULL) AS targets,
+    list(http_host) FILTER (WHERE http_host IS NOT NULL) AS hosts,
+    list(tls_version) FILTER (WHERE tls_version IS NOT NULL) AS versions,
     -- mtls_not_observed: 'no_client_cert' (handshake visible, no certificate), 'tls13' (not
     -- verifiable), 'not_visible' (TLS <= 1.2 but the handshake is not in the capture)
     CASE WHEN bool_or(tls_client_cert = false) THEN 'no_client_cert'
          WHEN bool_and(tls_version = 'TLS 1.3') THEN 'tls13'
          ELSE 'not_visible' END AS verdict,
     bool_or(tls_cert_requested) AS cert_requested,
-    count(*) FILTER (WHERE tls_client_cert = false) AS without_cert,
-    any_value(variant) AS variant
-FROM k
+    count(*) FILTER (WHERE tls_client_cert = false) AS without_cert
+FROM (SELECT *, CASE kind WHEN 'plaintext_disk_transfer' THEN disk_ids
+                          WHEN 'plaintext_where_tls_required' THEN enc_ids
+                          WHEN 'mtls_not_observed' THEN mtls_ids
+                          ELSE all_ids END AS cited
+      FROM k WHERE kind <> 'unexpected_port')
 GROUP BY kind, src_ip, dst_ip, dst_port, proto
 HAVING kind <> 'mtls_not_observed'
     OR bool_or(tls_client_cert = false) OR bool_and(tls_client_cert IS NULL)
@@ -214,32 +225,31 @@ GROUP BY f.src_ip, f.dst_port, f.proto
 ORDER BY 2, 3
 """
 
-# A documented flow expected between two roles that both have hosts, and not seen (no role
-# match). The cleartext and TLS variants of one purpose (``pair``) satisfy each other; one
-# finding per purpose, on the variant that requires encryption when there is one.
+# A documented flow expected between two roles that both have hosts (the joins on
+# ``hosts``), and not seen (no role match). The cleartext and TLS variants of one purpose
+# (``pair``) satisfy each other; one finding per purpose, on the variant that requires
+# encryption when there is one (the expected pair ``p``).
 MISSING_FLOW = """
-WITH present AS (SELECT DISTINCT role FROM host_roles),
-seen AS (
+WITH seen AS (
     SELECT DISTINCT unnest(rule_ids) AS rule_id
     FROM f WHERE len(src_roles) > 0 AND len(dst_roles) > 0
 ),
+hosts AS (SELECT role, list(DISTINCT ip ORDER BY ip) AS ips FROM host_roles GROUP BY role),
 exp AS (
     SELECT rule_id, any_value(from_role) AS from_role, any_value(to_role) AS to_role,
            any_value(proto) AS proto, min(port_lo) AS port_lo, any_value(pair) AS pair,
            bool_or(encrypted_required) AS enc
-    FROM rules
-    WHERE expected AND from_role IN (SELECT role FROM present)
-      AND to_role IN (SELECT role FROM present)
-    GROUP BY rule_id
+    FROM rules WHERE expected GROUP BY rule_id
 )
 SELECT e.rule_id, e.from_role, e.to_role, e.proto, e.port_lo,
-       (SELECT list(DISTINCT ip ORDER BY ip) FROM host_roles WHERE role = e.from_role) AS src_hosts,
-       (SELECT list(DISTINCT ip ORDER BY ip) FROM host_roles WHERE role = e.to_role) AS dst_hosts
+       s.ips AS src_hosts, d.ips AS dst_hosts
 FROM exp e
+JOIN hosts s ON s.role = e.from_role
+JOIN hosts d ON d.role = e.to_role
+LEFT JOIN exp p ON p.rule_id = e.pair
 WHERE e.rule_id NOT IN (SELECT rule_id FROM seen)
   AND (e.pair IS NULL OR e.pair NOT IN (SELECT rule_id FROM seen))
-  AND (e.pair IS NULL OR e.enc OR e.pair NOT IN (SELECT rule_id FROM exp)
-       OR NOT (SELECT bool_or(enc) FROM exp x WHERE x.rule_id = e.pair))
+  AND (e.pair IS NULL OR e.enc OR p.rule_id IS NULL OR NOT p.enc)
 ORDER BY e.from_role, e.to_role, e.rule_id
 """
 
