@@ -5,18 +5,18 @@
 endpoints' role lists and the rules that cover it. A rule covers a flow when the protocol
 and port fit and each endpoint either holds the rule's role on its side or has no role at
 all: a *role match* when both endpoints have roles, a *port match* when one or both have
-none. From that set of (flow, rule) pairs ``f`` keeps, per flow, the sorted ids of all
-covering rules and of those with a disk transfer, required encryption or mutual TLS, and
-whether the flow is unexpected.
+none. ``f`` keeps, per flow, the sorted ids of all covering rules and of those with a disk
+transfer, required encryption or mutual TLS, and whether the flow is unexpected.
 
-``FINDINGS`` then judges every flow for every per-flow kind at once, one (flow, kind) row
-each, and groups them into one row per finding (kind, source, destination, port,
-protocol); ``engine`` turns each row into a finding. The remaining queries each answer one
-question that the flows do not group the same way: scans, missing flows, unknown hosts and
-the role-to-role picture. The wide flow columns are joined back by ``i`` only where a
-finding needs them, and both sides of that join are unique on ``i``, so every aggregate
-reads its flows in flow-table (time) order: the lists of distinct values in the evidence
-come out in order of first appearance.
+``FINDINGS`` returns one row per finding of the per-flow kinds (kind, source, destination,
+port, protocol): the unexpected flows grouped as they are, and the flows a rule speaks for
+judged for each kind that can concern them, one (flow, kind) row each, then grouped;
+``engine`` turns each row into a finding. The other queries each answer a question the
+flows do not group the same way: scans, missing flows, unknown hosts and the role-to-role
+picture. The wide flow columns are joined back by ``i`` only where a finding needs them,
+and both sides of that join are unique on ``i``, so every aggregate reads its flows in
+flow-table (time) order: the lists of distinct values in the evidence come out in order of
+first appearance.
 
 Planning a DuckDB query costs milliseconds even when it returns nothing, more than
 running these ones on tens of thousands of flows, so the checks are few statements that
@@ -33,10 +33,6 @@ FLOW_COLUMNS = (
     "tls_client_cert", "http_method", "http_target", "http_host", "http_user_agent",
 )  # fmt: skip
 
-# The rules that speak for a flow's content are its role matches, or its port matches when
-# one endpoint has a role (two unplaced hosts on port 80 are not an App Layering upgrade
-# download just because the port fits): every covering rule once either endpoint has a role.
-#
 # Unexpected = not allowed: allowed means covered by a role match; without an inventory a
 # port match (an endpoint of unknown role) allows too. Scope: with an inventory, flows
 # between two hosts outside it are none of the audit's business.
@@ -107,12 +103,15 @@ UPDATE f SET
 WHERE unexpected
 """
 
-# The per-flow kinds, each with the condition on one flow and the covering rules it cites.
+# The kinds a flow that a rule speaks for can show, each with its condition on the flow and
+# the covering rules it cites. The rules that speak for a flow's content are its role
+# matches, or its port matches when one endpoint has a role (``placed``: two unplaced hosts
+# on port 80 are not an App Layering upgrade download just because the port fits).
 # A disk/file transfer moves bulk data: a flow on a disk-transfer rule with less cleartext
 # payload than $min_disk (an API call, a BITS session set-up) is judged as plain cleartext.
 # mtls_not_observed is settled per finding (HAVING): a client certificate seen on none of
 # its flows, or not visible on any (TLS 1.3, handshake not in the capture).
-_KINDS = """
+_CONTENT_KINDS = """
     [CASE WHEN f.disk_ids IS NOT NULL AND fl.encrypted = false AND fl.payload_bytes_fwd
                + fl.payload_bytes_rev >= $min_disk THEN 'plaintext_disk_transfer' END,
      CASE WHEN f.enc_ids IS NOT NULL AND fl.encrypted = false
@@ -120,10 +119,8 @@ _KINDS = """
                         AND f.disk_ids IS NOT NULL) THEN 'plaintext_where_tls_required' END,
      CASE WHEN f.mtls_ids IS NOT NULL AND fl.app = 'tls'
                AND fl.tls_client_cert IS DISTINCT FROM true THEN 'mtls_not_observed' END,
-     CASE WHEN f.rule_ids IS NOT NULL AND fl.tls_version IN
-               ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1') THEN 'weak_tls' END,
-     CASE WHEN f.unexpected AND NOT f.scan_ports AND NOT f.scan_hosts
-          THEN 'unexpected_port' END]
+     CASE WHEN fl.tls_version IN ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1')
+          THEN 'weak_tls' END]
 """
 
 # What every finding over flows reports. The flow ids, community ids, states and apps come
@@ -141,22 +138,18 @@ _FLOW_AGGREGATES = """
     string_agg(app, ' ') AS apps
 """
 
-# One row per finding of the per-flow kinds: unexpected_port findings need only the flow
-# aggregates; the others also cite rules and report what the flows carried.
+# One row per finding of the per-flow kinds: unexpected_port findings (flows no rule
+# allows, scans apart) need only the flow aggregates; the others also cite rules and report
+# what the flows carried.
 FINDINGS = f"""
-WITH k AS (
-    SELECT unnest({_KINDS}) AS kind, fl.*,
-           f.rule_ids AS all_ids, f.disk_ids, f.enc_ids, f.mtls_ids
-    FROM f JOIN flows fl USING (i)
-    WHERE f.placed OR f.unexpected
-)
-SELECT kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
+SELECT 'unexpected_port' AS kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
     NULL::VARCHAR[] AS rule_ids, NULL::VARCHAR AS rule_id, NULL::BIGINT AS payload_bytes,
     NULL::VARCHAR[] AS methods, NULL::VARCHAR[] AS agents, NULL::VARCHAR[] AS targets,
     NULL::VARCHAR[] AS hosts, NULL::VARCHAR[] AS versions, NULL::VARCHAR AS verdict,
     NULL::BOOLEAN AS cert_requested, NULL::BIGINT AS without_cert
-FROM k WHERE kind = 'unexpected_port'
-GROUP BY kind, src_ip, dst_ip, dst_port, proto
+FROM (SELECT fl.* FROM f JOIN flows fl USING (i)
+      WHERE f.unexpected AND NOT f.scan_ports AND NOT f.scan_hosts)
+GROUP BY src_ip, dst_ip, dst_port, proto
 UNION ALL
 SELECT kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
     -- the rules behind a finding: every matching rule, and the first of them as the one cited
@@ -179,7 +172,11 @@ FROM (SELECT *, CASE kind WHEN 'plaintext_disk_transfer' THEN disk_ids
                           WHEN 'plaintext_where_tls_required' THEN enc_ids
                           WHEN 'mtls_not_observed' THEN mtls_ids
                           ELSE all_ids END AS cited
-      FROM k WHERE kind <> 'unexpected_port')
+      FROM (SELECT unnest({_CONTENT_KINDS}) AS kind, fl.*,
+                   f.rule_ids AS all_ids, f.disk_ids, f.enc_ids, f.mtls_ids
+            FROM f JOIN flows fl USING (i)
+            WHERE f.placed AND f.rule_ids IS NOT NULL)
+      WHERE kind IS NOT NULL)
 GROUP BY kind, src_ip, dst_ip, dst_port, proto
 HAVING kind <> 'mtls_not_observed'
     OR bool_or(tls_client_cert = false) OR bool_and(tls_client_cert IS NULL)
@@ -281,22 +278,28 @@ ORDER BY ip
 # a rule covers counts for that rule's pair of roles only (a host that is agent+pvs_agent
 # fetching a disk on 3009 observes pvs_agent -> appliance, not an undocumented agent ->
 # appliance); a flow no rule covers counts for every pair of its hosts' roles, as
-# unexpected_port reports it.
+# unexpected_port reports it. Flows with the same protocol, port, role lists and rules
+# count together (``combos``): each is one flow for each pair of roles it makes.
 ROLE_PAIRS = """
-WITH covered AS (
-    SELECT DISTINCT r.from_role AS src_role, r.to_role AS dst_role, c.proto, c.dst_port, c.i
-    FROM (SELECT i, proto, dst_port, unnest(rule_ids) AS rule_id
-          FROM f WHERE len(src_roles) > 0 AND len(dst_roles) > 0) c
-    JOIN rules r USING (rule_id)
+WITH combos AS (
+    SELECT proto, dst_port, src_roles, dst_roles, rule_ids, count(*) AS n
+    FROM f WHERE len(src_roles) > 0 AND len(dst_roles) > 0
+    GROUP BY proto, dst_port, src_roles, dst_roles, rule_ids
+),
+covered AS (
+    SELECT DISTINCT c.proto, c.dst_port, c.src_roles, c.dst_roles, c.rule_ids, c.n,
+           r.from_role AS src_role, r.to_role AS dst_role
+    FROM (SELECT *, unnest(rule_ids) AS rule_id FROM combos) c JOIN rules r USING (rule_id)
 ),
 uncovered AS (
-    SELECT hs.role AS src_role, hd.role AS dst_role, f.proto, f.dst_port, f.i
-    FROM f JOIN host_roles hs ON hs.ip = f.src_ip JOIN host_roles hd ON hd.ip = f.dst_ip
-    WHERE f.rule_ids IS NULL
+    SELECT proto, dst_port, n, src_role, unnest(dst_roles) AS dst_role
+    FROM (SELECT *, unnest(src_roles) AS src_role FROM combos WHERE rule_ids IS NULL)
 ),
 obs AS (
-    SELECT src_role, dst_role, proto, dst_port, count(DISTINCT i) AS flows
-    FROM (SELECT * FROM covered UNION ALL SELECT * FROM uncovered)
+    SELECT src_role, dst_role, proto, dst_port, sum(n)::BIGINT AS flows
+    FROM (SELECT src_role, dst_role, proto, dst_port, n FROM covered
+          UNION ALL
+          SELECT src_role, dst_role, proto, dst_port, n FROM uncovered)
     GROUP BY ALL
 ),
 doc AS (
