@@ -176,7 +176,7 @@ def _rows(
 ) -> list[dict[str, Any]]:
     cur = con.execute(sql, params or {})
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
 
 
 def _endpoint(row: dict[str, Any]) -> str:
@@ -217,17 +217,12 @@ def _run_checks(
         "plaintext_where_tls_required": lambda row: _tls_required(out, row),
         "mtls_not_observed": lambda row: _mtls(out, row),
         "weak_tls": lambda row: _weak_tls(out, row),
-        "unexpected_port": lambda row: _unexpected(out, ruleset, row, inv, paths),
     }
     role_lists = _role_lists(roles)
-    for row in _rows(con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES}):
-        row["src_roles"] = role_lists.get(row["src_ip"], [])
-        row["dst_roles"] = role_lists.get(row["dst_ip"], [])
-        row["flow_ids"] = _split(row["flow_ids"])
-        row["community_ids"] = _split(row["community_ids"])
-        row["states"] = _distinct(_split(row["states"]))
-        row["apps"] = [a for a in _distinct(_split(row["apps"])) if a]
+    for row in _finding_rows(con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES}, role_lists):
         per_kind[row["kind"]](row)
+    for row in _finding_rows(con, queries.UNEXPECTED_PORT, None, role_lists):
+        _unexpected(out, ruleset, row, inv, paths)
     if scans:
         for row in _rows(con, queries.UNEXPECTED_SCAN):
             _scan(out, row, inv)
@@ -282,9 +277,32 @@ def _role_lists(roles: RoleMap) -> dict[str, list[str]]:
     return {ip: sorted(r) for ip, r in by_ip.items()}
 
 
-def _split(joined: str | None) -> list[str]:
-    """A string_agg(..., ' ') column back into its values."""
-    return joined.split(" ") if joined else []
+def _finding_rows(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict[str, Any] | None,
+    role_lists: dict[str, list[str]],
+) -> Iterable[dict[str, Any]]:
+    """The rows of FINDINGS or UNEXPECTED_PORT with their lists unpacked and the role lists
+    of their endpoints."""
+    for row in _rows(con, sql, params):
+        row["src_roles"] = role_lists.get(row["src_ip"], [])
+        row["dst_roles"] = role_lists.get(row["dst_ip"], [])
+        row["flow_ids"] = row["flow_ids"].split(" ") if row["flow_ids"] else []
+        row["community_ids"] = _values(row["community_ids"])
+        row["states"] = _values(row["states"])
+        row["apps"] = _values(row["apps"])
+        yield row
+
+
+def _values(joined: str | None) -> list[str]:
+    """A string_agg(..., ' ') column back into its values, each once, in order of first
+    appearance: what list(DISTINCT ...) gives single-threaded."""
+    if not joined:
+        return []
+    if " " not in joined:  # one flow, or one value: most findings
+        return [joined]
+    return [v for v in dict.fromkeys(joined.split(" ")) if v]
 
 
 def _flow_input(flows: pa.Table) -> pa.Table:

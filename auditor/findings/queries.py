@@ -138,19 +138,19 @@ _FLOW_AGGREGATES = """
     string_agg(app, ' ') AS apps
 """
 
-# One row per finding of the per-flow kinds: unexpected_port findings (flows no rule
-# allows, scans apart) need only the flow aggregates; the others also cite rules and report
-# what the flows carried.
-FINDINGS = f"""
-SELECT 'unexpected_port' AS kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
-    NULL::VARCHAR[] AS rule_ids, NULL::VARCHAR AS rule_id, NULL::BIGINT AS payload_bytes,
-    NULL::VARCHAR[] AS methods, NULL::VARCHAR[] AS agents, NULL::VARCHAR[] AS targets,
-    NULL::VARCHAR[] AS hosts, NULL::VARCHAR[] AS versions, NULL::VARCHAR AS verdict,
-    NULL::BOOLEAN AS cert_requested, NULL::BIGINT AS without_cert
+# One row per unexpected_port finding: flows no rule allows (scans apart), per source,
+# destination, port and protocol.
+UNEXPECTED_PORT = f"""
+SELECT src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES}
 FROM (SELECT fl.* FROM f JOIN flows fl USING (i)
       WHERE f.unexpected AND NOT f.scan_ports AND NOT f.scan_hosts)
 GROUP BY src_ip, dst_ip, dst_port, proto
-UNION ALL
+"""
+
+# One row per finding of the other per-flow kinds: each flow a rule speaks for, judged for
+# every kind that can concern it, one (flow, kind) row each, grouped per kind, source,
+# destination, port and protocol.
+FINDINGS = f"""
 SELECT kind, src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
     -- the rules behind a finding: every matching rule, and the first of them as the one cited
     list_sort(list_distinct(flatten(list(cited)))) AS rule_ids,
