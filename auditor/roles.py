@@ -222,10 +222,18 @@ def _infer_roles(
     con.register("rules", rules_table(ruleset))
     con.execute(_EVIDENCE_SQL, {"cap": GENERIC_CLIENT_CAP})
     score: dict[str, dict[str, float]] = defaultdict(dict)
+    subs = _implying(ruleset)
+    # the assigned roles now, and the evidence for roles that imply another (for _sub_roles)
+    implying: list[tuple[str, str, float]] = []
     for ip, role, v in con.execute(
-        "SELECT ip, role, score FROM scores WHERE score >= $at", {"at": ASSIGN_AT - 1e-9}
+        "SELECT ip, role, score FROM scores "
+        "WHERE score >= $at OR (score > 0 AND list_contains($subs::VARCHAR[], role))",
+        {"at": ASSIGN_AT - 1e-9, "subs": list(subs)},
     ).fetchall():
-        score[ip][role] = v
+        if v >= ASSIGN_AT - 1e-9:
+            score[ip][role] = v
+        if v > 0 and role in subs:
+            implying.append((ip, role, v))
     placed = {ip: set(roles) for ip, roles in score.items()}
     names = observed_names(flows)
     hinted: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -241,7 +249,7 @@ def _infer_roles(
         ).fetchall():
             score[ip][role] = v + len(hinted[(ip, role)])
     _peer_evidence(con, ruleset, score, hinted)
-    _sub_roles(con, ruleset, score, hinted)
+    _sub_roles(subs, implying, score, hinted)
     wanted = [
         (ip, r) for ip, roles in score.items() for r, v in roles.items() if v >= ASSIGN_AT - 1e-9
     ]
@@ -300,7 +308,8 @@ def _peer_evidence(
     that cover it, what the other end is (a client of the appliance on 8787 is an agent).
     Each distinct (peer, port) adds PEER_WEIGHT / k, k the candidate roles."""
     placed = {
-        ip: {r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9} for ip, roles in score.items()
+        ip: frozenset(r for r, v in roles.items() if v >= ASSIGN_AT - 1e-9)
+        for ip, roles in score.items()
     }
     placed = {ip: roles for ip, roles in placed.items() if roles}
     if not placed:
@@ -308,23 +317,28 @@ def _peer_evidence(
     con.register("placed", pa.table({"ip": list(placed)}))
     rules = ruleset.flows
     added: dict[tuple[str, str], float] = defaultdict(float)
+    # the candidate roles depend on the peer's roles, the port and the direction only
+    cands: dict[tuple[bool, frozenset[str], str, int], set[str]] = {}
     for src, dst, proto, port in con.execute(_PEER_SQL).fetchall():
         for host, peer, outward in ((src, dst, True), (dst, src, False)):
             peer_roles = placed.get(peer)
             if not peer_roles or host in placed:
                 continue
-            if outward:  # host connected to a placed peer: host is a from-role
-                cand = {
-                    r.from_role
-                    for r in rules
-                    if r.to_role in peer_roles and r.proto == proto and r.covers(port)
-                }
-            else:  # a placed peer connected to host: host is a to-role
-                cand = {
-                    r.to_role
-                    for r in rules
-                    if r.from_role in peer_roles and r.proto == proto and r.covers(port)
-                }
+            cand = cands.get((outward, peer_roles, proto, port))
+            if cand is None:
+                if outward:  # host connected to a placed peer: host is a from-role
+                    cand = {
+                        r.from_role
+                        for r in rules
+                        if r.to_role in peer_roles and r.proto == proto and r.covers(port)
+                    }
+                else:  # a placed peer connected to host: host is a to-role
+                    cand = {
+                        r.to_role
+                        for r in rules
+                        if r.from_role in peer_roles and r.proto == proto and r.covers(port)
+                    }
+                cands[(outward, peer_roles, proto, port)] = cand
             for role in cand:
                 w = PEER_WEIGHT / len(cand)
                 added[(host, role)] += w
@@ -346,24 +360,23 @@ def _peer_evidence(
         score[host][role] = max(score[host].get(role, 0.0), base.get((host, role), 0.0)) + w
 
 
+def _implying(ruleset: Ruleset) -> dict[str, set[str]]:
+    """role -> the roles it implies, for the roles that imply any."""
+    subs = {r.id: set(getattr(r, "implies", ()) or ()) for r in ruleset.roles}
+    return {k: v for k, v in subs.items() if v}
+
+
 def _sub_roles(
-    con: duckdb.DuckDBPyConnection,
-    ruleset: Ruleset,
+    subs: dict[str, set[str]],
+    evidence: list[tuple[str, str, float]],
     score: dict[str, dict[str, float]],
     why: dict[tuple[str, str], list[str]],
 ) -> None:
     """A placed host also takes a role that implies one of its roles (pvs_agent implies
     agent) when it shows any evidence for it: the agent that fetched disks on 3009 is the
-    agent on a Citrix Provisioning server."""
-    subs = {r.id: set(getattr(r, "implies", ()) or ()) for r in ruleset.roles}
-    subs = {k: v for k, v in subs.items() if v}
-    if not subs:
-        return
-    rows = con.execute(
-        "SELECT ip, role, score FROM scores WHERE score > 0 AND role IN (SELECT unnest($r))",
-        {"r": list(subs)},
-    ).fetchall()
-    for ip, role, v in rows:
+    agent on a Citrix Provisioning server. ``evidence``: (ip, role, score > 0) of the
+    implying roles, in the order of the ``scores`` table."""
+    for ip, role, v in evidence:
         have = {r for r, x in score.get(ip, {}).items() if x >= ASSIGN_AT - 1e-9}
         if subs[role] & have and role not in have:
             score[ip][role] = max(score[ip].get(role, 0.0) + v, ASSIGN_AT)
