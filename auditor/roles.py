@@ -81,10 +81,10 @@ def observed_names(flows: pa.Table) -> dict[str, set[tuple[str, str]]]:
 
 def _unique_pairs(first: pa.ChunkedArray, second: pa.ChunkedArray) -> list[tuple[Any, Any]]:
     """The distinct (first, second) rows where ``second`` is set, in order of appearance:
-    a few hundred names instead of a Python object per flow."""
-    pairs = pa.table({"a": first, "b": second}).filter(pc.is_valid(second))
-    uniq = pairs.group_by(["a", "b"], use_threads=False).aggregate([])
-    return list(zip(uniq.column("a").to_pylist(), uniq.column("b").to_pylist(), strict=True))
+    a Python object per named flow, not per flow."""
+    named = pc.is_valid(second)
+    pairs = zip(first.filter(named).to_pylist(), second.filter(named).to_pylist(), strict=True)
+    return list(dict.fromkeys(pairs))
 
 
 def _answers(column: pa.ChunkedArray) -> list[tuple[Any, Any]]:
