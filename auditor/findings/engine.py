@@ -13,7 +13,6 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -62,29 +61,6 @@ class AuditResult:
     traffic: Traffic
     exit_code: ExitCode
     errors: list[str] = field(default_factory=list)
-
-
-def _ts(v: Any) -> str | None:
-    """A timestamp (int64 ns since the epoch) as auditor.traffic.iso writes it."""
-    if v is None:
-        return None
-    if isinstance(v, datetime):
-        return v.isoformat().replace("+00:00", "Z")
-    sec, ns = divmod(v, 1_000_000_000)
-    base = _SECONDS.get(sec) or _second(sec)
-    us = ns // 1000
-    return f"{base}.{us:06d}Z" if us else base + "Z"
-
-
-#: whole seconds already written (findings share them: flows come in bursts)
-_SECONDS: dict[int, str] = {}
-
-
-def _second(sec: int) -> str:
-    if len(_SECONDS) >= 65536:
-        _SECONDS.clear()
-    text = _SECONDS[sec] = datetime.fromtimestamp(sec, tz=UTC).isoformat().removesuffix("+00:00")
-    return text
 
 
 def _distinct(values: list[Any] | None) -> list[Any]:
@@ -151,8 +127,8 @@ class _Findings:
                 "dst_role": dst_role,
                 "rule_id": rule_id,
                 "message": message,
-                "first_seen": _ts(row.get("first_seen")),
-                "last_seen": _ts(row.get("last_seen")),
+                "first_seen": row.get("first_seen"),  # ISO text, written by the queries
+                "last_seen": row.get("last_seen"),
                 "packets": int(row.get("packets") or 0),
                 "bytes": int(row.get("bytes") or 0),
                 "flow_ids": row.get("flow_ids") or [],
@@ -308,7 +284,8 @@ def _values(joined: str | None) -> list[str]:
 def _flow_input(flows: pa.Table) -> pa.Table:
     """The columns the queries read, plus ``i`` (the row number) to join back on."""
     flows = flows.select([c for c in queries.FLOW_COLUMNS if c in flows.column_names])
-    # timestamps as int64 ns: DuckDB would hand tz-aware datetimes back through pytz
+    # timestamps as int64 ns, which the queries write as ISO text (queries._iso): no time
+    # zone in play, and no datetime objects through pytz
     ts_cols = [i for i, f in enumerate(flows.schema) if pa.types.is_timestamp(f.type)]
     for i in ts_cols:
         flows = flows.set_column(i, flows.schema.field(i).name, flows.column(i).cast(pa.int64()))

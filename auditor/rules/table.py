@@ -3,10 +3,13 @@
 One row per (rule, port or range): a rule with ports 80, 443 and the range 61001-65534 gives
 three rows, each with ``port_lo``/``port_hi`` (equal for a single port), so the join is a
 plain ``flow.port BETWEEN port_lo AND port_hi``. Provenance travels with each row so a
-finding can cite the vendor's words without going back to the Ruleset object.
+finding can cite the vendor's words without going back to the Ruleset object. The table
+is built once per ruleset (roles and checks both join on it; Arrow tables are immutable).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import pyarrow as pa
 
@@ -39,8 +42,18 @@ RULES_SCHEMA = pa.schema(
 )
 
 
+_TABLES: weakref.WeakKeyDictionary[Ruleset, pa.Table] = weakref.WeakKeyDictionary()
+
+
 def rules_table(ruleset: Ruleset) -> pa.Table:
     """One row per (rule, port or range) with the columns of :data:`RULES_SCHEMA`."""
+    table = _TABLES.get(ruleset)
+    if table is None:
+        table = _TABLES[ruleset] = _build(ruleset)
+    return table
+
+
+def _build(ruleset: Ruleset) -> pa.Table:
     rows: dict[str, list[object]] = {name: [] for name in RULES_SCHEMA.names}
     for rule in ruleset.flows:
         for lo, hi in rule.spans():
