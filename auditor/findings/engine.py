@@ -101,19 +101,57 @@ class _Findings:
         evidence: dict[str, Any],
         severity: str,
     ) -> None:
+        """A finding from a query row; the columns every finding reports may be missing."""
         rule_ids = row.get("rule_ids")
         if rule_ids and len(rule_ids) > 1:
             evidence["matching_rules"] = list(rule_ids)
-        src_ip, dst_ip = row.get("src_ip"), row.get("dst_ip")
-        dst_port, proto = row.get("dst_port"), row.get("proto")
-        src_role, dst_role = _roles(row.get("src_roles")), _roles(row.get("dst_roles"))
+        self.put(
+            kind,
+            severity,
+            rule_id,
+            message,
+            evidence,
+            row.get("src_ip"),
+            row.get("dst_ip"),
+            row.get("dst_port"),
+            row.get("proto"),
+            _roles(row.get("src_roles")),
+            _roles(row.get("dst_roles")),
+            row.get("first_seen"),
+            row.get("last_seen"),
+            row.get("packets"),
+            row.get("bytes"),
+            row.get("flow_ids") or [],
+            row.get("community_ids") or [],
+        )
+
+    def put(
+        self,
+        kind: str,
+        severity: str,
+        rule_id: str | None,
+        message: str,
+        evidence: dict[str, Any],
+        src_ip: str | None,
+        dst_ip: str | None,
+        dst_port: int | None,
+        proto: str | None,
+        src_role: str | None,
+        dst_role: str | None,
+        first_seen: str | None,
+        last_seen: str | None,
+        packets: int | None,
+        nbytes: int | None,
+        flow_ids: list[str],
+        community_ids: list[str],
+    ) -> None:
+        """A finding from its parts. Timestamps come as ISO text, written by the queries."""
         # stable night to night: what and where, not the (possibly inferred) roles, unless
         # there is no address to say where (missing_flow)
         ident = f"{kind}|{rule_id}|{src_ip}|{dst_ip}|{dst_port}|{proto}"
         if src_ip is None:
             ident += f"|{src_role}|{dst_role}"
         digest = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
-        community_ids = row.get("community_ids")
         self.items.append(
             {
                 "id": f"{kind[:3].upper()}-{digest}",
@@ -127,12 +165,14 @@ class _Findings:
                 "dst_role": dst_role,
                 "rule_id": rule_id,
                 "message": message,
-                "first_seen": row.get("first_seen"),  # ISO text, written by the queries
-                "last_seen": row.get("last_seen"),
-                "packets": int(row.get("packets") or 0),
-                "bytes": int(row.get("bytes") or 0),
-                "flow_ids": row.get("flow_ids") or [],
-                "community_ids": sorted(set(community_ids)) if community_ids else [],
+                "first_seen": first_seen,
+                "last_seen": last_seen,
+                "packets": int(packets or 0),
+                "bytes": int(nbytes or 0),
+                "flow_ids": flow_ids,
+                "community_ids": (
+                    sorted(set(community_ids)) if len(community_ids) > 1 else community_ids
+                ),
                 "evidence": evidence,
                 "source": self.source(rule_id),
             }
@@ -197,8 +237,7 @@ def _run_checks(
     role_lists = _role_lists(roles)
     for row in _finding_rows(con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES}, role_lists):
         per_kind[row["kind"]](row)
-    for row in _finding_rows(con, queries.UNEXPECTED_PORT, None, role_lists):
-        _unexpected(out, ruleset, row, inv, paths)
+    _unexpected_ports(out, con.execute(queries.UNEXPECTED_PORT), ruleset, inv, role_lists, paths)
     if scans:
         for row in _rows(con, queries.UNEXPECTED_SCAN):
             _scan(out, row, inv)
@@ -259,8 +298,8 @@ def _finding_rows(
     params: dict[str, Any] | None,
     role_lists: dict[str, list[str]],
 ) -> Iterable[dict[str, Any]]:
-    """The rows of FINDINGS or UNEXPECTED_PORT with their lists unpacked and the role lists
-    of their endpoints."""
+    """The rows of FINDINGS with their lists unpacked and the role lists of their
+    endpoints."""
     for row in _rows(con, sql, params):
         row["src_roles"] = role_lists.get(row["src_ip"], [])
         row["dst_roles"] = role_lists.get(row["dst_ip"], [])
@@ -469,61 +508,92 @@ class _Paths:
         return hit
 
 
-def _unexpected(
+def _unexpected_ports(
     out: _Findings,
+    cur: duckdb.DuckDBPyConnection,
     ruleset: Ruleset,
-    row: dict[str, Any],
     inv: bool,
+    role_lists: dict[str, list[str]],
     paths: _Paths,
 ) -> None:
-    src, dst = row["src_roles"] or [], row["dst_roles"] or []
-    between = paths.between(src, dst) if src and dst else []
-    reverse = paths.reverse(src, dst, row["proto"], row["dst_port"]) if src and dst else []
-    states = row["states"]
-    ev: dict[str, Any] = {
-        "states": states,
-        "apps": row["apps"],
-        "flows": row["flows"],
-        "documented_between_roles": between,
-    }
-    # between two placed hosts, from or to a host without a role, between two such hosts
-    variant = (
-        "undocumented" if src and dst else "unknown_peer" if src or dst else "undocumented_port"
-    )
-    rule_id = None
-    if variant == "undocumented":
-        if reverse:
-            why = "documented only in the other direction"
-            rule_id = reverse[0].id
-            ev["reverse_rule_ids"] = [r.id for r in reverse]
-        elif between:
-            why = "a port not documented between these roles"
-        else:
-            why = "no documented path between these roles"
-        msg = (
-            f"{_roles(row['src_roles'])} -> {_roles(row['dst_roles'])} on "
-            f"{row['proto']}/{row['dst_port']} ({_endpoint(row)}): {why}."
+    """unexpected_port findings from the rows of UNEXPECTED_PORT: thousands on a busy
+    network, so each row is unpacked in place rather than made into a dict."""
+    names = tuple(d[0] for d in cur.description)
+    assert names == queries.UNEXPECTED_PORT_COLUMNS, names
+    for (
+        src_ip,
+        dst_ip,
+        dst_port,
+        proto,
+        first_seen,
+        last_seen,
+        packets,
+        nbytes,
+        flows,
+        flow_ids,
+        community_ids,
+        states,
+        apps,
+    ) in cur.fetchall():
+        src, dst = role_lists.get(src_ip, _NO_ROLES), role_lists.get(dst_ip, _NO_ROLES)
+        states = _values(states)
+        ev: dict[str, Any] = {
+            "states": states,
+            "apps": _values(apps),
+            "flows": flows,
+            "documented_between_roles": paths.between(src, dst) if src and dst else [],
+        }
+        endpoint = f"{src_ip} -> {dst_ip}:{dst_port}/{proto}"
+        rule_id = None
+        if src and dst:  # between two placed hosts
+            reverse = paths.reverse(src, dst, proto, dst_port)
+            if reverse:
+                why = "documented only in the other direction"
+                rule_id = reverse[0].id
+                ev["reverse_rule_ids"] = [r.id for r in reverse]
+            elif ev["documented_between_roles"]:
+                why = "a port not documented between these roles"
+            else:
+                why = "no documented path between these roles"
+            msg = f"{_roles(src)} -> {_roles(dst)} on {proto}/{dst_port} ({endpoint}): {why}."
+            sev = out.severity("unexpected_port", rule_id)
+        elif src or dst:  # from or to a host without a role
+            who = src_ip if not src else dst_ip
+            known = _roles(dst) if not src else _roles(src)
+            scope = "the inventory" if inv else "role inference"
+            msg = f"{who} (no role in {scope}) talks to {known} on {proto}/{dst_port} ({endpoint})."
+            ev["unplaced_host"] = who
+            sev = out.severity("unexpected_port", None, "low")
+        else:  # between two hosts without a role
+            msg = (
+                f"Port {proto}/{dst_port} is documented nowhere in the "
+                f"'{ruleset.name}' ruleset ({endpoint})."
+            )
+            sev = "low"
+        if "rejected" in states:
+            ev["note"] = "attempt answered by RST: someone tried"
+        out.put(
+            "unexpected_port",
+            sev,
+            rule_id,
+            msg,
+            ev,
+            src_ip,
+            dst_ip,
+            dst_port,
+            proto,
+            _roles(src),
+            _roles(dst),
+            first_seen,
+            last_seen,
+            packets,
+            nbytes,
+            flow_ids.split(" ") if flow_ids else [],
+            community_ids.split(" ") if community_ids else [],
         )
-        sev = out.severity("unexpected_port", rule_id)
-    elif variant == "unknown_peer":
-        who = row["src_ip"] if not src else row["dst_ip"]
-        known = _roles(row["dst_roles"]) if not src else _roles(row["src_roles"])
-        scope = "the inventory" if inv else "role inference"
-        msg = (
-            f"{who} (no role in {scope}) talks to {known} on "
-            f"{row['proto']}/{row['dst_port']} ({_endpoint(row)})."
-        )
-        ev["unplaced_host"] = who
-        sev = out.severity("unexpected_port", None, "low")
-    else:
-        msg = (
-            f"Port {row['proto']}/{row['dst_port']} is documented nowhere in the "
-            f"'{ruleset.name}' ruleset ({_endpoint(row)})."
-        )
-        sev = "low"
-    if "rejected" in states:
-        ev["note"] = "attempt answered by RST: someone tried"
-    out.add("unexpected_port", row, rule_id, msg, ev, sev)
+
+
+_NO_ROLES: list[str] = []
 
 
 def _scan(out: _Findings, row: dict[str, Any], inv: bool) -> None:

@@ -153,6 +153,10 @@ _FLOW_AGGREGATES = f"""
 
 # One row per unexpected_port finding: flows no rule allows (scans apart), per source,
 # destination, port and protocol.
+UNEXPECTED_PORT_COLUMNS = (
+    "src_ip", "dst_ip", "dst_port", "proto", "first_seen", "last_seen", "packets", "bytes",
+    "flows", "flow_ids", "community_ids", "states", "apps",
+)  # fmt: skip
 UNEXPECTED_PORT = f"""
 SELECT src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES}
 FROM (SELECT fl.* FROM f JOIN flows fl USING (i)
