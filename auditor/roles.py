@@ -28,14 +28,16 @@ import socket
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditor import duck
 from auditor.rules import Inventory, Rule, Ruleset, classify_entry, rules_table
+
+if TYPE_CHECKING:
+    import duckdb
 
 ASSIGN_AT = 1.0
 
@@ -415,6 +417,7 @@ def _hint_matches(
             )
         )
     by_ip = {ip: sorted(seen) for ip, seen in names.items()}
+    all_names = {name for seen in names.values() for name, _ in seen}
     for role in ruleset.roles:
         hints = getattr(role, "hints", None)
         if not hints:
@@ -422,13 +425,11 @@ def _hint_matches(
         patterns = [p.lower() for p in _hint_list(hints, "names")]
         agents = [a.lower() for a in _hint_list(hints, "user_agents")]
         if patterns:
-            named: dict[str, bool] = {}
-            for ip, seen in by_ip.items():
+            # each distinct name tried once; then, per address, its first matching name
+            hits = {n for n in all_names if any(_name_match(n, p) for p in patterns)}
+            for ip, seen in by_ip.items() if hits else ():
                 for name, how in seen:
-                    hit = named.get(name)
-                    if hit is None:
-                        hit = named[name] = any(_name_match(name, p) for p in patterns)
-                    if hit:
+                    if name in hits:
                         yield ip, role.id, f"{how} {name} matches the role's name hints"
                         break
         if agents:

@@ -13,9 +13,8 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -34,6 +33,9 @@ from auditor.rules import (
 )
 from auditor.traffic import Traffic, read_traffic
 from auditor.units import human_bytes
+
+if TYPE_CHECKING:
+    import duckdb
 
 KINDS = FINDING_KINDS  # the order findings sort and reports list them in
 DEFAULT_SEVERITY = {
@@ -698,6 +700,7 @@ def audit(
     progress: Callable[[str], None] | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``."""
+    duck.open_in_background()  # DuckDB loads on the second core while the captures are read
     traffic = read_traffic(captures, progress=progress)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)

@@ -1,0 +1,25 @@
+"""Commands that need no SQL do not load DuckDB (its import costs ~0.1 s of every run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _loaded_after(code: str) -> bool:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint('duckdb' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip() == "True"
+
+
+def test_the_cli_and_the_flow_reader_do_not_import_duckdb() -> None:
+    assert not _loaded_after("import auditor.cli.main")
+    assert not _loaded_after("from auditor.traffic import read_traffic")
+
+
+def test_the_audit_opens_duckdb_when_it_needs_it() -> None:
+    assert _loaded_after("from auditor import duck\nduck.cursor().execute('select 1')")
