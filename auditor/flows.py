@@ -302,8 +302,10 @@ class FlowBuilder:
             pk = heads.pop(f, None)
             if pk is None:
                 facts[f] = classify_flow(name, port, ())
+            elif i:  # heads are kept by canonical direction: make the initiator's 0
+                facts[f] = classify_flow(name, port, [(dd ^ 1, h, pl) for dd, h, pl in pk])
             else:
-                facts[f] = classify_flow(name, port, [(dd ^ i, h, pl) for dd, h, pl in pk])
+                facts[f] = classify_flow(name, port, pk)
 
     def table(self) -> pa.Table:
         """The flow table (one row per flow, sorted by first packet time)."""

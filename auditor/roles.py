@@ -24,14 +24,14 @@ Python only ranks the few candidate roles per host.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import socket
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from auditor import duck
 from auditor.rules import Inventory, Rule, Ruleset, classify_entry, rules_table
@@ -82,21 +82,39 @@ def observed_names(flows: pa.Table) -> dict[str, set[tuple[str, str]]]:
 
 
 def _unique_pairs(first: pa.ChunkedArray, second: pa.ChunkedArray) -> list[tuple[Any, Any]]:
-    """The distinct (first, second) rows where ``second`` is set, in order of appearance:
-    a Python object per named flow, not per flow."""
-    named = pc.is_valid(second)
-    pairs = zip(first.filter(named).to_pylist(), second.filter(named).to_pylist(), strict=True)
-    return list(dict.fromkeys(pairs))
+    """The distinct (first, second) rows where ``second`` is set, in order of appearance.
+
+    Array methods only, no ``pyarrow.compute``: importing that module costs ~45 ms, more than
+    this whole stage."""
+    return list(
+        dict.fromkeys(
+            (a, b)
+            for a, b in zip(first.to_pylist(), second.to_pylist(), strict=True)
+            if b is not None
+        )
+    )
+
+
+def _list_values(arr: pa.ListArray) -> pa.Array:
+    """The values of a list array's lists, in order (ListArray.flatten without the
+    pyarrow.compute import it brings)."""
+    if len(arr) == 0:
+        return arr.values.slice(0, 0)
+    start, end = arr.offsets[0].as_py(), arr.offsets[len(arr)].as_py()
+    return arr.values.slice(start, end - start)
 
 
 def _answers(column: pa.ChunkedArray) -> list[tuple[Any, Any]]:
     """Distinct (name, address) pairs of a DNS answers column (list of 2-field structs)."""
-    flat = pc.list_flatten(column)
+    flat = pa.chunked_array([_list_values(c) for c in column.chunks], column.type.value_type)
     if not pa.types.is_struct(flat.type):
         return [_pair(p) for answers in column.to_pylist() for p in answers or ()]
     if flat.type.num_fields < 2:
         return []
-    return _unique_pairs(pc.struct_field(flat, [0]), pc.struct_field(flat, [1]))
+    return _unique_pairs(
+        pa.chunked_array([c.field(0) for c in flat.chunks], flat.type.field(0).type),
+        pa.chunked_array([c.field(1) for c in flat.chunks], flat.type.field(1).type),
+    )
 
 
 def _pair(pair: Any) -> tuple[str | None, str | None]:
@@ -116,6 +134,32 @@ def _norm_name(name: str) -> str:
 def hosts_in(flows: pa.Table) -> list[str]:
     ips = set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist())
     return sorted(ips)
+
+
+def _may_hold_roles(inventory: Inventory) -> Callable[[str], bool]:
+    """A quick test that rules out an address no inventory address or network contains,
+    before Inventory.roles_for_ip parses it (a capture can show tens of thousands): a
+    plain IPv4 address can be in an IPv4 network only if it starts with the network's
+    leading whole octets. Anything else is left to roles_for_ip."""
+    prefixes = []
+    for role in inventory.roles:
+        for entry in inventory.entries(role):
+            kind, canon = classify_entry(entry)
+            if kind not in ("address", "network"):
+                continue
+            net = ipaddress.ip_network(canon)
+            if net.version == 4:
+                whole = net.prefixlen // 8
+                octets = str(net.network_address).split(".")[:whole]
+                prefixes.append(".".join(octets) + ("." if 0 < whole < 4 else ""))
+    starts = tuple(prefixes)
+
+    def may_hold(ip: str) -> bool:
+        if ":" in ip or not ip[:1].isdigit() or ip != ip.strip():
+            return True  # not a plain IPv4 address
+        return ip.startswith(starts)
+
+    return may_hold
 
 
 def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRoles]:
@@ -145,8 +189,9 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
                 (f"inventory: address {ip} (not seen in the capture)",),
             )
         )
+    may_hold = _may_hold_roles(inventory)
     for ip in seen_ips:
-        roles = set(inventory.roles_for_ip(ip))
+        roles = set(inventory.roles_for_ip(ip)) if may_hold(ip) else set()
         evidence = [f"inventory: address {ip}"] if roles else []
         seen = sorted(names.get(ip, ()))
         for name, how in seen:
@@ -402,20 +447,14 @@ def _hint_matches(
     """(ip, role, evidence) from role hints: name patterns and HTTP user agents."""
     ua_flows: list[tuple[str, str, str, int, str]] = []
     if "http_user_agent" in flows.column_names:
-        with_ua = flows.filter(flows.column("http_user_agent").is_valid())
         # each distinct (source, destination, port, agent) once, first seen first: a repeat
-        # decides nothing its first occurrence did not
-        ua_flows = list(
-            dict.fromkeys(
-                zip(
-                    *(
-                        with_ua.column(c).to_pylist()
-                        for c in ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")
-                    ),
-                    strict=True,
-                )
-            )
-        )
+        # decides nothing its first occurrence did not (rows picked in Python: a
+        # Table.filter would load pyarrow.compute, ~45 ms)
+        cols = [
+            flows.column(c).to_pylist()
+            for c in ("src_ip", "dst_ip", "proto", "dst_port", "http_user_agent")
+        ]
+        ua_flows = list(dict.fromkeys(row for row in zip(*cols, strict=True) if row[4] is not None))
     by_ip = {ip: sorted(seen) for ip, seen in names.items()}
     all_names = {name for seen in names.values() for name, _ in seen}
     for role in ruleset.roles:

@@ -329,7 +329,8 @@ def _flow_input(flows: pa.Table) -> pa.Table:
     # zone in play, and no datetime objects through pytz
     ts_cols = [i for i, f in enumerate(flows.schema) if pa.types.is_timestamp(f.type)]
     for i in ts_cols:
-        flows = flows.set_column(i, flows.schema.field(i).name, flows.column(i).cast(pa.int64()))
+        ns = pa.chunked_array([c.view(pa.int64()) for c in flows.column(i).chunks], pa.int64())
+        flows = flows.set_column(i, flows.schema.field(i).name, ns)  # a view: no compute import
     return flows.append_column("i", pa.array(np.arange(flows.num_rows, dtype=np.int64)))
 
 
