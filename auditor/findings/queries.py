@@ -38,8 +38,9 @@ def _iso(ns: str) -> str:
     """SQL for ``ns`` (int64 nanoseconds since the epoch) as ISO 8601 UTC text, exactly as
     auditor.traffic.iso writes it (microseconds, left out when zero): formatting a few
     thousand timestamps in DuckDB costs less than converting them for Python to format."""
-    frac = f"(({ns}) % 1000000000 + 1000000000) % 1000000000"  # floored, as Python's %
-    sec = f"(({ns}) - {frac}) // 1000000000"
+    # floored, as Python's // and %: DuckDB truncates towards zero (and never overflows here)
+    frac = f"(({ns}) % 1000000000 + 1000000000) % 1000000000"
+    sec = f"(({ns}) // 1000000000 - (({ns}) % 1000000000 < 0)::BIGINT)"
     return (
         f"strftime(epoch_ms(({sec}) * 1000), '%Y-%m-%dT%H:%M:%S') || "
         f"CASE WHEN {frac} < 1000 THEN 'Z' ELSE printf('.%06dZ', {frac} // 1000) END"
