@@ -3,9 +3,10 @@
 Opening a DuckDB database costs about 20 ms, more than most of the audit's queries, so the
 process opens one, single-threaded, on first use, and each stage works in its own cursor:
 a connection to that database with its own registered views and temporary tables, which
-nothing else sees and which go when the cursor is closed. Single-threaded also makes the
-order of ``list(DISTINCT ...)`` aggregates the order of first appearance, which the
-findings' evidence lists inherit.
+nothing else sees and which go when the cursor is closed. Single-threaded also means each
+query reads and aggregates its rows in one fixed order, so what depends on that order (the
+ties of an ordered aggregate, which 100 of a scan's community ids are kept) is the same from
+run to run.
 
 ``duckdb`` itself is imported here and only here, on first use: importing it and opening
 the database take ~0.1 s, which :func:`open_in_background` spends on the second core while

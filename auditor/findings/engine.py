@@ -4,6 +4,11 @@ The joins are DuckDB SQL (``queries.py``); this module runs them, turns each res
 a finding (message, severity, evidence, the vendor's words) and assembles the result
 document that every renderer derives from. Severity defaults per kind are in
 ``DEFAULT_SEVERITY``; a rule may override them (``severity:`` in the ruleset).
+
+A busy capture makes thousands of findings, nearly all unexpected_port: their rows are
+unpacked in place and the rules between two role lists are looked up once per pair of
+lists. A query whose answer is known to be empty is not run (MISSING_FLOW when the role
+pairs show every expected flow seen, the scan findings when there is no scan).
 """
 
 from __future__ import annotations

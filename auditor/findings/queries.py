@@ -8,15 +8,15 @@ all: a *role match* when both endpoints have roles, a *port match* when one or b
 none. ``f`` keeps, per flow, the sorted ids of all covering rules and of those with a disk
 transfer, required encryption or mutual TLS, and whether the flow is unexpected.
 
-``FINDINGS`` returns one row per finding of the per-flow kinds (kind, source, destination,
-port, protocol): the unexpected flows grouped as they are, and the flows a rule speaks for
-judged for each kind that can concern them, one (flow, kind) row each, then grouped;
-``engine`` turns each row into a finding. The other queries each answer a question the
-flows do not group the same way: scans, missing flows, unknown hosts and the role-to-role
-picture. The wide flow columns are joined back by ``i`` only where a finding needs them,
-and both sides of that join are unique on ``i``, so every aggregate reads its flows in
-flow-table (time) order: the lists of distinct values in the evidence come out in order of
-first appearance.
+``UNEXPECTED_PORT`` and ``FINDINGS`` return one row per finding of the per-flow kinds
+(kind, source, destination, port, protocol): the unexpected flows grouped as they are, and
+the flows a rule speaks for judged for each kind that can concern them, one (flow, kind)
+row each, then grouped; ``engine`` turns each row into a finding. The other queries each
+answer a question the flows do not group the same way: scans, missing flows, unknown hosts
+and the role-to-role picture. The wide flow columns are joined back by ``i`` only where a
+finding needs them; both sides of that join are unique on ``i`` and ``f`` is in flow
+order, so each aggregate reads its flows in flow-table (time) order, and the engine keeps
+the values of the evidence (states, apps, HTTP methods...) in order of first appearance.
 
 Planning a DuckDB query costs milliseconds even when it returns nothing, more than
 running these ones on tens of thousands of flows, so the checks are few statements that
