@@ -290,30 +290,47 @@ static PyObject *identify(PyObject *self, PyObject *args)
     const uint8_t *proto = b[0].buf, *src = b[1].buf, *dst = b[2].buf;
     const uint16_t *sport = b[3].buf, *dport = b[4].buf;
     const int64_t *ts = b[5].buf;
-    cids = PyList_New(n);
-    fids = PyList_New(n);
-    if (!cids || !fids) goto done;
+    /* the hashing without the GIL (the caller may classify flows meanwhile), then the strings */
+    char *cbuf = PyMem_RawMalloc((size_t)(n ? n : 1) * 30), *fbuf = PyMem_RawMalloc((size_t)(n ? n : 1) * 17);
+    if (!cbuf || !fbuf) {
+        PyMem_RawFree(cbuf);
+        PyMem_RawFree(fbuf);
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
-        char cid[40], key[80], fid[20];
-        int clen = community_id(proto[i], src + 16 * i, dst + 16 * i, sport[i], dport[i], cid);
+        char cid[40], key[80];
+        community_id(proto[i], src + 16 * i, dst + 16 * i, sport[i], dport[i], cid);
+        memcpy(cbuf + 30 * i, cid, 30);
         int klen = snprintf(key, sizeof(key), "%s|%lld", cid, (long long)ts[i]);
         uint8_t h[8];
         blake2b_short((const uint8_t *)key, (size_t)klen, h, 8);
+        char *fid = fbuf + 17 * i;
         fid[0] = 'F';
         for (int j = 0; j < 8; j++) {
             fid[1 + 2 * j] = "0123456789abcdef"[h[j] >> 4];
             fid[2 + 2 * j] = "0123456789abcdef"[h[j] & 15];
         }
-        PyObject *c = PyUnicode_FromStringAndSize(cid, clen);
-        PyObject *f = PyUnicode_FromStringAndSize(fid, 17);
+    }
+    Py_END_ALLOW_THREADS
+    cids = PyList_New(n);
+    fids = PyList_New(n);
+    for (Py_ssize_t i = 0; cids && fids && i < n; i++) {
+        PyObject *c = PyUnicode_FromStringAndSize(cbuf + 30 * i, 30);
+        PyObject *f = PyUnicode_FromStringAndSize(fbuf + 17 * i, 17);
         if (!c || !f) {
             Py_XDECREF(c);
             Py_XDECREF(f);
-            goto done;
+            Py_CLEAR(cids);
+            break;
         }
         PyList_SET_ITEM(cids, i, c);
         PyList_SET_ITEM(fids, i, f);
     }
+    PyMem_RawFree(cbuf);
+    PyMem_RawFree(fbuf);
+    if (!cids || !fids) goto done;
     ret = PyTuple_Pack(2, cids, fids);
 done:
     for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
@@ -334,22 +351,36 @@ static PyObject *ip_texts(PyObject *self, PyObject *arg)
         return NULL;
     }
     Py_ssize_t n = b.len / 16;
-    PyObject *out = PyList_New(n);
+    char *text = PyMem_RawMalloc((size_t)(n ? n : 1) * INET6_ADDRSTRLEN);
+    if (!text) {
+        PyBuffer_Release(&b);
+        return PyErr_NoMemory();
+    }
     const uint8_t *a = b.buf;
-    for (Py_ssize_t i = 0; out && i < n; i++) {
-        char text[INET6_ADDRSTRLEN];
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS /* formatting without the GIL, then the strings */
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
         const uint8_t *p = a + 16 * i;
-        const char *ok = memcmp(p, V4_PREFIX, 12) == 0
-                             ? inet_ntop(AF_INET, p + 12, text, sizeof(text))
-                             : inet_ntop(AF_INET6, p, text, sizeof(text));
-        PyObject *s = ok ? PyUnicode_FromString(text) : NULL;
+        char *t = text + (size_t)i * INET6_ADDRSTRLEN;
+        if (!(memcmp(p, V4_PREFIX, 12) == 0 ? inet_ntop(AF_INET, p + 12, t, INET6_ADDRSTRLEN)
+                                            : inet_ntop(AF_INET6, p, t, INET6_ADDRSTRLEN)))
+            failed = 1;
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *out = NULL;
+    if (failed)
+        PyErr_SetFromErrno(PyExc_OSError);
+    else
+        out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(text + (size_t)i * INET6_ADDRSTRLEN);
         if (!s) {
-            if (!ok) PyErr_SetFromErrno(PyExc_OSError);
             Py_CLEAR(out);
             break;
         }
         PyList_SET_ITEM(out, i, s);
     }
+    PyMem_RawFree(text);
     PyBuffer_Release(&b);
     return out;
 }

@@ -26,6 +26,8 @@ Rules, documented in the README ("Flows"):
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -311,10 +313,6 @@ class FlowBuilder:
         """The flow table (one row per flow, sorted by first packet time)."""
         c = self._arrays()
         init, inferred = self._directions(c)
-        todo = np.flatnonzero(
-            np.fromiter((f not in self.facts for f in range(self.n)), dtype=bool, count=self.n)
-        )
-        self._classify(todo, init[todo])
         fp = self.first.columns()
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         s2 = same[:, None]
@@ -322,14 +320,29 @@ class FlowBuilder:
         dst_arr = np.ascontiguousarray(np.where(s2, fp["dst_ip"], fp["src_ip"]))
         sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
         dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
-        cids, flow_ids = identify(
-            fp["proto"].astype(np.uint8),
-            src_arr,
-            dst_arr,
-            sport_np.astype(np.uint16),
-            dport_np.astype(np.uint16),
-            c["first_ts"],
+
+        def identities() -> tuple[list[str], np.ndarray, np.ndarray, list[str], list[str]]:
+            """Community IDs, flow ids, the row order and the endpoints as text: C that
+            runs mostly without the GIL, in a thread, while this one classifies."""
+            cids, flow_ids = identify(
+                fp["proto"].astype(np.uint8),
+                src_arr,
+                dst_arr,
+                sport_np.astype(np.uint16),
+                dport_np.astype(np.uint16),
+                c["first_ts"],
+            )
+            # rows by first packet time (flow id breaks ties): sort the inputs, not the table
+            fids = np.array(flow_ids, dtype=object)
+            order = np.lexsort((fids.astype(str), c["first_ts"]))
+            return cids, fids, order, ip_texts(src_arr[order]), ip_texts(dst_arr[order])
+
+        worker = _Call(identities)
+        todo = np.flatnonzero(
+            np.fromiter((f not in self.facts for f in range(self.n)), dtype=bool, count=self.n)
         )
+        self._classify(todo, init[todo])
+        cids, flow_ids_np, order, src_text, dst_text = worker.result()
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
@@ -341,9 +354,6 @@ class FlowBuilder:
         state = _tcp_state(proto_np, c["syn_dir"], c["synack_dir"], flags_f, flags_r, pkts_r)
         tun = fp["tunnel"]
         no_tun = tun == 0
-        # rows by first packet time (flow id breaks ties): sort the inputs, not the table
-        flow_ids_np = np.array(flow_ids, dtype=object)
-        order = np.lexsort((flow_ids_np.astype(str), c["first_ts"]))
         ol = order.tolist()
 
         def outer(name: str) -> pa.Array:
@@ -363,9 +373,9 @@ class FlowBuilder:
         cols: dict[str, Any] = {
             "flow_id": pa.array(flow_ids_np[order], pa.string()),
             "community_id": pa.array(np.array(cids, dtype=object)[order], pa.string()),
-            "src_ip": pa.array(ip_texts(src_arr[order]), pa.string()),
+            "src_ip": pa.array(src_text, pa.string()),
             "src_port": sport_np[order],
-            "dst_ip": pa.array(ip_texts(dst_arr[order]), pa.string()),
+            "dst_ip": pa.array(dst_text, pa.string()),
             "dst_port": dport_np[order],
             "proto": pa.array(_PROTO_TEXT[proto_o], pa.string()),
             "proto_num": proto_o.astype(np.int16),
@@ -398,6 +408,29 @@ class FlowBuilder:
             "dst_ip_bytes": _binary16(dst_arr[order]),
         }
         return pa.table(cols)
+
+
+class _Call:
+    """``fn()`` in a thread: ``result()`` waits for it and returns its value or raises its
+    exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _tcp_state(
