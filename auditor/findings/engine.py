@@ -706,7 +706,6 @@ def audit(
     progress: Callable[[str], None] | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``."""
-    duck.open_in_background()  # DuckDB loads on the second core while the captures are read
     traffic = read_traffic(captures, progress=progress)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
