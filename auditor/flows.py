@@ -299,7 +299,7 @@ class FlowBuilder:
         fp = self.first.columns(rows)
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         resp_port = np.where(same, fp["dst_port"], fp["src_port"]).tolist()
-        names = [proto_name(p) for p in fp["proto"].tolist()]
+        names = _PROTO_TEXT[fp["proto"]].tolist()
         for f, i, name, port in zip(rows.tolist(), init.tolist(), names, resp_port, strict=True):
             pk = heads.pop(f, None)
             if pk is None:

@@ -324,30 +324,48 @@ def test_directions_on_different_vlans_are_one_flow(tmp_path: Path) -> None:
     assert (rows[0]["state"], rows[0]["vlan"]) == ("established", 81)
 
 
+def _http_request_sent(c: synth.Capture) -> int:
+    """10.0.0.1:40000 -> 10.0.0.2:80: handshake and a GET; returns the request's length."""
+    a, b, syn, ack = "10.0.0.1", "10.0.0.2", dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK
+    req = synth.http_request("GET", "/x", "web")
+    c.tcp(a, b, 40000, 80, syn, 100, 0)
+    c.tcp(b, a, 80, 40000, syn | ack, 500, 101)
+    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_PUSH, 101, 501, req)
+    return len(req)
+
+
+def _dns_noise(c: synth.Capture, n: int) -> None:
+    """n one-packet flows, so that the builder looks for settled flows meanwhile."""
+    for i in range(n):
+        c.udp(f"10.0.1.{i + 1}", "10.0.0.53", 50000 + i, 53, b"\x12\x34" + bytes(20))
+
+
+def _built_looking_every_time(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A FlowBuilder fed 4-packet batches that looks for settled flows after each."""
+    from auditor import flows as F
+    from auditor.capture import read_packets
+
+    monkeypatch.setattr(F, "FLUSH_PENDING", 1)
+    builder = F.FlowBuilder()
+    for batch in read_packets(path, batch_size=4):
+        builder.add_batch(batch, 0)
+    return builder
+
+
 def test_half_closed_flow_keeps_the_answer_after_the_client_fin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client that sends its request and a FIN before the answer (a half-close) is not a
     settled flow: the server's response, sent later, is still classified, however often
     the builder looks for settled flows."""
-    from auditor import flows as F
-    from auditor.capture import read_packets
-
-    monkeypatch.setattr(F, "FLUSH_PENDING", 1)
     c = synth.Capture()
-    a, b, syn, ack = "10.0.0.1", "10.0.0.2", dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK
-    req = synth.http_request("GET", "/x", "web")
-    c.tcp(a, b, 40000, 80, syn, 100, 0)
-    c.tcp(b, a, 80, 40000, syn | ack, 500, 101)
-    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_PUSH, 101, 501, req)
-    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_FIN, 101 + len(req), 501)
-    for i in range(30):  # other flows, so that the builder looks while the answer is due
-        c.udp(f"10.0.1.{i + 1}", "10.0.0.53", 50000 + i, 53, b"\x12\x34" + bytes(20))
-    c.tcp(b, a, 80, 40000, ack | dpkt.tcp.TH_PUSH, 501, 102 + len(req), synth.http_response(404))
-    path = c.write(tmp_path / "half-close.pcap")
-    builder = F.FlowBuilder()
-    for batch in read_packets(path, batch_size=4):
-        builder.add_batch(batch, 0)
+    n = _http_request_sent(c)
+    ack = dpkt.tcp.TH_ACK
+    c.tcp("10.0.0.1", "10.0.0.2", 40000, 80, ack | dpkt.tcp.TH_FIN, 101 + n, 501)
+    _dns_noise(c, 30)
+    response = synth.http_response(404)
+    c.tcp("10.0.0.2", "10.0.0.1", 80, 40000, ack | dpkt.tcp.TH_PUSH, 501, 102 + n, response)
+    builder = _built_looking_every_time(c.write(tmp_path / "half-close.pcap"), monkeypatch)
     row = next(r for r in builder.table().to_pylist() if r["dst_port"] == 80)
     assert (row["http_method"], row["http_status"]) == ("GET", 404)
 
@@ -355,23 +373,11 @@ def test_half_closed_flow_keeps_the_answer_after_the_client_fin(
 def test_reset_flow_is_classified_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reset connection gets no more heads: it is classified (and its heads dropped) as soon
     as the builder looks, not at the end."""
-    from auditor import flows as F
-    from auditor.capture import read_packets
-
-    monkeypatch.setattr(F, "FLUSH_PENDING", 1)
     c = synth.Capture()
-    a, b, syn, ack = "10.0.0.1", "10.0.0.2", dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK
-    req = synth.http_request("GET", "/x", "web")
-    c.tcp(a, b, 40000, 80, syn, 100, 0)
-    c.tcp(b, a, 80, 40000, syn | ack, 500, 101)
-    c.tcp(a, b, 40000, 80, ack | dpkt.tcp.TH_PUSH, 101, 501, req)
-    c.tcp(b, a, 80, 40000, dpkt.tcp.TH_RST, 501, 0)
-    for i in range(8):
-        c.udp(f"10.0.1.{i + 1}", "10.0.0.53", 50000 + i, 53, b"\x12\x34" + bytes(20))
-    path = c.write(tmp_path / "reset.pcap")
-    builder = F.FlowBuilder()
-    for batch in read_packets(path, batch_size=4):
-        builder.add_batch(batch, 0)
+    _http_request_sent(c)
+    c.tcp("10.0.0.2", "10.0.0.1", 80, 40000, dpkt.tcp.TH_RST, 501, 0)
+    _dns_noise(c, 8)
+    builder = _built_looking_every_time(c.write(tmp_path / "reset.pcap"), monkeypatch)
     assert builder.facts[0].app == "http"
     assert 0 not in builder.heads
 
