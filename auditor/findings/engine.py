@@ -687,15 +687,16 @@ def _duration(seconds: float) -> str:
 
 
 def exit_code_for(
-    findings: Sequence[dict[str, Any]], fail_on: str, capture_errors: bool
+    findings: Sequence[dict[str, Any]], fail_on: str, capture_problems: bool
 ) -> ExitCode:
-    if capture_errors:
-        return ExitCode.CAPTURE
+    """FINDINGS for a finding at or above ``fail_on``, or'd with CAPTURE for a capture
+    problem: one never hides the other."""
+    code = ExitCode.CAPTURE if capture_problems else ExitCode.OK
     if fail_on != "never":
         limit = SEVERITIES.index(fail_on)
         if any(SEVERITIES.index(f["severity"]) <= limit for f in findings):
-            return ExitCode.FINDINGS
-    return ExitCode.OK
+            code |= ExitCode.FINDINGS
+    return code
 
 
 def audit(
