@@ -979,12 +979,21 @@ def test_directory_is_walked_recursively(tmp_path: Path) -> None:
     (tree / "README.txt").write_text("not a capture")
     inv = write_inventory(tmp_path / "hosts.yaml", AD_INVENTORY, "applayering")
     base: list[object] = ["-r", "applayering", "-i", inv, "--format", "json", "--fail-on", "never"]
-    by_dir = json.loads(invoke([tree, *base]).stdout)
+    res = invoke([tree, *base])
+    by_dir = json.loads(res.stdout)
     by_files = json.loads(invoke([tree / "a.pcap", tree / "b" / "deeper" / "c.pcap", *base]).stdout)
     assert [c["path"] for c in by_dir["captures"]] == [
         str(tree / "a.pcap"),
         str(tree / "b" / "deeper" / "c.pcap"),
     ]
+    # the README is skipped and said, not a capture problem
+    assert res.exit_code == ExitCode.OK
+    assert (
+        res.stderr
+        == f"pcap-audit: {tree / 'README.txt'}: skipped, not a capture (starts with 6e 6f 74 20)\n"
+    )
+    assert by_dir["summary"].pop("skipped_files") == 1
+    assert by_files["summary"].pop("skipped_files") == 0
     assert by_dir == by_files
     assert {f["kind"] for f in by_dir["findings"]} == {"weak_tls", "unexpected_port"}
     assert by_dir["summary"]["duration_s"] >= 30

@@ -298,7 +298,7 @@ class CaptureInfo:
     path: str
     format: str = ""  #: "pcap", "pcap-ns" (nanosecond timestamps) or "pcapng"
     compressed: bool = False  #: gzip or zstd, detected by content
-    compression: str = ""  #: "gzip", "zstd" or "" (not compressed)
+    compression: str | None = None  #: "gzip" or "zstd"; None when not compressed
     byte_order: str = ""  #: "little" or "big" (of the first section)
     version: str = ""  #: format version from the file header, e.g. "2.4", "1.0"
     linktypes: list[str | int] = field(default_factory=list)  #: names; numbers if unknown
@@ -309,6 +309,7 @@ class CaptureInfo:
     last_seen: int | None = None  #: largest timestamp, ns since the epoch
     truncated: bool = False  #: reading stopped before a clean end of the file
     truncated_at: int | None = None  #: byte offset (in the uncompressed stream) of the stop
+    ends_early: bool = False  #: truncated because the content ends inside a record or block
     decode_errors: dict[str, int] = field(default_factory=dict)
     unsupported_linktypes: dict[int, int] = field(default_factory=dict)
     interfaces: list[InterfaceInfo] = field(default_factory=list)
@@ -731,6 +732,7 @@ class _Stream:
             return self.raw.readinto(view) or 0
         except DecompressError as exc:
             self.info.warn(f"{exc} (at uncompressed byte {self.base + self.end})")
+            self.info.ends_early = exc.early
             self.info.truncated = True
             self.info.truncated_at = self.base + self.end
             self.eof = True
@@ -815,7 +817,8 @@ class _Stream:
                     if self.pos < self.end:
                         self.stop(
                             f"file ends inside a record at byte {self.base + self.pos} "
-                            f"({self.end - self.pos} bytes left)"
+                            f"({self.end - self.pos} bytes left)",
+                            cut=True,
                         )
                     break
             elif rc == _fast.ST_BLOCK:
@@ -846,8 +849,11 @@ class _Stream:
             return "the rest of the input"
         return f"{max(self.source.size - where, 0):,} bytes"
 
-    def stop(self, message: str, where: int | None = None) -> None:
+    def stop(self, message: str, where: int | None = None, cut: bool = False) -> None:
+        """Reading ends before a clean end; ``cut``: because the content ends inside a
+        record or block (a file cut short or still being written)."""
         self.info.truncated = True
+        self.info.ends_early = self.info.ends_early or cut
         self.info.truncated_at = self.base + self.pos if where is None else where
         self.info.warn(message)
 
@@ -885,7 +891,7 @@ class _Stream:
     def start_pcap(self) -> None:
         h = self.header
         if not self.fill(24):  # checked by _sniff; the file changed under us
-            self.stop("file ends inside the pcap file header")
+            self.stop("file ends inside the pcap file header", cut=True)
             return
         self.pos = 24
         self.swap = int(h.order != ("<" if sys.byteorder == "little" else ">"))
@@ -905,7 +911,7 @@ class _Stream:
     def block(self) -> bool:
         """Handle the non-packet block at self.pos; False when reading must stop."""
         if not self.fill(12):
-            self.stop("file ends inside a block header")
+            self.stop("file ends inside a block header", cut=True)
             return False
         head = self.buf[self.pos : self.pos + 12].tobytes()
         at = self.base + self.pos
@@ -923,7 +929,9 @@ class _Stream:
             self.stop(f"more than {MAX_META_BLOCKS} header/interface/statistics blocks")
             return False
         if not self.fill(blen):
-            self.stop(f"file ends inside a block (type {btype:#x}, {blen} bytes at byte {at})")
+            self.stop(
+                f"file ends inside a block (type {btype:#x}, {blen} bytes at byte {at})", cut=True
+            )
             return False
         body = self.buf[self.pos : self.pos + blen].tobytes()
         if is_shb:
@@ -1056,7 +1064,7 @@ class PacketReader:
             path=self.path,
             format=h.fmt,
             compressed=bool(h.compression),
-            compression=h.compression,
+            compression=h.compression or None,
             byte_order="little" if h.order == "<" else "big",
             version=h.version,
         )

@@ -53,8 +53,8 @@ def command(
     inv = load_inventory(inventory, ruleset) if inventory else None
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
     result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress)
-    for err in result.errors:
-        click.echo(f"pcap-audit: {err}", err=True)
+    for note in result.notes:
+        click.echo(f"pcap-audit: {note}", err=True)
     color = fmt == "table" and output is None and sys.stdout.isatty()
     text = render(result.document, fmt, color=color)
     if output:

@@ -20,7 +20,7 @@ from auditor.traffic import read_traffic
 def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
-    Exit code 3 when a capture could not be read; the others are still written.
+    Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
 
     Example:
 
@@ -29,13 +29,13 @@ def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
     traffic = read_traffic(captures)
-    for err in traffic.errors:
-        click.echo(f"pcap-audit: {err.one_line()}", err=True)
+    for note in traffic.notes:
+        click.echo(f"pcap-audit: {note}", err=True)
     if output:
         with open(output, "wb") as fh:
             write_flows(traffic, fmt, fh)
     else:
         write_flows(traffic, fmt, sys.stdout.buffer)
         sys.stdout.flush()
-    if traffic.errors:
+    if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))

@@ -68,6 +68,8 @@ class AuditResult:
     traffic: Traffic
     exit_code: ExitCode
     errors: list[str] = field(default_factory=list)
+    #: every diagnostic line (errors, warnings, skipped files, duplicates), in order
+    notes: list[str] = field(default_factory=list)
 
 
 def _distinct(values: list[Any] | None) -> list[Any]:
@@ -711,10 +713,9 @@ def audit(
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
-    first, last = traffic.span()
-    seconds = (last - first).total_seconds() if first and last else 0.0
+    seconds = traffic.coverage_seconds()  # missing_flow is graded on the time covered
     findings, pairs = run_checks(ruleset, flows, roles, seconds)
-    code = exit_code_for(findings, fail_on, bool(traffic.errors))
+    code = exit_code_for(findings, fail_on, not traffic.complete)
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
     doc = {
@@ -737,14 +738,16 @@ def audit(
             "findings": len(findings),
             "by_kind": {k: by_kind[k] for k in KINDS if by_kind[k]},
             "by_severity": {s: by_sev[s] for s in SEVERITIES},
-            "duration_s": round(seconds, 6),
+            "duration_s": round(traffic.span_seconds(), 6),
+            "coverage_s": round(seconds, 6),
+            "skipped_files": len(traffic.skipped),
             "exit_code": int(code),
         },
         "roles": [h.to_json() for h in roles.hosts],
         "role_pairs": pairs,
         "findings": findings,
     }
-    return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors])
+    return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors], traffic.notes)
 
 
 def _rule_json(rule: Rule) -> dict[str, Any]:
