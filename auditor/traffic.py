@@ -129,7 +129,7 @@ def capture_record(info: Any) -> dict[str, Any]:
 
 
 def failed_capture(
-    path: str, exc: CaptureError | None, duplicate_of: str | None = None
+    path: str, exc: CaptureError | None, duplicate_of: str | None = None, same: str = "a copy"
 ) -> dict[str, Any]:
     """The capture object of a file that was not read: same keys, nothing counted. A
     duplicate (``duplicate_of``) is complete: its content was read under the other name."""
@@ -144,11 +144,17 @@ def failed_capture(
         "last_seen": None,
         "truncated": False,
         "decode_errors": {},
-        "warnings": [f"same content as {duplicate_of}: read once"] if duplicate_of else [],
+        "warnings": [f"same content as {duplicate_of} ({same}): read once"] if duplicate_of else [],
         "error": exc.one_line() if exc else None,
         "duplicate_of": duplicate_of,
         "complete": exc is None,
     }
+
+
+def _duplicate_warning(first: str, same: str) -> str:
+    if same == "given twice":
+        return f"given twice (first as {first}): read once"
+    return f"same content as {first} ({same}): read once"
 
 
 def _count(n: int, what: str) -> str:
@@ -267,7 +273,7 @@ def read_found(found: Iterable[Found], progress: Callable[[str], None] | None = 
             traffic.notes.append(f"{name}: skipped, {f.skipped}")
             continue
         if f.duplicate_of is not None:
-            record = failed_capture(f.path, None, display_name(f.duplicate_of))
+            record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
             traffic.captures.append(record)
             traffic.notes.append(f"{name}: {record['warnings'][0]}")
             continue

@@ -853,8 +853,10 @@ def _check_format(fmt: str, text: str, doc: dict[str, Any]) -> None:
         assert run["invocations"][0]["exitCode"] == doc["summary"]["exit_code"]
     elif fmt == "csv":
         rows = list(csv.reader(io.StringIO(text, newline="")))
-        assert rows[0][:3] == ["id", "severity", "kind"] and len(rows) == n + 1
-        assert [r[0] for r in rows[1:]] == [f["id"] for f in doc["findings"]]
+        problems = sum(1 if c["error"] else len(c.get("warnings") or []) for c in doc["captures"])
+        assert rows[0][:3] == ["id", "severity", "kind"] and len(rows) == n + 1 + problems
+        assert [r[0] for r in rows[1 : n + 1]] == [f["id"] for f in doc["findings"]]
+        assert all(r[2] in ("capture_error", "capture_warning") for r in rows[n + 1 :])
     elif fmt == "markdown":
         assert "## Findings" in text
         assert sum(1 for f in doc["findings"] if f["id"] in text) == n

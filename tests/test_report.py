@@ -510,7 +510,18 @@ def test_csv_one_row_per_finding(result: dict[str, Any]) -> None:
     out = render(result, "csv")
     assert out.splitlines()[0] == ",".join(csv_.COLUMNS)
     rows = _rows(out)
-    assert len(rows) == len(result["findings"])
+    problems = rows[len(result["findings"]) :]
+    rows = rows[: len(result["findings"])]
+    # then the capture problems: the cut gzip capture's warning and the unreadable file
+    assert [(r["kind"], r["id"], r["severity"]) for r in problems] == [
+        ("capture_warning", "", ""),
+        ("capture_error", "", ""),
+    ]
+    assert problems[0]["message"].endswith(
+        "gzip stream ends early at byte 70233984 of the uncompressed data"
+    )
+    assert problems[1]["message"].startswith("captures/site-a/notes.txt:byte 0: not a pcap")
+    assert json.loads(problems[1]["evidence"])["path"] == "captures/site-a/notes.txt"
     for row, finding in zip(rows, result["findings"], strict=True):
         assert row["id"] == finding["id"]
         assert row["severity"] == finding["severity"]
@@ -529,7 +540,7 @@ def test_csv_survives_newlines_quotes_and_formulas(result: dict[str, Any]) -> No
     result["findings"][1]["message"] = '=HYPERLINK("http://x","y")'
     result["findings"][2]["src_role"] = "@SUM(A1)"
     rows = _rows(render(result, "csv"))
-    assert len(rows) == len(result["findings"])
+    assert len(rows) == len(result["findings"]) + 2  # and two capture problems
     assert rows[0]["message"] == 'line one,\nline "two"'
     assert rows[1]["message"] == '\'=HYPERLINK("http://x","y")'
     assert rows[2]["src_role"] == "'@SUM(A1)"

@@ -254,6 +254,7 @@ def _summary(result: Result) -> str:
     for label, value in (
         ("Packets", number(summary.get("packets"))),
         ("Flows", number(summary.get("flows"))),
+        ("Coverage", human_duration(summary.get("coverage_s", summary.get("duration_s")))),
         ("Capture span", human_duration(summary.get("duration_s"))),
     ):
         cards.append(
@@ -287,13 +288,18 @@ def _captures(result: Result) -> str:
     for c in as_list(result.get("captures")):
         if c.get("error"):
             status = f'<span class="alert">not read: {_e(capture_error(c))}</span>'
+        elif c.get("duplicate_of"):
+            status = f'<span class="muted">same content as {_e(c.get("duplicate_of"))}</span>'
         elif c.get("truncated"):
             status = f'<span class="badge sev-medium" title="{_e(truncation(c))}">truncated</span>'
+        elif c.get("complete") is False:
+            status = '<span class="badge sev-medium">incomplete</span>'
         else:
             status = '<span class="badge status-ok">read</span>'
         errors = c.get("decode_errors") or {}
         notes = [f"{_e(k)}: {_e(v)}" for k, v in errors.items()]
-        notes += [f'<span class="muted">{_e(w)}</span>' for w in as_list(c.get("warnings"))]
+        style = "alert" if c.get("complete") is False else "muted"
+        notes += [f'<span class="{style}">{_e(w)}</span>' for w in as_list(c.get("warnings"))]
         decode = "<br>".join(notes) or '<span class="muted">none</span>'
         rows.append(
             f'<tr><td class="mono file">{_e(c.get("path"))}</td><td>{_e(c.get("format") or "-")}</td>'

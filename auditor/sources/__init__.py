@@ -51,7 +51,8 @@ class Found:
 
     ``error`` is set for a capture that cannot be read (missing, a directory without
     captures, ...); ``skipped`` says why a file in a directory is not a capture;
-    ``duplicate_of`` names the input with the same content, read in its place.
+    ``duplicate_of`` names the input with the same content, read in its place, and
+    ``same`` says how they are the same (given twice, a hard link, a copy).
     ``group`` is the index of the command-line argument it came from (``--each``).
     """
 
@@ -60,6 +61,7 @@ class Found:
     error: CaptureError | None = None
     skipped: str | None = None
     duplicate_of: str | None = None
+    same: str | None = None
 
     @property
     def readable(self) -> bool:
@@ -157,7 +159,7 @@ def _mark_duplicates(found: list[Found]) -> list[Found]:
             continue
         if f.path in _STDIN_NAMES:
             if first_stdin is not None:
-                out[i] = Found(f.path, f.group, duplicate_of=first_stdin)
+                out[i] = Found(f.path, f.group, duplicate_of=first_stdin, same="given twice")
             else:
                 first_stdin = f.path
             continue
@@ -169,7 +171,9 @@ def _mark_duplicates(found: list[Found]) -> list[Found]:
             continue
         key = (st.st_dev, st.st_ino)
         if key in by_inode:
-            out[i] = Found(f.path, f.group, duplicate_of=by_inode[key])
+            first = by_inode[key]
+            how = "given twice" if os.path.abspath(first) == os.path.abspath(f.path) else "a link"
+            out[i] = Found(f.path, f.group, duplicate_of=first, same=how)
             continue
         by_inode[key] = f.path
         by_size.setdefault(st.st_size, []).append(i)
@@ -182,7 +186,7 @@ def _mark_duplicates(found: list[Found]) -> list[Found]:
             if digest is None:
                 continue
             if digest in seen:
-                out[i] = Found(out[i].path, out[i].group, duplicate_of=seen[digest])
+                out[i] = Found(out[i].path, out[i].group, duplicate_of=seen[digest], same="a copy")
             else:
                 seen[digest] = out[i].path
     return out
