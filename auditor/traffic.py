@@ -144,7 +144,7 @@ def failed_capture(
         "last_seen": None,
         "truncated": False,
         "decode_errors": {},
-        "warnings": [f"same content as {duplicate_of} ({same}): read once"] if duplicate_of else [],
+        "warnings": [_duplicate_warning(duplicate_of, same)] if duplicate_of else [],
         "error": exc.one_line() if exc else None,
         "duplicate_of": duplicate_of,
         "complete": exc is None,

@@ -20,6 +20,7 @@ import gzip
 import io
 import os
 import stat
+import sys
 import zlib
 from typing import IO, Any, cast
 
@@ -55,7 +56,7 @@ class _Replay(io.RawIOBase):
     """A pipe whose first bytes can be read again: everything read is kept until
     :meth:`replay` is called, then served once more before the pipe is read on."""
 
-    def __init__(self, raw: io.RawIOBase, path: str) -> None:
+    def __init__(self, raw: Any, path: str) -> None:
         super().__init__()
         self.raw = raw
         self.path = path
@@ -108,8 +109,9 @@ class _Replay(io.RawIOBase):
 class Input:
     """One capture's bytes, from the start, once to identify and once to read.
 
-    ``stream`` is True for standard input (``-``, ``/dev/stdin`` when it is a pipe) and other
-    pipes: those are read in chunks, and only once. ``size`` and ``mtime`` are those of a
+    ``stream`` is True for standard input (``-`` or ``/dev/stdin``) when it is a pipe, and
+    for other pipes: those are read in chunks, and only once. Standard input redirected
+    from a regular file is read like that file. ``size`` and ``mtime`` are those of a
     regular file (None for a stream), taken when the input was made.
     """
 
@@ -118,15 +120,20 @@ class Input:
         self.size: int | None = None
         self.mtime: float | None = None
         self.stream = False
+        self.stdin = _is_stdin(path)
+        self._fd: int | None = None
         self._pipe: _Replay | None = None
         self._opened = 0
         name = display_name(path)
         try:
-            st = os.fstat(0) if path == STDIN else os.stat(path)
+            st = self._stdin_stat() if self.stdin else os.stat(path)
         except FileNotFoundError:
             raise CaptureError(name, "no such file") from None
         except OSError as exc:
             raise CaptureError(name, f"cannot access: {exc.strerror or exc}") from None
+        if st is None:  # standard input without a descriptor (embedded, tests): a stream
+            self.stream = True
+            return
         if stat.S_ISDIR(st.st_mode):
             raise CaptureError(name, "is a directory, not a capture file")
         if stat.S_ISREG(st.st_mode):
@@ -139,6 +146,13 @@ class Input:
         else:
             raise CaptureError(name, "is not a regular file, a pipe or standard input")
 
+    def _stdin_stat(self) -> os.stat_result | None:
+        try:
+            self._fd = sys.stdin.buffer.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+        return os.fstat(self._fd)
+
     def open(self) -> io.RawIOBase:
         """The bytes from the start. A stream gives the same object, replaying what the
         first opening read; it cannot be opened a third time."""
@@ -146,20 +160,16 @@ class Input:
         name = display_name(self.path)
         if self.stream:
             if self._pipe is None:
-                raw: io.RawIOBase
-                if self.path == STDIN or _is_stdin(self.path):
-                    raw = io.FileIO(0, "rb", closefd=False)
-                else:
-                    raw = self._open_file(name)
+                raw: Any = sys.stdin.buffer if self.stdin else self._open_file(name)
                 self._pipe = _Replay(raw, name)
                 return self._pipe
             if self._opened > 2:
                 raise CaptureError(name, "a pipe or standard input can be read only once")
             self._pipe.replay()
             return self._pipe
-        if self.path == STDIN:
-            # a regular file redirected to stdin: its own descriptor, from the start
-            fd = os.dup(0)
+        if self.stdin and self._fd is not None:
+            # a regular file redirected to standard input: its own descriptor, from the start
+            fd = os.dup(self._fd)
             os.lseek(fd, 0, os.SEEK_SET)
             return io.FileIO(fd, "rb", closefd=True)
         return self._open_file(name)
