@@ -95,7 +95,9 @@ def test_the_import_check_can_fail() -> None:
     assert res.returncode != 0 and "AssertionError" in res.stderr
 
 
-def test_a_bug_is_one_line_and_exit_code_internal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_bug_is_one_line_and_exit_code_internal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """An unexpected exception (a bug, not bad input) still gives one stderr line, no traceback."""
     import auditor.cli.audit as audit_cli
 

@@ -23,8 +23,8 @@ from auditor.capture import (
     STATUS_NAMES,
     CaptureInfo,
     _fast,
-    inputs,
     detect_format,
+    inputs,
     read_packets,
     reader,
 )
