@@ -45,6 +45,19 @@ DECODE_ERRORS = (
 )
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Where reading stands, for a progress display: capture ``index`` of ``count``, its
+    bytes read of ``total`` (None for a pipe), and its packets so far."""
+
+    path: str
+    index: int
+    count: int
+    done: int
+    total: int | None
+    packets: int
+
+
 @dataclass
 class Traffic:
     """The result of reading captures: per-capture metadata, the flow table, what failed.
@@ -253,7 +266,7 @@ def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 
 def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Reading], None] | None = None,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
@@ -261,10 +274,16 @@ def read_traffic(
     return read_found(expand(paths), progress)
 
 
-def read_found(found: Iterable[Found], progress: Callable[[str], None] | None = None) -> Traffic:
-    """:func:`read_traffic` of inputs already expanded (one ``--each`` group)."""
+def read_found(
+    found: Iterable[Found], progress: Callable[[Reading], None] | None = None
+) -> Traffic:
+    """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
+
+    ``progress`` is called before each capture and after each batch of it."""
     traffic = Traffic()
     builder = FlowBuilder()
+    found = list(found)
+    count = sum(1 for f in found if f.readable)
     index = 0
     for f in found:
         name = display_name(f.path)
@@ -282,12 +301,16 @@ def read_found(found: Iterable[Found], progress: Callable[[str], None] | None = 
             traffic.captures.append(failed_capture(f.path, f.error))
             traffic.notes.append(f.error.one_line())
             continue
-        if progress:
-            progress(name)
         try:
             reader = read_packets(f.path)
+            packets = 0
+            if progress:
+                progress(Reading(name, index, count, 0, reader.source.size, 0))
             for batch in prefetched(reader):
                 builder.add_batch(batch, index)
+                if progress:
+                    packets += batch.num_rows
+                    progress(Reading(name, index, count, *reader.position(), packets))
         except CaptureError as exc:
             traffic.errors.append(exc)
             traffic.captures.append(failed_capture(f.path, exc))

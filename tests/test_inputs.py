@@ -511,3 +511,52 @@ def test_read_packets_of_stdin_only_once(monkeypatch: pytest.MonkeyPatch) -> Non
     assert sum(b.num_rows for b in reader) == 2022
     with pytest.raises(Exception, match="read only once"):
         list(reader)
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_within_one_file() -> None:
+    from auditor.cli.progress import ProgressLine, progress_for
+    from auditor.traffic import Reading
+
+    now = [100.0]
+    line = ProgressLine(_Tty(), clock=lambda: now[0])
+    assert (
+        line.text(Reading("span.pcap1", 1, 3, 0, 4_000_000_000, 0), 0) == "reading span.pcap1 (2/3)"
+    )
+    text = line.text(Reading("span.pcap1", 1, 3, 1_000_000_000, 4_000_000_000, 3_000_000), 2.0)
+    assert text == "reading span.pcap1 (2/3): 1.0 GB of 4.0 GB, 1.5 M packets/s, ETA 0:06"
+    piped = line.text(Reading("standard input", 0, 1, 5_000_000, None, 20_000), 0.5)
+    assert piped == "reading standard input: 5.0 MB, 40 k packets/s"
+    line(Reading("a.pcap", 0, 1, 0, 10, 0))
+    now[0] += 0.01
+    line(Reading("a.pcap", 0, 1, 5, 10, 1))  # too soon: not drawn
+    assert line.stream.getvalue().count("\r") == 2
+    line.clear()
+    assert line.stream.getvalue().endswith("\r" + " " * len("reading a.pcap") + "\r")
+    assert progress_for(_Tty(), quiet=True) is None
+    assert progress_for(io.StringIO(), quiet=False) is None  # not a terminal
+    assert isinstance(progress_for(_Tty(), quiet=False), ProgressLine)
+
+
+def test_read_traffic_reports_progress_per_batch(tmp_path: Path) -> None:
+    from auditor.traffic import Reading
+
+    seen: list[Reading] = []
+    read_traffic([FINDINGS, CLEAN], progress=seen.append)
+    assert (seen[0].index, seen[0].count) == (0, 2)
+    last = [r for r in seen if r.path == str(FINDINGS)][-1]
+    assert last.done == last.total == FINDINGS.stat().st_size and last.packets == 2022
+
+
+@pytest.mark.parametrize("command", [[], ["flows"]])
+def test_quiet_is_accepted(command: list[str]) -> None:
+    args = [*command, FINDINGS, "-q"] + ([] if command else ["-r", "applayering"])
+    res = invoke(args)
+    assert res.exit_code in (ExitCode.OK, ExitCode.FINDINGS) and res.stderr == ""

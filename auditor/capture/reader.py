@@ -1057,6 +1057,7 @@ class PacketReader:
         self.source = Input(self.path)
         self._header = _sniff(self.source)
         self.info = self._new_info()
+        self._stream: _Stream | None = None
 
     def _new_info(self) -> CaptureInfo:
         h = self._header
@@ -1073,12 +1074,25 @@ class PacketReader:
         info = self._new_info()
         self.info = info
         stream = _Stream(self.source, self._header, info, self.batch_size)
+        self._stream = stream
         stream.open()
         try:
             yield from stream.batches()
         finally:
             stream.close()
             stream.update_info()
+
+    def position(self) -> tuple[int, int | None]:
+        """How far the current pass has read, for progress: (bytes done, bytes in all),
+        in the file's own bytes (compressed files: compressed bytes); the total is None
+        for a pipe. May be called from another thread than the one iterating."""
+        stream, size = self._stream, self.source.size
+        if stream is None:
+            return 0, size
+        if self._header.compression and stream.raw is not None and size is not None:
+            with contextlib.suppress(OSError, ValueError):
+                return stream.raw.tell(), size
+        return stream.base + stream.pos, size
 
     def to_table(self) -> pa.Table:
         """Read the whole capture into one Table (convenient for small captures and tests)."""

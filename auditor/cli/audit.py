@@ -12,8 +12,10 @@ from auditor.cli.common import (
     fail,
     handle_errors,
     inventory_option,
+    quiet_option,
     ruleset_option,
 )
+from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
 from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
@@ -39,6 +41,7 @@ from auditor.rules import load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@quiet_option
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -48,6 +51,7 @@ def command(
     output: str | None,
     fail_on: str,
     each: bool,
+    quiet: bool,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
     (with --each, each CAPTURE is a set of its own). `-` reads standard input.
@@ -66,12 +70,14 @@ def command(
         )
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
-    progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
+    progress = progress_for(sys.stderr, quiet)
     color = fmt == "table" and output is None and sys.stdout.isatty()
     sets = [[c] for c in captures] if each else [list(captures)]
     results = []
     for paths in sets:
         result = audit(paths, ruleset, inv, fail_on=fail_on, progress=progress)
+        if progress:
+            progress.clear()
         for note in result.notes:
             click.echo(f"pcap-audit: {note}", err=True)
         results.append(result)

@@ -72,6 +72,11 @@ def emit(text: str) -> None:
 #: CAPTURE... argument shared by the commands that read captures
 captures_argument = click.argument("captures", nargs=-1, required=True, type=click.Path())
 
+#: -q/--quiet, shared by the commands that read captures
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress line on stderr (diagnostics still go there)."
+)
+
 #: --ruleset, shared by audit and roles
 ruleset_option = click.option(
     "-r",

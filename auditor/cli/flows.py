@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from auditor.cli.common import captures_argument, fail, handle_errors
+from auditor.cli.common import captures_argument, fail, handle_errors, quiet_option
+from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
 from auditor.traffic import read_traffic
@@ -16,8 +17,9 @@ from auditor.traffic import read_traffic
 @captures_argument
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@quiet_option
 @handle_errors
-def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
+def command(captures: tuple[str, ...], fmt: str, output: str | None, quiet: bool) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
     Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
@@ -28,7 +30,10 @@ def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
-    traffic = read_traffic(captures)
+    progress = progress_for(sys.stderr, quiet)
+    traffic = read_traffic(captures, progress=progress)
+    if progress:
+        progress.clear()
     for note in traffic.notes:
         click.echo(f"pcap-audit: {note}", err=True)
     if output:

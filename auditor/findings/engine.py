@@ -36,7 +36,7 @@ from auditor.rules import (
     Ruleset,
     rules_table,
 )
-from auditor.traffic import Traffic, read_traffic
+from auditor.traffic import Reading, Traffic, read_traffic
 from auditor.units import human_bytes
 
 if TYPE_CHECKING:
@@ -706,7 +706,7 @@ def audit(
     ruleset: Ruleset,
     inventory: Inventory | None = None,
     fail_on: str = "medium",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Reading], None] | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``."""
     traffic = read_traffic(captures, progress=progress)
