@@ -72,6 +72,8 @@ class Traffic:
     errors: list[CaptureError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: SPAN duplicates dropped (``dedup``); None when duplicates were not looked for
+    duplicates_dropped: int | None = None
 
     @property
     def packets(self) -> int:
@@ -267,15 +269,19 @@ def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
     progress: Callable[[Reading], None] | None = None,
+    dedup: float | None = None,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
-    ``error``/``warnings``."""
-    return read_found(expand(paths), progress)
+    ``error``/``warnings``. ``dedup``: drop SPAN duplicates within this many seconds
+    (:mod:`auditor.capture.dedup`)."""
+    return read_found(expand(paths), progress, dedup)
 
 
 def read_found(
-    found: Iterable[Found], progress: Callable[[Reading], None] | None = None
+    found: Iterable[Found],
+    progress: Callable[[Reading], None] | None = None,
+    dedup: float | None = None,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
@@ -284,6 +290,12 @@ def read_found(
     builder = FlowBuilder()
     found = list(found)
     count = sum(1 for f in found if f.readable)
+    dedup_filter = None
+    if dedup is not None:
+        from auditor.capture.dedup import Deduplicator
+
+        dedup_filter = Deduplicator(dedup)
+        traffic.duplicates_dropped = 0
     index = 0
     for f in found:
         name = display_name(f.path)
@@ -304,12 +316,16 @@ def read_found(
         try:
             reader = read_packets(f.path)
             packets = 0
+            dropped_before = dedup_filter.dropped if dedup_filter else 0
             if progress:
                 progress(Reading(name, index, count, 0, reader.source.size, 0))
             for batch in prefetched(reader):
-                builder.add_batch(batch, index)
                 if progress:
                     packets += batch.num_rows
+                if dedup_filter is not None:
+                    batch = dedup_filter.filter(batch)
+                builder.add_batch(batch, index)
+                if progress:
                     progress(Reading(name, index, count, *reader.position(), packets))
         except CaptureError as exc:
             traffic.errors.append(exc)
@@ -318,6 +334,9 @@ def read_found(
             index += 1
             continue
         record = capture_record(reader.info)
+        if dedup_filter is not None:
+            record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
+            traffic.duplicates_dropped = dedup_filter.dropped
         record["warnings"], record["complete"] = capture_warnings(reader.info, reader.source.mtime)
         traffic.captures.append(record)
         traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])

@@ -560,3 +560,82 @@ def test_quiet_is_accepted(command: list[str]) -> None:
     args = [*command, FINDINGS, "-q"] + ([] if command else ["-r", "applayering"])
     res = invoke(args)
     assert res.exit_code in (ExitCode.OK, ExitCode.FINDINGS) and res.stderr == ""
+
+
+# --- --dedup: SPAN duplicates ----------------------------------------------------------------
+
+
+def _with_ip_ids(tmp_path: Path) -> tuple[bytes, list[bytes]]:
+    """FINDINGS with a distinct IPv4 identification in every packet, as real stacks send."""
+    header, recs = records(FINDINGS)
+    out = []
+    for i, rec in enumerate(recs):
+        b = bytearray(rec)
+        assert b[16 + 12 : 16 + 14] == b"\x08\x00"  # Ethernet, IPv4
+        b[16 + 14 + 4 : 16 + 14 + 6] = struct.pack("!H", i % 65535 + 1)
+        out.append(bytes(b))
+    return header, out
+
+
+def _span_copy(rec: bytes, delay_us: int, vlan: int | None = 10) -> bytes:
+    """The same frame again ``delay_us`` later, tagged with ``vlan`` (the egress copy)."""
+    ts_s, ts_us, cap, wire = struct.unpack_from("<IIII", rec)
+    frame = rec[16:]
+    if vlan is not None:
+        frame = frame[:12] + struct.pack("!HH", 0x8100, vlan) + frame[12:]
+    us = ts_us + delay_us
+    return (
+        struct.pack("<IIII", ts_s + us // 10**6, us % 10**6, len(frame), wire + len(frame) - cap)
+        + frame
+    )
+
+
+def test_dedup_drops_span_duplicates(tmp_path: Path) -> None:
+    header, recs = _with_ip_ids(tmp_path)
+    original = tmp_path / "one.pcap"
+    original.write_bytes(header + b"".join(recs))
+    doubled = tmp_path / "span.pcap"
+    doubled.write_bytes(header + b"".join(r + _span_copy(r, 5) for r in recs))
+    res = invoke(["flows", doubled, "--dedup", "--format", "json"])
+    assert res.exit_code == ExitCode.OK and res.stderr == ""
+    doc = json.loads(res.stdout)
+    assert doc["captures"][0]["packets"] == 2 * 2022
+    assert doc["captures"][0]["duplicates_dropped"] == 2022
+    assert doc["flows"] == flows_of(original)  # packets, bytes and VLAN as without the copies
+    without = flows_of(doubled)
+    assert sum(f["packets_fwd"] + f["packets_rev"] for f in without) == 2 * 2022
+    _, audited = audit_json([doubled, "-i", INVENTORY, "--dedup"])
+    _, once = audit_json([original, "-i", INVENTORY])
+    assert audited["summary"]["duplicates_dropped"] == 2022
+    assert [f["bytes"] for f in audited["findings"]] == [f["bytes"] for f in once["findings"]]
+    assert "duplicates_dropped" not in once["summary"]  # only with --dedup
+
+
+def test_dedup_keeps_retransmissions_and_what_it_cannot_tell_apart(tmp_path: Path) -> None:
+    header, recs = _with_ip_ids(tmp_path)
+    later = [_span_copy(r, 300_000, vlan=None) for r in recs[:50]]  # the same bytes 300 ms on
+    path = tmp_path / "retrans.pcap"
+    path.write_bytes(header + b"".join(recs[:50]) + b"".join(later))
+    kept = json.loads(invoke(["flows", path, "--dedup", "--format", "json"]).stdout)
+    assert kept["captures"][0]["duplicates_dropped"] == 0
+    wide = json.loads(
+        invoke(["flows", path, "--dedup", "--dedup-window", "1", "--format", "json"]).stdout
+    )
+    assert wide["captures"][0]["duplicates_dropped"] == 50
+    # pure ACKs without an IPv4 identification (the samples' are 0) cannot be told apart: kept
+    header, plain = records(FINDINGS)
+    acks = tmp_path / "acks.pcap"
+    acks.write_bytes(header + b"".join(r + _span_copy(r, 5) for r in plain))
+    doc = json.loads(invoke(["flows", acks, "--dedup", "--format", "json"]).stdout)
+    assert 1900 < doc["captures"][0]["duplicates_dropped"] < 2022
+
+
+def test_dedup_across_rotated_files(tmp_path: Path) -> None:
+    """A copy in the next file (the rotation fell between the two) is still a duplicate."""
+    header, recs = _with_ip_ids(tmp_path)
+    night = tmp_path / "night"
+    night.mkdir()
+    (night / "span.pcap").write_bytes(header + b"".join(recs[:100]))
+    (night / "span.pcap1").write_bytes(header + _span_copy(recs[99], 5) + b"".join(recs[100:]))
+    doc = json.loads(invoke(["flows", night, "--dedup", "--format", "json"]).stdout)
+    assert [c["duplicates_dropped"] for c in doc["captures"]] == [0, 1]

@@ -8,6 +8,7 @@ import click
 
 from auditor.cli.common import (
     captures_argument,
+    dedup_options,
     emit,
     fail,
     handle_errors,
@@ -41,6 +42,7 @@ from auditor.rules import load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@dedup_options
 @quiet_option
 @handle_errors
 def command(
@@ -51,6 +53,8 @@ def command(
     output: str | None,
     fail_on: str,
     each: bool,
+    dedup: bool,
+    dedup_window: float,
     quiet: bool,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
@@ -75,7 +79,14 @@ def command(
     sets = [[c] for c in captures] if each else [list(captures)]
     results = []
     for paths in sets:
-        result = audit(paths, ruleset, inv, fail_on=fail_on, progress=progress)
+        result = audit(
+            paths,
+            ruleset,
+            inv,
+            fail_on=fail_on,
+            progress=progress,
+            dedup=dedup_window if dedup else None,
+        )
         if progress:
             progress.clear()
         for note in result.notes:

@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from auditor.cli.common import captures_argument, fail, handle_errors, quiet_option
+from auditor.cli.common import (
+    captures_argument,
+    dedup_options,
+    fail,
+    handle_errors,
+    quiet_option,
+)
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
@@ -17,9 +23,17 @@ from auditor.traffic import read_traffic
 @captures_argument
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@dedup_options
 @quiet_option
 @handle_errors
-def command(captures: tuple[str, ...], fmt: str, output: str | None, quiet: bool) -> None:
+def command(
+    captures: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    dedup: bool,
+    dedup_window: float,
+    quiet: bool,
+) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
     Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
@@ -31,7 +45,7 @@ def command(captures: tuple[str, ...], fmt: str, output: str | None, quiet: bool
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
     progress = progress_for(sys.stderr, quiet)
-    traffic = read_traffic(captures, progress=progress)
+    traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
     if progress:
         progress.clear()
     for note in traffic.notes:

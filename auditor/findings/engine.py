@@ -707,9 +707,11 @@ def audit(
     inventory: Inventory | None = None,
     fail_on: str = "medium",
     progress: Callable[[Reading], None] | None = None,
+    dedup: float | None = None,
 ) -> AuditResult:
-    """Read the captures as one traffic set and audit it against ``ruleset``."""
-    traffic = read_traffic(captures, progress=progress)
+    """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
+    drops SPAN duplicates seen again within that many seconds."""
+    traffic = read_traffic(captures, progress=progress, dedup=dedup)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
@@ -747,6 +749,9 @@ def audit(
         "role_pairs": pairs,
         "findings": findings,
     }
+    if traffic.duplicates_dropped is not None:  # --dedup
+        summary: dict[str, Any] = doc["summary"]  # type: ignore[assignment]
+        summary["duplicates_dropped"] = traffic.duplicates_dropped
     return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors], traffic.notes)
 
 
