@@ -639,3 +639,19 @@ def test_dedup_across_rotated_files(tmp_path: Path) -> None:
     (night / "span.pcap1").write_bytes(header + _span_copy(recs[99], 5) + b"".join(recs[100:]))
     doc = json.loads(invoke(["flows", night, "--dedup", "--format", "json"]).stdout)
     assert [c["duplicates_dropped"] for c in doc["captures"]] == [0, 1]
+
+
+def test_stdin_that_is_a_terminal_is_refused_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    master, slave = os.openpty()
+    try:
+        with open(slave, "rb", closefd=False) as tty:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(tty))
+            traffic = read_traffic(["-"])
+        assert traffic.notes == [
+            "standard input: is a terminal: pipe a capture into it (tcpdump -w - | pcap-audit -)"
+        ]
+    finally:
+        os.close(master)
+        os.close(slave)

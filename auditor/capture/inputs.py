@@ -142,6 +142,11 @@ class Input:
             self.size = st.st_size
             self.mtime = st.st_mtime
         elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            if self.stdin and self._fd is not None and os.isatty(self._fd):
+                # waiting for a capture typed on a keyboard would look like a hang
+                raise CaptureError(
+                    name, "is a terminal: pipe a capture into it (tcpdump -w - | pcap-audit -)"
+                )
             self.stream = True
         else:
             raise CaptureError(name, "is not a regular file, a pipe or standard input")
