@@ -196,13 +196,18 @@ def _masthead(result: Result) -> str:
     docs = ", ".join(str(d) for d in as_list(ruleset.get("source_documents")))
     exit_code = summary.get("exit_code")
     verdict_class = (
-        {0: "pass", 1: "fail"}.get(exit_code, "error") if isinstance(exit_code, int) else "error"
+        {0: "pass", 1: "fail", 5: "fail"}.get(exit_code, "error")
+        if isinstance(exit_code, int)
+        else "error"
     )
     verdict = {
-        "pass": "Pass: no finding at or above the fail-on severity",
-        "fail": "Fail: findings at or above the fail-on severity",
-        "error": "Incomplete: not every capture could be read",
-    }[verdict_class]
+        0: "Pass: no finding at or above the fail-on severity",
+        1: "Fail: findings at or above the fail-on severity",
+        5: "Fail: findings at or above the fail-on severity, and not every capture was read whole",
+    }.get(
+        exit_code if isinstance(exit_code, int) else -1,
+        "Incomplete: not every capture was read whole",
+    )
     fail_on = result.get("fail_on")
     parts = [
         f'<div class="brand">{_e(tool.get("name") or "pcap-audit")} '
