@@ -655,3 +655,21 @@ def test_stdin_that_is_a_terminal_is_refused_not_waited_for(
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_html_verdict_says_both_bits(tmp_path: Path) -> None:
+    (tmp_path / "span.pcap1").write_bytes(b"")
+    res = invoke(
+        [
+            FINDINGS,
+            tmp_path / "span.pcap1",
+            "-r",
+            "applayering",
+            "-i",
+            INVENTORY,
+            "--format",
+            "html",
+        ]
+    )
+    assert res.exit_code == ExitCode.FINDINGS | ExitCode.CAPTURE
+    assert "and not every capture was read whole (exit code 5)" in res.stdout
