@@ -673,3 +673,25 @@ def test_html_verdict_says_both_bits(tmp_path: Path) -> None:
     )
     assert res.exit_code == ExitCode.FINDINGS | ExitCode.CAPTURE
     assert "and not every capture was read whole (exit code 5)" in res.stdout
+
+
+def test_an_unreadable_file_in_a_directory_is_a_capture_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It may well be a capture (tcpdump -G names have no suffix): not skipped as a non-capture."""
+    import auditor.sources as sources
+
+    night = _rotate(CLEAN, tmp_path, ["span.pcap"])
+    locked = night / "sensor-0100"
+    locked.write_bytes(CLEAN.read_bytes())
+    real_open = open
+
+    def refuse(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open", refuse, raising=False)
+    traffic = read_traffic([night])
+    assert traffic.notes == [f"{locked}: cannot read: Permission denied"]
+    assert not traffic.complete

@@ -9,7 +9,8 @@ list of inputs to read, by content, never by name alone:
   checked too). So tcpdump's ``-C``/``-G`` names (``span.pcap1``), ``.pcap.N`` and
   ``.dmp.gz`` are read. A file that is not a capture is skipped and said, unless its name
   says it is one (``.pcap``, ``.pcapng``, ``.cap``, ``.dmp`` with a rotation number and a
-  compression suffix): then it is a capture that cannot be read;
+  compression suffix): then it is a capture that cannot be read. A file that cannot be
+  opened is a capture that cannot be read too (it may well be one);
 - ``-`` (or ``/dev/stdin``) is standard input, streamed;
 - the same content given twice (the same file twice, a hard link, a copy) is read once.
   Files are compared by device and inode first, then files of the same size by a hash of
@@ -123,7 +124,10 @@ def _directory(root: str, group: int) -> list[Found]:
             found.append(Found(path, group, skipped="not a regular file"))
             continue
         why = sniff_content(path)
-        if why is None or looks_like_capture_name(os.path.basename(path)):
+        if why is not None and why.startswith("cannot read"):  # it may be a capture: say so
+            found.append(Found(path, group, CaptureError(path, why)))
+            captures += 1
+        elif why is None or looks_like_capture_name(os.path.basename(path)):
             found.append(Found(path, group))  # a named capture that is not one: the reader says why
             captures += 1
         else:
