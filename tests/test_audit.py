@@ -27,6 +27,7 @@ from auditor.errors import ExitCode
 from auditor.findings.engine import KINDS, AuditResult, audit
 from auditor.report import FORMATS
 from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
+from auditor.traffic import Reading
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -923,11 +924,12 @@ def test_api_gives_the_cli_document() -> None:
     folder = SAMPLES / "tas-diego"
     rs = load_ruleset("tas-diego")
     inv = load_inventory(folder / "findings.inventory.yaml", rs)
-    seen: list[str] = []
+    seen: list[Reading] = []
     res = audit([folder / "findings.pcap"], rs, inv, fail_on="medium", progress=seen.append)
     assert isinstance(res, AuditResult)
     assert res.exit_code == ExitCode.FINDINGS and res.errors == []
-    assert seen == [str(folder / "findings.pcap")]
+    assert {r.path for r in seen} == {str(folder / "findings.pcap")}
+    assert seen[0].packets == 0 and seen[-1].packets == res.document["summary"]["packets"]
     cli_doc = json.loads(invoke([*_sample("tas-diego", "findings"), "--format", "json"]).stdout)
     assert res.document == cli_doc
     assert res.document["summary"]["exit_code"] == 1 and res.document["fail_on"] == "medium"
