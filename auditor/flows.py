@@ -153,7 +153,9 @@ class FlowBuilder:
     first: _FirstPackets = field(default_factory=lambda: _FirstPackets())
     heads: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
     facts: dict[int, FlowFacts] = field(default_factory=dict)
-    fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = field(default_factory=dict)
+    fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int, int, int]] = field(
+        default_factory=dict
+    )
     orphan_fragments: int = 0
     flush_at: int = field(default_factory=lambda: FLUSH_PENDING)
 
@@ -168,10 +170,12 @@ class FlowBuilder:
         key = values(col("flow_key"))
         d = values(col("flow_dir"))
         frag = values(col("frag"))
+        sport, dport = values(col("src_port")), values(col("dst_port"))
         later = np.flatnonzero((frag != 0) & (status == 0))
         if len(later):
             key, d, status = key.copy(), d.copy(), status.copy()
-            self._resolve_fragments(batch, later, frag, key, d, status)
+            sport, dport = sport.copy(), dport.copy()
+            self._resolve_fragments(batch, later, frag, key, d, status, sport, dport)
         n = batch.num_rows
         flow = np.empty(n, dtype=np.int64)
         flag = np.empty(n, dtype=np.uint8)
@@ -186,6 +190,10 @@ class FlowBuilder:
             values(col("tcp_seq")),
             values(col("proto")),
             np.ascontiguousarray(status),
+            fixed16(col("src_ip")),
+            fixed16(col("dst_ip")),
+            sport,
+            dport,
             flow,
             flag,
         )
@@ -219,8 +227,11 @@ class FlowBuilder:
         key: np.ndarray,
         d: np.ndarray,
         status: np.ndarray,
+        sport: np.ndarray,
+        dport: np.ndarray,
     ) -> None:
-        """Give later fragments the flow of their first fragment; orphans are dropped (counted)."""
+        """Give later fragments the flow of their first fragment (its key, direction and
+        ports: the flow table compares the full key); orphans are dropped (counted)."""
         src = fixed16(batch.column("src_ip"))[rows]
         dst = fixed16(batch.column("dst_ip"))[rows]
         proto = values(batch.column("proto"))[rows].tolist()
@@ -228,7 +239,7 @@ class FlowBuilder:
         for j, i in enumerate(rows.tolist()):
             fkey = (src[j].tobytes(), dst[j].tobytes(), proto[j], ip_id[j])
             if frag[i] == 1:
-                self.fragments[fkey] = (int(key[i]), int(d[i]))
+                self.fragments[fkey] = (int(key[i]), int(d[i]), int(sport[i]), int(dport[i]))
                 if len(self.fragments) > 65536:  # bounded: forget the oldest
                     self.fragments.pop(next(iter(self.fragments)))
             else:
@@ -237,7 +248,7 @@ class FlowBuilder:
                     status[i] = STATUS_NAMES.index("ip_fragment")
                     self.orphan_fragments += 1
                 else:
-                    key[i], d[i] = found
+                    key[i], d[i], sport[i], dport[i] = found
 
     def _new_flows(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
         """Keep the first packet's addresses, ports and encapsulation of new flows."""

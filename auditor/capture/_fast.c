@@ -11,6 +11,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include "decode.h"
 
 /* ---- limits, codes shared with reader.py (exported as module constants) --------------- */
@@ -139,11 +142,38 @@ static inline uint64_t mum(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
+/* The flow hash's constants, each XORed with a value derived from the per-process seed
+ * (random at import, settable with set_flow_seed() for tests). The hash only spreads flows
+ * over the flow table's slots; the table compares the full key on a hit (auditor/_flowtab.c),
+ * so a collision costs a probe, never a merge -- and with a secret seed an attacker cannot
+ * aim collisions at it (the multiply/fold is weak against known constants: an address whose
+ * first 8 bytes equal k0 zeroes the first product). */
+static const uint64_t HASH_BASE[5] = {0xa0761d6478bd642full, 0xe7037ed1a0b428dbull,
+                                      0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull,
+                                      0x1d8e4e27c47d124full};
+static uint64_t hash_k[5];
+static uint64_t hash_seed;
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void set_seed(uint64_t seed)
+{
+    uint64_t s = seed;
+    hash_seed = seed;
+    for (int i = 0; i < 5; i++) hash_k[i] = HASH_BASE[i] ^ splitmix64(&s);
+}
+
 /* Symmetric flow hash: the (ip, port) endpoints are put in canonical order (lower 16-byte
  * address first, then lower port), then (proto, lower, upper, vlan) is hashed with a
- * wyhash-style 128-bit multiply/fold. *dir = 0 when (a, pa) is the lower endpoint. ICMP and
- * ICMPv6 carry type/code in the port columns: they are hashed as ports 0 (one flow per host
- * pair and vlan). */
+ * wyhash-style 128-bit multiply/fold keyed by the seed. *dir = 0 when (a, pa) is the lower
+ * endpoint. ICMP and ICMPv6 carry type/code in the port columns: they are hashed as ports 0
+ * (one flow per host pair and vlan). */
 static inline uint64_t flow_hash(uint8_t proto, const uint8_t *a, uint16_t pa, const uint8_t *b,
                                  uint16_t pb, int32_t vlan, uint8_t *dir)
 {
@@ -160,9 +190,8 @@ static inline uint64_t flow_hash(uint8_t proto, const uint8_t *a, uint16_t pa, c
     } else {
         *dir = 0;
     }
-    const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull,
-                   k2 = 0x8ebc6af09c88c6e3ull, k3 = 0x589965cc75374cc3ull,
-                   k4 = 0x1d8e4e27c47d124full;
+    const uint64_t k0 = hash_k[0], k1 = hash_k[1], k2 = hash_k[2], k3 = hash_k[3],
+                   k4 = hash_k[4];
     uint64_t w = ((uint64_t)pa << 48) | ((uint64_t)pb << 32) | (uint32_t)vlan;
     uint64_t h = mum(rd64le(a) ^ k0, rd64le(a + 8) ^ k1);
     h = mum(h ^ rd64le(b) ^ k2, rd64le(b + 8) ^ k3);
@@ -547,6 +576,18 @@ done:
     return ret;
 }
 
+/* set_flow_seed(seed) -> the previous seed: fixes the flow hash's seed (tests). The flow_key
+ * column is meaningful within one process only. */
+static PyObject *py_set_flow_seed(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
+    if (seed == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    uint64_t old = hash_seed;
+    set_seed((uint64_t)seed);
+    return PyLong_FromUnsignedLongLong(old);
+}
+
 static PyObject *ip_bytes(const uint8_t *a) { return PyBytes_FromStringAndSize((const char *)a, 16); }
 
 /* decode_one(record: bytes, linktype: int) -> dict: one record through pc_decode, for tests. */
@@ -578,6 +619,8 @@ static PyMethodDef methods[] = {
     {"decode_one", py_decode_one, METH_VARARGS, "Decode one record (tests and the slow path)."},
     {"scan", py_scan, METH_VARARGS,
      "scan(kind, chunk, state, ifaces, columns) -> stop code: records of a chunk -> batch rows."},
+    {"set_flow_seed", py_set_flow_seed, METH_O,
+     "set_flow_seed(seed) -> previous seed: fix the flow hash's seed (random by default)."},
     {"flow_keys", py_flow_keys, METH_VARARGS,
      "flow_keys(proto, src_ip, src_port, dst_ip, dst_port, vlan, out_key, out_dir) -> rows."},
     {NULL, NULL, 0, NULL},
@@ -587,6 +630,15 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fast", NULL, -1, me
 
 PyMODINIT_FUNC PyInit__fast(void)
 {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        /* no entropy yet (early boot): still differs per process and run */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        seed = ((uint64_t)now.tv_sec << 32) ^ (uint64_t)now.tv_nsec ^ ((uint64_t)getpid() << 16) ^
+               (uint64_t)(uintptr_t)&seed;
+    }
+    set_seed(seed);
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
     static const struct { const char *name; long value; } consts[] = {
