@@ -10,6 +10,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -33,6 +35,8 @@ enum {
     ST_BLOCK = 3,   /* pcapng: a non-packet block at S_POS (SHB: only its type was read) */
     ST_BAD = 4,     /* malformed record header: a bad_record row was written, stop reading */
     ST_BADSKIP = 5, /* pcapng: malformed packet block skipped by its (sane) length */
+    ST_FAULT = 6,   /* reading the chunk faulted (a mapped file shrank): state is at the last
+                     * whole record; nothing more can be read */
 };
 
 /* why a record was bad (st[S_BADCODE]); st[S_BADVAL] holds the offending value */
@@ -320,6 +324,18 @@ static inline int batch_full(const int64_t *st, int64_t row)
     return row >= st[S_ROWCAP] || st[S_DCAP] - st[S_DUSED] < (int64_t)HEAD_TLS;
 }
 
+/* Progress is stored in the state vector before each record is read, and kept there by a
+ * compiler barrier: when reading a record faults (see guarded scans below), the state holds
+ * every whole record before it. */
+static inline void commit(int64_t *st, int64_t pos, int64_t row, uint64_t frame)
+{
+    volatile int64_t *v = st;
+    v[S_POS] = pos;
+    v[S_ROW] = row;
+    v[S_FRAME] = (int64_t)frame;
+    __asm__ __volatile__("" ::: "memory");
+}
+
 /* ---- classic pcap -------------------------------------------------------------------- */
 
 static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif, const cols_t *c)
@@ -332,6 +348,7 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
     int rc;
     pc_pkt o;
     for (;;) {
+        commit(st, pos, row, frame);
         if (batch_full(st, row)) { rc = ST_FULL; break; }
         if (end - pos < 16) { st[S_NEED] = 16; rc = ST_NEED; break; }
         const uint8_t *h = buf + pos;
@@ -346,9 +363,9 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
         int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * mul;
         pc_decode(h + 16, caplen, lt, &o);
         put_row(c, st, row++, ++frame, ts, 1, wire, caplen, lt, &o, h + 16, buf + end);
+        if (nif) ifc[IF_PKTS]++;
         pos += 16 + (int64_t)caplen;
     }
-    if (nif) ifc[IF_PKTS] += (int64_t)frame - st[S_FRAME];
     st[S_POS] = pos;
     st[S_ROW] = row;
     st[S_FRAME] = (int64_t)frame;
@@ -388,6 +405,7 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
     int rc;
     pc_pkt o;
     for (;;) {
+        commit(st, pos, row, frame);
         if (batch_full(st, row)) { rc = ST_FULL; break; }
         if (end - pos < 8) { st[S_NEED] = 8; rc = ST_NEED; break; }
         const uint8_t *b = buf + pos;
@@ -464,6 +482,44 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
     return rc;
 }
 
+/* ---- reading a mapped file that may shrink ------------------------------------------ */
+
+/* reader.py memory-maps uncompressed captures. When another process truncates the file
+ * meanwhile (a `tcpdump -W` ring buffer rotating), touching a page past the new end raises
+ * SIGBUS, which would end the process. Reads of mapped memory (scan(), take()) run guarded:
+ * a SIGBUS handler jumps back out of the faulting read of this thread, and the caller
+ * reports the capture as truncated. A SIGBUS that is not such a fault goes to the handler
+ * that was there before (the default: the process ends), as if this one were not there. */
+
+static __thread sigjmp_buf *fault_jmp; /* set while this thread reads guarded */
+static struct sigaction prev_bus;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    sigjmp_buf *jb = fault_jmp;
+    (void)uc;
+    if (jb && si->si_code > 0) { /* a fault of this thread's guarded read */
+        fault_jmp = NULL;
+        siglongjmp(*jb, 1);
+    }
+    sigaction(SIGBUS, &prev_bus, NULL); /* not ours: back to whoever had it */
+    if (si->si_code <= 0) raise(sig);   /* sent, not a fault: send it again */
+    /* a fault: returning runs the instruction again, which faults under prev_bus */
+}
+
+/* Make on_sigbus the SIGBUS handler (again: faulthandler may have replaced it since). */
+static void guard_install(void)
+{
+    struct sigaction cur, sa;
+    if (sigaction(SIGBUS, NULL, &cur) < 0) return;
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus) return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &prev_bus);
+}
+
 /* ---- Python entry points ------------------------------------------------------------- */
 
 static int get_buf(PyObject *obj, Py_buffer *v, int writable, const char *what)
@@ -526,12 +582,22 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
         c.p[nviews] = (uint8_t *)views[nviews].buf;
     }
     int64_t nif = ifc.len / (Py_ssize_t)(IF_W * sizeof(int64_t));
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == K_PCAP)
-        rc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
-    else
-        rc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
-    Py_END_ALLOW_THREADS
+    guard_install();
+    {
+        sigjmp_buf jb;
+        volatile int vrc = ST_FAULT;
+        Py_BEGIN_ALLOW_THREADS
+        if (sigsetjmp(jb, 1) == 0) {
+            fault_jmp = &jb;
+            if (kind == K_PCAP)
+                vrc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+            else
+                vrc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+        }
+        fault_jmp = NULL;
+        Py_END_ALLOW_THREADS
+        rc = vrc;
+    }
 done:
     for (int i = 0; i < nviews; i++) PyBuffer_Release(&views[i]);
     PyBuffer_Release(&chunk);
@@ -588,6 +654,42 @@ static PyObject *py_set_flow_seed(PyObject *self, PyObject *arg)
     return PyLong_FromUnsignedLongLong(old);
 }
 
+/* take(buffer, start, n) -> bytes, or None when reading them faulted (a mapped file that
+ * shrank): buffer[start:start + n], copied under the SIGBUS guard. */
+static PyObject *py_take(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    Py_buffer b;
+    Py_ssize_t start, n;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Onn", &obj, &start, &n)) return NULL;
+    if (get_buf(obj, &b, 0, "buffer") < 0) return NULL;
+    if (start < 0 || n < 0 || start > b.len || n > b.len - start) {
+        PyBuffer_Release(&b);
+        return PyErr_Format(PyExc_ValueError, "take: %zd bytes at %zd are out of range", n, start);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (!out) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    volatile int ok = 0;
+    sigjmp_buf jb;
+    guard_install();
+    if (sigsetjmp(jb, 1) == 0) {
+        fault_jmp = &jb;
+        memcpy(PyBytes_AS_STRING(out), (const char *)b.buf + start, (size_t)n);
+        ok = 1;
+    }
+    fault_jmp = NULL;
+    PyBuffer_Release(&b);
+    if (!ok) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
 static PyObject *ip_bytes(const uint8_t *a) { return PyBytes_FromStringAndSize((const char *)a, 16); }
 
 /* decode_one(record: bytes, linktype: int) -> dict: one record through pc_decode, for tests. */
@@ -619,6 +721,8 @@ static PyMethodDef methods[] = {
     {"decode_one", py_decode_one, METH_VARARGS, "Decode one record (tests and the slow path)."},
     {"scan", py_scan, METH_VARARGS,
      "scan(kind, chunk, state, ifaces, columns) -> stop code: records of a chunk -> batch rows."},
+    {"take", py_take, METH_VARARGS,
+     "take(buffer, start, n) -> bytes, or None when the read faulted (a mapped file shrank)."},
     {"set_flow_seed", py_set_flow_seed, METH_O,
      "set_flow_seed(seed) -> previous seed: fix the flow hash's seed (random by default)."},
     {"flow_keys", py_flow_keys, METH_VARARGS,
@@ -646,7 +750,7 @@ PyMODINIT_FUNC PyInit__fast(void)
         {"HEAD_TEXT", HEAD_TEXT}, {"HEAD_OTHER", HEAD_OTHER},
         {"K_PCAP", K_PCAP}, {"K_PCAPNG", K_PCAPNG},
         {"ST_FULL", ST_FULL}, {"ST_NEED", ST_NEED}, {"ST_BLOCK", ST_BLOCK}, {"ST_BAD", ST_BAD},
-        {"ST_BADSKIP", ST_BADSKIP},
+        {"ST_BADSKIP", ST_BADSKIP}, {"ST_FAULT", ST_FAULT},
         {"BAD_CAPLEN", BAD_CAPLEN}, {"BAD_BLOCKLEN", BAD_BLOCKLEN}, {"BAD_TRAILER", BAD_TRAILER},
         {"BAD_IFACE", BAD_IFACE}, {"BAD_SHORT_BLOCK", BAD_SHORT_BLOCK},
         {"BAD_CAPLEN_BLOCK", BAD_CAPLEN_BLOCK},

@@ -16,6 +16,7 @@ ST_NEED: int
 ST_BLOCK: int
 ST_BAD: int
 ST_BADSKIP: int
+ST_FAULT: int
 BAD_CAPLEN: int
 BAD_BLOCKLEN: int
 BAD_TRAILER: int
@@ -64,3 +65,4 @@ def flow_keys(
     out_dir: Any,
 ) -> int: ...
 def set_flow_seed(seed: int) -> int: ...
+def take(buffer: Any, start: int, n: int) -> bytes | None: ...
