@@ -77,6 +77,12 @@ static int not_busy(FlowTable *t)
     return 0;
 }
 
+/* a + b, saturating at INT64_MAX (a >= 0): byte counters never wrap */
+static inline int64_t add_sat(int64_t a, uint32_t b)
+{
+    return a > INT64_MAX - (int64_t)b ? INT64_MAX : a + (int64_t)b;
+}
+
 static uint64_t mix(uint64_t k)
 {
     k ^= k >> 33;
@@ -259,8 +265,8 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
         flow_t *f = &t->flows[fi];
         out[i] = fi;
         f->pkts[d]++;
-        f->bytes[d] += wire[i];
-        f->pay[d] += pay[i];
+        f->bytes[d] = add_sat(f->bytes[d], wire[i]);
+        f->pay[d] = add_sat(f->pay[d], pay[i]);
         if (ts[i] < f->first_ts) f->first_ts = ts[i];
         if (ts[i] > f->last_ts) f->last_ts = ts[i];
         if (tcp) {

@@ -886,3 +886,69 @@ def test_other_sigbus_still_ends_the_process(tmp_path: Path, how: str) -> None:
         [sys.executable, "-c", OTHER_SIGBUS, str(path), how], capture_output=True, timeout=60
     )
     assert r.returncode == -7 and b"survived" not in r.stdout, r.stderr[-500:]
+
+
+I64_MAX = (1 << 63) - 1
+
+
+@pytest.mark.parametrize(
+    ("tsresol", "tsoffset", "ticks", "ns"),
+    [
+        (0, 1 << 62, 5, None),  # issue 10: if_tsoffset near 2^62 s overflowed to 1677-09-21
+        (0, 0, (1 << 64) - 1, None),  # 2^64 s: ticks * 1e9 alone is past 2262
+        (0, -(1 << 63), (1 << 64) - 1, None),  # both extremes: the sum is past 2262 too
+        (0, -(1 << 63), 5, None),  # long before 1677
+        (9, T0, 5, T0 * 10**9 + 5),
+        (0, -T0, T0 + 1, 10**9),  # a negative offset, in range
+        (9, 0, I64_MAX, I64_MAX),  # the last nanosecond an int64 holds (2262-04-11) is fine
+        (9, 0, I64_MAX + 1, None),  # one more is not
+        (0x80 | 62, 9, 1 << 63, 11 * 10**9),  # 2^-62 s ticks: 2^63 of them * 1953125 / 2^53
+    ],
+)
+def test_pcapng_timestamp_that_does_not_fit_is_a_decode_error(
+    tmp_path: Path, tsresol: int, tsoffset: int, ticks: int, ns: int | None
+) -> None:
+    """A timestamp outside what an int64 of ns holds is counted as ``bad_timestamp`` and its
+    packet is not used, never wrapped into a wrong date (checked 128-bit arithmetic in C)."""
+    options = opts(opt(9, bytes([tsresol])), opt(14, struct.pack("<q", tsoffset)))
+    data = shb() + idb(1, options=options) + epb(0, ticks, tcp())
+    table, info = read(write(tmp_path, "ts.pcapng", data))
+    ts = table.column("ts").cast(pa.int64()).to_pylist()
+    if ns is None:
+        assert ts == [None]
+        assert col(table, "status") == [STATUS_NAMES.index("bad_timestamp")]
+        assert info.decode_errors == {"bad_timestamp": 1}
+        assert info.first_seen is None and info.last_seen is None
+    else:
+        assert ts == [ns]
+        assert col(table, "status") == [0] and info.decode_errors == {}
+        assert info.first_seen == info.last_seen == ns
+
+
+def test_flows_skip_a_packet_with_a_bad_timestamp(tmp_path: Path) -> None:
+    """The flow table of the issue's capture: the good packet's flow, no flow in 1677."""
+    from auditor.traffic import read_traffic
+
+    bad = opts(opt(9, b"\x00"), opt(14, struct.pack("<q", 1 << 62)))
+    data = (
+        shb()
+        + idb(1)
+        + idb(1, options=bad)
+        + epb(0, T0 * 10**6, tcp(sport=1111))
+        + epb(1, 5, tcp(sport=2222))
+    )
+    t = read_traffic([write(tmp_path, "ts.pcapng", data)])
+    assert t.flows is not None
+    assert t.flows.column("src_port").to_pylist() == [1111]
+    assert [str(v) for v in t.flows.column("first_seen").to_pylist()] == [
+        "2023-11-14 22:13:20+00:00"
+    ]
+    assert t.captures[0]["decode_errors"] == {"bad_timestamp": 1}
+    assert t.captures[0]["first_seen"] == "2023-11-14T22:13:20Z"
+
+
+def test_batch_size_is_bounded(tmp_path: Path) -> None:
+    path = write(tmp_path, "b.pcap", pcap_bytes([(T0 * 10**9, tcp(), None)]))
+    with pytest.raises(ValueError, match="batch_size"):
+        read_packets(path, batch_size=_fast.MAX_ROWS + 1)
+    assert read_packets(path, batch_size=_fast.MAX_ROWS).to_table().num_rows == 1

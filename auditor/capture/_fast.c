@@ -72,14 +72,18 @@ enum {
     S_BADPOS,   /* out: offset of the bad record/block in the chunk */
     S_QUIET,    /* in: 1 = skip malformed packet blocks without returning ST_BADSKIP */
     S_NULLS,    /* in/out, 7 slots: null counts of the validity bitmaps, V_* order */
-    S_STATUS = S_NULLS + 7, /* in/out, 10 slots: rows per status code */
-    S_SKIP = S_STATUS + 10, /* in/out, NSKIP slots: pcapng blocks skipped, SKIP_* order */
+    S_STATUS = S_NULLS + 7, /* in/out, PC_NSTATUS slots: rows per status code */
+    S_SKIP = S_STATUS + PC_NSTATUS, /* in/out, NSKIP slots: pcapng blocks skipped, SKIP_* order */
     S_LEN = S_SKIP + NSKIP,
 };
 
 
-/* The interface table (int64 numpy array, IF_W values per interface). */
+/* The interface table (int64 numpy array, IF_W values per interface). A timestamp of t
+ * ticks is t * IF_MUL / IF_DIV + IF_OFF * 1e9 ns (IF_OFF: if_tsoffset, seconds). */
 enum { IF_LT, IF_SNAP, IF_MUL, IF_DIV, IF_OFF, IF_PKTS, IF_W };
+
+#define MAX_ROWS (1 << 21) /* rows of a batch: its payload buffer (512 B a row) has int32 offsets */
+#define MAX_MUL 1000000000LL    /* IF_MUL bound: t * IF_MUL fits 128 bits with room */
 
 /* The batch columns, in the order of the tuple scan() takes (exported as COLUMNS). */
 enum {
@@ -138,6 +142,12 @@ static inline uint64_t rd64le(const uint8_t *p)
     uint64_t v;
     memcpy(&v, p, 8);
     return v;
+}
+
+/* a + b, saturating at INT64_MAX (a >= 0): a sum of lengths never wraps */
+static inline int64_t add_sat(int64_t a, uint32_t b)
+{
+    return a > INT64_MAX - (int64_t)b ? INT64_MAX : a + (int64_t)b;
 }
 
 static inline uint64_t mum(uint64_t a, uint64_t b)
@@ -295,9 +305,9 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
     if (o->tunnel) SETBIT(c->p[V_TUNID], r); else st[S_NULLS + (V_TUNID - V_TS)]++;
     if (o->has_outer) SETBIT(c->p[V_OUTER], r); else st[S_NULLS + (V_OUTER - V_TS)]++;
 
-    st[S_STATUS + (o->status < 10 ? o->status : PC_BAD_RECORD)]++;
+    st[S_STATUS + (o->status < PC_NSTATUS ? o->status : PC_BAD_RECORD)]++;
     if (o->status != PC_BAD_RECORD) {
-        st[S_BYTES] += wire;
+        st[S_BYTES] = add_sat(st[S_BYTES], wire);
         if (ts_valid) {
             if (ts < st[S_TSMIN]) st[S_TSMIN] = ts;
             if (ts > st[S_TSMAX]) st[S_TSMAX] = ts;
@@ -386,14 +396,16 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
 #define BT_SPB 3u
 #define BT_EPB 6u
 
-static inline int64_t ticks_to_ns(uint64_t t, const int64_t *f)
+/* t ticks -> ns since 1970 in *ns; 0 when the result does not fit an int64 (no overflow
+ * on the way: 2^64 ticks * 1e9 and 2^63 s * 1e9 both fit 128 bits). py_scan checks that
+ * 1 <= IF_MUL <= MAX_MUL and IF_DIV >= 1. */
+static inline int ticks_to_ns(uint64_t t, const int64_t *f, int64_t *ns)
 {
-    int64_t ns;
-    if (f[IF_DIV] <= 1) /* reader.py never passes 0; a bad table must not trap */
-        ns = (int64_t)(t * (uint64_t)f[IF_MUL]);
-    else
-        ns = (int64_t)((__uint128_t)t * (uint64_t)f[IF_MUL] / (uint64_t)f[IF_DIV]);
-    return ns + f[IF_OFF];
+    __int128 v = (__int128)((unsigned __int128)t * (uint64_t)f[IF_MUL] / (uint64_t)f[IF_DIV]);
+    v += (__int128)f[IF_OFF] * 1000000000;
+    if (v < INT64_MIN || v > INT64_MAX) return 0;
+    *ns = (int64_t)v;
+    return 1;
 }
 
 static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
@@ -457,7 +469,7 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
             avail = blen - 32;
             data = b + 28;
             if (caplen > avail) { bad = BAD_CAPLEN_BLOCK; badval = caplen; goto check; }
-            if (iface < nif) ts = ticks_to_ns(t, ifc + IF_W * iface);
+            if (iface < nif && !ticks_to_ns(t, ifc + IF_W * iface, &ts)) ts_valid = -1;
         }
         if (caplen > MAX_CAPLEN) { bad = BAD_CAPLEN; badval = caplen; }
     check:
@@ -472,6 +484,10 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
         int64_t *f = ifc + IF_W * iface;
         uint32_t lt = (uint32_t)f[IF_LT];
         pc_decode(data, caplen, lt, &o);
+        if (ts_valid < 0) { /* decoded, but its flow would carry a wrong date: not used */
+            o.status = PC_BAD_TIMESTAMP;
+            ts_valid = 0;
+        }
         put_row(c, st, row++, ++frame, ts, ts_valid, wire, caplen, lt, &o, data, buf + end);
         f[IF_PKTS]++;
         pos += blen;
@@ -560,9 +576,18 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
     }
     int64_t rows = st[S_ROWCAP];
     if (st[S_END] < 0 || st[S_END] > chunk.len || st[S_POS] < 0 || st[S_POS] > st[S_END] ||
-        st[S_ROW] < 0 || st[S_ROW] > rows || st[S_DUSED] < 0 || st[S_DUSED] > st[S_DCAP]) {
+        rows < 0 || rows > MAX_ROWS || st[S_ROW] < 0 || st[S_ROW] > rows || st[S_DUSED] < 0 ||
+        st[S_DCAP] > INT32_MAX || st[S_DUSED] > st[S_DCAP] || st[S_BYTES] < 0) {
         PyErr_SetString(PyExc_ValueError, "scan: inconsistent state");
         goto done;
+    }
+    for (Py_ssize_t i = 0; i + (Py_ssize_t)sizeof(int64_t) * IF_W <= ifc.len;
+         i += (Py_ssize_t)sizeof(int64_t) * IF_W) {
+        const int64_t *f = (const int64_t *)((const char *)ifc.buf + i);
+        if (f[IF_MUL] < 1 || f[IF_MUL] > MAX_MUL || f[IF_DIV] < 1) {
+            PyErr_SetString(PyExc_ValueError, "scan: bad timestamp scale in the interface table");
+            goto done;
+        }
     }
     for (; nviews < NCOLS; nviews++) {
         if (get_buf(PyTuple_GET_ITEM(cols_o, nviews), &views[nviews], 1, COLS[nviews].name) < 0)
@@ -750,7 +775,7 @@ PyMODINIT_FUNC PyInit__fast(void)
         {"HEAD_TEXT", HEAD_TEXT}, {"HEAD_OTHER", HEAD_OTHER},
         {"K_PCAP", K_PCAP}, {"K_PCAPNG", K_PCAPNG},
         {"ST_FULL", ST_FULL}, {"ST_NEED", ST_NEED}, {"ST_BLOCK", ST_BLOCK}, {"ST_BAD", ST_BAD},
-        {"ST_BADSKIP", ST_BADSKIP}, {"ST_FAULT", ST_FAULT},
+        {"ST_BADSKIP", ST_BADSKIP}, {"ST_FAULT", ST_FAULT}, {"MAX_ROWS", MAX_ROWS},
         {"BAD_CAPLEN", BAD_CAPLEN}, {"BAD_BLOCKLEN", BAD_BLOCKLEN}, {"BAD_TRAILER", BAD_TRAILER},
         {"BAD_IFACE", BAD_IFACE}, {"BAD_SHORT_BLOCK", BAD_SHORT_BLOCK},
         {"BAD_CAPLEN_BLOCK", BAD_CAPLEN_BLOCK},

@@ -17,6 +17,7 @@ ST_BLOCK: int
 ST_BAD: int
 ST_BADSKIP: int
 ST_FAULT: int
+MAX_ROWS: int
 BAD_CAPLEN: int
 BAD_BLOCKLEN: int
 BAD_TRAILER: int

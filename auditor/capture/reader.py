@@ -1037,7 +1037,7 @@ class _Stream:
                     iface.ts_offset = struct.unpack_from(order + "q", value)[0]
         row[_fast.IF_LT] = iface.linktype
         row[_fast.IF_SNAP] = iface.snaplen
-        row[_fast.IF_OFF] = max(_INT64_MIN, min(_INT64_MAX, iface.ts_offset * 10**9))
+        row[_fast.IF_OFF] = iface.ts_offset  # seconds (int64); the scanner checks the sum
         if self.nif == len(self.iftab):
             self.iftab = np.concatenate([self.iftab, np.zeros_like(self.iftab)])
         self.iftab[self.nif] = row
@@ -1086,8 +1086,8 @@ class PacketReader:
     """
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int = 65536) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if not 1 <= batch_size <= _fast.MAX_ROWS:
+            raise ValueError(f"batch_size must be 1 to {_fast.MAX_ROWS}")
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self._header = _sniff(self.path)

@@ -35,6 +35,7 @@ STATUS_NAMES: tuple[str, ...] = (
     "bad_tunnel",
     "ip_fragment",  # a later IPv4/IPv6 fragment whose first fragment was not seen
     "bad_record",  # record header impossible (caplen > snaplen sanity bound, ...)
+    "bad_timestamp",  # outside what ns since 1970 in an int64 hold (1677-09-21..2262-04-11)
 )
 
 PACKET_SCHEMA = pa.schema(
