@@ -25,7 +25,8 @@
  * to force collisions.
  * add() runs without the GIL; a second call on the same table meanwhile raises RuntimeError.
  * FlowTable.export([rows]) -> dict of name -> bytes (per-flow arrays, length n_flows, or
- *   of the flows at the int64 indices `rows`).
+ *   of the flows at the int64 indices `rows`; lo and hi: 16 bytes a flow, the endpoints).
+ * FlowTable.clear(): forget every flow and free the memory.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -353,12 +354,37 @@ static PyObject *FlowTable_export(FlowTable *t, PyObject *args)
     COL("got0", uint8_t, f->got[0]);
     COL("got1", uint8_t, f->got[1]);
 #undef COL
+    for (int side = 0; side < 2; side++) { /* the endpoint addresses, 16 bytes each */
+        PyObject *bb = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * 16));
+        if (!bb) goto fail;
+        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(bb);
+        for (size_t i = 0; i < n; i++) {
+            const flow_t *f = &t->flows[rows ? (size_t)rows[i] : i];
+            memcpy(p + 16 * i, side ? f->hi : f->lo, 16);
+        }
+        int rc = PyDict_SetItemString(d, side ? "hi" : "lo", bb);
+        Py_DECREF(bb);
+        if (rc < 0) goto fail;
+    }
     if (rows) PyBuffer_Release(&rb);
     return d;
 fail:
     if (rows) PyBuffer_Release(&rb);
     Py_XDECREF(d);
     return NULL;
+}
+
+/* clear(): forget every flow and free the memory (the table can be filled again). */
+static PyObject *FlowTable_clear(FlowTable *t, PyObject *unused)
+{
+    (void)unused;
+    if (!not_busy(t)) return NULL;
+    free(t->slots);
+    free(t->flows);
+    t->slots = NULL;
+    t->flows = NULL;
+    t->nslots = t->used = t->nflows = t->capflows = 0;
+    Py_RETURN_NONE;
 }
 
 static PyObject *FlowTable_len(FlowTable *t, void *closure)
@@ -371,6 +397,7 @@ static PyMethodDef FlowTable_methods[] = {
     {"add", (PyCFunction)FlowTable_add, METH_VARARGS, "Assign a batch's rows to flows."},
     {"export", (PyCFunction)FlowTable_export, METH_VARARGS,
      "Per-flow arrays as bytes (of the flows in the optional int64 array `rows`)."},
+    {"clear", (PyCFunction)FlowTable_clear, METH_NOARGS, "Forget every flow, free the memory."},
     {NULL, NULL, 0, NULL},
 };
 
