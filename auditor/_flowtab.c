@@ -33,6 +33,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define HEADS 4
 #define F_FIN 0x01
@@ -502,7 +505,23 @@ done:
     return ret;
 }
 
+/* release_free_memory(): give the C heap's free pages back to the system (glibc keeps them
+ * otherwise; DuckDB allocates with its own allocator and would not reuse them). */
+static PyObject *release_free_memory(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+#ifdef __GLIBC__
+    Py_BEGIN_ALLOW_THREADS
+    malloc_trim(0);
+    Py_END_ALLOW_THREADS
+#endif
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"release_free_memory", release_free_memory, METH_NOARGS,
+     "Give the C heap's free pages back to the system (glibc: malloc_trim)."},
     {"collect_heads", collect_heads, METH_VARARGS,
      "Append each head row's (dir, head, payload_len) to store[flow]."},
     {NULL, NULL, 0, NULL},

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from auditor._flowid import identify_buffers, ip_text_buffers, ip_texts
-from auditor._flowtab import HEADS, FlowTable, collect_heads
+from auditor._flowtab import HEADS, FlowTable, collect_heads, release_free_memory
 from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES, TUNNEL_NAMES
 from auditor.classify import FlowFacts, classify_flow
 from auditor.classify.facts import NO_PAYLOAD, facts_table_of
@@ -385,6 +385,14 @@ class FlowBuilder:
         if self.built:
             raise RuntimeError("FlowBuilder.table() was called already")
         self.built = True
+        table = self._table()
+        # what the builder held is garbage now: free it, and give the pages back (the audit's
+        # DuckDB allocates with its own allocator and would not reuse them)
+        self.first, self.heads, self.facts, self.fragments = _FirstPackets(), {}, {}, {}
+        release_free_memory()
+        return table
+
+    def _table(self) -> pa.Table:
         c = self._arrays()
         self.tab.clear()
         init, inferred = self._directions(c)
