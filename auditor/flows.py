@@ -172,8 +172,8 @@ def _ip_strings(addrs: np.ndarray) -> pa.Array:
 
 def _binary16(arr: np.ndarray) -> pa.Array:
     """An (n, 16) uint8 array as an Arrow fixed_size_binary(16) column, without a copy per row."""
-    raw = np.ascontiguousarray(arr).tobytes()
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(arr), [None, pa.py_buffer(raw)])
+    raw = pa.py_buffer(np.ascontiguousarray(arr))  # shares the array's memory
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(arr), [None, raw])
 
 
 @dataclass
@@ -483,7 +483,7 @@ class FlowBuilder:
             "payload_bytes_rev": pick("pay", False)[order],
             "tcp_flags_fwd": flags_f[order].astype(np.int16),
             "tcp_flags_rev": flags_r[order].astype(np.int16),
-            "state": pa.array(state[order], pa.string(), mask=proto_o != TCP),
+            "state": pa.array(_STATES[state[order]], pa.string(), mask=proto_o != TCP),
             "direction_inferred": np.where(proto_o == TCP, inferred[order], True),
             **{name: facts.column(name) for name in facts.column_names},
             "vlan": masked(fp["vlan"], pa.int32()),
@@ -527,6 +527,10 @@ class _Call:
         return self._value
 
 
+#: TCP states, by the code _tcp_state() gives
+_STATES = np.array(["midstream", "closed", "established", "rejected", "attempted"], dtype=object)
+
+
 def _tcp_state(
     proto: np.ndarray,
     syn_dir: np.ndarray,
@@ -535,17 +539,14 @@ def _tcp_state(
     flags_r: np.ndarray,
     pkts_r: np.ndarray,
 ) -> np.ndarray:
+    """Each flow's TCP state as an index into _STATES (int8: no string array per flow)."""
     syn = syn_dir >= 0
     synack = synack_dir >= 0
     fin_rst = ((flags_f | flags_r) & (FIN | RST)) != 0
     rst_r = (flags_r & RST) != 0
-    state = np.where(
-        ~syn,
-        "midstream",
-        np.where(
-            synack,
-            np.where(fin_rst, "closed", "established"),
-            np.where(rst_r, "rejected", np.where(pkts_r == 0, "attempted", "attempted")),
-        ),
-    )
-    return state
+    code = np.full(len(syn), 4, dtype=np.int8)  # attempted
+    code[rst_r] = 3  # rejected
+    code[synack] = 2  # established
+    code[synack & fin_rst] = 1  # closed
+    code[~syn] = 0  # midstream
+    return code
