@@ -43,10 +43,14 @@
 #define F_RST 0x04
 #define F_ACK 0x10
 
+/* A slot: 8 bytes. tag is the low 32 bits of mix(key) (the slot's home is tag & (nslots - 1),
+ * so growing needs no flow), a filter before the flow's key and full key are compared;
+ * flow is the flow index + 1, 0 for an empty slot (at most 2^32 - 2 flows). */
 typedef struct {
-    uint64_t key;
-    int64_t flow; /* -1: empty slot */
+    uint32_t tag;
+    uint32_t flow;
 } slot_t;
+#define MAX_FLOWS 0xFFFFFFFEu
 
 typedef struct {
     uint64_t key;
@@ -98,13 +102,13 @@ static uint64_t mix(uint64_t k)
 static int grow_slots(FlowTable *t)
 {
     size_t n = t->nslots ? t->nslots * 2 : 1 << 16;
-    slot_t *s = malloc(n * sizeof(slot_t));
+    if (n > ((size_t)1 << 32)) return -1; /* the tag holds the home of 2^32 slots at most */
+    slot_t *s = calloc(n, sizeof(slot_t));
     if (!s) return -1;
-    for (size_t i = 0; i < n; i++) s[i].flow = -1;
     for (size_t i = 0; i < t->nslots; i++) {
-        if (t->slots[i].flow < 0) continue;
-        size_t j = mix(t->slots[i].key) & (n - 1);
-        while (s[j].flow >= 0) j = (j + 1) & (n - 1);
+        if (!t->slots[i].flow) continue;
+        size_t j = t->slots[i].tag & (n - 1);
+        while (s[j].flow) j = (j + 1) & (n - 1);
         s[j] = t->slots[i];
     }
     free(t->slots);
@@ -128,6 +132,7 @@ static inline int same_flow(const flow_t *f, const fkey_t *k)
 
 static int64_t new_flow(FlowTable *t, uint64_t key, const fkey_t *fk, int64_t ts, int dir)
 {
+    if (t->nflows >= MAX_FLOWS) return -1;
     if (t->nflows == t->capflows) {
         size_t cap = t->capflows ? t->capflows * 2 : 4096;
         flow_t *f = realloc(t->flows, cap * sizeof(flow_t));
@@ -245,14 +250,19 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
             fk.plo = d ? dport[i] : sport[i];
             fk.phi = d ? sport[i] : dport[i];
         }
-        size_t j = mix(k) & (t->nslots - 1);
-        while (t->slots[j].flow >= 0 &&
-               (t->slots[j].key != k || !same_flow(&t->flows[t->slots[j].flow], &fk)))
-            j = (j + 1) & (t->nslots - 1);
+        uint32_t tag = (uint32_t)mix(k);
+        size_t j = tag & (t->nslots - 1);
+        for (;; j = (j + 1) & (t->nslots - 1)) {
+            const slot_t *sl = &t->slots[j];
+            if (!sl->flow) break;
+            if (sl->tag != tag) continue;
+            const flow_t *g = &t->flows[sl->flow - 1];
+            if (g->key == k && same_flow(g, &fk)) break;
+        }
         int tcp = proto[i] == 6;
         uint8_t fl = flags[i];
         int pure_syn = tcp && (fl & (F_SYN | F_ACK)) == F_SYN;
-        int64_t fi = t->slots[j].flow;
+        int64_t fi = (int64_t)t->slots[j].flow - 1;
         if (fi < 0 || (pure_syn && t->flows[fi].closed &&
                        !(t->flows[fi].has_syn && t->flows[fi].syn_seq == seq[i]))) {
             fi = new_flow(t, k, &fk, ts[i], d);
@@ -260,9 +270,9 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
                 nomem = 1;
                 break;
             }
-            if (t->slots[j].flow < 0) t->used++;
-            t->slots[j].key = k;
-            t->slots[j].flow = fi;
+            if (!t->slots[j].flow) t->used++;
+            t->slots[j].tag = tag;
+            t->slots[j].flow = (uint32_t)(fi + 1);
             flag[i] |= 1;
             created++;
         }
