@@ -467,9 +467,9 @@ class FlowBuilder:
         cols: dict[str, Any] = {
             "flow_id": fid_col,
             "community_id": cid_col,
-            "src_ip": pa.array(src_text, pa.string()),
+            "src_ip": src_text,
             "src_port": sport_np[order],
-            "dst_ip": pa.array(dst_text, pa.string()),
+            "dst_ip": dst_text,
             "dst_port": dport_np[order],
             "proto": pa.array(_PROTO_TEXT[proto_o], pa.string()),
             "proto_num": proto_o.astype(np.int16),
