@@ -6,7 +6,8 @@ IPv4 addresses (replica i adds i to the second octet) — or, where ../shared is
 synthetic mix from auditor.synth. Converts it to pcapng with editcap when available. Then
 runs each contender as a child process on the same file (BENCH_RUNS times, default 3) and
 prints the median wall time, packets/s, peak RSS and the ratio to pcap-audit's flow
-table. Prints figures; asserts nothing.
+table. Then peak memory per flow, on a sweep capture of BENCH_SWEEP_FLOWS (default 1M) flows
+of one packet each (bench/sweep.py). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +196,34 @@ def main() -> None:
     print(f"{'':34} {'seconds':>8} {'packets/s':>12} {'peak RSS':>9} {'vs pcap-audit':>14}")
     for label, wall, rss in rows:
         print(f"{label:34} {wall:8.2f} {packets / wall:12,.0f} {rss:6d} MB {wall / ref:13.1f}x")
+    memory_per_flow(cli)
+
+
+SWEEP_FLOWS = int(os.environ.get("BENCH_SWEEP_FLOWS", "1000000"))
+
+
+def memory_per_flow(cli: str) -> None:
+    """Peak memory against the number of flows: a sweep (one SYN to each of SWEEP_FLOWS
+    host/port pairs, bench/sweep.py) read into the flow table and audited, once each; the
+    same for a 2,022-packet sample gives the fixed part."""
+    from sweep import write_sweep
+
+    sweep = DATA / f"sweep-{SWEEP_FLOWS}.pcap"
+    if not sweep.exists():
+        write_sweep(sweep, SWEEP_FLOWS)
+    small = ROOT / "samples" / "applayering" / "findings.pcap"
+    audit = ["--ruleset", "applayering", "--format", "json", "-o", os.devnull, "--fail-on", "never"]
+    commands: list[tuple[str, Callable[[Path], list[str]]]] = [
+        ("pcap-audit flows (flow table)", lambda p: [PY, "-c", FLOWS_ONLY, str(p)]),
+        ("pcap-audit audit", lambda p: [cli, str(p), *audit]),
+    ]
+    print(f"memory: {sweep.relative_to(ROOT)}, {SWEEP_FLOWS:,} flows of one packet (a sweep)")
+    print(f"{'':34} {'seconds':>8} {'peak RSS':>9} {'per flow':>9}")
+    for label, command in commands:
+        _, base, _ = run(command(small))
+        wall, rss, _ = run(command(sweep))
+        per = (rss - base) * 1e6 / SWEEP_FLOWS  # above what a small capture takes
+        print(f"{label:34} {wall:8.2f} {rss:6d} MB {per:7.0f} B")
 
 
 def _count(path: Path) -> int:
