@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import difflib
 import re
+from importlib import resources
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import auditor
 from auditor.errors import RulesetError
 from auditor.rules.model import (
     APPS,
@@ -44,8 +44,10 @@ from auditor.rules.yamlmarks import (
     read_yaml,
 )
 
-#: Where the built-in rulesets live: the repository's top-level ``rulesets/`` directory.
-RULESETS_DIR = Path(auditor.__file__).resolve().parents[1] / "rulesets"
+#: Where the built-in rulesets live: package data of ``auditor`` (in the source tree,
+#: ``auditor/rulesets`` is a link to the top-level ``rulesets/`` that users read), found
+#: through importlib.resources so that an installed wheel reads its own copy.
+RULESETS_DIR = Path(str(resources.files("auditor") / "rulesets"))
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
