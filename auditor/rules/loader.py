@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from importlib import resources
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from auditor.rules.yamlmarks import (
     Problem,
     YamlProblem,
     display_path,
+    excerpt,
     keypath_text,
     read_yaml,
 )
@@ -178,7 +179,7 @@ def _got(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return repr(value)
+    return repr(excerpt(value)) if isinstance(value, str) else excerpt(repr(value))
 
 
 class _Parser:
@@ -208,7 +209,8 @@ class _Parser:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.error(
-                    (*kp, key), f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}"
+                    (*kp, key),
+                    f"unknown key '{excerpt(key)}'{hint}; allowed keys: {', '.join(allowed)}",
                 )
         missing = [k for k in keys["required"] if k not in value]
         if missing:

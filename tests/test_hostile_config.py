@@ -1,0 +1,231 @@
+"""Rulesets and inventories written by someone else: refused quickly, in bounded memory.
+
+Each hostile file goes through the command line (exit USAGE, one line naming the file and
+the line) and, for the expansion bombs, through a child process under an address-space
+limit and a timeout: before the bounds, a few hundred bytes of nested aliases grew a
+process to 20 GB.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli.main import cli
+from auditor.errors import ExitCode, InventoryError, RulesetError
+from auditor.rules import load_inventory, load_ruleset
+from auditor.rules.yamlmarks import EXCERPT_CHARS, MAX_ALIAS_NODES, MAX_BYTES, MAX_DEPTH
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = str(ROOT / "samples" / "applayering" / "findings.pcap")
+
+
+def _laughs(levels: int = 9, top: str = "") -> str:
+    """The "billion laughs": each level is nine aliases of the one before (9**levels)."""
+    text = top + "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, levels + 1):
+        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n"
+    return text
+
+
+def _run(args: list[str]) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, args)
+    return res.exit_code, res.stdout, res.stderr
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+HOSTILE_RULESETS = {
+    "bomb.yaml": (_laughs(), "bomb.yaml:5: l4[0]: aliases expand to more than"),
+    "bomb_as_value.yaml": (
+        _laughs(top="name: x\n") + "flows: [*l9]\n",
+        "bomb_as_value.yaml:6: l4[0]: aliases expand to more than",
+    ),
+    "deep_flow.yaml": ("[" * 10_000 + "]" * 10_000, "deep_flow.yaml:1: not valid YAML: exceeded"),
+    "deep_block.yaml": ("- " * 10_000 + "x\n", "deep_block.yaml:1: not valid YAML: exceeded"),
+    "deep_nested.yaml": ("- " * 500 + "x\n", f"nested more than {MAX_DEPTH} levels"),
+    "deep_mapping.yaml": (
+        "".join(" " * i + f"k{i}:\n" for i in range(200)),
+        f"deep_mapping.yaml:{MAX_DEPTH + 2}: nested more than {MAX_DEPTH} levels",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_RULESETS))
+def test_hostile_ruleset_is_a_usage_error(name: str, tmp_path: Path) -> None:
+    text, expected = HOSTILE_RULESETS[name]
+    path = tmp_path / name
+    path.write_text(text)
+    started = time.monotonic()
+    code, out, err = _run([SAMPLE, "--ruleset", str(path)])
+    assert time.monotonic() - started < 5
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert expected in _one_line(err)
+
+
+HOSTILE_INVENTORIES = {
+    "bomb.yaml": "roles:\n  agent: [10.0.0.1]\n" + _laughs(),
+    "deep_nested.yaml": "roles:\n  agent: " + "[" * 500 + "]" * 500 + "\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_INVENTORIES))
+def test_hostile_inventory_is_a_usage_error(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    path.write_text(HOSTILE_INVENTORIES[name])
+    code, out, err = _run([SAMPLE, "-r", "applayering", "-i", str(path)])
+    assert code == ExitCode.USAGE and out == ""
+    line = _one_line(err)
+    assert f"{name}:" in line and ("aliases expand" in line or "nested more than" in line)
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(
+        "roles:\n  agent: &agents [10.0.0.20, 10.0.0.21]\n  pvs_agent: *agents\n"
+        "  appliance: &one 10.0.0.10\n  admin: [*one]\n"
+    )
+    inv = load_inventory(path, "applayering")
+    assert inv.entries("pvs_agent") == ("10.0.0.20", "10.0.0.21")
+    assert inv.entries("admin") == ("10.0.0.10",)
+
+
+def test_alias_bound_is_on_expansion_not_on_size(tmp_path: Path) -> None:
+    """Just under the bound loads (as a YAML error of another kind), just over is refused."""
+    per = 100
+    anchor = "a: &a [" + ", ".join(["x"] * per) + "]\n"
+    ok = anchor + "b: [" + ", ".join(["*a"] * (MAX_ALIAS_NODES // (per + 1))) + "]\n"
+    over = anchor + "b: [" + ", ".join(["*a"] * (MAX_ALIAS_NODES // (per + 1) + 1)) + "]\n"
+    (tmp_path / "ok.yaml").write_text(ok)
+    (tmp_path / "over.yaml").write_text(over)
+    with pytest.raises(RulesetError, match="unknown key 'a'"):
+        load_ruleset(tmp_path / "ok.yaml")
+    with pytest.raises(RulesetError, match="aliases expand"):
+        load_ruleset(tmp_path / "over.yaml")
+
+
+BOMB_CHILD = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))
+from auditor.errors import AuditorError
+from auditor.rules import load_inventory, load_ruleset
+started = time.monotonic()
+try:
+    if sys.argv[2] == "ruleset":
+        load_ruleset(sys.argv[1])
+    else:
+        load_inventory(sys.argv[1], "applayering")
+except AuditorError as exc:
+    print(exc.exit_code, round(time.monotonic() - started, 3), exc.one_line())
+"""
+
+
+@pytest.mark.parametrize("kind", ["ruleset", "inventory"])
+def test_alias_bomb_in_bounded_memory_and_time(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(("roles: {}\n" if kind == "inventory" else "") + _laughs(levels=12))
+    res = subprocess.run(
+        [sys.executable, "-c", BOMB_CHILD, str(path), kind],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    code, seconds, message = res.stdout.split(" ", 2)
+    assert int(code) == ExitCode.USAGE
+    assert float(seconds) < 1.0
+    assert "aliases expand to more than" in message
+
+
+def test_not_regular_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # opened for reading, a FIFO would wait for a writer forever
+    cases = {
+        "/dev/zero": "/dev/zero: is a device, expected a regular file",
+        str(fifo): "pipe.yaml: is a FIFO (named pipe), expected a regular file",
+    }
+    for path, expected in cases.items():
+        for args in (["-r", path], ["-r", "applayering", "-i", path]):
+            code, _, err = _run([SAMPLE, *args])
+            assert code == ExitCode.USAGE, (args, err)
+            assert _one_line(err).endswith(expected), (args, err)
+    code, _, err = _run([SAMPLE, "-r", str(tmp_path) + "/"])
+    assert code == ExitCode.USAGE
+    assert _one_line(err).endswith("is a directory, expected a file")
+    code, _, err = _run([SAMPLE, "-r", "applayering", "-i", str(tmp_path)])
+    assert code == ExitCode.USAGE and "is a directory" in err  # click checks this one
+
+
+def test_size_bound(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("wb") as fh:
+        fh.truncate(MAX_BYTES + 1)  # sparse: no disk used
+    started = time.monotonic()
+    with pytest.raises(InventoryError, match=f"larger than {MAX_BYTES:,} bytes"):
+        load_inventory(path, "applayering")
+    with pytest.raises(RulesetError, match="larger than"):
+        load_ruleset(path)
+    assert time.monotonic() - started < 2
+
+
+def test_errors_quote_a_short_excerpt_only() -> None:
+    code, _, err = _run([SAMPLE, "-r", "/etc/passwd"])
+    if not Path("/etc/passwd").is_file():
+        pytest.skip("no /etc/passwd here")
+    assert code == ExitCode.USAGE
+    line = _one_line(err)
+    assert line.startswith("pcap-audit: /etc/passwd:1: expected a mapping")
+    quoted = line.split(", got ", 1)[1]
+    assert len(quoted) <= EXCERPT_CHARS + 2 and quoted.endswith("...'")
+
+
+def test_long_keys_and_entries_are_cut(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text("roles:\n  agent: [" + "x" * 100_000 + ".example.com]\n")
+    with pytest.raises(InventoryError) as err:
+        load_inventory(path, "applayering")
+    assert len(err.value.one_line()) < 400
+    path.write_text("roles:\n  " + "k" * 100_000 + ": []\n")
+    with pytest.raises(InventoryError) as err:
+        load_inventory(path, "applayering")
+    assert len(err.value.one_line()) < 600
+
+
+@pytest.mark.parametrize("entry", ["fe80::1%eth0", "fe80::/64%eth0"])
+def test_zone_index_is_a_usage_error_with_line(entry: str, tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(f'roles:\n  agent:\n    - 10.0.0.1\n    - "{entry}"\n')
+    code, _, err = _run([SAMPLE, "-r", "applayering", "-i", str(path)])
+    assert code == ExitCode.USAGE
+    line = _one_line(err)
+    assert "inv.yaml:4: roles.agent[1]:" in line
+    assert "zone index" in line
+    csv = tmp_path / "inv.csv"
+    csv.write_text(f"role,entry\nagent,10.0.0.1\nagent,{entry}\n")
+    code, _, err = _run([SAMPLE, "-r", "applayering", "-i", str(csv)])
+    assert code == ExitCode.USAGE
+    assert "inv.csv:3: " in _one_line(err)
+
+
+def test_memory_limit_of_the_child_is_real() -> None:
+    """The bomb test's limit bites: the same child allocating 4 GB fails."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))\n"
+        "b = bytearray(1 << 32)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0 and "MemoryError" in res.stderr
+    assert resource.RLIM_INFINITY != 1 << 31
