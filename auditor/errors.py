@@ -18,6 +18,9 @@ class ExitCode(IntEnum):
     USAGE = 2  #: bad command line, ruleset or inventory
     CAPTURE = 3  #: a capture could not be read (others were still processed)
     INTERNAL = 4  #: a bug in pcap-audit: one line on stderr (PCAP_AUDIT_DEBUG=1 for the traceback)
+    RESOURCE = 8  #: out of memory or disk (DuckDB's included): what to change, in one line
+    INTERRUPTED = 130  #: SIGINT (128 + 2), one line on stderr
+    TERMINATED = 143  #: SIGTERM (128 + 15), one line on stderr
 
 
 class AuditorError(Exception):
@@ -40,6 +43,12 @@ class CaptureError(AuditorError):
     """A capture file that cannot be read at all (missing, empty, not a capture, ...)."""
 
     exit_code = ExitCode.CAPTURE
+
+
+class ResourceError(AuditorError):
+    """Out of memory or disk space, with what the user can change."""
+
+    exit_code = ExitCode.RESOURCE
 
 
 class RulesetError(AuditorError):

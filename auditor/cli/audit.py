@@ -12,10 +12,13 @@ from auditor.cli.common import (
     handle_errors,
     inventory_option,
     ruleset_option,
+    warn,
 )
-from auditor.findings.engine import SEVERITIES, audit
+from auditor.cli.output import Output, output_file
+from auditor.escape import printable
+from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.report import FORMATS, render
-from auditor.rules import load_inventory, load_ruleset
+from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
 
 
 @click.command("audit")
@@ -51,15 +54,29 @@ def command(
     """
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
-    progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
+    with output_file(output, [*captures, ruleset.path, inventory]) as out:
+        result = _audit_and_render(captures, ruleset, inv, fmt, fail_on, out)
+    sys.exit(int(result.exit_code))
+
+
+def _audit_and_render(
+    captures: tuple[str, ...],
+    ruleset: Ruleset,
+    inv: Inventory | None,
+    fmt: str,
+    fail_on: str,
+    out: Output | None,
+) -> AuditResult:
+    progress = (
+        (lambda p: click.echo(f"reading {printable(p)}", err=True)) if sys.stderr.isatty() else None
+    )
     result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress)
     for err in result.errors:
-        click.echo(f"pcap-audit: {err}", err=True)
-    color = fmt == "table" and output is None and sys.stdout.isatty()
+        warn(str(err))
+    color = fmt == "table" and out is None and sys.stdout.isatty()
     text = render(result.document, fmt, color=color)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+    if out is not None:
+        out.write_text(text)
     else:
         emit(text)
-    sys.exit(int(result.exit_code))
+    return result

@@ -1,7 +1,14 @@
-"""What every command shares: turning library errors into one line on stderr and an exit code."""
+"""What every command shares: turning library errors into one line on stderr and an exit code.
+
+Three kinds of failure, three codes: bad input (the library's :class:`AuditorError`, with
+file and place), the machine running out of memory or disk (:data:`ExitCode.RESOURCE`,
+saying what to change: DuckDB's own out-of-memory and I/O errors included, which are not
+bugs), and bugs (:data:`ExitCode.INTERNAL`). Interrupts: :mod:`auditor.cli.signals`.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -10,15 +17,46 @@ from typing import Any, TypeVar
 
 import click
 
+from auditor.cli.signals import Interrupted, received
 from auditor.errors import AuditorError, ExitCode
+from auditor.escape import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: ExitCode) -> None:
-    """Print one diagnostic line on stderr and leave with ``code``."""
-    click.echo(f"pcap-audit: {message}", err=True)
+    """Print one diagnostic line on stderr and leave with ``code``. The message may quote
+    file names and content from the wire: control characters are shown escaped."""
+    click.echo(f"pcap-audit: {printable(message)}", err=True)
     sys.exit(int(code))
+
+
+def warn(message: str) -> None:
+    """One diagnostic line on stderr (a capture that could not be read, ...), escaped."""
+    click.echo(f"pcap-audit: {printable(message)}", err=True)
+
+
+def resource_problem(exc: BaseException) -> str | None:
+    """What to change, when ``exc`` is the machine running out of memory or disk."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError) or name == "OutOfMemoryException":
+        return (
+            "out of memory"
+            + (f" ({text[:200]})" if text else "")
+            + "; give DuckDB less with --memory-limit (it spills to --temp-dir), "
+            "use fewer --threads, audit fewer captures at once, or raise the process's "
+            "memory limit (ulimit -v)"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on device{where}; free space or point --temp-dir elsewhere"
+    if name == "IOException" and ("No space left" in text or "disk" in text.lower()):
+        return (
+            f"DuckDB ran out of disk space ({text[:200]}); free space or point --temp-dir "
+            "at a larger file system"
+        )
+    return None
 
 
 def handle_errors(func: F) -> F:
@@ -41,9 +79,15 @@ def handle_errors(func: F) -> F:
             click.Abort,
         ):
             raise
-        except Exception as exc:  # a bug, not bad input: still one line, and its own code
+        except Exception as exc:  # a bug or the machine (memory, disk), not bad input
+            signum = received()
+            if signum is not None:  # a library (DuckDB) turned our interrupt into its own
+                raise Interrupted(signum) from None
             if os.environ.get("PCAP_AUDIT_DEBUG"):
                 raise
+            why = resource_problem(exc)
+            if why is not None:
+                fail(why, ExitCode.RESOURCE)
             fail(
                 f"internal error: {type(exc).__name__}: {exc} "
                 "(a bug in pcap-audit; PCAP_AUDIT_DEBUG=1 shows the traceback)",

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from auditor.cli.common import captures_argument, fail, handle_errors
+from auditor.cli.common import captures_argument, fail, handle_errors, warn
+from auditor.cli.output import output_file
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
 from auditor.traffic import read_traffic
@@ -28,14 +29,11 @@ def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
-    traffic = read_traffic(captures)
-    for err in traffic.errors:
-        click.echo(f"pcap-audit: {err.one_line()}", err=True)
-    if output:
-        with open(output, "wb") as fh:
-            write_flows(traffic, fmt, fh)
-    else:
-        write_flows(traffic, fmt, sys.stdout.buffer)
+    with output_file(output, captures) as out:
+        traffic = read_traffic(captures)
+        for err in traffic.errors:
+            warn(err.one_line())
+        write_flows(traffic, fmt, out.stream if out is not None else sys.stdout.buffer)
         sys.stdout.flush()
     if traffic.errors:
         sys.exit(int(ExitCode.CAPTURE))

@@ -14,12 +14,15 @@ from auditor.cli.common import (
     handle_errors,
     inventory_option,
     ruleset_option,
+    warn,
 )
+from auditor.cli.output import Output, output_file
 from auditor.errors import ExitCode
+from auditor.escape import printable
 from auditor.flows_out import public_flows
 from auditor.roles import resolve_roles
-from auditor.rules import dump_inventory, load_inventory, load_ruleset
-from auditor.traffic import read_traffic
+from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
+from auditor.traffic import Traffic, read_traffic
 
 
 @click.command("roles")
@@ -51,9 +54,18 @@ def command(
     """
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
+    with output_file(output, [*captures, ruleset.path, inventory]) as out:
+        traffic = _roles_text(captures, ruleset, inv, fmt, out)
+    if traffic.errors:
+        sys.exit(int(ExitCode.CAPTURE))
+
+
+def _roles_text(
+    captures: tuple[str, ...], ruleset: Ruleset, inv: Inventory | None, fmt: str, out: Output | None
+) -> Traffic:
     traffic = read_traffic(captures)
     for err in traffic.errors:
-        click.echo(f"pcap-audit: {err.one_line()}", err=True)
+        warn(err.one_line())
     assert traffic.flows is not None
     roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
     if fmt == "json":
@@ -81,13 +93,12 @@ def command(
         for h in roles.hosts:
             ev = h.evidence[0] if h.evidence else ""
             lines.append(
-                f"{h.ip:<40} {'+'.join(h.roles):<32} {h.source:<9} {h.confidence:.2f}  {ev}"
+                f"{printable(h.ip):<40} {'+'.join(h.roles):<32} {h.source:<9} "
+                f"{h.confidence:.2f}  {printable(ev)}"
             )
         text = "\n".join(lines) + "\n"
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+    if out is not None:
+        out.write_text(text)
     else:
         emit(text)
-    if traffic.errors:
-        sys.exit(int(ExitCode.CAPTURE))
+    return traffic

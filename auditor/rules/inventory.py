@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, TextIO
 import pyarrow as pa
 
 from auditor.errors import InventoryError
+from auditor.escape import printable
 from auditor.rules.model import Ruleset
 from auditor.rules.names import name_pattern_problem, normalise_name
 from auditor.rules.yamlmarks import (
@@ -410,7 +411,7 @@ def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
 
 
 def _comment_lines(text: str, indent: str) -> list[str]:
-    return [f"{indent}# {line}".rstrip() for line in text.splitlines() or [""]]
+    return [f"{indent}# {printable(line)}".rstrip() for line in text.splitlines() or [""]]
 
 
 def dump_inventory(
@@ -448,7 +449,7 @@ def dump_inventory(
         for entry in entries:
             line = f"    - {json.dumps(entry)}"
             if (role, entry) in entry_comments:
-                line += "  # " + " ".join(entry_comments[(role, entry)].split())
+                line += "  # " + printable(" ".join(entry_comments[(role, entry)].split()))
             out.append(line)
     if isinstance(ruleset, Ruleset):
         missing = [r for r in ruleset.roles if r.id not in mapping]
