@@ -9,8 +9,10 @@ that a CSV viewer would run. :func:`printable` shows control and invisible forma
 characters as ``\\xNN`` / ``\\uNNNN`` escapes and, for a spreadsheet cell, puts a ``'`` in
 front of text that a spreadsheet would take for a formula. Used by the audit's renderers
 (:mod:`auditor.report`), the flow table and CSV, ``roles``, ``rulesets show``, inventory
-comments and every diagnostic line on stderr. JSON and Parquet carry the values as data,
-unchanged (JSON escapes the C0 controls itself).
+comments and every diagnostic line on stderr. JSON carries the values as data, unchanged,
+but :func:`json_text` writes the characters a terminal would act on as ``\\uNNNN`` escapes
+(the json module escapes only C0), so ``pcap-audit flows --format json`` on a terminal is
+as harmless as the table and a JSON parser reads back the same string. Parquet is binary.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ _UNSAFE_WITH_NEWLINES = re.compile(
 #: What a spreadsheet takes for the start of a formula (OWASP "CSV injection"); tab and
 #: carriage return are escaped before this test, so they cannot lead a cell any more.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal or a text viewer acts on.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -46,3 +52,10 @@ def printable(value: object, *, keep_newlines: bool = False, spreadsheet: bool =
     if spreadsheet and text.startswith(FORMULA_START):
         return "'" + text
     return text
+
+
+def json_text(text: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with DEL, C1 and the bidi /
+    invisible format characters as ``\\uNNNN`` escapes: the same JSON value, nothing a
+    terminal acts on. (Such characters can only occur inside JSON strings.)"""
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)

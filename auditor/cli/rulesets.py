@@ -14,7 +14,7 @@ import click
 
 from auditor.cli.common import handle_errors
 from auditor.errors import ExitCode
-from auditor.escape import printable
+from auditor.escape import json_text, printable
 from auditor.rules import Ruleset, builtin_rulesets, check_ruleset, load_ruleset
 from auditor.rules.yamlmarks import display_path
 
@@ -113,7 +113,7 @@ def list_command(fmt: str) -> None:
             }
             for rs in rulesets
         ]
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(doc, indent=2, ensure_ascii=False)))
         return
     rows = [(rs.name, str(len(rs.roles)), str(len(rs.flows)), rs.title) for rs in rulesets]
     click.echo("\n".join(_table(("NAME", "ROLES", "FLOWS", "TITLE"), rows)))
@@ -135,7 +135,7 @@ def show_command(ruleset: str, fmt: str) -> None:
     """
     rs = load_ruleset(ruleset)
     if fmt == "json":
-        click.echo(json.dumps(rs.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(rs.to_json(), indent=2, ensure_ascii=False)))
     else:
         click.echo(_show_text(rs))
 
