@@ -8,6 +8,7 @@ import click
 
 from auditor.cli.common import (
     captures_argument,
+    duckdb_options,
     emit,
     handle_errors,
     inventory_option,
@@ -27,6 +28,7 @@ from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
 @inventory_option("Roles -> hosts (YAML). Without it, roles are inferred from the traffic.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@duckdb_options
 @click.option(
     "--fail-on",
     type=click.Choice([*SEVERITIES, "never"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -39,14 +40,22 @@ def warn(message: str) -> None:
 def resource_problem(exc: BaseException) -> str | None:
     """What to change, when ``exc`` is the machine running out of memory or disk."""
     name = type(exc).__name__
-    text = " ".join(str(exc).split())
-    if isinstance(exc, MemoryError) or name == "OutOfMemoryException":
+    text = " ".join(str(exc).split()).split(" Possible solutions")[0][:160]
+    if name == "OutOfMemoryException":  # DuckDB's
+        from auditor import duck
+
+        limit, chosen = duck.memory_limit()
+        change = (
+            f"raise --memory-limit (now {limit})"
+            if chosen
+            else "set --memory-limit below the memory this process may use, so that DuckDB "
+            "spills to --temp-dir instead"
+        )
+        return f"DuckDB ran out of memory ({text}): {change}, use fewer --threads, or audit fewer captures at once"
+    if isinstance(exc, MemoryError):
         return (
-            "out of memory"
-            + (f" ({text[:200]})" if text else "")
-            + "; give DuckDB less with --memory-limit (it spills to --temp-dir), "
-            "use fewer --threads, audit fewer captures at once, or raise the process's "
-            "memory limit (ulimit -v)"
+            f"out of memory ({name}{': ' + text if text else ''}): audit fewer captures at "
+            "once, free memory, or raise the process's memory limit (ulimit -v)"
         )
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {exc.filename}" if exc.filename else ""
@@ -125,6 +134,55 @@ ruleset_option = click.option(
     metavar="NAME|PATH",
     help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
 )
+
+
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
+
+
+def _duck_settings(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Collect --memory-limit/--threads/--temp-dir and hand them to auditor.duck."""
+    from auditor import duck
+
+    if param.name == "memory_limit" and value is not None and not _MEMORY.match(value):
+        raise click.BadParameter(f"{value!r}: expected a size such as 512MB, 2GB or 1.5GiB")
+    settings = ctx.meta.setdefault("duck", {})
+    if value is not None:
+        settings[param.name] = value
+    duck.configure(duck.Settings(**settings))
+    return value
+
+
+def duckdb_options(func: F) -> F:
+    """--memory-limit, --threads, --temp-dir: the audit's SQL engine (DuckDB) settings."""
+    for option in reversed(
+        (
+            click.option(
+                "--memory-limit",
+                metavar="SIZE",
+                callback=_duck_settings,
+                expose_value=False,
+                help="Memory DuckDB may use before it spills to --temp-dir (512MB, 2GB). "
+                "Default: a quarter of the process's address-space limit (ulimit -v), "
+                "else DuckDB's 80% of RAM.",
+            ),
+            click.option(
+                "--threads",
+                type=click.IntRange(1, 256),
+                callback=_duck_settings,
+                expose_value=False,
+                help="Threads DuckDB may use (default 1: results in a fixed order).",
+            ),
+            click.option(
+                "--temp-dir",
+                type=click.Path(file_okay=False),
+                callback=_duck_settings,
+                expose_value=False,
+                help="Where DuckDB spills when over --memory-limit (default: .tmp here).",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
 
 
 def inventory_option(help_text: str) -> Callable[[F], F]:

@@ -14,6 +14,7 @@ replace the device node. Nothing here imports click.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from auditor.errors import AuditorError, ExitCode
+from auditor.errors import AuditorError, ExitCode, ResourceError
 from auditor.traffic import CAPTURE_SUFFIXES
 
 
@@ -94,7 +95,10 @@ class Output:
         return self._fh
 
     def write_text(self, text: str) -> None:
-        self.stream.write(text.encode("utf-8"))
+        try:
+            self.stream.write(text.encode("utf-8"))
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
 
     def commit(self) -> None:
         """Put the complete result in place (keeping an existing file's permissions)."""
@@ -113,7 +117,7 @@ class Output:
                 self._tmp = None
         except OSError as exc:
             self.discard()
-            raise OutputError(str(self.path), f"cannot write: {exc.strerror or exc}") from None
+            raise _write_error(self.path, exc) from None
 
     def discard(self) -> None:
         """Drop what was written; the target stays as it was."""
@@ -125,6 +129,15 @@ class Output:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             self._tmp = None
+
+
+def _write_error(path: Path, exc: OSError) -> AuditorError:
+    """A failed write: a full disk is a resource problem (exit RESOURCE), else USAGE."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(
+            str(path), "no space left on the device; free space or write elsewhere"
+        )
+    return OutputError(str(path), f"cannot write: {exc.strerror or exc}")
 
 
 def _mode_for(path: Path) -> int:

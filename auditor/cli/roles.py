@@ -10,6 +10,7 @@ import click
 
 from auditor.cli.common import (
     captures_argument,
+    duckdb_options,
     emit,
     handle_errors,
     inventory_option,
@@ -38,6 +39,7 @@ from auditor.traffic import Traffic, read_traffic
     help="'inventory' writes an inventory YAML file to correct and reuse.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@duckdb_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
