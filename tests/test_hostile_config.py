@@ -52,8 +52,14 @@ HOSTILE_RULESETS = {
         _laughs(top="name: x\n") + "flows: [*l9]\n",
         "bomb_as_value.yaml:6: l4[0]: aliases expand to more than",
     ),
-    "deep_flow.yaml": ("[" * 10_000 + "]" * 10_000, "deep_flow.yaml:1: not valid YAML: exceeded"),
-    "deep_block.yaml": ("- " * 10_000 + "x\n", "deep_block.yaml:1: not valid YAML: exceeded"),
+    "deep_flow.yaml": (
+        "[" * 10_000 + "]" * 10_000,
+        f"deep_flow.yaml:1: nested more than {MAX_DEPTH} levels deep; refused",
+    ),
+    "deep_block.yaml": (
+        "- " * 10_000 + "x\n",
+        f"deep_block.yaml:1: nested more than {MAX_DEPTH} levels deep; refused",
+    ),
     "deep_nested.yaml": ("- " * 500 + "x\n", f"nested more than {MAX_DEPTH} levels"),
     "deep_mapping.yaml": (
         "".join(" " * i + f"k{i}:\n" for i in range(200)),

@@ -241,7 +241,11 @@ def parse_yaml(text: str, *, strings: bool = False) -> Located:
             root = yaml.compose(text, Loader=_StringsLoader if strings else _LOADER)
         except yaml.MarkedYAMLError as exc:
             if "nesting depth" in str(exc.problem):  # libyaml stops at 1,000 levels
-                raise _marked_problem(exc) from None
+                mark = exc.problem_mark
+                raise YamlProblem(
+                    mark.line + 1 if mark else None,
+                    f"nested more than {MAX_DEPTH} levels deep; refused",
+                ) from None
             # the pure-Python parser words its errors better; errors are rare, so re-parse
             root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
