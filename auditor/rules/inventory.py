@@ -167,6 +167,7 @@ class Inventory:
         self._prefixes: dict[tuple[int, int], dict[int, set[str]]] = {}
         self._names: dict[str, set[str]] = {}
         self._wildcards: dict[str, set[str]] = {}  # suffix without "*." -> roles
+        prefixes = self._prefixes
         for role, entries in roles.items():
             kept: dict[str, None] = {}
             for entry in entries:
@@ -177,8 +178,15 @@ class Inventory:
                 kept[canon] = None
                 self._kinds[canon] = kind
                 if kind == "address" or kind == "network":
-                    table = self._prefixes.setdefault((parsed.version, parsed.prefixlen), {})
-                    table.setdefault(parsed.bits, set()).add(role)
+                    key = (parsed.version, parsed.prefixlen)
+                    table = prefixes.get(key)
+                    if table is None:
+                        table = prefixes[key] = {}
+                    holders = table.get(parsed.bits)
+                    if holders is None:
+                        table[parsed.bits] = {role}
+                    else:
+                        holders.add(role)
                 elif kind == "name":
                     self._names.setdefault(canon, set()).add(role)
                 else:
@@ -369,19 +377,20 @@ def _parse_yaml(text: str, shown: str, rs: Ruleset) -> tuple[dict[str, list[str]
             raise fail(kp, f"{ENTRY_EXPECTED}, or a list of them; got a mapping")
         out: list[str] = []
         for i, entry in enumerate(items):
-            ekp = (*kp, i) if isinstance(entries, list) else kp
             if not isinstance(entry, str):
-                raise fail(
-                    ekp,
-                    f"{ENTRY_EXPECTED}; got a {'list' if isinstance(entry, list) else 'mapping'}",
-                )
+                kind = "list" if isinstance(entry, list) else "mapping"
+                raise fail(_entry_kp(kp, i, entries), f"{ENTRY_EXPECTED}; got a {kind}")
             try:
                 parse_entry(entry)
             except ValueError as exc:
-                raise fail(ekp, f"{ENTRY_EXPECTED}; {exc}") from None
+                raise fail(_entry_kp(kp, i, entries), f"{ENTRY_EXPECTED}; {exc}") from None
             out.append(entry.strip())
         mapping[role] = out
     return mapping, str(data.get("description") or "")
+
+
+def _entry_kp(kp: KeyPath, i: int, entries: object) -> KeyPath:
+    return (*kp, i) if isinstance(entries, list) else kp
 
 
 def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
