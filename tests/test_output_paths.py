@@ -127,6 +127,18 @@ def test_report_replaces_the_old_one_keeping_its_mode(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temp left
 
 
+def test_a_link_is_followed_not_replaced(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    real = tmp_path / "reports" / "night.json"
+    real.write_text("old\n")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    code, _, err = _run([str(SAMPLE), "-r", "applayering", "--format", "json", "-o", str(link)])
+    assert code == ExitCode.FINDINGS, err
+    assert link.is_symlink()
+    assert real.read_text().startswith("{")
+
+
 def test_devices_are_written_in_place() -> None:
     code, _, err = _run([str(SAMPLE), "-r", "applayering", "-o", os.devnull])
     assert code == ExitCode.FINDINGS, err

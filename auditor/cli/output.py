@@ -60,7 +60,8 @@ class Output:
     """Where a command's result goes: a file given with ``-o`` (see the module docstring)."""
 
     def __init__(self, path: str | Path, inputs: Iterable[str | Path | None] = ()) -> None:
-        self.path = Path(path)
+        # through a symbolic link: replace the file it points to, not the link
+        self.path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
         shown = str(path)
         self._tmp: Path | None = None
         self._fh: IO[bytes] | None = None

@@ -57,12 +57,12 @@ def command(
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     with output_file(output, [*captures, ruleset.path, inventory]) as out:
-        traffic = _roles_text(captures, ruleset, inv, fmt, out)
+        traffic = _roles_report(captures, ruleset, inv, fmt, out)
     if traffic.errors:
         sys.exit(int(ExitCode.CAPTURE))
 
 
-def _roles_text(
+def _roles_report(
     captures: tuple[str, ...], ruleset: Ruleset, inv: Inventory | None, fmt: str, out: Output | None
 ) -> Traffic:
     traffic = read_traffic(captures)
