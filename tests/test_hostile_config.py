@@ -152,7 +152,7 @@ def test_alias_bomb_in_bounded_memory_and_time(kind: str, tmp_path: Path) -> Non
     assert res.returncode == 0, res.stderr[-2000:]
     code, seconds, message = res.stdout.split(" ", 2)
     assert int(code) == ExitCode.USAGE
-    assert float(seconds) < 1.0
+    assert float(seconds) < 10  # generous: measured ~0.05 s; unbounded, it ran for minutes
     assert "aliases expand to more than" in message
 
 
