@@ -166,7 +166,7 @@ def output_file(
     out = Output(path, inputs)
     try:
         yield out
+        out.commit()
     except BaseException:  # an error, sys.exit, an interrupt: the target stays as it was
         out.discard()
         raise
-    out.commit()
