@@ -326,6 +326,7 @@ def load_inventory(path: str | Path, ruleset: Ruleset | str | Path) -> Inventory
     else:
         mapping, description = _parse_yaml(text, shown, rs)
     inv = Inventory(rs.name, mapping, _implies_of(rs), p, description)
+    parse_entry.cache_clear()  # it served validation and the index; don't keep 100k entries
     return inv
 
 
