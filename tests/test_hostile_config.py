@@ -122,6 +122,13 @@ def test_alias_bound_is_on_expansion_not_on_size(tmp_path: Path) -> None:
         load_ruleset(tmp_path / "over.yaml")
 
 
+def test_one_long_text_repeated_by_aliases_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long.yaml"
+    path.write_text("t: &t " + "x" * 200_000 + "\nrepeat: [" + ", ".join(["*t"] * 10) + "]\n")
+    with pytest.raises(RulesetError, match="aliases expand to more than 1,000,000 characters"):
+        load_ruleset(path)
+
+
 BOMB_CHILD = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))

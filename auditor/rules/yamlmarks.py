@@ -10,8 +10,8 @@ PyYAML exception.
 The files may come from someone else, so reading them is bounded: only regular files (not
 ``/dev/zero``, a FIFO or a directory), at most :data:`MAX_BYTES`, at most
 :data:`MAX_DEPTH` levels of nesting, and aliases may expand to at most
-:data:`MAX_ALIAS_NODES` values in all (a "billion laughs" file of a few hundred bytes would
-otherwise expand to billions). The composed node tree shares an aliased node, so composing
+:data:`MAX_ALIAS_NODES` values and :data:`MAX_ALIAS_CHARS` characters in all (a "billion
+laughs" file of a few hundred bytes would otherwise expand to billions). The composed node tree shares an aliased node, so composing
 is linear in the file; the expansion happens in :func:`_build`, which counts it.
 """
 
@@ -33,8 +33,10 @@ KeyPath = tuple[Key, ...]
 MAX_BYTES = 16 * 1024 * 1024
 #: Deepest nesting of mappings and lists (the formats need 5).
 MAX_DEPTH = 64
-#: Most values that aliases (``*name``) may add to the document in all.
+#: Most values that aliases (``*name``) may add to the document in all, and most
+#: characters of text they may repeat (one long text repeated by 10,000 aliases is as bad).
 MAX_ALIAS_NODES = 10_000
+MAX_ALIAS_CHARS = 1_000_000
 #: Longest excerpt of a file's content quoted in a message.
 EXCERPT_CHARS = 60
 
@@ -141,6 +143,7 @@ class _Budget:
         self.built: set[int] = set()
         self.alias_depth = 0
         self.alias_nodes = 0
+        self.alias_chars = 0
         self.alias_at: tuple[KeyPath, int | None] = ((), None)
 
 
@@ -158,7 +161,7 @@ def _build(
             node.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep; refused"
         )
     alias = False
-    if not budget.alias_depth and isinstance(node, MappingNode | SequenceNode):
+    if not budget.alias_depth:
         if id(node) in budget.built:
             alias = True
             budget.alias_depth += 1
@@ -168,14 +171,21 @@ def _build(
             budget.built.add(id(node))
     if budget.alias_depth:
         budget.alias_nodes += 1
-        if budget.alias_nodes > MAX_ALIAS_NODES:
+        if isinstance(node, ScalarNode):
+            budget.alias_chars += len(node.value)
+        if budget.alias_nodes > MAX_ALIAS_NODES or budget.alias_chars > MAX_ALIAS_CHARS:
             if alias:
                 budget.alias_depth -= 1
             where, line = budget.alias_at
+            what = (
+                f"{MAX_ALIAS_NODES:,} values"
+                if budget.alias_nodes > MAX_ALIAS_NODES
+                else f"{MAX_ALIAS_CHARS:,} characters"
+            )
             raise YamlProblem(
                 line,
-                f"{keypath_text(where)}: aliases expand to more than {MAX_ALIAS_NODES:,} "
-                "values; refused (write the values out, or use fewer aliases)",
+                f"{keypath_text(where)}: aliases expand to more than {what}; refused "
+                "(write the values out, or use fewer aliases)",
             )
     lines.setdefault(kp, node.start_mark.line + 1)
     try:
