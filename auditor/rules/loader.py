@@ -35,6 +35,7 @@ from auditor.rules.model import (
 )
 from auditor.rules.names import name_pattern_problem
 from auditor.rules.yamlmarks import (
+    MAX_RULESET_BYTES,
     KeyPath,
     Located,
     Problem,
@@ -138,7 +139,7 @@ def check_ruleset(name_or_path: str | Path) -> CheckResult:
     path = resolve_ruleset(name_or_path)
     shown = display_path(path)
     try:
-        located = read_yaml(path)
+        located = read_yaml(path, limit=MAX_RULESET_BYTES)
     except YamlProblem as exc:
         return CheckResult(path, None, [Problem(shown, exc.line, "", exc.message)])
     parser = _Parser(shown, located)

@@ -29,8 +29,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 Key = str | int
 KeyPath = tuple[Key, ...]
 
-#: Largest ruleset or inventory read (a 100,000-entry inventory is about 2 MB).
+#: Largest inventory read (a 100,000-entry inventory is about 2 MB) ...
 MAX_BYTES = 16 * 1024 * 1024
+#: ... and largest ruleset (the largest built-in is 52 kB; 4 MiB is some 25,000 rules).
+MAX_RULESET_BYTES = 4 * 1024 * 1024
 #: Deepest nesting of mappings and lists (the formats need 5).
 MAX_DEPTH = 64
 #: Most values that aliases (``*name``) may add to the document in all, and most
@@ -329,5 +331,5 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_yaml(path: Path, *, strings: bool = False) -> Located:
-    return parse_yaml(read_text(path), strings=strings)
+def read_yaml(path: Path, *, strings: bool = False, limit: int = MAX_BYTES) -> Located:
+    return parse_yaml(read_text(path, limit), strings=strings)
