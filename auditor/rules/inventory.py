@@ -34,6 +34,7 @@ from auditor.rules.yamlmarks import (
     display_path,
     excerpt,
     keypath_text,
+    listing,
     parse_yaml,
     read_text,
 )
@@ -296,7 +297,7 @@ def _implies_of(ruleset: Ruleset) -> dict[str, frozenset[str]]:
 def _unknown_role(role: str, ruleset: Ruleset) -> str:
     return (
         f"roles.{excerpt(role)}: unknown role '{excerpt(role)}' for ruleset '{ruleset.name}'; "
-        f"known roles: {', '.join(ruleset.role_ids)}"
+        f"known roles: {listing(ruleset.role_ids)}"
     )
 
 

@@ -551,7 +551,15 @@ class _Parser:
                         flow_keys.append(i)
         if name is None or title is None:
             return None, [], []
-        roles = [replace(r, hints=_derived_hints(r, flows)) for r in roles]
+        serving: dict[str, list[Rule]] = {}
+        connecting: dict[str, list[Rule]] = {}
+        for rule in flows:
+            serving.setdefault(rule.to_role, []).append(rule)
+            connecting.setdefault(rule.from_role, []).append(rule)
+        roles = [
+            replace(r, hints=_derived_hints(r, serving.get(r.id, []), connecting.get(r.id, [])))
+            for r in roles
+        ]
         ruleset = Ruleset(
             name=name,
             title=" ".join(title.split()),
@@ -576,13 +584,11 @@ def _merge(spans: list[tuple[str, int, int]]) -> tuple[tuple[str, int, int], ...
     return tuple(out)
 
 
-def _derived_hints(role: Role, flows: list[Rule]) -> Hints:
-    """Ports the role serves / connects to, from the rules; "any port" (1-65535) says
-    nothing about a role and is left out."""
+def _derived_hints(role: Role, serving: list[Rule], connecting: list[Rule]) -> Hints:
+    """Ports the role serves / connects to, from the rules (those to it, those from it);
+    "any port" (1-65535) says nothing about a role and is left out."""
 
     def spans(rules: list[Rule]) -> list[tuple[str, int, int]]:
         return [(r.proto, lo, hi) for r in rules for lo, hi in r.spans() if (lo, hi) != (1, 65535)]
 
-    serves = spans([r for r in flows if r.to_role == role.id])
-    connects = spans([r for r in flows if r.from_role == role.id])
-    return replace(role.hints, serves=_merge(serves), connects=_merge(connects))
+    return replace(role.hints, serves=_merge(spans(serving)), connects=_merge(spans(connecting)))

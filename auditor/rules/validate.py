@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from auditor.rules.model import Rule, Ruleset
-from auditor.rules.yamlmarks import KeyPath, Located, Problem, keypath_text
+from auditor.rules.yamlmarks import KeyPath, Located, Problem, keypath_text, listing
 
 
 def _overlap(a: Rule, b: Rule) -> tuple[int, int] | None:
@@ -140,8 +140,8 @@ def validate(
     def flow_line(i: int) -> int | None:
         return located.line(("flows", flow_keys[i]))
 
-    role_ids = ruleset.role_ids
-    known = ", ".join(role_ids)
+    role_ids = set(ruleset.role_ids)
+    known = listing(ruleset.role_ids)
     seen_roles: dict[str, int] = {}
     for i, role in enumerate(ruleset.roles):
         kp: KeyPath = ("roles", role_keys[i])
@@ -235,9 +235,9 @@ def validate(
             )
 
     used = {r.from_role for r in flows} | {r.to_role for r in flows}
+    implied_ids = {i for r in ruleset.roles for i in r.implies}
     for role in ruleset.roles if complete else ():
-        implied_by = any(role.id in r.implies for r in ruleset.roles)
-        if role.id not in used and not implied_by:
+        if role.id not in used and role.id not in implied_ids:
             i = seen_roles.get(role.id, 0)
             report(
                 ("roles", role_keys[i], "id") if role_keys else ("roles",),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,14 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """``text`` cut to ``limit`` characters (with ``...`` when cut): messages quote the
     input, never a whole file."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def listing(items: Sequence[str], limit: int = 40) -> str:
+    """``a, b, c`` -- or the first ``limit`` and how many in all: a message lists the known
+    roles of a ruleset, which someone else may have made with thousands."""
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... ({len(items):,} in all)"
 
 
 def keypath_text(kp: KeyPath) -> str:
