@@ -290,8 +290,9 @@ def test_contradictions_listed_are_bounded(tmp_path: Path) -> None:
 
 def test_thousands_of_roles(tmp_path: Path) -> None:
     """Each role's derived hints scanned every rule, and each check scanned every role:
-    4,000 roles and rules took 3.6 s, 20,000 (inside the size bound) minutes."""
-    n = 6000
+    4,000 roles and rules took 3.6 s, 20,000 (inside the size bound) minutes. The bound here
+    is generous; what this checks is the result."""
+    n = 3000
     head = (ROOT / "rulesets" / "uforge.yaml").read_text().split("\nroles:", 1)[0]
     roles = "".join(f"  - id: r{i}\n    description: d\n" for i in range(n))
     flows = "".join(
@@ -313,7 +314,7 @@ def test_thousands_of_roles(tmp_path: Path) -> None:
     )
     started = time.process_time()
     result = check_ruleset(path)
-    assert time.process_time() - started < 30  # generous: measured about 1.5 s
+    assert time.process_time() - started < 30  # measured about 0.7 s
     (error,) = result.errors
     assert error.message.startswith("unknown role 'nobody_r1'; known roles: r0, r1, r2")
     assert error.message.endswith(f"... ({n:,} in all)")
