@@ -320,3 +320,11 @@ def test_thousands_of_roles(tmp_path: Path) -> None:
     assert error.message.endswith(f"... ({n:,} in all)")
     assert result.ruleset is not None
     assert result.ruleset.role("r1").hints.serves == (("tcp", 1, 1),)
+
+
+def test_csv_inventory_with_a_huge_field(tmp_path: Path) -> None:
+    path = tmp_path / "inv.csv"
+    path.write_text("role,entry\nagent," + "x" * 200_000 + "\n")
+    code, _, err = _run([SAMPLE, "-r", "applayering", "-i", str(path)])
+    assert code == ExitCode.USAGE
+    assert "inv.csv:2: not a CSV row: field larger than field limit" in _one_line(err)

@@ -401,7 +401,10 @@ def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        row = [c.strip() for c in next(csv.reader([line]))]
+        try:
+            row = [c.strip() for c in next(csv.reader([line]))]
+        except csv.Error as exc:  # e.g. a field beyond the csv module's 128 kB limit
+            raise InventoryError(shown, f"not a CSV row: {exc}", str(lineno)) from None
         if [c.lower() for c in row[:2]] == ["role", "entry"]:
             continue
         if len(row) < 2 or len(row) > 3 or not row[0] or not row[1]:
