@@ -328,3 +328,14 @@ def test_csv_inventory_with_a_huge_field(tmp_path: Path) -> None:
     code, _, err = _run([SAMPLE, "-r", "applayering", "-i", str(path)])
     assert code == ExitCode.USAGE
     assert "inv.csv:2: not a CSV row: field larger than field limit" in _one_line(err)
+
+
+@pytest.mark.parametrize(
+    "text", ["name: x\nports: " + "9" * 5000 + "\n", "name: x\ntitle: 2001-02-30\n"]
+)
+def test_values_python_will_not_make(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    code, _, err = _run(["rulesets", "validate", str(path)])
+    assert code == ExitCode.USAGE
+    assert "odd.yaml:2: " in err and "unreadable value" in err

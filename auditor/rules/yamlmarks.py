@@ -228,7 +228,7 @@ def _build_node(
                     f"{keypath_text(kp)}: expected a plain key, got a "
                     f"{'list' if isinstance(key_node, SequenceNode) else 'mapping'}",
                 )
-            key = _constructor.construct_object(key_node)
+            key = _construct(key_node, kp)
             if not isinstance(key, str):
                 key = str(key) if key is not None else "null"
             if key in out:
@@ -249,7 +249,18 @@ def _build_node(
         # The scalar as written: YAML 1.1 would turn an IPv6 address such as 2001:0:0:1
         # into a base-60 integer.
         return None if node.tag == "tag:yaml.org,2002:null" else str(node.value)
-    return _constructor.construct_object(node)
+    return _construct(node, kp)
+
+
+def _construct(node: Node, kp: KeyPath) -> Any:
+    """A scalar's value; a value Python will not make (an integer of 5,000 digits, a date
+    that does not exist) is a problem at its line, not a crash."""
+    try:
+        return _constructor.construct_object(node)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise YamlProblem(
+            node.start_mark.line + 1, f"{keypath_text(kp)}: unreadable value ({excerpt(str(exc))})"
+        ) from None
 
 
 def parse_yaml(text: str, *, strings: bool = False) -> Located:
