@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check fmt lint types bench samples clean
+.PHONY: install demo test check fmt lint types bench samples wheel clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard auditor/*.c auditor/capture/*.c auditor/capture/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,5 +41,8 @@ bench: $(STAMP)
 samples: $(STAMP)
 	$(BIN)/python samples/make_samples.py
 
+wheel: $(STAMP)  # dist/pcap_audit-*.whl: extensions and built-in rulesets included
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info auditor/capture/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info auditor/capture/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,6 @@ The library API (no click needed):
     >>> result.document["summary"]
 """
 
-import os
-
-# numpy's OpenBLAS starts worker threads that spin; nothing here does linear algebra.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "audit", "load_inventory", "load_ruleset", "read_flows", "read_packets"]

@@ -8,6 +8,13 @@ query reads and aggregates its rows in one fixed order, so what depends on that 
 ties of an ordered aggregate, which 100 of a scan's community ids are kept) is the same from
 run to run.
 
+Its memory limit, thread count and spill directory are the user's (``--memory-limit``,
+``--threads``, ``--temp-dir``; :func:`configure` before the first query). Without
+``--memory-limit`` DuckDB would take 80 % of the machine's RAM as its limit, whatever
+limit the process runs under (``ulimit -v``, a container): then its first large allocation
+fails instead of spilling. So under an address-space limit the default is a quarter of
+it, and DuckDB spills to disk beyond that.
+
 ``duckdb`` itself is imported here and only here, on first use: its import costs ~0.1 s,
 which the commands that run no SQL (flows, rulesets, --help) do not pay. (Importing it in
 a thread while the captures are read was tried: no gain measured, on plain or gzip'd
@@ -16,7 +23,9 @@ captures, since the import needs the GIL the flow table holds.)
 
 from __future__ import annotations
 
+import resource
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,13 +35,64 @@ _lock = threading.Lock()
 _db: duckdb.DuckDBPyConnection | None = None
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How the process's DuckDB database is set up (see the module docstring)."""
+
+    memory_limit: str | None = None  # DuckDB's syntax: "2GB", "512MiB"; None: see default
+    threads: int = 1
+    temp_dir: str | None = None  # where DuckDB spills; None: DuckDB's own (.tmp)
+
+
+_settings = Settings()
+
+
+def configure(settings: Settings) -> None:
+    """Set up the database before its first use (the CLI's --memory-limit, --threads,
+    --temp-dir); a database already open is changed in place."""
+    global _settings
+    with _lock:
+        _settings = settings
+        if _db is not None:
+            config = _config(settings)
+            for key in ("threads", "memory_limit", "temp_directory"):
+                if key in config:
+                    value = config[key].replace("'", "''")
+                    _db.execute(f"SET {key} = '{value}'")
+                else:
+                    _db.execute(f"RESET {key}")
+
+
+def memory_limit() -> tuple[str | None, bool]:
+    """(the memory limit DuckDB gets or None for DuckDB's default, whether the user set it)."""
+    return _settings.memory_limit or _default_memory_limit(), _settings.memory_limit is not None
+
+
+def _config(settings: Settings) -> dict[str, str]:
+    config = {"threads": str(settings.threads)}
+    limit = settings.memory_limit or _default_memory_limit()
+    if limit:
+        config["memory_limit"] = limit
+    if settings.temp_dir:
+        config["temp_directory"] = settings.temp_dir
+    return config
+
+
+def _default_memory_limit() -> str | None:
+    """A quarter of the process's address-space limit, if it has one."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    return f"{max(soft // 4 // (1 << 20), 64)}MiB"
+
+
 def _database() -> duckdb.DuckDBPyConnection:
     global _db
     with _lock:
         if _db is None:
             import duckdb
 
-            _db = duckdb.connect(config={"threads": 1})
+            _db = duckdb.connect(config=_config(_settings))  # type: ignore[arg-type]
         return _db
 
 

@@ -60,6 +60,12 @@ class CaptureError(AuditorError):
     exit_code = ExitCode.CAPTURE
 
 
+class ResourceError(AuditorError):
+    """Out of memory or disk space, with what the user can change."""
+
+    exit_code = ExitCode.RESOURCE
+
+
 class RulesetError(AuditorError):
     """A ruleset that does not parse or validate, or an unknown ruleset name."""
 

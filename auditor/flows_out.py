@@ -2,7 +2,9 @@
 
 JSON contract (README, "pcap-audit flows"): ``{"captures": [...], "flows": [...]}`` with
 timestamps in ISO 8601 UTC and IPv6 in compressed form. The internal byte columns
-(``*_ip_bytes``) never leave the process.
+(``*_ip_bytes``) never leave the process. The table and the CSV show what came off the wire
+(HTTP Host, SNI, banners, DNS answers) through :func:`auditor.escape.printable`: escaped
+control characters, and no cell a spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
+from auditor.escape import printable
 from auditor.report.json_ import render as json_text
 from auditor.traffic import Traffic, iso
 
@@ -68,8 +71,16 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
+        w.writerow({k: _csv_cell(v) for k, v in r.items()})
     return buf.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        value = ";".join(map(str, value))
+    if isinstance(value, str):
+        return printable(value, keep_newlines=True, spreadsheet=True)
+    return value
 
 
 def _endpoint(ip: str, port: Any) -> str:
@@ -78,24 +89,23 @@ def _endpoint(ip: str, port: Any) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = ("first_seen", "proto", "src", "dst", "state", "pkts", "bytes", "app", "detail")
-    lines = []
+    lines: list[tuple[str, ...]] = []
     for r in rows:
         detail = r.get("sni") or r.get("http_host") or r.get("ssh_banner") or ""
         if r.get("tls_version"):
             detail = f"{r['tls_version']} {detail}".strip()
-        lines.append(
-            (
-                (r["first_seen"] or "")[:19].replace("T", " "),
-                r["proto"],
-                _endpoint(r["src_ip"], r["src_port"]),
-                _endpoint(r["dst_ip"], r["dst_port"]),
-                r.get("state") or "",
-                str(r["packets_fwd"] + r["packets_rev"]),
-                str(r["bytes_fwd"] + r["bytes_rev"]),
-                r.get("app") or "",
-                str(detail)[:40],
-            )
+        cells = (
+            (r["first_seen"] or "")[:19].replace("T", " "),
+            r["proto"],
+            _endpoint(r["src_ip"], r["src_port"]),
+            _endpoint(r["dst_ip"], r["dst_port"]),
+            r.get("state") or "",
+            str(r["packets_fwd"] + r["packets_rev"]),
+            str(r["bytes_fwd"] + r["bytes_rev"]),
+            r.get("app") or "",
+            str(detail)[:40],
         )
+        lines.append(tuple(printable(cell) for cell in cells))
     widths = [max([len(h)] + [len(x[i]) for x in lines]) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     out = [fmt.format(*head).rstrip()] + [fmt.format(*x).rstrip() for x in lines]

@@ -24,17 +24,16 @@ Python only ranks the few candidate roles per host.
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import socket
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from auditor import duck
-from auditor.rules import Inventory, Rule, Ruleset, classify_entry, rules_table
+from auditor.rules import Inventory, Rule, Ruleset, rules_table
 
 if TYPE_CHECKING:
     import duckdb
@@ -136,32 +135,6 @@ def hosts_in(flows: pa.Table) -> list[str]:
     return sorted(ips)
 
 
-def _may_hold_roles(inventory: Inventory) -> Callable[[str], bool]:
-    """A quick test that rules out an address no inventory address or network contains,
-    before Inventory.roles_for_ip parses it (a capture can show tens of thousands): a
-    plain IPv4 address can be in an IPv4 network only if it starts with the network's
-    leading whole octets. Anything else is left to roles_for_ip."""
-    prefixes = []
-    for role in inventory.roles:
-        for entry in inventory.entries(role):
-            kind, canon = classify_entry(entry)
-            if kind not in ("address", "network"):
-                continue
-            net = ipaddress.ip_network(canon)
-            if net.version == 4:
-                whole = net.prefixlen // 8
-                octets = str(net.network_address).split(".")[:whole]
-                prefixes.append(".".join(octets) + ("." if 0 < whole < 4 else ""))
-    starts = tuple(prefixes)
-
-    def may_hold(ip: str) -> bool:
-        if ":" in ip or not ip[:1].isdigit() or ip != ip.strip():
-            return True  # not a plain IPv4 address
-        return ip.startswith(starts)
-
-    return may_hold
-
-
 def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRoles]:
     """Roles of every address in the traffic that the inventory places (by address or name),
     and of the inventory's single addresses that the capture never shows (they still make
@@ -169,16 +142,7 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
     names = observed_names(flows)
     out = []
     seen_ips = hosts_in(flows)
-    unseen = sorted(
-        {
-            canon
-            for role in inventory.to_mapping()
-            for entry in inventory.entries(role)
-            for kind, canon in [classify_entry(entry)]
-            if kind == "address"
-        }
-        - set(seen_ips)
-    )
+    unseen = sorted(set(inventory.addresses()) - set(seen_ips))
     for ip in unseen:
         out.append(
             HostRoles(
@@ -189,9 +153,8 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
                 (f"inventory: address {ip} (not seen in the capture)",),
             )
         )
-    may_hold = _may_hold_roles(inventory)
     for ip in seen_ips:
-        roles = set(inventory.roles_for_ip(ip)) if may_hold(ip) else set()
+        roles = set(inventory.roles_for_ip(ip))
         evidence = [f"inventory: address {ip}"] if roles else []
         seen = sorted(names.get(ip, ()))
         for name, how in seen:

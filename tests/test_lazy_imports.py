@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,23 @@ def test_an_audit_does_not_load_pyarrow_compute() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "False"
+
+
+def test_importing_auditor_changes_no_environment() -> None:
+    """``import auditor`` (and the CLI module, and the API) leaves os.environ, the signal
+    handlers and the process as they were; the console script sets what it needs."""
+    code = (
+        "import os, signal\n"
+        "env = dict(os.environ); handlers = {s: signal.getsignal(s) for s in "
+        "(signal.SIGINT, signal.SIGTERM)}\n"
+        "import auditor, auditor.cli.main\n"
+        "from auditor import audit, load_ruleset\n"
+        "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())\n"
+        "assert handlers == {s: signal.getsignal(s) for s in handlers}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ENTRY_SETS}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+#: what the console script (auditor.cli.entry) sets before the heavy imports
+ENTRY_SETS = ("OPENBLAS_NUM_THREADS", "ARROW_DEFAULT_MEMORY_POOL")

@@ -9,19 +9,22 @@ import click
 from auditor.cli.common import (
     captures_argument,
     dedup_options,
+    duckdb_options,
     emit,
     fail,
     handle_errors,
     inventory_option,
     quiet_option,
     ruleset_option,
+    warn,
 )
+from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
-from auditor.findings.engine import SEVERITIES, audit
+from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
-from auditor.rules import load_inventory, load_ruleset
+from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
 
 
 @click.command("audit")
@@ -30,6 +33,7 @@ from auditor.rules import load_inventory, load_ruleset
 @inventory_option("Roles -> hosts (YAML). Without it, roles are inferred from the traffic.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@duckdb_options
 @click.option(
     "--each",
     is_flag=True,
@@ -61,7 +65,8 @@ def command(
     (with --each, each CAPTURE is a set of its own). `-` reads standard input.
 
     Exit codes (bits): 0 OK, 1 findings at or above --fail-on, 4 a capture not read whole
-    (5: both), 2 usage/ruleset/inventory error, 8 out of memory or disk, 16 internal error.
+    (5: both), 2 usage/ruleset/inventory/output error, 8 out of memory or disk, 16 internal
+    error, 130/143 interrupted by SIGINT/SIGTERM.
 
     Example:
 
@@ -74,37 +79,46 @@ def command(
         )
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
+    with output_file(output, [*captures, ruleset.path, inventory]) as out:
+        results = _audit_sets(
+            captures, ruleset, inv, fail_on, each, dedup_window if dedup else None, quiet
+        )
+        code = combine(r.exit_code for r in results)
+        color = fmt == "table" and out is None and sys.stdout.isatty()
+        if each:
+            text = render_each(
+                [(c, r.document) for c, r in zip(captures, results, strict=True)],
+                fmt,
+                code,
+                color=color,
+            )
+        else:
+            text = render(results[0].document, fmt, color=color)
+        if out is not None:
+            out.write_text(text)
+        else:
+            emit(text)
+    sys.exit(int(code))
+
+
+def _audit_sets(
+    captures: tuple[str, ...],
+    ruleset: Ruleset,
+    inv: Inventory | None,
+    fail_on: str,
+    each: bool,
+    dedup: float | None,
+    quiet: bool,
+) -> list[AuditResult]:
+    """One audit per traffic set: all CAPTURE together, or each alone (--each)."""
     progress = progress_for(sys.stderr, quiet)
-    color = fmt == "table" and output is None and sys.stdout.isatty()
     sets = [[c] for c in captures] if each else [list(captures)]
     results = []
     for paths in sets:
-        result = audit(
-            paths,
-            ruleset,
-            inv,
-            fail_on=fail_on,
-            progress=progress,
-            dedup=dedup_window if dedup else None,
-        )
+        result = audit(paths, ruleset, inv, fail_on=fail_on, progress=progress, dedup=dedup)
         if progress:
             progress.clear()
         for note in result.notes:
-            click.echo(f"pcap-audit: {note}", err=True)
+            warn(note)
         results.append(result)
-    code = combine(r.exit_code for r in results)
-    if each:
-        text = render_each(
-            [(c, r.document) for c, r in zip(captures, results, strict=True)],
-            fmt,
-            code,
-            color=color,
-        )
-    else:
-        text = render(results[0].document, fmt, color=color)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        emit(text)
-    sys.exit(int(code))
+    return results

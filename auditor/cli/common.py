@@ -1,24 +1,71 @@
-"""What every command shares: turning library errors into one line on stderr and an exit code."""
+"""What every command shares: turning library errors into one line on stderr and an exit code.
+
+Three kinds of failure, three codes: bad input (the library's :class:`AuditorError`, with
+file and place), the machine running out of memory or disk (:data:`ExitCode.RESOURCE`,
+saying what to change: DuckDB's own out-of-memory and I/O errors included, which are not
+bugs), and bugs (:data:`ExitCode.INTERNAL`). Interrupts: :mod:`auditor.cli.signals`.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from auditor.cli.signals import Interrupted, received
 from auditor.errors import AuditorError, ExitCode
+from auditor.escape import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: ExitCode) -> None:
-    """Print one diagnostic line on stderr and leave with ``code``."""
-    click.echo(f"pcap-audit: {message}", err=True)
+    """Print one diagnostic line on stderr and leave with ``code``. The message may quote
+    file names and content from the wire: control characters are shown escaped."""
+    click.echo(f"pcap-audit: {printable(message)}", err=True)
     sys.exit(int(code))
+
+
+def warn(message: str) -> None:
+    """One diagnostic line on stderr (a capture that could not be read, ...), escaped."""
+    click.echo(f"pcap-audit: {printable(message)}", err=True)
+
+
+def resource_problem(exc: BaseException) -> str | None:
+    """What to change, when ``exc`` is the machine running out of memory or disk."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()).split(" Possible solutions")[0][:160]
+    if name == "OutOfMemoryException":  # DuckDB's
+        from auditor import duck
+
+        limit, chosen = duck.memory_limit()
+        change = (
+            f"raise --memory-limit (now {limit})"
+            if chosen
+            else "set --memory-limit below the memory this process may use, so that DuckDB "
+            "spills to --temp-dir instead"
+        )
+        return f"DuckDB ran out of memory ({text}): {change}, use fewer --threads, or audit fewer captures at once"
+    if isinstance(exc, MemoryError):
+        return (
+            f"out of memory ({name}{': ' + text if text else ''}): audit fewer captures at "
+            "once, free memory, or raise the process's memory limit (ulimit -v)"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on device{where}; free space or point --temp-dir elsewhere"
+    if name == "IOException" and ("No space left" in text or "disk" in text.lower()):
+        return (
+            f"DuckDB ran out of disk space ({text[:200]}); free space or point --temp-dir "
+            "at a larger file system"
+        )
+    return None
 
 
 def handle_errors(func: F) -> F:
@@ -41,9 +88,15 @@ def handle_errors(func: F) -> F:
             click.Abort,
         ):
             raise
-        except Exception as exc:  # a bug, not bad input: still one line, and its own code
+        except Exception as exc:  # a bug or the machine (memory, disk), not bad input
+            signum = received()
+            if signum is not None:  # a library (DuckDB) turned our interrupt into its own
+                raise Interrupted(signum) from None
             if os.environ.get("PCAP_AUDIT_DEBUG"):
                 raise
+            why = resource_problem(exc)
+            if why is not None:
+                fail(why, ExitCode.RESOURCE)
             fail(
                 f"internal error: {type(exc).__name__}: {exc} "
                 "(a bug in pcap-audit; PCAP_AUDIT_DEBUG=1 shows the traceback)",
@@ -106,6 +159,55 @@ ruleset_option = click.option(
     metavar="NAME|PATH",
     help="A built-in ruleset (applayering, uforge, tas-diego) or a YAML file.",
 )
+
+
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$", re.IGNORECASE)
+
+
+def _duck_settings(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Collect --memory-limit/--threads/--temp-dir and hand them to auditor.duck."""
+    from auditor import duck
+
+    if param.name == "memory_limit" and value is not None and not _MEMORY.match(value):
+        raise click.BadParameter(f"{value!r}: expected a size such as 512MB, 2GB or 1.5GiB")
+    settings = ctx.meta.setdefault("duck", {})
+    if value is not None:
+        settings[param.name] = value
+    duck.configure(duck.Settings(**settings))
+    return value
+
+
+def duckdb_options(func: F) -> F:
+    """--memory-limit, --threads, --temp-dir: the audit's SQL engine (DuckDB) settings."""
+    for option in reversed(
+        (
+            click.option(
+                "--memory-limit",
+                metavar="SIZE",
+                callback=_duck_settings,
+                expose_value=False,
+                help="Memory DuckDB may use before it spills to --temp-dir (512MB, 2GB). "
+                "Default: a quarter of the process's address-space limit (ulimit -v), "
+                "else DuckDB's 80% of RAM.",
+            ),
+            click.option(
+                "--threads",
+                type=click.IntRange(1, 256),
+                callback=_duck_settings,
+                expose_value=False,
+                help="Threads DuckDB may use (default 1: results in a fixed order).",
+            ),
+            click.option(
+                "--temp-dir",
+                type=click.Path(file_okay=False),
+                callback=_duck_settings,
+                expose_value=False,
+                help="Where DuckDB spills when over --memory-limit (default: .tmp here).",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
 
 
 def inventory_option(help_text: str) -> Callable[[F], F]:

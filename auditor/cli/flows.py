@@ -12,7 +12,9 @@ from auditor.cli.common import (
     fail,
     handle_errors,
     quiet_option,
+    warn,
 )
+from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
@@ -44,17 +46,14 @@ def command(
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
-    progress = progress_for(sys.stderr, quiet)
-    traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
-    if progress:
-        progress.clear()
-    for note in traffic.notes:
-        click.echo(f"pcap-audit: {note}", err=True)
-    if output:
-        with open(output, "wb") as fh:
-            write_flows(traffic, fmt, fh)
-    else:
-        write_flows(traffic, fmt, sys.stdout.buffer)
+    with output_file(output, captures) as out:
+        progress = progress_for(sys.stderr, quiet)
+        traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
+        if progress:
+            progress.clear()
+        for note in traffic.notes:
+            warn(note)
+        write_flows(traffic, fmt, out.stream if out is not None else sys.stdout.buffer)
         sys.stdout.flush()
     if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))

@@ -2,14 +2,12 @@
 
 ``pcap-audit capture.pcap --ruleset applayering`` runs ``audit``; ``flows``, ``roles`` and
 ``rulesets`` are subcommands. Each command lives in its own module and only parses options,
-calls one library function and renders its result.
+calls one library function and renders its result. The console script that runs it is
+:mod:`auditor.cli.entry`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from typing import Any
 
 import click
@@ -47,27 +45,6 @@ def cli() -> None:
 
         pcap-audit capture.pcap --ruleset applayering --inventory hosts.yaml
     """
-
-
-def main() -> None:
-    """The console script. After the command, the process ends with ``os._exit`` once the
-    output is flushed: tearing the interpreter down (freeing the flow table and the pyarrow,
-    numpy and DuckDB objects one by one) costs 30-40 ms of every run and does nothing for the
-    user. Output files are closed by then; ``cli`` itself (tests, embedding) exits normally."""
-    try:
-        cli()
-        code: Any = 0
-    except SystemExit as exc:
-        code = exc.code
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):  # sys.exit("message"): Python prints it, exit status 1
-        print(code, file=sys.stderr)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # the reader went away: nothing to do
-            stream.flush()
-    os._exit(code)
 
 
 def _register() -> None:

@@ -10,16 +10,20 @@ import click
 
 from auditor.cli.common import (
     captures_argument,
+    duckdb_options,
     emit,
     handle_errors,
     inventory_option,
     ruleset_option,
+    warn,
 )
+from auditor.cli.output import Output, output_file
 from auditor.errors import ExitCode
+from auditor.escape import printable
 from auditor.flows_out import public_flows
 from auditor.roles import resolve_roles
-from auditor.rules import dump_inventory, load_inventory, load_ruleset
-from auditor.traffic import read_traffic
+from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
+from auditor.traffic import Traffic, read_traffic
 
 
 @click.command("roles")
@@ -35,6 +39,7 @@ from auditor.traffic import read_traffic
     help="'inventory' writes an inventory YAML file to correct and reuse.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@duckdb_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -51,9 +56,18 @@ def command(
     """
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
+    with output_file(output, [*captures, ruleset.path, inventory]) as out:
+        traffic = _roles_report(captures, ruleset, inv, fmt, out)
+    if not traffic.complete:
+        sys.exit(int(ExitCode.CAPTURE))
+
+
+def _roles_report(
+    captures: tuple[str, ...], ruleset: Ruleset, inv: Inventory | None, fmt: str, out: Output | None
+) -> Traffic:
     traffic = read_traffic(captures)
     for note in traffic.notes:
-        click.echo(f"pcap-audit: {note}", err=True)
+        warn(note)
     assert traffic.flows is not None
     roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
     if fmt == "json":
@@ -81,13 +95,12 @@ def command(
         for h in roles.hosts:
             ev = h.evidence[0] if h.evidence else ""
             lines.append(
-                f"{h.ip:<40} {'+'.join(h.roles):<32} {h.source:<9} {h.confidence:.2f}  {ev}"
+                f"{printable(h.ip):<40} {'+'.join(h.roles):<32} {h.source:<9} "
+                f"{h.confidence:.2f}  {printable(ev)}"
             )
         text = "\n".join(lines) + "\n"
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+    if out is not None:
+        out.write_text(text)
     else:
         emit(text)
-    if not traffic.complete:
-        sys.exit(int(ExitCode.CAPTURE))
+    return traffic

@@ -14,6 +14,7 @@ import click
 
 from auditor.cli.common import handle_errors
 from auditor.errors import ExitCode
+from auditor.escape import json_text, printable
 from auditor.rules import Ruleset, builtin_rulesets, check_ruleset, load_ruleset
 from auditor.rules.yamlmarks import display_path
 
@@ -21,6 +22,7 @@ FORMATS = ("table", "json")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]  # a user's ruleset: any text
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -75,7 +77,7 @@ def _show_text(rs: Ruleset) -> str:
     ]
     headers = ("ID", "FROM", "TO", "PROTO", "PORTS", "APP", "SECURITY", "DISK", "EXPECTED", "PAIR")
     out += ["  " + line for line in _table(headers, rows)]
-    return "\n".join(out)
+    return "\n".join(printable(line) for line in out)
 
 
 @click.group("rulesets")
@@ -111,7 +113,7 @@ def list_command(fmt: str) -> None:
             }
             for rs in rulesets
         ]
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(doc, indent=2, ensure_ascii=False)))
         return
     rows = [(rs.name, str(len(rs.roles)), str(len(rs.flows)), rs.title) for rs in rulesets]
     click.echo("\n".join(_table(("NAME", "ROLES", "FLOWS", "TITLE"), rows)))
@@ -133,7 +135,7 @@ def show_command(ruleset: str, fmt: str) -> None:
     """
     rs = load_ruleset(ruleset)
     if fmt == "json":
-        click.echo(json.dumps(rs.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(rs.to_json(), indent=2, ensure_ascii=False)))
     else:
         click.echo(_show_text(rs))
 
@@ -153,18 +155,19 @@ def validate_command(ruleset: str) -> None:
     """
     result = check_ruleset(ruleset)
     for problem in result.problems:
-        click.echo(problem.one_line(), err=True)
+        click.echo(printable(problem.one_line()), err=True)
     shown = display_path(result.path)
     errors = result.errors
     if errors or result.ruleset is None:
         click.echo(
-            f"pcap-audit: {shown}: {len(errors)} error{'s' if len(errors) != 1 else ''}", err=True
+            f"pcap-audit: {printable(shown)}: {len(errors)} error{'s' if len(errors) != 1 else ''}",
+            err=True,
         )
         sys.exit(int(ExitCode.USAGE))
     rs = result.ruleset
     warnings = len(result.warnings)
     ports = sum(len(r.spans()) for r in rs.flows)
     click.echo(
-        f"OK {shown}: ruleset '{rs.name}', {len(rs.roles)} roles, {len(rs.flows)} rules "
+        f"OK {printable(shown)}: ruleset '{rs.name}', {len(rs.roles)} roles, {len(rs.flows)} rules "
         f"({ports} port entries), {warnings} warning{'s' if warnings != 1 else ''}"
     )

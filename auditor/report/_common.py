@@ -3,17 +3,18 @@
 The renderers read only the audit result dict (docs/json-contract.md). Labels, groupings
 and the role-to-role matrix are derived here so that the table, the HTML page and the
 Markdown ticket all say the same thing in the same words. Strings in the result may come
-from the wire (HTTP Host, SNI, User-Agent): `printable` makes them safe to show as text.
+from the wire (HTTP Host, SNI, User-Agent): `printable` (from :mod:`auditor.escape`, shared
+with every other output) makes them safe to show as text.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from auditor.escape import printable  # (re-exported for the renderers)
 from auditor.rules.model import SEVERITIES
 from auditor.units import human_bytes  # noqa: F401  (re-exported for the renderers)
 
@@ -72,29 +73,6 @@ KINDS: dict[str, tuple[str, str, str]] = {
         "so its flows cannot be checked against the ruleset.",
     ),
 }
-
-# C0/C1 controls, DEL, and the Unicode format characters that reorder or hide text
-# (bidi overrides and isolates, zero-width characters, BOM).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
-_UNSAFE_WITH_NEWLINES = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]"
-)
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(value: object, *, keep_newlines: bool = False) -> str:
-    """``value`` as text with control and bidi characters shown as ``\\xNN`` escapes.
-
-    Wire strings may carry terminal escape sequences or right-to-left overrides that
-    would repaint a terminal or make a report lie about what it shows.
-    """
-    text = "" if value is None else str(value)
-    pattern = _UNSAFE if keep_newlines else _UNSAFE_WITH_NEWLINES
-    return pattern.sub(_escape_char, text)
 
 
 def capture_error(capture: Mapping[str, Any]) -> str:

@@ -8,7 +8,8 @@ night shows what was not audited too.
 Columns are flat: lists are joined with ``;``, the evidence is compact JSON in one cell,
 and the vendor's words are split into document, section and text. A cell that a
 spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or
-carriage return) is prefixed with ``'``; such text can only come from the wire.
+carriage return) is prefixed with ``'``, and control characters are escaped; such text can
+only come from the wire (:func:`auditor.escape.printable`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from auditor.escape import printable
 from auditor.report._common import Result, as_list
 
 COLUMNS: tuple[str, ...] = (
@@ -45,8 +47,6 @@ COLUMNS: tuple[str, ...] = (
     "source_text",
 )
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
 
 def _cell(value: Any) -> str:
     if value is None:
@@ -55,8 +55,7 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return printable(value, keep_newlines=True, spreadsheet=True)
 
 
 def _row(finding: Mapping[str, Any]) -> list[str]:

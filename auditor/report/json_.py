@@ -17,12 +17,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from auditor.escape import json_text
+
 _compact = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def render(result: Mapping[str, Any]) -> str:
     """``result`` as UTF-8 JSON (laid out as the module says) with a trailing newline."""
-    return _layout(result, 0) + "\n"
+    return json_text(_layout(result, 0)) + "\n"
 
 
 def _layout(value: Any, depth: int) -> str:

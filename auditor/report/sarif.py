@@ -28,6 +28,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
+from auditor.escape import json_text
 from auditor.report._common import (
     KINDS,
     SEVERITIES,
@@ -363,4 +364,4 @@ def to_sarif(result: Result) -> dict[str, Any]:
 
 def render(result: Result) -> str:
     """The SARIF log for ``result`` as indented JSON with a trailing newline."""
-    return json.dumps(to_sarif(result), indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(to_sarif(result), indent=2, ensure_ascii=False)) + "\n"

@@ -14,10 +14,10 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import auditor
 from auditor.errors import RulesetError
 from auditor.rules.model import (
     APPS,
@@ -35,17 +35,21 @@ from auditor.rules.model import (
 )
 from auditor.rules.names import name_pattern_problem
 from auditor.rules.yamlmarks import (
+    MAX_RULESET_BYTES,
     KeyPath,
     Located,
     Problem,
     YamlProblem,
     display_path,
+    excerpt,
     keypath_text,
     read_yaml,
 )
 
-#: Where the built-in rulesets live: the repository's top-level ``rulesets/`` directory.
-RULESETS_DIR = Path(auditor.__file__).resolve().parents[1] / "rulesets"
+#: Where the built-in rulesets live: package data of ``auditor`` (in the source tree,
+#: ``auditor/rulesets`` is a link to the top-level ``rulesets/`` that users read), found
+#: through importlib.resources so that an installed wheel reads its own copy.
+RULESETS_DIR = Path(str(resources.files("auditor") / "rulesets"))
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -135,7 +139,7 @@ def check_ruleset(name_or_path: str | Path) -> CheckResult:
     path = resolve_ruleset(name_or_path)
     shown = display_path(path)
     try:
-        located = read_yaml(path)
+        located = read_yaml(path, limit=MAX_RULESET_BYTES)
     except YamlProblem as exc:
         return CheckResult(path, None, [Problem(shown, exc.line, "", exc.message)])
     parser = _Parser(shown, located)
@@ -176,7 +180,7 @@ def _got(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return repr(value)
+    return repr(excerpt(value)) if isinstance(value, str) else excerpt(repr(value))
 
 
 class _Parser:
@@ -206,7 +210,8 @@ class _Parser:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.error(
-                    (*kp, key), f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}"
+                    (*kp, key),
+                    f"unknown key '{excerpt(key)}'{hint}; allowed keys: {', '.join(allowed)}",
                 )
         missing = [k for k in keys["required"] if k not in value]
         if missing:
@@ -546,7 +551,15 @@ class _Parser:
                         flow_keys.append(i)
         if name is None or title is None:
             return None, [], []
-        roles = [replace(r, hints=_derived_hints(r, flows)) for r in roles]
+        serving: dict[str, list[Rule]] = {}
+        connecting: dict[str, list[Rule]] = {}
+        for rule in flows:
+            serving.setdefault(rule.to_role, []).append(rule)
+            connecting.setdefault(rule.from_role, []).append(rule)
+        roles = [
+            replace(r, hints=_derived_hints(r, serving.get(r.id, []), connecting.get(r.id, [])))
+            for r in roles
+        ]
         ruleset = Ruleset(
             name=name,
             title=" ".join(title.split()),
@@ -571,13 +584,11 @@ def _merge(spans: list[tuple[str, int, int]]) -> tuple[tuple[str, int, int], ...
     return tuple(out)
 
 
-def _derived_hints(role: Role, flows: list[Rule]) -> Hints:
-    """Ports the role serves / connects to, from the rules; "any port" (1-65535) says
-    nothing about a role and is left out."""
+def _derived_hints(role: Role, serving: list[Rule], connecting: list[Rule]) -> Hints:
+    """Ports the role serves / connects to, from the rules (those to it, those from it);
+    "any port" (1-65535) says nothing about a role and is left out."""
 
     def spans(rules: list[Rule]) -> list[tuple[str, int, int]]:
         return [(r.proto, lo, hi) for r in rules for lo, hi in r.spans() if (lo, hi) != (1, 65535)]
 
-    serves = spans([r for r in flows if r.to_role == role.id])
-    connects = spans([r for r in flows if r.from_role == role.id])
-    return replace(role.hints, serves=_merge(serves), connects=_merge(connects))
+    return replace(role.hints, serves=_merge(spans(serving)), connects=_merge(spans(connecting)))

@@ -32,7 +32,9 @@ def name_pattern_problem(pattern: str) -> str | None:
         if label == "*" or "*" in label:
             return "'*' is allowed only as the whole first label ('*.example.com')"
         if not _LABEL.match(label):
-            return f"label {label!r} is not a DNS label (letters, digits, '-', '_'; 1-63 chars)"
+            return (
+                f"label {label[:63]!r} is not a DNS label (letters, digits, '-', '_'; 1-63 chars)"
+            )
     return None
 
 

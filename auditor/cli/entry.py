@@ -1,0 +1,59 @@
+"""The ``pcap-audit`` console script: signals first, then the heavy imports, then the command.
+
+Kept apart from :mod:`auditor.cli.main` (the click group, which imports every command and
+through them pyarrow and numpy: a few hundred milliseconds) so that SIGINT and SIGTERM are
+handled from the first line on: an interrupt during the imports is the same one line and
+exit code as an interrupt during the audit, never a traceback. ``cli`` itself (tests,
+embedding) installs no handlers and exits normally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any
+
+from auditor.cli.signals import Interrupted, ignore_signals, install_signal_handlers
+
+
+def main() -> None:
+    """Run the command line; leave with its exit code.
+
+    After the command, the process ends with ``os._exit`` once the output is flushed:
+    tearing the interpreter down (freeing the flow table and the pyarrow, numpy and DuckDB
+    objects one by one) costs 30-40 ms of every run and does nothing for the user. Output
+    files are closed (and renamed into place) by then.
+    """
+    code: Any = 0
+    # numpy's OpenBLAS starts a worker thread per core that spins, and nothing here does
+    # linear algebra (measured: 20-50 ms of CPU per run on 2 cores). Arrow's default
+    # allocator (mimalloc) reserves 1 GiB of address space up front: under `ulimit -v 2G`
+    # that made the audit of a 2,022-packet sample fail at random; the system allocator
+    # measured the same speed on the bench capture. Both are read when the libraries load,
+    # hence here, before the imports; a value the user set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    try:
+        install_signal_handlers()
+        try:
+            from auditor.cli.main import cli
+
+            cli()
+        except SystemExit as exc:
+            code = exc.code
+        ignore_signals()
+    except Interrupted as exc:
+        ignore_signals()
+        with contextlib.suppress(OSError, ValueError):
+            print(f"pcap-audit: {exc.one_line()}", file=sys.stderr)
+        code = int(exc.exit_code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): Python prints it, exit status 1
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # the reader went away: nothing to do
+            stream.flush()
+    os._exit(code)
