@@ -344,6 +344,26 @@ BITS = (
     b"User-Agent: Microsoft BITS/7.8\r\nBITS-Packet-Type: Create-Session\r\n\r\n"
 )
 
+FTP_LOGIN = [
+    pkt(1, b"220 Welcome to the log server\r\n"),
+    pkt(0, b"USER admin\r\n"),
+    pkt(1, b"331 Please specify the password.\r\n"),
+    pkt(0, b"PASS secret\r\n"),
+    pkt(1, b"230 Login successful.\r\n"),
+    pkt(0, b"SYST\r\n"),
+]
+FTP_AUTH_TLS = [
+    pkt(1, b"220 ProFTPD Server (Debian) [::ffff:10.0.0.1]\r\n"),
+    pkt(0, b"AUTH TLS\r\n"),
+    pkt(1, b"234 AUTH TLS successful\r\n"),
+]
+#: IAC DO TERMINAL-TYPE, DO TSPEED, DO XDISPLOC, DO NEW-ENVIRON; the client's WILL / SB
+TELNET = [
+    pkt(1, bytes.fromhex("fffd18fffd20fffd23fffd27")),
+    pkt(0, bytes.fromhex("fffb18fffb1ffffb20fffb21fffb22fffb27fffd05")),
+    pkt(1, bytes.fromhex("fffa1801fff0") + b"\r\nlogin: "),
+]
+
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
     "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
@@ -412,6 +432,14 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     "iscsi": ("iscsi", "tcp", 3260, [pkt(0, iscsi_login())]),
     "nats": ("nats", "tcp", 4222, [pkt(1, NATS_INFO), pkt(0, NATS_CONNECT)]),
     "mysql": ("mysql", "tcp", 3306, [pkt(1, mysql_greeting()), pkt(0, mysql_client(1, ssl=False))]),
+    "ftp": ("ftp", "tcp", 21, FTP_LOGIN),
+    "ftp_auth_tls": (
+        "ftp",
+        "tcp",
+        21,
+        [*FTP_AUTH_TLS, *tls12_flow(request=False, client_certs=None)],
+    ),
+    "telnet": ("telnet", "tcp", 23, TELNET),
 }
 
 
@@ -438,7 +466,21 @@ def test_sample_app_on_other_port(name: str, port: int) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["tls12", "tls13", "http", "ssh", "ldap", "smb2", "dns_udp", "dns_tcp", "ntp", "nats", "mysql"],
+    [
+        "tls12",
+        "tls13",
+        "http",
+        "ssh",
+        "ldap",
+        "smb2",
+        "dns_udp",
+        "dns_tcp",
+        "ntp",
+        "nats",
+        "mysql",
+        "ftp",
+        "telnet",
+    ],
 )
 def test_sample_app_from_responder_side_only(name: str) -> None:
     """Half-duplex captures: only the responder's packets (still direction 1)."""
@@ -975,6 +1017,76 @@ def test_mysql_tls() -> None:
         True,
         True,
     )
+
+
+# --- FTP, Telnet ---------------------------------------------------------------------
+
+
+def test_ftp_plain_login() -> None:
+    f = classify("ftp")
+    assert (f.app, f.encrypted, f.starttls) == ("ftp", False, False)
+
+
+def test_ftp_auth_tls() -> None:
+    f = classify("ftp_auth_tls")
+    assert (f.app, f.starttls, f.encrypted, f.sni) == ("ftp", True, True, "example.com")
+    refused = [*FTP_AUTH_TLS[:2], pkt(1, b"534 Request denied for policy reasons.\r\n")]
+    f = classify_flow("tcp", 21, refused)
+    assert (f.app, f.starttls, f.encrypted) == ("ftp", True, False)
+
+
+@pytest.mark.parametrize(
+    ("port", "packets", "app"),
+    [
+        # the banner names FTP: enough on any port
+        (8888, [pkt(1, b"220 Microsoft FTP Service\r\n")], "ftp"),
+        (8888, [pkt(1, b"220-Welcome\r\n220 ProFTPD 1.3.8 Server ready.\r\n")], "ftp"),
+        # a bare 220 on its port
+        (21, [pkt(1, b"220 Welcome\r\n")], "ftp"),
+        # an FTP-only command without any reply (half-duplex capture)
+        (40000, [pkt(0, b"PASV\r\n")], "ftp"),
+        (40000, [pkt(0, b"feat\r\n")], "ftp"),
+    ],
+)
+def test_ftp_detected(port: int, packets: list[Packet], app: str) -> None:
+    assert classify_flow("tcp", port, packets).app == app
+
+
+@pytest.mark.parametrize(
+    "packets",
+    [
+        [pkt(1, b"220 Welcome\r\n")],  # a bare reply off the FTP ports: FTP or SMTP?
+        [pkt(0, b"USER admin\r\n")],  # USER alone: FTP or POP3
+        [pkt(1, b"220\x00\x01\x02binary")],  # digits, then binary
+        [pkt(1, b"699 no such reply class\r\n")],
+        [pkt(0, b"PASVX\r\n")],
+        [pkt(0, b"AUTH PLAIN\r\n")],  # SMTP's or IMAP's AUTH, not FTP's
+    ],
+)
+def test_ftp_near_misses(packets: list[Packet]) -> None:
+    assert classify_flow("tcp", 40000, packets).app != "ftp"
+
+
+def test_telnet() -> None:
+    f = classify("telnet")
+    assert (f.app, f.encrypted) == ("telnet", False)
+    # one negotiation then a banner
+    f = classify_flow("tcp", 2323, [pkt(1, bytes.fromhex("fffb01") + b"Welcome\r\n")])
+    assert f.app == "telnet"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes.fromhex("fffb"),  # cut short
+        bytes.fromhex("fffb9b"),  # option 155 is not assigned
+        bytes.fromhex("fffb01") + bytes(range(1, 40)),  # then binary
+        bytes.fromhex("ff00ff00"),  # IAC, not a command
+        bytes.fromhex("fffa18"),  # a subnegotiation that never ends
+    ],
+)
+def test_telnet_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 23, [pkt(0, payload)]).app == "unknown"
 
 
 # --- FlowFacts as columns --------------------------------------------------------------

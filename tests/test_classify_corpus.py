@@ -130,6 +130,7 @@ NAMED = [
     (ZEEK, "mysql__*", "mysql", {3306}),
     (ZEEK, "dhcp__*", "dhcp", {67, 68}),
     (ZEEK, "rdp__rdp-to-ssl.pcap", "tls", {3389}),
+    (ZEEK, "ftp__*", "ftp", {21}),
     (TCPDUMP, "ntp*.pcap", "ntp", {123}),
     (TCPDUMP, "dhcp-*", "dhcp", {67, 68}),
     (TCPDUMP, "dns_*.pcap", "dns", {53, 8053}),

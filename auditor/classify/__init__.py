@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from auditor.classify import dns, http, ldap, others, smb, tls
+from auditor.classify import dns, ftp, http, ldap, lines, others, smb, telnet, tls
 from auditor.classify.facts import (
     APPS,
     FLOW_FACTS_FIELDS,
@@ -28,6 +28,8 @@ from auditor.classify.facts import (
 from auditor.classify.stream import Packet
 
 NBNS_PORT = 137  # RFC 1002
+#: detect()'s answer for a numeric reply line (FTP or SMTP): the whole flow decides
+REPLY = "reply"
 #: the IP protocols whose payload may be an application protocol worth looking for
 _TRANSPORTS = frozenset({"tcp", "udp", "sctp"})
 
@@ -55,19 +57,29 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
     if 20 <= b0 <= 24:
         if tls.is_record(head):
             return "tls"
-    elif 0x41 <= b0 <= 0x5A:  # A-Z: text protocols
+    elif 0x41 <= b0 <= 0x5A or 0x61 <= b0 <= 0x7A:  # letters: text protocols
         if others.is_ssh(head):
             return "ssh"
         if others.is_nats(head):
             return "nats"
         if http.is_request(head) or http.is_response(head):
             return "http"
+        app = _text_command(head, payload_len)
+        if app is not None:
+            return app
+    elif 0x31 <= b0 <= 0x35:  # 1-5: a numeric reply (FTP, SMTP)?
+        line = lines.first_line(head, payload_len)
+        if line is not None and lines.reply_code(line) is not None:
+            return REPLY
     elif b0 == 0x30:
         if ldap.is_message(head, payload_len, dst_port in ldap.PORTS):
             return "ldap"
     elif b0 == 0:
         if smb.is_smb(head):
             return "smb"
+    elif b0 == telnet.IAC:
+        if telnet.is_negotiation(head, payload_len):
+            return "telnet"
     elif b0 & 0x80 and tls.is_sslv2_hello(head):
         return "tls"
     if proto != "tcp":
@@ -80,6 +92,26 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         return "mysql"
     if dns.is_tcp_message(head, payload_len, dst_port in dns.PORTS):
         return "dns"
+    return None
+
+
+def _text_command(head: bytes, plen: int) -> str | None:
+    """A client's command line that names its protocol."""
+    line = lines.first_line(head, plen)
+    if line is None:
+        return None
+    if ftp.is_command(line):
+        return "ftp"
+    return None
+
+
+def _settle_reply(packets: Sequence[Packet], port: int) -> str | None:
+    """FTP or SMTP, for a flow whose first recognisable payload is a numeric reply."""
+    for _d, line in lines.lines(packets):
+        if lines.reply_code(line) == 220 and ftp.says_ftp(line):
+            return "ftp"
+    if ftp.score(packets) > 0 or port in ftp.PORTS:
+        return "ftp"
     return None
 
 
@@ -142,6 +174,8 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         if app is not None:
             first = i
             break
+    if app == REPLY:
+        app = _settle_reply(packets, dst_port)
     if app is None:
         return UNKNOWN if any_payload else NO_PAYLOAD
 
@@ -173,6 +207,12 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     elif app == "nats":
         facts = others.nats_facts(packets)
         _tls_upgrade(packets, facts)
+    elif app == "ftp":
+        facts = ftp.ftp_facts(packets)
+        if facts.get("starttls"):
+            _tls_upgrade(packets, facts)
+    elif app == "telnet":
+        facts = telnet.telnet_facts(packets)
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)

@@ -35,6 +35,9 @@ APPS: tuple[str, ...] = (
     "iscsi",
     "nats",
     "mysql",
+    "ftp",
+    "ftp-data",
+    "telnet",
 )
 
 
@@ -68,6 +71,10 @@ class FlowFacts:
     # SSH
     ssh_banner: str | None = None  # the server's identification string, else the client's
     ssh_client_banner: str | None = None
+
+    #: a text protocol's upgrade to TLS was asked for: FTP ``AUTH TLS``, SMTP and IMAP
+    #: ``STARTTLS``, POP3 ``STLS`` (LDAP has its own field)
+    starttls: bool = False
 
     # LDAP
     ldap_starttls: bool = False  # extendedRequest 1.3.6.1.4.1.1466.20037 seen
@@ -114,6 +121,7 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("http_status", pa.uint16()),
         ("ssh_banner", pa.string()),
         ("ssh_client_banner", pa.string()),
+        ("starttls", pa.bool_()),
         ("ldap_starttls", pa.bool_()),
         ("ldap_bind", pa.string()),
         ("dns_queries", _STR_LIST),
