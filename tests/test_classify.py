@@ -364,6 +364,51 @@ TELNET = [
     pkt(1, bytes.fromhex("fffa1801fff0") + b"\r\nlogin: "),
 ]
 
+SMTP = [
+    pkt(1, b"220 mx.example.com ESMTP Postfix (Debian/GNU)\r\n"),
+    pkt(0, b"EHLO client.example.com\r\n"),
+    pkt(1, b"250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+    pkt(0, b"MAIL FROM:<alice@example.com>\r\n"),
+]
+SMTP_STARTTLS = [
+    pkt(1, b"220 mail.example.org Microsoft ESMTP MAIL Service ready\r\n"),
+    pkt(0, b"EHLO client\r\n"),
+    pkt(1, b"250-mail.example.org Hello\r\n250-STARTTLS\r\n250 SIZE 37748736\r\n"),
+    pkt(0, b"STARTTLS\r\n"),
+    pkt(1, b"220 2.0.0 SMTP server ready\r\n"),
+]
+POP3 = [
+    pkt(1, b"+OK Dovecot ready.\r\n"),
+    pkt(0, b"USER alice\r\n"),
+    pkt(1, b"+OK\r\n"),
+    pkt(0, b"PASS secret\r\n"),
+]
+POP3_STLS = [
+    pkt(1, b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n"),
+    pkt(0, b"STLS\r\n"),
+    pkt(1, b"+OK Begin TLS negotiation\r\n"),
+]
+IMAP = [
+    pkt(1, b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] Dovecot ready.\r\n"),
+    pkt(0, b"a001 LOGIN alice secret\r\n"),
+    pkt(1, b"a001 OK Logged in\r\n"),
+]
+IMAP_STARTTLS = [
+    pkt(1, b"* OK IMAP4rev1 Service Ready\r\n"),
+    pkt(0, b"a001 STARTTLS\r\n"),
+    pkt(1, b"a001 OK Begin TLS negotiation now\r\n"),
+]
+IRC = [
+    pkt(0, b"NICK alice\r\nUSER alice 0 * :Alice Liddell\r\n"),
+    pkt(1, b":irc.example.net 001 alice :Welcome to the Internet Relay Network alice\r\n"),
+]
+REDIS = [
+    pkt(0, b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n"),
+    pkt(1, b"+OK\r\n"),
+    pkt(0, b"*1\r\n$4\r\nPING\r\n"),
+    pkt(1, b"+PONG\r\n"),
+]
+
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
     "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
@@ -440,6 +485,19 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
         [*FTP_AUTH_TLS, *tls12_flow(request=False, client_certs=None)],
     ),
     "telnet": ("telnet", "tcp", 23, TELNET),
+    "smtp": ("smtp", "tcp", 25, SMTP),
+    "smtp_starttls": (
+        "smtp",
+        "tcp",
+        587,
+        [*SMTP_STARTTLS, *tls12_flow(request=False, client_certs=None)],
+    ),
+    "pop3": ("pop3", "tcp", 110, POP3),
+    "pop3_stls": ("pop3", "tcp", 110, [*POP3_STLS, *tls13_flow()]),
+    "imap": ("imap", "tcp", 143, IMAP),
+    "imap_starttls": ("imap", "tcp", 143, [*IMAP_STARTTLS, *tls13_flow()]),
+    "irc": ("irc", "tcp", 6667, IRC),
+    "redis": ("redis", "tcp", 6379, REDIS),
 }
 
 
@@ -480,6 +538,11 @@ def test_sample_app_on_other_port(name: str, port: int) -> None:
         "mysql",
         "ftp",
         "telnet",
+        "smtp",
+        "pop3",
+        "imap",
+        "irc",
+        "redis",
     ],
 )
 def test_sample_app_from_responder_side_only(name: str) -> None:
@@ -1087,6 +1150,89 @@ def test_telnet() -> None:
 )
 def test_telnet_near_misses(payload: bytes) -> None:
     assert classify_flow("tcp", 23, [pkt(0, payload)]).app == "unknown"
+
+
+# --- SMTP, POP3, IMAP and their STARTTLS; IRC; Redis -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "app", "starttls", "encrypted"),
+    [
+        ("smtp", "smtp", False, False),
+        ("smtp_starttls", "smtp", True, True),
+        ("pop3", "pop3", False, False),
+        ("pop3_stls", "pop3", True, True),
+        ("imap", "imap", False, False),
+        ("imap_starttls", "imap", True, True),
+        ("irc", "irc", False, False),
+        ("redis", "redis", False, False),
+    ],
+)
+def test_text_protocol_facts(name: str, app: str, starttls: bool, encrypted: bool) -> None:
+    f = classify(name)
+    assert (f.app, f.starttls, f.encrypted) == (app, starttls, encrypted)
+
+
+def test_starttls_answer_without_handshake() -> None:
+    # accepted, the handshake not captured: encrypted from the answer
+    f = classify_flow("tcp", 25, SMTP_STARTTLS)
+    assert (f.app, f.starttls, f.encrypted, f.tls_version) == ("smtp", True, True, None)
+    refused = [*SMTP_STARTTLS[:4], pkt(1, b"454 4.7.0 TLS not available\r\n")]
+    f = classify_flow("tcp", 25, refused)
+    assert (f.starttls, f.encrypted) == (True, False)
+    f = classify_flow("tcp", 110, [*POP3_STLS[:2], pkt(1, b"-ERR Command not permitted\r\n")])
+    assert (f.app, f.starttls, f.encrypted) == ("pop3", True, False)
+    f = classify_flow("tcp", 143, [*IMAP_STARTTLS[:2], pkt(1, b"a001 BAD not now\r\n")])
+    assert (f.app, f.starttls, f.encrypted) == ("imap", True, False)
+
+
+def test_starttls_then_tls_facts() -> None:
+    f = classify("smtp_starttls")
+    assert (f.sni, f.tls_version) == ("example.com", "TLS 1.2")
+
+
+@pytest.mark.parametrize(
+    ("packets", "app"),
+    [
+        # a bare 220 off the ports: the client's EHLO decides, and the EHLO keywords
+        ([pkt(1, b"220 Welcome\r\n"), pkt(0, b"EHLO x\r\n")], "smtp"),
+        ([pkt(1, b"220 Welcome\r\n"), pkt(1, b"250-host\r\n250-PIPELINING\r\n")], "smtp"),
+        ([pkt(0, b"RCPT TO:<bob@example.com>\r\n")], "smtp"),
+        ([pkt(0, b"USER bob\r\n"), pkt(1, b"+OK password required\r\n")], "pop3"),
+        ([pkt(0, b"CAPA\r\n")], "pop3"),
+        ([pkt(0, b"TOP 1 10\r\n")], "pop3"),
+        ([pkt(1, b"* PREAUTH IMAP4rev1 server logged in as Smith\r\n")], "imap"),
+        ([pkt(0, b"A1 CAPABILITY\r\n")], "imap"),
+        ([pkt(0, b"CAP LS 302\r\n")], "irc"),
+        ([pkt(0, b"USER foo\nNICK foo\n")], "irc"),
+        ([pkt(1, b"NOTICE AUTH :*** Looking up your hostname...\r\n")], "irc"),
+        ([pkt(1, b"-NOAUTH Authentication required.\r\n")], "redis"),
+    ],
+)
+def test_text_protocols_off_port(packets: list[Packet], app: str) -> None:
+    assert classify_flow("tcp", 40000, packets).app == app
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"+OK\r\n",  # Redis or POP3
+        b"-ERR no such message\r\n",  # POP3 or Redis
+        b"* 12 EXISTS\r\n",  # an untagged IMAP response, but also just a star
+        b"*3\r\n$3\r\nS\x00T\r\n",  # a RESP array whose command is not a word
+        b"*3\r\n$5\r\nSET\r\n",  # length of the first string wrong
+        b"EHLO\r\n",  # EHLO needs a domain
+        b"MAIL\r\n",
+        b"NICK 9lives\r\n",  # nicknames do not start with a digit
+        b"USER a b c d\r\n",  # IRC's USER ends with a :realname
+        b":x\r\n",
+        b"TOP ten\r\n",
+        b"a001 FROBNICATE\r\n",
+        b"250 OK\r\n",  # a reply off the ports without any other evidence
+    ],
+)
+def test_text_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 40000, [pkt(0, payload)]).app == "unknown"
 
 
 # --- FlowFacts as columns --------------------------------------------------------------

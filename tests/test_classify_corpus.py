@@ -131,6 +131,11 @@ NAMED = [
     (ZEEK, "dhcp__*", "dhcp", {67, 68}),
     (ZEEK, "rdp__rdp-to-ssl.pcap", "tls", {3389}),
     (ZEEK, "ftp__*", "ftp", {21}),
+    (ZEEK, "smtp*.pcap", "smtp", {25}),
+    (ZEEK, "pop3__*", "pop3", {110}),
+    (ZEEK, "irc-*", "irc", {6667}),
+    (ZEEK, "contentline__contentline-irc-5k-line.pcap", "irc", {6667}),
+    (ZEEK, "redis__[!o]*", "redis", {6379}),  # not the fuzzer's reproducer: HTTP-like junk
     (TCPDUMP, "ntp*.pcap", "ntp", {123}),
     (TCPDUMP, "dhcp-*", "dhcp", {67, 68}),
     (TCPDUMP, "dns_*.pcap", "dns", {53, 8053}),

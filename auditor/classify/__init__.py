@@ -14,7 +14,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from auditor.classify import dns, ftp, http, ldap, lines, others, smb, telnet, tls
+from auditor.classify import (
+    dns,
+    ftp,
+    http,
+    imap,
+    irc,
+    ldap,
+    lines,
+    others,
+    pop3,
+    redis,
+    smb,
+    smtp,
+    telnet,
+    tls,
+)
 from auditor.classify.facts import (
     APPS,
     FLOW_FACTS_FIELDS,
@@ -67,6 +82,10 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         app = _text_command(head, payload_len)
         if app is not None:
             return app
+    elif b0 in _SYMBOLS:  # * + - : (IMAP, POP3, IRC, Redis)
+        app = _symbol_text(head, payload_len)
+        if app is not None:
+            return app
     elif 0x31 <= b0 <= 0x35:  # 1-5: a numeric reply (FTP, SMTP)?
         line = lines.first_line(head, payload_len)
         if line is not None and lines.reply_code(line) is not None:
@@ -96,22 +115,61 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
 
 
 def _text_command(head: bytes, plen: int) -> str | None:
-    """A client's command line that names its protocol."""
+    """A command line (or IRC's pre-registration notice) that names its protocol."""
     line = lines.first_line(head, plen)
     if line is None:
         return None
     if ftp.is_command(line):
         return "ftp"
+    if line[:5] in (b"USER ", b"PASS ") and irc.registers(head):
+        return "irc"
+    if smtp.is_command(line):
+        return "smtp"
+    if pop3.is_command(line):
+        return "pop3"
+    if irc.is_client(line) or irc.is_server(line):
+        return "irc"
+    if imap.is_command(line):
+        return "imap"
+    return None
+
+
+_SYMBOLS = frozenset(b"*+-:")
+
+
+def _symbol_text(head: bytes, plen: int) -> str | None:
+    b0 = head[0]
+    if b0 == 0x2A and redis.is_command(head):  # *
+        return "redis"
+    if b0 != 0x3A and redis.is_reply(head):  # + -
+        return "redis"
+    line = lines.first_line(head, plen)
+    if line is None:
+        return None
+    if b0 == 0x2A:
+        return "imap" if imap.is_greeting(line) else None
+    if b0 == 0x2B:
+        return "pop3" if pop3.is_greeting(line) else None
+    if b0 == 0x3A:
+        return "irc" if irc.is_server(line) else None
     return None
 
 
 def _settle_reply(packets: Sequence[Packet], port: int) -> str | None:
     """FTP or SMTP, for a flow whose first recognisable payload is a numeric reply."""
     for _d, line in lines.lines(packets):
-        if lines.reply_code(line) == 220 and ftp.says_ftp(line):
-            return "ftp"
-    if ftp.score(packets) > 0 or port in ftp.PORTS:
+        if lines.reply_code(line) == 220:
+            if ftp.says_ftp(line):
+                return "ftp"
+            if smtp.says_smtp(line):
+                return "smtp"
+    ftp_score, smtp_score = ftp.score(packets), smtp.score(packets)
+    if ftp_score != smtp_score:
+        return "ftp" if ftp_score > smtp_score else "smtp"
+    if port in ftp.PORTS:
         return "ftp"
+    if port in smtp.PORTS:
+        return "smtp"
     return None
 
 
@@ -207,17 +265,28 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     elif app == "nats":
         facts = others.nats_facts(packets)
         _tls_upgrade(packets, facts)
-    elif app == "ftp":
-        facts = ftp.ftp_facts(packets)
-        if facts.get("starttls"):
-            _tls_upgrade(packets, facts)
     elif app == "telnet":
         facts = telnet.telnet_facts(packets)
+    elif app in _STARTTLS_READERS:
+        facts = _STARTTLS_READERS[app](packets)
+        if facts.get("starttls"):
+            _tls_upgrade(packets, facts)
+    elif app == "irc":
+        facts = irc.irc_facts(packets)
+    elif app == "redis":
+        facts = redis.redis_facts(packets)
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)
     return _facts(app, facts)
 
+
+_STARTTLS_READERS = {
+    "ftp": ftp.ftp_facts,
+    "smtp": smtp.smtp_facts,
+    "pop3": pop3.pop3_facts,
+    "imap": imap.imap_facts,
+}
 
 _CACHE: dict[tuple[Any, ...], FlowFacts] = {}
 _CACHE_MAX = 4096

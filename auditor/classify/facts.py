@@ -38,6 +38,11 @@ APPS: tuple[str, ...] = (
     "ftp",
     "ftp-data",
     "telnet",
+    "smtp",
+    "pop3",
+    "imap",
+    "irc",
+    "redis",
 )
 
 
