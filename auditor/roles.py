@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from auditor import duck
-from auditor.rules import Inventory, Rule, Ruleset, classify_entry, rules_table
+from auditor.rules import Inventory, Rule, Ruleset, classify_entry, denies_table, rules_table
 
 if TYPE_CHECKING:
     import duckdb
@@ -214,17 +214,33 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
 
 
 # Evidence per (host, role): one row per served/used port, weighted (see the module doc).
+# Forbidden flows are no evidence (auditor.rules.denies_table): a flow of a protocol the
+# document forbids, and any flow on a local-scope port (reached from another host it is
+# prohibited; within the host it says nothing about the host). Pairs of roles that must
+# not talk cannot be judged before the roles are known: they are left to the audit.
+_USABLE_SQL = """
+CREATE OR REPLACE TEMP VIEW ef AS
+SELECT * FROM flows fl
+WHERE NOT EXISTS (
+    SELECT 1 FROM denies d
+    WHERE NOT d.roles_only
+      AND (d.proto IS NULL OR d.proto = fl.proto)
+      AND (d.port_lo IS NULL OR fl.dst_port BETWEEN d.port_lo AND d.port_hi)
+      AND (d.app IS NULL OR d.app = fl.app)
+)
+"""
+
 _EVIDENCE_SQL = """
 CREATE OR REPLACE TEMP TABLE ev AS
 WITH obs AS (
     SELECT dst_ip AS ip, 'serves' AS side, proto, dst_port AS port, count(*) AS n
-    FROM flows
+    FROM ef
     WHERE proto IN ('tcp', 'udp') AND packets_rev > 0
       AND coalesce(state, 'udp') NOT IN ('rejected', 'attempted')
     GROUP BY ALL
     UNION ALL
     SELECT src_ip, 'uses', proto, dst_port, count(*)
-    FROM flows
+    FROM ef
     WHERE proto IN ('tcp', 'udp') AND coalesce(state, 'udp') <> 'rejected'
     GROUP BY ALL
 ),
@@ -232,7 +248,7 @@ cand AS (
     SELECT o.ip, o.side, o.proto, o.port, o.n,
            CASE o.side WHEN 'serves' THEN r.to_role ELSE r.from_role END AS role
     FROM obs o JOIN rules r
-      ON r.proto = o.proto AND o.port BETWEEN r.port_lo AND r.port_hi
+      ON r.proto = o.proto AND o.port BETWEEN r.port_lo AND r.port_hi AND NOT r.local
     GROUP BY ALL
 ),
 k AS (
@@ -267,6 +283,8 @@ def _infer_roles(
 ) -> list[HostRoles]:
     con.register("flows", flows.select(_needed(flows)))
     con.register("rules", rules_table(ruleset))
+    con.register("denies", denies_table(ruleset))
+    con.execute(_USABLE_SQL)
     con.execute(_EVIDENCE_SQL, {"cap": GENERIC_CLIENT_CAP})
     score: dict[str, dict[str, float]] = defaultdict(dict)
     subs = _implying(ruleset)
@@ -338,7 +356,7 @@ PEER_WEIGHT = 0.5
 
 _PEER_SQL = """
 SELECT DISTINCT f.src_ip, f.dst_ip, f.proto, f.dst_port
-FROM flows f
+FROM ef f
 WHERE f.proto IN ('tcp', 'udp') AND f.packets_rev > 0
   AND coalesce(f.state, 'udp') NOT IN ('rejected', 'attempted')
   AND (f.src_ip IN (SELECT ip FROM placed) OR f.dst_ip IN (SELECT ip FROM placed))
@@ -433,7 +451,7 @@ def _sub_roles(
 def _needed(flows: pa.Table) -> list[str]:
     return [
         c
-        for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state")
+        for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state", "app")
         if c in flows.column_names
     ]
 

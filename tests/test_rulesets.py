@@ -50,7 +50,7 @@ ROLE_IDS = {
         "appliance", "agent", "pvs_agent", "hyperv_agent", "admin", "compositing", "vcenter",
         "esxi", "azure", "google_cloud", "xenserver", "nutanix_prism", "active_directory",
         "file_server", "nfs_server", "ntp_server", "dhcp_server", "dns_server", "upgrade_cdn",
-        "webapi",
+        "webapi", "vda",
     ],
     "uforge": [
         "uforge", "abiquo", "aws", "azure", "cloudstack", "eucalyptus", "flexiant",
@@ -479,12 +479,13 @@ def test_applayering_disagreements_are_recorded() -> None:
     pvs = rs.rule("pvs-agent-disk-download-http")
     notes = " ".join(pvs.notes)
     assert "Disk download" in notes and "Disk Upload" in notes
-    assert "performance reasons" in notes and "force HTTPS and use 3509" in notes
+    reasons = " ".join(pvs.vendor_reason)
+    assert "performance reasons" in reasons and "force HTTPS and use 3509" in reasons
     assert pvs.pair == "pvs-agent-disk-download-https" and pvs.ports == (3009,)
     assert pvs.disk_transfer and pvs.security == "none" and not pvs.encrypted_required
     assert "only 003" in " ".join(rs.rule("admin-log-download").notes).lower()
     assert "typo" in " ".join(rs.rule("appliance-internal-xenserver-connector").notes)
-    assert "force HTTPS" in " ".join(rs.rule("hyperv-agent-disk-download-http").notes)
+    assert "force HTTPS" in " ".join(rs.rule("hyperv-agent-disk-download-http").vendor_reason)
 
 
 # -- JSON contract and Arrow table --------------------------------------------------------------
@@ -640,6 +641,25 @@ def test_bad_ruleset_is_reported_with_line_and_key(path: Path) -> None:
         if len(lines) > 1
         else ""
     )
+
+
+WARNING_FILES = sorted((Path(__file__).parent / "data" / "warning_rulesets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", WARNING_FILES, ids=[p.stem for p in WARNING_FILES])
+def test_unknown_vocabulary_is_a_warning(path: Path) -> None:
+    # app and security are open vocabularies (auditor/rules/vocabulary.yaml): a name outside
+    # them loads, with a warning naming the file, line and key and the closest known name
+    wanted = re.findall(r"^# warn: (.*)$", path.read_text(), re.M)
+    assert wanted
+    result = check_ruleset(path)
+    assert result.errors == []
+    lines = [p.one_line() for p in result.warnings]
+    for fragment in wanted:
+        line, _, rest = fragment.partition(": ")
+        assert any(f"{path.name}:{line}: warning: {rest}" in w for w in lines), (fragment, lines)
+    rule = load_ruleset(path).flows[0]
+    assert not rule.encrypted_required or rule.security in SECURITY
 
 
 def test_bad_files_cover_the_issue_example() -> None:

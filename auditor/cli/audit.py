@@ -16,6 +16,21 @@ from auditor.cli.common import (
 from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
+from auditor.rules.model import TLS_VERSIONS
+
+
+def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``TLS 1.2``, ``tls1.2`` or ``1.2`` -> ``TLS 1.2``."""
+    if value is None:
+        return None
+    key = value.strip().lower().replace(" ", "").replace("v", "")
+    for version in TLS_VERSIONS:
+        name = version.lower().replace(" ", "")
+        if key in (name, name.removeprefix("tls")):
+            return version
+    raise click.BadParameter(
+        f"expected one of {', '.join(TLS_VERSIONS)} (or 1.0-1.3), got {value!r}"
+    )
 
 
 @click.command("audit")
@@ -31,6 +46,13 @@ from auditor.rules import load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@click.option(
+    "--min-tls",
+    callback=_tls_version,
+    metavar="VERSION",
+    help="Minimum TLS version (e.g. 1.2, 'TLS 1.3'), replacing the ruleset's policy "
+    "(default TLS 1.2); a rule's own minimum still applies.",
+)
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -39,6 +61,7 @@ def command(
     fmt: str,
     output: str | None,
     fail_on: str,
+    min_tls: str | None,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set.
 
@@ -52,7 +75,7 @@ def command(
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
-    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress)
+    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress, min_tls=min_tls)
     for err in result.errors:
         click.echo(f"pcap-audit: {err}", err=True)
     color = fmt == "table" and output is None and sys.stdout.isatty()

@@ -2,8 +2,8 @@
 
 The joins are DuckDB SQL (``queries.py``); this module runs them, turns each result row into
 a finding (message, severity, evidence, the vendor's words) and assembles the result
-document that every renderer derives from. Severity defaults per kind are in
-``DEFAULT_SEVERITY``; a rule may override them (``severity:`` in the ruleset).
+document that every renderer derives from. Severity defaults per kind are in the kinds'
+table (``auditor.rules.kinds``); a rule may override them (``severity:`` in the ruleset).
 
 A busy capture makes thousands of findings, nearly all unexpected_port: their rows are
 unpacked in place and the rules between two role lists are looked up once per pair of
@@ -25,17 +25,21 @@ import pyarrow as pa
 
 from auditor import __version__, duck
 from auditor.errors import ExitCode
-from auditor.findings import queries
+from auditor.findings import queries, rulecheck
 from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
 from auditor.rules import (
     FINDING_KINDS,
     SEVERITIES,
+    Deny,
     Inventory,
     Rule,
     Ruleset,
+    denies_table,
     rules_table,
 )
+from auditor.rules.kinds import DEFAULT_SEVERITY
+from auditor.rules.model import TLS_VERSIONS
 from auditor.traffic import Traffic, read_traffic
 from auditor.units import human_bytes
 
@@ -43,15 +47,6 @@ if TYPE_CHECKING:
     import duckdb
 
 KINDS = FINDING_KINDS  # the order findings sort and reports list them in
-DEFAULT_SEVERITY = {
-    "plaintext_disk_transfer": "high",
-    "plaintext_where_tls_required": "high",
-    "mtls_not_observed": "medium",  # info when not verifiable (TLS 1.3, handshake not seen)
-    "weak_tls": "medium",
-    "unexpected_port": "medium",  # low when one endpoint has no role
-    "missing_flow": "medium",  # graded by capture length: < 1 h info, < 24 h low
-    "unknown_host": "info",
-}
 HOUR, DAY = 3600.0, 86400.0
 #: more distinct unexpected ports on one host (or hosts on one port) than this from one
 #: source is a scan: one finding for it, not one per port
@@ -80,23 +75,28 @@ class _Findings:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.rules: dict[str, Rule] = {r.id: r for r in ruleset.flows}
+        self.denies: dict[str, Deny] = {d.id: d for d in ruleset.denies}
+        self.roles_by_id = {r.id: r for r in ruleset.roles}
         self.items: list[dict[str, Any]] = []
 
     def severity(self, kind: str, rule_id: str | None, default: str | None = None) -> str:
         """The rule's override for ``kind`` if it has one, else ``default``, else the kind's."""
         rule = self.rules.get(rule_id or "")
         override = (rule.severity or {}).get(kind) if rule else None
+        deny = self.denies.get(rule_id or "")
+        if deny is not None and kind == "prohibited_flow":
+            override = deny.severity
         return override or default or DEFAULT_SEVERITY[kind]
 
     def source(self, rule_id: str | None) -> dict[str, Any] | None:
-        rule = self.rules.get(rule_id or "")
-        if rule is None:
+        cited: Rule | Deny | None = self.denies.get(rule_id or "") or self.rules.get(rule_id or "")
+        if cited is None:
             return None
         return {
-            "document": rule.source.document,
-            "section": rule.source.section,
-            "text": rule.source.text,
-            "notes": list(rule.notes),
+            "document": cited.source.document,
+            "section": cited.source.section,
+            "text": cited.source.text,
+            "notes": list(cited.notes),
         }
 
     def add(
@@ -207,11 +207,16 @@ def _endpoint(row: dict[str, Any]) -> str:
 
 
 def run_checks(
-    ruleset: Ruleset, flows: pa.Table, roles: RoleMap, capture_seconds: float
+    ruleset: Ruleset,
+    flows: pa.Table,
+    roles: RoleMap,
+    capture_seconds: float,
+    min_tls: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All checks over one flow table; returns (findings, role_pairs)."""
+    """All checks over one flow table; returns (findings, role_pairs). ``min_tls`` (the
+    ``--min-tls`` option) replaces the ruleset's TLS minimum; a rule's own still applies."""
     with duck.cursor() as con:
-        return _run_checks(con, ruleset, flows, roles, capture_seconds)
+        return _run_checks(con, ruleset, flows, roles, capture_seconds, min_tls)
 
 
 def _run_checks(
@@ -220,13 +225,17 @@ def _run_checks(
     flows: pa.Table,
     roles: RoleMap,
     capture_seconds: float,
+    min_tls: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     host_roles = roles.table()
     con.register("flows", _flow_input(flows))
     con.register("host_roles", host_roles)
     con.register("rules", rules_table(ruleset))
+    con.register("denies", denies_table(ruleset))
     inv = roles.from_inventory
-    con.execute(queries.PREPARE, {"inventory": inv})
+    policy = min_tls or ruleset.min_tls
+    tls_params = {"tls_versions": list(TLS_VERSIONS)}
+    con.execute(queries.PREPARE, {"inventory": inv, "min_tls": policy, **tls_params})
     out = _Findings(ruleset)
     (scans,) = con.execute(
         f"CREATE OR REPLACE TEMP TABLE scans AS {queries.SCANS}", {"scan": SCAN_TARGETS}
@@ -239,11 +248,23 @@ def _run_checks(
         "plaintext_disk_transfer": lambda row: _disk_transfer(out, row),
         "plaintext_where_tls_required": lambda row: _tls_required(out, row),
         "mtls_not_observed": lambda row: _mtls(out, row),
-        "weak_tls": lambda row: _weak_tls(out, row),
+        "weak_tls": lambda row: _weak_tls(out, row, policy, min_tls is not None),
+        "protocol_mismatch": lambda row: rulecheck.protocol_mismatch(out, row),
     }
     role_lists = _role_lists(roles)
-    for row in _finding_rows(con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES}, role_lists):
+    for row in _finding_rows(
+        con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES, **tls_params}, role_lists
+    ):
         per_kind[row["kind"]](row)
+    if ruleset.denies or any(r.scope == "local" for r in ruleset.flows):
+        for row in _finding_rows(con, queries.PROHIBITED, None, role_lists):
+            rulecheck.prohibited(out, row, inv)
+    family_ips = rulecheck.family_hosts(ruleset, roles)
+    if family_ips:
+        for row in _finding_rows(
+            con, queries.ADDRESS_FAMILY, {"family_ips": list(family_ips)}, role_lists
+        ):
+            rulecheck.address_family(out, row, family_ips)
     _unexpected_ports(out, con.execute(queries.UNEXPECTED_PORT), ruleset, inv, role_lists, paths)
     if scans:
         for row in _rows(con, queries.UNEXPECTED_SCAN):
@@ -369,9 +390,7 @@ def _disk_transfer(out: _Findings, row: dict[str, Any]) -> None:
         "targets": _distinct(row["targets"])[:10],
         "flows": row["flows"],
         "encrypted_alternative": tls_port,
-        "vendor_reason": [
-            n for n in rule.notes if "force HTTPS" in n or "performance reasons" in n
-        ],
+        "vendor_reason": list(rule.vendor_reason),
     }
     out.add("plaintext_disk_transfer", row, rule.id, msg + ".", ev, sev)
 
@@ -429,18 +448,40 @@ def _mtls(out: _Findings, row: dict[str, Any]) -> None:
     out.add("mtls_not_observed", row, rule.id, msg, ev, sev)
 
 
-def _weak_tls(out: _Findings, row: dict[str, Any]) -> None:
+def _weak_tls(out: _Findings, row: dict[str, Any], policy: str, from_cli: bool) -> None:
+    """A version below the TLS policy: the rule's minimum, else ``--min-tls``, else the
+    ruleset's. Where the document itself permits the version, the finding says so, quotes it,
+    and is low: the policy is broken, not the document."""
     tls_versions = _distinct(row["versions"])
     versions = ", ".join(v for v in tls_versions if v)
-    msg = f"{versions} negotiated on documented port {_endpoint(row)}; TLS 1.2 or later expected."
-    out.add(
-        "weak_tls",
-        row,
-        row["rule_id"],
-        msg,
-        {"tls_versions": tls_versions, "flows": row["flows"]},
-        out.severity("weak_tls", row["rule_id"]),
+    rule = out.rules.get(row["rule_id"] or "")
+    minimum = (rule.min_tls if rule else None) or policy
+    where = (
+        f"rule {rule.id}"
+        if rule and rule.min_tls
+        else ("--min-tls" if from_cli else "the ruleset's TLS policy")
     )
+    allowance = rule.tls_allowed if rule else None
+    allowed = [v for v in tls_versions if allowance and v in allowance.versions]
+    ev: dict[str, Any] = {
+        "tls_versions": tls_versions,
+        "flows": row["flows"],
+        "policy_min_tls": minimum,
+        "policy": where,
+    }
+    msg = f"{versions} negotiated on documented port {_endpoint(row)}; {where} requires {minimum} or later"
+    if allowance and allowed and len(allowed) == len([v for v in tls_versions if v]):
+        src = allowance.source
+        msg += (
+            f". The document permits {', '.join(allowed)} here ({src.document}, "
+            f'"{src.section}": "{src.text}"): the policy is broken, not the document.'
+        )
+        ev["document_allows"] = allowance.to_json()
+        sev = out.severity("weak_tls", row["rule_id"], "low")
+    else:
+        msg += "."
+        sev = out.severity("weak_tls", row["rule_id"])
+    out.add("weak_tls", row, row["rule_id"], msg, ev, sev)
 
 
 def _unknown_host(out: _Findings, row: dict[str, Any]) -> None:
@@ -704,15 +745,17 @@ def audit(
     inventory: Inventory | None = None,
     fail_on: str = "medium",
     progress: Callable[[str], None] | None = None,
+    min_tls: str | None = None,
 ) -> AuditResult:
-    """Read the captures as one traffic set and audit it against ``ruleset``."""
+    """Read the captures as one traffic set and audit it against ``ruleset``; ``min_tls``
+    replaces the ruleset's TLS minimum (``--min-tls``)."""
     traffic = read_traffic(captures, progress=progress)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
     first, last = traffic.span()
     seconds = (last - first).total_seconds() if first and last else 0.0
-    findings, pairs = run_checks(ruleset, flows, roles, seconds)
+    findings, pairs = run_checks(ruleset, flows, roles, seconds, min_tls)
     code = exit_code_for(findings, fail_on, bool(traffic.errors))
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
@@ -724,6 +767,8 @@ def audit(
             "path": str(ruleset.path) if getattr(ruleset, "path", None) else None,
             "source_documents": list(ruleset.source_documents),
             "rules": [_rule_json(r) for r in ruleset.flows],
+            "deny": [d.to_json() for d in ruleset.denies],
+            "min_tls": min_tls or ruleset.min_tls,
         },
         "inventory": str(inventory.path)
         if inventory is not None and getattr(inventory, "path", None)

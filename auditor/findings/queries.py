@@ -56,42 +56,71 @@ WITH hr AS (
     SELECT ip, list(DISTINCT role ORDER BY role) AS roles FROM host_roles GROUP BY ip
 ),
 fr AS (
-    SELECT fl.i, fl.src_ip, fl.dst_ip, fl.dst_port, fl.proto,
+    SELECT fl.i, fl.src_ip, fl.dst_ip, fl.dst_port, fl.proto, coalesce(fl.app, 'none') AS app,
            coalesce(s.roles, []::VARCHAR[]) AS src_roles,
-           coalesce(d.roles, []::VARCHAR[]) AS dst_roles
+           coalesce(d.roles, []::VARCHAR[]) AS dst_roles,
+           -- within one host: the same address, or a loopback one (never leaves the host)
+           (fl.src_ip = fl.dst_ip OR fl.src_ip LIKE '127.%' OR fl.dst_ip LIKE '127.%'
+            OR fl.src_ip = '::1' OR fl.dst_ip = '::1') AS is_local
     FROM flows fl
     LEFT JOIN hr s ON s.ip = fl.src_ip
     LEFT JOIN hr d ON d.ip = fl.dst_ip
     WHERE fl.proto IN ('tcp', 'udp')
 ),
--- what covers a flow depends only on its protocol, port and role lists: match each such
--- combination once (a few hundred) rather than each flow
-combos AS (SELECT DISTINCT proto, dst_port, src_roles, dst_roles FROM fr),
+-- what covers a flow depends only on its protocol, port, payload's protocol, role lists
+-- and locality: match each such combination once (a few hundred) rather than each flow
+combos AS (SELECT DISTINCT proto, dst_port, app, is_local, src_roles, dst_roles FROM fr),
 m AS (
-    SELECT DISTINCT c.proto, c.dst_port, c.src_roles, c.dst_roles, r.rule_id,
-           r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls
+    SELECT DISTINCT c.proto, c.dst_port, c.app, c.is_local, c.src_roles, c.dst_roles,
+           r.rule_id, r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls,
+           len(r.wire_apps) = 0 OR list_contains(r.wire_apps, c.app) AS app_fits,
+           list_position($tls_versions, coalesce(r.min_tls, $min_tls)) AS min_tls_rank
     FROM combos c JOIN rules r
       ON r.proto = c.proto AND c.dst_port BETWEEN r.port_lo AND r.port_hi
     WHERE (len(c.src_roles) = 0 OR list_contains(c.src_roles, r.from_role))
       AND (len(c.dst_roles) = 0 OR list_contains(c.dst_roles, r.to_role))
+      AND (NOT r.local OR c.is_local)
 ),
 fm AS (
-    SELECT proto, dst_port, src_roles, dst_roles,
+    SELECT proto, dst_port, app, is_local, src_roles, dst_roles,
            list(rule_id ORDER BY rule_id) AS rule_ids,
            list(rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
            list(rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids
-    FROM m GROUP BY proto, dst_port, src_roles, dst_roles
+           list(rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids,
+           bool_or(app_fits) AS app_fits,
+           min(min_tls_rank) AS min_tls_rank
+    FROM m GROUP BY proto, dst_port, app, is_local, src_roles, dst_roles
+),
+-- what the ruleset forbids (auditor.rules.denies_table): an endpoint without a role meets
+-- a role condition unless the entry names only roles; with an inventory, a flow with no
+-- placed endpoint is none of the audit's business
+dm AS (
+    SELECT c.proto, c.dst_port, c.app, c.is_local, c.src_roles, c.dst_roles,
+           list(DISTINCT d.deny_id ORDER BY d.deny_id) AS deny_ids
+    FROM combos c JOIN denies d
+      ON (d.proto IS NULL OR d.proto = c.proto)
+     AND (d.port_lo IS NULL OR c.dst_port BETWEEN d.port_lo AND d.port_hi)
+     AND (d.app IS NULL OR d.app = c.app)
+    WHERE (NOT d.local OR NOT c.is_local)
+      AND (d.from_role IS NULL OR list_contains(c.src_roles, d.from_role)
+           OR (len(c.src_roles) = 0 AND NOT d.roles_only))
+      AND (d.to_role IS NULL OR list_contains(c.dst_roles, d.to_role)
+           OR (len(c.dst_roles) = 0 AND NOT d.roles_only))
+      AND (NOT $inventory OR len(c.src_roles) > 0 OR len(c.dst_roles) > 0)
+    GROUP BY ALL
 )
-SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids,
+SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids, fm.app_fits,
+       fm.min_tls_rank, dm.deny_ids,
        len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0 AS placed,
-       CASE WHEN $inventory
+       dm.deny_ids IS NULL AND CASE WHEN $inventory
             THEN (len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0)
                  AND NOT (len(fr.src_roles) > 0 AND len(fr.dst_roles) > 0
                           AND fm.rule_ids IS NOT NULL)
             ELSE fm.rule_ids IS NULL END AS unexpected,
        false AS scan_ports, false AS scan_hosts
-FROM fr LEFT JOIN fm USING (proto, dst_port, src_roles, dst_roles)
+FROM fr
+LEFT JOIN fm USING (proto, dst_port, app, is_local, src_roles, dst_roles)
+LEFT JOIN dm USING (proto, dst_port, app, is_local, src_roles, dst_roles)
 ORDER BY fr.i
 """
 
@@ -126,14 +155,17 @@ WHERE unexpected
 # mtls_not_observed is settled per finding (HAVING): a client certificate seen on none of
 # its flows, or not visible on any (TLS 1.3, handshake not in the capture).
 _CONTENT_KINDS = """
-    [CASE WHEN f.disk_ids IS NOT NULL AND fl.encrypted = false AND fl.payload_bytes_fwd
+    [CASE WHEN NOT f.app_fits AND fl.app NOT IN ('unknown', 'none')
+               AND NOT (f.enc_ids IS NOT NULL AND fl.encrypted = false)
+          THEN 'protocol_mismatch' END,
+     CASE WHEN f.disk_ids IS NOT NULL AND fl.encrypted = false AND fl.payload_bytes_fwd
                + fl.payload_bytes_rev >= $min_disk THEN 'plaintext_disk_transfer' END,
      CASE WHEN f.enc_ids IS NOT NULL AND fl.encrypted = false
                AND NOT (fl.payload_bytes_fwd + fl.payload_bytes_rev >= $min_disk
                         AND f.disk_ids IS NOT NULL) THEN 'plaintext_where_tls_required' END,
      CASE WHEN f.mtls_ids IS NOT NULL AND fl.app = 'tls'
                AND fl.tls_client_cert IS DISTINCT FROM true THEN 'mtls_not_observed' END,
-     CASE WHEN fl.tls_version IN ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1')
+     CASE WHEN list_position($tls_versions, fl.tls_version) < f.min_tls_rank
           THEN 'weak_tls' END]
 """
 
@@ -193,11 +225,32 @@ FROM (SELECT *, CASE kind WHEN 'plaintext_disk_transfer' THEN disk_ids
       FROM (SELECT unnest({_CONTENT_KINDS}) AS kind, fl.*,
                    f.rule_ids AS all_ids, f.disk_ids, f.enc_ids, f.mtls_ids
             FROM f JOIN flows fl USING (i)
-            WHERE f.placed AND f.rule_ids IS NOT NULL)
+            WHERE f.placed AND f.rule_ids IS NOT NULL AND f.deny_ids IS NULL)
       WHERE kind IS NOT NULL)
 GROUP BY kind, src_ip, dst_ip, dst_port, proto
 HAVING kind <> 'mtls_not_observed'
     OR bool_or(tls_client_cert = false) OR bool_and(tls_client_cert IS NULL)
+"""
+
+# One row per prohibited_flow finding: the flows a deny entry (or a local-scope rule) matches,
+# per source, destination, port and protocol; the first matching entry is the one cited.
+PROHIBITED = f"""
+SELECT src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
+    list_sort(list_distinct(flatten(list(deny_ids)))) AS rule_ids,
+    list_min(flatten(list(deny_ids))) AS rule_id
+FROM (SELECT f.deny_ids, fl.* FROM f JOIN flows fl USING (i)
+      WHERE f.deny_ids IS NOT NULL)
+GROUP BY src_ip, dst_ip, dst_port, proto
+"""
+
+# One row per (host, peer, port, protocol) where a host holding a role restricted to one
+# address family ($family_ips: its addresses of the other family) talks.
+ADDRESS_FAMILY = f"""
+SELECT src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES}
+FROM (SELECT fl.* FROM flows fl
+      WHERE list_contains($family_ips, fl.src_ip) OR list_contains($family_ips, fl.dst_ip))
+GROUP BY src_ip, dst_ip, dst_port, proto
+ORDER BY src_ip, dst_ip, dst_port, proto
 """
 
 _SCAN_COLS = f"""

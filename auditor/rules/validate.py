@@ -9,11 +9,11 @@ legal but probably a slip: a role no rule mentions.
 
 from __future__ import annotations
 
-from auditor.rules.model import Rule, Ruleset
+from auditor.rules.model import Deny, Rule, Ruleset
 from auditor.rules.yamlmarks import KeyPath, Located, Problem, keypath_text
 
 
-def _overlap(a: Rule, b: Rule) -> tuple[int, int] | None:
+def _overlap(a: Rule | Deny, b: Rule | Deny) -> tuple[int, int] | None:
     """The first overlapping (lo, hi) between the port sets of ``a`` and ``b``."""
     for alo, ahi in a.spans():
         for blo, bhi in b.spans():
@@ -31,6 +31,7 @@ def validate(
     flow_keys: list[int],
     *,
     complete: bool = True,
+    deny_keys: list[int] | None = None,
 ) -> list[Problem]:
     """Problems across roles and rules; ``*_keys`` give each object's index in the file.
 
@@ -132,7 +133,11 @@ def validate(
                     f"'{b.transfer}' here and a '{a.transfer}' there (use 'both')",
                 )
 
+    problems += _check_denies(ruleset, located, shown, flow_keys, deny_keys or [], by_id)
+
     used = {r.from_role for r in flows} | {r.to_role for r in flows}
+    used |= {d.from_role for d in ruleset.denies if d.from_role}
+    used |= {d.to_role for d in ruleset.denies if d.to_role}
     for role in ruleset.roles if complete else ():
         implied_by = any(role.id in r.implies for r in ruleset.roles)
         if role.id not in used and not implied_by:
@@ -142,4 +147,69 @@ def validate(
                 f"role '{role.id}' appears in no flow",
                 "warning",
             )
+    return problems
+
+
+def _deny_overlap(deny: Deny, rule: Rule) -> str | None:
+    """What a deny entry forbids of what ``rule`` allows (None when they do not meet)."""
+    if rule.scope != "network":
+        return None
+    if deny.from_role not in (None, rule.from_role) or deny.to_role not in (None, rule.to_role):
+        return None
+    if deny.proto is not None and not set(deny.proto.split("/")) & set(rule.protos):
+        return None
+    span: tuple[int, int] | None = None
+    if deny.spans():
+        span = _overlap(deny, rule)
+        if span is None:
+            return None
+    if deny.apps and rule.app not in deny.apps:
+        return None
+    where = f"{rule.from_role} -> {rule.to_role} {rule.proto}"
+    if span:
+        where += "/" + (str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}")
+    if deny.apps:
+        where += f" ({rule.app})"
+    return where
+
+
+def _check_denies(
+    ruleset: Ruleset,
+    located: Located,
+    shown: str,
+    flow_keys: list[int],
+    deny_keys: list[int],
+    rule_index: dict[str, int],
+) -> list[Problem]:
+    """Deny entries: known roles, ids unique (they share the rules' namespace: a finding
+    cites either), and no contradiction with an allow rule, naming both."""
+    problems: list[Problem] = []
+    roles = ruleset.role_ids
+    seen: dict[str, int] = {}
+    for i, deny in enumerate(ruleset.denies):
+        kp: KeyPath = ("deny", deny_keys[i] if i < len(deny_keys) else i)
+        line = located.line(kp)
+
+        def report(key: KeyPath, message: str) -> None:
+            problems.append(Problem(shown, located.line(key), keypath_text(key), message))
+
+        for key, role in (("from", deny.from_role), ("to", deny.to_role)):
+            if role is not None and role not in roles:
+                report((*kp, key), f"unknown role '{role}'; known roles: {', '.join(roles)}")
+        if deny.id in rule_index:
+            first = located.line(("flows", flow_keys[rule_index[deny.id]]))
+            report((*kp, "id"), f"deny id '{deny.id}' is also a rule id (line {first})")
+        elif deny.id in seen:
+            report((*kp, "id"), f"duplicate deny id '{deny.id}' (first at line {seen[deny.id]})")
+        else:
+            seen[deny.id] = line or 0
+        for j, rule in enumerate(ruleset.flows):
+            where = _deny_overlap(deny, rule)
+            if where is not None:
+                report(
+                    kp,
+                    f"deny '{deny.id}' contradicts rule '{rule.id}' (line "
+                    f"{located.line(('flows', flow_keys[j]))}): {where} is forbidden here "
+                    "and allowed there",
+                )
     return problems

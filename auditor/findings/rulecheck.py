@@ -1,0 +1,147 @@
+"""Findings for what the documents forbid or restrict: prohibited flows, the protocol on the
+wire, and the address family of a role.
+
+The SQL that finds the flows is in ``queries`` (``PROHIBITED``, ``ADDRESS_FAMILY`` and the
+``protocol_mismatch`` case of ``FINDINGS``); this module turns each row into a finding that
+quotes the document's sentence and says what was seen. It is kept apart from ``engine`` so
+that the vendor-restriction kinds are read in one place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from auditor.roles import RoleMap
+from auditor.rules import Ruleset
+from auditor.rules.vocabulary import wire_apps
+
+if TYPE_CHECKING:
+    from auditor.findings.engine import _Findings
+
+
+def _endpoint(row: dict[str, Any]) -> str:
+    return f"{row['src_ip']} -> {row['dst_ip']}:{row['dst_port']}/{row['proto']}"
+
+
+def _roles(roles: list[str]) -> str:
+    return "+".join(roles) if roles else "no role"
+
+
+def _seen(apps: list[str]) -> list[str]:
+    return [a for a in apps if a not in ("unknown", "none")]
+
+
+def prohibited(out: _Findings, row: dict[str, Any], inventory: bool) -> None:
+    """A prohibited_flow: the flows of one source, destination and port that a deny entry or a
+    local-scope rule matches, quoting the forbidding sentence."""
+    cited = row["rule_id"]
+    deny = out.denies.get(cited)
+    rule = out.rules.get(cited)
+    src, dst = row["src_roles"], row["dst_roles"]
+    who = f"{_roles(src)} -> {_roles(dst)}"
+    seen = _seen(row["apps"])
+    ev: dict[str, Any] = {
+        "apps": row["apps"],
+        "states": row["states"],
+        "flows": row["flows"],
+    }
+    if deny is not None:
+        ev["deny"] = deny.describe()
+        if deny.apps:
+            what = f"{'/'.join(seen) or 'traffic'} identified from payload"
+        elif deny.from_role and deny.to_role and not deny.spans():
+            what = f"traffic between {deny.from_role} and {deny.to_role}"
+        else:
+            what = "traffic"
+        msg = f"Prohibited: {what} on {_endpoint(row)} ({who})"
+    else:
+        assert rule is not None  # a local-scope rule
+        ev["scope"] = "local"
+        msg = (
+            f"Prohibited: {_endpoint(row)} ({who}) reaches {rule.proto}/{rule.port_text()}, "
+            f"which is only available from within the host ({rule.id})"
+        )
+    unplaced = [ip for ip, r in ((row["src_ip"], src), (row["dst_ip"], dst)) if not r]
+    if unplaced:
+        ev["unplaced_hosts"] = unplaced
+        scope = "the inventory" if inventory else "role inference"
+        msg += f"; {', '.join(unplaced)} has no role in {scope}"
+    source = out.source(cited)
+    assert source is not None
+    msg += f'. The document says: "{source["text"]}"'
+    out.add("prohibited_flow", row, cited, msg, ev, out.severity("prohibited_flow", cited))
+
+
+def protocol_mismatch(out: _Findings, row: dict[str, Any]) -> None:
+    """The classifier positively identified a protocol that fits none of the rules covering
+    the flow; ``unknown`` / ``none`` never get here (the query leaves them out)."""
+    rule = out.rules[row["rule_id"]]
+    covering = [out.rules[r] for r in row.get("rule_ids") or [rule.id] if r in out.rules]
+    seen = _seen(row["apps"])
+    documented = sorted({r.app for r in covering})
+    msg = (
+        f"{'/'.join(seen).upper() or 'Another protocol'} seen on {_endpoint(row)}, where the "
+        f"document names {'/'.join(documented)} ({rule.id})."
+    )
+    ev = {
+        "apps": row["apps"],
+        "seen": seen,
+        "documented_app": documented,
+        "expected_on_wire": sorted({w for r in covering for w in wire_apps(r.app)}),
+        "flows": row["flows"],
+        "payload_bytes": int(row["payload_bytes"] or 0),
+    }
+    out.add("protocol_mismatch", row, rule.id, msg, ev, out.severity("protocol_mismatch", rule.id))
+
+
+def family_hosts(ruleset: Ruleset, roles: RoleMap) -> dict[str, tuple[str, str]]:
+    """Addresses of the family a role of theirs excludes -> (role, allowed family)."""
+    only = {r.id: r.address_family for r in ruleset.roles if r.address_family}
+    out: dict[str, tuple[str, str]] = {}
+    if not only:
+        return out
+    for host in roles.hosts:
+        family = "ipv6" if ":" in host.ip else "ipv4"
+        for role in host.roles:
+            allowed = only.get(role)
+            if allowed and allowed != family:
+                out[host.ip] = (role, allowed)
+                break
+    return out
+
+
+def address_family(out: _Findings, row: dict[str, Any], hosts: dict[str, tuple[str, str]]) -> None:
+    """Traffic of a host whose role the document restricts to the other address family."""
+    ruleset_roles = out.roles_by_id
+    ip = row["src_ip"] if row["src_ip"] in hosts else row["dst_ip"]
+    role_id, allowed = hosts[ip]
+    role = ruleset_roles[role_id]
+    family = "IPv6" if allowed == "ipv4" else "IPv4"
+    source = role.address_family_source
+    msg = (
+        f"{family} traffic of {role_id} {ip} on {_endpoint(row)}: the document allows "
+        f"{allowed.replace('ip', 'IP')} only"
+    )
+    if source is not None:
+        msg += f' ("{source.text}")'
+    ev: dict[str, Any] = {
+        "host": ip,
+        "role": role_id,
+        "address_family": family.lower(),
+        "allowed": allowed,
+        "flows": row["flows"],
+        "apps": row["apps"],
+    }
+    found = (
+        {
+            "document": source.document,
+            "section": source.section,
+            "text": source.text,
+            "notes": [],
+        }
+        if source
+        else None
+    )
+    out.add("address_family", row, None, msg + ".", ev, out.severity("address_family", None))
+    if found is not None:
+        out.items[-1]["source"] = found
