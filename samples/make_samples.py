@@ -75,6 +75,9 @@ AL = {
     "ntp": "10.10.0.7",
     "compositing": "10.10.0.30",
     "stranger": "10.10.0.99",
+    "vda": "10.10.0.60",
+    "appliance6": "fd00:10::10",
+    "admin6": "fd00:10::50",
 }
 
 
@@ -171,7 +174,23 @@ def applayering_findings() -> Sample:
     c.tcp_session(a["appliance"], a["ad"], 52006, 3389, [(0, b"\x03\x00\x00\x13" + b"\x0e" * 15)])
     # unknown_host (and unexpected_port, low): a host outside the inventory uses the console
     tls(c, a["stranger"], a["appliance"], 443, 52007, "TLS 1.3")
+    # prohibited_flow: Telnet and FTP to the appliance (003: "Access is not permitted on
+    # unsecured Telnet or FTP ports"), FTP even on the log-download port; the ActiveMQ
+    # console (local scope) from the admin's workstation; a VDA talking to the appliance
+    c.tcp_session(a["admin"], a["appliance"], 52008, 23, synth.telnet_session())
+    c.tcp_session(a["admin"], a["appliance"], 52009, 8888, synth.ftp_login())
+    c.tcp_session(
+        a["admin"], a["appliance"], 52010, 8161, [(0, b"GET /admin/ HTTP/1.1\r\nHost: elm\r\n\r\n")]
+    )
+    tls(c, a["vda"], a["appliance"], 443, 52011)
+    # protocol_mismatch: SSH tunnelled through the console's HTTPS port (sslh style)
+    c.tcp_session(a["admin"], a["appliance"], 52012, 443, synth.ssh_exchange())
+    # address_family: the appliance answers over IPv6 (000: "IPv4 is required")
+    tls(c, a["admin6"], a["appliance6"], 443, 52013, sni="elm.corp.example")
     inv = _al_inventory()
+    inv["appliance"] = [a["appliance"], a["appliance6"]]
+    inv["admin"] = [a["admin"], a["admin6"]]
+    inv["vda"] = [a["vda"]]
     # missing_flow: an NTP server in the inventory that the appliance never asked
     inv["ntp_server"] = [a["ntp"], "10.10.0.8"]
     inv["dns_server"] = ["10.10.0.53"]
