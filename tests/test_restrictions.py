@@ -390,3 +390,73 @@ def test_local_scope_rules_derive_no_role_hints() -> None:
     served = {lo for _p, lo, _hi in rs.role("appliance").hints.serves}
     assert 8161 not in served and 3001 not in served
     assert rs.rule("appliance-activemq").scope == "local"
+
+
+# --- deployment expectations in the inventory: expect / ignore_expected -------------------
+
+COMPOSITING = "10.10.0.30"
+
+
+def compositing_api(c: synth.Capture) -> None:
+    tls(c, COMPOSITING, APPLIANCE, 443, sport=41000)
+    tls(c, APPLIANCE, COMPOSITING, 443, sport=41001)
+
+
+def iscsi(c: synth.Capture) -> None:
+    login = b"\x43\x87\x00\x00\x00\x00\x00\x30" + b"\x00" * 40 + b"InitiatorName=iqn.x\x00" * 3
+    c.tcp_session(COMPOSITING, APPLIANCE, 41002, 3260, [(0, login)])
+
+
+def _inventory_file(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "site.yaml"
+    write_inventory(path, {**AL_INVENTORY, "compositing": [COMPOSITING],
+                           "active_directory": [AD]}, "applayering")  # fmt: skip
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return path
+
+
+EXPECT_ISCSI = "expect:\n  - {from: compositing, to: appliance, port: 3260}\n"
+IGNORE_DNS = "ignore_expected:\n  - {from: appliance, to: active_directory, port: 53}\n"
+
+
+def _missing(tmp_path: Path, extra: str, *builds: object) -> list[str]:
+    c = synth.Capture()
+    for build in builds:
+        build(c)  # type: ignore[operator]
+    pcap = c.write(tmp_path / "c.pcap")
+    res = invoke([pcap, "-r", "applayering", "-i", _inventory_file(tmp_path, extra),
+                  "--format", "json", "--fail-on", "never"])  # fmt: skip
+    assert res.exit_code == ExitCode.OK, res.output
+    doc = json.loads(res.output)
+    return [f["rule_id"] for f in doc["findings"] if f["kind"] == "missing_flow"]
+
+
+def test_expect_makes_a_documented_flow_expected(tmp_path: Path) -> None:
+    assert _missing(tmp_path, EXPECT_ISCSI, console, compositing_api, ad_dns) == [
+        "compositing-appliance-iscsi"
+    ]
+
+
+def test_expect_is_met_by_the_flow(tmp_path: Path) -> None:
+    assert _missing(tmp_path, EXPECT_ISCSI, console, compositing_api, ad_dns, iscsi) == []
+
+
+def test_without_expect_the_flow_is_on_demand(tmp_path: Path) -> None:
+    assert _missing(tmp_path, "", console, compositing_api, ad_dns) == []
+
+
+def test_ignore_expected_switches_an_expectation_off(tmp_path: Path) -> None:
+    assert "appliance-ad-dns-udp" in _missing(tmp_path, "", console, compositing_api)
+    assert _missing(tmp_path, IGNORE_DNS, console, compositing_api) == []
+
+
+def test_expect_naming_no_documented_flow_is_a_usage_error(tmp_path: Path) -> None:
+    c = synth.Capture()
+    console(c)
+    pcap = c.write(tmp_path / "c.pcap")
+    bad = _inventory_file(tmp_path, "expect:\n  - {from: compositing, to: appliance, port: 3262}\n")
+    res = invoke([pcap, "-r", "applayering", "-i", bad])
+    assert res.exit_code == ExitCode.USAGE
+    line = len(bad.read_text(encoding="utf-8").splitlines())
+    assert f"site.yaml:{line}: expect[0]: names no documented flow" in res.output
+    assert "Traceback" not in res.output and res.output.count("\n") == 1

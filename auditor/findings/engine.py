@@ -755,7 +755,9 @@ def audit(
     roles = resolve_roles(ruleset, flows, inventory)
     first, last = traffic.span()
     seconds = (last - first).total_seconds() if first and last else 0.0
-    findings, pairs = run_checks(ruleset, flows, roles, seconds, min_tls)
+    # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
+    checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
+    findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
     code = exit_code_for(findings, fail_on, bool(traffic.errors))
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
@@ -766,7 +768,7 @@ def audit(
             "title": ruleset.title,
             "path": str(ruleset.path) if getattr(ruleset, "path", None) else None,
             "source_documents": list(ruleset.source_documents),
-            "rules": [_rule_json(r) for r in ruleset.flows],
+            "rules": [_rule_json(r) for r in checked.flows],
             "deny": [d.to_json() for d in ruleset.denies],
             "min_tls": min_tls or ruleset.min_tls,
         },
