@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from auditor import duck
 from auditor.rules import Inventory, Rule, Ruleset, classify_entry, denies_table, rules_table
+from auditor.rules.model import PEERS
 
 if TYPE_CHECKING:
     import duckdb
@@ -249,6 +250,9 @@ cand AS (
            CASE o.side WHEN 'serves' THEN r.to_role ELSE r.from_role END AS role
     FROM obs o JOIN rules r
       ON r.proto = o.proto AND o.port BETWEEN r.port_lo AND r.port_hi AND NOT r.local
+    -- the peers 'any' and 'internet' are no role a host can hold
+    WHERE CASE o.side WHEN 'serves' THEN r.to_role ELSE r.from_role END
+          NOT IN ('any', 'internet')
     GROUP BY ALL
 ),
 k AS (
@@ -395,14 +399,15 @@ def _peer_evidence(
                     cand = {
                         r.from_role
                         for r in rules
-                        if r.to_role in peer_roles and r.proto == proto and r.covers(port)
+                        if r.to_role in peer_roles and proto in r.protos and r.covers(port)
                     }
                 else:  # a placed peer connected to host: host is a to-role
                     cand = {
                         r.to_role
                         for r in rules
-                        if r.from_role in peer_roles and r.proto == proto and r.covers(port)
+                        if r.from_role in peer_roles and proto in r.protos and r.covers(port)
                     }
+                cand -= set(PEERS)
                 cands[(outward, peer_roles, proto, port)] = cand
             for role in cand:
                 w = PEER_WEIGHT / len(cand)
@@ -506,7 +511,7 @@ def _hint_matches(
                 documented = on_port.get((proto, port))
                 if documented is None:
                     documented = on_port[(proto, port)] = [
-                        r for r in rules if r.proto == proto and r.covers(port)
+                        r for r in rules if proto in r.protos and r.covers(port)
                     ]
                 fits = [r for r in documented if port >= 1024 or r.to_role in placed.get(dst, ())]
                 if fits:

@@ -460,3 +460,129 @@ def test_expect_naming_no_documented_flow_is_a_usage_error(tmp_path: Path) -> No
     line = len(bad.read_text(encoding="utf-8").splitlines())
     assert f"site.yaml:{line}: expect[0]: names no documented flow" in res.output
     assert "Traceback" not in res.output and res.output.count("\n") == 1
+
+
+# --- beyond TCP/UDP: icmp types, esp, sctp, tcp/udp, peers any / internet, source ports ----
+
+BEYOND = """
+name: beyond
+title: Transports beyond TCP and UDP
+source_documents: [vendor.txt]
+roles:
+  - {id: gateway, description: A VPN gateway.}
+  - {id: server, description: A server.}
+flows:
+  - {id: ping, from: gateway, to: any, proto: icmp, ports: [0, 8], app: icmp,
+     security: none, source: {document: vendor.txt, section: s, text: "Gateway pings"}}
+  - {id: ipsec, from: gateway, to: internet, proto: esp, app: ipsec, security: ipsec,
+     source: {document: vendor.txt, section: s, text: "ESP to peers on the Internet"}}
+  - {id: dns, from: gateway, to: server, proto: tcp/udp, ports: 53, app: dns,
+     security: none, source: {document: vendor.txt, section: s, text: "DNS, TCP and UDP"}}
+  - {id: ntp, from: gateway, to: server, proto: udp, ports: 123, src_ports: 123, app: ntp,
+     security: none, source: {document: vendor.txt, section: s, text: "NTP 123 -> 123"}}
+  - {id: diameter, from: server, to: gateway, proto: sctp, ports: 3868, app: unspecified,
+     security: none, source: {document: vendor.txt, section: s, text: "Diameter over SCTP"}}
+"""
+GW, SRV, PEER = "10.30.0.1", "10.30.0.2", "8.8.4.4"
+BEYOND_INV = {"gateway": [GW], "server": [SRV]}
+
+
+def _beyond(tmp_path: Path) -> object:
+    path = tmp_path / "beyond.yaml"
+    path.write_text(BEYOND, encoding="utf-8")
+    return load_ruleset(path)
+
+
+def icmp(c: synth.Capture, src: str, dst: str, kind: int) -> None:
+    import dpkt
+
+    msg = dpkt.icmp.ICMP(type=kind, code=0, data=dpkt.icmp.ICMP.Echo(id=7, seq=1, data=b"p" * 32))
+    c.frame(src, dst, msg, dpkt.ip.IP_PROTO_ICMP)
+
+
+def esp(c: synth.Capture, src: str, dst: str) -> None:
+    import dpkt
+
+    c.frame(src, dst, dpkt.esp.ESP(spi=0x1001, seq=1, data=b"\x11" * 64), dpkt.ip.IP_PROTO_ESP)
+    c.frame(dst, src, dpkt.esp.ESP(spi=0x2002, seq=1, data=b"\x22" * 64), dpkt.ip.IP_PROTO_ESP)
+
+
+def sctp(c: synth.Capture, src: str, dst: str, port: int) -> None:
+    import struct
+
+    init = struct.pack("!BBHIIHHI", 1, 0, 20, 0x1234, 65535, 1, 1, 1)
+    header = struct.pack("!HHII", 40000, port, 0, 0)
+    c.frame(src, dst, header + init, 132)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("inventory", [pytest.param(BEYOND_INV, id="inventory"),
+                                       pytest.param(None, id="inferred")])  # fmt: skip
+def test_beyond_tcp_udp_documented_traffic_is_silent(run: Runner, tmp_path: Path,
+                                                     inventory: dict | None) -> None:  # fmt: skip
+    def documented(c: synth.Capture) -> None:
+        icmp(c, GW, SRV, 8)
+        icmp(c, GW, PEER, 8)
+        esp(c, GW, PEER)
+        q, a = synth.dns_exchange("srv.example", [SRV])
+        c.udp(GW, SRV, 40001, 53, q)
+        c.udp(SRV, GW, 53, 40001, a)
+        c.tcp_session(GW, SRV, 40002, 53, [(0, b"\x00\x1d" + q)])
+        c.udp(GW, SRV, 123, 123, b"\x23" + b"\x00" * 47)
+        c.udp(SRV, GW, 123, 123, b"\x24\x02" + b"\x00" * 46)
+        sctp(c, SRV, GW, 3868)
+
+    rs = _beyond(tmp_path)
+    found = run.findings(documented, ruleset=rs, inventory=inventory)  # type: ignore[arg-type]
+    assert found == [], [f["message"] for f in found]
+
+
+@pytest.mark.parametrize(("build", "proto", "port"), [
+    (lambda c: icmp(c, GW, SRV, 13), "icmp", 13),  # a timestamp request: type 13
+    (lambda c: esp(c, GW, "10.30.9.9"), "esp", 0),  # ESP to a private address
+    (lambda c: c.udp(GW, SRV, 40123, 123, b"\x23" + b"\x00" * 47), "udp", 123),  # wrong sport
+    (lambda c: sctp(c, SRV, GW, 2905), "sctp", 2905),
+])  # fmt: skip
+def test_beyond_tcp_udp_undocumented_traffic_is_reported(run: Runner, tmp_path: Path,
+                                                         build: object, proto: str,
+                                                         port: int) -> None:  # fmt: skip
+    rs = _beyond(tmp_path)
+    inv = {**BEYOND_INV, "server": [SRV, "10.30.9.9"]}
+    f = only(run.findings(build, ruleset=rs, inventory=inv))  # type: ignore[arg-type]
+    assert (f["kind"], f["proto"], f["dst_port"]) == ("unexpected_port", proto, port)
+
+
+def test_tcp_udp_rule_is_two_transports(tmp_path: Path) -> None:
+    rs = _beyond(tmp_path)
+    rule = rs.rule("dns")  # type: ignore[attr-defined]
+    assert rule.protos == ("tcp", "udp")
+    assert rule.to_json()["proto"] == "tcp/udp"
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("proto: esp, ports: 50,", "esp has no ports; leave 'ports' out"),
+    ("proto: icmp, ports: 300,", "expected an ICMP type 0-255"),
+    ("proto: icmp, ports: 8, src_ports: 1,", "icmp has no source ports"),
+])  # fmt: skip
+def test_beyond_tcp_udp_bad_rules(tmp_path: Path, text: str, fragment: str) -> None:
+    yaml_text = BEYOND.replace("proto: tcp/udp, ports: 53,", text)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    errors = [p.text() for p in check_ruleset(path).errors]
+    assert any(fragment in e for e in errors), errors
+
+
+def test_peer_names_are_reserved(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BEYOND.replace("{id: server,", "{id: internet,"), encoding="utf-8")
+    errors = [p.text() for p in check_ruleset(path).errors]
+    assert any("'internet' is reserved for a peer" in e for e in errors), errors
+
+
+def test_dhcp_source_ports_of_the_appliance(run: Runner) -> None:
+    inv = {**AL_INVENTORY, "dhcp_server": ["10.10.0.2"]}
+    discover = b"\x01\x01\x06\x00" + b"\x00" * 232 + b"\x63\x82\x53\x63\x35\x01\x01\xff"
+    ok = run.findings(lambda c: c.udp(APPLIANCE, "10.10.0.2", 68, 67, discover), inventory=inv)
+    assert ok == []
+    bad = only(run.findings(lambda c: c.udp(APPLIANCE, "10.10.0.2", 5068, 67, discover),
+                            inventory=inv))  # fmt: skip
+    assert (bad["kind"], bad["dst_port"]) == ("unexpected_port", 67)

@@ -14,6 +14,7 @@ pairs show every expected flow seen, the scan findings when there is no scan).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -228,14 +229,22 @@ def _run_checks(
     min_tls: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     host_roles = roles.table()
-    con.register("flows", _flow_input(flows))
+    con.register("flows_in", _flow_input(flows))
+    con.execute(queries.FLOWS_VIEW)
     con.register("host_roles", host_roles)
     con.register("rules", rules_table(ruleset))
     con.register("denies", denies_table(ruleset))
+    con.register("public_ips", pa.table({"ip": pa.array(_public_ips(ruleset, flows), pa.string())}))
     inv = roles.from_inventory
     policy = min_tls or ruleset.min_tls
     tls_params = {"tls_versions": list(TLS_VERSIONS)}
-    con.execute(queries.PREPARE, {"inventory": inv, "min_tls": policy, **tls_params})
+    src_ports = sorted(
+        {p for r in ruleset.flows for lo, hi in r.src_spans() for p in range(lo, hi + 1)}
+    )
+    con.execute(
+        queries.PREPARE,
+        {"inventory": inv, "min_tls": policy, "src_ports": src_ports, **tls_params},
+    )
     out = _Findings(ruleset)
     (scans,) = con.execute(
         f"CREATE OR REPLACE TEMP TABLE scans AS {queries.SCANS}", {"scan": SCAN_TARGETS}
@@ -294,6 +303,21 @@ def _run_checks(
         ),
     )
     return findings, [_pair_json(p) for p in pairs]
+
+
+def _public_ips(ruleset: Ruleset, flows: pa.Table) -> list[str]:
+    """The flows' addresses outside the private and special-purpose ranges, when a rule names
+    the peer 'internet' (none otherwise: the test costs a parse per address)."""
+    if not any("internet" in (r.from_role, r.to_role) for r in ruleset.flows):
+        return []
+    out = []
+    for ip in set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist()):
+        try:
+            if ipaddress.ip_address(ip).is_global:
+                out.append(ip)
+        except ValueError:
+            continue
+    return sorted(out)
 
 
 def _may_miss(ruleset: Ruleset, roles: RoleMap, pairs: list[dict[str, Any]]) -> bool:
@@ -552,7 +576,7 @@ class _Paths:
                 for a in dst
                 for b in src
                 for r in self.by_pair.get((a, b), ())
-                if r.proto == proto and _covers(r, port)
+                if proto in r.protos and _covers(r, port)
             ]
         return hit
 

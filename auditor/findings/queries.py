@@ -1,7 +1,7 @@
 """The checks, as SQL over three tables: ``flows`` (with ``i``, its row number), ``host_roles``
 (ip, role) and ``rules`` (one row per rule and port range, from ``auditor.rules.rules_table``).
 
-``PREPARE`` builds ``f``, one narrow row per TCP/UDP flow in flow-table order: its
+``PREPARE`` builds ``f``, one narrow row per flow (every transport) in flow-table order: its
 endpoints' role lists and the rules that cover it. A rule covers a flow when the protocol
 and port fit and each endpoint either holds the rule's role on its side or has no role at
 all: a *role match* when both endpoints have roles, a *port match* when one or both have
@@ -27,11 +27,21 @@ from __future__ import annotations
 
 #: the flow table columns the queries read (the rest is not handed to DuckDB)
 FLOW_COLUMNS = (
-    "flow_id", "community_id", "src_ip", "dst_ip", "dst_port", "proto", "first_seen",
+    "flow_id", "community_id", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_seen",
     "last_seen", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev", "payload_bytes_fwd",
     "payload_bytes_rev", "state", "app", "encrypted", "tls_version", "tls_cert_requested",
     "tls_client_cert", "http_method", "http_target", "http_host", "http_user_agent",
 )  # fmt: skip
+
+
+# The flows as the checks read them: for ICMP the type (the flow table's src_port, as Zeek
+# has it) is the "port" a rule names and a finding reports.
+FLOWS_VIEW = """
+CREATE OR REPLACE TEMP VIEW flows AS
+SELECT * REPLACE (CASE WHEN proto IN ('icmp', 'icmp6') THEN src_port ELSE dst_port END
+                  AS dst_port)
+FROM flows_in
+"""
 
 
 def _iso(ns: str) -> str:
@@ -47,8 +57,9 @@ def _iso(ns: str) -> str:
     )
 
 
-# Unexpected = not allowed: allowed means covered by a role match; without an inventory a
-# port match (an endpoint of unknown role) allows too. Scope: with an inventory, flows
+# Unexpected = not allowed: allowed means covered by a role match (each side's role held, or
+# its peer 'any' / 'internet' met); without an inventory a port match (an endpoint of
+# unknown role) allows too. Every transport is judged: ICMP's type stands for the port. Scope: with an inventory, flows
 # between two hosts outside it are none of the audit's business.
 PREPARE = """
 CREATE OR REPLACE TEMP TABLE f AS
@@ -61,42 +72,61 @@ fr AS (
            coalesce(d.roles, []::VARCHAR[]) AS dst_roles,
            -- within one host: the same address, or a loopback one (never leaves the host)
            (fl.src_ip = fl.dst_ip OR fl.src_ip LIKE '127.%' OR fl.dst_ip LIKE '127.%'
-            OR fl.src_ip = '::1' OR fl.dst_ip = '::1') AS is_local
+            OR fl.src_ip = '::1' OR fl.dst_ip = '::1') AS is_local,
+           -- the source port, only where a rule names source ports (else one combo per flow)
+           -- (-1: none named; the joins below are USING, where NULL never equals NULL)
+           CASE WHEN list_contains($src_ports::INTEGER[], fl.src_port) THEN fl.src_port
+                ELSE -1 END AS sp,
+           fl.src_ip IN (SELECT ip FROM public_ips) AS src_public,
+           fl.dst_ip IN (SELECT ip FROM public_ips) AS dst_public
     FROM flows fl
     LEFT JOIN hr s ON s.ip = fl.src_ip
     LEFT JOIN hr d ON d.ip = fl.dst_ip
-    WHERE fl.proto IN ('tcp', 'udp')
 ),
--- what covers a flow depends only on its protocol, port, payload's protocol, role lists
--- and locality: match each such combination once (a few hundred) rather than each flow
-combos AS (SELECT DISTINCT proto, dst_port, app, is_local, src_roles, dst_roles FROM fr),
+-- what covers a flow depends only on its protocol, port, payload's protocol, role lists,
+-- locality, named source port and public ends: match each such combination once (a few
+-- hundred) rather than each flow. A rule's side is a role its endpoint holds (or any host
+-- without a role: a port match), or the peer 'any' (every host) or 'internet' (a public
+-- address); ``role_ok``: every side met by a role or a peer, not by a missing role.
+combos AS (
+    SELECT DISTINCT proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles,
+                    dst_roles
+    FROM fr
+),
 m AS (
-    SELECT DISTINCT c.proto, c.dst_port, c.app, c.is_local, c.src_roles, c.dst_roles,
-           r.rule_id, r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls,
+    SELECT c.*, r.rule_id, r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls,
            len(r.wire_apps) = 0 OR list_contains(r.wire_apps, c.app) AS app_fits,
-           list_position($tls_versions, coalesce(r.min_tls, $min_tls)) AS min_tls_rank
+           list_position($tls_versions, coalesce(r.min_tls, $min_tls)) AS min_tls_rank,
+           (r.from_role = 'any' OR list_contains(c.src_roles, r.from_role)
+            OR (r.from_role = 'internet' AND c.src_public))
+           AND (r.to_role = 'any' OR list_contains(c.dst_roles, r.to_role)
+                OR (r.to_role = 'internet' AND c.dst_public)) AS role_ok
     FROM combos c JOIN rules r
       ON r.proto = c.proto AND c.dst_port BETWEEN r.port_lo AND r.port_hi
-    WHERE (len(c.src_roles) = 0 OR list_contains(c.src_roles, r.from_role))
-      AND (len(c.dst_roles) = 0 OR list_contains(c.dst_roles, r.to_role))
+    WHERE CASE r.from_role WHEN 'any' THEN true WHEN 'internet' THEN c.src_public
+               ELSE len(c.src_roles) = 0 OR list_contains(c.src_roles, r.from_role) END
+      AND CASE r.to_role WHEN 'any' THEN true WHEN 'internet' THEN c.dst_public
+               ELSE len(c.dst_roles) = 0 OR list_contains(c.dst_roles, r.to_role) END
       AND (NOT r.local OR c.is_local)
+      AND (r.src_lo IS NULL OR c.sp BETWEEN r.src_lo AND r.src_hi)
 ),
 fm AS (
-    SELECT proto, dst_port, app, is_local, src_roles, dst_roles,
-           list(rule_id ORDER BY rule_id) AS rule_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids,
+    SELECT proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles, dst_roles,
+           list(DISTINCT rule_id ORDER BY rule_id) AS rule_ids,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids,
            bool_or(app_fits) AS app_fits,
-           min(min_tls_rank) AS min_tls_rank
-    FROM m GROUP BY proto, dst_port, app, is_local, src_roles, dst_roles
+           min(min_tls_rank) AS min_tls_rank,
+           bool_or(role_ok) AS role_ok
+    FROM m GROUP BY ALL
 ),
 -- what the ruleset forbids (auditor.rules.denies_table): an endpoint without a role meets
 -- a role condition unless the entry names only roles; with an inventory, a flow with no
 -- placed endpoint is none of the audit's business
 dm AS (
-    SELECT c.proto, c.dst_port, c.app, c.is_local, c.src_roles, c.dst_roles,
-           list(DISTINCT d.deny_id ORDER BY d.deny_id) AS deny_ids
+    SELECT c.proto, c.dst_port, c.app, c.is_local, c.sp, c.src_public, c.dst_public,
+           c.src_roles, c.dst_roles, list(DISTINCT d.deny_id ORDER BY d.deny_id) AS deny_ids
     FROM combos c JOIN denies d
       ON (d.proto IS NULL OR d.proto = c.proto)
      AND (d.port_lo IS NULL OR c.dst_port BETWEEN d.port_lo AND d.port_hi)
@@ -110,17 +140,18 @@ dm AS (
     GROUP BY ALL
 )
 SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids, fm.app_fits,
-       fm.min_tls_rank, dm.deny_ids,
+       fm.min_tls_rank, coalesce(fm.role_ok, false) AS role_ok, dm.deny_ids,
        len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0 AS placed,
        dm.deny_ids IS NULL AND CASE WHEN $inventory
             THEN (len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0)
-                 AND NOT (len(fr.src_roles) > 0 AND len(fr.dst_roles) > 0
-                          AND fm.rule_ids IS NOT NULL)
+                 AND NOT coalesce(fm.role_ok, false)
             ELSE fm.rule_ids IS NULL END AS unexpected,
        false AS scan_ports, false AS scan_hosts
 FROM fr
-LEFT JOIN fm USING (proto, dst_port, app, is_local, src_roles, dst_roles)
-LEFT JOIN dm USING (proto, dst_port, app, is_local, src_roles, dst_roles)
+LEFT JOIN fm USING (proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles,
+                    dst_roles)
+LEFT JOIN dm USING (proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles,
+                    dst_roles)
 ORDER BY fr.i
 """
 
@@ -321,18 +352,22 @@ WHERE e.rule_id NOT IN (SELECT rule_id FROM seen)
 ORDER BY e.from_role, e.to_role, e.rule_id
 """
 
+# A host without a role that talks to hosts with one, other than as the peer 'any' or
+# 'internet' of a rule (the Internet holds no role).
 UNKNOWN_HOST = f"""
 WITH edges AS (
     SELECT fl.src_ip AS ip, fl.dst_ip AS peer, f.dst_roles AS peer_roles, fl.proto,
            fl.dst_port AS port, fl.first_seen, fl.last_seen,
            fl.packets_fwd + fl.packets_rev AS packets, fl.bytes_fwd + fl.bytes_rev AS bytes,
            fl.flow_id, fl.community_id
-    FROM f JOIN flows fl USING (i) WHERE len(f.src_roles) = 0 AND len(f.dst_roles) > 0
+    FROM f JOIN flows fl USING (i)
+    WHERE len(f.src_roles) = 0 AND len(f.dst_roles) > 0 AND NOT f.role_ok
     UNION ALL
     SELECT fl.dst_ip, fl.src_ip, f.src_roles, fl.proto, fl.dst_port, fl.first_seen,
            fl.last_seen, fl.packets_fwd + fl.packets_rev, fl.bytes_fwd + fl.bytes_rev,
            fl.flow_id, fl.community_id
-    FROM f JOIN flows fl USING (i) WHERE len(f.dst_roles) = 0 AND len(f.src_roles) > 0
+    FROM f JOIN flows fl USING (i)
+    WHERE len(f.dst_roles) = 0 AND len(f.src_roles) > 0 AND NOT f.role_ok
 )
 SELECT ip, {_iso("min(first_seen)")} AS first_seen, {_iso("max(last_seen)")} AS last_seen,
        sum(packets) AS packets, sum(bytes) AS bytes,

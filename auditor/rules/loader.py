@@ -85,8 +85,9 @@ HINT_KEYS = {"required": (), "optional": ("names", "user_agents")}
 DOC_KEYS = {"required": ("file",), "optional": ("title", "url")}
 SOURCE_KEYS = {"required": ("document", "section", "text"), "optional": ()}
 RULE_KEYS = {
-    "required": ("id", "from", "to", "ports", "app", "security", "source"),
+    "required": ("id", "from", "to", "app", "security", "source"),
     "optional": (
+        "ports",  # required, except for the transports without ports (esp, ah, gre)
         "proto",
         "disk_transfer",
         "transfer",
@@ -100,6 +101,7 @@ RULE_KEYS = {
         "scope",
         "tls",
         "vendor_reason",
+        "src_ports",
     ),
 }
 
@@ -556,6 +558,14 @@ class _Parser:
         if d.get("scope") is not None:
             scope = self.choice(d["scope"], (*kp, "scope"), SCOPES, "a scope") or ""
             ok = ok and bool(scope)
+        src_ports: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = ((), ())
+        if d.get("src_ports") is not None:
+            if proto in PORTLESS or proto in ("icmp", "icmp6"):
+                self.error((*kp, "src_ports"), f"{proto} has no source ports")
+                ok = False
+            else:
+                src_ports = self.ports(d["src_ports"], (*kp, "src_ports"))
+                ok = ok and src_ports is not None
         min_tls, allowance = None, None
         if d.get("tls") is not None:
             tls_ok, min_tls, allowance = self.rule_tls(d["tls"], (*kp, "tls"))
@@ -570,7 +580,7 @@ class _Parser:
             also = got_also or []
         if not ok or None in (rid, from_role, to_role, proto, ports, app, security, source):
             return None
-        assert ports is not None and source is not None
+        assert ports is not None and source is not None and src_ports is not None
         return Rule(
             id=str(rid),
             from_role=str(from_role),
@@ -591,6 +601,8 @@ class _Parser:
             notes=notes,
             also_sources=tuple(also),
             scope=scope,
+            src_ports=src_ports[0],
+            src_port_ranges=src_ports[1],
             min_tls=min_tls,
             tls_allowed=allowance,
             vendor_reason=reasons,

@@ -21,6 +21,9 @@ Proto = Literal["tcp", "udp"]
 PROTOS: tuple[str, ...] = ("tcp", "udp", "tcp/udp", "sctp", "icmp", "icmp6", "esp", "ah", "gre")
 #: Transports without ports: a rule for them names none.
 PORTLESS: tuple[str, ...] = ("esp", "ah", "gre")
+#: Peers a rule may name instead of a role: ``any`` host, or an ``internet`` address (outside
+#: the private and special-purpose ranges). They are not declared, and no host holds them.
+PEERS: tuple[str, ...] = ("any", "internet")
 
 #: Security requirement of a flow -> (requires an encrypted channel, meaning), and the
 #: application protocols a rule may name: open vocabularies read from vocabulary.yaml (a name
@@ -157,6 +160,9 @@ class Rule:
     notes: tuple[str, ...] = ()
     also_sources: tuple[Source, ...] = ()
     scope: str = "network"
+    #: source ports the initiator must use (DHCP 68 -> 67, NTP 123 -> 123); empty: any
+    src_ports: tuple[int, ...] = ()
+    src_port_ranges: tuple[tuple[int, int], ...] = ()
     #: the rule's own TLS minimum (None: the ruleset's / --min-tls)
     min_tls: str | None = None
     tls_allowed: TlsAllowance | None = None
@@ -176,6 +182,10 @@ class Rule:
     def spans(self) -> tuple[tuple[int, int], ...]:
         """Every port and range as (lo, hi), single ports first."""
         return tuple((p, p) for p in self.ports) + self.port_ranges
+
+    def src_spans(self) -> tuple[tuple[int, int], ...]:
+        """The source ports as (lo, hi); empty when any source port will do."""
+        return tuple((p, p) for p in self.src_ports) + self.src_port_ranges
 
     def covers(self, port: int) -> bool:
         return port in self.ports or any(lo <= port <= hi for lo, hi in self.port_ranges)
@@ -208,6 +218,8 @@ class Rule:
             "also_sources": [s.to_json() for s in self.also_sources],
             "notes": list(self.notes),
             "scope": self.scope,
+            "src_ports": list(self.src_ports),
+            "src_port_ranges": [[lo, hi] for lo, hi in self.src_port_ranges],
             "min_tls": self.min_tls,
             "tls_allowed": self.tls_allowed.to_json() if self.tls_allowed else None,
             "vendor_reason": list(self.vendor_reason),

@@ -1,7 +1,7 @@
 """The ruleset as an Arrow table the audit can join on in DuckDB.
 
-One row per (rule, transport, port or range): a rule with ports 80, 443 and the range
-61001-65534 gives three rows (six for ``tcp/udp``), each with ``port_lo``/``port_hi`` (equal for a single port), so the join is a
+One row per (rule, transport, port or range, source port or range): a rule with ports 80,
+443 and the range 61001-65534 gives three rows (six for ``tcp/udp``), each with ``port_lo``/``port_hi`` (equal for a single port), so the join is a
 plain ``flow.port BETWEEN port_lo AND port_hi``. Provenance travels with each row so a
 finding can cite the vendor's words without going back to the Ruleset object. The table
 is built once per ruleset (roles and checks both join on it; Arrow tables are immutable).
@@ -38,6 +38,8 @@ RULES_SCHEMA = pa.schema(
         ("source_text", pa.string()),
         ("notes", pa.list_(pa.string())),
         ("local", pa.bool_()),  # scope: local (only within the host)
+        ("src_lo", pa.int32()),  # the source ports the rule requires (null: any)
+        ("src_hi", pa.int32()),
         ("min_tls", pa.string()),  # the rule's own TLS minimum, if any
         ("wire_apps", pa.list_(pa.string())),  # classifier apps that fit (empty: any)
         # one nullable column per finding kind: the rule's severity override, if any
@@ -71,7 +73,10 @@ def _fitting(ruleset: Ruleset, rule: Rule) -> list[str]:
 def _build(ruleset: Ruleset) -> pa.Table:
     rows: dict[str, list[object]] = {name: [] for name in RULES_SCHEMA.names}
     for rule in ruleset.flows:
-        for proto, (lo, hi) in ((p, s) for p in rule.protos for s in rule.spans()):
+        src: tuple[tuple[int | None, int | None], ...] = rule.src_spans() or ((None, None),)
+        for proto, (lo, hi), (slo, shi) in (
+            (p, s, t) for p in rule.protos for s in rule.spans() for t in src
+        ):
             values: dict[str, object] = {
                 "rule_id": rule.id,
                 "from_role": rule.from_role,
@@ -93,6 +98,8 @@ def _build(ruleset: Ruleset) -> pa.Table:
                 "source_text": rule.source.text,
                 "notes": list(rule.notes),
                 "local": rule.scope == "local",
+                "src_lo": slo,
+                "src_hi": shi,
                 "min_tls": rule.min_tls,
                 "wire_apps": _fitting(ruleset, rule),
             }

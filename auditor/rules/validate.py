@@ -9,7 +9,7 @@ legal but probably a slip: a role no rule mentions.
 
 from __future__ import annotations
 
-from auditor.rules.model import Deny, Rule, Ruleset
+from auditor.rules.model import PEERS, Deny, Rule, Ruleset
 from auditor.rules.yamlmarks import KeyPath, Located, Problem, keypath_text
 
 
@@ -51,6 +51,8 @@ def validate(
     seen_roles: dict[str, int] = {}
     for i, role in enumerate(ruleset.roles):
         kp: KeyPath = ("roles", role_keys[i])
+        if role.id in PEERS:
+            report((*kp, "id"), f"'{role.id}' is reserved for a peer, not a role: rename it")
         if role.id in seen_roles:
             first = located.line(("roles", role_keys[seen_roles[role.id]]))
             report((*kp, "id"), f"duplicate role id '{role.id}' (first at line {first})")
@@ -73,8 +75,12 @@ def validate(
         else:
             by_id[rule.id] = i
         for key, role_id in (("from", rule.from_role), ("to", rule.to_role)):
-            if role_id not in role_ids:
-                report((*kp, key), f"unknown role '{role_id}'; known roles: {known}")
+            if role_id not in role_ids and role_id not in PEERS:
+                report(
+                    (*kp, key),
+                    f"unknown role '{role_id}'; known roles: {known} (or the peers "
+                    f"{', '.join(PEERS)})",
+                )
 
     for i, rule in enumerate(ruleset.flows):
         if rule.pair is None:
@@ -111,7 +117,9 @@ def validate(
     for j, b in enumerate(flows):
         for i in range(j):
             a = flows[i]
-            if (a.from_role, a.to_role, a.proto) != (b.from_role, b.to_role, b.proto):
+            if (a.from_role, a.to_role) != (b.from_role, b.to_role) or not set(a.protos) & set(
+                b.protos
+            ):
                 continue
             span = _overlap(a, b)
             if span is None:
