@@ -394,7 +394,72 @@ def uforge_findings() -> Sample:
     return c, _uf_inventory()
 
 
+# -- Kubernetes: the same format serving a fourth vendor without code ----------------------
+
+K8 = {
+    "cp": "10.40.0.10",  # control plane, etcd stacked on it
+    "etcd2": "10.40.0.11",  # an external etcd member
+    "node1": "10.40.1.10",
+    "node2": "10.40.1.11",
+    "admin": "10.40.9.5",  # kubectl: the API server's "All"
+    "client": "198.51.100.20",  # a NodePort client
+    "stranger": "10.40.9.99",
+}
+
+
+def _k8_inventory() -> dict[str, list[str]]:
+    k = K8
+    return {
+        "control_plane": [k["cp"]],
+        "etcd": [k["cp"], k["etcd2"]],
+        "node": [k["node1"], k["node2"]],
+    }
+
+
+def _k8_baseline(c: synth.Capture, etcd: bool = True) -> None:
+    k = K8
+    tls(c, k["admin"], k["cp"], 6443, 57001, sni="kubernetes.default.svc")
+    tls(c, k["node1"], k["cp"], 6443, 57002)
+    tls(c, k["node2"], k["cp"], 6443, 57003)
+    if etcd:
+        tls(c, k["cp"], k["etcd2"], 2379, 57004, "TLS 1.3")
+        tls(c, k["etcd2"], k["cp"], 2380, 57005, "TLS 1.3")
+    tls(c, k["cp"], k["node1"], 10250, 57006)
+    tls(c, k["cp"], k["node2"], 10250, 57007)
+    tls(c, "127.0.0.1", "127.0.0.1", 10259, 57008)  # the scheduler's own health check
+    c.tcp_session(
+        k["client"],
+        k["node1"],
+        57009,
+        30080,
+        [(0, synth.http_request("GET", "/", "shop.example")), (1, synth.http_response(200, 900))],
+    )
+
+
+def kubernetes_clean() -> Sample:
+    c = synth.Capture()
+    _k8_baseline(c)
+    return c, _k8_inventory()
+
+
+def kubernetes_findings() -> Sample:
+    k = K8
+    c = synth.Capture()
+    # missing_flow: the API server and the etcd members never reach each other (the external
+    # member 10.40.0.11 is cut off)
+    _k8_baseline(c, etcd=False)
+    c.at(60)
+    # prohibited_flow: the scheduler's port (Used By: Self) reached from a node
+    tls(c, k["node1"], k["cp"], 10259, 58001)
+    # unexpected_port: a node talks to etcd directly (only the API server and etcd do)
+    tls(c, k["node2"], k["etcd2"], 2379, 58002)
+    # unexpected_port (low) + unknown_host: an unlisted host probes a kubelet
+    tls(c, k["stranger"], k["node1"], 10250, 58003)
+    return c, _k8_inventory()
+
+
 SAMPLES: dict[str, dict[str, Callable[[], Sample]]] = {
+    "kubernetes": {"findings": kubernetes_findings, "clean": kubernetes_clean},
     "applayering": {"findings": applayering_findings, "clean": applayering_clean},
     "tas-diego": {"findings": tas_diego_findings, "clean": tas_diego_clean},
     "uforge": {"findings": uforge_findings, "clean": uforge_clean},

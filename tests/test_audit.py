@@ -739,7 +739,7 @@ def test_no_unknown_host_when_every_host_is_placed(run: Runner) -> None:
                         inventory=AL_INVENTORY) == []  # fmt: skip
 
 
-@pytest.mark.parametrize("ruleset", ["applayering", "tas-diego", "uforge"])
+@pytest.mark.parametrize("ruleset", ["applayering", "kubernetes", "tas-diego", "uforge"])
 def test_role_pairs_agree_with_unexpected_port(ruleset: str) -> None:
     # docs/json-contract.md: "observed && !documented is what unexpected_port (or, for a
     # flow the ruleset forbids, prohibited_flow) reports"
@@ -1102,7 +1102,7 @@ def test_roles_are_inferred_with_evidence(request: pytest.FixtureRequest, rulese
     assert all(h["source"] == "inferred" for h in doc["roles"])
 
 
-@pytest.mark.parametrize("ruleset", ["applayering", "tas-diego", "uforge"])
+@pytest.mark.parametrize("ruleset", ["applayering", "kubernetes", "tas-diego", "uforge"])
 def test_inferred_inventory_loads_back(ruleset: str, tmp_path: Path) -> None:
     pcap = SAMPLES / ruleset / "findings.pcap"
     inferred = json.loads(invoke(["roles", pcap, "-r", ruleset, "--format", "json"]).stdout)

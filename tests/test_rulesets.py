@@ -24,6 +24,7 @@ from auditor.errors import ExitCode, RulesetError
 from auditor.rules import (
     APPS,
     FINDING_KINDS,
+    PROTOS,
     RULES_SCHEMA,
     SECURITY,
     SEVERITIES,
@@ -34,6 +35,7 @@ from auditor.rules import (
     load_ruleset,
     rules_table,
 )
+from auditor.rules.model import PEERS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT.parent / "shared" / "seeds"
@@ -46,6 +48,7 @@ TAS = "002_a5c10799eb8ece07.txt"  # TAS Diego network paths
 RA = "003_8716eaddc5e9d753.txt"  # App Layering reference architecture
 
 ROLE_IDS = {
+    "kubernetes": ["control_plane", "etcd", "node"],
     "applayering": [
         "appliance", "agent", "pvs_agent", "hyperv_agent", "admin", "compositing", "vcenter",
         "esxi", "azure", "google_cloud", "xenserver", "nutanix_prism", "active_directory",
@@ -90,7 +93,7 @@ def rules_for(rs: Ruleset, src: str, dst: str, port: int, proto: str | None = "t
 
 
 def test_builtin_names() -> None:
-    assert builtin_rulesets() == ["applayering", "tas-diego", "uforge"]
+    assert builtin_rulesets() == ["applayering", "kubernetes", "tas-diego", "uforge"]
 
 
 @pytest.mark.parametrize("name", sorted(ROLE_IDS))
@@ -124,8 +127,8 @@ def test_derived_hints_serves_and_connects() -> None:
 @pytest.mark.parametrize("name,rule", ALL_RULES, ids=[f"{n}:{r.id}" for n, r in ALL_RULES])
 def test_rule_is_well_formed(name: str, rule: Rule) -> None:
     rs = RULESETS[name]
-    assert rule.from_role in rs.role_ids and rule.to_role in rs.role_ids
-    assert rule.proto in ("tcp", "udp")
+    assert {rule.from_role, rule.to_role} <= {*rs.role_ids, *PEERS}
+    assert rule.proto in PROTOS
     assert rule.ports or rule.port_ranges
     assert all(1 <= p <= 65535 for p in rule.ports)
     assert all(1 <= lo < hi <= 65535 for lo, hi in rule.port_ranges)
@@ -145,8 +148,13 @@ def test_rule_is_well_formed(name: str, rule: Rule) -> None:
         assert src.section and src.text
 
 
+# the rulesets transcribed from ../shared/seeds (kubernetes cites a web page by its URL:
+# test_kubernetes_rows_have_rules)
+SEED_RULES = [(n, r) for n, r in ALL_RULES if n != "kubernetes"]
+
+
 @needs_seeds
-@pytest.mark.parametrize("name,rule", ALL_RULES, ids=[f"{n}:{r.id}" for n, r in ALL_RULES])
+@pytest.mark.parametrize("name,rule", SEED_RULES, ids=[f"{n}:{r.id}" for n, r in SEED_RULES])
 def test_rule_cites_words_that_are_in_the_document(name: str, rule: Rule) -> None:
     for src in (rule.source, *rule.also_sources):
         path = SEEDS / src.document
@@ -459,6 +467,44 @@ def test_tas_diego_rows_have_matching_rules() -> None:
 # -- what the documents' footnotes and disagreements became ----------------------------------
 
 
+# The Kubernetes "Ports and Protocols" page's tables, as transcribed facts: (section, port
+# range, purpose, used by). Every row has a rule citing it, from the users to the role.
+K8S_ROWS = [
+    ("Control plane", "6443", "Kubernetes API server", "All"),
+    ("Control plane", "2379-2380", "etcd server client API", "kube-apiserver, etcd"),
+    ("Control plane", "10250", "Kubelet API", "Self, Control plane"),
+    ("Control plane", "10259", "kube-scheduler", "Self"),
+    ("Control plane", "10257", "kube-controller-manager", "Self"),
+    ("Node(s)", "10250", "Kubelet API", "Self, Control plane"),
+    ("Node(s)", "30000-32767", "NodePort Services†", "All"),
+]
+K8S_USERS = {"All": "any", "kube-apiserver": "control_plane", "etcd": "etcd",
+             "Control plane": "control_plane"}  # fmt: skip
+
+
+def test_kubernetes_rows_have_rules() -> None:
+    rs = RULESETS["kubernetes"]
+    assert (
+        rs.documents[0].url
+        == "https://kubernetes.io/docs/reference/networking/ports-and-protocols/"
+    )
+    for section, ports, purpose, used_by in K8S_ROWS:
+        text = f"TCP | Inbound | {ports} | {purpose} | {used_by}"
+        cited = [r for r in rs.flows if r.source.text == text and r.source.section == section]
+        assert cited, text
+        lo, _, hi = ports.partition("-")
+        to_role = (
+            "node" if section == "Node(s)" else ("etcd" if "etcd" in purpose else "control_plane")
+        )
+        for user in used_by.split(", "):
+            if user == "Self":
+                continue
+            rules = rules_for(rs, K8S_USERS[user], to_role, int(lo))
+            assert rules and all(r.covers(int(hi or lo)) for r in rules), (user, text)
+        if used_by == "Self":
+            assert all(r.scope == "local" for r in cited), text
+
+
 def test_tas_footnotes() -> None:
     rs = RULESETS["tas-diego"]
     ssh = rs.rule("ssh-proxy-app-instances")
@@ -593,7 +639,7 @@ def test_unknown_name_lists_the_builtins() -> None:
     with pytest.raises(RulesetError) as err:
         load_ruleset("appalyering")
     assert err.value.exit_code == ExitCode.USAGE
-    assert "applayering, tas-diego, uforge" in str(err.value)
+    assert "applayering, kubernetes, tas-diego, uforge" in str(err.value)
 
 
 @pytest.mark.parametrize("path,fragment", [
@@ -796,7 +842,10 @@ def test_cli_show_path(runner: CliRunner, tmp_path: Path) -> None:
 def test_cli_show_unknown_and_bad(runner: CliRunner) -> None:
     res = runner.invoke(command, ["show", "nope"])
     assert res.exit_code == ExitCode.USAGE
-    assert "unknown ruleset; built-in rulesets are: applayering, tas-diego, uforge" in res.output
+    assert (
+        "unknown ruleset; built-in rulesets are: applayering, kubernetes, tas-diego, uforge"
+        in res.output
+    )
     res = runner.invoke(command, ["show", str(BAD / "bad_port.yaml")])
     assert res.exit_code == ExitCode.USAGE
     assert "bad_port.yaml:15: flows[0].ports: expected a port 1-65535" in res.output
