@@ -586,3 +586,19 @@ def test_dhcp_source_ports_of_the_appliance(run: Runner) -> None:
     bad = only(run.findings(lambda c: c.udp(APPLIANCE, "10.10.0.2", 5068, 67, discover),
                             inventory=inv))  # fmt: skip
     assert (bad["kind"], bad["dst_port"]) == ("unexpected_port", 67)
+
+
+def test_rulesets_show_lists_deny_entries_scope_and_tls_policy() -> None:
+    res = invoke(["rulesets", "show", "applayering"])
+    assert res.exit_code == ExitCode.OK
+    assert "Deny (5):" in res.output and "vda-not-to-appliance" in res.output
+    assert "telnet, any host -> appliance" in res.output
+    assert (
+        "Scope local (only within the host):" in res.output and "appliance-activemq" in res.output
+    )
+    assert "TLS policy: TLS 1.2 or later" in res.output
+    doc = json.loads(invoke(["rulesets", "show", "applayering", "--format", "json"]).output)
+    assert [d["id"] for d in doc["deny"]][-1] == "appliance-not-to-vda"
+    assert doc["tls"] == {"min_version": "TLS 1.2"}
+    ldaps = next(f for f in doc["flows"] if f["id"] == "appliance-ldaps")
+    assert ldaps["tls_allowed"]["versions"] == ["SSL 3.0", "TLS 1.1", "TLS 1.2"]
