@@ -409,6 +409,56 @@ REDIS = [
     pkt(1, b"+PONG\r\n"),
 ]
 
+
+def krb(app: int, first: int, msg_type: int, rest: bytes = b"") -> bytes:
+    """A KDC message: [APPLICATION app] SEQUENCE { pvno [first] 5, msg-type [first+1] ... }."""
+    fields_ = ber(0xA0 + first, ber(0x02, b"\x05")) + ber(
+        0xA1 + first, ber(0x02, bytes([msg_type]))
+    )
+    return ber(app, ber(0x30, fields_ + rest))
+
+
+KRB_AS_REQ = krb(0x6A, 1, 10, ber(0xA4, ber(0x30, ber(0xA0, ber(0x03, b"\x00\x50\x80\x00\x00")))))
+KRB_ERROR = krb(0x7E, 0, 30, ber(0xA4, ber(0x18, b"20261202171500Z")))
+
+
+def dcerpc_pdu(ptype: int, body: bytes, auth_level: int | None = None) -> bytes:
+    auth = b"" if auth_level is None else bytes([0x0A, auth_level, 0, 0]) + bytes(4) + bytes(16)
+    auth_len = 16 if auth_level is not None else 0
+    frag = 16 + len(body) + len(auth)
+    return (
+        bytes([5, 0, ptype, 3, 0x10, 0, 0, 0])
+        + struct.pack("<HHI", frag, auth_len, 1)
+        + body
+        + auth
+    )
+
+
+DCERPC_BIND_BODY = (
+    struct.pack("<HHIB3x", 5840, 5840, 0, 1)
+    + struct.pack("<HBx", 0, 1)
+    + bytes.fromhex("c4fefc9960521b10bbcb00aa0021347a")  # IRemoteSCMActivator
+    + struct.pack("<I", 0)
+    + bytes.fromhex("045d888aeb1cc9119fe808002b104860")  # NDR
+    + struct.pack("<I", 2)
+)
+DCERPC_ACK_BODY = struct.pack("<HHI", 5840, 5840, 0x1234) + b"\x04\x00135\x00" + bytes(2)
+
+
+def x224(code: int, rest: bytes, src_ref: int = 0) -> bytes:
+    tpdu = bytes([code]) + u16(0) + u16(src_ref) + b"\x00" + rest
+    return bytes([3, 0]) + u16(5 + len(tpdu)) + bytes([len(tpdu)]) + tpdu
+
+
+RDP_CR = x224(0xE0, b"Cookie: mstshash=admin\r\n" + bytes.fromhex("0100080003000000"))
+RDP_CC_TLS = x224(0xD0, bytes.fromhex("0200080001000000"), 0x1234)
+RDP_CC_STANDARD = x224(0xD0, bytes.fromhex("0200080000000000"), 0x1234)
+#: ISO-on-TCP as S7comm opens it: TSAP parameters, no RDP negotiation
+COTP_CR = x224(0xE0, bytes.fromhex("c1020100c2020102c0010a"), 1)
+
+MODBUS_READ = bytes.fromhex("0001000000060103006b0003")
+MODBUS_REPLY = bytes.fromhex("000100000009010306022b00000064")
+
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
     "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
@@ -498,6 +548,29 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     "imap_starttls": ("imap", "tcp", 143, [*IMAP_STARTTLS, *tls13_flow()]),
     "irc": ("irc", "tcp", 6667, IRC),
     "redis": ("redis", "tcp", 6379, REDIS),
+    "kerberos_udp": ("kerberos", "udp", 88, [pkt(0, KRB_AS_REQ), pkt(1, KRB_ERROR)]),
+    "kerberos_tcp": (
+        "kerberos",
+        "tcp",
+        88,
+        [
+            pkt(0, u16(0) + u16(len(KRB_AS_REQ)) + KRB_AS_REQ),
+            pkt(1, u16(0) + u16(len(KRB_ERROR)) + KRB_ERROR),
+        ],
+    ),
+    "dcerpc": (
+        "dcerpc",
+        "tcp",
+        135,
+        [pkt(0, dcerpc_pdu(11, DCERPC_BIND_BODY)), pkt(1, dcerpc_pdu(12, DCERPC_ACK_BODY))],
+    ),
+    "rdp": (
+        "rdp",
+        "tcp",
+        3389,
+        [pkt(0, RDP_CR), pkt(1, RDP_CC_TLS), *tls12_flow(request=False, client_certs=None)],
+    ),
+    "modbus": ("modbus", "tcp", 502, [pkt(0, MODBUS_READ), pkt(1, MODBUS_REPLY)]),
 }
 
 
@@ -543,6 +616,11 @@ def test_sample_app_on_other_port(name: str, port: int) -> None:
         "imap",
         "irc",
         "redis",
+        "kerberos_udp",
+        "kerberos_tcp",
+        "dcerpc",
+        "rdp",
+        "modbus",
     ],
 )
 def test_sample_app_from_responder_side_only(name: str) -> None:
@@ -1233,6 +1311,103 @@ def test_text_protocols_off_port(packets: list[Packet], app: str) -> None:
 )
 def test_text_near_misses(payload: bytes) -> None:
     assert classify_flow("tcp", 40000, [pkt(0, payload)]).app == "unknown"
+
+
+# --- Kerberos, DCE/RPC, RDP, Modbus ----------------------------------------------------
+
+
+def test_kerberos() -> None:
+    assert (classify("kerberos_udp").app, classify("kerberos_udp").encrypted) == ("kerberos", True)
+    assert classify("kerberos_tcp").app == "kerberos"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        krb(0x6A, 1, 12),  # AS-REQ tag with TGS-REQ's message type
+        krb(0x6A, 0, 10),  # pvno in the reply's place
+        krb(0x6B, 0, 11)[:2] + b"\x31" + krb(0x6B, 0, 11)[3:],  # SET instead of SEQUENCE
+        ber(0x6A, ber(0x30, ber(0xA1, ber(0x02, b"\x04")) + ber(0xA2, ber(0x02, b"\x0a")))),  # v4
+    ],
+)
+def test_kerberos_near_misses(payload: bytes) -> None:
+    assert classify_flow("udp", 88, [pkt(0, payload)]).app == "unknown"
+    assert classify_flow("tcp", 88, [pkt(0, u16(0) + u16(len(payload)) + payload)]).app == "unknown"
+
+
+@pytest.mark.parametrize(("level", "encrypted"), [(None, False), (2, False), (6, True)])
+def test_dcerpc_auth_level(level: int | None, encrypted: bool) -> None:
+    f = classify_flow("tcp", 49667, [pkt(0, dcerpc_pdu(11, DCERPC_BIND_BODY, level))])
+    assert (f.app, f.encrypted) == ("dcerpc", encrypted)
+
+
+def test_dcerpc_request_midstream_and_connectionless() -> None:
+    request = dcerpc_pdu(0, struct.pack("<IHH", 24, 0, 4) + bytes(24))
+    assert classify_flow("tcp", 49152, [pkt(0, request)]).app == "dcerpc"
+    body = bytes(20)
+    cl = (
+        bytes([4, 0, 0x20, 0, 0x10, 0, 0])
+        + bytes(67)
+        + struct.pack("<HHBB", len(body), 0, 0, 0)
+        + body
+    )
+    assert classify_flow("udp", 1054, [pkt(0, cl)]).app == "dcerpc"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes([4]) + dcerpc_pdu(11, DCERPC_BIND_BODY)[1:],  # version 4 over TCP
+        dcerpc_pdu(11, DCERPC_BIND_BODY)[:4] + b"\x10\x00\x00\x01" + dcerpc_pdu(11, b"")[8:],
+        dcerpc_pdu(11, DCERPC_BIND_BODY)[:8] + struct.pack("<H", 12) + bytes(6),  # frag < header
+        dcerpc_pdu(0x30, b""),  # no such packet type
+    ],
+)
+def test_dcerpc_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 40000, [pkt(0, payload)]).app == "unknown"
+
+
+def test_rdp() -> None:
+    f = classify("rdp")
+    assert (f.app, f.rdp_security, f.encrypted, f.sni) == ("rdp", "tls", True, "example.com")
+    f = classify_flow("tcp", 3389, [pkt(0, RDP_CR), pkt(1, RDP_CC_STANDARD)])
+    assert (f.app, f.rdp_security, f.encrypted) == ("rdp", "rdp", True)
+    # an old client without negotiation: RDP only on its port
+    bare = x224(0xE0, b"")
+    assert classify_flow("tcp", 3389, [pkt(0, bare)]).app == "rdp"
+    assert classify_flow("tcp", 40000, [pkt(0, bare)]).app == "unknown"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        COTP_CR,  # S7comm / ISO-on-TCP
+        RDP_CR[:1] + b"\x01" + RDP_CR[2:],  # TPKT reserved byte set
+        RDP_CR[:4] + bytes([RDP_CR[4] + 1]) + RDP_CR[5:],  # LI disagrees with the TPKT length
+        x224(0xE0, bytes.fromhex("0100070003000000")),  # negotiation of length 7
+    ],
+)
+def test_rdp_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 3389, [pkt(0, payload)]).app != "rdp"
+
+
+@pytest.mark.parametrize(
+    ("port", "payload", "app"),
+    [
+        (40000, MODBUS_READ, "modbus"),
+        (40000, bytes.fromhex("000100000003018302"), "modbus"),  # exception response
+        (40000, bytes.fromhex("0001000100060103006b0003"), "unknown"),  # protocol id 1
+        (40000, bytes.fromhex("0001000000070103006b0003"), "unknown"),  # length one too many
+        (40000, bytes.fromhex("0001000000060163006b0003"), "unknown"),  # function 0x63
+        (40000, bytes.fromhex("000100000003018302") + MODBUS_READ, "unknown"),  # two ADUs...
+        (502, bytes.fromhex("000100000003018302") + MODBUS_READ, "modbus"),  # ...on its port
+    ],
+)
+def test_modbus(port: int, payload: bytes, app: str) -> None:
+    f = classify_flow("tcp", port, [pkt(0, payload)])
+    assert f.app == app
+    if app == "modbus":
+        assert f.encrypted is False
 
 
 # --- FlowFacts as columns --------------------------------------------------------------

@@ -43,6 +43,10 @@ APPS: tuple[str, ...] = (
     "imap",
     "irc",
     "redis",
+    "kerberos",
+    "dcerpc",
+    "rdp",
+    "modbus",
 )
 
 
@@ -97,6 +101,9 @@ class FlowFacts:
     ntp_version: int | None = None
     ntp_mode: int | None = None
 
+    # RDP: the security protocol the server selected (rdp, tls, credssp, rdstls, credssp_ex)
+    rdp_security: str | None = None
+
     #: Software the server announced: MySQL version, NATS version, HTTP ``Server`` header.
     server_version: str | None = None
 
@@ -135,6 +142,7 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("smb_signing_required", pa.bool_()),
         ("ntp_version", pa.uint8()),
         ("ntp_mode", pa.uint8()),
+        ("rdp_security", pa.string()),
         ("server_version", pa.string()),
     ]
 )
