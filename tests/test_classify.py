@@ -11,6 +11,7 @@ import random
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from auditor.classify import (
     classify_flow,
     detect,
     facts_table,
+    quic,
 )
 from auditor.classify.dns import read_name
 
@@ -459,6 +461,63 @@ COTP_CR = x224(0xE0, bytes.fromhex("c1020100c2020102c0010a"), 1)
 MODBUS_READ = bytes.fromhex("0001000000060103006b0003")
 MODBUS_REPLY = bytes.fromhex("000100000009010306022b00000064")
 
+# --- QUIC Initial packets, protected as RFC 9001 section 5 says ----------------------------
+
+#: RFC 9001 appendix A.1 (v1) and RFC 9369 appendix A.1 (v2): the client's Initial keys
+#: for the Destination Connection ID 8394c8f03e515708 (key, iv, hp)
+QUIC_DCID = bytes.fromhex("8394c8f03e515708")
+QUIC_KEYS = {
+    1: (
+        bytes.fromhex("1f369613dd76d5467730efcbe3b1a22d"),
+        bytes.fromhex("fa044b2f42a3fd3b46fb255c"),
+        bytes.fromhex("9f50449e04a0e810283a1e9933adedd2"),
+    ),
+    0x6B3343CF: (
+        bytes.fromhex("8b1a0bc121284290a29e0971b5cd045d"),
+        bytes.fromhex("91f73e2351d8fa91660e909f"),
+        bytes.fromhex("45b95e15235d6f45a6b19cbcb0294ba9"),
+    ),
+}
+
+
+def quic_crypto(offset: int, data: bytes) -> bytes:
+    return b"\x06" + u16(0x4000 | offset) + u16(0x4000 | len(data)) + data
+
+
+def quic_initial(frames: bytes, version: int = 1, pn: int = 2, size: int = 1200) -> bytes:
+    """A client Initial, padded to ``size`` bytes, protected with the RFC's keys."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, iv, hp = QUIC_KEYS[version]
+    ptype = 1 if version == 0x6B3343CF else 0
+    first = 0xC0 | ptype << 4 | 3  # 4-byte packet number
+    head_wo_len = bytes([first]) + version.to_bytes(4, "big") + b"\x08" + QUIC_DCID + b"\x00\x00"
+    plain_len = size - len(head_wo_len) - 2 - 4 - 16
+    payload = frames + bytes(plain_len - len(frames))
+    pn_bytes = pn.to_bytes(4, "big")
+    header = head_wo_len + u16(0x4000 | (4 + len(payload) + 16)) + pn_bytes
+    nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
+    sealed = AESGCM(key).encrypt(nonce, payload, header)
+    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    mask = enc.update(sealed[:16]) + enc.finalize()  # sample: 4 bytes after the pn offset
+    protected = bytearray(header + sealed)
+    protected[0] ^= mask[0] & 0x0F
+    pn_at = len(header) - 4
+    for i in range(4):
+        protected[pn_at + i] ^= mask[1 + i]
+    return bytes(protected)
+
+
+def udp_pkt(direction: int, payload: bytes) -> Packet:
+    """A UDP datagram as the capture keeps it: QUIC long headers of 1200+ bytes up to 4096."""
+    if len(payload) >= 1200 and payload[0] >= 0xC0:
+        return (direction, payload[:4096], len(payload))
+    return pkt(direction, payload)
+
+
+QUIC_HELLO = client_hello(0x0303, "www.example.org", (b"h3",), (0x0304,))
+
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
     "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
@@ -571,6 +630,7 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
         [pkt(0, RDP_CR), pkt(1, RDP_CC_TLS), *tls12_flow(request=False, client_certs=None)],
     ),
     "modbus": ("modbus", "tcp", 502, [pkt(0, MODBUS_READ), pkt(1, MODBUS_REPLY)]),
+    "quic": ("quic", "udp", 443, [udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO)))]),
 }
 
 
@@ -1410,6 +1470,63 @@ def test_modbus(port: int, payload: bytes, app: str) -> None:
         assert f.encrypted is False
 
 
+# --- QUIC -------------------------------------------------------------------------------
+
+
+def test_quic_initial_keys_are_the_rfcs() -> None:
+    assert quic.client_keys(1, QUIC_DCID) == QUIC_KEYS[1]
+    assert quic.client_keys(0x6B3343CF, QUIC_DCID) == QUIC_KEYS[0x6B3343CF]
+
+
+def test_quic_sni() -> None:
+    f = classify("quic")
+    assert (f.app, f.quic_version, f.sni, f.alpn, f.tls_client_versions, f.encrypted) == (
+        "quic",
+        "1",
+        "www.example.org",
+        ("h3",),
+        ("TLS 1.3",),
+        True,
+    )
+
+
+def test_quic_v2_and_hello_split_over_two_packets_out_of_order() -> None:
+    half = len(QUIC_HELLO) // 2
+    packets = [
+        udp_pkt(0, quic_initial(quic_crypto(half, QUIC_HELLO[half:]), 0x6B3343CF, pn=0)),
+        udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO[:half]), 0x6B3343CF, pn=1)),
+    ]
+    f = classify_flow("udp", 40000, packets)
+    assert (f.app, f.quic_version, f.sni) == ("quic", "2", "www.example.org")
+
+
+def test_quic_initial_cut_by_the_snaplen() -> None:
+    # only the first 300 bytes captured: decrypted as far as they go, tag unchecked
+    datagram = quic_initial(quic_crypto(0, QUIC_HELLO))
+    f = classify_flow("udp", 443, [(0, datagram[:300], len(datagram))])
+    assert (f.app, f.sni) == ("quic", "www.example.org")
+
+
+def test_quic_tampered_initial_keeps_version_only() -> None:
+    datagram = bytearray(quic_initial(quic_crypto(0, QUIC_HELLO)))
+    datagram[100] ^= 1  # the GCM tag no longer matches
+    f = classify_flow("udp", 443, [udp_pkt(0, bytes(datagram))])
+    assert (f.app, f.quic_version, f.sni) == ("quic", "1", None)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xc3\x12\x34\x56\x78\x08" + bytes(1194),  # unknown version
+        b"\xc3\x00\x00\x00\x01\x30" + bytes(1194),  # DCID of 48 bytes
+        b"\x83\x00\x00\x00\x01\x08" + bytes(1194),  # fixed bit clear
+        b"\x43\x00\x00\x00\x01\x08" + bytes(1194),  # short header
+    ],
+)
+def test_quic_near_misses(payload: bytes) -> None:
+    assert classify_flow("udp", 443, [udp_pkt(0, payload)]).app == "unknown"
+
+
 # --- FlowFacts as columns --------------------------------------------------------------
 
 
@@ -1510,3 +1627,44 @@ def test_random_bytes_never_raise(prefix: bytes, proto: str) -> None:
             packets.append((rng.randrange(2), body, len(body) + rng.choice((0, 0, 1, 1000, 70000))))
         for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260):
             _check(proto, port, packets)
+
+
+# --- Through the capture layer: the C reader keeps what the classifier needs ------------
+
+
+def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
+    """A pcap with a QUIC Initial (head kept whole by the C reader), an FTP login on the
+    HTTP log-download port, Telnet and Redis: the flow table names each."""
+    from auditor import read_flows
+    from auditor.synth import Capture
+
+    cap = Capture()
+    # PADDING frames first: the SNI lies far beyond the 128 bytes other datagrams keep
+    initial = quic_initial(bytes(400) + quic_crypto(0, QUIC_HELLO))
+    cap.udp("10.0.0.5", "192.0.2.10", 51000, 443, initial)
+    cap.tcp_session("10.0.0.5", "10.0.0.10", 51001, 8888, [(d, h) for d, h, _n in FTP_LOGIN])
+    cap.tcp_session("10.0.0.5", "10.0.0.10", 51002, 23, [(d, h) for d, h, _n in TELNET])
+    cap.tcp_session("10.0.0.5", "10.0.0.11", 51003, 6380, [(d, h) for d, h, _n in REDIS])
+    not_quic = b"\xc3\x12\x34\x56\x78" + bytes(1195)  # unknown version: 128 bytes kept
+    cap.udp("10.0.0.5", "192.0.2.10", 51004, 4433, not_quic)
+    path = cap.write(tmp_path / "new.pcap")
+    from auditor import read_packets
+
+    heads = {
+        len(h)
+        for b in read_packets(path)
+        for h, p in zip(b.column("payload").to_pylist(), b.column("proto").to_pylist(), strict=True)
+        if p == 17
+    }
+    assert heads == {1200, 128}
+    table = read_flows([path]).flows
+    assert table is not None
+    rows = {r["dst_port"]: r for r in table.to_pylist()}
+    assert (rows[443]["app"], rows[443]["quic_version"], rows[443]["sni"]) == (
+        "quic",
+        "1",
+        "www.example.org",
+    )
+    assert rows[8888]["app"] == "ftp"
+    assert rows[23]["app"] == "telnet"
+    assert rows[6380]["app"] == "redis"

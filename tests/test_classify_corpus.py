@@ -34,9 +34,23 @@ Packet = tuple[int, bytes, int]
 Endpoint = tuple[bytes, int]
 
 
-def head_of(payload: bytes) -> bytes:
+_QUIC_VERSIONS = (b"\x00\x00\x00\x01", b"\x6b\x33\x43\xcf")
+
+
+def head_of(payload: bytes, proto: str = "tcp") -> bytes:
     """The capture layer's head policy (auditor/capture/reader.py)."""
     if payload[:2] == b"\x16\x03":
+        return payload[:4096]
+    if (
+        proto == "udp"
+        and len(payload) >= 1200
+        and payload[0] >= 0xC0
+        and (
+            payload[1:5] in _QUIC_VERSIONS
+            or payload[1:4] == b"\xff\x00\x00"
+            or payload[1:3] == b"Q0"
+        )
+    ):
         return payload[:4096]
     if len(payload) >= 4 and all(b in _TEXT for b in payload[:3]) and payload[3] in _TEXT | {0x20}:
         return payload[:1024]
@@ -108,7 +122,7 @@ def read_flows(path: Path, per_direction: int = 6) -> list[Flow]:
             if not payload or flow.counts[direction] >= per_direction:
                 continue
             flow.counts[direction] += 1
-            flow.packets.append((direction, head_of(payload), plen))
+            flow.packets.append((direction, head_of(payload, proto), plen))
     return list(flows.values())
 
 

@@ -27,6 +27,7 @@ from auditor.classify import (
     modbus,
     others,
     pop3,
+    quic,
     rdp,
     redis,
     smb,
@@ -190,6 +191,8 @@ def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     if port == NBNS_PORT:
         return None  # NetBIOS name service: DNS-shaped, but its names are not host names
     b0 = head[0]
+    if b0 >= 0xC0 and quic.is_packet(head, plen):
+        return "quic"
     if b0 in kerberos.TAGS and kerberos.is_message(head):
         return "kerberos"
     if b0 == 4 and dcerpc.is_cl_pdu(head, plen):
@@ -301,6 +304,8 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         _tls_upgrade(packets, facts)
     elif app == "modbus":
         facts = modbus.modbus_facts(packets)
+    elif app == "quic":
+        facts = quic.quic_facts(packets)
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)

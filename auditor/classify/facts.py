@@ -47,6 +47,7 @@ APPS: tuple[str, ...] = (
     "dcerpc",
     "rdp",
     "modbus",
+    "quic",
 )
 
 
@@ -101,6 +102,9 @@ class FlowFacts:
     ntp_version: int | None = None
     ntp_mode: int | None = None
 
+    # QUIC: the version of the first long-header packet ("1", "2", "draft-29", "Q050", ...)
+    quic_version: str | None = None
+
     # RDP: the security protocol the server selected (rdp, tls, credssp, rdstls, credssp_ex)
     rdp_security: str | None = None
 
@@ -142,6 +146,7 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("smb_signing_required", pa.bool_()),
         ("ntp_version", pa.uint8()),
         ("ntp_mode", pa.uint8()),
+        ("quic_version", pa.string()),
         ("rdp_security", pa.string()),
         ("server_version", pa.string()),
     ]
