@@ -1668,3 +1668,80 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
     assert rows[8888]["app"] == "ftp"
     assert rows[23]["app"] == "telnet"
     assert rows[6380]["app"] == "redis"
+
+
+# --- FTP data connections ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "sender", "expected"),
+    [
+        (b"227 Entering Passive Mode (192,168,1,2,19,137).\r\n", "10.0.0.1", ("192.168.1.2", 5001)),
+        (b"227 =192,168,1,2,19,137\r\n", "10.0.0.1", ("192.168.1.2", 5001)),  # no brackets
+        (b"PORT 10,0,0,5,200,10\r\n", "10.0.0.5", ("10.0.0.5", 51210)),
+        (b"port 10,0,0,5,200,10\r\n", "10.0.0.5", ("10.0.0.5", 51210)),
+        (
+            b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+            "2001:db8::1",
+            ("2001:db8::1", 6446),
+        ),
+        (b"EPRT |2|2001:db8::5|5282|\r\n", "2001:db8::5", ("2001:db8::5", 5282)),
+        (b"EPRT |1|132.235.1.2|6275|\r\n", "132.235.1.2", ("132.235.1.2", 6275)),
+        (b"227 Entering Passive Mode (192,168,1,256,19,137).\r\n", "10.0.0.1", None),
+        (b"229 Entering Extended Passive Mode (|||0|)\r\n", "10.0.0.1", None),
+        (b"229 Entering Extended Passive Mode (|!|6446|)\r\n", "10.0.0.1", None),
+        (b"EPRT |1|not-an-ip|6275|\r\n", "10.0.0.1", None),
+        (b"PORT 10,0,0,5\r\n", "10.0.0.1", None),
+        (b"226 Transfer complete (10,0,0,5,200,10)\r\n", "10.0.0.1", None),
+    ],
+)
+def test_ftp_data_announcements(line: bytes, sender: str, expected: tuple[str, int] | None) -> None:
+    from auditor.classify.ftp_data import parse
+
+    assert parse(line, sender) == expected
+
+
+def test_ftp_data_connections_marked(tmp_path: Path) -> None:
+    """PASV after a long login (beyond the classifier's payload heads), EPSV, PORT: the data
+    connections to the announced endpoints are ftp-data; one to another port, and one to an
+    endpoint announced in a flow that is not FTP, are not."""
+    from auditor import read_flows
+    from auditor.synth import Capture
+
+    client, server, other = "10.0.0.5", "10.0.0.10", "10.0.0.11"
+    control = [
+        *[(d, h) for d, h, _n in FTP_LOGIN],
+        (1, b"215 UNIX Type: L8\r\n"),
+        (0, b"PWD\r\n"),
+        (1, b'257 "/" is the current directory\r\n'),
+        (0, b"TYPE I\r\n"),
+        (1, b"200 Switching to Binary mode.\r\n"),
+        (0, b"PASV\r\n"),
+        (1, b"227 Entering Passive Mode (10,0,0,10,78,33).\r\n"),  # 20001
+        (0, b"RETR a.bin\r\n"),
+        (0, b"EPSV\r\n"),
+        (1, b"229 Entering Extended Passive Mode (|||20002|)\r\n"),
+        (0, b"PORT 10,0,0,5,200,10\r\n"),  # 51210: the server connects back
+    ]
+    cap = Capture()
+    cap.tcp_session(client, server, 40000, 21, control)
+    binary = bytes(range(256)) * 4
+    cap.tcp_session(client, server, 40001, 20001, [(1, binary)])
+    cap.tcp_session(client, server, 40002, 20002, [(1, b"-rw-r--r-- 1 ftp ftp 1024 a.bin\r\n")])
+    cap.tcp_session(server, client, 20, 51210, [(0, binary)])
+    cap.tcp_session(client, server, 40003, 20003, [(1, binary)])  # not announced
+    # "227 ..." inside an HTTP response body's first segment is no announcement
+    http = b"HTTP/1.1 200 OK\r\n\r\n"
+    cap.tcp_session(
+        client, other, 40004, 80, [(0, GET), (1, http), (1, b"227 (10,0,0,11,78,36)\r\n")]
+    )
+    cap.tcp_session(client, other, 40005, 20004, [(1, binary)])
+    table = read_flows([cap.write(tmp_path / "ftp.pcap")]).flows
+    assert table is not None
+    apps = {r["dst_port"]: (r["app"], r["encrypted"]) for r in table.to_pylist()}
+    assert apps[21] == ("ftp", False)
+    assert apps[20001] == ("ftp-data", False)
+    assert apps[20002] == ("ftp-data", False)
+    assert apps[51210] == ("ftp-data", False)
+    assert apps[20003][0] == "unknown"
+    assert apps[20004][0] == "unknown"
