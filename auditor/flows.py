@@ -199,7 +199,12 @@ class FlowBuilder:
         data = payload.buffers()[2]
         if data is not None:  # FTP data connections announced in this batch
             ftp_data.scan(
-                flow, values(col("proto")), fixed16(col("src_ip")), offsets, data, self.ftp_announced
+                flow,
+                values(col("proto")),
+                fixed16(col("src_ip")),
+                offsets,
+                data,
+                self.ftp_announced,
             )
         if (
             collect_heads(

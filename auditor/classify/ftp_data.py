@@ -48,12 +48,18 @@ class Announcement:
 def parse(line: bytes, sender: str) -> tuple[str, int] | None:
     """(ip, port) a PASV/EPSV reply or PORT/EPRT command announces; EPSV names no address:
     the data connection goes to the sender of the reply."""
+    if line[:5] == b"227 E" and (i := line.find(b"(", 5)) > 0:  # the usual form, fast
+        parts = line[i + 1 : line.find(b")", i)].split(b",")
+        if len(parts) == 6 and all(x.isdigit() and len(x) <= 3 for x in parts):
+            n = [int(x) for x in parts]
+            if max(n) <= 255:
+                return f"{n[0]}.{n[1]}.{n[2]}.{n[3]}", n[4] << 8 | n[5]
     m = _PASV.match(line) or _PORT.match(line)
     if m is not None:
-        parts = [int(x) for x in m.groups()]
-        if max(parts) > 255:
+        nums = [int(x) for x in m.groups()]
+        if max(nums) > 255:
             return None
-        return ".".join(map(str, parts[:4])), parts[4] << 8 | parts[5]
+        return ".".join(map(str, nums[:4])), nums[4] << 8 | nums[5]
     m = _EPSV.match(line)
     if m is not None:
         port = int(m.group(2))
@@ -88,8 +94,7 @@ def scan(
         return
     buf = np.frombuffer(data, dtype=np.uint8)
     start = offsets[:-1]
-    room = (offsets[1:] - start >= 4) & (proto == TCP)
-    rows = np.flatnonzero(room)
+    rows = np.flatnonzero((offsets[1:] - start >= 4) & (proto == TCP))
     if not len(rows):
         return
     rows = rows[_FIRST[buf[start[rows]]]]  # cheap first: one byte
@@ -102,11 +107,26 @@ def scan(
         | buf[s + 2].astype(np.uint32) << 16
         | buf[s + 3].astype(np.uint32) << 24
     )
-    for i in rows[np.isin(word, _CODES)].tolist():
-        line = bytes(buf[offsets[i] : offsets[i + 1]])
-        found = parse(line, _text(bytes(src_ip[i])))
-        if found is not None and int(flow[i]) >= 0:
-            out.append(Announcement(int(flow[i]), found[0], found[1]))
+    rows = rows[np.isin(word, _CODES)]
+    if not len(rows):
+        return
+    raw = memoryview(data)
+    sender: str | None = None
+    for i, f, lo, hi in zip(
+        rows.tolist(),
+        flow[rows].tolist(),
+        offsets[rows].tolist(),
+        offsets[rows + 1].tolist(),
+        strict=True,
+    ):
+        if f < 0:
+            continue
+        line = bytes(raw[lo:hi])
+        if line[:3] == b"229":  # EPSV names no address: the reply's sender is the server
+            sender = _text(bytes(src_ip[i]))
+        found = parse(line, sender or "")
+        if found is not None:
+            out.append(Announcement(f, found[0], found[1]))
 
 
 def mark(table: pa.Table, rows_of_flow: np.ndarray, announced: list[Announcement]) -> pa.Table:
@@ -116,26 +136,34 @@ def mark(table: pa.Table, rows_of_flow: np.ndarray, announced: list[Announcement
     if not announced:
         return table
     app = table.column("app").to_pylist()
-    endpoints = {
-        (a.ip, a.port)
-        for a in announced
-        if a.flow < len(rows_of_flow) and app[int(rows_of_flow[a.flow])] == "ftp"
-    }
+    controls = {int(rows_of_flow[a.flow]) for a in announced if a.flow < len(rows_of_flow)}
+    is_ftp = {r for r in controls if app[r] == "ftp"}
+    endpoints = {(a.ip, a.port) for a in announced if int(rows_of_flow[a.flow]) in is_ftp}
     if not endpoints:
         return table
-    proto = table.column("proto").to_pylist()
-    cols = [table.column(c).to_pylist() for c in ("src_ip", "src_port", "dst_ip", "dst_port")]
-    hit = [
-        p == "tcp" and ((di, dp) in endpoints or (si, sp) in endpoints) and a != "ftp"
-        for p, a, si, sp, di, dp in zip(proto, app, *cols, strict=True)
-    ]
-    if not any(hit):
+    ports = np.array(sorted({p for _ip, p in endpoints}))
+    sport = table.column("src_port").to_numpy()
+    dport = table.column("dst_port").to_numpy()
+    tcp = np.asarray(table.column("proto").to_pylist(), dtype=object) == "tcp"
+    candidates = np.flatnonzero(tcp & (np.isin(dport, ports) | np.isin(sport, ports)))
+    if not len(candidates):
         return table
-    import pyarrow.compute as pc  # only here: its import alone costs tens of milliseconds
-
-    mask = pa.array(hit)
-    new_app = pc.if_else(mask, pa.scalar("ftp-data"), table.column("app"))
-    enc = table.column("encrypted")
-    new_enc = pc.if_else(pc.and_(mask, pc.not_equal(table.column("app"), "tls")), False, enc)
-    table = table.set_column(table.schema.get_field_index("app"), "app", new_app)
-    return table.set_column(table.schema.get_field_index("encrypted"), "encrypted", new_enc)
+    enc = table.column("encrypted").to_pylist()
+    src_all = table.column("src_ip").to_pylist()
+    dst_all = table.column("dst_ip").to_pylist()
+    src = [src_all[r] for r in candidates.tolist()]
+    dst = [dst_all[r] for r in candidates.tolist()]
+    hits = 0
+    for r, si, di in zip(candidates.tolist(), src, dst, strict=True):
+        if app[r] != "ftp" and (
+            (di, int(dport[r])) in endpoints or (si, int(sport[r])) in endpoints
+        ):
+            if app[r] != "tls":
+                enc[r] = False
+            app[r] = "ftp-data"
+            hits += 1
+    if not hits:
+        return table
+    table = table.set_column(table.schema.get_field_index("app"), "app", pa.array(app, pa.string()))
+    i = table.schema.get_field_index("encrypted")
+    return table.set_column(i, "encrypted", pa.array(enc, pa.bool_()))
