@@ -15,15 +15,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from auditor.classify import (
+    dcerpc,
     dns,
     ftp,
     http,
     imap,
     irc,
+    kerberos,
     ldap,
     lines,
+    modbus,
     others,
     pop3,
+    quic,
+    rdp,
     redis,
     smb,
     smtp,
@@ -103,12 +108,20 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         return "tls"
     if proto != "tcp":
         return None
+    if b0 == rdp.TPKT_VERSION and rdp.is_connection(head, payload_len, dst_port in rdp.PORTS):
+        return "rdp"
+    if b0 == 5 and dcerpc.is_co_pdu(head, payload_len, dst_port in dcerpc.PORTS):
+        return "dcerpc"
+    if b0 == 0 and kerberos.is_tcp_message(head, payload_len):
+        return "kerberos"
     if b0 & 0x3F in (others.ISCSI_LOGIN_REQUEST, others.ISCSI_LOGIN_RESPONSE) and others.is_iscsi(
         head, payload_len, dst_port == others.ISCSI_PORT
     ):
         return "iscsi"
     if others.is_mysql_greeting(head, payload_len):
         return "mysql"
+    if modbus.is_adu(head, payload_len, dst_port == modbus.PORT):
+        return "modbus"
     if dns.is_tcp_message(head, payload_len, dst_port in dns.PORTS):
         return "dns"
     return None
@@ -177,6 +190,13 @@ def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     # The well-known port first, with its relaxed check; then the strict checks.
     if port == NBNS_PORT:
         return None  # NetBIOS name service: DNS-shaped, but its names are not host names
+    b0 = head[0]
+    if b0 >= 0xC0 and quic.is_packet(head, plen):
+        return "quic"
+    if b0 in kerberos.TAGS and kerberos.is_message(head):
+        return "kerberos"
+    if b0 == 4 and dcerpc.is_cl_pdu(head, plen):
+        return "dcerpc"
     if port in dns.PORTS and dns.is_message(head, True):
         return "dns"
     if port == others.NTP_PORT and others.is_ntp(head, plen, True):
@@ -275,6 +295,17 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         facts = irc.irc_facts(packets)
     elif app == "redis":
         facts = redis.redis_facts(packets)
+    elif app == "kerberos":
+        facts = kerberos.kerberos_facts(packets)
+    elif app == "dcerpc":
+        facts = dcerpc.dcerpc_facts(packets)
+    elif app == "rdp":
+        facts = rdp.rdp_facts(packets)
+        _tls_upgrade(packets, facts)
+    elif app == "modbus":
+        facts = modbus.modbus_facts(packets)
+    elif app == "quic":
+        facts = quic.quic_facts(packets)
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)

@@ -43,6 +43,11 @@ APPS: tuple[str, ...] = (
     "imap",
     "irc",
     "redis",
+    "kerberos",
+    "dcerpc",
+    "rdp",
+    "modbus",
+    "quic",
 )
 
 
@@ -97,6 +102,12 @@ class FlowFacts:
     ntp_version: int | None = None
     ntp_mode: int | None = None
 
+    # QUIC: the version of the first long-header packet ("1", "2", "draft-29", "Q050", ...)
+    quic_version: str | None = None
+
+    # RDP: the security protocol the server selected (rdp, tls, credssp, rdstls, credssp_ex)
+    rdp_security: str | None = None
+
     #: Software the server announced: MySQL version, NATS version, HTTP ``Server`` header.
     server_version: str | None = None
 
@@ -135,6 +146,8 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("smb_signing_required", pa.bool_()),
         ("ntp_version", pa.uint8()),
         ("ntp_mode", pa.uint8()),
+        ("quic_version", pa.string()),
+        ("rdp_security", pa.string()),
         ("server_version", pa.string()),
     ]
 )

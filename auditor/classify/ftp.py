@@ -70,7 +70,7 @@ def score(packets: Sequence[Packet]) -> int:
 
 
 def ftp_facts(packets: Sequence[Packet]) -> Facts:
-    seen, ok = upgrade(packets, _auth_tls, _auth_answer)
+    seen, ok = upgrade(packets, b"AUTH", _auth_tls, _auth_answer)
     facts: Facts = {"encrypted": False}
     if seen:
         facts["starttls"] = True

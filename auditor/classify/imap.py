@@ -45,7 +45,7 @@ def _answer(line: bytes) -> bool | None:
 
 
 def imap_facts(packets: Sequence[Packet]) -> Facts:
-    seen, ok = upgrade(packets, _starttls, _answer)
+    seen, ok = upgrade(packets, b"STARTTLS", _starttls, _answer)
     facts: Facts = {"encrypted": False}
     if seen:
         facts["starttls"] = True

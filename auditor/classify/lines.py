@@ -58,14 +58,19 @@ def command_word(line: bytes) -> bytes:
 
 def upgrade(
     packets: Sequence[Packet],
+    needle: bytes,
     is_command: Callable[[bytes], bool],
     answer: Callable[[bytes], bool | None],
 ) -> tuple[bool, bool | None]:
     """(upgrade command seen, its outcome) of a STARTTLS-like exchange in a text protocol.
 
     The outcome is True when the server accepted (or a TLS handshake follows the command),
-    False when it refused, None when its answer is not visible.
+    False when it refused, None when its answer is not visible. ``needle``: the command's
+    word, upper-case; heads without it (in either case) are not split into lines.
     """
+    lower = needle.lower()
+    if not any(needle in head or lower in head for _d, head, _n in packets):
+        return False, None
     cmd_dir: int | None = None
     outcome: bool | None = None
     for d, head, plen in packets:

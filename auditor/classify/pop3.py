@@ -44,7 +44,7 @@ def _answer(line: bytes) -> bool | None:
 
 
 def pop3_facts(packets: Sequence[Packet]) -> Facts:
-    seen, ok = upgrade(packets, _stls, _answer)
+    seen, ok = upgrade(packets, b"STLS", _stls, _answer)
     facts: Facts = {"encrypted": False}
     if seen:
         facts["starttls"] = True
