@@ -602,3 +602,21 @@ def test_rulesets_show_lists_deny_entries_scope_and_tls_policy() -> None:
     assert doc["tls"] == {"min_version": "TLS 1.2"}
     ldaps = next(f for f in doc["flows"] if f["id"] == "appliance-ldaps")
     assert ldaps["tls_allowed"]["versions"] == ["SSL 3.0", "TLS 1.1", "TLS 1.2"]
+
+
+def test_ftp_data_connections_are_prohibited_too(run: Runner) -> None:
+    def passive(c: synth.Capture) -> None:
+        c.tcp_session(ADMIN, APPLIANCE, 40410, 21, [
+            *synth.ftp_login(),
+            (1, b"227 Entering Passive Mode (10,10,0,10,195,80).\r\n"),
+            (0, b"RETR layer.vhd\r\n"),
+        ])  # fmt: skip
+        c.tcp_session(ADMIN, APPLIANCE, 40411, 195 * 256 + 80, [(1, b"\x00" * 3000)])
+
+    found = run.findings(console, passive, inventory=AL_INVENTORY)
+    assert {(f["kind"], f["dst_port"], f["rule_id"]) for f in found} == {
+        ("prohibited_flow", 21, "appliance-no-ftp"),
+        ("prohibited_flow", 50000, "appliance-no-ftp"),
+    }
+    data = next(f for f in found if f["dst_port"] == 50000)
+    assert data["evidence"]["apps"] == ["ftp-data"]
