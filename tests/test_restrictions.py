@@ -169,6 +169,16 @@ def test_activemq_without_any_other_traffic_is_still_prohibited(run: Runner) -> 
     f = only(run.findings(activemq))
     assert (f["kind"], f["rule_id"]) == ("prohibited_flow", "appliance-activemq")
     assert set(f["evidence"]["unplaced_hosts"]) == {ADMIN, APPLIANCE}
+    # nothing says the destination is the appliance: one step lower, and the message says so
+    assert f["severity"] == "medium" and f["evidence"]["role_unconfirmed"] == ["appliance"]
+    assert "(if it is the appliance)" in f["message"]
+
+
+def test_telnet_between_hosts_without_roles_is_prohibited_unconfirmed(run: Runner) -> None:
+    f = only(run.findings(telnet))
+    assert (f["kind"], f["severity"], f["rule_id"]) == ("prohibited_flow", "medium",
+                                                        "appliance-no-telnet")  # fmt: skip
+    assert f["evidence"]["role_unconfirmed"] == ["appliance"]
 
 
 # --- role inference never learns from a forbidden or local-only flow ---------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from auditor.roles import RoleMap
-from auditor.rules import Ruleset
+from auditor.rules import SEVERITIES, Ruleset
 from auditor.rules.vocabulary import wire_apps
 
 if TYPE_CHECKING:
@@ -45,7 +45,10 @@ def prohibited(out: _Findings, row: dict[str, Any], inventory: bool) -> None:
         "states": row["states"],
         "flows": row["flows"],
     }
+    # the roles the entry forbids: an endpoint without any role does not confirm them
+    wanted: list[tuple[str | None, list[str]]]
     if deny is not None:
+        wanted = [(deny.from_role, src), (deny.to_role, dst)]
         ev["deny"] = deny.describe()
         if deny.apps:
             what = f"{'/'.join(seen) or 'traffic'} identified from payload"
@@ -56,20 +59,29 @@ def prohibited(out: _Findings, row: dict[str, Any], inventory: bool) -> None:
         msg = f"Prohibited: {what} on {_endpoint(row)} ({who})"
     else:
         assert rule is not None  # a local-scope rule
+        wanted = [(rule.to_role, dst)]
         ev["scope"] = "local"
         msg = (
             f"Prohibited: {_endpoint(row)} ({who}) reaches {rule.proto}/{rule.port_text()}, "
             f"which is only available from within the host ({rule.id})"
         )
     unplaced = [ip for ip, r in ((row["src_ip"], src), (row["dst_ip"], dst)) if not r]
+    unconfirmed = [role for role, held in wanted if role and not held]
     if unplaced:
         ev["unplaced_hosts"] = unplaced
         scope = "the inventory" if inventory else "role inference"
-        msg += f"; {', '.join(unplaced)} has no role in {scope}"
+        verb = "has" if len(unplaced) == 1 else "have"
+        msg += f"; {' and '.join(unplaced)} {verb} no role in {scope}"
+    sev = out.severity("prohibited_flow", cited)
+    if unconfirmed:
+        ev["role_unconfirmed"] = unconfirmed
+        msg += f" (if it is the {' / '.join(unconfirmed)})"
+        if not (deny and deny.severity):
+            sev = SEVERITIES[min(SEVERITIES.index(sev) + 1, len(SEVERITIES) - 1)]
     source = out.source(cited)
     assert source is not None
     msg += f'. The document says: "{source["text"]}"'
-    out.add("prohibited_flow", row, cited, msg, ev, out.severity("prohibited_flow", cited))
+    out.add("prohibited_flow", row, cited, msg, ev, sev)
 
 
 def protocol_mismatch(out: _Findings, row: dict[str, Any]) -> None:
