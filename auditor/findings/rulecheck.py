@@ -9,18 +9,12 @@ that the vendor-restriction kinds are read in one place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from auditor.findings.collector import Findings, endpoint
 from auditor.roles import RoleMap
 from auditor.rules import SEVERITIES, Ruleset
 from auditor.rules.vocabulary import wire_apps
-
-if TYPE_CHECKING:
-    from auditor.findings.engine import _Findings
-
-
-def _endpoint(row: dict[str, Any]) -> str:
-    return f"{row['src_ip']} -> {row['dst_ip']}:{row['dst_port']}/{row['proto']}"
 
 
 def _roles(roles: list[str]) -> str:
@@ -31,7 +25,7 @@ def _seen(apps: list[str]) -> list[str]:
     return [a for a in apps if a not in ("unknown", "none")]
 
 
-def prohibited(out: _Findings, row: dict[str, Any], inventory: bool) -> None:
+def prohibited(out: Findings, row: dict[str, Any], inventory: bool) -> None:
     """A prohibited_flow: the flows of one source, destination and port that a deny entry or a
     local-scope rule matches, quoting the forbidding sentence."""
     cited = row["rule_id"]
@@ -56,13 +50,13 @@ def prohibited(out: _Findings, row: dict[str, Any], inventory: bool) -> None:
             what = f"traffic between {deny.from_role} and {deny.to_role}"
         else:
             what = "traffic"
-        msg = f"Prohibited: {what} on {_endpoint(row)} ({who})"
+        msg = f"Prohibited: {what} on {endpoint(row)} ({who})"
     else:
         assert rule is not None  # a local-scope rule
         wanted = [(rule.to_role, dst)]
         ev["scope"] = "local"
         msg = (
-            f"Prohibited: {_endpoint(row)} ({who}) reaches {rule.proto}/{rule.port_text()}, "
+            f"Prohibited: {endpoint(row)} ({who}) reaches {rule.proto}/{rule.port_text()}, "
             f"which is only available from within the host ({rule.id})"
         )
     unplaced = [ip for ip, r in ((row["src_ip"], src), (row["dst_ip"], dst)) if not r]
@@ -84,7 +78,7 @@ def prohibited(out: _Findings, row: dict[str, Any], inventory: bool) -> None:
     out.add("prohibited_flow", row, cited, msg, ev, sev)
 
 
-def protocol_mismatch(out: _Findings, row: dict[str, Any]) -> None:
+def protocol_mismatch(out: Findings, row: dict[str, Any]) -> None:
     """The classifier positively identified a protocol that fits none of the rules covering
     the flow; ``unknown`` / ``none`` never get here (the query leaves them out)."""
     rule = out.rules[row["rule_id"]]
@@ -92,7 +86,7 @@ def protocol_mismatch(out: _Findings, row: dict[str, Any]) -> None:
     seen = _seen(row["apps"])
     documented = sorted({r.app for r in covering})
     msg = (
-        f"{'/'.join(seen).upper() or 'Another protocol'} seen on {_endpoint(row)}, where the "
+        f"{'/'.join(seen).upper() or 'Another protocol'} seen on {endpoint(row)}, where the "
         f"document names {'/'.join(documented)} ({rule.id})."
     )
     ev = {
@@ -122,7 +116,7 @@ def family_hosts(ruleset: Ruleset, roles: RoleMap) -> dict[str, tuple[str, str]]
     return out
 
 
-def address_family(out: _Findings, row: dict[str, Any], hosts: dict[str, tuple[str, str]]) -> None:
+def address_family(out: Findings, row: dict[str, Any], hosts: dict[str, tuple[str, str]]) -> None:
     """Traffic of a host whose role the document restricts to the other address family."""
     ruleset_roles = out.roles_by_id
     ip = row["src_ip"] if row["src_ip"] in hosts else row["dst_ip"]
@@ -131,7 +125,7 @@ def address_family(out: _Findings, row: dict[str, Any], hosts: dict[str, tuple[s
     family = "IPv6" if allowed == "ipv4" else "IPv4"
     source = role.address_family_source
     msg = (
-        f"{family} traffic of {role_id} {ip} on {_endpoint(row)}: the document allows "
+        f"{family} traffic of {role_id} {ip} on {endpoint(row)}: the document allows "
         f"{allowed.replace('ip', 'IP')} only"
     )
     if source is not None:
