@@ -630,3 +630,17 @@ def test_ftp_data_connections_are_prohibited_too(run: Runner) -> None:
     }
     data = next(f for f in found if f["dst_port"] == 50000)
     assert data["evidence"]["apps"] == ["ftp-data"]
+
+
+def test_sarif_describes_a_deny_entry_by_its_sentence() -> None:
+    folder = ROOT / "samples" / "applayering"
+    res = invoke([folder / "findings.pcap", "-r", "applayering", "-i",
+                  folder / "findings.inventory.yaml", "--format", "sarif"])  # fmt: skip
+    run_ = json.loads(res.output)["runs"][0]
+    rules = {r["id"]: r for r in run_["tool"]["driver"]["rules"]}
+    telnet_rule = rules["appliance-no-telnet"]
+    assert telnet_rule["fullDescription"]["text"] == TELNET_FTP
+    assert "any host -> appliance" in telnet_rule["shortDescription"]["text"]
+    assert "003_8716eaddc5e9d753.txt" in telnet_rule["help"]["text"]
+    result = next(r for r in run_["results"] if r["ruleId"] == "appliance-no-telnet")
+    assert run_["tool"]["driver"]["rules"][result["ruleIndex"]]["id"] == "appliance-no-telnet"
