@@ -644,3 +644,24 @@ def test_sarif_describes_a_deny_entry_by_its_sentence() -> None:
     assert "003_8716eaddc5e9d753.txt" in telnet_rule["help"]["text"]
     result = next(r for r in run_["results"] if r["ruleId"] == "appliance-no-telnet")
     assert run_["tool"]["driver"]["rules"][result["ruleIndex"]]["id"] == "appliance-no-telnet"
+
+
+# --- one table of kinds: the docs agree with auditor/rules/kinds.py -----------------------
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/json-contract.md"])
+def test_docs_list_every_kind_in_order_with_its_default_severity(doc: str) -> None:
+    from auditor.rules.kinds import KIND_TABLE
+
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| `")]
+    names = {k.name for k in KIND_TABLE}
+    first: dict[str, list[str]] = {}  # the kinds' table comes first (then the evidence keys)
+    for r in rows:
+        if r[0].strip("| `") in names:
+            first.setdefault(r[0].strip("| `"), r)
+    table = list(first.items())
+    assert [name for name, _ in table] == [k.name for k in KIND_TABLE]
+    for (_name, cells), kind in zip(table, KIND_TABLE, strict=True):
+        severity_cell = cells[1] if doc == "README.md" else cells[-1]
+        assert severity_cell.lstrip().startswith(kind.severity), (kind.name, severity_cell)
