@@ -615,21 +615,24 @@ def test_rulesets_show_lists_deny_entries_scope_and_tls_policy() -> None:
 
 
 def test_ftp_data_connections_are_prohibited_too(run: Runner) -> None:
-    def passive(c: synth.Capture) -> None:
-        c.tcp_session(ADMIN, APPLIANCE, 40410, 21, [
+    def passive(c: synth.Capture, sport: int, port: int) -> None:
+        hi, lo = divmod(port, 256)
+        c.tcp_session(ADMIN, APPLIANCE, sport, 21, [
             *synth.ftp_login(),
-            (1, b"227 Entering Passive Mode (10,10,0,10,195,80).\r\n"),
+            (1, f"227 Entering Passive Mode (10,10,0,10,{hi},{lo}).\r\n".encode()),
             (0, b"RETR layer.vhd\r\n"),
         ])  # fmt: skip
-        c.tcp_session(ADMIN, APPLIANCE, 40411, 195 * 256 + 80, [(1, b"\x00" * 3000)])
+        c.tcp_session(ADMIN, APPLIANCE, sport + 1, port, [(1, b"\x00" * 3000)])
 
-    found = run.findings(console, passive, inventory=AL_INVENTORY)
+    found = run.findings(console, lambda c: passive(c, 40410, 50000),
+                         lambda c: passive(c, 40420, 50001), inventory=AL_INVENTORY)  # fmt: skip
     assert {(f["kind"], f["dst_port"], f["rule_id"]) for f in found} == {
         ("prohibited_flow", 21, "appliance-no-ftp"),
-        ("prohibited_flow", 50000, "appliance-no-ftp"),
+        ("prohibited_flow", None, "appliance-no-ftp"),  # the data connections, together
     }
-    data = next(f for f in found if f["dst_port"] == 50000)
-    assert data["evidence"]["apps"] == ["ftp-data"]
+    data = next(f for f in found if f["dst_port"] is None)
+    assert data["evidence"]["apps"] == ["ftp-data"] and data["evidence"]["ports"] == [50000, 50001]
+    assert "ports 50000, 50001/tcp" in data["message"] and data["evidence"]["flows"] == 2
 
 
 def test_sarif_describes_a_deny_entry_by_its_sentence() -> None:

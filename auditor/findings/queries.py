@@ -265,13 +265,18 @@ HAVING kind <> 'mtls_not_observed'
 
 # One row per prohibited_flow finding: the flows a deny entry (or a local-scope rule) matches,
 # per source, destination, port and protocol; the first matching entry is the one cited.
+# FTP data connections (app 'ftp-data') go to a new port each: those of one source and
+# destination are one finding, its port null and the ports listed.
 PROHIBITED = f"""
-SELECT src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES},
+SELECT src_ip, dst_ip, port AS dst_port, proto, {_FLOW_AGGREGATES},
     list_sort(list_distinct(flatten(list(deny_ids)))) AS rule_ids,
-    list_min(flatten(list(deny_ids))) AS rule_id
-FROM (SELECT f.deny_ids, fl.* FROM f JOIN flows fl USING (i)
+    list_min(flatten(list(deny_ids))) AS rule_id,
+    list(DISTINCT dst_port ORDER BY dst_port) AS ports
+FROM (SELECT f.deny_ids, fl.*,
+             CASE WHEN fl.app = 'ftp-data' THEN NULL ELSE fl.dst_port END AS port
+      FROM f JOIN flows fl USING (i)
       WHERE f.deny_ids IS NOT NULL)
-GROUP BY src_ip, dst_ip, dst_port, proto
+GROUP BY src_ip, dst_ip, port, proto
 """
 
 # One row per (host, peer, port, protocol) where a host holding a role restricted to one

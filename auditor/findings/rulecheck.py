@@ -39,6 +39,12 @@ def prohibited(out: Findings, row: dict[str, Any], inventory: bool) -> None:
         "states": row["states"],
         "flows": row["flows"],
     }
+    where = endpoint(row)
+    if row["dst_port"] is None:  # FTP data connections, one port each
+        ports = [int(p) for p in row["ports"]]
+        ev["ports"] = ports[:100]
+        shown = ", ".join(map(str, ports[:5])) + (", ..." if len(ports) > 5 else "")
+        where = f"{row['src_ip']} -> {row['dst_ip']} ports {shown}/{row['proto']}"
     # the roles the entry forbids: an endpoint without any role does not confirm them
     wanted: list[tuple[str | None, list[str]]]
     if deny is not None:
@@ -50,13 +56,13 @@ def prohibited(out: Findings, row: dict[str, Any], inventory: bool) -> None:
             what = f"traffic between {deny.from_role} and {deny.to_role}"
         else:
             what = "traffic"
-        msg = f"Prohibited: {what} on {endpoint(row)} ({who})"
+        msg = f"Prohibited: {what} on {where} ({who})"
     else:
         assert rule is not None  # a local-scope rule
         wanted = [(rule.to_role, dst)]
         ev["scope"] = "local"
         msg = (
-            f"Prohibited: {endpoint(row)} ({who}) reaches {rule.proto}/{rule.port_text()}, "
+            f"Prohibited: {where} ({who}) reaches {rule.proto}/{rule.port_text()}, "
             f"which is only available from within the host ({rule.id})"
         )
     unplaced = [ip for ip, r in ((row["src_ip"], src), (row["dst_ip"], dst)) if not r]
