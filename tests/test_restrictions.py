@@ -261,16 +261,18 @@ def test_ssh_through_the_https_port_is_a_protocol_mismatch(run: Runner,
     assert "SSH seen on" in f["message"] and "document names https" in f["message"]
 
 
-def test_tls_on_the_https_port_is_no_mismatch(run: Runner) -> None:
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_tls_on_the_https_port_is_no_mismatch(run: Runner, inventory: dict | None) -> None:
     assert run.findings(console, lambda c: tls(c, ADMIN, APPLIANCE, 443, sport=40800),
-                        inventory=AL_INVENTORY) == []  # fmt: skip
+                        inventory=inventory) == []  # fmt: skip
 
 
-def test_unidentified_payload_is_never_a_mismatch(run: Runner) -> None:
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_unidentified_payload_is_never_a_mismatch(run: Runner, inventory: dict | None) -> None:
     def opaque(c: synth.Capture) -> None:
         c.tcp_session(PVS, APPLIANCE, 40801, 8787, [(0, b"\x8a\x01\x99" + b"\x42" * 500)])
 
-    found = run.findings(console, opaque, inventory=AL_INVENTORY)
+    found = run.findings(console, opaque, inventory=inventory)
     assert [f for f in found if f["kind"] == "protocol_mismatch"] == []
 
 
