@@ -670,3 +670,32 @@ def test_docs_list_every_kind_in_order_with_its_default_severity(doc: str) -> No
     for (_name, cells), kind in zip(table, KIND_TABLE, strict=True):
         severity_cell = cells[1] if doc == "README.md" else cells[-1]
         assert severity_cell.lstrip().startswith(kind.severity), (kind.name, severity_cell)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "markdown"])
+def test_new_kinds_through_the_cli_in_every_format(fmt: str) -> None:
+    folder = ROOT / "samples" / "applayering"
+    args = [folder / "findings.pcap", "-r", "applayering", "-i", folder / "findings.inventory.yaml"]
+    res = invoke([*args, "--format", fmt, "--fail-on", "high"])
+    assert res.exit_code == ExitCode.FINDINGS
+    for kind in ("prohibited_flow", "protocol_mismatch", "address_family"):
+        assert (kind.replace("_", "\\_") if fmt == "markdown" else kind) in res.output
+    assert "IPv4 is required" in res.output and "SSH seen on" in res.output
+
+
+def test_medium_kinds_pass_fail_on_high(tmp_path: Path) -> None:
+    c = synth.Capture()
+    console(c)
+    ssh(c, 443)
+    v6_console(c)
+    pcap = c.write(tmp_path / "c.pcap")
+    inv = write_inventory(tmp_path / "inv.yaml", {**AL_INVENTORY, "appliance": [APPLIANCE, APPLIANCE6],
+                          "admin": [ADMIN, "fd00:10::50"]}, "applayering")  # fmt: skip
+    high = invoke([pcap, "-r", "applayering", "-i", inv, "--fail-on", "high"])
+    assert high.exit_code == ExitCode.OK, high.output
+    medium = invoke([pcap, "-r", "applayering", "-i", inv, "--format", "json"])
+    assert medium.exit_code == ExitCode.FINDINGS
+    assert json.loads(medium.output)["summary"]["by_kind"] == {
+        "protocol_mismatch": 1,
+        "address_family": 1,
+    }
