@@ -426,10 +426,8 @@ class _Parser:
         if "implies" in d:
             implies = self.string_list(d["implies"], (*kp, "implies"), "a role id")
         family = None
-        if d.get("address_family") is not None:
+        if d.get("address_family") is not None:  # a bad one is reported; the role is kept
             family = self.role_family(d["address_family"], (*kp, "address_family"))
-            if family is None:
-                return None
         if rid is None or desc is None:
             return None
         return Role(
