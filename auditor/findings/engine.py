@@ -87,22 +87,24 @@ def _run_checks(
     min_tls: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     host_roles = roles.table()
-    con.register("flows_in", _flow_input(flows))
-    con.execute(queries.FLOWS_VIEW)
+    con.register("flows", _flow_input(flows))
     con.register("host_roles", host_roles)
     con.register("rules", rules_table(ruleset))
     con.register("denies", denies_table(ruleset))
-    con.register("public_ips", pa.table({"ip": pa.array(_public_ips(ruleset, flows), pa.string())}))
     inv = roles.from_inventory
     policy = min_tls or ruleset.min_tls
     tls_params = {"tls_versions": list(TLS_VERSIONS)}
+    params: dict[str, Any] = {"inventory": inv, "min_tls": policy, **tls_params}
     src_ports = sorted(
         {p for r in ruleset.flows for lo, hi in r.src_spans() for p in range(lo, hi + 1)}
     )
-    con.execute(
-        queries.PREPARE,
-        {"inventory": inv, "min_tls": policy, "src_ports": src_ports, **tls_params},
-    )
+    if src_ports:
+        params["src_ports"] = src_ports
+    internet = any("internet" in (r.from_role, r.to_role) for r in ruleset.flows)
+    if internet:
+        con.register("public_ips", pa.table({"ip": pa.array(_public_ips(flows), pa.string())}))
+    local = any(r.scope == "local" for r in ruleset.flows)
+    con.execute(queries.prepare(bool(src_ports), internet, local), params)
     out = Findings(ruleset)
     (scans,) = con.execute(
         f"CREATE OR REPLACE TEMP TABLE scans AS {queries.SCANS}", {"scan": SCAN_TARGETS}
@@ -123,7 +125,10 @@ def _run_checks(
         con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES, **tls_params}, role_lists
     ):
         per_kind[row["kind"]](row)
-    if ruleset.denies or any(r.scope == "local" for r in ruleset.flows):
+    (prohibited,) = (
+        con.execute(queries.ANY_PROHIBITED).fetchone() or (0,) if ruleset.denies or local else (0,)
+    )
+    if prohibited:
         for row in _finding_rows(con, queries.PROHIBITED, None, role_lists):
             rulecheck.prohibited(out, row, inv)
     family_ips = rulecheck.family_hosts(ruleset, roles)
@@ -163,11 +168,9 @@ def _run_checks(
     return findings, [pair_json(p) for p in pairs]
 
 
-def _public_ips(ruleset: Ruleset, flows: pa.Table) -> list[str]:
-    """The flows' addresses outside the private and special-purpose ranges, when a rule names
-    the peer 'internet' (none otherwise: the test costs a parse per address)."""
-    if not any("internet" in (r.from_role, r.to_role) for r in ruleset.flows):
-        return []
+def _public_ips(flows: pa.Table) -> list[str]:
+    """The flows' addresses outside the private and special-purpose ranges (asked only when
+    a rule names the peer 'internet': the test costs a parse per address)."""
     out = []
     for ip in set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist()):
         try:
@@ -213,7 +216,24 @@ def _flow_input(flows: pa.Table) -> pa.Table:
     for i in ts_cols:
         ns = pa.chunked_array([c.view(pa.int64()) for c in flows.column(i).chunks], pa.int64())
         flows = flows.set_column(i, flows.schema.field(i).name, ns)  # a view: no compute import
+    flows = _icmp_type_as_port(flows)
     return flows.append_column("i", pa.array(np.arange(flows.num_rows, dtype=np.int64)))
+
+
+def _icmp_type_as_port(flows: pa.Table) -> pa.Table:
+    """For ICMP flows the type (the flow table's ``src_port``, as Zeek has it) is the "port"
+    a rule names and a finding reports: put it in ``dst_port``. Done in numpy, once, only
+    when there are ICMP flows (a view doing it in SQL costs every query that reads flows)."""
+    if flows.num_rows == 0 or "src_port" not in flows.column_names:
+        return flows
+    proto = flows.column("proto").to_numpy(zero_copy_only=False)
+    icmp = (proto == "icmp") | (proto == "icmp6")
+    if not icmp.any():
+        return flows
+    src = flows.column("src_port").to_numpy(zero_copy_only=False)
+    dst = flows.column("dst_port").to_numpy(zero_copy_only=False)
+    port = pa.array(np.where(icmp, src, dst), flows.schema.field("dst_port").type)
+    return flows.set_column(flows.column_names.index("dst_port"), "dst_port", port)
 
 
 def exit_code_for(

@@ -34,16 +34,6 @@ FLOW_COLUMNS = (
 )  # fmt: skip
 
 
-# The flows as the checks read them: for ICMP the type (the flow table's src_port, as Zeek
-# has it) is the "port" a rule names and a finding reports.
-FLOWS_VIEW = """
-CREATE OR REPLACE TEMP VIEW flows AS
-SELECT * REPLACE (CASE WHEN proto IN ('icmp', 'icmp6') THEN src_port ELSE dst_port END
-                  AS dst_port)
-FROM flows_in
-"""
-
-
 def _iso(ns: str) -> str:
     """SQL for ``ns`` (int64 nanoseconds since the epoch) as ISO 8601 UTC text, exactly as
     auditor.traffic.iso writes it (microseconds, left out when zero): formatting a few
@@ -61,7 +51,7 @@ def _iso(ns: str) -> str:
 # its peer 'any' / 'internet' met); without an inventory a port match (an endpoint of
 # unknown role) allows too. Every transport is judged: ICMP's type stands for the port. Scope: with an inventory, flows
 # between two hosts outside it are none of the audit's business.
-PREPARE = """
+_PREPARE = """
 CREATE OR REPLACE TEMP TABLE f AS
 WITH hr AS (
     SELECT ip, list(DISTINCT role ORDER BY role) AS roles FROM host_roles GROUP BY ip
@@ -71,14 +61,12 @@ fr AS (
            coalesce(s.roles, []::VARCHAR[]) AS src_roles,
            coalesce(d.roles, []::VARCHAR[]) AS dst_roles,
            -- within one host: the same address, or a loopback one (never leaves the host)
-           (fl.src_ip = fl.dst_ip OR fl.src_ip LIKE '127.%' OR fl.dst_ip LIKE '127.%'
-            OR fl.src_ip = '::1' OR fl.dst_ip = '::1') AS is_local,
+           {is_local} AS is_local,
            -- the source port, only where a rule names source ports (else one combo per flow)
            -- (-1: none named; the joins below are USING, where NULL never equals NULL)
-           CASE WHEN list_contains($src_ports::INTEGER[], fl.src_port) THEN fl.src_port
-                ELSE -1 END AS sp,
-           fl.src_ip IN (SELECT ip FROM public_ips) AS src_public,
-           fl.dst_ip IN (SELECT ip FROM public_ips) AS dst_public
+           {sp} AS sp,
+           {src_public} AS src_public,
+           {dst_public} AS dst_public
     FROM flows fl
     LEFT JOIN hr s ON s.ip = fl.src_ip
     LEFT JOIN hr d ON d.ip = fl.dst_ip
@@ -154,6 +142,28 @@ LEFT JOIN dm USING (proto, dst_port, app, is_local, sp, src_public, dst_public, 
                     dst_roles)
 ORDER BY fr.i
 """
+
+
+_IS_LOCAL = """(fl.src_ip = fl.dst_ip OR fl.src_ip LIKE '127.%' OR fl.dst_ip LIKE '127.%'
+            OR fl.src_ip = '::1' OR fl.dst_ip = '::1')"""
+
+
+def prepare(source_ports: bool, internet: bool, local: bool = True) -> str:
+    """PREPARE for a ruleset: the source port, the public ends and whether a flow stays in
+    its host are only computed (per flow) when a rule names source ports ($src_ports), the
+    peer 'internet' (public_ips) or a local scope."""
+    return _PREPARE.format(
+        is_local=_IS_LOCAL if local else "false",
+        sp=(
+            "CASE WHEN list_contains($src_ports::INTEGER[], fl.src_port) THEN fl.src_port "
+            "ELSE -1 END"
+            if source_ports
+            else "-1"
+        ),
+        src_public="fl.src_ip IN (SELECT ip FROM public_ips)" if internet else "false",
+        dst_public="fl.dst_ip IN (SELECT ip FROM public_ips)" if internet else "false",
+    )
+
 
 # Scans: one source trying more than $scan distinct unexpected ports on one destination
 # (vertical), or one unexpected port on more than $scan destinations (horizontal).
@@ -265,6 +275,9 @@ HAVING kind <> 'mtls_not_observed'
 
 # One row per prohibited_flow finding: the flows a deny entry (or a local-scope rule) matches,
 # per source, destination, port and protocol; the first matching entry is the one cited.
+# Whether PROHIBITED has anything to report (planning it costs more than this scan).
+ANY_PROHIBITED = "SELECT count(*) FROM f WHERE deny_ids IS NOT NULL"
+
 # FTP data connections (app 'ftp-data') go to a new port each: those of one source and
 # destination are one finding, its port null and the ports listed.
 PROHIBITED = f"""
