@@ -699,3 +699,16 @@ def test_medium_kinds_pass_fail_on_high(tmp_path: Path) -> None:
         "protocol_mismatch": 1,
         "address_family": 1,
     }
+
+
+def test_deny_icmp_types(run: Runner, tmp_path: Path) -> None:
+    path = _ruleset_with(tmp_path, "  - id: no-redirects\n    proto: icmp\n    ports: 5\n" + SOURCE)
+    rs = load_ruleset(path)
+    assert rs.deny("no-redirects").ports == (5,)
+    redirect = only(run.findings(console, lambda c: icmp(c, ADMIN, APPLIANCE, 5), ruleset=rs,
+                                 inventory=AL_INVENTORY))  # fmt: skip
+    assert (redirect["kind"], redirect["proto"], redirect["dst_port"]) == ("prohibited_flow",
+                                                                           "icmp", 5)  # fmt: skip
+    echo = only(run.findings(console, lambda c: icmp(c, ADMIN, APPLIANCE, 8), ruleset=rs,
+                             inventory=AL_INVENTORY))  # fmt: skip
+    assert (echo["kind"], echo["dst_port"]) == ("unexpected_port", 8)

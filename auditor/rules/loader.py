@@ -644,8 +644,12 @@ class _Parser:
             ok = ok and proto is not None
         ports: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = ((), ())
         if d.get("ports") is not None:
-            ports = self.ports(d["ports"], (*kp, "ports"))
-            ok = ok and ports is not None
+            if proto in PORTLESS:
+                self.error((*kp, "ports"), f"{proto} has no ports; leave 'ports' out")
+                ok = False
+            else:
+                ports = self.ports(d["ports"], (*kp, "ports"), icmp=proto in ("icmp", "icmp6"))
+                ok = ok and ports is not None
         apps: tuple[str, ...] = ()
         if d.get("app") is not None:
             raw = d["app"] if isinstance(d["app"], list) else [d["app"]]
