@@ -37,7 +37,7 @@ import pyarrow as pa
 from auditor._flowid import identify_buffers, ip_text_buffers, ip_texts
 from auditor._flowtab import HEADS, FlowTable, collect_heads, release_free_memory
 from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES, TUNNEL_NAMES
-from auditor.classify import FlowFacts, classify_flow
+from auditor.classify import FlowFacts, classify_flow, ftp_data
 from auditor.classify.facts import NO_PAYLOAD, facts_table_of
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -193,6 +193,7 @@ class FlowBuilder:
         default_factory=dict
     )
     orphan_fragments: int = 0
+    ftp_announced: list[ftp_data.Announcement] = field(default_factory=list)
     flush_at: int = field(default_factory=lambda: FLUSH_PENDING)
     built: bool = False  #: table() was called: the builder takes no more batches
 
@@ -243,6 +244,15 @@ class FlowBuilder:
             payload.offset :
         ]
         data = payload.buffers()[2]
+        if data is not None:  # FTP data connections announced in this batch
+            ftp_data.scan(
+                flow,
+                values(col("proto")),
+                fixed16(col("src_ip")),
+                offsets,
+                data,
+                self.ftp_announced,
+            )
         if (
             collect_heads(
                 self.heads,
@@ -501,7 +511,9 @@ class FlowBuilder:
             "src_ip_bytes": _binary16(src_arr[order]),
             "dst_ip_bytes": _binary16(dst_arr[order]),
         }
-        return pa.table(cols)
+        rows_of_flow = np.empty(len(order), dtype=np.int64)
+        rows_of_flow[order] = np.arange(len(order))
+        return ftp_data.mark(pa.table(cols), rows_of_flow, self.ftp_announced)
 
 
 class _Call:

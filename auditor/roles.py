@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from auditor import duck
-from auditor.rules import Inventory, Rule, Ruleset, rules_table
+from auditor.rules import Inventory, Rule, Ruleset, denies_table, rules_table
+from auditor.rules.model import PEERS
 
 if TYPE_CHECKING:
     import duckdb
@@ -177,17 +178,33 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
 
 
 # Evidence per (host, role): one row per served/used port, weighted (see the module doc).
+# Forbidden flows are no evidence (auditor.rules.denies_table): a flow of a protocol the
+# document forbids, and any flow on a local-scope port (reached from another host it is
+# prohibited; within the host it says nothing about the host). Pairs of roles that must
+# not talk cannot be judged before the roles are known: they are left to the audit.
+_USABLE_SQL = """
+CREATE OR REPLACE TEMP VIEW ef AS
+SELECT * FROM flows fl
+WHERE NOT EXISTS (
+    SELECT 1 FROM denies d
+    WHERE NOT d.roles_only
+      AND (d.proto IS NULL OR d.proto = fl.proto)
+      AND (d.port_lo IS NULL OR fl.dst_port BETWEEN d.port_lo AND d.port_hi)
+      AND (d.app IS NULL OR d.app = fl.app)
+)
+"""
+
 _EVIDENCE_SQL = """
 CREATE OR REPLACE TEMP TABLE ev AS
 WITH obs AS (
     SELECT dst_ip AS ip, 'serves' AS side, proto, dst_port AS port, count(*) AS n
-    FROM flows
+    FROM ef
     WHERE proto IN ('tcp', 'udp') AND packets_rev > 0
       AND coalesce(state, 'udp') NOT IN ('rejected', 'attempted')
     GROUP BY ALL
     UNION ALL
     SELECT src_ip, 'uses', proto, dst_port, count(*)
-    FROM flows
+    FROM ef
     WHERE proto IN ('tcp', 'udp') AND coalesce(state, 'udp') <> 'rejected'
     GROUP BY ALL
 ),
@@ -195,7 +212,10 @@ cand AS (
     SELECT o.ip, o.side, o.proto, o.port, o.n,
            CASE o.side WHEN 'serves' THEN r.to_role ELSE r.from_role END AS role
     FROM obs o JOIN rules r
-      ON r.proto = o.proto AND o.port BETWEEN r.port_lo AND r.port_hi
+      ON r.proto = o.proto AND o.port BETWEEN r.port_lo AND r.port_hi AND NOT r.local
+    -- the peers 'any' and 'internet' are no role a host can hold
+    WHERE CASE o.side WHEN 'serves' THEN r.to_role ELSE r.from_role END
+          NOT IN ('any', 'internet')
     GROUP BY ALL
 ),
 k AS (
@@ -230,6 +250,8 @@ def _infer_roles(
 ) -> list[HostRoles]:
     con.register("flows", flows.select(_needed(flows)))
     con.register("rules", rules_table(ruleset))
+    con.register("denies", denies_table(ruleset))
+    con.execute(_USABLE_SQL)
     con.execute(_EVIDENCE_SQL, {"cap": GENERIC_CLIENT_CAP})
     score: dict[str, dict[str, float]] = defaultdict(dict)
     subs = _implying(ruleset)
@@ -301,7 +323,7 @@ PEER_WEIGHT = 0.5
 
 _PEER_SQL = """
 SELECT DISTINCT f.src_ip, f.dst_ip, f.proto, f.dst_port
-FROM flows f
+FROM ef f
 WHERE f.proto IN ('tcp', 'udp') AND f.packets_rev > 0
   AND coalesce(f.state, 'udp') NOT IN ('rejected', 'attempted')
   AND (f.src_ip IN (SELECT ip FROM placed) OR f.dst_ip IN (SELECT ip FROM placed))
@@ -340,14 +362,15 @@ def _peer_evidence(
                     cand = {
                         r.from_role
                         for r in rules
-                        if r.to_role in peer_roles and r.proto == proto and r.covers(port)
+                        if r.to_role in peer_roles and proto in r.protos and r.covers(port)
                     }
                 else:  # a placed peer connected to host: host is a to-role
                     cand = {
                         r.to_role
                         for r in rules
-                        if r.from_role in peer_roles and r.proto == proto and r.covers(port)
+                        if r.from_role in peer_roles and proto in r.protos and r.covers(port)
                     }
+                cand -= set(PEERS)
                 cands[(outward, peer_roles, proto, port)] = cand
             for role in cand:
                 w = PEER_WEIGHT / len(cand)
@@ -396,7 +419,7 @@ def _sub_roles(
 def _needed(flows: pa.Table) -> list[str]:
     return [
         c
-        for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state")
+        for c in ("src_ip", "dst_ip", "proto", "dst_port", "packets_rev", "state", "app")
         if c in flows.column_names
     ]
 
@@ -451,7 +474,7 @@ def _hint_matches(
                 documented = on_port.get((proto, port))
                 if documented is None:
                     documented = on_port[(proto, port)] = [
-                        r for r in rules if r.proto == proto and r.covers(port)
+                        r for r in rules if proto in r.protos and r.covers(port)
                     ]
                 fits = [r for r in documented if port >= 1024 or r.to_role in placed.get(dst, ())]
                 if fits:

@@ -375,3 +375,28 @@ def mysql_exchange() -> list[tuple[int, bytes]]:
     pkt = struct.pack("<I", len(greet))[:3] + b"\x00" + greet
     login = b"\x85\xa6\xff\x01\x00\x00\x00\x01\x21" + b"\x00" * 23 + b"diego\x00"
     return [(1, pkt), (0, struct.pack("<I", len(login))[:3] + b"\x01" + login)]
+
+
+# -- cleartext administration (what App Layering forbids) ------------------------------------
+
+
+def telnet_session() -> list[tuple[int, bytes]]:
+    """A Telnet login: both sides negotiate options (IAC DO/WILL ...), then a prompt."""
+    return [
+        (1, b"\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23\xff\xfd\x27"),
+        (0, b"\xff\xfb\x18\xff\xfb\x20\xff\xfb\x23\xff\xfb\x27"),
+        (1, b"\xff\xfb\x03\xff\xfb\x01\r\nelm login: "),
+        (0, b"root\r\n"),
+    ]
+
+
+def ftp_login(user: str = "root") -> list[tuple[int, bytes]]:
+    """An FTP control connection: banner, USER/PASS, a passive-mode listing."""
+    return [
+        (1, b"220 (vsFTPd 3.0.3)\r\n"),
+        (0, f"USER {user}\r\n".encode()),
+        (1, b"331 Please specify the password.\r\n"),
+        (0, b"PASS secret\r\n"),
+        (1, b"230 Login successful.\r\n"),
+        (0, b"PASV\r\n"),
+    ]

@@ -75,6 +75,9 @@ AL = {
     "ntp": "10.10.0.7",
     "compositing": "10.10.0.30",
     "stranger": "10.10.0.99",
+    "vda": "10.10.0.60",
+    "appliance6": "fd00:10::10",
+    "admin6": "fd00:10::50",
 }
 
 
@@ -171,7 +174,23 @@ def applayering_findings() -> Sample:
     c.tcp_session(a["appliance"], a["ad"], 52006, 3389, [(0, b"\x03\x00\x00\x13" + b"\x0e" * 15)])
     # unknown_host (and unexpected_port, low): a host outside the inventory uses the console
     tls(c, a["stranger"], a["appliance"], 443, 52007, "TLS 1.3")
+    # prohibited_flow: Telnet and FTP to the appliance (003: "Access is not permitted on
+    # unsecured Telnet or FTP ports"), FTP even on the log-download port; the ActiveMQ
+    # console (local scope) from the admin's workstation; a VDA talking to the appliance
+    c.tcp_session(a["admin"], a["appliance"], 52008, 23, synth.telnet_session())
+    c.tcp_session(a["admin"], a["appliance"], 52009, 8888, synth.ftp_login())
+    c.tcp_session(
+        a["admin"], a["appliance"], 52010, 8161, [(0, b"GET /admin/ HTTP/1.1\r\nHost: elm\r\n\r\n")]
+    )
+    tls(c, a["vda"], a["appliance"], 443, 52011)
+    # protocol_mismatch: SSH tunnelled through the console's HTTPS port (sslh style)
+    c.tcp_session(a["admin"], a["appliance"], 52012, 443, synth.ssh_exchange())
+    # address_family: the appliance answers over IPv6 (000: "IPv4 is required")
+    tls(c, a["admin6"], a["appliance6"], 443, 52013, sni="elm.corp.example")
     inv = _al_inventory()
+    inv["appliance"] = [a["appliance"], a["appliance6"]]
+    inv["admin"] = [a["admin"], a["admin6"]]
+    inv["vda"] = [a["vda"]]
     # missing_flow: an NTP server in the inventory that the appliance never asked
     inv["ntp_server"] = [a["ntp"], "10.10.0.8"]
     inv["dns_server"] = ["10.10.0.53"]
@@ -375,7 +394,72 @@ def uforge_findings() -> Sample:
     return c, _uf_inventory()
 
 
+# -- Kubernetes: the same format serving a fourth vendor without code ----------------------
+
+K8 = {
+    "cp": "10.40.0.10",  # control plane, etcd stacked on it
+    "etcd2": "10.40.0.11",  # an external etcd member
+    "node1": "10.40.1.10",
+    "node2": "10.40.1.11",
+    "admin": "10.40.9.5",  # kubectl: the API server's "All"
+    "client": "198.51.100.20",  # a NodePort client
+    "stranger": "10.40.9.99",
+}
+
+
+def _k8_inventory() -> dict[str, list[str]]:
+    k = K8
+    return {
+        "control_plane": [k["cp"]],
+        "etcd": [k["cp"], k["etcd2"]],
+        "node": [k["node1"], k["node2"]],
+    }
+
+
+def _k8_baseline(c: synth.Capture, etcd: bool = True) -> None:
+    k = K8
+    tls(c, k["admin"], k["cp"], 6443, 57001, sni="kubernetes.default.svc")
+    tls(c, k["node1"], k["cp"], 6443, 57002)
+    tls(c, k["node2"], k["cp"], 6443, 57003)
+    if etcd:
+        tls(c, k["cp"], k["etcd2"], 2379, 57004, "TLS 1.3")
+        tls(c, k["etcd2"], k["cp"], 2380, 57005, "TLS 1.3")
+    tls(c, k["cp"], k["node1"], 10250, 57006)
+    tls(c, k["cp"], k["node2"], 10250, 57007)
+    tls(c, "127.0.0.1", "127.0.0.1", 10259, 57008)  # the scheduler's own health check
+    c.tcp_session(
+        k["client"],
+        k["node1"],
+        57009,
+        30080,
+        [(0, synth.http_request("GET", "/", "shop.example")), (1, synth.http_response(200, 900))],
+    )
+
+
+def kubernetes_clean() -> Sample:
+    c = synth.Capture()
+    _k8_baseline(c)
+    return c, _k8_inventory()
+
+
+def kubernetes_findings() -> Sample:
+    k = K8
+    c = synth.Capture()
+    # missing_flow: the API server and the etcd members never reach each other (the external
+    # member 10.40.0.11 is cut off)
+    _k8_baseline(c, etcd=False)
+    c.at(60)
+    # prohibited_flow: the scheduler's port (Used By: Self) reached from a node
+    tls(c, k["node1"], k["cp"], 10259, 58001)
+    # unexpected_port: a node talks to etcd directly (only the API server and etcd do)
+    tls(c, k["node2"], k["etcd2"], 2379, 58002)
+    # unexpected_port (low) + unknown_host: an unlisted host probes a kubelet
+    tls(c, k["stranger"], k["node1"], 10250, 58003)
+    return c, _k8_inventory()
+
+
 SAMPLES: dict[str, dict[str, Callable[[], Sample]]] = {
+    "kubernetes": {"findings": kubernetes_findings, "clean": kubernetes_clean},
     "applayering": {"findings": applayering_findings, "clean": applayering_clean},
     "tas-diego": {"findings": tas_diego_findings, "clean": tas_diego_clean},
     "uforge": {"findings": uforge_findings, "clean": uforge_clean},

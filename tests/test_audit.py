@@ -39,6 +39,7 @@ MB = 1_000_000
 # App Layering hosts (the same plan as the samples)
 APPLIANCE, PVS, HYPERV, ADMIN = "10.10.0.10", "10.10.0.21", "10.10.0.22", "10.10.0.50"
 AD, FILES, NTP, STRANGER = "10.10.0.5", "10.10.0.6", "10.10.0.7", "10.10.0.99"
+VCENTER, VDA = "10.10.0.40", "10.10.0.60"
 AL_INVENTORY = {
     "appliance": [APPLIANCE],
     "agent": [PVS, HYPERV],
@@ -287,11 +288,79 @@ def test_mtls_without_the_handshake_is_not_verifiable(run: Runner) -> None:
 
 @pytest.mark.parametrize("version", ["SSL 3.0", "TLS 1.0", "TLS 1.1"])
 def test_weak_tls_versions_are_flagged(run: Runner, version: str) -> None:
+    f = only(run.findings(lambda c: tls(c, APPLIANCE, VCENTER, 443, version=version),
+                          inventory={**AL_INVENTORY, "vcenter": [VCENTER]}))  # fmt: skip
+    assert (f["kind"], f["severity"], f["rule_id"]) == ("weak_tls", "medium", "appliance-vcenter")
+    assert f["evidence"]["tls_versions"] == [version]
+    assert f["evidence"]["policy_min_tls"] == "TLS 1.2"
+    assert version in f["message"] and "TLS policy requires TLS 1.2 or later" in f["message"]
+    assert "document_allows" not in f["evidence"]
+
+
+@pytest.mark.parametrize("version", ["SSL 3.0", "TLS 1.1"])
+def test_weak_tls_the_document_permits_quotes_the_allowance(run: Runner, version: str) -> None:
+    # 003: AD binding "is compatible with the SSL 3.0 ... and TLS 1.1 and 1.2": the policy
+    # (TLS 1.2) is broken, not the document, and the finding says so
     f = only(run.findings(ad_dns, lambda c: tls(c, APPLIANCE, AD, 636, version=version),
                           inventory=AD_INVENTORY))  # fmt: skip
-    assert (f["kind"], f["severity"], f["rule_id"]) == ("weak_tls", "medium", "appliance-ldaps")
-    assert f["evidence"]["tls_versions"] == [version]
-    assert version in f["message"]
+    assert (f["kind"], f["severity"], f["rule_id"]) == ("weak_tls", "low", "appliance-ldaps")
+    assert "The document permits " + version in f["message"]
+    assert "compatible with the SSL 3.0 Secure Socket Layer and TLS 1.1 and 1.2" in f["message"]
+    assert "the policy is broken, not the document" in f["message"]
+    assert version in f["evidence"]["document_allows"]["versions"]
+
+
+def test_weak_tls_outside_the_document_allowance_is_medium(run: Runner) -> None:
+    f = only(run.findings(ad_dns, lambda c: tls(c, APPLIANCE, AD, 636, version="TLS 1.0"),
+                          inventory=AD_INVENTORY))  # fmt: skip
+    assert (f["kind"], f["severity"]) == ("weak_tls", "medium")
+    assert "document_allows" not in f["evidence"] and "permits" not in f["message"]
+
+
+@pytest.mark.parametrize(("min_tls", "version", "flagged"), [
+    ("TLS 1.3", "TLS 1.2", True), ("TLS 1.3", "TLS 1.3", False),
+    ("TLS 1.0", "TLS 1.0", False), ("TLS 1.0", "SSL 3.0", True),
+])  # fmt: skip
+def test_weak_tls_min_tls_option(tmp_path: Path, min_tls: str, version: str,
+                                 flagged: bool) -> None:  # fmt: skip
+    c = synth.Capture()
+    tls(c, APPLIANCE, VCENTER, 443, version=version)
+    pcap = c.write(tmp_path / "c.pcap")
+    inv = write_inventory(tmp_path / "inv.yaml", {**AL_INVENTORY, "vcenter": [VCENTER]},
+                          "applayering")  # fmt: skip
+    res = invoke([pcap, "-r", "applayering", "-i", inv, "--min-tls", min_tls, "--format", "json"])
+    doc = json.loads(res.output)
+    weak = [f for f in doc["findings"] if f["kind"] == "weak_tls"]
+    assert bool(weak) == flagged, doc["findings"]
+    assert doc["ruleset"]["min_tls"] == min_tls
+    if flagged:
+        assert f"--min-tls requires {min_tls} or later" in weak[0]["message"]
+
+
+def test_weak_tls_min_tls_option_rejects_a_bad_version(tmp_path: Path) -> None:
+    c = synth.Capture()
+    tls(c, APPLIANCE, VCENTER, 443)
+    res = invoke([c.write(tmp_path / "c.pcap"), "-r", "applayering", "--min-tls", "TLS 9"])
+    assert res.exit_code == ExitCode.USAGE
+    assert "--min-tls" in res.output
+
+
+def test_weak_tls_rule_policy_overrides_the_ruleset(run: Runner, tmp_path: Path) -> None:
+    text = (ROOT / "rulesets" / "applayering.yaml").read_text()
+    text = text.replace("tls:\n  min_version: TLS 1.2", "tls:\n  min_version: TLS 1.0", 1)
+    marker = "  - id: appliance-vcenter\n"
+    text = text.replace(marker, marker + "    tls: {min_version: TLS 1.3}\n", 1)
+    path = tmp_path / "al.yaml"
+    path.write_text(text)
+    rs = load_ruleset(path)
+    assert rs.min_tls == "TLS 1.0" and rs.rule("appliance-vcenter").min_tls == "TLS 1.3"
+    inv = {**AD_INVENTORY, "vcenter": [VCENTER]}
+    found = run.findings(ad_dns, lambda c: tls(c, APPLIANCE, VCENTER, 443, version="TLS 1.2"),
+                         lambda c: tls(c, APPLIANCE, AD, 636, version="TLS 1.1", sport=40001),
+                         ruleset=rs, inventory=inv)  # fmt: skip
+    f = only(found)
+    assert (f["kind"], f["rule_id"]) == ("weak_tls", "appliance-vcenter")
+    assert "rule appliance-vcenter requires TLS 1.3 or later" in f["message"]
 
 
 def test_a_flow_matching_several_rules_is_counted_once(run: Runner) -> None:
@@ -671,9 +740,10 @@ def test_no_unknown_host_when_every_host_is_placed(run: Runner) -> None:
                         inventory=AL_INVENTORY) == []  # fmt: skip
 
 
-@pytest.mark.parametrize("ruleset", ["applayering", "tas-diego", "uforge"])
+@pytest.mark.parametrize("ruleset", ["applayering", "kubernetes", "tas-diego", "uforge"])
 def test_role_pairs_agree_with_unexpected_port(ruleset: str) -> None:
-    # docs/json-contract.md: "observed && !documented is what unexpected_port reports"
+    # docs/json-contract.md: "observed && !documented is what unexpected_port (or, for a
+    # flow the ruleset forbids, prohibited_flow) reports"
     rs = load_ruleset(ruleset)
     folder = SAMPLES / ruleset
     doc = audit([folder / "findings.pcap"], rs,
@@ -681,8 +751,13 @@ def test_role_pairs_agree_with_unexpected_port(ruleset: str) -> None:
     reported = {
         (a, b, f["proto"], f["dst_port"])
         for f in doc["findings"]
-        if f["kind"] == "unexpected_port" and f["src_role"] and f["dst_role"]
+        if f["kind"] in ("unexpected_port", "prohibited_flow") and f["src_role"] and f["dst_role"]
         for a in f["src_role"].split("+") for b in f["dst_role"].split("+")
+    }  # fmt: skip
+    # a forbidden protocol on a documented port is documented between the roles, and forbidden
+    reported -= {
+        (p["src_role"], p["dst_role"], p["proto"], p["dst_port"])
+        for p in doc["role_pairs"] if p["documented"]
     }  # fmt: skip
     pairs = {
         (p["src_role"], p["dst_role"], p["proto"], p["dst_port"]): p for p in doc["role_pairs"]
@@ -696,11 +771,15 @@ def test_role_pairs_agree_with_unexpected_port(ruleset: str) -> None:
 
 
 def test_every_kind_is_covered_here() -> None:
-    names = {n for n in globals() if n.startswith("test_")}
+    import test_restrictions  # the kinds of what the documents forbid or restrict
+
+    names = {n for n in [*globals(), *vars(test_restrictions)] if n.startswith("test_")}
     words = {
         "plaintext_disk_transfer": "disk", "plaintext_where_tls_required": "cleartext_where",
         "mtls_not_observed": "mtls", "weak_tls": "weak_tls", "unexpected_port": "port",
         "missing_flow": "missing", "unknown_host": "unknown_host",
+        "prohibited_flow": "prohibited", "protocol_mismatch": "protocol_mismatch",
+        "address_family": "ipv4_only_role",
     }  # fmt: skip
     assert set(words) == set(KINDS)
     for kind, word in words.items():
@@ -1037,7 +1116,7 @@ def test_roles_are_inferred_with_evidence(request: pytest.FixtureRequest, rulese
     assert all(h["source"] == "inferred" for h in doc["roles"])
 
 
-@pytest.mark.parametrize("ruleset", ["applayering", "tas-diego", "uforge"])
+@pytest.mark.parametrize("ruleset", ["applayering", "kubernetes", "tas-diego", "uforge"])
 def test_inferred_inventory_loads_back(ruleset: str, tmp_path: Path) -> None:
     pcap = SAMPLES / ruleset / "findings.pcap"
     inferred = json.loads(invoke(["roles", pcap, "-r", ruleset, "--format", "json"]).stdout)

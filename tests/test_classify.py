@@ -11,6 +11,7 @@ import random
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from auditor.classify import (
     classify_flow,
     detect,
     facts_table,
+    quic,
 )
 from auditor.classify.dns import read_name
 
@@ -344,6 +346,178 @@ BITS = (
     b"User-Agent: Microsoft BITS/7.8\r\nBITS-Packet-Type: Create-Session\r\n\r\n"
 )
 
+FTP_LOGIN = [
+    pkt(1, b"220 Welcome to the log server\r\n"),
+    pkt(0, b"USER admin\r\n"),
+    pkt(1, b"331 Please specify the password.\r\n"),
+    pkt(0, b"PASS secret\r\n"),
+    pkt(1, b"230 Login successful.\r\n"),
+    pkt(0, b"SYST\r\n"),
+]
+FTP_AUTH_TLS = [
+    pkt(1, b"220 ProFTPD Server (Debian) [::ffff:10.0.0.1]\r\n"),
+    pkt(0, b"AUTH TLS\r\n"),
+    pkt(1, b"234 AUTH TLS successful\r\n"),
+]
+#: IAC DO TERMINAL-TYPE, DO TSPEED, DO XDISPLOC, DO NEW-ENVIRON; the client's WILL / SB
+TELNET = [
+    pkt(1, bytes.fromhex("fffd18fffd20fffd23fffd27")),
+    pkt(0, bytes.fromhex("fffb18fffb1ffffb20fffb21fffb22fffb27fffd05")),
+    pkt(1, bytes.fromhex("fffa1801fff0") + b"\r\nlogin: "),
+]
+
+SMTP = [
+    pkt(1, b"220 mx.example.com ESMTP Postfix (Debian/GNU)\r\n"),
+    pkt(0, b"EHLO client.example.com\r\n"),
+    pkt(1, b"250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+    pkt(0, b"MAIL FROM:<alice@example.com>\r\n"),
+]
+SMTP_STARTTLS = [
+    pkt(1, b"220 mail.example.org Microsoft ESMTP MAIL Service ready\r\n"),
+    pkt(0, b"EHLO client\r\n"),
+    pkt(1, b"250-mail.example.org Hello\r\n250-STARTTLS\r\n250 SIZE 37748736\r\n"),
+    pkt(0, b"STARTTLS\r\n"),
+    pkt(1, b"220 2.0.0 SMTP server ready\r\n"),
+]
+POP3 = [
+    pkt(1, b"+OK Dovecot ready.\r\n"),
+    pkt(0, b"USER alice\r\n"),
+    pkt(1, b"+OK\r\n"),
+    pkt(0, b"PASS secret\r\n"),
+]
+POP3_STLS = [
+    pkt(1, b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n"),
+    pkt(0, b"STLS\r\n"),
+    pkt(1, b"+OK Begin TLS negotiation\r\n"),
+]
+IMAP = [
+    pkt(1, b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] Dovecot ready.\r\n"),
+    pkt(0, b"a001 LOGIN alice secret\r\n"),
+    pkt(1, b"a001 OK Logged in\r\n"),
+]
+IMAP_STARTTLS = [
+    pkt(1, b"* OK IMAP4rev1 Service Ready\r\n"),
+    pkt(0, b"a001 STARTTLS\r\n"),
+    pkt(1, b"a001 OK Begin TLS negotiation now\r\n"),
+]
+IRC = [
+    pkt(0, b"NICK alice\r\nUSER alice 0 * :Alice Liddell\r\n"),
+    pkt(1, b":irc.example.net 001 alice :Welcome to the Internet Relay Network alice\r\n"),
+]
+REDIS = [
+    pkt(0, b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n"),
+    pkt(1, b"+OK\r\n"),
+    pkt(0, b"*1\r\n$4\r\nPING\r\n"),
+    pkt(1, b"+PONG\r\n"),
+]
+
+
+def krb(app: int, first: int, msg_type: int, rest: bytes = b"") -> bytes:
+    """A KDC message: [APPLICATION app] SEQUENCE { pvno [first] 5, msg-type [first+1] ... }."""
+    fields_ = ber(0xA0 + first, ber(0x02, b"\x05")) + ber(
+        0xA1 + first, ber(0x02, bytes([msg_type]))
+    )
+    return ber(app, ber(0x30, fields_ + rest))
+
+
+KRB_AS_REQ = krb(0x6A, 1, 10, ber(0xA4, ber(0x30, ber(0xA0, ber(0x03, b"\x00\x50\x80\x00\x00")))))
+KRB_ERROR = krb(0x7E, 0, 30, ber(0xA4, ber(0x18, b"20261202171500Z")))
+
+
+def dcerpc_pdu(ptype: int, body: bytes, auth_level: int | None = None) -> bytes:
+    auth = b"" if auth_level is None else bytes([0x0A, auth_level, 0, 0]) + bytes(4) + bytes(16)
+    auth_len = 16 if auth_level is not None else 0
+    frag = 16 + len(body) + len(auth)
+    return (
+        bytes([5, 0, ptype, 3, 0x10, 0, 0, 0])
+        + struct.pack("<HHI", frag, auth_len, 1)
+        + body
+        + auth
+    )
+
+
+DCERPC_BIND_BODY = (
+    struct.pack("<HHIB3x", 5840, 5840, 0, 1)
+    + struct.pack("<HBx", 0, 1)
+    + bytes.fromhex("c4fefc9960521b10bbcb00aa0021347a")  # IRemoteSCMActivator
+    + struct.pack("<I", 0)
+    + bytes.fromhex("045d888aeb1cc9119fe808002b104860")  # NDR
+    + struct.pack("<I", 2)
+)
+DCERPC_ACK_BODY = struct.pack("<HHI", 5840, 5840, 0x1234) + b"\x04\x00135\x00" + bytes(2)
+
+
+def x224(code: int, rest: bytes, src_ref: int = 0) -> bytes:
+    tpdu = bytes([code]) + u16(0) + u16(src_ref) + b"\x00" + rest
+    return bytes([3, 0]) + u16(5 + len(tpdu)) + bytes([len(tpdu)]) + tpdu
+
+
+RDP_CR = x224(0xE0, b"Cookie: mstshash=admin\r\n" + bytes.fromhex("0100080003000000"))
+RDP_CC_TLS = x224(0xD0, bytes.fromhex("0200080001000000"), 0x1234)
+RDP_CC_STANDARD = x224(0xD0, bytes.fromhex("0200080000000000"), 0x1234)
+#: ISO-on-TCP as S7comm opens it: TSAP parameters, no RDP negotiation
+COTP_CR = x224(0xE0, bytes.fromhex("c1020100c2020102c0010a"), 1)
+
+MODBUS_READ = bytes.fromhex("0001000000060103006b0003")
+MODBUS_REPLY = bytes.fromhex("000100000009010306022b00000064")
+
+# --- QUIC Initial packets, protected as RFC 9001 section 5 says ----------------------------
+
+#: RFC 9001 appendix A.1 (v1) and RFC 9369 appendix A.1 (v2): the client's Initial keys
+#: for the Destination Connection ID 8394c8f03e515708 (key, iv, hp)
+QUIC_DCID = bytes.fromhex("8394c8f03e515708")
+QUIC_KEYS = {
+    1: (
+        bytes.fromhex("1f369613dd76d5467730efcbe3b1a22d"),
+        bytes.fromhex("fa044b2f42a3fd3b46fb255c"),
+        bytes.fromhex("9f50449e04a0e810283a1e9933adedd2"),
+    ),
+    0x6B3343CF: (
+        bytes.fromhex("8b1a0bc121284290a29e0971b5cd045d"),
+        bytes.fromhex("91f73e2351d8fa91660e909f"),
+        bytes.fromhex("45b95e15235d6f45a6b19cbcb0294ba9"),
+    ),
+}
+
+
+def quic_crypto(offset: int, data: bytes) -> bytes:
+    return b"\x06" + u16(0x4000 | offset) + u16(0x4000 | len(data)) + data
+
+
+def quic_initial(frames: bytes, version: int = 1, pn: int = 2, size: int = 1200) -> bytes:
+    """A client Initial, padded to ``size`` bytes, protected with the RFC's keys."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, iv, hp = QUIC_KEYS[version]
+    ptype = 1 if version == 0x6B3343CF else 0
+    first = 0xC0 | ptype << 4 | 3  # 4-byte packet number
+    head_wo_len = bytes([first]) + version.to_bytes(4, "big") + b"\x08" + QUIC_DCID + b"\x00\x00"
+    plain_len = size - len(head_wo_len) - 2 - 4 - 16
+    payload = frames + bytes(plain_len - len(frames))
+    pn_bytes = pn.to_bytes(4, "big")
+    header = head_wo_len + u16(0x4000 | (4 + len(payload) + 16)) + pn_bytes
+    nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
+    sealed = AESGCM(key).encrypt(nonce, payload, header)
+    enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    mask = enc.update(sealed[:16]) + enc.finalize()  # sample: 4 bytes after the pn offset
+    protected = bytearray(header + sealed)
+    protected[0] ^= mask[0] & 0x0F
+    pn_at = len(header) - 4
+    for i in range(4):
+        protected[pn_at + i] ^= mask[1 + i]
+    return bytes(protected)
+
+
+def udp_pkt(direction: int, payload: bytes) -> Packet:
+    """A UDP datagram as the capture keeps it: QUIC long headers of 1200+ bytes up to 4096."""
+    if len(payload) >= 1200 and payload[0] >= 0xC0:
+        return (direction, payload[:4096], len(payload))
+    return pkt(direction, payload)
+
+
+QUIC_HELLO = client_hello(0x0303, "www.example.org", (b"h3",), (0x0304,))
+
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
     "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
@@ -412,6 +586,51 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     "iscsi": ("iscsi", "tcp", 3260, [pkt(0, iscsi_login())]),
     "nats": ("nats", "tcp", 4222, [pkt(1, NATS_INFO), pkt(0, NATS_CONNECT)]),
     "mysql": ("mysql", "tcp", 3306, [pkt(1, mysql_greeting()), pkt(0, mysql_client(1, ssl=False))]),
+    "ftp": ("ftp", "tcp", 21, FTP_LOGIN),
+    "ftp_auth_tls": (
+        "ftp",
+        "tcp",
+        21,
+        [*FTP_AUTH_TLS, *tls12_flow(request=False, client_certs=None)],
+    ),
+    "telnet": ("telnet", "tcp", 23, TELNET),
+    "smtp": ("smtp", "tcp", 25, SMTP),
+    "smtp_starttls": (
+        "smtp",
+        "tcp",
+        587,
+        [*SMTP_STARTTLS, *tls12_flow(request=False, client_certs=None)],
+    ),
+    "pop3": ("pop3", "tcp", 110, POP3),
+    "pop3_stls": ("pop3", "tcp", 110, [*POP3_STLS, *tls13_flow()]),
+    "imap": ("imap", "tcp", 143, IMAP),
+    "imap_starttls": ("imap", "tcp", 143, [*IMAP_STARTTLS, *tls13_flow()]),
+    "irc": ("irc", "tcp", 6667, IRC),
+    "redis": ("redis", "tcp", 6379, REDIS),
+    "kerberos_udp": ("kerberos", "udp", 88, [pkt(0, KRB_AS_REQ), pkt(1, KRB_ERROR)]),
+    "kerberos_tcp": (
+        "kerberos",
+        "tcp",
+        88,
+        [
+            pkt(0, u16(0) + u16(len(KRB_AS_REQ)) + KRB_AS_REQ),
+            pkt(1, u16(0) + u16(len(KRB_ERROR)) + KRB_ERROR),
+        ],
+    ),
+    "dcerpc": (
+        "dcerpc",
+        "tcp",
+        135,
+        [pkt(0, dcerpc_pdu(11, DCERPC_BIND_BODY)), pkt(1, dcerpc_pdu(12, DCERPC_ACK_BODY))],
+    ),
+    "rdp": (
+        "rdp",
+        "tcp",
+        3389,
+        [pkt(0, RDP_CR), pkt(1, RDP_CC_TLS), *tls12_flow(request=False, client_certs=None)],
+    ),
+    "modbus": ("modbus", "tcp", 502, [pkt(0, MODBUS_READ), pkt(1, MODBUS_REPLY)]),
+    "quic": ("quic", "udp", 443, [udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO)))]),
 }
 
 
@@ -438,7 +657,31 @@ def test_sample_app_on_other_port(name: str, port: int) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["tls12", "tls13", "http", "ssh", "ldap", "smb2", "dns_udp", "dns_tcp", "ntp", "nats", "mysql"],
+    [
+        "tls12",
+        "tls13",
+        "http",
+        "ssh",
+        "ldap",
+        "smb2",
+        "dns_udp",
+        "dns_tcp",
+        "ntp",
+        "nats",
+        "mysql",
+        "ftp",
+        "telnet",
+        "smtp",
+        "pop3",
+        "imap",
+        "irc",
+        "redis",
+        "kerberos_udp",
+        "kerberos_tcp",
+        "dcerpc",
+        "rdp",
+        "modbus",
+    ],
 )
 def test_sample_app_from_responder_side_only(name: str) -> None:
     """Half-duplex captures: only the responder's packets (still direction 1)."""
@@ -977,6 +1220,313 @@ def test_mysql_tls() -> None:
     )
 
 
+# --- FTP, Telnet ---------------------------------------------------------------------
+
+
+def test_ftp_plain_login() -> None:
+    f = classify("ftp")
+    assert (f.app, f.encrypted, f.starttls) == ("ftp", False, False)
+
+
+def test_ftp_auth_tls() -> None:
+    f = classify("ftp_auth_tls")
+    assert (f.app, f.starttls, f.encrypted, f.sni) == ("ftp", True, True, "example.com")
+    refused = [*FTP_AUTH_TLS[:2], pkt(1, b"534 Request denied for policy reasons.\r\n")]
+    f = classify_flow("tcp", 21, refused)
+    assert (f.app, f.starttls, f.encrypted) == ("ftp", True, False)
+
+
+@pytest.mark.parametrize(
+    ("port", "packets", "app"),
+    [
+        # the banner names FTP: enough on any port
+        (8888, [pkt(1, b"220 Microsoft FTP Service\r\n")], "ftp"),
+        (8888, [pkt(1, b"220-Welcome\r\n220 ProFTPD 1.3.8 Server ready.\r\n")], "ftp"),
+        # a bare 220 on its port
+        (21, [pkt(1, b"220 Welcome\r\n")], "ftp"),
+        # an FTP-only command without any reply (half-duplex capture)
+        (40000, [pkt(0, b"PASV\r\n")], "ftp"),
+        (40000, [pkt(0, b"feat\r\n")], "ftp"),
+    ],
+)
+def test_ftp_detected(port: int, packets: list[Packet], app: str) -> None:
+    assert classify_flow("tcp", port, packets).app == app
+
+
+@pytest.mark.parametrize(
+    "packets",
+    [
+        [pkt(1, b"220 Welcome\r\n")],  # a bare reply off the FTP ports: FTP or SMTP?
+        [pkt(0, b"USER admin\r\n")],  # USER alone: FTP or POP3
+        [pkt(1, b"220\x00\x01\x02binary")],  # digits, then binary
+        [pkt(1, b"699 no such reply class\r\n")],
+        [pkt(0, b"PASVX\r\n")],
+        [pkt(0, b"AUTH PLAIN\r\n")],  # SMTP's or IMAP's AUTH, not FTP's
+    ],
+)
+def test_ftp_near_misses(packets: list[Packet]) -> None:
+    assert classify_flow("tcp", 40000, packets).app != "ftp"
+
+
+def test_telnet() -> None:
+    f = classify("telnet")
+    assert (f.app, f.encrypted) == ("telnet", False)
+    # one negotiation then a banner
+    f = classify_flow("tcp", 2323, [pkt(1, bytes.fromhex("fffb01") + b"Welcome\r\n")])
+    assert f.app == "telnet"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes.fromhex("fffb"),  # cut short
+        bytes.fromhex("fffb9b"),  # option 155 is not assigned
+        bytes.fromhex("fffb01") + bytes(range(1, 40)),  # then binary
+        bytes.fromhex("ff00ff00"),  # IAC, not a command
+        bytes.fromhex("fffa18"),  # a subnegotiation that never ends
+    ],
+)
+def test_telnet_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 23, [pkt(0, payload)]).app == "unknown"
+
+
+# --- SMTP, POP3, IMAP and their STARTTLS; IRC; Redis -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "app", "starttls", "encrypted"),
+    [
+        ("smtp", "smtp", False, False),
+        ("smtp_starttls", "smtp", True, True),
+        ("pop3", "pop3", False, False),
+        ("pop3_stls", "pop3", True, True),
+        ("imap", "imap", False, False),
+        ("imap_starttls", "imap", True, True),
+        ("irc", "irc", False, False),
+        ("redis", "redis", False, False),
+    ],
+)
+def test_text_protocol_facts(name: str, app: str, starttls: bool, encrypted: bool) -> None:
+    f = classify(name)
+    assert (f.app, f.starttls, f.encrypted) == (app, starttls, encrypted)
+
+
+def test_starttls_answer_without_handshake() -> None:
+    # accepted, the handshake not captured: encrypted from the answer
+    f = classify_flow("tcp", 25, SMTP_STARTTLS)
+    assert (f.app, f.starttls, f.encrypted, f.tls_version) == ("smtp", True, True, None)
+    refused = [*SMTP_STARTTLS[:4], pkt(1, b"454 4.7.0 TLS not available\r\n")]
+    f = classify_flow("tcp", 25, refused)
+    assert (f.starttls, f.encrypted) == (True, False)
+    f = classify_flow("tcp", 110, [*POP3_STLS[:2], pkt(1, b"-ERR Command not permitted\r\n")])
+    assert (f.app, f.starttls, f.encrypted) == ("pop3", True, False)
+    f = classify_flow("tcp", 143, [*IMAP_STARTTLS[:2], pkt(1, b"a001 BAD not now\r\n")])
+    assert (f.app, f.starttls, f.encrypted) == ("imap", True, False)
+
+
+def test_starttls_then_tls_facts() -> None:
+    f = classify("smtp_starttls")
+    assert (f.sni, f.tls_version) == ("example.com", "TLS 1.2")
+
+
+@pytest.mark.parametrize(
+    ("packets", "app"),
+    [
+        # a bare 220 off the ports: the client's EHLO decides, and the EHLO keywords
+        ([pkt(1, b"220 Welcome\r\n"), pkt(0, b"EHLO x\r\n")], "smtp"),
+        ([pkt(1, b"220 Welcome\r\n"), pkt(1, b"250-host\r\n250-PIPELINING\r\n")], "smtp"),
+        ([pkt(0, b"RCPT TO:<bob@example.com>\r\n")], "smtp"),
+        ([pkt(0, b"USER bob\r\n"), pkt(1, b"+OK password required\r\n")], "pop3"),
+        ([pkt(0, b"CAPA\r\n")], "pop3"),
+        ([pkt(0, b"TOP 1 10\r\n")], "pop3"),
+        ([pkt(1, b"* PREAUTH IMAP4rev1 server logged in as Smith\r\n")], "imap"),
+        ([pkt(0, b"A1 CAPABILITY\r\n")], "imap"),
+        ([pkt(0, b"CAP LS 302\r\n")], "irc"),
+        ([pkt(0, b"USER foo\nNICK foo\n")], "irc"),
+        ([pkt(1, b"NOTICE AUTH :*** Looking up your hostname...\r\n")], "irc"),
+        ([pkt(1, b"-NOAUTH Authentication required.\r\n")], "redis"),
+    ],
+)
+def test_text_protocols_off_port(packets: list[Packet], app: str) -> None:
+    assert classify_flow("tcp", 40000, packets).app == app
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"+OK\r\n",  # Redis or POP3
+        b"-ERR no such message\r\n",  # POP3 or Redis
+        b"* 12 EXISTS\r\n",  # an untagged IMAP response, but also just a star
+        b"*3\r\n$3\r\nS\x00T\r\n",  # a RESP array whose command is not a word
+        b"*3\r\n$5\r\nSET\r\n",  # length of the first string wrong
+        b"EHLO\r\n",  # EHLO needs a domain
+        b"MAIL\r\n",
+        b"NICK 9lives\r\n",  # nicknames do not start with a digit
+        b"USER a b c d\r\n",  # IRC's USER ends with a :realname
+        b":x\r\n",
+        b"TOP ten\r\n",
+        b"a001 FROBNICATE\r\n",
+        b"250 OK\r\n",  # a reply off the ports without any other evidence
+    ],
+)
+def test_text_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 40000, [pkt(0, payload)]).app == "unknown"
+
+
+# --- Kerberos, DCE/RPC, RDP, Modbus ----------------------------------------------------
+
+
+def test_kerberos() -> None:
+    assert (classify("kerberos_udp").app, classify("kerberos_udp").encrypted) == ("kerberos", True)
+    assert classify("kerberos_tcp").app == "kerberos"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        krb(0x6A, 1, 12),  # AS-REQ tag with TGS-REQ's message type
+        krb(0x6A, 0, 10),  # pvno in the reply's place
+        krb(0x6B, 0, 11)[:2] + b"\x31" + krb(0x6B, 0, 11)[3:],  # SET instead of SEQUENCE
+        ber(0x6A, ber(0x30, ber(0xA1, ber(0x02, b"\x04")) + ber(0xA2, ber(0x02, b"\x0a")))),  # v4
+    ],
+)
+def test_kerberos_near_misses(payload: bytes) -> None:
+    assert classify_flow("udp", 88, [pkt(0, payload)]).app == "unknown"
+    assert classify_flow("tcp", 88, [pkt(0, u16(0) + u16(len(payload)) + payload)]).app == "unknown"
+
+
+@pytest.mark.parametrize(("level", "encrypted"), [(None, False), (2, False), (6, True)])
+def test_dcerpc_auth_level(level: int | None, encrypted: bool) -> None:
+    f = classify_flow("tcp", 49667, [pkt(0, dcerpc_pdu(11, DCERPC_BIND_BODY, level))])
+    assert (f.app, f.encrypted) == ("dcerpc", encrypted)
+
+
+def test_dcerpc_request_midstream_and_connectionless() -> None:
+    request = dcerpc_pdu(0, struct.pack("<IHH", 24, 0, 4) + bytes(24))
+    assert classify_flow("tcp", 49152, [pkt(0, request)]).app == "dcerpc"
+    body = bytes(20)
+    cl = (
+        bytes([4, 0, 0x20, 0, 0x10, 0, 0])
+        + bytes(67)
+        + struct.pack("<HHBB", len(body), 0, 0, 0)
+        + body
+    )
+    assert classify_flow("udp", 1054, [pkt(0, cl)]).app == "dcerpc"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes([4]) + dcerpc_pdu(11, DCERPC_BIND_BODY)[1:],  # version 4 over TCP
+        dcerpc_pdu(11, DCERPC_BIND_BODY)[:4] + b"\x10\x00\x00\x01" + dcerpc_pdu(11, b"")[8:],
+        dcerpc_pdu(11, DCERPC_BIND_BODY)[:8] + struct.pack("<H", 12) + bytes(6),  # frag < header
+        dcerpc_pdu(0x30, b""),  # no such packet type
+    ],
+)
+def test_dcerpc_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 40000, [pkt(0, payload)]).app == "unknown"
+
+
+def test_rdp() -> None:
+    f = classify("rdp")
+    assert (f.app, f.rdp_security, f.encrypted, f.sni) == ("rdp", "tls", True, "example.com")
+    f = classify_flow("tcp", 3389, [pkt(0, RDP_CR), pkt(1, RDP_CC_STANDARD)])
+    assert (f.app, f.rdp_security, f.encrypted) == ("rdp", "rdp", True)
+    # an old client without negotiation: RDP only on its port
+    bare = x224(0xE0, b"")
+    assert classify_flow("tcp", 3389, [pkt(0, bare)]).app == "rdp"
+    assert classify_flow("tcp", 40000, [pkt(0, bare)]).app == "unknown"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        COTP_CR,  # S7comm / ISO-on-TCP
+        RDP_CR[:1] + b"\x01" + RDP_CR[2:],  # TPKT reserved byte set
+        RDP_CR[:4] + bytes([RDP_CR[4] + 1]) + RDP_CR[5:],  # LI disagrees with the TPKT length
+        x224(0xE0, bytes.fromhex("0100070003000000")),  # negotiation of length 7
+    ],
+)
+def test_rdp_near_misses(payload: bytes) -> None:
+    assert classify_flow("tcp", 3389, [pkt(0, payload)]).app != "rdp"
+
+
+@pytest.mark.parametrize(
+    ("port", "payload", "app"),
+    [
+        (40000, MODBUS_READ, "modbus"),
+        (40000, bytes.fromhex("000100000003018302"), "modbus"),  # exception response
+        (40000, bytes.fromhex("0001000100060103006b0003"), "unknown"),  # protocol id 1
+        (40000, bytes.fromhex("0001000000070103006b0003"), "unknown"),  # length one too many
+        (40000, bytes.fromhex("0001000000060163006b0003"), "unknown"),  # function 0x63
+        (40000, bytes.fromhex("000100000003018302") + MODBUS_READ, "unknown"),  # two ADUs...
+        (502, bytes.fromhex("000100000003018302") + MODBUS_READ, "modbus"),  # ...on its port
+    ],
+)
+def test_modbus(port: int, payload: bytes, app: str) -> None:
+    f = classify_flow("tcp", port, [pkt(0, payload)])
+    assert f.app == app
+    if app == "modbus":
+        assert f.encrypted is False
+
+
+# --- QUIC -------------------------------------------------------------------------------
+
+
+def test_quic_initial_keys_are_the_rfcs() -> None:
+    assert quic.client_keys(1, QUIC_DCID) == QUIC_KEYS[1]
+    assert quic.client_keys(0x6B3343CF, QUIC_DCID) == QUIC_KEYS[0x6B3343CF]
+
+
+def test_quic_sni() -> None:
+    f = classify("quic")
+    assert (f.app, f.quic_version, f.sni, f.alpn, f.tls_client_versions, f.encrypted) == (
+        "quic",
+        "1",
+        "www.example.org",
+        ("h3",),
+        ("TLS 1.3",),
+        True,
+    )
+
+
+def test_quic_v2_and_hello_split_over_two_packets_out_of_order() -> None:
+    half = len(QUIC_HELLO) // 2
+    packets = [
+        udp_pkt(0, quic_initial(quic_crypto(half, QUIC_HELLO[half:]), 0x6B3343CF, pn=0)),
+        udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO[:half]), 0x6B3343CF, pn=1)),
+    ]
+    f = classify_flow("udp", 40000, packets)
+    assert (f.app, f.quic_version, f.sni) == ("quic", "2", "www.example.org")
+
+
+def test_quic_initial_cut_by_the_snaplen() -> None:
+    # only the first 300 bytes captured: decrypted as far as they go, tag unchecked
+    datagram = quic_initial(quic_crypto(0, QUIC_HELLO))
+    f = classify_flow("udp", 443, [(0, datagram[:300], len(datagram))])
+    assert (f.app, f.sni) == ("quic", "www.example.org")
+
+
+def test_quic_tampered_initial_keeps_version_only() -> None:
+    datagram = bytearray(quic_initial(quic_crypto(0, QUIC_HELLO)))
+    datagram[100] ^= 1  # the GCM tag no longer matches
+    f = classify_flow("udp", 443, [udp_pkt(0, bytes(datagram))])
+    assert (f.app, f.quic_version, f.sni) == ("quic", "1", None)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xc3\x12\x34\x56\x78\x08" + bytes(1194),  # unknown version
+        b"\xc3\x00\x00\x00\x01\x30" + bytes(1194),  # DCID of 48 bytes
+        b"\x83\x00\x00\x00\x01\x08" + bytes(1194),  # fixed bit clear
+        b"\x43\x00\x00\x00\x01\x08" + bytes(1194),  # short header
+    ],
+)
+def test_quic_near_misses(payload: bytes) -> None:
+    assert classify_flow("udp", 443, [udp_pkt(0, payload)]).app == "unknown"
+
+
 # --- FlowFacts as columns --------------------------------------------------------------
 
 
@@ -1077,3 +1627,121 @@ def test_random_bytes_never_raise(prefix: bytes, proto: str) -> None:
             packets.append((rng.randrange(2), body, len(body) + rng.choice((0, 0, 1, 1000, 70000))))
         for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260):
             _check(proto, port, packets)
+
+
+# --- Through the capture layer: the C reader keeps what the classifier needs ------------
+
+
+def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
+    """A pcap with a QUIC Initial (head kept whole by the C reader), an FTP login on the
+    HTTP log-download port, Telnet and Redis: the flow table names each."""
+    from auditor import read_flows
+    from auditor.synth import Capture
+
+    cap = Capture()
+    # PADDING frames first: the SNI lies far beyond the 128 bytes other datagrams keep
+    initial = quic_initial(bytes(400) + quic_crypto(0, QUIC_HELLO))
+    cap.udp("10.0.0.5", "192.0.2.10", 51000, 443, initial)
+    cap.tcp_session("10.0.0.5", "10.0.0.10", 51001, 8888, [(d, h) for d, h, _n in FTP_LOGIN])
+    cap.tcp_session("10.0.0.5", "10.0.0.10", 51002, 23, [(d, h) for d, h, _n in TELNET])
+    cap.tcp_session("10.0.0.5", "10.0.0.11", 51003, 6380, [(d, h) for d, h, _n in REDIS])
+    not_quic = b"\xc3\x12\x34\x56\x78" + bytes(1195)  # unknown version: 128 bytes kept
+    cap.udp("10.0.0.5", "192.0.2.10", 51004, 4433, not_quic)
+    path = cap.write(tmp_path / "new.pcap")
+    from auditor import read_packets
+
+    heads = {
+        len(h)
+        for b in read_packets(path)
+        for h, p in zip(b.column("payload").to_pylist(), b.column("proto").to_pylist(), strict=True)
+        if p == 17
+    }
+    assert heads == {1200, 128}
+    table = read_flows([path]).flows
+    assert table is not None
+    rows = {r["dst_port"]: r for r in table.to_pylist()}
+    assert (rows[443]["app"], rows[443]["quic_version"], rows[443]["sni"]) == (
+        "quic",
+        "1",
+        "www.example.org",
+    )
+    assert rows[8888]["app"] == "ftp"
+    assert rows[23]["app"] == "telnet"
+    assert rows[6380]["app"] == "redis"
+
+
+# --- FTP data connections ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "sender", "expected"),
+    [
+        (b"227 Entering Passive Mode (192,168,1,2,19,137).\r\n", "10.0.0.1", ("192.168.1.2", 5001)),
+        (b"227 =192,168,1,2,19,137\r\n", "10.0.0.1", ("192.168.1.2", 5001)),  # no brackets
+        (b"PORT 10,0,0,5,200,10\r\n", "10.0.0.5", ("10.0.0.5", 51210)),
+        (b"port 10,0,0,5,200,10\r\n", "10.0.0.5", ("10.0.0.5", 51210)),
+        (
+            b"229 Entering Extended Passive Mode (|||6446|)\r\n",
+            "2001:db8::1",
+            ("2001:db8::1", 6446),
+        ),
+        (b"EPRT |2|2001:db8::5|5282|\r\n", "2001:db8::5", ("2001:db8::5", 5282)),
+        (b"EPRT |1|132.235.1.2|6275|\r\n", "132.235.1.2", ("132.235.1.2", 6275)),
+        (b"227 Entering Passive Mode (192,168,1,256,19,137).\r\n", "10.0.0.1", None),
+        (b"229 Entering Extended Passive Mode (|||0|)\r\n", "10.0.0.1", None),
+        (b"229 Entering Extended Passive Mode (|!|6446|)\r\n", "10.0.0.1", None),
+        (b"EPRT |1|not-an-ip|6275|\r\n", "10.0.0.1", None),
+        (b"PORT 10,0,0,5\r\n", "10.0.0.1", None),
+        (b"226 Transfer complete (10,0,0,5,200,10)\r\n", "10.0.0.1", None),
+    ],
+)
+def test_ftp_data_announcements(line: bytes, sender: str, expected: tuple[str, int] | None) -> None:
+    from auditor.classify.ftp_data import parse
+
+    assert parse(line, sender) == expected
+
+
+def test_ftp_data_connections_marked(tmp_path: Path) -> None:
+    """PASV after a long login (beyond the classifier's payload heads), EPSV, PORT: the data
+    connections to the announced endpoints are ftp-data; one to another port, and one to an
+    endpoint announced in a flow that is not FTP, are not."""
+    from auditor import read_flows
+    from auditor.synth import Capture
+
+    client, server, other = "10.0.0.5", "10.0.0.10", "10.0.0.11"
+    control = [
+        *[(d, h) for d, h, _n in FTP_LOGIN],
+        (1, b"215 UNIX Type: L8\r\n"),
+        (0, b"PWD\r\n"),
+        (1, b'257 "/" is the current directory\r\n'),
+        (0, b"TYPE I\r\n"),
+        (1, b"200 Switching to Binary mode.\r\n"),
+        (0, b"PASV\r\n"),
+        (1, b"227 Entering Passive Mode (10,0,0,10,78,33).\r\n"),  # 20001
+        (0, b"RETR a.bin\r\n"),
+        (0, b"EPSV\r\n"),
+        (1, b"229 Entering Extended Passive Mode (|||20002|)\r\n"),
+        (0, b"PORT 10,0,0,5,200,10\r\n"),  # 51210: the server connects back
+    ]
+    cap = Capture()
+    cap.tcp_session(client, server, 40000, 21, control)
+    binary = bytes(range(256)) * 4
+    cap.tcp_session(client, server, 40001, 20001, [(1, binary)])
+    cap.tcp_session(client, server, 40002, 20002, [(1, b"-rw-r--r-- 1 ftp ftp 1024 a.bin\r\n")])
+    cap.tcp_session(server, client, 20, 51210, [(0, binary)])
+    cap.tcp_session(client, server, 40003, 20003, [(1, binary)])  # not announced
+    # "227 ..." inside an HTTP response body's first segment is no announcement
+    http = b"HTTP/1.1 200 OK\r\n\r\n"
+    cap.tcp_session(
+        client, other, 40004, 80, [(0, GET), (1, http), (1, b"227 (10,0,0,11,78,36)\r\n")]
+    )
+    cap.tcp_session(client, other, 40005, 20004, [(1, binary)])
+    table = read_flows([cap.write(tmp_path / "ftp.pcap")]).flows
+    assert table is not None
+    apps = {r["dst_port"]: (r["app"], r["encrypted"]) for r in table.to_pylist()}
+    assert apps[21] == ("ftp", False)
+    assert apps[20001] == ("ftp-data", False)
+    assert apps[20002] == ("ftp-data", False)
+    assert apps[51210] == ("ftp-data", False)
+    assert apps[20003][0] == "unknown"
+    assert apps[20004][0] == "unknown"

@@ -16,7 +16,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
 
 
-@pytest.mark.parametrize("ruleset", ["applayering", "tas-diego", "uforge"])
+@pytest.mark.parametrize("ruleset", ["applayering", "kubernetes", "tas-diego", "uforge"])
 def test_whole_corpus_audits_and_renders(ruleset: str) -> None:
     files = sorted(p for p in CORPUS.glob("*/*") if p.suffix != ".md")
     assert len(files) > 900

@@ -469,7 +469,7 @@ def test_table_groups_by_severity_and_ends_with_a_summary(result: dict[str, Any]
     positions = [out.index(f"\n{s} (") for s in ("HIGH", "MEDIUM", "LOW", "INFO")]
     assert positions == sorted(positions)
     last = out.rstrip("\n").splitlines()[-1]
-    assert last == "11 findings: 3 high, 4 medium, 1 low, 3 info | exit code 5 (fail on medium)"
+    assert last == "14 findings: 4 high, 6 medium, 1 low, 3 info | exit code 5 (fail on medium)"
     for finding in result["findings"]:
         assert finding["id"] in out
     assert "notes.txt: byte 0: not a pcap or pcapng file" in out  # the unreadable capture
@@ -580,7 +580,7 @@ def test_markdown_escapes_html_and_keeps_the_vendor_quote(result: dict[str, Any]
     section = "App Layering Communication Flow: The Agent Service"
     assert f'> \u2014 003\\_8716eaddc5e9d753.txt, section "{section}"' in out
     assert "> Agent on Citrix Provisioning server \\| Appliance \\| Disk download" in out
-    assert "**11 findings**: 3 high, 4 medium, 1 low, 3 info" in out
+    assert "**14 findings**: 4 high, 6 medium, 1 low, 3 info" in out
 
 
 @pytest.mark.parametrize(

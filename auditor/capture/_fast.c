@@ -218,6 +218,18 @@ static inline int head_text(uint8_t ch)
     return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '-';
 }
 
+/* A QUIC long-header packet of a version the classifier reads (RFC 9000 17.2: header form
+ * and fixed bit set; v1, v2 (RFC 9369), IETF drafts ff0000xx, Google QUIC Q046+ "Q0..").
+ * The version check keeps other UDP payloads whose first byte happens to be >= 0xC0 at
+ * HEAD_OTHER. */
+static inline int quic_long_header(const uint8_t *pl, uint32_t m)
+{
+    if (m < 1200 || (pl[0] & 0xC0) != 0xC0) return 0; /* Initials are padded to 1200 */
+    uint32_t v = (uint32_t)pl[1] << 24 | (uint32_t)pl[2] << 16 | (uint32_t)pl[3] << 8 | pl[4];
+    return v == 0x00000001u || v == 0x6b3343cfu || (v >> 8) == 0xff0000u ||
+           (pl[1] == 'Q' && pl[2] == '0');
+}
+
 /* Copy a payload head. When the source allows it, copies whole 32-byte blocks (past n: the
  * destination always has HEAD_TLS bytes of room and the bytes past n are overwritten by the
  * next row), which is much faster than a variable-length memcpy for these short copies. */
@@ -235,8 +247,9 @@ static inline void copy_head(uint8_t *dst, const uint8_t *src, uint32_t n, const
 /* Write row r: record fields, decoded fields, payload head, flow key, validity bits.
  * Payload head policy (see reader.py): up to HEAD_TLS bytes when the payload starts like a
  * TLS handshake record (16 03), up to HEAD_TEXT when its first 4 bytes are ASCII letters or
- * '-', the 4th may be a space ("GET ", "PUT ": HTTP, SSH, SMTP, ...), otherwise up to
- * HEAD_OTHER. The caller guarantees HEAD_TLS
+ * '-', the 4th may be a space ("GET ", "PUT ": HTTP, SSH, SMTP, ...), up to HEAD_TLS for a
+ * UDP datagram of 1200 bytes or more that starts like a QUIC long-header packet (an Initial,
+ * whose ClientHello the classifier decrypts), otherwise up to HEAD_OTHER. The caller guarantees HEAD_TLS
  * bytes of room in the payload buffer. */
 static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, int64_t ts,
                            int ts_valid, uint32_t wire, uint32_t caplen, uint32_t lt,
@@ -275,6 +288,8 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
         uint32_t m = o->payload_caplen, lim = HEAD_OTHER;
         if (m >= 2 && pl[0] == 0x16 && pl[1] == 0x03)
             lim = HEAD_TLS;
+        else if (o->proto == 17 && quic_long_header(pl, m))
+            lim = HEAD_TLS; /* a QUIC Initial: the classifier decrypts the whole datagram */
         else if (m >= 4 && head_text(pl[0]) && head_text(pl[1]) && head_text(pl[2]) &&
                  (head_text(pl[3]) || pl[3] == ' '))
             lim = HEAD_TEXT;

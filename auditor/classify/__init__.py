@@ -14,7 +14,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from auditor.classify import dns, http, ldap, others, smb, tls
+from auditor.classify import (
+    dcerpc,
+    dns,
+    ftp,
+    http,
+    imap,
+    irc,
+    kerberos,
+    ldap,
+    lines,
+    modbus,
+    others,
+    pop3,
+    quic,
+    rdp,
+    redis,
+    smb,
+    smtp,
+    telnet,
+    tls,
+)
 from auditor.classify.facts import (
     APPS,
     FLOW_FACTS_FIELDS,
@@ -28,6 +48,8 @@ from auditor.classify.facts import (
 from auditor.classify.stream import Packet
 
 NBNS_PORT = 137  # RFC 1002
+#: detect()'s answer for a numeric reply line (FTP or SMTP): the whole flow decides
+REPLY = "reply"
 #: the IP protocols whose payload may be an application protocol worth looking for
 _TRANSPORTS = frozenset({"tcp", "udp", "sctp"})
 
@@ -55,31 +77,112 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
     if 20 <= b0 <= 24:
         if tls.is_record(head):
             return "tls"
-    elif 0x41 <= b0 <= 0x5A:  # A-Z: text protocols
+    elif 0x41 <= b0 <= 0x5A or 0x61 <= b0 <= 0x7A:  # letters: text protocols
         if others.is_ssh(head):
             return "ssh"
         if others.is_nats(head):
             return "nats"
         if http.is_request(head) or http.is_response(head):
             return "http"
+        app = _text_command(head, payload_len)
+        if app is not None:
+            return app
+    elif b0 in _SYMBOLS:  # * + - : (IMAP, POP3, IRC, Redis)
+        app = _symbol_text(head, payload_len)
+        if app is not None:
+            return app
+    elif 0x31 <= b0 <= 0x35:  # 1-5: a numeric reply (FTP, SMTP)?
+        line = lines.first_line(head, payload_len)
+        if line is not None and lines.reply_code(line) is not None:
+            return REPLY
     elif b0 == 0x30:
         if ldap.is_message(head, payload_len, dst_port in ldap.PORTS):
             return "ldap"
     elif b0 == 0:
         if smb.is_smb(head):
             return "smb"
+    elif b0 == telnet.IAC:
+        if telnet.is_negotiation(head, payload_len):
+            return "telnet"
     elif b0 & 0x80 and tls.is_sslv2_hello(head):
         return "tls"
     if proto != "tcp":
         return None
+    if b0 == rdp.TPKT_VERSION and rdp.is_connection(head, payload_len, dst_port in rdp.PORTS):
+        return "rdp"
+    if b0 == 5 and dcerpc.is_co_pdu(head, payload_len, dst_port in dcerpc.PORTS):
+        return "dcerpc"
+    if b0 == 0 and kerberos.is_tcp_message(head, payload_len):
+        return "kerberos"
     if b0 & 0x3F in (others.ISCSI_LOGIN_REQUEST, others.ISCSI_LOGIN_RESPONSE) and others.is_iscsi(
         head, payload_len, dst_port == others.ISCSI_PORT
     ):
         return "iscsi"
     if others.is_mysql_greeting(head, payload_len):
         return "mysql"
+    if modbus.is_adu(head, payload_len, dst_port == modbus.PORT):
+        return "modbus"
     if dns.is_tcp_message(head, payload_len, dst_port in dns.PORTS):
         return "dns"
+    return None
+
+
+def _text_command(head: bytes, plen: int) -> str | None:
+    """A command line (or IRC's pre-registration notice) that names its protocol."""
+    line = lines.first_line(head, plen)
+    if line is None:
+        return None
+    if ftp.is_command(line):
+        return "ftp"
+    if line[:5] in (b"USER ", b"PASS ") and irc.registers(head):
+        return "irc"
+    if smtp.is_command(line):
+        return "smtp"
+    if pop3.is_command(line):
+        return "pop3"
+    if irc.is_client(line) or irc.is_server(line):
+        return "irc"
+    if imap.is_command(line):
+        return "imap"
+    return None
+
+
+_SYMBOLS = frozenset(b"*+-:")
+
+
+def _symbol_text(head: bytes, plen: int) -> str | None:
+    b0 = head[0]
+    if b0 == 0x2A and redis.is_command(head):  # *
+        return "redis"
+    if b0 != 0x3A and redis.is_reply(head):  # + -
+        return "redis"
+    line = lines.first_line(head, plen)
+    if line is None:
+        return None
+    if b0 == 0x2A:
+        return "imap" if imap.is_greeting(line) else None
+    if b0 == 0x2B:
+        return "pop3" if pop3.is_greeting(line) else None
+    if b0 == 0x3A:
+        return "irc" if irc.is_server(line) else None
+    return None
+
+
+def _settle_reply(packets: Sequence[Packet], port: int) -> str | None:
+    """FTP or SMTP, for a flow whose first recognisable payload is a numeric reply."""
+    for _d, line in lines.lines(packets):
+        if lines.reply_code(line) == 220:
+            if ftp.says_ftp(line):
+                return "ftp"
+            if smtp.says_smtp(line):
+                return "smtp"
+    ftp_score, smtp_score = ftp.score(packets), smtp.score(packets)
+    if ftp_score != smtp_score:
+        return "ftp" if ftp_score > smtp_score else "smtp"
+    if port in ftp.PORTS:
+        return "ftp"
+    if port in smtp.PORTS:
+        return "smtp"
     return None
 
 
@@ -87,6 +190,13 @@ def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     # The well-known port first, with its relaxed check; then the strict checks.
     if port == NBNS_PORT:
         return None  # NetBIOS name service: DNS-shaped, but its names are not host names
+    b0 = head[0]
+    if b0 >= 0xC0 and quic.is_packet(head, plen):
+        return "quic"
+    if b0 in kerberos.TAGS and kerberos.is_message(head):
+        return "kerberos"
+    if b0 == 4 and dcerpc.is_cl_pdu(head, plen):
+        return "dcerpc"
     if port in dns.PORTS and dns.is_message(head, True):
         return "dns"
     if port == others.NTP_PORT and others.is_ntp(head, plen, True):
@@ -142,6 +252,8 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         if app is not None:
             first = i
             break
+    if app == REPLY:
+        app = _settle_reply(packets, dst_port)
     if app is None:
         return UNKNOWN if any_payload else NO_PAYLOAD
 
@@ -173,11 +285,39 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     elif app == "nats":
         facts = others.nats_facts(packets)
         _tls_upgrade(packets, facts)
+    elif app == "telnet":
+        facts = telnet.telnet_facts(packets)
+    elif app in _STARTTLS_READERS:
+        facts = _STARTTLS_READERS[app](packets)
+        if facts.get("starttls"):
+            _tls_upgrade(packets, facts)
+    elif app == "irc":
+        facts = irc.irc_facts(packets)
+    elif app == "redis":
+        facts = redis.redis_facts(packets)
+    elif app == "kerberos":
+        facts = kerberos.kerberos_facts(packets)
+    elif app == "dcerpc":
+        facts = dcerpc.dcerpc_facts(packets)
+    elif app == "rdp":
+        facts = rdp.rdp_facts(packets)
+        _tls_upgrade(packets, facts)
+    elif app == "modbus":
+        facts = modbus.modbus_facts(packets)
+    elif app == "quic":
+        facts = quic.quic_facts(packets)
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)
     return _facts(app, facts)
 
+
+_STARTTLS_READERS = {
+    "ftp": ftp.ftp_facts,
+    "smtp": smtp.smtp_facts,
+    "pop3": pop3.pop3_facts,
+    "imap": imap.imap_facts,
+}
 
 _CACHE: dict[tuple[Any, ...], FlowFacts] = {}
 _CACHE_MAX = 4096

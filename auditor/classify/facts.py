@@ -35,6 +35,19 @@ APPS: tuple[str, ...] = (
     "iscsi",
     "nats",
     "mysql",
+    "ftp",
+    "ftp-data",
+    "telnet",
+    "smtp",
+    "pop3",
+    "imap",
+    "irc",
+    "redis",
+    "kerberos",
+    "dcerpc",
+    "rdp",
+    "modbus",
+    "quic",
 )
 
 
@@ -69,6 +82,10 @@ class FlowFacts:
     ssh_banner: str | None = None  # the server's identification string, else the client's
     ssh_client_banner: str | None = None
 
+    #: a text protocol's upgrade to TLS was asked for: FTP ``AUTH TLS``, SMTP and IMAP
+    #: ``STARTTLS``, POP3 ``STLS`` (LDAP has its own field)
+    starttls: bool = False
+
     # LDAP
     ldap_starttls: bool = False  # extendedRequest 1.3.6.1.4.1.1466.20037 seen
     ldap_bind: str | None = None  # "simple" or "sasl:<mechanism>" of the first BindRequest
@@ -84,6 +101,12 @@ class FlowFacts:
     # NTP
     ntp_version: int | None = None
     ntp_mode: int | None = None
+
+    # QUIC: the version of the first long-header packet ("1", "2", "draft-29", "Q050", ...)
+    quic_version: str | None = None
+
+    # RDP: the security protocol the server selected (rdp, tls, credssp, rdstls, credssp_ex)
+    rdp_security: str | None = None
 
     #: Software the server announced: MySQL version, NATS version, HTTP ``Server`` header.
     server_version: str | None = None
@@ -114,6 +137,7 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("http_status", pa.uint16()),
         ("ssh_banner", pa.string()),
         ("ssh_client_banner", pa.string()),
+        ("starttls", pa.bool_()),
         ("ldap_starttls", pa.bool_()),
         ("ldap_bind", pa.string()),
         ("dns_queries", _STR_LIST),
@@ -122,6 +146,8 @@ FLOW_FACTS_SCHEMA = pa.schema(
         ("smb_signing_required", pa.bool_()),
         ("ntp_version", pa.uint8()),
         ("ntp_mode", pa.uint8()),
+        ("quic_version", pa.string()),
+        ("rdp_security", pa.string()),
         ("server_version", pa.string()),
     ]
 )

@@ -253,6 +253,13 @@ def _client_hello(body: bytes, facts: Facts) -> None:
     facts["tls_client_versions"] = tuple(offered) if offered else (version_name(legacy),)
 
 
+def client_hello_facts(body: bytes) -> Facts:
+    """SNI, ALPN and offered versions of a ClientHello body (QUIC carries it outside records)."""
+    facts: Facts = {}
+    _client_hello(body, facts)
+    return facts
+
+
 def _server_hello(body: bytes, facts: Facts) -> int | None:
     """Record the negotiated version, suite and ALPN; return the version number."""
     if len(body) < 2:

@@ -25,6 +25,21 @@ from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
+from auditor.rules.model import TLS_VERSIONS
+
+
+def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``TLS 1.2``, ``tls1.2`` or ``1.2`` -> ``TLS 1.2``."""
+    if value is None:
+        return None
+    key = value.strip().lower().replace(" ", "").replace("v", "")
+    for version in TLS_VERSIONS:
+        name = version.lower().replace(" ", "")
+        if key in (name, name.removeprefix("tls")):
+            return version
+    raise click.BadParameter(
+        f"expected one of {', '.join(TLS_VERSIONS)} (or 1.0-1.3), got {value!r}"
+    )
 
 
 @click.command("audit")
@@ -46,6 +61,13 @@ from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@click.option(
+    "--min-tls",
+    callback=_tls_version,
+    metavar="VERSION",
+    help="Minimum TLS version (e.g. 1.2, 'TLS 1.3'), replacing the ruleset's policy "
+    "(default TLS 1.2); a rule's own minimum still applies.",
+)
 @dedup_options
 @quiet_option
 @handle_errors
@@ -60,6 +82,7 @@ def command(
     dedup: bool,
     dedup_window: float,
     quiet: bool,
+    min_tls: str | None,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
     (with --each, each CAPTURE is a set of its own). `-` reads standard input.
@@ -81,7 +104,7 @@ def command(
     inv = load_inventory(inventory, ruleset) if inventory else None
     with output_file(output, [*captures, ruleset.path, inventory]) as out:
         results = _audit_sets(
-            captures, ruleset, inv, fail_on, each, dedup_window if dedup else None, quiet
+            captures, ruleset, inv, fail_on, each, dedup_window if dedup else None, quiet, min_tls
         )
         code = combine(r.exit_code for r in results)
         color = fmt == "table" and out is None and sys.stdout.isatty()
@@ -109,13 +132,16 @@ def _audit_sets(
     each: bool,
     dedup: float | None,
     quiet: bool,
+    min_tls: str | None,
 ) -> list[AuditResult]:
     """One audit per traffic set: all CAPTURE together, or each alone (--each)."""
     progress = progress_for(sys.stderr, quiet)
     sets = [[c] for c in captures] if each else [list(captures)]
     results = []
     for paths in sets:
-        result = audit(paths, ruleset, inv, fail_on=fail_on, progress=progress, dedup=dedup)
+        result = audit(
+            paths, ruleset, inv, fail_on=fail_on, progress=progress, dedup=dedup, min_tls=min_tls
+        )
         if progress:
             progress.clear()
         for note in result.notes:

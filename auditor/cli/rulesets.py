@@ -77,6 +77,19 @@ def _show_text(rs: Ruleset) -> str:
     ]
     headers = ("ID", "FROM", "TO", "PROTO", "PORTS", "APP", "SECURITY", "DISK", "EXPECTED", "PAIR")
     out += ["  " + line for line in _table(headers, rows)]
+    local = [r for r in rs.flows if r.scope == "local"]
+    if local:
+        out.append("")
+        out.append(f"Scope local (only within the host): {', '.join(r.id for r in local)}")
+    out.append("")
+    out.append(f"TLS policy: {rs.min_tls} or later")
+    if rs.denies:
+        out.append("")
+        out.append(f"Deny ({len(rs.denies)}):")
+        deny_rows = [
+            (d.id, d.describe(), f'{d.source.document}: "{d.source.text}"') for d in rs.denies
+        ]
+        out += ["  " + line for line in _table(("ID", "FORBIDS", "SOURCE"), deny_rows)]
     return "\n".join(printable(line) for line in out)
 
 

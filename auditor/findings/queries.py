@@ -1,7 +1,7 @@
 """The checks, as SQL over three tables: ``flows`` (with ``i``, its row number), ``host_roles``
 (ip, role) and ``rules`` (one row per rule and port range, from ``auditor.rules.rules_table``).
 
-``PREPARE`` builds ``f``, one narrow row per TCP/UDP flow in flow-table order: its
+``PREPARE`` builds ``f``, one narrow row per flow (every transport) in flow-table order: its
 endpoints' role lists and the rules that cover it. A rule covers a flow when the protocol
 and port fit and each endpoint either holds the rule's role on its side or has no role at
 all: a *role match* when both endpoints have roles, a *port match* when one or both have
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 #: the flow table columns the queries read (the rest is not handed to DuckDB)
 FLOW_COLUMNS = (
-    "flow_id", "community_id", "src_ip", "dst_ip", "dst_port", "proto", "first_seen",
+    "flow_id", "community_id", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "first_seen",
     "last_seen", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev", "payload_bytes_fwd",
     "payload_bytes_rev", "state", "app", "encrypted", "tls_version", "tls_cert_requested",
     "tls_client_cert", "http_method", "http_target", "http_host", "http_user_agent",
@@ -47,53 +47,123 @@ def _iso(ns: str) -> str:
     )
 
 
-# Unexpected = not allowed: allowed means covered by a role match; without an inventory a
-# port match (an endpoint of unknown role) allows too. Scope: with an inventory, flows
+# Unexpected = not allowed: allowed means covered by a role match (each side's role held, or
+# its peer 'any' / 'internet' met); without an inventory a port match (an endpoint of
+# unknown role) allows too. Every transport is judged: ICMP's type stands for the port. Scope: with an inventory, flows
 # between two hosts outside it are none of the audit's business.
-PREPARE = """
+_PREPARE = """
 CREATE OR REPLACE TEMP TABLE f AS
 WITH hr AS (
     SELECT ip, list(DISTINCT role ORDER BY role) AS roles FROM host_roles GROUP BY ip
 ),
 fr AS (
-    SELECT fl.i, fl.src_ip, fl.dst_ip, fl.dst_port, fl.proto,
+    SELECT fl.i, fl.src_ip, fl.dst_ip, fl.dst_port, fl.proto, coalesce(fl.app, 'none') AS app,
            coalesce(s.roles, []::VARCHAR[]) AS src_roles,
-           coalesce(d.roles, []::VARCHAR[]) AS dst_roles
+           coalesce(d.roles, []::VARCHAR[]) AS dst_roles,
+           -- within one host: the same address, or a loopback one (never leaves the host)
+           {is_local} AS is_local,
+           -- the source port, only where a rule names source ports (else one combo per flow)
+           -- (-1: none named; the joins below are USING, where NULL never equals NULL)
+           {sp} AS sp,
+           {src_public} AS src_public,
+           {dst_public} AS dst_public
     FROM flows fl
     LEFT JOIN hr s ON s.ip = fl.src_ip
     LEFT JOIN hr d ON d.ip = fl.dst_ip
-    WHERE fl.proto IN ('tcp', 'udp')
 ),
--- what covers a flow depends only on its protocol, port and role lists: match each such
--- combination once (a few hundred) rather than each flow
-combos AS (SELECT DISTINCT proto, dst_port, src_roles, dst_roles FROM fr),
+-- what covers a flow depends only on its protocol, port, payload's protocol, role lists,
+-- locality, named source port and public ends: match each such combination once (a few
+-- hundred) rather than each flow. A rule's side is a role its endpoint holds (or any host
+-- without a role: a port match), or the peer 'any' (every host) or 'internet' (a public
+-- address); ``role_ok``: every side met by a role or a peer, not by a missing role.
+combos AS (
+    SELECT DISTINCT proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles,
+                    dst_roles
+    FROM fr
+),
 m AS (
-    SELECT DISTINCT c.proto, c.dst_port, c.src_roles, c.dst_roles, r.rule_id,
-           r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls
+    SELECT c.*, r.rule_id, r.disk_transfer, r.encrypted_required, r.security = 'mtls' AS mtls,
+           len(r.wire_apps) = 0 OR list_contains(r.wire_apps, c.app) AS app_fits,
+           list_position($tls_versions, coalesce(r.min_tls, $min_tls)) AS min_tls_rank,
+           (r.from_role = 'any' OR list_contains(c.src_roles, r.from_role)
+            OR (r.from_role = 'internet' AND c.src_public))
+           AND (r.to_role = 'any' OR list_contains(c.dst_roles, r.to_role)
+                OR (r.to_role = 'internet' AND c.dst_public)) AS role_ok
     FROM combos c JOIN rules r
       ON r.proto = c.proto AND c.dst_port BETWEEN r.port_lo AND r.port_hi
-    WHERE (len(c.src_roles) = 0 OR list_contains(c.src_roles, r.from_role))
-      AND (len(c.dst_roles) = 0 OR list_contains(c.dst_roles, r.to_role))
+    WHERE CASE r.from_role WHEN 'any' THEN true WHEN 'internet' THEN c.src_public
+               ELSE len(c.src_roles) = 0 OR list_contains(c.src_roles, r.from_role) END
+      AND CASE r.to_role WHEN 'any' THEN true WHEN 'internet' THEN c.dst_public
+               ELSE len(c.dst_roles) = 0 OR list_contains(c.dst_roles, r.to_role) END
+      AND (NOT r.local OR c.is_local)
+      AND (r.src_lo IS NULL OR c.sp BETWEEN r.src_lo AND r.src_hi)
 ),
 fm AS (
-    SELECT proto, dst_port, src_roles, dst_roles,
-           list(rule_id ORDER BY rule_id) AS rule_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
-           list(rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids
-    FROM m GROUP BY proto, dst_port, src_roles, dst_roles
+    SELECT proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles, dst_roles,
+           list(DISTINCT rule_id ORDER BY rule_id) AS rule_ids,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE disk_transfer) AS disk_ids,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE encrypted_required) AS enc_ids,
+           list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE mtls) AS mtls_ids,
+           bool_or(app_fits) AS app_fits,
+           min(min_tls_rank) AS min_tls_rank,
+           bool_or(role_ok) AS role_ok
+    FROM m GROUP BY ALL
+),
+-- what the ruleset forbids (auditor.rules.denies_table): an endpoint without a role meets
+-- a role condition unless the entry names only roles; with an inventory, a flow with no
+-- placed endpoint is none of the audit's business
+dm AS (
+    SELECT c.proto, c.dst_port, c.app, c.is_local, c.sp, c.src_public, c.dst_public,
+           c.src_roles, c.dst_roles, list(DISTINCT d.deny_id ORDER BY d.deny_id) AS deny_ids
+    FROM combos c JOIN denies d
+      ON (d.proto IS NULL OR d.proto = c.proto)
+     AND (d.port_lo IS NULL OR c.dst_port BETWEEN d.port_lo AND d.port_hi)
+     AND (d.app IS NULL OR d.app = c.app)
+    WHERE (NOT d.local OR NOT c.is_local)
+      AND (d.from_role IS NULL OR list_contains(c.src_roles, d.from_role)
+           OR (len(c.src_roles) = 0 AND NOT d.roles_only))
+      AND (d.to_role IS NULL OR list_contains(c.dst_roles, d.to_role)
+           OR (len(c.dst_roles) = 0 AND NOT d.roles_only))
+      AND (NOT $inventory OR len(c.src_roles) > 0 OR len(c.dst_roles) > 0)
+    GROUP BY ALL
 )
-SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids,
+SELECT fr.*, fm.rule_ids, fm.disk_ids, fm.enc_ids, fm.mtls_ids, fm.app_fits,
+       fm.min_tls_rank, coalesce(fm.role_ok, false) AS role_ok, dm.deny_ids,
        len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0 AS placed,
-       CASE WHEN $inventory
+       dm.deny_ids IS NULL AND CASE WHEN $inventory
             THEN (len(fr.src_roles) > 0 OR len(fr.dst_roles) > 0)
-                 AND NOT (len(fr.src_roles) > 0 AND len(fr.dst_roles) > 0
-                          AND fm.rule_ids IS NOT NULL)
+                 AND NOT coalesce(fm.role_ok, false)
             ELSE fm.rule_ids IS NULL END AS unexpected,
        false AS scan_ports, false AS scan_hosts
-FROM fr LEFT JOIN fm USING (proto, dst_port, src_roles, dst_roles)
+FROM fr
+LEFT JOIN fm USING (proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles,
+                    dst_roles)
+LEFT JOIN dm USING (proto, dst_port, app, is_local, sp, src_public, dst_public, src_roles,
+                    dst_roles)
 ORDER BY fr.i
 """
+
+
+_IS_LOCAL = """(fl.src_ip = fl.dst_ip OR fl.src_ip LIKE '127.%' OR fl.dst_ip LIKE '127.%'
+            OR fl.src_ip = '::1' OR fl.dst_ip = '::1')"""
+
+
+def prepare(source_ports: bool, internet: bool, local: bool = True) -> str:
+    """PREPARE for a ruleset: the source port, the public ends and whether a flow stays in
+    its host are only computed (per flow) when a rule names source ports ($src_ports), the
+    peer 'internet' (public_ips) or a local scope."""
+    return _PREPARE.format(
+        is_local=_IS_LOCAL if local else "false",
+        sp=(
+            "CASE WHEN list_contains($src_ports::INTEGER[], fl.src_port) THEN fl.src_port "
+            "ELSE -1 END"
+            if source_ports
+            else "-1"
+        ),
+        src_public="fl.src_ip IN (SELECT ip FROM public_ips)" if internet else "false",
+        dst_public="fl.dst_ip IN (SELECT ip FROM public_ips)" if internet else "false",
+    )
+
 
 # Scans: one source trying more than $scan distinct unexpected ports on one destination
 # (vertical), or one unexpected port on more than $scan destinations (horizontal).
@@ -126,14 +196,17 @@ WHERE unexpected
 # mtls_not_observed is settled per finding (HAVING): a client certificate seen on none of
 # its flows, or not visible on any (TLS 1.3, handshake not in the capture).
 _CONTENT_KINDS = """
-    [CASE WHEN f.disk_ids IS NOT NULL AND fl.encrypted = false AND fl.payload_bytes_fwd
+    [CASE WHEN NOT f.app_fits AND fl.app NOT IN ('unknown', 'none')
+               AND NOT (f.enc_ids IS NOT NULL AND fl.encrypted = false)
+          THEN 'protocol_mismatch' END,
+     CASE WHEN f.disk_ids IS NOT NULL AND fl.encrypted = false AND fl.payload_bytes_fwd
                + fl.payload_bytes_rev >= $min_disk THEN 'plaintext_disk_transfer' END,
      CASE WHEN f.enc_ids IS NOT NULL AND fl.encrypted = false
                AND NOT (fl.payload_bytes_fwd + fl.payload_bytes_rev >= $min_disk
                         AND f.disk_ids IS NOT NULL) THEN 'plaintext_where_tls_required' END,
      CASE WHEN f.mtls_ids IS NOT NULL AND fl.app = 'tls'
                AND fl.tls_client_cert IS DISTINCT FROM true THEN 'mtls_not_observed' END,
-     CASE WHEN fl.tls_version IN ('SSL 2.0', 'SSL 3.0', 'TLS 1.0', 'TLS 1.1')
+     CASE WHEN list_position($tls_versions, fl.tls_version) < f.min_tls_rank
           THEN 'weak_tls' END]
 """
 
@@ -193,11 +266,40 @@ FROM (SELECT *, CASE kind WHEN 'plaintext_disk_transfer' THEN disk_ids
       FROM (SELECT unnest({_CONTENT_KINDS}) AS kind, fl.*,
                    f.rule_ids AS all_ids, f.disk_ids, f.enc_ids, f.mtls_ids
             FROM f JOIN flows fl USING (i)
-            WHERE f.placed AND f.rule_ids IS NOT NULL)
+            WHERE f.placed AND f.rule_ids IS NOT NULL AND f.deny_ids IS NULL)
       WHERE kind IS NOT NULL)
 GROUP BY kind, src_ip, dst_ip, dst_port, proto
 HAVING kind <> 'mtls_not_observed'
     OR bool_or(tls_client_cert = false) OR bool_and(tls_client_cert IS NULL)
+"""
+
+# One row per prohibited_flow finding: the flows a deny entry (or a local-scope rule) matches,
+# per source, destination, port and protocol; the first matching entry is the one cited.
+# Whether PROHIBITED has anything to report (planning it costs more than this scan).
+ANY_PROHIBITED = "SELECT count(*) FROM f WHERE deny_ids IS NOT NULL"
+
+# FTP data connections (app 'ftp-data') go to a new port each: those of one source and
+# destination are one finding, its port null and the ports listed.
+PROHIBITED = f"""
+SELECT src_ip, dst_ip, port AS dst_port, proto, {_FLOW_AGGREGATES},
+    list_sort(list_distinct(flatten(list(deny_ids)))) AS rule_ids,
+    list_min(flatten(list(deny_ids))) AS rule_id,
+    list(DISTINCT dst_port ORDER BY dst_port) AS ports
+FROM (SELECT f.deny_ids, fl.*,
+             CASE WHEN fl.app = 'ftp-data' THEN NULL ELSE fl.dst_port END AS port
+      FROM f JOIN flows fl USING (i)
+      WHERE f.deny_ids IS NOT NULL)
+GROUP BY src_ip, dst_ip, port, proto
+"""
+
+# One row per (host, peer, port, protocol) where a host holding a role restricted to one
+# address family ($family_ips: its addresses of the other family) talks.
+ADDRESS_FAMILY = f"""
+SELECT src_ip, dst_ip, dst_port, proto, {_FLOW_AGGREGATES}
+FROM (SELECT fl.* FROM flows fl
+      WHERE list_contains($family_ips, fl.src_ip) OR list_contains($family_ips, fl.dst_ip))
+GROUP BY src_ip, dst_ip, dst_port, proto
+ORDER BY src_ip, dst_ip, dst_port, proto
 """
 
 _SCAN_COLS = f"""
@@ -268,18 +370,22 @@ WHERE e.rule_id NOT IN (SELECT rule_id FROM seen)
 ORDER BY e.from_role, e.to_role, e.rule_id
 """
 
+# A host without a role that talks to hosts with one, other than as the peer 'any' or
+# 'internet' of a rule (the Internet holds no role).
 UNKNOWN_HOST = f"""
 WITH edges AS (
     SELECT fl.src_ip AS ip, fl.dst_ip AS peer, f.dst_roles AS peer_roles, fl.proto,
            fl.dst_port AS port, fl.first_seen, fl.last_seen,
            fl.packets_fwd + fl.packets_rev AS packets, fl.bytes_fwd + fl.bytes_rev AS bytes,
            fl.flow_id, fl.community_id
-    FROM f JOIN flows fl USING (i) WHERE len(f.src_roles) = 0 AND len(f.dst_roles) > 0
+    FROM f JOIN flows fl USING (i)
+    WHERE len(f.src_roles) = 0 AND len(f.dst_roles) > 0 AND NOT f.role_ok
     UNION ALL
     SELECT fl.dst_ip, fl.src_ip, f.src_roles, fl.proto, fl.dst_port, fl.first_seen,
            fl.last_seen, fl.packets_fwd + fl.packets_rev, fl.bytes_fwd + fl.bytes_rev,
            fl.flow_id, fl.community_id
-    FROM f JOIN flows fl USING (i) WHERE len(f.dst_roles) = 0 AND len(f.src_roles) > 0
+    FROM f JOIN flows fl USING (i)
+    WHERE len(f.dst_roles) = 0 AND len(f.src_roles) > 0 AND NOT f.role_ok
 )
 SELECT ip, {_iso("min(first_seen)")} AS first_seen, {_iso("max(last_seen)")} AS last_seen,
        sum(packets) AS packets, sum(bytes) AS bytes,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditor.escape import printable  # (re-exported for the renderers)
+from auditor.rules.kinds import KIND_TABLE
 from auditor.rules.model import SEVERITIES
 from auditor.units import human_bytes  # noqa: F401  (re-exported for the renderers)
 
@@ -23,55 +24,11 @@ Finding = Mapping[str, Any]
 
 
 #: Finding kinds in the audit's order (findings sort by severity, then this order):
-#: (title, one-line description, longer description). Used for the rules SARIF
-#: synthesises for findings without a ruleset rule, and for legends.
+#: (title, one-line description, longer description), from the one table of kinds
+#: (auditor.rules.kinds). Used for the rules SARIF synthesises for findings without a
+#: ruleset rule, and for legends.
 KINDS: dict[str, tuple[str, str, str]] = {
-    "plaintext_disk_transfer": (
-        "Disk image sent in clear text",
-        "A virtual disk or layer was transferred without encryption.",
-        "A disk transfer (layer, image or virtual disk upload or download) ran over a "
-        "clear-text protocol although the vendor documents an encrypted alternative.",
-    ),
-    "plaintext_where_tls_required": (
-        "Clear text where TLS is required",
-        "A flow the vendor documents as TLS-protected ran in clear text.",
-        "The ruleset documents this flow as protected by TLS, but the observed traffic "
-        "carried application data in clear text.",
-    ),
-    "mtls_not_observed": (
-        "Mutual TLS not observed",
-        "A flow documented as mutual TLS showed no client certificate.",
-        "The vendor documents mutual TLS for this flow, but no client certificate was seen "
-        "in the handshake. With TLS 1.3 certificates are encrypted and the check cannot be "
-        "verified from the capture (evidence 'verifiable': false).",
-    ),
-    "weak_tls": (
-        "Weak TLS",
-        "A TLS session negotiated a protocol version older than TLS 1.2.",
-        "A TLS handshake on a documented flow negotiated a protocol version (or cipher "
-        "suite) below the accepted baseline of TLS 1.2: SSL 3.0, TLS 1.0 or TLS 1.1.",
-    ),
-    "unexpected_port": (
-        "Undocumented flow",
-        "Traffic to a port the vendor does not document for this pair of roles.",
-        "A flow was observed on a protocol and destination port that the ruleset does not "
-        "document between the two roles (or documents only in the other direction, or "
-        "nowhere), or between a role and a host with no role. Either the documentation is "
-        "incomplete or the traffic is not part of the product.",
-    ),
-    "missing_flow": (
-        "Documented flow not observed",
-        "A flow the vendor documents was not seen in the captures.",
-        "A documented flow between two roles present in the captures was not observed "
-        "during the capture time span. It may be idle, blocked, or not deployed; the "
-        "shorter the captures, the less its absence proves (and the lower the severity).",
-    ),
-    "unknown_host": (
-        "Host with no role",
-        "A host with no role in the inventory talks to hosts that have one.",
-        "A host exchanged traffic with role-bearing hosts but has no role in the inventory, "
-        "so its flows cannot be checked against the ruleset.",
-    ),
+    k.name: (k.title, k.summary, k.description) for k in KIND_TABLE
 }
 
 

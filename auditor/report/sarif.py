@@ -139,6 +139,19 @@ def _ruleset_rule(rule: Mapping[str, Any], ruleset: str, severity: str) -> dict[
     }
 
 
+def _deny_as_rule(deny: Mapping[str, Any]) -> dict[str, Any]:
+    """A deny entry of the result's ruleset in the shape of a rule: what it forbids, and the
+    forbidding sentence as its description."""
+    return {
+        **deny,
+        "from": deny.get("from") or "any host",
+        "to": deny.get("to") or "any host",
+        "proto": deny.get("proto") or "any transport,",
+        "app": "/".join(str(a) for a in as_list(deny.get("app"))) or None,
+        "security": "forbidden",
+    }
+
+
 def _kind_rule(kind: str, severity: str, rule_id: str | None = None) -> dict[str, Any]:
     title, short, full = KINDS.get(kind, (kind, f"Finding of kind {kind}.", ""))
     return {
@@ -156,6 +169,8 @@ def _rules(result: Result) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rules findings refer to, and each finding's rule id -> index in that list."""
     ruleset = result.get("ruleset") or {}
     known = {str(r.get("id")): r for r in as_list(ruleset.get("rules"))}
+    for deny in as_list(ruleset.get("deny")):  # what prohibited_flow findings cite
+        known.setdefault(str(deny.get("id")), _deny_as_rule(deny))
     findings = as_list(result.get("findings"))
     cited: dict[str, list[str]] = {}
     kinds: dict[str, list[str]] = {}

@@ -22,6 +22,7 @@ from auditor.rules.model import (
     SECURITY,
     SEVERITIES,
     TRANSFERS,
+    Deny,
     Hints,
     Role,
     Rule,
@@ -30,11 +31,12 @@ from auditor.rules.model import (
     SourceDocument,
 )
 from auditor.rules.names import name_matches, normalise_name
-from auditor.rules.table import RULES_SCHEMA, rules_table
+from auditor.rules.table import DENIES_SCHEMA, RULES_SCHEMA, denies_table, rules_table
 from auditor.rules.yamlmarks import Problem
 
 __all__ = [
     "APPS",
+    "DENIES_SCHEMA",
     "FINDING_KINDS",
     "PROTOS",
     "RULESETS_DIR",
@@ -43,6 +45,7 @@ __all__ = [
     "SEVERITIES",
     "TRANSFERS",
     "CheckResult",
+    "Deny",
     "Hints",
     "Inventory",
     "Problem",
@@ -54,6 +57,7 @@ __all__ = [
     "builtin_rulesets",
     "check_ruleset",
     "classify_entry",
+    "denies_table",
     "dump_inventory",
     "load_inventory",
     "load_ruleset",

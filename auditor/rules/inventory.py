@@ -19,6 +19,7 @@ import json
 import re
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -39,7 +40,9 @@ from auditor.rules.yamlmarks import (
     read_text,
 )
 
-TOP_KEYS = ("ruleset", "description", "roles")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+TOP_KEYS = ("ruleset", "description", "roles", "expect", "ignore_expected")
+EXPECT_KEYS = ("from", "to", "port", "proto")
 ENTRY_EXPECTED = "expected an IPv4/IPv6 address, a CIDR network, a DNS name or a '*.' wildcard"
 
 
@@ -155,10 +158,16 @@ class Inventory:
         implies: Mapping[str, frozenset[str]] | None = None,
         path: Path | None = None,
         description: str = "",
+        expect: Sequence[str] = (),
+        ignore_expected: Sequence[str] = (),
     ) -> None:
         self.ruleset = ruleset
         self.path = path
         self.description = description
+        #: rule ids this deployment expects / does not expect (the inventory's ``expect`` and
+        #: ``ignore_expected``), resolved against the ruleset when the file was read
+        self.expect: tuple[str, ...] = tuple(expect)
+        self.ignore_expected: tuple[str, ...] = tuple(ignore_expected)
         self._roles: dict[str, tuple[str, ...]] = {}
         self._implies = dict(implies or {})
         self._kinds: dict[str, str] = {}  # canonical entry -> address/network/name/wildcard
@@ -257,6 +266,22 @@ class Inventory:
             found |= self._wildcards.get(".".join(labels[i:]), set())
         return self._expand(found)
 
+    def apply_expectations(self, ruleset: Ruleset) -> Ruleset:
+        """``ruleset`` with this deployment's expectations: the rules of ``expect`` expected,
+        those of ``ignore_expected`` not (the ruleset itself when neither is given)."""
+        if not self.expect and not self.ignore_expected:
+            return ruleset
+        on, off = set(self.expect), set(self.ignore_expected)
+        flows = tuple(
+            replace(r, expected=True)
+            if r.id in on
+            else replace(r, expected=False)
+            if r.id in off
+            else r
+            for r in ruleset.flows
+        )
+        return replace(ruleset, flows=flows)
+
     # -- access and output -----------------------------------------------------------------
 
     @property
@@ -322,16 +347,92 @@ def load_inventory(path: str | Path, ruleset: Ruleset | str | Path) -> Inventory
         text = read_text(p)
     except YamlProblem as exc:
         raise InventoryError(shown, exc.message) from None
+    expect: dict[str, list[str]] = {"expect": [], "ignore_expected": []}
     if p.suffix.lower() == ".csv":
         mapping, description = _parse_csv(text, shown, rs), ""
     else:
-        mapping, description = _parse_yaml(text, shown, rs)
-    inv = Inventory(rs.name, mapping, _implies_of(rs), p, description)
+        mapping, description = _parse_yaml(text, shown, rs, expect)
+    inv = Inventory(
+        rs.name,
+        mapping,
+        _implies_of(rs),
+        p,
+        description,
+        expect["expect"],
+        expect["ignore_expected"],
+    )
     parse_entry.cache_clear()  # it served validation and the index; don't keep 100k entries
     return inv
 
 
-def _parse_yaml(text: str, shown: str, rs: Ruleset) -> tuple[dict[str, list[str]], str]:
+def _port(value: Any) -> int | None:
+    text = str(value).strip()
+    return int(text) if text.isdigit() and 1 <= int(text) <= 65535 else None
+
+
+def _expectations(
+    data: dict[str, Any],
+    key: str,
+    rs: Ruleset,
+    fail: Any,
+) -> list[str]:
+    """The rule ids an ``expect`` / ``ignore_expected`` list names: each entry
+    ``{from, to, port[, proto]}`` must name a documented flow (every rule it covers)."""
+    items = data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise fail((key,), "expected a list of {from: role, to: role, port: N}")
+    known = set(rs.role_ids)
+    out: list[str] = []
+    for i, item in enumerate(items):
+        kp: KeyPath = (key, i)
+        if not isinstance(item, dict):
+            raise fail(kp, "expected a mapping {from: role, to: role, port: N}")
+        for k in item:
+            if k not in EXPECT_KEYS:
+                raise fail((*kp, k), f"unknown key '{k}'; allowed keys: {', '.join(EXPECT_KEYS)}")
+        missing = [k for k in ("from", "to", "port") if k not in item]
+        if missing:
+            raise fail(
+                kp, f"missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+            )
+        for k in ("from", "to"):
+            if item[k] not in known:
+                raise fail((*kp, k), _unknown_role(str(item[k]), rs).split(": ", 1)[1])
+        port = _port(item["port"])
+        if port is None:
+            raise fail((*kp, "port"), f"expected a port 1-65535, got {item['port']!r}")
+        proto = item.get("proto")
+        rules = [
+            r
+            for r in rs.flows
+            if r.from_role == item["from"]
+            and r.to_role == item["to"]
+            and r.covers(port)
+            and (proto is None or proto in r.protos)
+        ]
+        if not rules:
+            between = sorted(
+                {
+                    f"{r.proto}/{r.port_text()}"
+                    for r in rs.flows
+                    if r.from_role == item["from"] and r.to_role == item["to"]
+                }
+            )
+            what = f"{item['from']} -> {item['to']} {proto or 'tcp/udp'}/{port}"
+            raise fail(
+                kp,
+                f"names no documented flow of ruleset '{rs.name}': {what}; documented from "
+                f"{item['from']} to {item['to']}: {', '.join(between) or 'nothing'}",
+            )
+        out += [r.id for r in rules if r.id not in out]
+    return out
+
+
+def _parse_yaml(
+    text: str, shown: str, rs: Ruleset, expect: dict[str, list[str]] | None = None
+) -> tuple[dict[str, list[str]], str]:
     try:
         located = parse_yaml(text, strings=True)
     except YamlProblem as exc:
@@ -358,6 +459,12 @@ def _parse_yaml(text: str, shown: str, rs: Ruleset) -> tuple[dict[str, list[str]
             f"this inventory is for ruleset '{data['ruleset']}', not '{rs.name}' "
             "(fix or remove the 'ruleset' key)",
         )
+    if expect is not None:
+        for key in ("expect", "ignore_expected"):
+            expect[key] = _expectations(data, key, rs, fail)
+        both = sorted(set(expect["expect"]) & set(expect["ignore_expected"]))
+        if both:
+            raise fail(("ignore_expected",), f"rule '{both[0]}' is both expected and ignored")
     roles = data["roles"]
     if roles is None:
         return {}, data.get("description") or ""

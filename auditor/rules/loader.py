@@ -21,17 +21,23 @@ from typing import Any
 from auditor.errors import RulesetError
 from auditor.rules.model import (
     APPS,
+    DEFAULT_MIN_TLS,
     FINDING_KINDS,
+    PORTLESS,
     PROTOS,
+    SCOPES,
     SECURITY,
     SEVERITIES,
+    TLS_VERSIONS,
     TRANSFERS,
+    Deny,
     Hints,
     Role,
     Rule,
     Ruleset,
     Source,
     SourceDocument,
+    TlsAllowance,
 )
 from auditor.rules.names import name_pattern_problem
 from auditor.rules.yamlmarks import (
@@ -57,15 +63,35 @@ RULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 TOP_KEYS = {
     "required": ("name", "title", "source_documents", "roles", "flows"),
-    "optional": ("description", "notes"),
+    "optional": ("description", "notes", "deny", "tls"),
 }
-ROLE_KEYS = {"required": ("id", "description"), "optional": ("hints", "implies")}
+ROLE_KEYS = {
+    "required": ("id", "description"),
+    "optional": ("hints", "implies", "address_family"),
+}
+FAMILY_KEYS = {"required": ("only", "source"), "optional": ()}
+TLS_KEYS = {"required": (), "optional": ("min_version", "allowed")}
+ALLOWED_KEYS = {"required": ("versions", "source"), "optional": ()}
+DENY_KEYS = {
+    "required": ("id", "source"),
+    "optional": (
+        "from",
+        "to",
+        "proto",
+        "ports",
+        "app",
+        "severity",
+        "notes",
+        "also_sources",
+    ),
+}
 HINT_KEYS = {"required": (), "optional": ("names", "user_agents")}
 DOC_KEYS = {"required": ("file",), "optional": ("title", "url")}
 SOURCE_KEYS = {"required": ("document", "section", "text"), "optional": ()}
 RULE_KEYS = {
-    "required": ("id", "from", "to", "ports", "app", "security", "source"),
+    "required": ("id", "from", "to", "app", "security", "source"),
     "optional": (
+        "ports",  # required, except for the transports without ports (esp, ah, gre)
         "proto",
         "disk_transfer",
         "transfer",
@@ -76,10 +102,15 @@ RULE_KEYS = {
         "severity",
         "notes",
         "also_sources",
+        "scope",
+        "tls",
+        "vendor_reason",
+        "src_ports",
     ),
 }
 
 PORT_EXPECTED = "expected a port 1-65535 or a range 'lo-hi'"
+ICMP_EXPECTED = "expected an ICMP type 0-255 or a range 'lo-hi'"
 
 
 def builtin_rulesets() -> list[str]:
@@ -148,7 +179,7 @@ def check_ruleset(name_or_path: str | Path) -> CheckResult:
         return CheckResult(path, None, parser.problems)
     complete = not parser.problems
     problems = parser.problems + validate(
-        ruleset, located, shown, role_keys, flow_keys, complete=complete
+        ruleset, located, shown, role_keys, flow_keys, complete=complete, deny_keys=parser.deny_keys
     )
     problems.sort(key=lambda p: (p.line or 0, p.level != "error"))
     return CheckResult(path, ruleset, problems)
@@ -191,6 +222,7 @@ class _Parser:
         self.located = located
         self.problems: list[Problem] = []
         self.doc_files: set[str] = set()
+        self.deny_keys: list[int] = []
 
     # -- primitives ------------------------------------------------------------------------
 
@@ -275,15 +307,18 @@ class _Parser:
 
     # -- ports -----------------------------------------------------------------------------
 
-    def _one_port(self, v: Any, kp: KeyPath) -> tuple[int, int] | None:
+    def _one_port(self, v: Any, kp: KeyPath, icmp: bool = False) -> tuple[int, int] | None:
+        low, high = (0, 255) if icmp else (1, 65535)
+
         def bad(extra: str = "") -> None:
-            self.error(kp, f"{PORT_EXPECTED}, got {_got(v)}{extra}")
+            expected = ICMP_EXPECTED if icmp else PORT_EXPECTED
+            self.error(kp, f"{expected}, got {_got(v)}{extra}")
 
         if isinstance(v, bool):
             bad()
             return None
         if isinstance(v, int):
-            if 1 <= v <= 65535:
+            if low <= v <= high:
                 return (v, v)
             bad()
             return None
@@ -296,7 +331,7 @@ class _Parser:
             return None
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
-        if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
+        if not (low <= lo <= high and low <= hi <= high):
             bad()
             return None
         if lo > hi:
@@ -305,7 +340,7 @@ class _Parser:
         return (lo, hi)
 
     def ports(
-        self, value: Any, kp: KeyPath
+        self, value: Any, kp: KeyPath, icmp: bool = False
     ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None:
         items = value if isinstance(value, list) else [value]
         if not items:
@@ -313,7 +348,7 @@ class _Parser:
             return None
         spans = []
         for i, item in enumerate(items):
-            span = self._one_port(item, (*kp, i) if isinstance(value, list) else kp)
+            span = self._one_port(item, (*kp, i) if isinstance(value, list) else kp, icmp)
             if span is None:
                 return None
             spans.append(span)
@@ -395,9 +430,96 @@ class _Parser:
         implies: tuple[str, ...] = ()
         if "implies" in d:
             implies = self.string_list(d["implies"], (*kp, "implies"), "a role id")
+        family = None
+        if d.get("address_family") is not None:  # a bad one is reported; the role is kept
+            family = self.role_family(d["address_family"], (*kp, "address_family"))
         if rid is None or desc is None:
             return None
-        return Role(rid, " ".join(desc.split()), Hints(names=names, user_agents=agents), implies)
+        return Role(
+            rid,
+            " ".join(desc.split()),
+            Hints(names=names, user_agents=agents),
+            implies,
+            family[0] if family else None,
+            family[1] if family else None,
+        )
+
+    def vocab(self, value: Any, kp: KeyPath, known: Iterable[str], what: str) -> str | None:
+        """A name of an open vocabulary: a string; one outside ``known`` is a warning."""
+        if not isinstance(value, str) or not value.strip():
+            article = "an" if what[0] in "aeiou" else "a"
+            self.error(kp, f"expected {article} {what}, got {_got(value)}")
+            return None
+        options = tuple(known)
+        if value not in options:
+            close = difflib.get_close_matches(value, options, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.error(
+                kp,
+                f"{what} {value!r} is not in the vocabulary (auditor/rules/vocabulary.yaml)"
+                f"{hint}; known: {', '.join(options)}",
+                "warning",
+            )
+        return value
+
+    def severities(self, value: Any, kp: KeyPath) -> dict[str, str] | None:
+        if not isinstance(value, dict):
+            self.error(kp, f"expected a mapping of finding kind -> severity, got {_got(value)}")
+            return None
+        out: dict[str, str] = {}
+        ok = True
+        for kind, sev in value.items():
+            k = self.choice(kind, (*kp, kind), FINDING_KINDS, "a finding kind")
+            s = self.choice(sev, (*kp, kind), SEVERITIES, "a severity")
+            if k and s:
+                out[k] = s
+            else:
+                ok = False
+        return out if ok else None
+
+    def sources(self, value: Any, kp: KeyPath) -> list[Source] | None:
+        if not isinstance(value, list):
+            self.error(kp, f"expected a list of sources, got {_got(value)}")
+            return None
+        out = []
+        for i, item in enumerate(value):
+            src = self.source(item, (*kp, i))
+            if src is None:
+                return None
+            out.append(src)
+        return out
+
+    def notes(self, d: dict, kp: KeyPath, key: str = "notes") -> tuple[str, ...]:
+        if d.get(key) is None:
+            return ()
+        return tuple(" ".join(n.split()) for n in self.string_list(d[key], (*kp, key), "a note"))
+
+    def tls_version(self, value: Any, kp: KeyPath) -> str | None:
+        return self.choice(value, kp, TLS_VERSIONS, "a TLS version")
+
+    def rule_tls(self, value: Any, kp: KeyPath) -> tuple[bool, str | None, TlsAllowance | None]:
+        """A rule's ``tls: {min_version, allowed: {versions, source}}``: (ok, min, allowance)."""
+        d = self.mapping(value, kp, TLS_KEYS)
+        if d is None:
+            return False, None, None
+        minimum = None
+        if d.get("min_version") is not None:
+            minimum = self.tls_version(d["min_version"], (*kp, "min_version"))
+            if minimum is None:
+                return False, None, None
+        allowance = None
+        if d.get("allowed") is not None:
+            akp = (*kp, "allowed")
+            a = self.mapping(d["allowed"], akp, ALLOWED_KEYS)
+            if a is None or any(k not in a for k in ALLOWED_KEYS["required"]):
+                return False, None, None
+            raw = a["versions"] if isinstance(a["versions"], list) else [a["versions"]]
+            versions = [self.tls_version(v, (*akp, "versions", i)) for i, v in enumerate(raw)]
+            source = self.source(a["source"], (*akp, "source"))
+            if source is None or None in versions or not versions:
+                return False, None, None
+            allowance = TlsAllowance(tuple(str(v) for v in versions), source)
+        return True, minimum, allowance
 
     def rule(self, value: Any, kp: KeyPath) -> Rule | None:
         d = self.mapping(value, kp, RULE_KEYS)
@@ -413,9 +535,9 @@ class _Parser:
         from_role = self.string(d["from"], (*kp, "from"), pattern=ROLE_RE, what="a role id")
         to_role = self.string(d["to"], (*kp, "to"), pattern=ROLE_RE, what="a role id")
         proto = self.choice(d.get("proto", "tcp"), (*kp, "proto"), PROTOS, "a transport")
-        ports = self.ports(d["ports"], (*kp, "ports"))
-        app = self.choice(d["app"], (*kp, "app"), APPS, "an application protocol")
-        security = self.choice(d["security"], (*kp, "security"), SECURITY, "a security requirement")
+        ports = self.rule_ports(d, kp, proto)
+        app = self.vocab(d["app"], (*kp, "app"), APPS, "application protocol")
+        security = self.vocab(d["security"], (*kp, "security"), SECURITY, "security requirement")
         disk = self.boolean(d, "disk_transfer", kp, False)
         expected = self.boolean(d, "expected", kp, False)
         transfer = None
@@ -432,43 +554,36 @@ class _Parser:
         from_component = self.optional_string(d, "from_component", kp)
         severity: dict[str, str] = {}
         if d.get("severity") is not None:
-            skp = (*kp, "severity")
-            if not isinstance(d["severity"], dict):
-                self.error(
-                    skp,
-                    f"expected a mapping of finding kind -> severity, got {_got(d['severity'])}",
-                )
+            got = self.severities(d["severity"], (*kp, "severity"))
+            ok = ok and got is not None
+            severity = got or {}
+        scope = "network"
+        if d.get("scope") is not None:
+            scope = self.choice(d["scope"], (*kp, "scope"), SCOPES, "a scope") or ""
+            ok = ok and bool(scope)
+        src_ports: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = ((), ())
+        if d.get("src_ports") is not None:
+            if proto in PORTLESS or proto in ("icmp", "icmp6"):
+                self.error((*kp, "src_ports"), f"{proto} has no source ports")
                 ok = False
             else:
-                for kind, sev in d["severity"].items():
-                    k = self.choice(kind, (*skp, kind), FINDING_KINDS, "a finding kind")
-                    s = self.choice(sev, (*skp, kind), SEVERITIES, "a severity")
-                    if k and s:
-                        severity[k] = s
-                    else:
-                        ok = False
-        notes: tuple[str, ...] = ()
-        if d.get("notes") is not None:
-            notes = tuple(
-                " ".join(n.split()) for n in self.string_list(d["notes"], (*kp, "notes"), "a note")
-            )
+                src_ports = self.ports(d["src_ports"], (*kp, "src_ports"))
+                ok = ok and src_ports is not None
+        min_tls, allowance = None, None
+        if d.get("tls") is not None:
+            tls_ok, min_tls, allowance = self.rule_tls(d["tls"], (*kp, "tls"))
+            ok = ok and tls_ok
+        notes = self.notes(d, kp)
+        reasons = self.notes(d, kp, "vendor_reason")
         source = self.source(d["source"], (*kp, "source"))
         also: list[Source] = []
         if d.get("also_sources") is not None:
-            akp = (*kp, "also_sources")
-            if not isinstance(d["also_sources"], list):
-                self.error(akp, f"expected a list of sources, got {_got(d['also_sources'])}")
-                ok = False
-            else:
-                for i, item in enumerate(d["also_sources"]):
-                    src = self.source(item, (*akp, i))
-                    if src is None:
-                        ok = False
-                    else:
-                        also.append(src)
+            got_also = self.sources(d["also_sources"], (*kp, "also_sources"))
+            ok = ok and got_also is not None
+            also = got_also or []
         if not ok or None in (rid, from_role, to_role, proto, ports, app, security, source):
             return None
-        assert ports is not None and source is not None
+        assert ports is not None and source is not None and src_ports is not None
         return Rule(
             id=str(rid),
             from_role=str(from_role),
@@ -488,7 +603,116 @@ class _Parser:
             severity=severity,
             notes=notes,
             also_sources=tuple(also),
+            scope=scope,
+            src_ports=src_ports[0],
+            src_port_ranges=src_ports[1],
+            min_tls=min_tls,
+            tls_allowed=allowance,
+            vendor_reason=reasons,
         )
+
+    def rule_ports(
+        self, d: dict, kp: KeyPath, proto: str | None
+    ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None:
+        """``ports`` of a rule: required, except for the transports without ports (esp, ah,
+        gre), which must have none; for ICMP they are message types (0-255)."""
+        if proto in PORTLESS:
+            if "ports" in d:
+                self.error((*kp, "ports"), f"{proto} has no ports; leave 'ports' out")
+                return None
+            return (), ((0, 65535),)
+        if "ports" not in d:
+            self.error(kp, "missing required key: ports")
+            return None
+        ports = self.ports(d["ports"], (*kp, "ports"), icmp=proto in ("icmp", "icmp6"))
+        return ports
+
+    def deny(self, value: Any, kp: KeyPath) -> Deny | None:
+        d = self.mapping(value, kp, DENY_KEYS)
+        if d is None or any(k not in d for k in DENY_KEYS["required"]):
+            return None
+        ok = True
+        did = self.string(
+            d["id"],
+            (*kp, "id"),
+            pattern=RULE_ID_RE,
+            what="a deny id (lowercase letters, digits, '-', '_', '.')",
+        )
+        roles: dict[str, str | None] = {"from": None, "to": None}
+        for key in roles:
+            if d.get(key) is not None:
+                roles[key] = self.string(d[key], (*kp, key), pattern=ROLE_RE, what="a role id")
+                ok = ok and roles[key] is not None
+        proto = None
+        if d.get("proto") is not None:
+            proto = self.choice(d["proto"], (*kp, "proto"), PROTOS, "a transport")
+            ok = ok and proto is not None
+        ports: tuple[tuple[int, ...], tuple[tuple[int, int], ...]] | None = ((), ())
+        if d.get("ports") is not None:
+            if proto in PORTLESS:
+                self.error((*kp, "ports"), f"{proto} has no ports; leave 'ports' out")
+                ok = False
+            else:
+                ports = self.ports(d["ports"], (*kp, "ports"), icmp=proto in ("icmp", "icmp6"))
+                ok = ok and ports is not None
+        apps: tuple[str, ...] = ()
+        if d.get("app") is not None:
+            raw = d["app"] if isinstance(d["app"], list) else [d["app"]]
+            akp = (*kp, "app")
+            got = [
+                self.vocab(
+                    a,
+                    (*akp, i) if isinstance(d["app"], list) else akp,
+                    APPS,
+                    "application protocol",
+                )
+                for i, a in enumerate(raw)
+            ]
+            ok = ok and None not in got
+            apps = tuple(str(a) for a in got if a)
+        severity = None
+        if d.get("severity") is not None:
+            severity = self.choice(d["severity"], (*kp, "severity"), SEVERITIES, "a severity")
+            ok = ok and severity is not None
+        has_port = bool(ports and (ports[0] or ports[1]))
+        if not (apps or has_port or (roles["from"] and roles["to"])):
+            self.error(
+                kp,
+                "a deny entry needs 'app', 'ports', or both 'from' and 'to': "
+                "otherwise it would forbid everything",
+            )
+            ok = False
+        source = self.source(d["source"], (*kp, "source"))
+        also: list[Source] = []
+        if d.get("also_sources") is not None:
+            got_also = self.sources(d["also_sources"], (*kp, "also_sources"))
+            ok = ok and got_also is not None
+            also = got_also or []
+        if not ok or did is None or source is None or ports is None:
+            return None
+        return Deny(
+            id=did,
+            source=source,
+            from_role=roles["from"],
+            to_role=roles["to"],
+            proto=proto,
+            ports=ports[0],
+            port_ranges=ports[1],
+            apps=apps,
+            severity=severity,
+            notes=self.notes(d, kp),
+            also_sources=tuple(also),
+        )
+
+    def role_family(self, value: Any, kp: KeyPath) -> tuple[str, Source] | None:
+        d = self.mapping(value, kp, FAMILY_KEYS)
+        if d is None or any(k not in d for k in FAMILY_KEYS["required"]):
+            return None
+        only = self.choice(d["only"], (*kp, "only"), ("ipv4", "ipv6"), "an address family")
+        source = self.source(d["source"], (*kp, "source"))
+        if only is None or source is None:
+            return None
+        return only, source
 
     def ruleset(self, path: Path) -> tuple[Ruleset | None, list[int], list[int]]:
         """The ruleset plus, for each role and rule kept, its index in the file."""
@@ -549,6 +773,23 @@ class _Parser:
                     if rule is not None:
                         flows.append(rule)
                         flow_keys.append(i)
+        denies: list[Deny] = []
+        deny_keys: list[int] = []
+        if d.get("deny") is not None:
+            if not isinstance(d["deny"], list):
+                self.error(("deny",), f"expected a list of deny entries, got {_got(d['deny'])}")
+            else:
+                for i, item in enumerate(d["deny"]):
+                    entry = self.deny(item, ("deny", i))
+                    if entry is not None:
+                        denies.append(entry)
+                        deny_keys.append(i)
+        self.deny_keys = deny_keys
+        min_tls = DEFAULT_MIN_TLS
+        if d.get("tls") is not None:
+            t = self.mapping(d["tls"], ("tls",), {"required": ("min_version",), "optional": ()})
+            if t is not None and "min_version" in t:
+                min_tls = self.tls_version(t["min_version"], ("tls", "min_version")) or min_tls
         if name is None or title is None:
             return None, [], []
         serving: dict[str, list[Rule]] = {}
@@ -570,6 +811,8 @@ class _Parser:
             flows=tuple(flows),
             path=path,
             notes=tuple(" ".join(n.split()) for n in notes),
+            denies=tuple(denies),
+            min_tls=min_tls,
         )
         return ruleset, role_keys, flow_keys
 
@@ -586,9 +829,18 @@ def _merge(spans: list[tuple[str, int, int]]) -> tuple[tuple[str, int, int], ...
 
 def _derived_hints(role: Role, serving: list[Rule], connecting: list[Rule]) -> Hints:
     """Ports the role serves / connects to, from the rules (those to it, those from it);
-    "any port" (1-65535) says nothing about a role and is left out."""
+    "any port" (1-65535) says nothing about a role and is left out, and so are local-scope
+    rules (a port only reachable within the host says nothing about which hosts serve it)."""
 
     def spans(rules: list[Rule]) -> list[tuple[str, int, int]]:
-        return [(r.proto, lo, hi) for r in rules for lo, hi in r.spans() if (lo, hi) != (1, 65535)]
+        return [
+            (p, lo, hi)
+            for r in rules
+            for p in r.protos
+            for lo, hi in r.spans()
+            if (lo, hi) not in ((1, 65535), (0, 65535))
+        ]
 
-    return replace(role.hints, serves=_merge(spans(serving)), connects=_merge(spans(connecting)))
+    serves = spans([r for r in serving if r.scope == "network"])
+    connects = spans([r for r in connecting if r.scope == "network"])
+    return replace(role.hints, serves=_merge(serves), connects=_merge(connects))

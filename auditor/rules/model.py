@@ -2,9 +2,9 @@
 
 A ruleset is data transcribed from a vendor's document (``rulesets/*.yaml``); this module
 holds only what a loaded ruleset *is*, so that the audit, the renderers and the CLI share one
-shape and nothing here reads files. Vocabularies (security, application protocol, finding
-kinds, severities) are closed tuples: the loader rejects anything else, so a typo in a
-ruleset is an error rather than a rule that silently never matches.
+shape. Severities and transports are closed tuples: the loader rejects anything else, so a
+typo is an error rather than a rule that silently never matches. Application protocols and
+security requirements are open vocabularies (vocabulary.yaml): an unknown name is a warning.
 """
 
 from __future__ import annotations
@@ -13,64 +13,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from auditor.rules.kinds import FINDING_KINDS as FINDING_KINDS  # the kinds' table lives there
+from auditor.rules.vocabulary import encrypted, vocabulary
+
 Proto = Literal["tcp", "udp"]
-PROTOS: tuple[str, ...] = ("tcp", "udp")
+#: Transports a rule may name; ``tcp/udp`` is both in one rule. ICMP's "ports" are its types.
+PROTOS: tuple[str, ...] = ("tcp", "udp", "tcp/udp", "sctp", "icmp", "icmp6", "esp", "ah", "gre")
+#: Transports without ports: a rule for them names none.
+PORTLESS: tuple[str, ...] = ("esp", "ah", "gre")
+#: Peers a rule may name instead of a role: ``any`` host, or an ``internet`` address (outside
+#: the private and special-purpose ranges). They are not declared, and no host holds them.
+PEERS: tuple[str, ...] = ("any", "internet")
 
-#: Security requirement of a flow -> (requires an encrypted channel, meaning).
-#: ``encrypted_required`` drives the plaintext checks; the meaning is quoted in docs and findings.
-SECURITY: dict[str, tuple[bool, str]] = {
-    "none": (False, "a cleartext protocol with no transport security (HTTP, LDAP, iSCSI, ...)"),
-    "unspecified": (False, "the document states no security requirement for this flow"),
-    "tls": (True, "TLS, server certificate only"),
-    "mtls": (True, "mutual TLS: both sides present certificates"),
-    "ssh": (True, "the SSH transport protocol"),
-    "oauth": (True, "OAuth 2.0 bearer tokens carried over HTTPS"),
-    "basic": (False, "username/password (basic) authentication, no transport encryption"),
-    "mysql_auth": (False, "MySQL authentication (native password method)"),
-    "signed_url": (False, "pre-signed URLs; the transport may be HTTP or HTTPS"),
-}
-
-#: Application protocols a rule may name: what a classifier can see on the wire.
-APPS: tuple[str, ...] = (
-    "http",
-    "https",
-    "tls",  # TLS carrying something other than HTTP
-    "ssh",
-    "ldap",
-    "ldaps",
-    "dns",
-    "smb",
-    "ntp",
-    "nfs",
-    "dhcp",
-    "iscsi",
-    "mysql",
-    "postgresql",
-    "nats",
-    "kerberos",
-    "rdp",
-    "vnc",
-    "smtp",
-    "snmp",
-    "syslog",
-    "ftp",
-    "telnet",
-    "unspecified",  # the document names no protocol
-)
+#: Security requirement of a flow -> (requires an encrypted channel, meaning), and the
+#: application protocols a rule may name: open vocabularies read from vocabulary.yaml (a name
+#: outside them is a warning); ``encrypted_required`` drives the plaintext checks.
+SECURITY: dict[str, tuple[bool, str]] = vocabulary().security
+APPS: tuple[str, ...] = tuple(vocabulary().apps)
 
 #: Severities, highest first.
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
 
-#: Finding kinds (a rule may override the severity of each), in the order reports list them.
-FINDING_KINDS: tuple[str, ...] = (
-    "plaintext_disk_transfer",
-    "plaintext_where_tls_required",
-    "mtls_not_observed",
-    "weak_tls",
-    "unexpected_port",
-    "missing_flow",
-    "unknown_host",
-)
+#: TLS versions, oldest first: a policy's minimum is one of them.
+TLS_VERSIONS: tuple[str, ...] = ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3")
+#: The minimum TLS version when neither the ruleset, the rule nor --min-tls sets one.
+DEFAULT_MIN_TLS = "TLS 1.2"
+
+#: Where a rule's flow may come from: ``network`` (any host, the default) or ``local`` (only
+#: within the host itself: another host reaching the port is a prohibited flow).
+SCOPES: tuple[str, ...] = ("network", "local")
 
 #: Direction of the data in a disk/file transfer, relative to the connection:
 #: ``upload`` = from the initiator (``from``) to the responder (``to``); ``download`` = back.
@@ -133,6 +104,9 @@ class Role:
     description: str
     hints: Hints = Hints()
     implies: tuple[str, ...] = ()
+    #: the only address family the document allows the role ("ipv4" / "ipv6"), with its words
+    address_family: str | None = None
+    address_family_source: Source | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,7 +114,23 @@ class Role:
             "description": self.description,
             "implies": list(self.implies),
             "hints": self.hints.to_json(),
+            "address_family": self.address_family,
+            "address_family_source": (
+                self.address_family_source.to_json() if self.address_family_source else None
+            ),
         }
+
+
+@dataclass(frozen=True)
+class TlsAllowance:
+    """TLS versions a document itself permits for a flow (003: AD binding "is compatible with
+    the SSL 3.0 ... and TLS 1.1 and 1.2"), with its words: quoted when the policy is broken."""
+
+    versions: tuple[str, ...]
+    source: Source
+
+    def to_json(self) -> dict[str, Any]:
+        return {"versions": list(self.versions), "source": self.source.to_json()}
 
 
 @dataclass(frozen=True)
@@ -169,15 +159,33 @@ class Rule:
     severity: dict[str, str] = field(default_factory=dict, hash=False)
     notes: tuple[str, ...] = ()
     also_sources: tuple[Source, ...] = ()
+    scope: str = "network"
+    #: source ports the initiator must use (DHCP 68 -> 67, NTP 123 -> 123); empty: any
+    src_ports: tuple[int, ...] = ()
+    src_port_ranges: tuple[tuple[int, int], ...] = ()
+    #: the rule's own TLS minimum (None: the ruleset's / --min-tls)
+    min_tls: str | None = None
+    tls_allowed: TlsAllowance | None = None
+    #: why the document makes this the default (quoted by findings): ``vendor_reason`` in YAML
+    vendor_reason: tuple[str, ...] = ()
+
+    @property
+    def protos(self) -> tuple[str, ...]:
+        """The transports the rule covers: ``tcp/udp`` is both."""
+        return tuple(self.proto.split("/"))
 
     @property
     def encrypted_required(self) -> bool:
         """True when the security requirement implies an encrypted channel (tls, mtls, ...)."""
-        return SECURITY[self.security][0]
+        return encrypted(self.security)
 
     def spans(self) -> tuple[tuple[int, int], ...]:
         """Every port and range as (lo, hi), single ports first."""
         return tuple((p, p) for p in self.ports) + self.port_ranges
+
+    def src_spans(self) -> tuple[tuple[int, int], ...]:
+        """The source ports as (lo, hi); empty when any source port will do."""
+        return tuple((p, p) for p in self.src_ports) + self.src_port_ranges
 
     def covers(self, port: int) -> bool:
         return port in self.ports or any(lo <= port <= hi for lo, hi in self.port_ranges)
@@ -209,6 +217,66 @@ class Rule:
             "text": self.source.text,
             "also_sources": [s.to_json() for s in self.also_sources],
             "notes": list(self.notes),
+            "scope": self.scope,
+            "src_ports": list(self.src_ports),
+            "src_port_ranges": [[lo, hi] for lo, hi in self.src_port_ranges],
+            "min_tls": self.min_tls,
+            "tls_allowed": self.tls_allowed.to_json() if self.tls_allowed else None,
+            "vendor_reason": list(self.vendor_reason),
+        }
+
+
+@dataclass(frozen=True)
+class Deny:
+    """Traffic a document forbids: every condition given must hold for a flow to match.
+
+    ``apps``: protocols identified from payload (on any port unless ``ports`` is given);
+    ``from_role``/``to_role``: the endpoints' roles (None: any host); ``proto`` and ports: the
+    transport and destination port. An endpoint with no role matches a role condition only
+    when the entry also names a port or a protocol (a pair of roles alone needs both roles).
+    """
+
+    id: str
+    source: Source
+    from_role: str | None = None
+    to_role: str | None = None
+    proto: str | None = None
+    ports: tuple[int, ...] = ()
+    port_ranges: tuple[tuple[int, int], ...] = ()
+    apps: tuple[str, ...] = ()
+    severity: str | None = None
+    notes: tuple[str, ...] = ()
+    also_sources: tuple[Source, ...] = ()
+
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        return tuple((p, p) for p in self.ports) + self.port_ranges
+
+    def describe(self) -> str:
+        """For humans: ``telnet, any host -> appliance``."""
+        parts = []
+        if self.apps:
+            parts.append("/".join(self.apps))
+        if self.proto or self.spans():
+            ports = ", ".join(
+                [str(p) for p in self.ports] + [f"{lo}-{hi}" for lo, hi in self.port_ranges]
+            )
+            parts.append(f"{self.proto or 'any'}/{ports or 'any port'}")
+        parts.append(f"{self.from_role or 'any host'} -> {self.to_role or 'any host'}")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "from": self.from_role,
+            "to": self.to_role,
+            "proto": self.proto,
+            "ports": list(self.ports),
+            "port_ranges": [[lo, hi] for lo, hi in self.port_ranges],
+            "app": list(self.apps),
+            "severity": self.severity,
+            "source": self.source.to_json(),
+            "also_sources": [s.to_json() for s in self.also_sources],
+            "notes": list(self.notes),
         }
 
 
@@ -225,6 +293,8 @@ class Ruleset:
     path: Path | None = None
     notes: tuple[str, ...] = ()
     documents: tuple[SourceDocument, ...] = ()  # the same documents with titles and URLs
+    denies: tuple[Deny, ...] = ()
+    min_tls: str = DEFAULT_MIN_TLS  # the ruleset's TLS policy
 
     @property
     def role_ids(self) -> tuple[str, ...]:
@@ -241,6 +311,12 @@ class Ruleset:
             if r.id == rule_id:
                 return r
         raise KeyError(rule_id)
+
+    def deny(self, deny_id: str) -> Deny:
+        for d in self.denies:
+            if d.id == deny_id:
+                return d
+        raise KeyError(deny_id)
 
     def implied_roles(self, role_ids: set[str] | frozenset[str]) -> set[str]:
         """``role_ids`` plus every role they imply, transitively."""
@@ -267,4 +343,6 @@ class Ruleset:
             "path": str(self.path) if self.path else None,
             "roles": [r.to_json() for r in self.roles],
             "flows": [r.to_json() for r in self.flows],
+            "deny": [d.to_json() for d in self.denies],
+            "tls": {"min_version": self.min_tls},
         }

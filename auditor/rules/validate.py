@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from auditor.rules.model import Rule, Ruleset
+from auditor.rules.model import PEERS, Deny, Rule, Ruleset
 from auditor.rules.yamlmarks import KeyPath, Located, Problem, keypath_text, listing
 
 
-def _overlap(a: Rule, b: Rule) -> tuple[int, int] | None:
+def _overlap(a: Rule | Deny, b: Rule | Deny) -> tuple[int, int] | None:
     """The first overlapping (lo, hi) between the port sets of ``a`` and ``b``."""
     for alo, ahi in a.spans():
         for blo, bhi in b.spans():
@@ -98,24 +98,27 @@ class _PortIndex:
 
 
 def _contradiction_candidates(flows: tuple[Rule, ...]) -> Iterator[tuple[int, int]]:
-    """(i, j) with i < j, in the order j then i: rules on the same from/to/proto whose ports
+    """(i, j) with i < j, in the order j then i: rules on the same from/to and a shared
+    protocol whose ports
     overlap and that are of classes that contradict each other."""
     indexes: dict[tuple[str, str, str, str], _PortIndex] = {}
     for j, rule in enumerate(flows):
-        group = (rule.from_role, rule.to_role, rule.proto)
+        groups = [(rule.from_role, rule.to_role, proto) for proto in rule.protos]
         mine, other = _classes(rule)
         found: set[int] = set()
-        for cls in other:
-            index = indexes.get((*group, cls))
-            if index is not None:
-                for lo, hi in rule.spans():
-                    found |= index.overlapping(lo, hi)
+        for group in groups:  # a tcp/udp rule meets the tcp rules and the udp rules
+            for cls in other:
+                index = indexes.get((*group, cls))
+                if index is not None:
+                    for lo, hi in rule.spans():
+                        found |= index.overlapping(lo, hi)
         for i in sorted(found):
             yield i, j
-        for cls in mine:
-            index = indexes.setdefault((*group, cls), _PortIndex())
-            for lo, hi in rule.spans():
-                index.add(lo, hi, j)
+        for group in groups:
+            for cls in mine:
+                index = indexes.setdefault((*group, cls), _PortIndex())
+                for lo, hi in rule.spans():
+                    index.add(lo, hi, j)
 
 
 def validate(
@@ -126,6 +129,7 @@ def validate(
     flow_keys: list[int],
     *,
     complete: bool = True,
+    deny_keys: list[int] | None = None,
 ) -> list[Problem]:
     """Problems across roles and rules; ``*_keys`` give each object's index in the file.
 
@@ -145,6 +149,8 @@ def validate(
     seen_roles: dict[str, int] = {}
     for i, role in enumerate(ruleset.roles):
         kp: KeyPath = ("roles", role_keys[i])
+        if role.id in PEERS:
+            report((*kp, "id"), f"'{role.id}' is reserved for a peer, not a role: rename it")
         if role.id in seen_roles:
             first = located.line(("roles", role_keys[seen_roles[role.id]]))
             report((*kp, "id"), f"duplicate role id '{role.id}' (first at line {first})")
@@ -167,8 +173,12 @@ def validate(
         else:
             by_id[rule.id] = i
         for key, role_id in (("from", rule.from_role), ("to", rule.to_role)):
-            if role_id not in role_ids:
-                report((*kp, key), f"unknown role '{role_id}'; known roles: {known}")
+            if role_id not in role_ids and role_id not in PEERS:
+                report(
+                    (*kp, key),
+                    f"unknown role '{role_id}'; known roles: {known} (or the peers "
+                    f"{', '.join(PEERS)})",
+                )
 
     for i, rule in enumerate(ruleset.flows):
         if rule.pair is None:
@@ -234,8 +244,12 @@ def validate(
                 f"'{b.transfer}' here and a '{a.transfer}' there (use 'both')",
             )
 
+    problems += _check_denies(ruleset, located, shown, flow_keys, deny_keys or [], by_id)
+
     used = {r.from_role for r in flows} | {r.to_role for r in flows}
     implied_ids = {i for r in ruleset.roles for i in r.implies}
+    used |= {d.from_role for d in ruleset.denies if d.from_role}
+    used |= {d.to_role for d in ruleset.denies if d.to_role}
     for role in ruleset.roles if complete else ():
         if role.id not in used and role.id not in implied_ids:
             i = seen_roles.get(role.id, 0)
@@ -244,4 +258,69 @@ def validate(
                 f"role '{role.id}' appears in no flow",
                 "warning",
             )
+    return problems
+
+
+def _deny_overlap(deny: Deny, rule: Rule) -> str | None:
+    """What a deny entry forbids of what ``rule`` allows (None when they do not meet)."""
+    if rule.scope != "network":
+        return None
+    if deny.from_role not in (None, rule.from_role) or deny.to_role not in (None, rule.to_role):
+        return None
+    if deny.proto is not None and not set(deny.proto.split("/")) & set(rule.protos):
+        return None
+    span: tuple[int, int] | None = None
+    if deny.spans():
+        span = _overlap(deny, rule)
+        if span is None:
+            return None
+    if deny.apps and rule.app not in deny.apps:
+        return None
+    where = f"{rule.from_role} -> {rule.to_role} {rule.proto}"
+    if span:
+        where += "/" + (str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}")
+    if deny.apps:
+        where += f" ({rule.app})"
+    return where
+
+
+def _check_denies(
+    ruleset: Ruleset,
+    located: Located,
+    shown: str,
+    flow_keys: list[int],
+    deny_keys: list[int],
+    rule_index: dict[str, int],
+) -> list[Problem]:
+    """Deny entries: known roles, ids unique (they share the rules' namespace: a finding
+    cites either), and no contradiction with an allow rule, naming both."""
+    problems: list[Problem] = []
+    roles = ruleset.role_ids
+    seen: dict[str, int] = {}
+    for i, deny in enumerate(ruleset.denies):
+        kp: KeyPath = ("deny", deny_keys[i] if i < len(deny_keys) else i)
+        line = located.line(kp)
+
+        def report(key: KeyPath, message: str) -> None:
+            problems.append(Problem(shown, located.line(key), keypath_text(key), message))
+
+        for key, role in (("from", deny.from_role), ("to", deny.to_role)):
+            if role is not None and role not in roles:
+                report((*kp, key), f"unknown role '{role}'; known roles: {', '.join(roles)}")
+        if deny.id in rule_index:
+            first = located.line(("flows", flow_keys[rule_index[deny.id]]))
+            report((*kp, "id"), f"deny id '{deny.id}' is also a rule id (line {first})")
+        elif deny.id in seen:
+            report((*kp, "id"), f"duplicate deny id '{deny.id}' (first at line {seen[deny.id]})")
+        else:
+            seen[deny.id] = line or 0
+        for j, rule in enumerate(ruleset.flows):
+            where = _deny_overlap(deny, rule)
+            if where is not None:
+                report(
+                    kp,
+                    f"deny '{deny.id}' contradicts rule '{rule.id}' (line "
+                    f"{located.line(('flows', flow_keys[j]))}): {where} is forbidden here "
+                    "and allowed there",
+                )
     return problems
