@@ -317,7 +317,7 @@ def test_thousands_of_roles(tmp_path: Path) -> None:
     assert time.process_time() - started < 30  # measured about 0.7 s
     (error,) = result.errors
     assert error.message.startswith("unknown role 'nobody_r1'; known roles: r0, r1, r2")
-    assert error.message.endswith(f"... ({n:,} in all)")
+    assert f"... ({n:,} in all)" in error.message
     assert result.ruleset is not None
     assert result.ruleset.role("r1").hints.serves == (("tcp", 1, 1),)
 

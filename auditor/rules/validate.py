@@ -306,7 +306,7 @@ def _check_denies(
 
         for key, role in (("from", deny.from_role), ("to", deny.to_role)):
             if role is not None and role not in roles:
-                report((*kp, key), f"unknown role '{role}'; known roles: {', '.join(roles)}")
+                report((*kp, key), f"unknown role '{role}'; known roles: {listing(list(roles))}")
         if deny.id in rule_index:
             first = located.line(("flows", flow_keys[rule_index[deny.id]]))
             report((*kp, "id"), f"deny id '{deny.id}' is also a rule id (line {first})")
