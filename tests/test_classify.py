@@ -1329,6 +1329,15 @@ def test_starttls_then_tls_facts() -> None:
     assert (f.sni, f.tls_version) == ("example.com", "TLS 1.2")
 
 
+def test_redis_inline_commands_on_its_port_only() -> None:
+    inline = [pkt(0, b"set test 1\r\n"), pkt(1, b"+OK\r\n")]
+    assert classify_flow("tcp", 6379, inline).app == "redis"
+    assert classify_flow("tcp", 40000, inline).app == "unknown"
+    assert classify_flow("tcp", 6379, [pkt(0, b"settle down\r\n")]).app == "unknown"
+    error = [pkt(1, b"-ERR Protocol error: invalid multibulk length\r\n")]
+    assert classify_flow("tcp", 40000, error).app == "redis"
+
+
 @pytest.mark.parametrize(
     ("packets", "app"),
     [

@@ -87,6 +87,8 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         app = _text_command(head, payload_len)
         if app is not None:
             return app
+        if dst_port in redis.PORTS and redis.is_inline(lines.first_line(head, payload_len) or b""):
+            return "redis"
     elif b0 in _SYMBOLS:  # * + - : (IMAP, POP3, IRC, Redis)
         app = _symbol_text(head, payload_len)
         if app is not None:
