@@ -1621,6 +1621,28 @@ PREFIXES = [
     b"\x01\x01\x06\x00",
     b"\x43\x87\x00\x00\x00\x00\x00\x30",
     b"\x4a\x00\x00\x00\x0a\x35\x2e",
+    # the protocols of issue 8
+    b"220 ",
+    b"220-",
+    b"USER a\r\nNICK ",
+    b"AUTH TLS\r\n",
+    b"* OK ",
+    b"+OK ",
+    b"*3\r\n$3\r\n",
+    b":irc ",
+    b"\xff\xfb\x18",
+    b"\xff\xfa\x18",
+    b"\x6a\x81\x80\x30\x81\x7d\xa1\x03\x02\x01\x05\xa2\x03\x02\x01\x0a",
+    b"\x00\x00\x00\x90\x6c\x81\x8d\x30",
+    b"\x05\x00\x0b\x03\x10\x00\x00\x00",
+    b"\x04\x00\x20\x00\x10\x00\x00",
+    b"\x03\x00\x00\x2a\x25\xe0\x00\x00\x00\x00\x00",
+    b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x00\x08\x00",
+    b"\x00\x01\x00\x00\x00\x06\x01\x03",
+    b"\xc3\x00\x00\x00\x01\x08" + QUIC_DCID + b"\x00\x00",
+    b"\xd3\x6b\x33\x43\xcf\x08" + QUIC_DCID + b"\x00\x00\x44\xd0",
+    b"\xc3\x51\x30\x34\x36\x50",
+    b"\xc0\x00\x00\x00\x00\x08",
 ]
 
 
@@ -1634,7 +1656,7 @@ def test_random_bytes_never_raise(prefix: bytes, proto: str) -> None:
         for _ in range(rng.randrange(1, 8)):
             body = prefix + rng.randbytes(n)
             packets.append((rng.randrange(2), body, len(body) + rng.choice((0, 0, 1, 1000, 70000))))
-        for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260):
+        for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260, 21, 3389, 502, 6379):
             _check(proto, port, packets)
 
 
