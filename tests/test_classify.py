@@ -484,15 +484,33 @@ def quic_crypto(offset: int, data: bytes) -> bytes:
     return b"\x06" + u16(0x4000 | offset) + u16(0x4000 | len(data)) + data
 
 
-def quic_initial(frames: bytes, version: int = 1, pn: int = 2, size: int = 1200) -> bytes:
-    """A client Initial, padded to ``size`` bytes, protected with the RFC's keys."""
+#: RFC 9001 appendix A.1: the server's Initial keys for the same DCID
+QUIC_SERVER_KEYS_V1 = (
+    bytes.fromhex("cf3a5331653c364c88f0f379b6067e37"),
+    bytes.fromhex("0ac1493ca1905853b0bba03e"),
+    bytes.fromhex("c206b8d9b9f0f37644430b490eeaa314"),
+)
+
+
+def quic_initial(
+    frames: bytes,
+    version: int = 1,
+    pn: int = 2,
+    size: int = 1200,
+    keys: tuple[bytes, bytes, bytes] | None = None,
+    dcid: bytes = QUIC_DCID,
+    scid: bytes = b"",
+) -> bytes:
+    """An Initial, padded to ``size`` bytes, protected with the RFC's keys (the client's
+    unless ``keys``)."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    key, iv, hp = QUIC_KEYS[version]
+    key, iv, hp = keys or QUIC_KEYS[version]
     ptype = 1 if version == 0x6B3343CF else 0
     first = 0xC0 | ptype << 4 | 3  # 4-byte packet number
-    head_wo_len = bytes([first]) + version.to_bytes(4, "big") + b"\x08" + QUIC_DCID + b"\x00\x00"
+    cids = bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
+    head_wo_len = bytes([first]) + version.to_bytes(4, "big") + cids + b"\x00"
     plain_len = size - len(head_wo_len) - 2 - 4 - 16
     payload = frames + bytes(plain_len - len(frames))
     pn_bytes = pn.to_bytes(4, "big")
@@ -1497,6 +1515,30 @@ def test_quic_sni() -> None:
         ("TLS 1.3",),
         True,
     )
+
+
+def test_quic_server_initial_gives_the_negotiated_version() -> None:
+    assert quic.initial_keys(1, QUIC_DCID, b"server in") == QUIC_SERVER_KEYS_V1
+    hello = server_hello(0x0303, 0x1301, selected=0x0304)
+    packets = [
+        udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO), scid=b"\x01\x02\x03\x04")),
+        # the server's Initial: to the client's SCID, keyed by the client's first DCID
+        udp_pkt(
+            1,
+            quic_initial(
+                b"\x02\x00\x00\x00\x00" + quic_crypto(0, hello),
+                size=300,
+                keys=QUIC_SERVER_KEYS_V1,
+                dcid=b"\x01\x02\x03\x04",
+                scid=b"\xaa" * 8,
+            ),
+        ),
+    ]
+    f = classify_flow("udp", 443, packets)
+    assert (f.sni, f.tls_version, f.tls_cipher_suite) == ("www.example.org", "TLS 1.3", 0x1301)
+    # without the client's Initial the server's cannot be opened
+    f = classify_flow("udp", 443, packets[1:])
+    assert (f.app, f.quic_version, f.tls_version) == ("quic", "1", None)
 
 
 def test_quic_v2_and_hello_split_over_two_packets_out_of_order() -> None:

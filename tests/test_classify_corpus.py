@@ -83,6 +83,15 @@ def _ip(buf: bytes, linktype: int) -> Any:
         pkt = dpkt.ip.IP(buf) if buf[:1] and buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
     elif linktype == dpkt.pcap.DLT_LINUX_SLL:
         pkt = dpkt.sll.SLL(buf).data
+    elif linktype == dpkt.pcap.DLT_PPP:  # optional address/control ff 03, 2-byte protocol
+        body = buf[2:] if buf[:2] == b"\xff\x03" else buf
+        proto = int.from_bytes(body[:2], "big")
+        if proto == 0x0021:
+            pkt = dpkt.ip.IP(body[2:])
+        elif proto == 0x0057:
+            pkt = dpkt.ip6.IP6(body[2:])
+        else:
+            return None
     else:
         return None
     return pkt if isinstance(pkt, dpkt.ip.IP | dpkt.ip6.IP6) else None
@@ -336,6 +345,53 @@ def test_tls_agrees_with_tshark(name: str) -> None:
         if flow.responder[1] in version and facts.tls_version is not None:
             assert facts.tls_version == version[flow.responder[1]]
     assert checked or not sni
+
+
+QUIC_TRACES = [ZEEK / n for n in _files(ZEEK, "quic__*")] + [
+    TCPDUMP / n for n in _files(TCPDUMP, "quic_*.pcap")
+]
+
+
+#: where the ClientHello lies beyond the 4 client packets the flow table keeps: three 0-RTT
+#: packets first, then a post-quantum ClientHello over three Initials
+QUIC_HELLO_BEYOND_HEADS = frozenset({"quic__quic-decrypt-fail-google-de-51833.pcap"})
+
+
+@needs_tshark
+@pytest.mark.tshark
+@pytest.mark.parametrize("path", QUIC_TRACES, ids=lambda p: p.name)
+def test_quic_agrees_with_tshark(path: Path) -> None:
+    """SNI of the client's Initial and the version of the server's, decrypted by both, from
+    the 4 payload packets per direction the flow table keeps."""
+    sni: dict[int, str] = {}
+    version: dict[int, str] = {}
+    for src_port, dst_port, hs_type, name, supported in _tshark(
+        path,
+        "quic && (tls.handshake.type == 1 || tls.handshake.type == 2)",
+        "udp.srcport",
+        "udp.dstport",
+        "tls.handshake.type",
+        "tls.handshake.extensions_server_name",
+        "tls.handshake.extensions.supported_version",
+    ):
+        if hs_type.startswith("1"):
+            sni.setdefault(int(src_port), name)
+        elif hs_type.startswith("2") and supported:
+            version.setdefault(int(dst_port), TLS_NAMES.get(supported, "?"))
+    checked = 0
+    for flow in read_flows(path, per_direction=4):
+        if flow.proto != "udp" or flow.initiator[1] not in sni:
+            continue
+        facts = flow.classify()
+        assert facts.app == "quic"
+        if path.name in QUIC_HELLO_BEYOND_HEADS:
+            assert facts.sni is None
+            continue
+        assert (facts.sni or "") == sni[flow.initiator[1]]
+        if flow.initiator[1] in version:
+            assert facts.tls_version == version[flow.initiator[1]]
+        checked += 1
+    assert checked == len(sni) or path.name in QUIC_HELLO_BEYOND_HEADS
 
 
 @needs_tshark
