@@ -5,8 +5,13 @@ direction. It finds the protocol from the first bytes of the first packet that a
 accepts (either direction, any port; the well-known port only relaxes the weaker checks),
 then lets that protocol's reader go over all the packets. Readers are pure functions that
 never raise on bad input: they return what they learned before the bytes stopped making
-sense. A protocol that upgrades to TLS in the same flow (LDAP StartTLS, MySQL, NATS, HTTP
-CONNECT) gets the TLS facts of what follows.
+sense. A protocol that upgrades to TLS in the same flow (LDAP StartTLS, SMTP/IMAP STARTTLS,
+POP3 STLS, FTP AUTH TLS, MySQL, NATS, HTTP CONNECT, RDP) gets the TLS facts of what follows.
+
+One packet does not always tell: a numeric reply line is FTP's or SMTP's, so :func:`detect`
+answers :data:`REPLY` and the whole flow settles it (banner text, commands and replies only
+one of them has, then the port). FTP data connections are named across flows, after this:
+:mod:`auditor.classify.ftp_data`.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ __all__ = [
 
 
 def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | None:
-    """The application protocol one payload head shows, or None. Dispatches on byte 0."""
+    """The application protocol one payload head shows, :data:`REPLY` for a numeric reply
+    line (FTP or SMTP: see :func:`classify_flow`), or None. Dispatches on byte 0."""
     if not head:
         return None
     b0 = head[0]
