@@ -1795,6 +1795,8 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
         (0, b"EPSV\r\n"),
         (1, b"229 Entering Extended Passive Mode (|||20002|)\r\n"),
         (0, b"PORT 10,0,0,5,200,10\r\n"),  # 51210: the server connects back
+        (0, b"PASV\r\n"),
+        (1, b"227 Entering Passive Mode (192,168,7,10,78,37).\r\n"),  # behind NAT: 20005
     ]
     cap = Capture()
     cap.tcp_session(client, server, 40000, 21, control)
@@ -1803,6 +1805,7 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
     cap.tcp_session(client, server, 40002, 20002, [(1, b"-rw-r--r-- 1 ftp ftp 1024 a.bin\r\n")])
     cap.tcp_session(server, client, 20, 51210, [(0, binary)])
     cap.tcp_session(client, server, 40003, 20003, [(1, binary)])  # not announced
+    cap.tcp_session(client, server, 40006, 20005, [(1, binary)])  # to the server's public address
     # "227 ..." inside an HTTP response body's first segment is no announcement
     http = b"HTTP/1.1 200 OK\r\n\r\n"
     cap.tcp_session(
@@ -1816,5 +1819,6 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
     assert apps[20001] == ("ftp-data", False)
     assert apps[20002] == ("ftp-data", False)
     assert apps[51210] == ("ftp-data", False)
+    assert apps[20005] == ("ftp-data", False)
     assert apps[20003][0] == "unknown"
     assert apps[20004][0] == "unknown"

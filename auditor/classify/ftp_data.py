@@ -8,14 +8,16 @@ beyond the few payload heads per flow the classifier gets, so they are found in 
 packet: :func:`scan` runs once per packet batch, a vectorised test of the payload's first
 four bytes with a Python parse only of the rows that pass (a handful per FTP session).
 After classification, :func:`mark` gives ``app = "ftp-data"`` to the flows whose endpoint
-was announced on a flow the classifier called ``ftp``: a pass over the flow table, as the
-answer spans flows.
+was announced on a flow the classifier called ``ftp`` (the announced address, or the
+announcer's own, which is where the connection goes when a NAT rewrote the address): a pass
+over the flow table, as the answer spans flows.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,9 @@ class Announcement:
     flow: int  # the flow table's index of the control connection
     ip: str
     port: int
+    #: who announced it: the endpoint the data connection goes to when a NAT rewrote it
+    #: (a server behind NAT announces its private address in PASV)
+    sender: str
 
 
 def parse(line: bytes, sender: str) -> tuple[str, int] | None:
@@ -75,9 +80,14 @@ def parse(line: bytes, sender: str) -> tuple[str, int] | None:
     return None
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def _text(addr16: bytes) -> str:
-    a = ipaddress.IPv6Address(addr16)
-    return str(a.ipv4_mapped or a)
+    """A 16-byte address as the flow table writes it (IPv4-mapped as IPv4)."""
+    if addr16[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, addr16[12:])
+    return socket.inet_ntop(socket.AF_INET6, addr16)
 
 
 def scan(
@@ -111,7 +121,6 @@ def scan(
     if not len(rows):
         return
     raw = memoryview(data)
-    sender: str | None = None
     for i, f, lo, hi in zip(
         rows.tolist(),
         flow[rows].tolist(),
@@ -121,12 +130,10 @@ def scan(
     ):
         if f < 0:
             continue
-        line = bytes(raw[lo:hi])
-        if line[:3] == b"229":  # EPSV names no address: the reply's sender is the server
-            sender = _text(bytes(src_ip[i]))
-        found = parse(line, sender or "")
+        sender = _text(bytes(src_ip[i]))
+        found = parse(bytes(raw[lo:hi]), sender)
         if found is not None:
-            out.append(Announcement(f, found[0], found[1]))
+            out.append(Announcement(f, found[0], found[1], sender))
 
 
 def mark(table: pa.Table, rows_of_flow: np.ndarray, announced: list[Announcement]) -> pa.Table:
@@ -138,7 +145,12 @@ def mark(table: pa.Table, rows_of_flow: np.ndarray, announced: list[Announcement
     app = table.column("app").to_pylist()
     controls = {int(rows_of_flow[a.flow]) for a in announced if a.flow < len(rows_of_flow)}
     is_ftp = {r for r in controls if app[r] == "ftp"}
-    endpoints = {(a.ip, a.port) for a in announced if int(rows_of_flow[a.flow]) in is_ftp}
+    endpoints = {
+        e
+        for a in announced
+        if int(rows_of_flow[a.flow]) in is_ftp
+        for e in ((a.ip, a.port), (a.sender, a.port))
+    }
     if not endpoints:
         return table
     ports = np.array(sorted({p for _ip, p in endpoints}))
