@@ -536,6 +536,36 @@ def udp_pkt(direction: int, payload: bytes) -> Packet:
 
 QUIC_HELLO = client_hello(0x0303, "www.example.org", (b"h3",), (0x0304,))
 
+
+def rpc_call(xid: int, prog: int, vers: int, proc: int, flavor: int = 1) -> bytes:
+    cred = struct.pack(">IIII", 0x12345678, 4, 0, 0) + struct.pack(">III", 0, 0, 0)
+    return (
+        struct.pack(">IIIIII", xid, 0, 2, prog, vers, proc)
+        + struct.pack(">II", flavor, len(cred))
+        + cred
+        + bytes(8)
+    )
+
+
+def rpc_reply(xid: int) -> bytes:
+    return struct.pack(">IIIII", xid, 1, 0, 0, 0) + bytes(4) + struct.pack(">I", 2049)
+
+
+def record_mark(msg: bytes) -> bytes:
+    return struct.pack(">I", 0x80000000 | len(msg)) + msg
+
+
+PG_SSL_REQUEST = struct.pack(">II", 8, 80877103)
+PG_STARTUP = (lambda body: struct.pack(">II", 8 + len(body), 196608) + body)(
+    b"user\x00app\x00database\x00shop\x00\x00"
+)
+PG_AUTH_MD5 = b"R" + struct.pack(">II", 12, 5) + b"salt"
+RFB_SERVER, RFB_CLIENT = b"RFB 003.008\n", b"RFB 003.008\n"
+SNMP_GET = bytes.fromhex(
+    "302602010104067075626c6963a019020409584e45020100020100300b300906052b060102010500"
+)
+SYSLOG = b"<34>1 2026-12-02T17:00:00Z host app - - - login failed for admin"
+
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
     "tls12": ("tls", "tcp", 443, tls12_flow(request=False, client_certs=None)),
@@ -648,6 +678,23 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
         [pkt(0, RDP_CR), pkt(1, RDP_CC_TLS), *tls12_flow(request=False, client_certs=None)],
     ),
     "modbus": ("modbus", "tcp", 502, [pkt(0, MODBUS_READ), pkt(1, MODBUS_REPLY)]),
+    "nfs_tcp": (
+        "nfs",
+        "tcp",
+        2049,
+        [pkt(0, record_mark(rpc_call(7, 100003, 3, 0))), pkt(1, record_mark(rpc_reply(7)))],
+    ),
+    "mount_udp": ("nfs", "udp", 20048, [pkt(0, rpc_call(8, 100005, 3, 0)), pkt(1, rpc_reply(8))]),
+    "portmap": ("portmap", "udp", 111, [pkt(0, rpc_call(9, 100000, 2, 3)), pkt(1, rpc_reply(9))]),
+    "postgresql": (
+        "postgresql",
+        "tcp",
+        5432,
+        [pkt(0, PG_SSL_REQUEST), pkt(1, b"N"), pkt(0, PG_STARTUP), pkt(1, PG_AUTH_MD5)],
+    ),
+    "vnc": ("vnc", "tcp", 5900, [pkt(1, RFB_SERVER), pkt(0, RFB_CLIENT)]),
+    "snmp": ("snmp", "udp", 161, [pkt(0, SNMP_GET)]),
+    "syslog": ("syslog", "udp", 514, [pkt(0, SYSLOG)]),
     "quic": ("quic", "udp", 443, [udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO)))]),
 }
 
@@ -1055,7 +1102,7 @@ def test_ldap_off_port_needs_a_request() -> None:
     assert classify_flow("tcp", 10389, [pkt(1, LDAP_BIND_OK)]).app == "unknown"
     assert classify_flow("tcp", 389, [pkt(1, LDAP_BIND_OK)]).app == "ldap"
     snmp = bytes.fromhex("302602010104067075626c6963a1190204") + bytes(20)
-    assert classify_flow("udp", 161, [pkt(0, snmp)]).app == "unknown"
+    assert classify_flow("udp", 161, [pkt(0, snmp)]).app == "snmp"  # BER, but not LDAP
 
 
 # --- SMB -------------------------------------------------------------------------------
@@ -1498,6 +1545,58 @@ def test_modbus(port: int, payload: bytes, app: str) -> None:
 
 
 # --- QUIC -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "encrypted"),
+    [
+        ("nfs_tcp", False),
+        ("mount_udp", False),
+        ("portmap", False),
+        ("postgresql", False),
+        ("vnc", False),
+        ("snmp", False),
+        ("syslog", False),
+    ],
+)
+def test_more_protocols_cleartext(name: str, encrypted: bool) -> None:
+    assert classify(name).encrypted is encrypted
+
+
+def test_rpcsec_gss_privacy_and_postgresql_ssl() -> None:
+    gss = rpc_call(7, 100003, 4, 1, flavor=6)
+    sealed = gss[:44] + struct.pack(">I", 3) + gss[48:]  # service: privacy
+    assert classify_flow("udp", 2049, [pkt(0, sealed)]).encrypted is True
+    assert classify_flow("udp", 2049, [pkt(0, gss)]).encrypted is False
+    f = classify_flow("tcp", 5432, [pkt(0, PG_SSL_REQUEST), pkt(1, b"S"), *tls13_flow()])
+    assert (f.app, f.encrypted, f.tls_version) == ("postgresql", True, "TLS 1.3")
+
+
+@pytest.mark.parametrize(
+    ("proto", "payload"),
+    [
+        ("udp", rpc_call(7, 100004, 2, 0)),  # NIS: a program not named
+        (
+            "udp",
+            rpc_call(7, 100003, 3, 0)[:8] + struct.pack(">I", 3) + rpc_call(7, 100003, 3, 0)[12:],
+        ),
+        ("udp", rpc_call(7, 100003, 9, 0)),  # version 9
+        ("udp", rpc_call(7, 100003, 3, 0, flavor=77)),  # no such credential flavor
+        ("tcp", struct.pack(">I", 0x80000010) + rpc_call(7, 100003, 3, 0)),  # record too short
+        ("tcp", struct.pack(">II", 8, 80877199)),  # not the SSLRequest code
+        ("tcp", struct.pack(">II", 40, 196608) + b"xyzzy\x00" + bytes(26)),  # unknown parameter
+        ("tcp", b"R" + struct.pack(">II", 12, 99) + b"salt"),  # no such authentication request
+        ("tcp", b"RFB 3.8\n"),
+        ("tcp", b"RFB 003.008\nmore"),
+        ("udp", bytes.fromhex("302602010204067075626c6963a019020409584e45")),  # SNMP version 2?
+        ("udp", bytes.fromhex("30260201010406707562") + bytes(20)),  # community, then no PDU
+        ("udp", b"<192>too high a priority value"),
+        ("udp", b"<034>leading zero in the priority"),
+        ("udp", b"<34>\x00\x01\x02\x03"),
+    ],
+)
+def test_more_protocols_near_misses(proto: str, payload: bytes) -> None:
+    assert classify_flow(proto, 40000, [pkt(0, payload)]).app == "unknown"
 
 
 def test_quic_initial_keys_are_the_rfcs() -> None:

@@ -155,6 +155,10 @@ NAMED = [
     (ZEEK, "rdp__*", "rdp", {3389}),
     (ZEEK, "krb__k*", "kerberos", {88}),
     (ZEEK, "dce-rpc__mapi.pcap", "dcerpc", {135}),
+    (ZEEK, "nfs__*", "nfs", {2049, 20048}),
+    (ZEEK, "postgresql__*", "postgresql", {5432}),
+    (ZEEK, "rfb__*", "vnc", {5901}),
+    (ZEEK, "snmp__*", "snmp", {161}),
     (ZEEK, "ftp__*", "ftp", {21}),
     (ZEEK, "smtp*.pcap", "smtp", {25}),
     (ZEEK, "pop3__*", "pop3", {110}),
@@ -431,10 +435,13 @@ TSHARK_APPS = {
     "dhcp": "dhcp", "iscsi": "iscsi", "mysql": "mysql", "ftp": "ftp", "ftp-data": "ftp-data",
     "telnet": "telnet", "smtp": "smtp", "imf": "smtp", "pop": "pop3", "imap": "imap",
     "irc": "irc", "resp": "redis", "kerberos": "kerberos", "dcerpc": "dcerpc", "rdp": "rdp",
-    "mbtcp": "modbus", "quic": "quic", "gquic": "quic",
+    "mbtcp": "modbus", "quic": "quic", "gquic": "quic", "pgsql": "postgresql", "vnc": "vnc",
+    "snmp": "snmp", "syslog": "syslog", "nfs": "nfs", "mount": "nfs", "nfsacl": "nfs",
+    "nlm": "nfs", "stat": "nfs", "portmap": "portmap",
 }  # fmt: skip
-#: layers that carry the protocol named next
-CONTAINERS = frozenset({"tpkt", "cotp", "nbss"})
+#: layers that carry the protocol named next (ONC RPC: the program is the protocol; a frame
+#: with a bare ``rpc``, a reply tshark could not match to its call, names none)
+CONTAINERS = frozenset({"tpkt", "cotp", "nbss", "rpc"})
 #: layers that are content, not a protocol of the conversation
 CONTENT = frozenset(
     [

@@ -30,15 +30,20 @@ from auditor.classify import (
     ldap,
     lines,
     modbus,
+    onc_rpc,
     others,
     pop3,
+    postgresql,
     quic,
     rdp,
     redis,
     smb,
     smtp,
+    snmp,
+    syslog,
     telnet,
     tls,
+    vnc,
 )
 from auditor.classify.facts import (
     APPS,
@@ -90,6 +95,11 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
             return "nats"
         if http.is_request(head) or http.is_response(head):
             return "http"
+        if b0 == 0x52:  # R
+            if vnc.is_version(head, payload_len):
+                return "vnc"
+            if postgresql.is_auth_request(head, payload_len):
+                return "postgresql"
         app = _text_command(head, payload_len)
         if app is not None:
             return app
@@ -120,8 +130,13 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         return "rdp"
     if b0 == 5 and dcerpc.is_co_pdu(head, payload_len, dst_port in dcerpc.PORTS):
         return "dcerpc"
-    if b0 == 0 and kerberos.is_tcp_message(head, payload_len):
-        return "kerberos"
+    if b0 == 0:
+        if kerberos.is_tcp_message(head, payload_len):
+            return "kerberos"
+        if postgresql.is_startup(head, payload_len):
+            return "postgresql"
+    if b0 & 0x80 and (rpc := onc_rpc.tcp_call(head, payload_len)) is not None:
+        return rpc
     if b0 & 0x3F in (others.ISCSI_LOGIN_REQUEST, others.ISCSI_LOGIN_RESPONSE) and others.is_iscsi(
         head, payload_len, dst_port == others.ISCSI_PORT
     ):
@@ -205,6 +220,13 @@ def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
         return "kerberos"
     if b0 == 4 and dcerpc.is_cl_pdu(head, plen):
         return "dcerpc"
+    if b0 == 0x30 and snmp.is_message(head):
+        return "snmp"
+    if b0 == 0x3C and syslog.is_message(head, plen):  # <
+        return "syslog"
+    rpc = onc_rpc.udp_call(head)
+    if rpc is not None:
+        return rpc
     if port in dns.PORTS and dns.is_message(head, True):
         return "dns"
     if port == others.NTP_PORT and others.is_ntp(head, plen, True):
@@ -314,6 +336,18 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         facts = modbus.modbus_facts(packets)
     elif app == "quic":
         facts = quic.quic_facts(packets)
+    elif app in ("nfs", "portmap"):
+        facts = onc_rpc.rpc_facts(packets, proto)
+    elif app == "postgresql":
+        facts = postgresql.postgresql_facts(packets)
+        _tls_upgrade(packets, facts)
+    elif app == "vnc":
+        facts = vnc.vnc_facts(packets)
+        _tls_upgrade(packets, facts)
+    elif app == "snmp":
+        facts = snmp.snmp_facts(packets)
+    elif app == "syslog":
+        facts = {"encrypted": False}
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)

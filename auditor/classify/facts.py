@@ -48,6 +48,12 @@ APPS: tuple[str, ...] = (
     "rdp",
     "modbus",
     "quic",
+    "nfs",
+    "portmap",
+    "postgresql",
+    "vnc",
+    "snmp",
+    "syslog",
 )
 
 
