@@ -1404,6 +1404,16 @@ def test_redis_inline_commands_on_its_port_only() -> None:
 
 
 @pytest.mark.parametrize(
+    "payload",
+    [b"PASV\r\n", b"220 Microsoft FTP Service\r\n", b"EHLO x\r\n", b"+OK ready\r\n",
+     b"* OK ready\r\n", b"NICK alice\r\n", bytes.fromhex("fffd18fffd20")],
+)  # fmt: skip
+def test_line_protocols_and_telnet_over_tcp_only(payload: bytes) -> None:
+    assert classify_flow("tcp", 40000, [pkt(0, payload)]).app != "unknown"
+    assert classify_flow("udp", 40000, [pkt(0, payload)]).app == "unknown"
+
+
+@pytest.mark.parametrize(
     ("packets", "app"),
     [
         # a bare 220 off the ports: the client's EHLO decides, and the EHLO keywords

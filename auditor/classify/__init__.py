@@ -85,6 +85,7 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         app = _detect_udp(dst_port, head, payload_len)
         if app is not None:
             return app
+    stream = proto == "tcp"  # the line-based protocols and Telnet run over TCP only
     if 20 <= b0 <= 24:
         if tls.is_record(head):
             return "tls"
@@ -95,23 +96,27 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
             return "nats"
         if http.is_request(head) or http.is_response(head):
             return "http"
-        if b0 == 0x52:  # R
-            if vnc.is_version(head, payload_len):
-                return "vnc"
-            if postgresql.is_auth_request(head, payload_len):
-                return "postgresql"
-        app = _text_command(head, payload_len)
-        if app is not None:
-            return app
-        if dst_port in redis.PORTS and redis.is_inline(lines.first_line(head, payload_len) or b""):
-            return "redis"
+        if stream:
+            if b0 == 0x52:  # R
+                if vnc.is_version(head, payload_len):
+                    return "vnc"
+                if postgresql.is_auth_request(head, payload_len):
+                    return "postgresql"
+            app = _text_command(head, payload_len)
+            if app is not None:
+                return app
+            inline = dst_port in redis.PORTS and redis.is_inline(
+                lines.first_line(head, payload_len) or b""
+            )
+            if inline:
+                return "redis"
     elif b0 in _SYMBOLS:  # * + - : (IMAP, POP3, IRC, Redis)
-        app = _symbol_text(head, payload_len)
+        app = _symbol_text(head, payload_len) if stream else None
         if app is not None:
             return app
     elif 0x31 <= b0 <= 0x35:  # 1-5: a numeric reply (FTP, SMTP)?
-        line = lines.first_line(head, payload_len)
-        if line is not None and lines.reply_code(line) is not None:
+        reply = lines.first_line(head, payload_len) if stream else None
+        if reply is not None and lines.reply_code(reply) is not None:
             return REPLY
     elif b0 == 0x30:
         if ldap.is_message(head, payload_len, dst_port in ldap.PORTS):
@@ -120,7 +125,7 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         if smb.is_smb(head):
             return "smb"
     elif b0 == telnet.IAC:
-        if telnet.is_negotiation(head, payload_len):
+        if stream and telnet.is_negotiation(head, payload_len):
             return "telnet"
     elif b0 & 0x80 and tls.is_sslv2_hello(head):
         return "tls"
