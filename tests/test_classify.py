@@ -1312,6 +1312,8 @@ def test_ftp_auth_tls() -> None:
         # an FTP-only command without any reply (half-duplex capture)
         (40000, [pkt(0, b"PASV\r\n")], "ftp"),
         (40000, [pkt(0, b"feat\r\n")], "ftp"),
+        (40000, [pkt(0, b"TYPE I\r\n")], "ftp"),
+        (40000, [pkt(0, b"TYPE L 8\r\n")], "ftp"),
     ],
 )
 def test_ftp_detected(port: int, packets: list[Packet], app: str) -> None:
@@ -1326,6 +1328,8 @@ def test_ftp_detected(port: int, packets: list[Packet], app: str) -> None:
         [pkt(1, b"220\x00\x01\x02binary")],  # digits, then binary
         [pkt(1, b"699 no such reply class\r\n")],
         [pkt(0, b"PASVX\r\n")],
+        [pkt(0, b"MODE #channel +o alice\r\n")],  # IRC's MODE
+        [pkt(0, b"TYPE\r\n")],
         [pkt(0, b"AUTH PLAIN\r\n")],  # SMTP's or IMAP's AUTH, not FTP's
     ],
 )
