@@ -1935,3 +1935,35 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
     assert apps[20005] == ("ftp-data", False)
     assert apps[20003][0] == "unknown"
     assert apps[20004][0] == "unknown"
+
+
+def test_flows_command_shows_the_new_apps(tmp_path: Path) -> None:
+    """What a user sees: ``pcap-audit flows --format json`` on a capture with a Telnet
+    session, an SMTP session upgraded by STARTTLS and a QUIC Initial."""
+    import json
+
+    from click.testing import CliRunner
+
+    from auditor.cli.main import cli
+    from auditor.synth import Capture
+
+    cap = Capture()
+    cap.tcp_session("10.0.0.5", "10.0.0.10", 51002, 2323, [(d, h) for d, h, _n in TELNET])
+    smtp_tls = [*SMTP_STARTTLS, *tls12_flow(request=False, client_certs=None)]
+    cap.tcp_session("10.0.0.5", "10.0.0.12", 51003, 587, [(d, h) for d, h, _n in smtp_tls])
+    cap.udp("10.0.0.5", "192.0.2.10", 51000, 443, quic_initial(quic_crypto(0, QUIC_HELLO)))
+    path = cap.write(tmp_path / "c.pcap")
+    res = CliRunner().invoke(cli, ["flows", str(path), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    flows = {f["dst_port"]: f for f in json.loads(res.stdout)["flows"]}
+    assert (flows[2323]["app"], flows[2323]["encrypted"]) == ("telnet", False)
+    assert (flows[587]["app"], flows[587]["starttls"], flows[587]["encrypted"]) == (
+        "smtp",
+        True,
+        True,
+    )
+    assert (flows[443]["app"], flows[443]["quic_version"], flows[443]["sni"]) == (
+        "quic",
+        "1",
+        "www.example.org",
+    )
