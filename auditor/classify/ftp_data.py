@@ -81,6 +81,8 @@ def parse(line: bytes, sender: str) -> tuple[str, int] | None:
 
 
 _V4_MAPPED = bytes(10) + b"\xff\xff"
+#: memory stays bounded: announcements past this many (a flood of "227 (" lines) are not kept
+MAX_ANNOUNCEMENTS = 200_000
 
 
 def _text(addr16: bytes) -> str:
@@ -128,7 +130,7 @@ def scan(
         offsets[rows + 1].tolist(),
         strict=True,
     ):
-        if f < 0:
+        if f < 0 or len(out) >= MAX_ANNOUNCEMENTS:
             continue
         sender = _text(bytes(src_ip[i]))
         found = parse(bytes(raw[lo:hi]), sender)
