@@ -21,6 +21,7 @@ import functools
 import hmac
 from collections.abc import Sequence
 from hashlib import sha256
+from typing import Any
 
 from auditor.classify.facts import Facts
 from auditor.classify.stream import Packet
@@ -148,21 +149,33 @@ def initial_keys(version: int, dcid: bytes, side: bytes) -> tuple[bytes, bytes, 
     )
 
 
-def _aes_ecb(key: bytes, block: bytes) -> bytes:
+@functools.lru_cache(maxsize=256)
+def _ecb(key: bytes) -> Any:
+    """An AES-ECB encryptor for header protection, kept per key (ECB holds no state
+    between blocks, so one encryptor serves every packet of the connection)."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return enc.update(block) + enc.finalize()
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+
+@functools.lru_cache(maxsize=256)
+def _gcm(key: bytes) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _aes_ecb(key: bytes, block: bytes) -> bytes:
+    return bytes(_ecb(key).update(block))
 
 
 def _decrypt(key: bytes, nonce: bytes, header: bytes, body: bytes, whole: bool) -> bytes | None:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     if whole:
         try:
-            return AESGCM(key).decrypt(nonce, body, header)
+            return bytes(_gcm(key).decrypt(nonce, body, header))
         except InvalidTag:
             return None
     # A cut packet: GCM's keystream is AES-CTR from counter 2 (NIST SP 800-38D section 7.1)
