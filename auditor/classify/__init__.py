@@ -1,7 +1,7 @@
 """Payload classifier: the first payload heads of a flow -> application protocol and its facts.
 
-:func:`classify_flow` is called once per flow with up to six payload-carrying packets per
-direction. It finds the protocol from the first bytes of the first packet that any detector
+:func:`classify_flow` is called once per flow with its first payload-carrying packets of
+each direction (the flow table keeps four). It finds the protocol from the first bytes of the first packet that any detector
 accepts (either direction, any port; the well-known port only relaxes the weaker checks),
 then lets that protocol's reader go over all the packets. Readers are pure functions that
 never raise on bad input: they return what they learned before the bytes stopped making
