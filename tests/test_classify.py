@@ -1337,6 +1337,12 @@ def test_ftp_near_misses(packets: list[Packet]) -> None:
     assert classify_flow("tcp", 40000, packets).app != "ftp"
 
 
+def test_numeric_line_that_is_neither_ftp_nor_smtp_does_not_hide_the_protocol() -> None:
+    # a status line first, then a protocol the detectors know
+    packets = [pkt(1, b"200 ready\r\n"), pkt(0, b"SSH-2.0-OpenSSH_9.6\r\n")]
+    assert classify_flow("tcp", 40000, packets).app == "ssh"
+
+
 def test_telnet() -> None:
     f = classify("telnet")
     assert (f.app, f.encrypted) == ("telnet", False)

@@ -279,16 +279,21 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     app: str | None = None
     any_payload = False
     first = 0  # index of the packet that showed the protocol
+    settled = False  # a numeric reply was looked into: FTP, SMTP or neither
     for i, (_d, head, plen) in enumerate(packets):
         if plen <= 0 and not head:
             continue
         any_payload = True
         app = detect(proto, dst_port, head, plen)
+        if app == REPLY:
+            if settled:
+                app = None
+                continue
+            settled = True
+            app = _settle_reply(packets, dst_port)
         if app is not None:
             first = i
             break
-    if app == REPLY:
-        app = _settle_reply(packets, dst_port)
     if app is None:
         return UNKNOWN if any_payload else NO_PAYLOAD
 
