@@ -528,10 +528,32 @@ def quic_initial(
 
 
 def udp_pkt(direction: int, payload: bytes) -> Packet:
-    """A UDP datagram as the capture keeps it: QUIC long headers of 1200+ bytes up to 4096."""
-    if len(payload) >= 1200 and payload[0] >= 0xC0:
+    """A UDP datagram as the capture keeps it: QUIC long headers of 1200+ bytes and DTLS
+    handshake records up to 4096."""
+    if (len(payload) >= 1200 and payload[0] >= 0xC0) or payload[:2] == b"\x16\xfe":
         return (direction, payload[:4096], len(payload))
     return pkt(direction, payload)
+
+
+def dtls_record(ctype: int, body: bytes, seq: int = 0, version: int = 0xFEFD) -> bytes:
+    return bytes([ctype]) + u16(version) + u16(0) + seq.to_bytes(6, "big") + u16(len(body)) + body
+
+
+def dtls_handshake(tls_message: bytes, msg_seq: int = 0, cookie: bytes | None = None) -> bytes:
+    """A TLS handshake message in DTLS's form: message sequence, unfragmented; a ClientHello
+    gets its cookie after the session id."""
+    mtype, body = tls_message[0], tls_message[4:]
+    if mtype == 1 and cookie is not None:
+        i = 35 + body[34]
+        body = body[:i] + bytes([len(cookie)]) + cookie + body[i:]
+    n = u24(len(body))
+    return bytes([mtype]) + n + u16(msg_seq) + u24(0) + n + body
+
+
+DTLS_HELLO = dtls_handshake(
+    client_hello(0xFEFD, "vpn.example.com", versions=(0xFEFC, 0xFEFD)), cookie=b"\x11" * 20
+)
+DTLS_SERVER_HELLO = dtls_handshake(server_hello(0xFEFD, 0x1301, selected=0xFEFC))
 
 
 QUIC_HELLO = client_hello(0x0303, "www.example.org", (b"h3",), (0x0304,))
@@ -695,6 +717,12 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     "vnc": ("vnc", "tcp", 5900, [pkt(1, RFB_SERVER), pkt(0, RFB_CLIENT)]),
     "snmp": ("snmp", "udp", 161, [pkt(0, SNMP_GET)]),
     "syslog": ("syslog", "udp", 514, [pkt(0, SYSLOG)]),
+    "dtls": (
+        "dtls",
+        "udp",
+        4433,
+        [udp_pkt(0, dtls_record(22, DTLS_HELLO)), udp_pkt(1, dtls_record(22, DTLS_SERVER_HELLO))],
+    ),
     "quic": ("quic", "udp", 443, [udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO)))]),
 }
 
@@ -1619,6 +1647,34 @@ def test_more_protocols_near_misses(proto: str, payload: bytes) -> None:
     assert classify_flow(proto, 40000, [pkt(0, payload)]).app == "unknown"
 
 
+def test_dtls_hellos() -> None:
+    f = classify("dtls")
+    assert (f.app, f.encrypted, f.sni, f.tls_record_version) == (
+        "dtls",
+        True,
+        "vpn.example.com",
+        "DTLS 1.2",
+    )
+    assert (f.tls_client_versions, f.tls_version, f.tls_cipher_suite) == (
+        ("DTLS 1.3", "DTLS 1.2"),
+        "DTLS 1.3",
+        0x1301,
+    )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        dtls_record(22, DTLS_HELLO, version=0xFEFE),  # no such DTLS version
+        dtls_record(22, DTLS_HELLO)[:11] + u16(len(DTLS_HELLO) + 1) + DTLS_HELLO,  # too long
+        dtls_record(30, DTLS_HELLO),  # content type 30
+        record(22, client_hello()),  # TLS over UDP is not DTLS
+    ],
+)
+def test_dtls_near_misses(payload: bytes) -> None:
+    assert classify_flow("udp", 4433, [udp_pkt(0, payload)]).app != "dtls"
+
+
 def test_quic_initial_keys_are_the_rfcs() -> None:
     assert quic.client_keys(1, QUIC_DCID) == QUIC_KEYS[1]
     assert quic.client_keys(0x6B3343CF, QUIC_DCID) == QUIC_KEYS[0x6B3343CF]
@@ -1839,6 +1895,8 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
     cap.tcp_session("10.0.0.5", "10.0.0.11", 51003, 6380, [(d, h) for d, h, _n in REDIS])
     not_quic = b"\xc3\x12\x34\x56\x78" + bytes(1195)  # unknown version: 128 bytes kept
     cap.udp("10.0.0.5", "192.0.2.10", 51004, 4433, not_quic)
+    dtls_hello = dtls_record(22, DTLS_HELLO)  # kept whole: its SNI lies past 128 bytes
+    cap.udp("10.0.0.5", "192.0.2.11", 51005, 4433, dtls_hello)
     path = cap.write(tmp_path / "new.pcap")
     from auditor import read_packets
 
@@ -1848,7 +1906,7 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
         for h, p in zip(b.column("payload").to_pylist(), b.column("proto").to_pylist(), strict=True)
         if p == 17
     }
-    assert heads == {1200, 128}
+    assert heads == {1200, 128, len(dtls_hello)}
     table = read_flows([path]).flows
     assert table is not None
     rows = {r["dst_port"]: r for r in table.to_pylist()}
@@ -1858,6 +1916,8 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
         "www.example.org",
     )
     assert rows[8888]["app"] == "ftp"
+    dtls_row = next(r for r in table.to_pylist() if r["src_port"] == 51005)
+    assert dtls_row["sni"] == "vpn.example.com"
     assert rows[23]["app"] == "telnet"
     assert rows[6380]["app"] == "redis"
 

@@ -39,7 +39,7 @@ _QUIC_VERSIONS = (b"\x00\x00\x00\x01", b"\x6b\x33\x43\xcf")
 
 def head_of(payload: bytes, proto: str = "tcp") -> bytes:
     """The capture layer's head policy (auditor/capture/reader.py)."""
-    if payload[:2] == b"\x16\x03":
+    if payload[:2] == b"\x16\x03" or (proto == "udp" and payload[:2] == b"\x16\xfe"):
         return payload[:4096]
     if (
         proto == "udp"
@@ -156,6 +156,7 @@ NAMED = [
     (ZEEK, "krb__k*", "kerberos", {88}),
     (ZEEK, "dce-rpc__mapi.pcap", "dcerpc", {135}),
     (ZEEK, "nfs__*", "nfs", {2049, 20048}),
+    (ZEEK, "tls__dtls13-cid.pcap", "dtls", {11111}),
     (ZEEK, "postgresql__*", "postgresql", {5432}),
     (ZEEK, "rfb__*", "vnc", {5901}),
     (ZEEK, "snmp__*", "snmp", {161}),
@@ -176,7 +177,7 @@ NAMED_CASES = [
     pytest.param(folder / name, app, ports, id=name)
     for folder, pattern, app, ports in NAMED
     for name in _files(folder, pattern)
-    if name != "tls__dtls13-cid.pcap"  # DTLS is not recognised
+    if (name, app) != ("tls__dtls13-cid.pcap", "tls")  # DTLS: its own entry
     and name != "dns_fwdptr.pcap"  # DNS over ISAKMP's port, a dissector test
 ]
 
@@ -437,7 +438,7 @@ TSHARK_APPS = {
     "irc": "irc", "resp": "redis", "kerberos": "kerberos", "dcerpc": "dcerpc", "rdp": "rdp",
     "mbtcp": "modbus", "quic": "quic", "gquic": "quic", "pgsql": "postgresql", "vnc": "vnc",
     "snmp": "snmp", "syslog": "syslog", "nfs": "nfs", "mount": "nfs", "nfsacl": "nfs",
-    "nlm": "nfs", "stat": "nfs", "portmap": "portmap",
+    "nlm": "nfs", "stat": "nfs", "portmap": "portmap", "dtls": "dtls",
 }  # fmt: skip
 #: layers that carry the protocol named next (ONC RPC: the program is the protocol; a frame
 #: with a bare ``rpc``, a reply tshark could not match to its call, names none)

@@ -22,6 +22,7 @@ from typing import Any
 from auditor.classify import (
     dcerpc,
     dns,
+    dtls,
     ftp,
     http,
     imap,
@@ -221,6 +222,8 @@ def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     b0 = head[0]
     if b0 >= 0xC0 and quic.is_packet(head, plen):
         return "quic"
+    if 20 <= b0 <= 25 and dtls.is_record(head, plen):
+        return "dtls"
     if b0 in kerberos.TAGS and kerberos.is_message(head):
         return "kerberos"
     if b0 == 4 and dcerpc.is_cl_pdu(head, plen):
@@ -344,6 +347,8 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         _tls_upgrade(packets, facts)
     elif app == "modbus":
         facts = modbus.modbus_facts(packets)
+    elif app == "dtls":
+        facts = dtls.dtls_facts(packets)
     elif app == "quic":
         facts = quic.quic_facts(packets)
     elif app in ("nfs", "portmap"):

@@ -48,6 +48,7 @@ APPS: tuple[str, ...] = (
     "rdp",
     "modbus",
     "quic",
+    "dtls",
     "nfs",
     "portmap",
     "postgresql",
