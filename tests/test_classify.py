@@ -1207,7 +1207,8 @@ def test_dns_off_port_and_mdns() -> None:
     nbns = struct.pack(">HHHHHH", 0x8D02, 0x0110, 1, 0, 0, 0) + dns_name(
         "CKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     )
-    assert classify_flow("udp", 137, [pkt(0, nbns + struct.pack(">HH", 0x21, 1))]).app == "unknown"
+    f = classify_flow("udp", 137, [pkt(0, nbns + struct.pack(">HH", 0x21, 1))])
+    assert (f.app, f.dns_queries) == ("netbios-ns", ())  # NetBIOS, its names not host names
 
 
 @pytest.mark.parametrize(
@@ -1673,6 +1674,31 @@ def test_dtls_hellos() -> None:
 )
 def test_dtls_near_misses(payload: bytes) -> None:
     assert classify_flow("udp", 4433, [udp_pkt(0, payload)]).app != "dtls"
+
+
+def nb_name(name: str) -> bytes:
+    """A NetBIOS name in RFC 1001's half-ASCII encoding, as one 32-byte label."""
+    raw = name.upper().ljust(15).encode() + b"\x00"
+    return b"\x20" + bytes(c for b in raw for c in (0x41 + (b >> 4), 0x41 + (b & 15))) + b"\x00"
+
+
+NBNS_QUERY = (
+    struct.pack(">HHHHHH", 0x2469, 0x0110, 1, 0, 0, 0) + nb_name("FILESRV") + u16(32) + u16(1)
+)
+NBDGM_BODY = nb_name("HOST1") + nb_name("WORKGROUP") + b"\xffSMB%" + bytes(20)
+NBDGM = bytes([0x11, 0x02, 0xB0, 0xC4, 10, 0, 0, 5]) + u16(138) + u16(len(NBDGM_BODY)) + u16(0)
+NBDGM += NBDGM_BODY
+
+
+def test_netbios_name_and_datagram_services() -> None:
+    f = classify_flow("udp", 137, [pkt(0, NBNS_QUERY)])
+    assert (f.app, f.encrypted, f.dns_queries) == ("netbios-ns", False, ())
+    f = classify_flow("udp", 138, [pkt(0, NBDGM)])
+    assert (f.app, f.encrypted) == ("netbios-dgm", False)
+    # a DNS query to port 137 is not NetBIOS, and is not read as DNS there either
+    assert classify_flow("udp", 137, [pkt(0, dns_query("www.example.com"))]).app == "unknown"
+    assert classify_flow("udp", 138, [pkt(0, NBDGM[:8] + u16(139) + NBDGM[10:])]).app == "unknown"
+    assert classify_flow("udp", 138, [pkt(0, NBDGM + b"x")]).app == "unknown"  # length
 
 
 def test_quic_initial_keys_are_the_rfcs() -> None:

@@ -439,6 +439,7 @@ TSHARK_APPS = {
     "mbtcp": "modbus", "quic": "quic", "gquic": "quic", "pgsql": "postgresql", "vnc": "vnc",
     "snmp": "snmp", "syslog": "syslog", "nfs": "nfs", "mount": "nfs", "nfsacl": "nfs",
     "nlm": "nfs", "stat": "nfs", "portmap": "portmap", "dtls": "dtls",
+    "nbns": "netbios-ns", "nbdgm": "netbios-dgm",
 }  # fmt: skip
 #: layers that carry the protocol named next (ONC RPC: the program is the protocol; a frame
 #: with a bare ``rpc``, a reply tshark could not match to its call, names none)

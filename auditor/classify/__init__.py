@@ -31,6 +31,7 @@ from auditor.classify import (
     ldap,
     lines,
     modbus,
+    netbios,
     onc_rpc,
     others,
     pop3,
@@ -217,11 +218,13 @@ def _settle_reply(packets: Sequence[Packet], port: int) -> str | None:
 
 def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     # The well-known port first, with its relaxed check; then the strict checks.
-    if port == NBNS_PORT:
-        return None  # NetBIOS name service: DNS-shaped, but its names are not host names
+    if port == NBNS_PORT:  # DNS-shaped, but its names are not host names
+        return "netbios-ns" if netbios.is_name_service(head) else None
     b0 = head[0]
     if b0 >= 0xC0 and quic.is_packet(head, plen):
         return "quic"
+    if port == netbios.DGM_PORT and netbios.is_datagram(head, plen):
+        return "netbios-dgm"
     if 20 <= b0 <= 25 and dtls.is_record(head, plen):
         return "dtls"
     if b0 in kerberos.TAGS and kerberos.is_message(head):
@@ -361,7 +364,7 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         _tls_upgrade(packets, facts)
     elif app == "snmp":
         facts = snmp.snmp_facts(packets)
-    elif app == "syslog":
+    elif app in ("syslog", "netbios-ns", "netbios-dgm"):
         facts = {"encrypted": False}
     else:  # mysql
         facts = others.mysql_facts(packets)

@@ -55,6 +55,8 @@ APPS: tuple[str, ...] = (
     "vnc",
     "snmp",
     "syslog",
+    "netbios-ns",
+    "netbios-dgm",
 )
 
 
