@@ -484,15 +484,33 @@ def quic_crypto(offset: int, data: bytes) -> bytes:
     return b"\x06" + u16(0x4000 | offset) + u16(0x4000 | len(data)) + data
 
 
-def quic_initial(frames: bytes, version: int = 1, pn: int = 2, size: int = 1200) -> bytes:
-    """A client Initial, padded to ``size`` bytes, protected with the RFC's keys."""
+#: RFC 9001 appendix A.1: the server's Initial keys for the same DCID
+QUIC_SERVER_KEYS_V1 = (
+    bytes.fromhex("cf3a5331653c364c88f0f379b6067e37"),
+    bytes.fromhex("0ac1493ca1905853b0bba03e"),
+    bytes.fromhex("c206b8d9b9f0f37644430b490eeaa314"),
+)
+
+
+def quic_initial(
+    frames: bytes,
+    version: int = 1,
+    pn: int = 2,
+    size: int = 1200,
+    keys: tuple[bytes, bytes, bytes] | None = None,
+    dcid: bytes = QUIC_DCID,
+    scid: bytes = b"",
+) -> bytes:
+    """An Initial, padded to ``size`` bytes, protected with the RFC's keys (the client's
+    unless ``keys``)."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    key, iv, hp = QUIC_KEYS[version]
+    key, iv, hp = keys or QUIC_KEYS[version]
     ptype = 1 if version == 0x6B3343CF else 0
     first = 0xC0 | ptype << 4 | 3  # 4-byte packet number
-    head_wo_len = bytes([first]) + version.to_bytes(4, "big") + b"\x08" + QUIC_DCID + b"\x00\x00"
+    cids = bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
+    head_wo_len = bytes([first]) + version.to_bytes(4, "big") + cids + b"\x00"
     plain_len = size - len(head_wo_len) - 2 - 4 - 16
     payload = frames + bytes(plain_len - len(frames))
     pn_bytes = pn.to_bytes(4, "big")
@@ -510,13 +528,65 @@ def quic_initial(frames: bytes, version: int = 1, pn: int = 2, size: int = 1200)
 
 
 def udp_pkt(direction: int, payload: bytes) -> Packet:
-    """A UDP datagram as the capture keeps it: QUIC long headers of 1200+ bytes up to 4096."""
-    if len(payload) >= 1200 and payload[0] >= 0xC0:
+    """A UDP datagram as the capture keeps it: QUIC long headers of 1200+ bytes and DTLS
+    handshake records up to 4096."""
+    if (len(payload) >= 1200 and payload[0] >= 0xC0) or payload[:2] == b"\x16\xfe":
         return (direction, payload[:4096], len(payload))
     return pkt(direction, payload)
 
 
+def dtls_record(ctype: int, body: bytes, seq: int = 0, version: int = 0xFEFD) -> bytes:
+    return bytes([ctype]) + u16(version) + u16(0) + seq.to_bytes(6, "big") + u16(len(body)) + body
+
+
+def dtls_handshake(tls_message: bytes, msg_seq: int = 0, cookie: bytes | None = None) -> bytes:
+    """A TLS handshake message in DTLS's form: message sequence, unfragmented; a ClientHello
+    gets its cookie after the session id."""
+    mtype, body = tls_message[0], tls_message[4:]
+    if mtype == 1 and cookie is not None:
+        i = 35 + body[34]
+        body = body[:i] + bytes([len(cookie)]) + cookie + body[i:]
+    n = u24(len(body))
+    return bytes([mtype]) + n + u16(msg_seq) + u24(0) + n + body
+
+
+DTLS_HELLO = dtls_handshake(
+    client_hello(0xFEFD, "vpn.example.com", versions=(0xFEFC, 0xFEFD)), cookie=b"\x11" * 20
+)
+DTLS_SERVER_HELLO = dtls_handshake(server_hello(0xFEFD, 0x1301, selected=0xFEFC))
+
+
 QUIC_HELLO = client_hello(0x0303, "www.example.org", (b"h3",), (0x0304,))
+
+
+def rpc_call(xid: int, prog: int, vers: int, proc: int, flavor: int = 1) -> bytes:
+    cred = struct.pack(">IIII", 0x12345678, 4, 0, 0) + struct.pack(">III", 0, 0, 0)
+    return (
+        struct.pack(">IIIIII", xid, 0, 2, prog, vers, proc)
+        + struct.pack(">II", flavor, len(cred))
+        + cred
+        + bytes(8)
+    )
+
+
+def rpc_reply(xid: int) -> bytes:
+    return struct.pack(">IIIII", xid, 1, 0, 0, 0) + bytes(4) + struct.pack(">I", 2049)
+
+
+def record_mark(msg: bytes) -> bytes:
+    return struct.pack(">I", 0x80000000 | len(msg)) + msg
+
+
+PG_SSL_REQUEST = struct.pack(">II", 8, 80877103)
+PG_STARTUP = (lambda body: struct.pack(">II", 8 + len(body), 196608) + body)(
+    b"user\x00app\x00database\x00shop\x00\x00"
+)
+PG_AUTH_MD5 = b"R" + struct.pack(">II", 12, 5) + b"salt"
+RFB_SERVER, RFB_CLIENT = b"RFB 003.008\n", b"RFB 003.008\n"
+SNMP_GET = bytes.fromhex(
+    "302602010104067075626c6963a019020409584e45020100020100300b300906052b060102010500"
+)
+SYSLOG = b"<34>1 2026-12-02T17:00:00Z host app - - - login failed for admin"
 
 SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
     # name: (expected app, proto, responder port, packets)
@@ -630,6 +700,29 @@ SAMPLES: dict[str, tuple[str, str, int, list[Packet]]] = {
         [pkt(0, RDP_CR), pkt(1, RDP_CC_TLS), *tls12_flow(request=False, client_certs=None)],
     ),
     "modbus": ("modbus", "tcp", 502, [pkt(0, MODBUS_READ), pkt(1, MODBUS_REPLY)]),
+    "nfs_tcp": (
+        "nfs",
+        "tcp",
+        2049,
+        [pkt(0, record_mark(rpc_call(7, 100003, 3, 0))), pkt(1, record_mark(rpc_reply(7)))],
+    ),
+    "mount_udp": ("nfs", "udp", 20048, [pkt(0, rpc_call(8, 100005, 3, 0)), pkt(1, rpc_reply(8))]),
+    "portmap": ("portmap", "udp", 111, [pkt(0, rpc_call(9, 100000, 2, 3)), pkt(1, rpc_reply(9))]),
+    "postgresql": (
+        "postgresql",
+        "tcp",
+        5432,
+        [pkt(0, PG_SSL_REQUEST), pkt(1, b"N"), pkt(0, PG_STARTUP), pkt(1, PG_AUTH_MD5)],
+    ),
+    "vnc": ("vnc", "tcp", 5900, [pkt(1, RFB_SERVER), pkt(0, RFB_CLIENT)]),
+    "snmp": ("snmp", "udp", 161, [pkt(0, SNMP_GET)]),
+    "syslog": ("syslog", "udp", 514, [pkt(0, SYSLOG)]),
+    "dtls": (
+        "dtls",
+        "udp",
+        4433,
+        [udp_pkt(0, dtls_record(22, DTLS_HELLO)), udp_pkt(1, dtls_record(22, DTLS_SERVER_HELLO))],
+    ),
     "quic": ("quic", "udp", 443, [udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO)))]),
 }
 
@@ -1037,7 +1130,7 @@ def test_ldap_off_port_needs_a_request() -> None:
     assert classify_flow("tcp", 10389, [pkt(1, LDAP_BIND_OK)]).app == "unknown"
     assert classify_flow("tcp", 389, [pkt(1, LDAP_BIND_OK)]).app == "ldap"
     snmp = bytes.fromhex("302602010104067075626c6963a1190204") + bytes(20)
-    assert classify_flow("udp", 161, [pkt(0, snmp)]).app == "unknown"
+    assert classify_flow("udp", 161, [pkt(0, snmp)]).app == "snmp"  # BER, but not LDAP
 
 
 # --- SMB -------------------------------------------------------------------------------
@@ -1114,7 +1207,8 @@ def test_dns_off_port_and_mdns() -> None:
     nbns = struct.pack(">HHHHHH", 0x8D02, 0x0110, 1, 0, 0, 0) + dns_name(
         "CKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     )
-    assert classify_flow("udp", 137, [pkt(0, nbns + struct.pack(">HH", 0x21, 1))]).app == "unknown"
+    f = classify_flow("udp", 137, [pkt(0, nbns + struct.pack(">HH", 0x21, 1))])
+    assert (f.app, f.dns_queries) == ("netbios-ns", ())  # NetBIOS, its names not host names
 
 
 @pytest.mark.parametrize(
@@ -1247,6 +1341,8 @@ def test_ftp_auth_tls() -> None:
         # an FTP-only command without any reply (half-duplex capture)
         (40000, [pkt(0, b"PASV\r\n")], "ftp"),
         (40000, [pkt(0, b"feat\r\n")], "ftp"),
+        (40000, [pkt(0, b"TYPE I\r\n")], "ftp"),
+        (40000, [pkt(0, b"TYPE L 8\r\n")], "ftp"),
     ],
 )
 def test_ftp_detected(port: int, packets: list[Packet], app: str) -> None:
@@ -1261,11 +1357,19 @@ def test_ftp_detected(port: int, packets: list[Packet], app: str) -> None:
         [pkt(1, b"220\x00\x01\x02binary")],  # digits, then binary
         [pkt(1, b"699 no such reply class\r\n")],
         [pkt(0, b"PASVX\r\n")],
+        [pkt(0, b"MODE #channel +o alice\r\n")],  # IRC's MODE
+        [pkt(0, b"TYPE\r\n")],
         [pkt(0, b"AUTH PLAIN\r\n")],  # SMTP's or IMAP's AUTH, not FTP's
     ],
 )
 def test_ftp_near_misses(packets: list[Packet]) -> None:
     assert classify_flow("tcp", 40000, packets).app != "ftp"
+
+
+def test_numeric_line_that_is_neither_ftp_nor_smtp_does_not_hide_the_protocol() -> None:
+    # a status line first, then a protocol the detectors know
+    packets = [pkt(1, b"200 ready\r\n"), pkt(0, b"SSH-2.0-OpenSSH_9.6\r\n")]
+    assert classify_flow("tcp", 40000, packets).app == "ssh"
 
 
 def test_telnet() -> None:
@@ -1327,6 +1431,25 @@ def test_starttls_answer_without_handshake() -> None:
 def test_starttls_then_tls_facts() -> None:
     f = classify("smtp_starttls")
     assert (f.sni, f.tls_version) == ("example.com", "TLS 1.2")
+
+
+def test_redis_inline_commands_on_its_port_only() -> None:
+    inline = [pkt(0, b"set test 1\r\n"), pkt(1, b"+OK\r\n")]
+    assert classify_flow("tcp", 6379, inline).app == "redis"
+    assert classify_flow("tcp", 40000, inline).app == "unknown"
+    assert classify_flow("tcp", 6379, [pkt(0, b"settle down\r\n")]).app == "unknown"
+    error = [pkt(1, b"-ERR Protocol error: invalid multibulk length\r\n")]
+    assert classify_flow("tcp", 40000, error).app == "redis"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"PASV\r\n", b"220 Microsoft FTP Service\r\n", b"EHLO x\r\n", b"+OK ready\r\n",
+     b"* OK ready\r\n", b"NICK alice\r\n", bytes.fromhex("fffd18fffd20")],
+)  # fmt: skip
+def test_line_protocols_and_telnet_over_tcp_only(payload: bytes) -> None:
+    assert classify_flow("tcp", 40000, [pkt(0, payload)]).app != "unknown"
+    assert classify_flow("udp", 40000, [pkt(0, payload)]).app == "unknown"
 
 
 @pytest.mark.parametrize(
@@ -1473,6 +1596,111 @@ def test_modbus(port: int, payload: bytes, app: str) -> None:
 # --- QUIC -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("name", "encrypted"),
+    [
+        ("nfs_tcp", False),
+        ("mount_udp", False),
+        ("portmap", False),
+        ("postgresql", False),
+        ("vnc", False),
+        ("snmp", False),
+        ("syslog", False),
+    ],
+)
+def test_more_protocols_cleartext(name: str, encrypted: bool) -> None:
+    assert classify(name).encrypted is encrypted
+
+
+def test_rpcsec_gss_privacy_and_postgresql_ssl() -> None:
+    gss = rpc_call(7, 100003, 4, 1, flavor=6)
+    sealed = gss[:44] + struct.pack(">I", 3) + gss[48:]  # service: privacy
+    assert classify_flow("udp", 2049, [pkt(0, sealed)]).encrypted is True
+    assert classify_flow("udp", 2049, [pkt(0, gss)]).encrypted is False
+    f = classify_flow("tcp", 5432, [pkt(0, PG_SSL_REQUEST), pkt(1, b"S"), *tls13_flow()])
+    assert (f.app, f.encrypted, f.tls_version) == ("postgresql", True, "TLS 1.3")
+
+
+@pytest.mark.parametrize(
+    ("proto", "payload"),
+    [
+        ("udp", rpc_call(7, 100004, 2, 0)),  # NIS: a program not named
+        (
+            "udp",
+            rpc_call(7, 100003, 3, 0)[:8] + struct.pack(">I", 3) + rpc_call(7, 100003, 3, 0)[12:],
+        ),
+        ("udp", rpc_call(7, 100003, 9, 0)),  # version 9
+        ("udp", rpc_call(7, 100003, 3, 0, flavor=77)),  # no such credential flavor
+        ("tcp", struct.pack(">I", 0x80000010) + rpc_call(7, 100003, 3, 0)),  # record too short
+        ("tcp", struct.pack(">II", 8, 80877199)),  # not the SSLRequest code
+        ("tcp", struct.pack(">II", 40, 196608) + b"xyzzy\x00" + bytes(26)),  # unknown parameter
+        ("tcp", b"R" + struct.pack(">II", 12, 99) + b"salt"),  # no such authentication request
+        ("tcp", b"RFB 3.8\n"),
+        ("tcp", b"RFB 003.008\nmore"),
+        ("udp", bytes.fromhex("302602010204067075626c6963a019020409584e45")),  # SNMP version 2?
+        ("udp", bytes.fromhex("30260201010406707562") + bytes(20)),  # community, then no PDU
+        ("udp", b"<192>too high a priority value"),
+        ("udp", b"<034>leading zero in the priority"),
+        ("udp", b"<34>\x00\x01\x02\x03"),
+    ],
+)
+def test_more_protocols_near_misses(proto: str, payload: bytes) -> None:
+    assert classify_flow(proto, 40000, [pkt(0, payload)]).app == "unknown"
+
+
+def test_dtls_hellos() -> None:
+    f = classify("dtls")
+    assert (f.app, f.encrypted, f.sni, f.tls_record_version) == (
+        "dtls",
+        True,
+        "vpn.example.com",
+        "DTLS 1.2",
+    )
+    assert (f.tls_client_versions, f.tls_version, f.tls_cipher_suite) == (
+        ("DTLS 1.3", "DTLS 1.2"),
+        "DTLS 1.3",
+        0x1301,
+    )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        dtls_record(22, DTLS_HELLO, version=0xFEFE),  # no such DTLS version
+        dtls_record(22, DTLS_HELLO)[:11] + u16(len(DTLS_HELLO) + 1) + DTLS_HELLO,  # too long
+        dtls_record(30, DTLS_HELLO),  # content type 30
+        record(22, client_hello()),  # TLS over UDP is not DTLS
+    ],
+)
+def test_dtls_near_misses(payload: bytes) -> None:
+    assert classify_flow("udp", 4433, [udp_pkt(0, payload)]).app != "dtls"
+
+
+def nb_name(name: str) -> bytes:
+    """A NetBIOS name in RFC 1001's half-ASCII encoding, as one 32-byte label."""
+    raw = name.upper().ljust(15).encode() + b"\x00"
+    return b"\x20" + bytes(c for b in raw for c in (0x41 + (b >> 4), 0x41 + (b & 15))) + b"\x00"
+
+
+NBNS_QUERY = (
+    struct.pack(">HHHHHH", 0x2469, 0x0110, 1, 0, 0, 0) + nb_name("FILESRV") + u16(32) + u16(1)
+)
+NBDGM_BODY = nb_name("HOST1") + nb_name("WORKGROUP") + b"\xffSMB%" + bytes(20)
+NBDGM = bytes([0x11, 0x02, 0xB0, 0xC4, 10, 0, 0, 5]) + u16(138) + u16(len(NBDGM_BODY)) + u16(0)
+NBDGM += NBDGM_BODY
+
+
+def test_netbios_name_and_datagram_services() -> None:
+    f = classify_flow("udp", 137, [pkt(0, NBNS_QUERY)])
+    assert (f.app, f.encrypted, f.dns_queries) == ("netbios-ns", False, ())
+    f = classify_flow("udp", 138, [pkt(0, NBDGM)])
+    assert (f.app, f.encrypted) == ("netbios-dgm", False)
+    # a DNS query to port 137 is not NetBIOS, and is not read as DNS there either
+    assert classify_flow("udp", 137, [pkt(0, dns_query("www.example.com"))]).app == "unknown"
+    assert classify_flow("udp", 138, [pkt(0, NBDGM[:8] + u16(139) + NBDGM[10:])]).app == "unknown"
+    assert classify_flow("udp", 138, [pkt(0, NBDGM + b"x")]).app == "unknown"  # length
+
+
 def test_quic_initial_keys_are_the_rfcs() -> None:
     assert quic.client_keys(1, QUIC_DCID) == QUIC_KEYS[1]
     assert quic.client_keys(0x6B3343CF, QUIC_DCID) == QUIC_KEYS[0x6B3343CF]
@@ -1488,6 +1716,30 @@ def test_quic_sni() -> None:
         ("TLS 1.3",),
         True,
     )
+
+
+def test_quic_server_initial_gives_the_negotiated_version() -> None:
+    assert quic.initial_keys(1, QUIC_DCID, b"server in") == QUIC_SERVER_KEYS_V1
+    hello = server_hello(0x0303, 0x1301, selected=0x0304)
+    packets = [
+        udp_pkt(0, quic_initial(quic_crypto(0, QUIC_HELLO), scid=b"\x01\x02\x03\x04")),
+        # the server's Initial: to the client's SCID, keyed by the client's first DCID
+        udp_pkt(
+            1,
+            quic_initial(
+                b"\x02\x00\x00\x00\x00" + quic_crypto(0, hello),
+                size=300,
+                keys=QUIC_SERVER_KEYS_V1,
+                dcid=b"\x01\x02\x03\x04",
+                scid=b"\xaa" * 8,
+            ),
+        ),
+    ]
+    f = classify_flow("udp", 443, packets)
+    assert (f.sni, f.tls_version, f.tls_cipher_suite) == ("www.example.org", "TLS 1.3", 0x1301)
+    # without the client's Initial the server's cannot be opened
+    f = classify_flow("udp", 443, packets[1:])
+    assert (f.app, f.quic_version, f.tls_version) == ("quic", "1", None)
 
 
 def test_quic_v2_and_hello_split_over_two_packets_out_of_order() -> None:
@@ -1612,6 +1864,28 @@ PREFIXES = [
     b"\x01\x01\x06\x00",
     b"\x43\x87\x00\x00\x00\x00\x00\x30",
     b"\x4a\x00\x00\x00\x0a\x35\x2e",
+    # the protocols of issue 8
+    b"220 ",
+    b"220-",
+    b"USER a\r\nNICK ",
+    b"AUTH TLS\r\n",
+    b"* OK ",
+    b"+OK ",
+    b"*3\r\n$3\r\n",
+    b":irc ",
+    b"\xff\xfb\x18",
+    b"\xff\xfa\x18",
+    b"\x6a\x81\x80\x30\x81\x7d\xa1\x03\x02\x01\x05\xa2\x03\x02\x01\x0a",
+    b"\x00\x00\x00\x90\x6c\x81\x8d\x30",
+    b"\x05\x00\x0b\x03\x10\x00\x00\x00",
+    b"\x04\x00\x20\x00\x10\x00\x00",
+    b"\x03\x00\x00\x2a\x25\xe0\x00\x00\x00\x00\x00",
+    b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x00\x08\x00",
+    b"\x00\x01\x00\x00\x00\x06\x01\x03",
+    b"\xc3\x00\x00\x00\x01\x08" + QUIC_DCID + b"\x00\x00",
+    b"\xd3\x6b\x33\x43\xcf\x08" + QUIC_DCID + b"\x00\x00\x44\xd0",
+    b"\xc3\x51\x30\x34\x36\x50",
+    b"\xc0\x00\x00\x00\x00\x08",
 ]
 
 
@@ -1625,7 +1899,7 @@ def test_random_bytes_never_raise(prefix: bytes, proto: str) -> None:
         for _ in range(rng.randrange(1, 8)):
             body = prefix + rng.randbytes(n)
             packets.append((rng.randrange(2), body, len(body) + rng.choice((0, 0, 1, 1000, 70000))))
-        for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260):
+        for port in (rng.randrange(65536), 53, 389, 445, 123, 67, 3260, 21, 3389, 502, 6379):
             _check(proto, port, packets)
 
 
@@ -1647,6 +1921,8 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
     cap.tcp_session("10.0.0.5", "10.0.0.11", 51003, 6380, [(d, h) for d, h, _n in REDIS])
     not_quic = b"\xc3\x12\x34\x56\x78" + bytes(1195)  # unknown version: 128 bytes kept
     cap.udp("10.0.0.5", "192.0.2.10", 51004, 4433, not_quic)
+    dtls_hello = dtls_record(22, DTLS_HELLO)  # kept whole: its SNI lies past 128 bytes
+    cap.udp("10.0.0.5", "192.0.2.11", 51005, 4433, dtls_hello)
     path = cap.write(tmp_path / "new.pcap")
     from auditor import read_packets
 
@@ -1656,7 +1932,7 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
         for h, p in zip(b.column("payload").to_pylist(), b.column("proto").to_pylist(), strict=True)
         if p == 17
     }
-    assert heads == {1200, 128}
+    assert heads == {1200, 128, len(dtls_hello)}
     table = read_flows([path]).flows
     assert table is not None
     rows = {r["dst_port"]: r for r in table.to_pylist()}
@@ -1666,6 +1942,8 @@ def test_capture_to_flows_new_protocols(tmp_path: Path) -> None:
         "www.example.org",
     )
     assert rows[8888]["app"] == "ftp"
+    dtls_row = next(r for r in table.to_pylist() if r["src_port"] == 51005)
+    assert dtls_row["sni"] == "vpn.example.com"
     assert rows[23]["app"] == "telnet"
     assert rows[6380]["app"] == "redis"
 
@@ -1722,6 +2000,8 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
         (0, b"EPSV\r\n"),
         (1, b"229 Entering Extended Passive Mode (|||20002|)\r\n"),
         (0, b"PORT 10,0,0,5,200,10\r\n"),  # 51210: the server connects back
+        (0, b"PASV\r\n"),
+        (1, b"227 Entering Passive Mode (192,168,7,10,78,37).\r\n"),  # behind NAT: 20005
     ]
     cap = Capture()
     cap.tcp_session(client, server, 40000, 21, control)
@@ -1730,6 +2010,7 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
     cap.tcp_session(client, server, 40002, 20002, [(1, b"-rw-r--r-- 1 ftp ftp 1024 a.bin\r\n")])
     cap.tcp_session(server, client, 20, 51210, [(0, binary)])
     cap.tcp_session(client, server, 40003, 20003, [(1, binary)])  # not announced
+    cap.tcp_session(client, server, 40006, 20005, [(1, binary)])  # to the server's public address
     # "227 ..." inside an HTTP response body's first segment is no announcement
     http = b"HTTP/1.1 200 OK\r\n\r\n"
     cap.tcp_session(
@@ -1743,5 +2024,38 @@ def test_ftp_data_connections_marked(tmp_path: Path) -> None:
     assert apps[20001] == ("ftp-data", False)
     assert apps[20002] == ("ftp-data", False)
     assert apps[51210] == ("ftp-data", False)
+    assert apps[20005] == ("ftp-data", False)
     assert apps[20003][0] == "unknown"
     assert apps[20004][0] == "unknown"
+
+
+def test_flows_command_shows_the_new_apps(tmp_path: Path) -> None:
+    """What a user sees: ``pcap-audit flows --format json`` on a capture with a Telnet
+    session, an SMTP session upgraded by STARTTLS and a QUIC Initial."""
+    import json
+
+    from click.testing import CliRunner
+
+    from auditor.cli.main import cli
+    from auditor.synth import Capture
+
+    cap = Capture()
+    cap.tcp_session("10.0.0.5", "10.0.0.10", 51002, 2323, [(d, h) for d, h, _n in TELNET])
+    smtp_tls = [*SMTP_STARTTLS, *tls12_flow(request=False, client_certs=None)]
+    cap.tcp_session("10.0.0.5", "10.0.0.12", 51003, 587, [(d, h) for d, h, _n in smtp_tls])
+    cap.udp("10.0.0.5", "192.0.2.10", 51000, 443, quic_initial(quic_crypto(0, QUIC_HELLO)))
+    path = cap.write(tmp_path / "c.pcap")
+    res = CliRunner().invoke(cli, ["flows", str(path), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    flows = {f["dst_port"]: f for f in json.loads(res.stdout)["flows"]}
+    assert (flows[2323]["app"], flows[2323]["encrypted"]) == ("telnet", False)
+    assert (flows[587]["app"], flows[587]["starttls"], flows[587]["encrypted"]) == (
+        "smtp",
+        True,
+        True,
+    )
+    assert (flows[443]["app"], flows[443]["quic_version"], flows[443]["sni"]) == (
+        "quic",
+        "1",
+        "www.example.org",
+    )

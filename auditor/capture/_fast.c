@@ -246,11 +246,11 @@ static inline void copy_head(uint8_t *dst, const uint8_t *src, uint32_t n, const
 
 /* Write row r: record fields, decoded fields, payload head, flow key, validity bits.
  * Payload head policy (see reader.py): up to HEAD_TLS bytes when the payload starts like a
- * TLS handshake record (16 03), up to HEAD_TEXT when its first 4 bytes are ASCII letters or
- * '-', the 4th may be a space ("GET ", "PUT ": HTTP, SSH, SMTP, ...), up to HEAD_TLS for a
- * UDP datagram of 1200 bytes or more that starts like a QUIC long-header packet (an Initial,
- * whose ClientHello the classifier decrypts), otherwise up to HEAD_OTHER. The caller guarantees HEAD_TLS
- * bytes of room in the payload buffer. */
+ * TLS handshake record (16 03; over UDP also DTLS's 16 fe) or is a UDP datagram of 1200
+ * bytes or more that starts like a QUIC long-header packet (an Initial, whose ClientHello
+ * the classifier decrypts); up to HEAD_TEXT when its first 4 bytes are ASCII letters or
+ * '-', the 4th may be a space ("GET ", "PUT ": HTTP, SSH, SMTP, ...); otherwise up to
+ * HEAD_OTHER. The caller guarantees HEAD_TLS bytes of room in the payload buffer. */
 static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, int64_t ts,
                            int ts_valid, uint32_t wire, uint32_t caplen, uint32_t lt,
                            const pc_pkt *o, const uint8_t *rec, const uint8_t *rec_end)
@@ -286,8 +286,8 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
     if (o->payload_caplen && (uint64_t)o->payload_off + o->payload_caplen <= caplen) {
         const uint8_t *pl = rec + o->payload_off;
         uint32_t m = o->payload_caplen, lim = HEAD_OTHER;
-        if (m >= 2 && pl[0] == 0x16 && pl[1] == 0x03)
-            lim = HEAD_TLS;
+        if (m >= 2 && pl[0] == 0x16 && (pl[1] == 0x03 || (pl[1] == 0xFE && o->proto == 17)))
+            lim = HEAD_TLS; /* a TLS handshake record, or a DTLS one over UDP */
         else if (o->proto == 17 && quic_long_header(pl, m))
             lim = HEAD_TLS; /* a QUIC Initial: the classifier decrypts the whole datagram */
         else if (m >= 4 && head_text(pl[0]) && head_text(pl[1]) && head_text(pl[2]) &&

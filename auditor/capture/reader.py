@@ -20,12 +20,13 @@ add up.
 Payload heads (the ``payload`` column): the first bytes of the captured L4 payload, enough
 for the classifier without carrying whole packets: up to 4096 bytes when the payload starts
 like a TLS handshake record (``16 03``: a ClientHello/ServerHello with its extensions and,
-in TLS 1.2, the certificates), up to 1024 bytes when its first 4 bytes are ASCII letters or
-``-``, the 4th may be a space (``GET ``, ``POST``, ``HTTP``, ``SSH-``, SMTP/FTP/IMAP
-commands), up to 4096 bytes for a UDP datagram of at least 1200 bytes that starts like a
-QUIC long-header packet of a known version (first byte ``0xC0``-``0xFF``; v1, v2, drafts,
-Google QUIC ``Q0xx``): an Initial, which the classifier decrypts whole to read its
-ClientHello; otherwise up to 128 bytes; empty when the packet has no captured payload.
+in TLS 1.2, the certificates; over UDP also a DTLS one, ``16 fe``), up to 1024 bytes when
+its first 4 bytes are ASCII letters or ``-``, the 4th may be a space (``GET ``, ``POST``,
+``HTTP``, ``SSH-``, SMTP/FTP/IMAP commands), up to 4096 bytes for a UDP datagram of at
+least 1200 bytes that starts like a QUIC long-header packet of a known version (first byte
+``0xC0``-``0xFF``; v1, v2, drafts, Google QUIC ``Q0xx``): an Initial, which the classifier
+decrypts whole to read its ClientHello; otherwise up to 128 bytes; empty when the packet
+has no captured payload.
 
 Absent values are Arrow nulls: ``vlan``/``vlan_inner``/``mpls`` without a tag, ``tunnel_id``
 when there is no tunnel, ``outer_src``/``outer_dst`` without a tunnel's outer IP header,

@@ -1,12 +1,17 @@
 """Payload classifier: the first payload heads of a flow -> application protocol and its facts.
 
-:func:`classify_flow` is called once per flow with up to six payload-carrying packets per
-direction. It finds the protocol from the first bytes of the first packet that any detector
+:func:`classify_flow` is called once per flow with its first payload-carrying packets of
+each direction (the flow table keeps four). It finds the protocol from the first bytes of the first packet that any detector
 accepts (either direction, any port; the well-known port only relaxes the weaker checks),
 then lets that protocol's reader go over all the packets. Readers are pure functions that
 never raise on bad input: they return what they learned before the bytes stopped making
-sense. A protocol that upgrades to TLS in the same flow (LDAP StartTLS, MySQL, NATS, HTTP
-CONNECT) gets the TLS facts of what follows.
+sense. A protocol that upgrades to TLS in the same flow (LDAP StartTLS, SMTP/IMAP STARTTLS,
+POP3 STLS, FTP AUTH TLS, MySQL, NATS, HTTP CONNECT, RDP) gets the TLS facts of what follows.
+
+One packet does not always tell: a numeric reply line is FTP's or SMTP's, so :func:`detect`
+answers :data:`REPLY` and the whole flow settles it (banner text, commands and replies only
+one of them has, then the port). FTP data connections are named across flows, after this:
+:mod:`auditor.classify.ftp_data`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from auditor.classify import (
     dcerpc,
     dns,
+    dtls,
     ftp,
     http,
     imap,
@@ -25,15 +31,21 @@ from auditor.classify import (
     ldap,
     lines,
     modbus,
+    netbios,
+    onc_rpc,
     others,
     pop3,
+    postgresql,
     quic,
     rdp,
     redis,
     smb,
     smtp,
+    snmp,
+    syslog,
     telnet,
     tls,
+    vnc,
 )
 from auditor.classify.facts import (
     APPS,
@@ -66,7 +78,8 @@ __all__ = [
 
 
 def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | None:
-    """The application protocol one payload head shows, or None. Dispatches on byte 0."""
+    """The application protocol one payload head shows, :data:`REPLY` for a numeric reply
+    line (FTP or SMTP: see :func:`classify_flow`), or None. Dispatches on byte 0."""
     if not head:
         return None
     b0 = head[0]
@@ -74,6 +87,7 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         app = _detect_udp(dst_port, head, payload_len)
         if app is not None:
             return app
+    stream = proto == "tcp"  # the line-based protocols and Telnet run over TCP only
     if 20 <= b0 <= 24:
         if tls.is_record(head):
             return "tls"
@@ -84,16 +98,27 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
             return "nats"
         if http.is_request(head) or http.is_response(head):
             return "http"
-        app = _text_command(head, payload_len)
-        if app is not None:
-            return app
+        if stream:
+            if b0 == 0x52:  # R
+                if vnc.is_version(head, payload_len):
+                    return "vnc"
+                if postgresql.is_auth_request(head, payload_len):
+                    return "postgresql"
+            app = _text_command(head, payload_len)
+            if app is not None:
+                return app
+            inline = dst_port in redis.PORTS and redis.is_inline(
+                lines.first_line(head, payload_len) or b""
+            )
+            if inline:
+                return "redis"
     elif b0 in _SYMBOLS:  # * + - : (IMAP, POP3, IRC, Redis)
-        app = _symbol_text(head, payload_len)
+        app = _symbol_text(head, payload_len) if stream else None
         if app is not None:
             return app
     elif 0x31 <= b0 <= 0x35:  # 1-5: a numeric reply (FTP, SMTP)?
-        line = lines.first_line(head, payload_len)
-        if line is not None and lines.reply_code(line) is not None:
+        reply = lines.first_line(head, payload_len) if stream else None
+        if reply is not None and lines.reply_code(reply) is not None:
             return REPLY
     elif b0 == 0x30:
         if ldap.is_message(head, payload_len, dst_port in ldap.PORTS):
@@ -102,7 +127,7 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         if smb.is_smb(head):
             return "smb"
     elif b0 == telnet.IAC:
-        if telnet.is_negotiation(head, payload_len):
+        if stream and telnet.is_negotiation(head, payload_len):
             return "telnet"
     elif b0 & 0x80 and tls.is_sslv2_hello(head):
         return "tls"
@@ -112,8 +137,13 @@ def detect(proto: str, dst_port: int, head: bytes, payload_len: int) -> str | No
         return "rdp"
     if b0 == 5 and dcerpc.is_co_pdu(head, payload_len, dst_port in dcerpc.PORTS):
         return "dcerpc"
-    if b0 == 0 and kerberos.is_tcp_message(head, payload_len):
-        return "kerberos"
+    if b0 == 0:
+        if kerberos.is_tcp_message(head, payload_len):
+            return "kerberos"
+        if postgresql.is_startup(head, payload_len):
+            return "postgresql"
+    if b0 & 0x80 and (rpc := onc_rpc.tcp_call(head, payload_len)) is not None:
+        return rpc
     if b0 & 0x3F in (others.ISCSI_LOGIN_REQUEST, others.ISCSI_LOGIN_RESPONSE) and others.is_iscsi(
         head, payload_len, dst_port == others.ISCSI_PORT
     ):
@@ -188,15 +218,26 @@ def _settle_reply(packets: Sequence[Packet], port: int) -> str | None:
 
 def _detect_udp(port: int, head: bytes, plen: int) -> str | None:
     # The well-known port first, with its relaxed check; then the strict checks.
-    if port == NBNS_PORT:
-        return None  # NetBIOS name service: DNS-shaped, but its names are not host names
+    if port == NBNS_PORT:  # DNS-shaped, but its names are not host names
+        return "netbios-ns" if netbios.is_name_service(head) else None
     b0 = head[0]
     if b0 >= 0xC0 and quic.is_packet(head, plen):
         return "quic"
+    if port == netbios.DGM_PORT and netbios.is_datagram(head, plen):
+        return "netbios-dgm"
+    if 20 <= b0 <= 25 and dtls.is_record(head, plen):
+        return "dtls"
     if b0 in kerberos.TAGS and kerberos.is_message(head):
         return "kerberos"
     if b0 == 4 and dcerpc.is_cl_pdu(head, plen):
         return "dcerpc"
+    if b0 == 0x30 and snmp.is_message(head):
+        return "snmp"
+    if b0 == 0x3C and syslog.is_message(head, plen):  # <
+        return "syslog"
+    rpc = onc_rpc.udp_call(head)
+    if rpc is not None:
+        return rpc
     if port in dns.PORTS and dns.is_message(head, True):
         return "dns"
     if port == others.NTP_PORT and others.is_ntp(head, plen, True):
@@ -244,16 +285,21 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
     app: str | None = None
     any_payload = False
     first = 0  # index of the packet that showed the protocol
+    settled = False  # a numeric reply was looked into: FTP, SMTP or neither
     for i, (_d, head, plen) in enumerate(packets):
         if plen <= 0 and not head:
             continue
         any_payload = True
         app = detect(proto, dst_port, head, plen)
+        if app == REPLY:
+            if settled:
+                app = None
+                continue
+            settled = True
+            app = _settle_reply(packets, dst_port)
         if app is not None:
             first = i
             break
-    if app == REPLY:
-        app = _settle_reply(packets, dst_port)
     if app is None:
         return UNKNOWN if any_payload else NO_PAYLOAD
 
@@ -304,8 +350,22 @@ def classify_flow(proto: str, dst_port: int, packets: Sequence[Packet]) -> FlowF
         _tls_upgrade(packets, facts)
     elif app == "modbus":
         facts = modbus.modbus_facts(packets)
+    elif app == "dtls":
+        facts = dtls.dtls_facts(packets)
     elif app == "quic":
         facts = quic.quic_facts(packets)
+    elif app in ("nfs", "portmap"):
+        facts = onc_rpc.rpc_facts(packets, proto)
+    elif app == "postgresql":
+        facts = postgresql.postgresql_facts(packets)
+        _tls_upgrade(packets, facts)
+    elif app == "vnc":
+        facts = vnc.vnc_facts(packets)
+        _tls_upgrade(packets, facts)
+    elif app == "snmp":
+        facts = snmp.snmp_facts(packets)
+    elif app in ("syslog", "netbios-ns", "netbios-dgm"):
+        facts = {"encrypted": False}
     else:  # mysql
         facts = others.mysql_facts(packets)
         _tls_upgrade(packets, facts)

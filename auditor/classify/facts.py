@@ -48,6 +48,15 @@ APPS: tuple[str, ...] = (
     "rdp",
     "modbus",
     "quic",
+    "dtls",
+    "nfs",
+    "portmap",
+    "postgresql",
+    "vnc",
+    "snmp",
+    "syslog",
+    "netbios-ns",
+    "netbios-dgm",
 )
 
 

@@ -40,6 +40,9 @@ def says_ftp(text: bytes) -> bool:
 def is_command(line: bytes) -> bool:
     """A command only FTP has, or ``AUTH TLS``/``AUTH SSL``."""
     word = command_word(line)
+    if word in (b"MODE", b"TYPE", b"STRU"):  # one-letter arguments (IRC has a MODE too)
+        arg = line[5:].upper()
+        return len(line) > 5 and line[4:5] == b" " and arg[:1] in b"ABCEFILPRSZ" and len(arg) <= 3
     if word in COMMANDS:
         return True
     return word == b"AUTH" and line[5:8].upper() in (b"TLS", b"SSL")

@@ -8,15 +8,17 @@ beyond the few payload heads per flow the classifier gets, so they are found in 
 packet: :func:`scan` runs once per packet batch, a vectorised test of the payload's first
 four bytes with a Python parse only of the rows that pass (a handful per FTP session).
 After classification, :func:`mark` gives ``app = "ftp-data"`` to the flows whose endpoint
-was announced on a flow the classifier called ``ftp``: a pass over the flow table, as the
-answer spans flows.
+was announced on a flow the classifier called ``ftp`` (the announced address, or the
+announcer's own, which is where the connection goes when a NAT rewrote the address): a pass
+over the flow table, as the answer spans flows.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+import socket
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -36,13 +38,16 @@ _EPRT = re.compile(rb"(?i:EPRT) (.)([12])\1([0-9A-Fa-f.:]{2,45})\1(\d{1,5})\1")
 TCP = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Announcement:
-    """A data connection endpoint announced on the control flow ``flow``."""
+class Announcement(NamedTuple):
+    """A data connection endpoint announced on the control flow ``flow`` (a named tuple,
+    not a dataclass: thousands are made per second of FTP-heavy traffic)."""
 
     flow: int  # the flow table's index of the control connection
     ip: str
     port: int
+    #: who announced it: the endpoint the data connection goes to when a NAT rewrote it
+    #: (a server behind NAT announces its private address in PASV)
+    sender: str
 
 
 def parse(line: bytes, sender: str) -> tuple[str, int] | None:
@@ -75,9 +80,16 @@ def parse(line: bytes, sender: str) -> tuple[str, int] | None:
     return None
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+#: memory stays bounded: announcements past this many (a flood of "227 (" lines) are not kept
+MAX_ANNOUNCEMENTS = 200_000
+
+
 def _text(addr16: bytes) -> str:
-    a = ipaddress.IPv6Address(addr16)
-    return str(a.ipv4_mapped or a)
+    """A 16-byte address as the flow table writes it (IPv4-mapped as IPv4)."""
+    if addr16[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, addr16[12:])
+    return socket.inet_ntop(socket.AF_INET6, addr16)
 
 
 def scan(
@@ -111,7 +123,7 @@ def scan(
     if not len(rows):
         return
     raw = memoryview(data)
-    sender: str | None = None
+    senders: dict[bytes, str] = {}
     for i, f, lo, hi in zip(
         rows.tolist(),
         flow[rows].tolist(),
@@ -119,14 +131,15 @@ def scan(
         offsets[rows + 1].tolist(),
         strict=True,
     ):
-        if f < 0:
+        if f < 0 or len(out) >= MAX_ANNOUNCEMENTS:
             continue
-        line = bytes(raw[lo:hi])
-        if line[:3] == b"229":  # EPSV names no address: the reply's sender is the server
-            sender = _text(bytes(src_ip[i]))
-        found = parse(line, sender or "")
+        addr = src_ip[i].tobytes()
+        sender = senders.get(addr)
+        if sender is None:
+            sender = senders[addr] = _text(addr)
+        found = parse(bytes(raw[lo:hi]), sender)
         if found is not None:
-            out.append(Announcement(f, found[0], found[1]))
+            out.append(Announcement(f, found[0], found[1], sender))
 
 
 def mark(table: pa.Table, rows_of_flow: np.ndarray, announced: list[Announcement]) -> pa.Table:
@@ -138,24 +151,28 @@ def mark(table: pa.Table, rows_of_flow: np.ndarray, announced: list[Announcement
     app = table.column("app").to_pylist()
     controls = {int(rows_of_flow[a.flow]) for a in announced if a.flow < len(rows_of_flow)}
     is_ftp = {r for r in controls if app[r] == "ftp"}
-    endpoints = {(a.ip, a.port) for a in announced if int(rows_of_flow[a.flow]) in is_ftp}
+    endpoints = {
+        e
+        for a in announced
+        if int(rows_of_flow[a.flow]) in is_ftp
+        for e in ((a.ip, a.port), (a.sender, a.port))
+    }
     if not endpoints:
         return table
     ports = np.array(sorted({p for _ip, p in endpoints}))
     sport = table.column("src_port").to_numpy()
     dport = table.column("dst_port").to_numpy()
-    tcp = np.asarray(table.column("proto").to_pylist(), dtype=object) == "tcp"
-    candidates = np.flatnonzero(tcp & (np.isin(dport, ports) | np.isin(sport, ports)))
+    candidates = np.flatnonzero(np.isin(dport, ports) | np.isin(sport, ports))
     if not len(candidates):
         return table
     enc = table.column("encrypted").to_pylist()
-    src_all = table.column("src_ip").to_pylist()
-    dst_all = table.column("dst_ip").to_pylist()
-    src = [src_all[r] for r in candidates.tolist()]
-    dst = [dst_all[r] for r in candidates.tolist()]
+    columns = [table.column(name) for name in ("proto", "src_ip", "dst_ip")]
     hits = 0
-    for r, si, di in zip(candidates.tolist(), src, dst, strict=True):
-        if app[r] != "ftp" and (
+    for r in candidates.tolist():
+        if app[r] == "ftp":
+            continue
+        proto, si, di = (c[r].as_py() for c in columns)  # a few hundred rows: by scalar
+        if proto == "tcp" and (
             (di, int(dport[r])) in endpoints or (si, int(sport[r])) in endpoints
         ):
             if app[r] != "tls":

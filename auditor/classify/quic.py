@@ -3,8 +3,9 @@ ClientHello of the client's Initial packets, decrypted.
 
 Initial packets are protected with keys every observer can derive: HKDF from a salt
 published per version and the Destination Connection ID the client chose (RFC 9001
-section 5.2). So the ClientHello (SNI, ALPN, offered TLS versions) is readable; the rest of
-the connection is TLS 1.3 and ``encrypted`` is true. The crypto is the ``cryptography``
+section 5.2). So the ClientHello (SNI, ALPN, offered TLS versions) is readable, and so is the server's
+ServerHello (negotiated version and cipher suite), whose keys come from the same DCID; the
+rest of the connection is TLS 1.3 and ``encrypted`` is true. The crypto is the ``cryptography``
 package's (HKDF, AES-128-ECB for header protection, AES-128-GCM for the payload); a packet
 cut by the capture is decrypted as far as it goes with AES-CTR, GCM's keystream, without
 checking its tag, and its frames must then parse.
@@ -20,10 +21,11 @@ import functools
 import hmac
 from collections.abc import Sequence
 from hashlib import sha256
+from typing import Any
 
 from auditor.classify.facts import Facts
 from auditor.classify.stream import Packet
-from auditor.classify.tls import CLIENT_HELLO, client_hello_facts
+from auditor.classify.tls import CLIENT_HELLO, SERVER_HELLO, client_hello_facts, server_hello_facts
 
 PORTS = frozenset({443, 80, 8443})
 V1, V2 = 0x00000001, 0x6B3343CF
@@ -118,9 +120,15 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
 
 
-@functools.lru_cache(maxsize=256)
 def client_keys(version: int, dcid: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(key, iv, hp) protecting the client's Initial packets, or None for an unknown version."""
+    return initial_keys(version, dcid, b"client in")
+
+
+@functools.lru_cache(maxsize=256)
+def initial_keys(version: int, dcid: bytes, side: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(key, iv, hp) of one side's Initial packets (``side``: ``client in`` / ``server in``),
+    both derived from the Destination Connection ID of the client's first Initial."""
     if version == V1:
         salt, prefix = _SALT_V1, b"quic "
     elif version == V2:
@@ -133,7 +141,7 @@ def client_keys(version: int, dcid: bytes) -> tuple[bytes, bytes, bytes] | None:
         return None
     # HKDF-Extract is one HMAC (RFC 5869 section 2.2)
     initial = hmac.new(salt, dcid, sha256).digest()
-    secret = _expand_label(initial, b"client in", 32)
+    secret = _expand_label(initial, side, 32)
     return (
         _expand_label(secret, prefix + b"key", 16),
         _expand_label(secret, prefix + b"iv", 12),
@@ -141,21 +149,33 @@ def client_keys(version: int, dcid: bytes) -> tuple[bytes, bytes, bytes] | None:
     )
 
 
-def _aes_ecb(key: bytes, block: bytes) -> bytes:
+@functools.lru_cache(maxsize=256)
+def _ecb(key: bytes) -> Any:
+    """An AES-ECB encryptor for header protection, kept per key (ECB holds no state
+    between blocks, so one encryptor serves every packet of the connection)."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return enc.update(block) + enc.finalize()
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+
+@functools.lru_cache(maxsize=256)
+def _gcm(key: bytes) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _aes_ecb(key: bytes, block: bytes) -> bytes:
+    return bytes(_ecb(key).update(block))
 
 
 def _decrypt(key: bytes, nonce: bytes, header: bytes, body: bytes, whole: bool) -> bytes | None:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     if whole:
         try:
-            return AESGCM(key).decrypt(nonce, body, header)
+            return bytes(_gcm(key).decrypt(nonce, body, header))
         except InvalidTag:
             return None
     # A cut packet: GCM's keystream is AES-CTR from counter 2 (NIST SP 800-38D section 7.1)
@@ -163,15 +183,21 @@ def _decrypt(key: bytes, nonce: bytes, header: bytes, body: bytes, whole: bool) 
     return dec.update(body) + dec.finalize()
 
 
-def _open_initial(head: bytes, plen: int, pos: int) -> tuple[bytes, int] | None:
-    """Decrypt the client Initial packet at ``pos``: (payload, end of the packet)."""
+def _open_initial(
+    head: bytes, plen: int, pos: int, key_dcid: bytes | None, side: bytes
+) -> tuple[bytes, int, bytes] | None:
+    """Decrypt the Initial packet at ``pos``: (payload, end of the packet, the DCID its keys
+    came from). Keys come from ``key_dcid``, the DCID of the client's first Initial, for
+    both sides; a client's packet without it is keyed by its own DCID."""
     found = long_header(head[pos:])
     if found is None:
         return None
     version, dcid, i = found
     if (head[pos] >> 4 & 3) != _initial_type(version):
         return None
-    keys = client_keys(version, dcid)
+    if key_dcid is None:
+        key_dcid = dcid
+    keys = initial_keys(version, key_dcid, side)
     if keys is None:
         return None
     key, iv, hp = keys
@@ -198,7 +224,7 @@ def _open_initial(head: bytes, plen: int, pos: int) -> tuple[bytes, int] | None:
     plain = _decrypt(key, nonce, header, body, whole)
     if plain is None:
         return None
-    return plain, end
+    return plain, end, key_dcid
 
 
 def _crypto_frames(plain: bytes, out: dict[int, bytes]) -> None:
@@ -251,8 +277,10 @@ def _assemble(pieces: dict[int, bytes]) -> bytes:
 
 def quic_facts(packets: Sequence[Packet]) -> Facts:
     facts: Facts = {"encrypted": True}
-    crypto: dict[int, bytes] = {}
+    crypto: dict[int, bytes] = {}  # the client's CRYPTO stream at Initial level
+    server_crypto: dict[int, bytes] = {}
     client: int | None = None
+    key_dcid: bytes | None = None  # DCID of the client's latest Initial (after a Retry: new)
     seen_unknown = False
     for d, head, plen in packets:
         found = long_header(head)
@@ -266,15 +294,27 @@ def quic_facts(packets: Sequence[Packet]) -> Facts:
             # version negotiation (RFC 9000 section 6.3)
             facts["quic_version"] = version_name(version)
             seen_unknown = not _known(version)
-        if client is not None and d != client:
+        server = client is not None and d != client
+        if server and key_dcid is None:
             continue
         pos = 0
         while pos < len(head) and pos < plen:  # coalesced packets (RFC 9000 section 12.2)
-            opened = _open_initial(head, plen, pos)
+            if server:
+                opened = _open_initial(head, plen, pos, key_dcid, b"server in")
+            else:
+                # later Initials go to the server's chosen ID but keep the first keys; after
+                # a Retry the keys come from the new DCID (RFC 9001 section 5.2)
+                opened = _open_initial(head, plen, pos, key_dcid, b"client in")
+                if opened is None and key_dcid is not None:
+                    opened = _open_initial(head, plen, pos, None, b"client in")
             if opened is None:
                 break
-            client = d
-            _crypto_frames(opened[0], crypto)
+            if server:
+                _crypto_frames(opened[0], server_crypto)
+            else:
+                client = d
+                key_dcid = opened[2]
+                _crypto_frames(opened[0], crypto)
             pos = opened[1]
     hello = _assemble(crypto)
     if len(hello) >= 4 and hello[0] == CLIENT_HELLO:
@@ -284,4 +324,9 @@ def quic_facts(packets: Sequence[Packet]) -> Facts:
             # supported_versions cut off: QUIC runs TLS 1.3 only (RFC 9001 section 4.2)
             offered["tls_client_versions"] = ("TLS 1.3",)
         facts.update(offered)
+    hello = _assemble(server_crypto)
+    if len(hello) >= 4 and hello[0] == SERVER_HELLO:
+        chosen = server_hello_facts(hello[4 : 4 + int.from_bytes(hello[1:4], "big")])
+        chosen.pop("alpn_selected", None)  # TLS 1.3 sends it encrypted; not in a ServerHello
+        facts.update(chosen)
     return facts

@@ -2,7 +2,8 @@
 
 Clients send commands as arrays of bulk strings: ``*<n>\\r\\n$<len>\\r\\n<name>\\r\\n...``, which
 is specific enough on any port when the first string's length is right and the name is a
-word. Server replies alone are short and generic (``+OK``, ``:1``); only the ones Redis has and
+word; inline commands (``set key 1``) only on Redis's ports. Server replies alone are short
+and generic (``+OK``, ``:1``); only the ones Redis has and
 the other text protocols have not count (``+PONG``, ``-NOAUTH``, ``-WRONGTYPE``, ...).
 """
 
@@ -18,7 +19,14 @@ PORTS = frozenset({6379, 6380, 26379})
 _COMMAND = re.compile(rb"\*([1-9][0-9]{0,5})\r\n\$([1-9][0-9]{0,2})\r\n")
 _REPLIES = (b"+PONG\r\n", b"-NOAUTH ", b"-WRONGTYPE ", b"-ERR unknown command ",
             b"-ERR wrong number of arguments for ", b"-MOVED ", b"-ASK ", b"-LOADING ",
-            b"-READONLY ", b"-MASTERDOWN ", b"-WRONGPASS ", b"-NOPERM ")  # fmt: skip
+            b"-READONLY ", b"-MASTERDOWN ", b"-WRONGPASS ", b"-NOPERM ",
+            b"-ERR Protocol error")  # fmt: skip
+#: inline commands (a line of words, for telnet-like clients), believed on Redis's ports only
+INLINE = frozenset(
+    b"GET SET INCR DECR DEL EXISTS EXPIRE TTL KEYS PING AUTH INFO SELECT HGET HSET HGETALL "
+    b"LPUSH RPUSH LPOP RPOP LRANGE SADD SMEMBERS ZADD ZRANGE MGET MSET SUBSCRIBE PUBLISH "
+    b"CONFIG CLIENT FLUSHALL FLUSHDB DBSIZE MONITOR".split()
+)
 
 
 def is_command(head: bytes) -> bool:
@@ -33,6 +41,12 @@ def is_command(head: bytes) -> bool:
     if not name.replace(b"_", b"").replace(b"-", b"").replace(b".", b"").isalpha():
         return False
     return len(head) < end + 2 or head[end : end + 2] == b"\r\n"
+
+
+def is_inline(line: bytes) -> bool:
+    """An inline command: a known command word, then arguments or the end of the line."""
+    word = line.split(b" ", 1)[0].upper()
+    return word in INLINE and (len(line) == len(word) or line[len(word)] == 0x20)
 
 
 def is_reply(head: bytes) -> bool:

@@ -260,6 +260,13 @@ def client_hello_facts(body: bytes) -> Facts:
     return facts
 
 
+def server_hello_facts(body: bytes) -> Facts:
+    """Negotiated version, suite and ALPN of a ServerHello body (QUIC: outside records)."""
+    facts: Facts = {}
+    _server_hello(body, facts)
+    return facts
+
+
 def _server_hello(body: bytes, facts: Facts) -> int | None:
     """Record the negotiated version, suite and ALPN; return the version number."""
     if len(body) < 2:
