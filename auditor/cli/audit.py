@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 
 import click
 
@@ -11,9 +12,12 @@ from auditor.cli.common import (
     emit,
     handle_errors,
     inventory_option,
+    record_in_store,
     ruleset_option,
+    waiver_warnings,
 )
 from auditor.findings.engine import SEVERITIES, audit
+from auditor.findings.waivers import load_waivers
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
 
@@ -31,6 +35,18 @@ from auditor.rules import load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Record the run in this store (a DuckDB file, created if absent).",
+)
+@click.option(
+    "--waivers",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Waived findings (YAML): shown with their reason, not counted for the exit code.",
+)
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -39,22 +55,34 @@ def command(
     fmt: str,
     output: str | None,
     fail_on: str,
+    store: str | None,
+    waivers: str | None,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set.
 
     Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it,
     2 usage/ruleset/inventory error, 3 a capture could not be read (the rest is still audited).
 
+    --store PATH records the run (captures with their hashes, findings, flows) for
+    'pcap-audit history' and 'pcap-audit diff'; --waivers FILE marks accepted findings.
+
     Example:
 
         pcap-audit night.pcapng --ruleset applayering --inventory hosts.yaml --format sarif -o audit.sarif
     """
+    started = datetime.now(UTC)
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
+    waiver_set = load_waivers(waivers) if waivers else None
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
-    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress)
+    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress, waivers=waiver_set)
     for err in result.errors:
         click.echo(f"pcap-audit: {err}", err=True)
+    if waiver_set is not None:
+        for line in waiver_warnings(result.document):
+            click.echo(f"pcap-audit: {line}", err=True)
+    if store:
+        record_in_store(store, result, started, inventory, waivers)
     color = fmt == "table" and output is None and sys.stdout.isatty()
     text = render(result.document, fmt, color=color)
     if output:

@@ -88,3 +88,27 @@ def inventory_option(help_text: str) -> Callable[[F], F]:
     return click.option(
         "-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE", help=help_text
     )
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr (waiting for a store, a migration, a run recorded)."""
+    click.echo(f"pcap-audit: {message}", err=True)
+
+
+def waiver_warnings(document: Any) -> list[str]:
+    """The warnings of an audit's waivers (expired ones), from its document."""
+    from auditor.findings.waivers import expired_warnings
+
+    return expired_warnings(document.get("waivers"))
+
+
+def record_in_store(
+    store: str, result: Any, started: Any, inventory: str | None, waivers: str | None
+) -> None:
+    """Record an audit in ``store`` and say so on stderr (DuckDB is imported only now)."""
+    from auditor.store.record import record_run
+
+    recorded = record_run(
+        store, result, started=started, inventory=inventory, waivers=waivers, notify=note
+    )
+    note(recorded.note(store))

@@ -26,6 +26,7 @@ import pyarrow as pa
 from auditor import __version__, duck
 from auditor.errors import ExitCode
 from auditor.findings import queries
+from auditor.findings.waivers import Waivers, apply_waivers
 from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
 from auditor.rules import (
@@ -693,7 +694,7 @@ def exit_code_for(
         return ExitCode.CAPTURE
     if fail_on != "never":
         limit = SEVERITIES.index(fail_on)
-        if any(SEVERITIES.index(f["severity"]) <= limit for f in findings):
+        if any(SEVERITIES.index(f["severity"]) <= limit for f in findings if not f.get("waiver")):
             return ExitCode.FINDINGS
     return ExitCode.OK
 
@@ -704,8 +705,10 @@ def audit(
     inventory: Inventory | None = None,
     fail_on: str = "medium",
     progress: Callable[[str], None] | None = None,
+    waivers: Waivers | None = None,
 ) -> AuditResult:
-    """Read the captures as one traffic set and audit it against ``ruleset``."""
+    """Read the captures as one traffic set and audit it against ``ruleset``; findings
+    that ``waivers`` cover are marked and do not count for the exit code."""
     traffic = read_traffic(captures, progress=progress)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
@@ -713,10 +716,11 @@ def audit(
     first, last = traffic.span()
     seconds = (last - first).total_seconds() if first and last else 0.0
     findings, pairs = run_checks(ruleset, flows, roles, seconds)
+    waived = apply_waivers(findings, waivers) if waivers is not None else None
     code = exit_code_for(findings, fail_on, bool(traffic.errors))
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
-    doc = {
+    doc: dict[str, Any] = {
         "tool": {"name": "pcap-audit", "version": __version__},
         "ruleset": {
             "name": ruleset.name,
@@ -743,6 +747,9 @@ def audit(
         "role_pairs": pairs,
         "findings": findings,
     }
+    if waived is not None:
+        doc["summary"]["waived"] = waived.waived
+        doc["waivers"] = waived.to_json()
     return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors])
 
 
