@@ -112,3 +112,25 @@ def record_in_store(
         store, result, started=started, inventory=inventory, waivers=waivers, notify=note
     )
     note(recorded.note(store))
+
+
+def write_or_emit(text: str, output: str | None) -> None:
+    """``text`` to the file ``output``, else to stdout; a file that cannot be written is
+    one line and exit USAGE."""
+    if not output:
+        emit(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        fail(f"{output}: cannot write the output: {exc.strerror or exc}", ExitCode.USAGE)
+
+
+#: --store PATH for the commands that read a store
+store_option = click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="The store of runs (a DuckDB file written by an audit with --store).",
+)

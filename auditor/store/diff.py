@@ -261,3 +261,34 @@ def diff_documents(old: str | Path, new: str | Path) -> Diff:
         document_flows(after),
         document_flows(before),
     )
+
+
+def diff_for_document(
+    store: str | Path,
+    document: Mapping[str, Any],
+    baseline: int | None = None,
+    notify: Notify | None = None,
+) -> Diff:
+    """A saved document against a run of the store. When the document is a run of the
+    store (found by its hash), this is that run's diff, flows included; otherwise its
+    findings are compared with ``baseline`` (default: the store's latest run), and its
+    flows are not (a document holds none)."""
+    from auditor.store.record import document_sha256
+
+    digest = document_sha256(document)
+    with open_store(store, write=False, notify=notify) as con:
+        row = con.execute("SELECT max(id) FROM runs WHERE document_sha256 = ?", [digest]).fetchone()
+        run_id = int(row[0]) if row and row[0] is not None else None
+        if run_id is None:
+            base_id = baseline if baseline is not None else latest_run(con, store)
+            base = _run_side(con, base_id, store)
+            return compare(
+                Side(file="the document"),
+                base,
+                document.get("findings") or [],
+                _run_findings(con, base_id),
+                [],
+                [],
+                "the document is not a run of the store: flows not compared",
+            )
+    return diff_runs(store, run_id, baseline, notify)
