@@ -9,6 +9,7 @@ import click
 
 from auditor.cli.common import (
     captures_argument,
+    check_store,
     emit,
     handle_errors,
     inventory_option,
@@ -74,6 +75,8 @@ def command(
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     waiver_set = load_waivers(waivers) if waivers else None
+    if store:
+        check_store(store)
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
     result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress, waivers=waiver_set)
     for err in result.errors:
@@ -81,8 +84,6 @@ def command(
     if waiver_set is not None:
         for line in waiver_warnings(result.document):
             click.echo(f"pcap-audit: {line}", err=True)
-    if store:
-        record_in_store(store, result, started, inventory, waivers)
     color = fmt == "table" and output is None and sys.stdout.isatty()
     text = render(result.document, fmt, color=color)
     if output:
@@ -90,4 +91,6 @@ def command(
             fh.write(text)
     else:
         emit(text)
+    if store:
+        record_in_store(store, result, started, inventory, waivers)
     sys.exit(int(result.exit_code))

@@ -102,6 +102,13 @@ def waiver_warnings(document: Any) -> list[str]:
     return expired_warnings(document.get("waivers"))
 
 
+def check_store(store: str) -> None:
+    """Refuse a --store that is not (and cannot become) a store before auditing."""
+    from auditor.store.db import check_store as check
+
+    check(store)
+
+
 def record_in_store(
     store: str, result: Any, started: Any, inventory: str | None, waivers: str | None
 ) -> None:

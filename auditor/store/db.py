@@ -203,3 +203,31 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def check_store(path: str | os.PathLike[str]) -> None:
+    """Before an audit with ``--store``: StoreError now, not after the captures are
+    read, when ``path`` cannot become or be a store. A store another run holds is left
+    to the recording, which waits for it."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise StoreError(p, "cannot create the store: its directory does not exist")
+    if not _check_file(p):
+        return
+    lock = p.with_name(p.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return  # the recording says what is wrong
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        con = _connect(p, read_only=True)
+        try:
+            _version(con, p)
+        finally:
+            con.close()
+    finally:
+        os.close(fd)
