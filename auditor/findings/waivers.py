@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import AuditorError, ExitCode
-from auditor.rules.model import SEVERITIES
+from auditor.rules.model import FINDING_KINDS, SEVERITIES
 from auditor.rules.yamlmarks import (
     KeyPath,
     YamlProblem,
@@ -282,6 +282,8 @@ def _match(value: Any, kp: KeyPath, fail: Any) -> tuple[tuple[str, Any], ...]:
                 raise fail(fkp, f"expected a port number 0-65535, got {wanted!r}")
         elif not isinstance(wanted, str) or not wanted.strip():
             raise fail(fkp, f"expected a text value, got {wanted!r}")
+        elif key == "kind" and wanted not in FINDING_KINDS:
+            raise fail(fkp, f"expected a finding kind ({', '.join(FINDING_KINDS)}), got {wanted!r}")
         elif key == "severity" and wanted.lower() not in SEVERITIES:
             raise fail(fkp, f"expected one of {', '.join(SEVERITIES)}, got {wanted!r}")
         elif key in _ADDRESS_FIELDS:
