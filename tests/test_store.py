@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import pytest
 from click.testing import CliRunner, Result
+from screenshots import CHROMIUM, png_pixels, screenshot
 
 from auditor.cli.main import cli
 from auditor.errors import ExitCode
@@ -496,3 +497,32 @@ def test_the_cli_does_not_import_duckdb_for_store_commands_until_used() -> None:
     code = "import auditor.cli.main, sys; print('duckdb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_history_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    store, _, _ = _two_nights(tmp_path)
+    page = tmp_path / "history.html"
+    assert run("history", "--store", str(store), "--format", "html", "-o", str(page)).exit_code == 0
+    width, height, pixels = png_pixels(screenshot(page, tmp_path, 1200, 1400))
+    assert (width, height) == (1200, 1400)
+    assert len(set(pixels[::101])) > 50  # not a blank page
+
+
+def test_history_html_escapes_what_came_from_the_wire() -> None:
+    from auditor.report.history import render_html
+    from auditor.store.diff import FlowAggregate, Side, compare
+    from auditor.store.history import RunSummary
+
+    evil = "<script>alert(1)</script>\u202e"
+    runs = [
+        RunSummary(1, "2026-01-01T00:00:00Z", 1, 10, 2, 1, {evil: 1}, {"high": 1}, 1, True, 0),
+    ]
+    finding = {"id": evil, "kind": evil, "severity": "high", "src_ip": evil, "message": evil,
+               "waiver": {"reason": evil}}  # fmt: skip
+    flow = FlowAggregate(evil, evil, 80, evil, evil, 1, 1, 1)
+    diff = compare(Side(id=1, started=evil), None, [finding], [], [flow], [])
+    page = render_html(runs, evil, diff)
+    assert "<script" not in page and "\u202e" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\\u202e" in page
