@@ -526,3 +526,27 @@ def test_history_html_escapes_what_came_from_the_wire() -> None:
     page = render_html(runs, evil, diff)
     assert "<script" not in page and "\u202e" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\u202e" in page
+
+
+def test_running_out_of_memory_while_recording_leaves_the_store(tmp_path: Path) -> None:
+    """DuckDB's own out-of-memory error, inside the run's transaction: a resource error
+    saying what to change, the store as it was."""
+    from auditor.store.db import StoreResourceError, open_store, transaction
+
+    store = tmp_path / "s.duckdb"
+    audit(AL / "clean.pcap", store)
+    with open_store(store, write=True) as con:
+        con.execute("SET memory_limit = '2MB'")
+        with pytest.raises(StoreResourceError) as caught, transaction(con, store):
+            con.execute("INSERT INTO runs (id, started, finished) VALUES (2, 'a', 'b')")
+            con.execute(
+                "INSERT INTO flows (run_id, src) SELECT 2, repeat('x', 1000) || i::VARCHAR "
+                "FROM range(2000000) r(i) ORDER BY 2 DESC"
+            )
+    assert caught.value.one_line() == (
+        f"{store}: the run is not recorded, the store is as it was: out of memory "
+        "(give the process more memory)"
+    )
+    assert caught.value.exit_code == ExitCode.__members__.get("RESOURCE", ExitCode.INTERNAL)
+    assert [r["id"] for r in history(store)] == [1]
+    assert query(store, "SELECT count(*) FROM flows WHERE run_id = 2") == [(0,)]

@@ -191,18 +191,44 @@ def open_store(
             con.close()
 
 
+class StoreResourceError(StoreError):
+    """The store could not be written for want of disk space or memory: the run is not
+    recorded (the store is as it was) and the message says what to change."""
+
+    # RESOURCE where the exit codes have it (the renumbered scheme), else INTERNAL
+    exit_code = ExitCode.__members__.get("RESOURCE", ExitCode.INTERNAL)
+
+
+def _resource_problem(exc: BaseException) -> str | None:
+    """What ran out, when ``exc`` is DuckDB (or the OS) running out of memory or disk."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryException":
+        return "out of memory (give the process more memory)"
+    if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        "No space left on device" in text or "Disk quota exceeded" in text
+    ):
+        return "out of disk space (free space where the store is)"
+    return None
+
+
 @contextlib.contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def transaction(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> Iterator[None]:
     """One transaction: committed when the block ends, rolled back on any exception,
-    KeyboardInterrupt and SystemExit included."""
+    KeyboardInterrupt and SystemExit included. Running out of disk or memory is a
+    `StoreResourceError`."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield
-    except BaseException:
+        con.execute("COMMIT")
+    except BaseException as exc:
         with contextlib.suppress(Exception):
             con.execute("ROLLBACK")
+        what = _resource_problem(exc)
+        if what:
+            raise StoreResourceError(
+                path, f"the run is not recorded, the store is as it was: {what}"
+            ) from None
         raise
-    con.execute("COMMIT")
 
 
 def check_store(path: str | os.PathLike[str]) -> None:

@@ -154,7 +154,7 @@ def record_run(
             ).fetchone()
             if row is not None:
                 return Recorded(int(row[0]), False, int(row[1]), 0)
-        with transaction(con):
+        with transaction(con, store):
             (run_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchone() or (1,)
             summary = doc.get("summary") or {}
             complete = not any(c.get("error") or c.get("truncated") for _, _, c in captures)
