@@ -65,6 +65,7 @@ class Recorded:
     new: bool
     captures: int
     new_captures: int
+    known_captures: int = 0
 
     def note(self, store: str) -> str:
         """One line for stderr."""
@@ -73,7 +74,7 @@ class Recorded:
                 f"{store}: these captures were already audited with the same ruleset, "
                 f"inventory and waivers as run {self.run_id}; not recorded again"
             )
-        old = self.captures - self.new_captures
+        old = self.known_captures
         again = f", {old} already in the store" if old else ""
         n = f"{self.captures} capture{'s' if self.captures != 1 else ''}"
         return f"{store}: recorded as run {self.run_id} ({n}{again})"
@@ -153,7 +154,7 @@ def record_run(
                 [inputs_hash],
             ).fetchone()
             if row is not None:
-                return Recorded(int(row[0]), False, int(row[1]), 0)
+                return Recorded(int(row[0]), False, int(row[1]), 0, int(row[1]))
         with transaction(con, store):
             (run_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchone() or (1,)
             summary = doc.get("summary") or {}
@@ -190,7 +191,7 @@ def record_run(
                     document_sha256(doc),
                 ],
             )
-            new_captures = _captures(con, run_id, captures)
+            new_captures, known = _captures(con, run_id, captures)
             if findings.num_rows:
                 con.register("run_findings", findings)
                 con.execute(
@@ -206,24 +207,24 @@ def record_run(
                 con.execute(_AGGREGATE, [run_id])
                 con.unregister("run_flows")
                 con.unregister("run_roles")
-        return Recorded(int(run_id), True, len(captures), new_captures)
+        return Recorded(int(run_id), True, len(captures), new_captures, known)
 
 
 def _captures(
     con: duckdb.DuckDBPyConnection,
     run_id: int,
     captures: Sequence[tuple[str, str | None, Mapping[str, Any]]],
-) -> int:
+) -> tuple[int, int]:
     """Insert the run's captures, and the store's record of each new content; returns
-    how many were new."""
-    new = 0
+    how many were new to the store and how many it held already."""
+    new = known = 0
     seen: set[str] = set()
     for position, (path, sha, c) in enumerate(captures):
         fresh = False
         if sha and sha not in seen:
             seen.add(sha)
-            known = con.execute("SELECT 1 FROM captures WHERE sha256 = ?", [sha]).fetchone()
-            if known is None:
+            stored = con.execute("SELECT 1 FROM captures WHERE sha256 = ?", [sha]).fetchone()
+            if stored is None:
                 fresh = True
                 con.execute(
                     "INSERT INTO captures VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -239,11 +240,12 @@ def _captures(
                     ],
                 )
         new += fresh
+        known += bool(sha) and not fresh
         con.execute(
             "INSERT INTO run_captures VALUES (?, ?, ?, ?, ?, ?, ?)",
             [run_id, position, path, sha, int(c.get("packets") or 0), fresh, c.get("error")],
         )
-    return new
+    return new, known
 
 
 def _findings_table(findings: Sequence[Mapping[str, Any]]) -> pa.Table:
