@@ -8,6 +8,7 @@ or a chat message. Strings from the wire are escaped as in the audit's renderers
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from auditor.store.diff import Diff, FlowAggregate
 
 FORMATS = ("table", "json", "markdown")
+WIDTH = 100  # as the audit's table
+INDENT = " " * 10
 
 
 def render(diff: Diff, fmt: str) -> str:
@@ -52,6 +55,10 @@ def _heading(diff: Diff) -> str:
     return f"{diff.run.label} against {diff.baseline.label}"
 
 
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=INDENT, subsequent_indent=INDENT) or [""]
+
+
 def _table(diff: Diff) -> str:
     lines = [printable(_heading(diff))]
     if diff.flows_note:
@@ -72,9 +79,9 @@ def _table(diff: Diff) -> str:
                     f"  {str(item.get('severity')).upper():7} {printable(item.get('kind'))}  "
                     f"{printable(flow_label(item))}  {printable(item.get('id'))}"
                 )
-                lines.append(f"          {printable(item.get('message'))}")
+                lines += _wrap(printable(item.get("message")))
                 if _waiver_text(item):
-                    lines.append(f"          {printable(_waiver_text(item))}")
+                    lines += _wrap(printable(_waiver_text(item)))
             else:
                 lines.append(f"  {flow_text(item)}")
     return "\n".join(lines) + "\n"
