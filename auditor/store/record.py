@@ -215,37 +215,65 @@ def _captures(
     run_id: int,
     captures: Sequence[tuple[str, str | None, Mapping[str, Any]]],
 ) -> tuple[int, int]:
-    """Insert the run's captures, and the store's record of each new content; returns
-    how many were new to the store and how many it held already."""
-    new = known = 0
-    seen: set[str] = set()
-    for position, (path, sha, c) in enumerate(captures):
-        fresh = False
-        if sha and sha not in seen:
-            seen.add(sha)
-            stored = con.execute("SELECT 1 FROM captures WHERE sha256 = ?", [sha]).fetchone()
-            if stored is None:
-                fresh = True
-                con.execute(
-                    "INSERT INTO captures VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        sha,
-                        run_id,
-                        path,
-                        c.get("format"),
-                        int(c.get("packets") or 0),
-                        int(c.get("bytes") or 0),
-                        c.get("first_seen"),
-                        c.get("last_seen"),
-                    ],
-                )
-        new += fresh
-        known += bool(sha) and not fresh
-        con.execute(
-            "INSERT INTO run_captures VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [run_id, position, path, sha, int(c.get("packets") or 0), fresh, c.get("error")],
+    """Insert the run's captures, and the store's record of each content it did not hold
+    (one statement each: a nightly directory may hold hundreds of files); returns how
+    many were new to the store and how many it held already."""
+    hashes = sorted({sha for _, sha, _ in captures if sha})
+    held: set[str] = set()
+    if hashes:
+        con.register("run_hashes", pa.table({"sha256": pa.array(hashes, pa.string())}))
+        held = {
+            r[0]
+            for r in con.execute(
+                "SELECT c.sha256 FROM captures c JOIN run_hashes h USING (sha256)"
+            ).fetchall()
+        }
+        con.unregister("run_hashes")
+    first: dict[str, int] = {}  # new content -> its first position in this run
+    for position, (_, sha, _) in enumerate(captures):
+        if sha and sha not in held and sha not in first:
+            first[sha] = position
+    rows = [captures[i] for i in first.values()]
+    if rows:
+        con.register(
+            "new_captures",
+            pa.table(
+                {
+                    "sha256": pa.array([sha for _, sha, _ in rows], pa.string()),
+                    "first_run": pa.array([run_id] * len(rows), pa.int32()),
+                    "path": pa.array([path for path, _, _ in rows], pa.string()),
+                    "format": pa.array([c.get("format") for _, _, c in rows], pa.string()),
+                    "packets": pa.array([int(c.get("packets") or 0) for *_, c in rows], pa.int64()),
+                    "bytes": pa.array([int(c.get("bytes") or 0) for *_, c in rows], pa.int64()),
+                    "first_seen": pa.array([c.get("first_seen") for *_, c in rows], pa.string()),
+                    "last_seen": pa.array([c.get("last_seen") for *_, c in rows], pa.string()),
+                }
+            ),
         )
-    return new, known
+        con.execute("INSERT INTO captures SELECT * FROM new_captures")
+        con.unregister("new_captures")
+    fresh = set(first.values())
+    con.register(
+        "this_run_captures",
+        pa.table(
+            {
+                "run_id": pa.array([run_id] * len(captures), pa.int32()),
+                "position": pa.array(range(len(captures)), pa.int32()),
+                "path": pa.array([path for path, _, _ in captures], pa.string()),
+                "sha256": pa.array([sha for _, sha, _ in captures], pa.string()),
+                "packets": pa.array([int(c.get("packets") or 0) for *_, c in captures], pa.int64()),
+                "new": pa.array([i in fresh for i in range(len(captures))], pa.bool_()),
+                "error": pa.array(
+                    [str(c["error"]) if c.get("error") else None for *_, c in captures],
+                    pa.string(),
+                ),
+            }
+        ),
+    )
+    con.execute("INSERT INTO run_captures SELECT * FROM this_run_captures")
+    con.unregister("this_run_captures")
+    known = sum(1 for _, sha, _ in captures if sha and sha in held)
+    return len(first), known
 
 
 def _findings_table(findings: Sequence[Mapping[str, Any]]) -> pa.Table:
