@@ -21,6 +21,7 @@ import pyarrow as pa
 from auditor.capture import read_packets
 from auditor.errors import CaptureError
 from auditor.flows import FlowBuilder
+from auditor.sources.zeek import is_zeek_dir, read_zeek
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
@@ -155,6 +156,17 @@ def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
         worker.join()
 
 
+def _with_zeek(
+    paths: Iterable[str | os.PathLike[str]],
+) -> Iterator[tuple[str, CaptureError | None]]:
+    """expand_paths, except that a directory of Zeek logs is one input, not walked."""
+    for raw in paths:
+        if is_zeek_dir(raw):
+            yield str(raw), None
+        else:
+            yield from expand_paths([raw])
+
+
 def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
     progress: Callable[[str], None] | None = None,
@@ -163,7 +175,19 @@ def read_traffic(
     traffic = Traffic()
     builder = FlowBuilder()
     index = 0
-    for path, err in expand_paths(paths):
+    logs: list[pa.Table] = []  # flow tables of Zeek log directories
+    for path, err in _with_zeek(paths):
+        if err is None and is_zeek_dir(path):
+            try:
+                record, table = read_zeek(path, index, builder.table().schema)
+            except CaptureError as exc:
+                traffic.errors.append(exc)
+                traffic.captures.append(failed_capture(path, exc))
+            else:
+                traffic.captures.append(record)
+                logs.append(table)
+            index += 1
+            continue
         if err is not None:
             traffic.errors.append(err)
             traffic.captures.append(failed_capture(path, err))
@@ -181,5 +205,8 @@ def read_traffic(
             continue
         traffic.captures.append(capture_record(reader.info))
         index += 1
+    if logs:
+        traffic.flows = pa.concat_tables([builder.table(), *logs])
+        return traffic
     traffic.flows = builder.table()
     return traffic

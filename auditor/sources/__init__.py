@@ -1,0 +1,1 @@
+"""Where flows come from besides capture files: Zeek logs (``zeek``)."""
