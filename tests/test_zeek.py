@@ -254,3 +254,18 @@ def test_a_log_that_is_not_a_zeek_log(tmp_path: Path) -> None:
         f"{folder / 'conn.log'}:line 1: not a Zeek log: expected a '#separator' header"
         in res.stderr
     )
+
+
+def test_zeek_logs_in_the_store(tmp_path: Path) -> None:
+    """A directory of logs is one capture of the store, known by its logs' content."""
+    capture = SAMPLES / "uforge" / "findings.pcap"
+    logs = write_logs(tmp_path / "zeek", zeek_rows(capture))
+    store = tmp_path / "s.duckdb"
+    args = [logs, "-r", "uforge", "--store", store, "--format", "json"]
+    first = run(*args)
+    assert f"{store}: recorded as run 1 (1 capture)" in first.stderr
+    again = run(*args)
+    assert "not recorded again" in again.stderr
+    (logs / "http.log").write_text((logs / "http.log").read_text().replace("PUT", "GET"))
+    third = run(*args)
+    assert f"{store}: recorded as run 2 (1 capture)" in third.stderr

@@ -94,6 +94,16 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
+def content_sha256(capture: Mapping[str, Any]) -> str | None:
+    """A capture's content hash: the file's; for a directory of Zeek logs, the hash of
+    its logs' hashes (by log name)."""
+    logs = capture.get("logs")
+    if capture.get("format") == "zeek" and isinstance(logs, Mapping):
+        hashes = {name: file_sha256(path) for name, path in logs.items() if path}
+        return canonical_sha256(hashes) if all(hashes.values()) else None
+    return file_sha256(capture.get("path"))
+
+
 def canonical_sha256(value: Any) -> str:
     """The SHA-256 of a JSON value written canonically (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -131,7 +141,7 @@ def record_run(
     """
     doc = result.document
     captures = [
-        (str(c.get("path")), file_sha256(c.get("path")) if not c.get("error") else None, c)
+        (str(c.get("path")), content_sha256(c) if not c.get("error") else None, c)
         for c in doc.get("captures") or []
     ]
     inventory_hash = file_sha256(inventory)
