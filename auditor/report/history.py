@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from auditor.store.diff import Diff
     from auditor.store.history import RunSummary
 
-#: one colour per finding kind, in the audit's order of kinds
-_KIND_COLOURS = ("#b42318", "#e04f16", "#7a5af8", "#b54708", "#175cd3", "#0e9384", "#667085")
+#: one colour per finding kind, in the audit's order of kinds (a kind keeps its colour
+#: from store to store), none of them a severity's colour
+_KIND_COLOURS = ("#c11574", "#f79009", "#7a5af8", "#0e9384", "#2e90fa", "#a15c07", "#98a2b3")
 
 
 def render_json(runs: Sequence[RunSummary]) -> str:
@@ -178,7 +179,7 @@ def _latest_diff(diff: Diff | None) -> str:
         rows.append(
             f'<tr><td><span class="badge sev-{_e(sev)}">{_e(sev)}</span></td>'
             f"<td><code>{_e(f.get('kind'))}</code></td>"
-            f'<td class="mono wrap">{_e(flow_label(f))}</td>'
+            f'<td class="mono nowrap">{_e(flow_label(f))}</td>'
             f'<td class="wrap">{_e(f.get("message"))}{waived}</td>'
             f'<td class="mono nowrap">{_e(f.get("id"))}</td></tr>'
         )
@@ -212,7 +213,11 @@ def render_html(runs: Sequence[RunSummary], store: str, diff: Diff | None) -> st
     sev_series = [(s, s, _SEVERITY_COLOURS[s]) for s in SEVERITIES]
     kinds = [k for k in KINDS if any(r.by_kind.get(k) for r in runs)]
     kinds += sorted({k for r in runs for k in r.by_kind if k not in KINDS})
-    kind_series = [(k, k, _KIND_COLOURS[i % len(_KIND_COLOURS)]) for i, k in enumerate(kinds)]
+    order = list(KINDS)
+    kind_series = [
+        (k, k, _KIND_COLOURS[(order.index(k) if k in order else i) % len(_KIND_COLOURS)])
+        for i, k in enumerate(kinds)
+    ]
     charts = (
         _chart("Findings by severity", runs, sev_series, {r.id: r.by_severity for r in runs})
         + _chart("Findings by kind", runs, kind_series, {r.id: r.by_kind for r in runs})
