@@ -64,6 +64,7 @@ def command(
     Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it,
     2 usage/ruleset/inventory error, 3 a capture could not be read (the rest is still audited).
 
+    A directory holding a Zeek conn.log (with ssl.log, http.log) is read as Zeek logs.
     --store PATH records the run (captures with their hashes, findings, flows) for
     'pcap-audit history' and 'pcap-audit diff'; --waivers FILE marks accepted findings.
 
