@@ -269,3 +269,28 @@ def test_zeek_logs_in_the_store(tmp_path: Path) -> None:
     (logs / "http.log").write_text((logs / "http.log").read_text().replace("PUT", "GET"))
     third = run(*args)
     assert f"{store}: recorded as run 2 (1 capture)" in third.stderr
+
+
+def test_a_day_of_hourly_rotated_logs(tmp_path: Path) -> None:
+    """Zeek archives a day's logs hourly, gzip'd, as conn.00:00:00-01:00:00.log.gz: the
+    directory is read whole, each file with its own header."""
+    capture = SAMPLES / "applayering" / "findings.pcap"
+    rows = zeek_rows(capture)
+    half = len(rows["conn"]) // 2
+    day = tmp_path / "2025-11-22"
+    for hour, part in (
+        ("00:00:00-01:00:00", rows["conn"][:half]),
+        ("01:00:00-02:00:00", rows["conn"][half:]),
+    ):
+        write_logs(tmp_path / hour, {"conn": part, "ssl": rows["ssl"], "http": rows["http"]})
+        day.mkdir(exist_ok=True)
+        for name in ("conn", "ssl", "http"):
+            if name != "conn" and hour.startswith("01"):
+                continue  # ssl and http in the first hour's files only
+            with gzip.open(day / f"{name}.{hour}.log.gz", "wt") as fh:
+                fh.write((tmp_path / hour / f"{name}.log").read_text())
+    inventory = ["-r", "applayering", "-i", SAMPLES / "applayering" / "findings.inventory.yaml"]
+    from_capture, _ = _findings([capture, *inventory])
+    from_logs, doc = _findings([day, *inventory])
+    assert from_logs == from_capture
+    assert [len(v) for v in doc["captures"][0]["logs"].values()] == [2, 1, 1]

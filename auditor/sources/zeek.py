@@ -24,6 +24,7 @@ import gzip
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,41 +74,49 @@ _STATES = {
 }
 
 
-def find_log(directory: Path, name: str) -> Path | None:
-    for candidate in (f"{name}.log", f"{name}.log.gz", f"{name}.json", f"{name}.json.gz"):
-        p = directory / candidate
-        if p.is_file():
-            return p
-    return None
+def find_logs(directory: Path, name: str) -> list[Path]:
+    """A log's files in ``directory``: ``conn.log``, and the hourly archives Zeek rotates
+    into a day's directory (``conn.00:00:00-01:00:00.log.gz``), in name order."""
+    pattern = re.compile(rf"{re.escape(name)}(\.[^/]+)?\.(log|json)(\.gz)?")
+    try:
+        return sorted(p for p in directory.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+    except OSError:
+        return []
 
 
 def is_zeek_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a directory of Zeek logs (it holds a conn.log)."""
+    """Whether ``path`` is a directory of Zeek logs (it holds a conn log)."""
     p = Path(path)
-    return p.is_dir() and find_log(p, "conn") is not None
+    return p.is_dir() and bool(find_logs(p, "conn"))
 
 
 class _Log:
-    """One log's rows as dicts (Zeek's field names), and the lines that did not parse."""
+    """One log's rows as dicts (Zeek's field names) over its files, the fields it has,
+    and the lines that did not parse."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
         self.bad_lines = 0
-        self.fields: list[str] = []
-
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        opener: Any = gzip.open if self.path.name.endswith(".gz") else open
-        try:
-            with opener(self.path, "rt", encoding="utf-8", errors="replace") as fh:
-                yield from enumerate(fh, start=1)
-        except (OSError, EOFError) as exc:
-            raise CaptureError(self.path, f"cannot read the Zeek log: {exc}") from None
+        self.fields: set[str] = set()
 
     def rows(self) -> Iterator[dict[str, Any]]:
+        for path in self.paths:
+            yield from self._rows(path)
+
+    def _lines(self, path: Path) -> Iterator[tuple[int, str]]:
+        opener: Any = gzip.open if path.name.endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+                yield from enumerate(fh, start=1)
+        except (OSError, EOFError) as exc:
+            raise CaptureError(path, f"cannot read the Zeek log: {exc}") from None
+
+    def _rows(self, path: Path) -> Iterator[dict[str, Any]]:
         sep, set_sep, empty, unset = "\t", ",", "(empty)", "-"
         types: list[str] = []
+        fields: list[str] = []
         tsv = None
-        for n, raw in self._lines():
+        for n, raw in self._lines(path):
             line = raw.rstrip("\n").rstrip("\r")
             if not line:
                 continue
@@ -115,7 +124,7 @@ class _Log:
                 tsv = not line.startswith("{")
                 if tsv and not line.startswith("#separator"):
                     raise CaptureError(
-                        self.path,
+                        path,
                         "not a Zeek log: expected a '#separator' header (TSV) or JSON lines",
                         where=f"line {n}",
                     )
@@ -126,7 +135,7 @@ class _Log:
                     self.bad_lines += 1
                     continue
                 if isinstance(row, dict):
-                    self.fields = self.fields or list(row)
+                    self.fields.update(row)  # JSON logs leave unset fields out
                     yield row
                 else:
                     self.bad_lines += 1
@@ -144,20 +153,19 @@ class _Log:
                 elif key == "unset_field":
                     unset = value
                 elif key == "fields":
-                    self.fields = value.split(sep)
+                    fields = value.split(sep)
+                    self.fields.update(fields)
                 elif key == "types":
                     types = value.split(sep)
                 continue
             values = line.split(sep)
-            if not self.fields or len(values) != len(self.fields):
+            if not fields or len(values) != len(fields):
                 self.bad_lines += 1
                 continue
             try:
                 yield {
                     f: _value(v, t, set_sep, empty, unset)
-                    for f, v, t in zip(
-                        self.fields, values, types or [""] * len(values), strict=True
-                    )
+                    for f, v, t in zip(fields, values, types or [""] * len(values), strict=True)
                 }
             except ValueError:
                 self.bad_lines += 1
@@ -241,13 +249,13 @@ def read_zeek(
     """The capture record and the flow table (with ``schema``, the flow builder's) of a
     directory of Zeek logs; ``index`` is its position among the run's inputs."""
     d = Path(directory)
-    conn_path = find_log(d, "conn")
-    if conn_path is None:
+    conn_paths = find_logs(d, "conn")
+    if not conn_paths:
         raise CaptureError(d, "no conn.log in the directory")
-    conn = _Log(conn_path)
-    ssl_path, http_path = find_log(d, "ssl"), find_log(d, "http")
-    ssl_log = _Log(ssl_path) if ssl_path else None
-    http_log = _Log(http_path) if http_path else None
+    conn = _Log(conn_paths)
+    ssl_paths, http_paths = find_logs(d, "ssl"), find_logs(d, "http")
+    ssl_log = _Log(ssl_paths) if ssl_paths else None
+    http_log = _Log(http_paths) if http_paths else None
     ssl, http = _by_uid(ssl_log), _by_uid(http_log)
     cert_field = ssl_log is not None and "client_cert_chain_fps" in ssl_log.fields
     rows = []
@@ -279,7 +287,7 @@ def read_zeek(
     record = {
         "path": str(d),
         "format": "zeek",
-        "compressed": conn_path.name.endswith(".gz"),
+        "compressed": any(p.name.endswith(".gz") for p in conn_paths),
         "linktypes": [],
         "packets": sum(r["packets_fwd"] + r["packets_rev"] for r in rows),
         "bytes": sum(r["bytes_fwd"] + r["bytes_rev"] for r in rows),
@@ -290,8 +298,8 @@ def read_zeek(
         "decode_errors": {"bad_line": bad} if bad else {},
         "warnings": warnings,
         "logs": {
-            name: str(p) if p else None
-            for name, p in zip(LOGS, (conn_path, ssl_path, http_path), strict=True)
+            name: [str(p) for p in paths]
+            for name, paths in zip(LOGS, (conn_paths, ssl_paths, http_paths), strict=True)
         },
         "error": None,
     }

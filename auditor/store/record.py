@@ -99,8 +99,11 @@ def content_sha256(capture: Mapping[str, Any]) -> str | None:
     its logs' hashes (by log name)."""
     logs = capture.get("logs")
     if capture.get("format") == "zeek" and isinstance(logs, Mapping):
-        hashes = {name: file_sha256(path) for name, path in logs.items() if path}
-        return canonical_sha256(hashes) if all(hashes.values()) else None
+        hashes = {
+            name: [file_sha256(path) for path in paths] for name, paths in logs.items() if paths
+        }
+        known = all(h for values in hashes.values() for h in values)
+        return canonical_sha256(hashes) if known else None
     return file_sha256(capture.get("path"))
 
 
