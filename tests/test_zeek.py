@@ -201,6 +201,9 @@ HAND_WRITTEN = """\
 1763769600.000500\tCHhAvVGS1DHFjwGM9\t10.10.0.21\t49152\t10.10.0.10\t3009\ttcp\thttp\t0.500000\t300\t400000\tSF\t-\t-\t0\tShADadFf\t10\t820\t290\t411600\t(empty)
 1763769601.000000\tC4J4Th3PJpwUYZZ6gc\t10.10.0.21\t49153\t10.10.0.10\t22\ttcp\t-\t-\t-\t-\tS0\t-\t-\t0\tS\t1\t60\t0\t0\t(empty)
 this line is not a log line
+1763769601.500000\tCbad1\t10.0.0.300\t1\t10.10.0.10\t80\ttcp\t-\t-\t-\t-\tS0\t-\t-\t0\tS\t1\t60\t0\t0\t(empty)
+1763769601.600000\tCbad2\tfe80::zz\t1\t10.10.0.10\t80\ttcp\t-\t-\t-\t-\tS0\t-\t-\t0\tS\t1\t60\t0\t0\t(empty)
+1763769601.700000\tCbad3\t10.0.0.1\tport\t10.10.0.10\t80\ttcp\t-\t-\t-\t-\tS0\t-\t-\t0\tS\t1\t60\t0\t0\t(empty)
 1763769602.000000\tCtPZjS20MLrsMUOJi2\tfe80::1\t133\tff02::2\t0\ticmp\t-\t-\t-\t-\tOTH\t-\t-\t0\t-\t1\t56\t0\t0\t(empty)
 #close\t2025-11-22-00-05-00
 """
@@ -215,7 +218,8 @@ def test_a_hand_written_conn_log(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     (record,) = doc["captures"]
-    assert record["decode_errors"] == {"bad_line": 1}
+    assert record["decode_errors"] == {"bad_line": 4}  # not a line; bad v4, v6, port
+    assert len(doc["flows"]) == 3
     assert record["compressed"] is True
     assert record["warnings"] == [
         "no ssl.log: TLS versions, server names and client certificates unknown",
