@@ -14,7 +14,28 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "audit", "load_inventory", "load_ruleset", "read_flows", "read_packets"]
+__all__ = [
+    "__version__",
+    "audit",
+    "diff_documents",
+    "diff_runs",
+    "history",
+    "load_inventory",
+    "load_ruleset",
+    "load_waivers",
+    "read_flows",
+    "read_packets",
+    "record_run",
+]
+
+#: the store's API: name -> its module (imported on first use, like the rest)
+_STORE = {
+    "record_run": "auditor.store.record",
+    "history": "auditor.store.history",
+    "diff_runs": "auditor.store.diff",
+    "diff_documents": "auditor.store.diff",
+    "load_waivers": "auditor.findings.waivers",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -35,4 +56,8 @@ def __getattr__(name: str) -> object:
         from auditor.capture import read_packets
 
         return read_packets
+    if name in _STORE:
+        import importlib
+
+        return getattr(importlib.import_module(_STORE[name]), name)
     raise AttributeError(name)

@@ -552,3 +552,28 @@ def test_running_out_of_memory_while_recording_leaves_the_store(tmp_path: Path) 
     assert caught.value.exit_code == ExitCode.__members__.get("RESOURCE", ExitCode.INTERNAL)
     assert [r["id"] for r in history(store)] == [1]
     assert query(store, "SELECT count(*) FROM flows WHERE run_id = 2") == [(0,)]
+
+
+def test_the_store_from_python(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from auditor import audit as run_audit
+    from auditor import diff_runs, load_inventory, load_ruleset, load_waivers, record_run
+    from auditor import history as runs_of
+
+    store = tmp_path / "s.duckdb"
+    waivers = tmp_path / "w.yaml"
+    waivers.write_text(
+        "waivers:\n- {id: PLA-2f95d12e4ab0, reason: r, owner: o, expires: 2999-01-01}\n"
+    )
+    ruleset = load_ruleset("applayering")
+    inventory = load_inventory(AL / "findings.inventory.yaml", ruleset)
+    for capture in ("clean.pcap", "findings.pcap"):
+        result = run_audit([AL / capture], ruleset, inventory, waivers=load_waivers(waivers))
+        recorded = record_run(store, result, started=datetime.now(UTC))
+        assert recorded.new
+    assert [r.id for r in runs_of(store)] == [1, 2]
+    assert query(store, "SELECT waivers_sha256 FROM runs WHERE id = 2") == [(sha(waivers),)]
+    diff = diff_runs(store)
+    assert diff.baseline is not None and diff.baseline.id == 1
+    assert any(f.get("waiver") for f in diff.new_findings)

@@ -139,10 +139,15 @@ def record_run(
 ) -> Recorded:
     """Record ``result`` (an audit's result, waivers applied) in the store at ``store``.
 
-    The capture files, inventory and waivers are hashed before the store is locked, so a
-    second audit waits only for the first one's writing, not its reading.
+    The capture files, inventory and waivers (by default the files the result names) are
+    hashed before the store is locked, so a second audit waits only for the first one's
+    writing, not its reading.
     """
     doc = result.document
+    if inventory is None:
+        inventory = doc.get("inventory")
+    if waivers is None:
+        waivers = (doc.get("waivers") or {}).get("file")
     captures = [
         (str(c.get("path")), content_sha256(c) if not c.get("error") else None, c)
         for c in doc.get("captures") or []
