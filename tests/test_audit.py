@@ -27,6 +27,7 @@ from auditor.errors import ExitCode
 from auditor.findings.engine import KINDS, AuditResult, audit
 from auditor.report import FORMATS
 from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
+from auditor.traffic import Reading
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -797,10 +798,11 @@ def test_exit_code_capture(tmp_path: Path, bad: str, fail_on: str) -> None:
     res = invoke([good, path, "-r", "applayering", "-i",
                   SAMPLES / "applayering" / "findings.inventory.yaml",
                   "--format", "json", "--fail-on", fail_on])  # fmt: skip
-    assert res.exit_code == ExitCode.CAPTURE
+    code = ExitCode.CAPTURE | (ExitCode.FINDINGS if fail_on == "info" else ExitCode.OK)
+    assert res.exit_code == code
     assert res.stderr.count("\n") == 1 and str(path) in res.stderr
     doc = json.loads(res.stdout)
-    assert doc["summary"]["exit_code"] == 3
+    assert doc["summary"]["exit_code"] == code
     assert [c["path"] for c in doc["captures"]] == [str(good), str(path)]
     assert doc["captures"][0]["error"] is None and doc["captures"][0]["packets"] > 0
     assert doc["captures"][1]["error"] and doc["captures"][1]["packets"] == 0
@@ -852,8 +854,10 @@ def _check_format(fmt: str, text: str, doc: dict[str, Any]) -> None:
         assert run["invocations"][0]["exitCode"] == doc["summary"]["exit_code"]
     elif fmt == "csv":
         rows = list(csv.reader(io.StringIO(text, newline="")))
-        assert rows[0][:3] == ["id", "severity", "kind"] and len(rows) == n + 1
-        assert [r[0] for r in rows[1:]] == [f["id"] for f in doc["findings"]]
+        problems = sum(1 if c["error"] else len(c.get("warnings") or []) for c in doc["captures"])
+        assert rows[0][:3] == ["id", "severity", "kind"] and len(rows) == n + 1 + problems
+        assert [r[0] for r in rows[1 : n + 1]] == [f["id"] for f in doc["findings"]]
+        assert all(r[2] in ("capture_error", "capture_warning") for r in rows[n + 1 :])
     elif fmt == "markdown":
         assert "## Findings" in text
         assert sum(1 for f in doc["findings"] if f["id"] in text) == n
@@ -920,11 +924,12 @@ def test_api_gives_the_cli_document() -> None:
     folder = SAMPLES / "tas-diego"
     rs = load_ruleset("tas-diego")
     inv = load_inventory(folder / "findings.inventory.yaml", rs)
-    seen: list[str] = []
+    seen: list[Reading] = []
     res = audit([folder / "findings.pcap"], rs, inv, fail_on="medium", progress=seen.append)
     assert isinstance(res, AuditResult)
     assert res.exit_code == ExitCode.FINDINGS and res.errors == []
-    assert seen == [str(folder / "findings.pcap")]
+    assert {r.path for r in seen} == {str(folder / "findings.pcap")}
+    assert seen[0].packets == 0 and seen[-1].packets == res.document["summary"]["packets"]
     cli_doc = json.loads(invoke([*_sample("tas-diego", "findings"), "--format", "json"]).stdout)
     assert res.document == cli_doc
     assert res.document["summary"]["exit_code"] == 1 and res.document["fail_on"] == "medium"
@@ -978,12 +983,21 @@ def test_directory_is_walked_recursively(tmp_path: Path) -> None:
     (tree / "README.txt").write_text("not a capture")
     inv = write_inventory(tmp_path / "hosts.yaml", AD_INVENTORY, "applayering")
     base: list[object] = ["-r", "applayering", "-i", inv, "--format", "json", "--fail-on", "never"]
-    by_dir = json.loads(invoke([tree, *base]).stdout)
+    res = invoke([tree, *base])
+    by_dir = json.loads(res.stdout)
     by_files = json.loads(invoke([tree / "a.pcap", tree / "b" / "deeper" / "c.pcap", *base]).stdout)
     assert [c["path"] for c in by_dir["captures"]] == [
         str(tree / "a.pcap"),
         str(tree / "b" / "deeper" / "c.pcap"),
     ]
+    # the README is skipped and said, not a capture problem
+    assert res.exit_code == ExitCode.OK
+    assert (
+        res.stderr
+        == f"pcap-audit: {tree / 'README.txt'}: skipped, not a capture (starts with 6e 6f 74 20)\n"
+    )
+    assert by_dir["summary"].pop("skipped_files") == 1
+    assert by_files["summary"].pop("skipped_files") == 0
     assert by_dir == by_files
     assert {f["kind"] for f in by_dir["findings"]} == {"weak_tls", "unexpected_port"}
     assert by_dir["summary"]["duration_s"] >= 30

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli.main import cli
+from auditor.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,9 @@ def test_the_import_check_can_fail() -> None:
     assert res.returncode != 0 and "AssertionError" in res.stderr
 
 
-def test_a_bug_is_one_line_and_exit_code_4(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_bug_is_one_line_and_exit_code_internal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """An unexpected exception (a bug, not bad input) still gives one stderr line, no traceback."""
     import auditor.cli.audit as audit_cli
 
@@ -108,7 +111,7 @@ def test_a_bug_is_one_line_and_exit_code_4(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("PCAP_AUDIT_DEBUG", raising=False)
     sample = Path(__file__).resolve().parent.parent / "samples" / "uforge" / "clean.pcap"
     res = CliRunner().invoke(cli, [str(sample), "--ruleset", "uforge"])
-    assert res.exit_code == 4
+    assert res.exit_code == ExitCode.INTERNAL == 16
     assert res.stderr.strip().splitlines() == [
         "pcap-audit: internal error: RuntimeError: boom "
         "(a bug in pcap-audit; PCAP_AUDIT_DEBUG=1 shows the traceback)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from auditor import synth
 from auditor.cli.flows import command as flows_command
+from auditor.errors import ExitCode
 from auditor.traffic import read_traffic
 
 
@@ -239,12 +241,12 @@ def test_flows_formats(states_pcap: Path, tmp_path: Path, fmt: str) -> None:
     ],
     ids=["missing", "empty", "foreign", "empty-directory"],
 )
-def test_bad_captures_exit_3_and_keep_the_others(
+def test_bad_captures_exit_capture_and_keep_the_others(
     tmp_path: Path, states_pcap: Path, make: Any, fragment: str
 ) -> None:
     bad = make(tmp_path / "bad.pcap")
     res = CliRunner().invoke(flows_command, [str(bad), str(states_pcap), "--format", "json"])
-    assert res.exit_code == 3
+    assert res.exit_code == ExitCode.CAPTURE
     assert fragment.lower() in res.stderr.lower()
     assert "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -255,10 +257,15 @@ def test_truncated_capture_keeps_readable_part(tmp_path: Path, states_pcap: Path
     cut = tmp_path / "cut.pcap"
     data = states_pcap.read_bytes()
     cut.write_bytes(data[: len(data) - 30])
+    os.utime(cut, (1e9, 1e9))  # long closed: cut short, not still being written
     res = CliRunner().invoke(flows_command, [str(cut), "--format", "json"])
-    assert res.exit_code == 0, res.stderr
+    assert res.exit_code == ExitCode.CAPTURE, res.stderr
+    assert (
+        res.stderr == f"pcap-audit: {cut}: file ends inside a record at byte 1196 (50 bytes left)\n"
+    )
     doc = json.loads(res.stdout)
     assert doc["captures"][0]["truncated"] is True
+    assert doc["captures"][0]["complete"] is False
     # the last record (the midstream flow's only packet) is the one cut short
     assert len(doc["flows"]) == 4
     assert doc["captures"][0]["packets"] == 15

@@ -24,6 +24,7 @@ from auditor.capture import (
     CaptureInfo,
     _fast,
     detect_format,
+    inputs,
     read_packets,
     reader,
 )
@@ -644,8 +645,10 @@ def test_pcap_bad_record_header_stops(tmp_path: Path) -> None:
     assert col(table, "status") == [0, STATUS_NAMES.index("bad_record")]
     assert info.decode_errors == {"bad_record": 1}
     assert info.truncated and info.truncated_at == second
+    rest = len(data) - second
     assert info.warnings == [
-        f"bad record header at byte {second}: captured length 4294967280 is over the 262144-byte limit"
+        f"stopped at byte {second}: bad record header, captured length 4294967280 is over the "
+        f"262144-byte limit; {rest} bytes not read"
     ]
     assert info.packets == 2 and info.bytes == len(recs[0][1])
 
@@ -743,7 +746,7 @@ def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def refuse(*args: object, **kwargs: object) -> None:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(reader, "open", refuse, raising=False)
+        monkeypatch.setattr(inputs, "open", refuse, raising=False)
     expect_error(path, "cannot open: Permission denied")
 
 
@@ -756,7 +759,7 @@ def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             "byte 0",
         ),
         (b"PK\x03\x04" + b"\x00" * 40, "found a zip archive", "byte 0"),
-        (b"BZh91AY&SY" + b"\x00" * 40, "bzip2-compressed file (only gzip is read", "byte 0"),
+        (b"BZh91AY&SY" + b"\x00" * 40, "bzip2-compressed file (gzip and zstd are read", "byte 0"),
         (b"\x00\x01\x02\x03\xfe\xff" * 8, "found bytes 00 01 02 03 fe ff 00 01", "byte 0"),
         (
             b"\xd4\xc3\xb2\xa1\x02\x00",

@@ -269,7 +269,7 @@ def test_sarif_artifacts_and_invocation(result: dict[str, Any]) -> None:
     assert all(a["roles"] == ["analysisTarget"] for a in run["artifacts"])
     assert run["artifacts"][0]["mimeType"] == "application/x-pcapng"
     (invocation,) = run["invocations"]
-    assert invocation["exitCode"] == 3 and invocation["executionSuccessful"] is False
+    assert invocation["exitCode"] == 5 and invocation["executionSuccessful"] is False
     notes = invocation["toolExecutionNotifications"]
     errors = [n for n in notes if n["level"] == "error"]
     assert errors[0]["message"]["text"] == (
@@ -282,7 +282,9 @@ def test_sarif_artifacts_and_invocation(result: dict[str, Any]) -> None:
     assert run["automationDetails"]["id"] == "pcap-audit/applayering/"
 
 
-@pytest.mark.parametrize(("exit_code", "ok"), [(0, True), (1, True), (2, False), (3, False)])
+@pytest.mark.parametrize(
+    ("exit_code", "ok"), [(0, True), (1, True), (2, False), (4, False), (5, False), (16, False)]
+)
 def test_sarif_execution_successful(result: dict[str, Any], exit_code: int, ok: bool) -> None:
     result["summary"]["exit_code"] = exit_code
     invocation = _sarif(result)["runs"][0]["invocations"][0]
@@ -467,7 +469,7 @@ def test_table_groups_by_severity_and_ends_with_a_summary(result: dict[str, Any]
     positions = [out.index(f"\n{s} (") for s in ("HIGH", "MEDIUM", "LOW", "INFO")]
     assert positions == sorted(positions)
     last = out.rstrip("\n").splitlines()[-1]
-    assert last == "11 findings: 3 high, 4 medium, 1 low, 3 info | exit code 3 (fail on medium)"
+    assert last == "11 findings: 3 high, 4 medium, 1 low, 3 info | exit code 5 (fail on medium)"
     for finding in result["findings"]:
         assert finding["id"] in out
     assert "notes.txt: byte 0: not a pcap or pcapng file" in out  # the unreadable capture
@@ -510,7 +512,18 @@ def test_csv_one_row_per_finding(result: dict[str, Any]) -> None:
     out = render(result, "csv")
     assert out.splitlines()[0] == ",".join(csv_.COLUMNS)
     rows = _rows(out)
-    assert len(rows) == len(result["findings"])
+    problems = rows[len(result["findings"]) :]
+    rows = rows[: len(result["findings"])]
+    # then the capture problems: the cut gzip capture's warning and the unreadable file
+    assert [(r["kind"], r["id"], r["severity"]) for r in problems] == [
+        ("capture_warning", "", ""),
+        ("capture_error", "", ""),
+    ]
+    assert problems[0]["message"].endswith(
+        "gzip stream ends early at byte 70233984 of the uncompressed data"
+    )
+    assert problems[1]["message"].startswith("captures/site-a/notes.txt:byte 0: not a pcap")
+    assert json.loads(problems[1]["evidence"])["path"] == "captures/site-a/notes.txt"
     for row, finding in zip(rows, result["findings"], strict=True):
         assert row["id"] == finding["id"]
         assert row["severity"] == finding["severity"]
@@ -529,7 +542,7 @@ def test_csv_survives_newlines_quotes_and_formulas(result: dict[str, Any]) -> No
     result["findings"][1]["message"] = '=HYPERLINK("http://x","y")'
     result["findings"][2]["src_role"] = "@SUM(A1)"
     rows = _rows(render(result, "csv"))
-    assert len(rows) == len(result["findings"])
+    assert len(rows) == len(result["findings"]) + 2  # and two capture problems
     assert rows[0]["message"] == 'line one,\nline "two"'
     assert rows[1]["message"] == '\'=HYPERLINK("http://x","y")'
     assert rows[2]["src_role"] == "'@SUM(A1)"

@@ -549,7 +549,7 @@ def test_running_out_of_memory_while_recording_leaves_the_store(tmp_path: Path) 
         f"{store}: the run is not recorded, the store is as it was: out of memory "
         "(give the process more memory)"
     )
-    assert caught.value.exit_code == ExitCode.__members__.get("RESOURCE", ExitCode.INTERNAL)
+    assert caught.value.exit_code == ExitCode.RESOURCE
     assert [r["id"] for r in history(store)] == [1]
     assert query(store, "SELECT count(*) FROM flows WHERE run_id = 2") == [(0,)]
 

@@ -39,14 +39,11 @@ Only files that cannot be read at all raise :class:`~auditor.errors.CaptureError
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import mmap
 import os
-import stat
 import struct
 import sys
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import gcd
@@ -55,6 +52,13 @@ import numpy as np
 import pyarrow as pa
 
 from auditor.capture import _fast
+from auditor.capture.inputs import (
+    Decompressed,
+    DecompressError,
+    Input,
+    compression_of,
+    display_name,
+)
 from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES
 from auditor.errors import CaptureError
 
@@ -212,13 +216,11 @@ _PCAP_MAGICS = {
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 _PCAPNG_BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
-_GZIP = b"\x1f\x8b"
 # things people mistake for captures, to say what was found instead
 _OTHER_MAGICS = [
-    (b"BZh", "a bzip2-compressed file (only gzip is read: decompress it first)"),
-    (b"\xfd7zXZ\x00", "an xz-compressed file (only gzip is read: decompress it first)"),
-    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (only gzip is read: decompress it first)"),
-    (b"\x04\x22\x4d\x18", "an lz4-compressed file (only gzip is read: decompress it first)"),
+    (b"BZh", "a bzip2-compressed file (gzip and zstd are read: decompress it first)"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file (gzip and zstd are read: decompress it first)"),
+    (b"\x04\x22\x4d\x18", "an lz4-compressed file (gzip and zstd are read: decompress it first)"),
     (b"PK\x03\x04", "a zip archive"),
     (b"\xa1\xb2\xcd\x34", "a modified (Kuznetzov) pcap, which is not supported"),
     (b"\x34\xcd\xb2\xa1", "a modified (Kuznetzov) pcap, which is not supported"),
@@ -295,7 +297,8 @@ class CaptureInfo:
 
     path: str
     format: str = ""  #: "pcap", "pcap-ns" (nanosecond timestamps) or "pcapng"
-    compressed: bool = False  #: gzip, detected by content
+    compressed: bool = False  #: gzip or zstd, detected by content
+    compression: str | None = None  #: "gzip" or "zstd"; None when not compressed
     byte_order: str = ""  #: "little" or "big" (of the first section)
     version: str = ""  #: format version from the file header, e.g. "2.4", "1.0"
     linktypes: list[str | int] = field(default_factory=list)  #: names; numbers if unknown
@@ -306,6 +309,7 @@ class CaptureInfo:
     last_seen: int | None = None  #: largest timestamp, ns since the epoch
     truncated: bool = False  #: reading stopped before a clean end of the file
     truncated_at: int | None = None  #: byte offset (in the uncompressed stream) of the stop
+    ends_early: bool = False  #: truncated because the content ends inside a record or block
     decode_errors: dict[str, int] = field(default_factory=dict)
     unsupported_linktypes: dict[int, int] = field(default_factory=dict)
     interfaces: list[InterfaceInfo] = field(default_factory=list)
@@ -317,8 +321,8 @@ class CaptureInfo:
 
     @property
     def format_label(self) -> str:
-        """``format`` with ``+gzip`` when compressed, e.g. ``pcapng+gzip``."""
-        return self.format + ("+gzip" if self.compressed else "")
+        """``format`` with the compression, e.g. ``pcapng+gzip``."""
+        return self.format + (f"+{self.compression}" if self.compression else "")
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -331,7 +335,7 @@ class _Header:
 
     kind: int  # _fast.K_PCAP or _fast.K_PCAPNG
     fmt: str
-    compressed: bool
+    compression: str  # "", "gzip" or "zstd"
     order: str  # struct byte order of the file header / first section
     version: str
     linktype: int = 0  # pcap only
@@ -339,26 +343,6 @@ class _Header:
 
 
 # ---- opening and sniffing ------------------------------------------------------------------
-
-
-def _open(path: str) -> io.FileIO:
-    """Open a capture for reading, turning every OS refusal into a CaptureError."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise CaptureError(path, "no such file") from None
-    except OSError as exc:
-        raise CaptureError(path, f"cannot access: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise CaptureError(path, "is a directory, not a capture file")
-    if not stat.S_ISREG(st.st_mode):
-        raise CaptureError(path, "is not a regular file")
-    if st.st_size == 0:
-        raise CaptureError(path, "empty file (0 bytes)")
-    try:
-        return open(path, "rb", buffering=0)  # closed by the caller
-    except OSError as exc:
-        raise CaptureError(path, f"cannot open: {exc.strerror or exc}") from None
 
 
 def _describe(head: bytes) -> str:
@@ -374,71 +358,91 @@ def _describe(head: bytes) -> str:
 
 
 class _HeadReader:
-    """Reads the first bytes of a capture, through gzip when the file starts like gzip."""
+    """Reads the first bytes of a capture, through gzip or zstd when the content says so."""
 
-    def __init__(self, path: str, raw: io.FileIO) -> None:
+    def __init__(self, path: str, raw: io.RawIOBase) -> None:
         self.path = path
         self.raw = raw
-        self.gz: gzip.GzipFile | None = None
-        first = self._raw_read(2)
-        raw.seek(0)
-        if first == _GZIP:
-            self.gz = gzip.GzipFile(fileobj=raw)
-            if not self.read(1):
-                raise CaptureError(path, "gzip-compressed, but there is nothing inside")
-            self.gz.seek(0)
+        self.dec: Decompressed | None = None
+        first = self._raw_read(4)
+        self.compression = compression_of(first)
+        if self.compression:
+            raw.seek(0)
+            self.dec = Decompressed(self.compression, raw)
+            self.pending = b""
+        else:
+            self.pending = first
 
     def _raw_read(self, n: int) -> bytes:
-        try:
-            return self.raw.read(n) or b""
-        except OSError as exc:
-            raise CaptureError(self.path, f"cannot read: {exc.strerror or exc}") from None
-
-    def read(self, n: int) -> bytes:
-        """Up to n bytes (fewer only at the end of the content)."""
-        if self.gz is None:
-            return self._raw_read(n)
         out = b""
         try:
-            while len(out) < n:
-                more = self.gz.read1(n - len(out))
+            while len(out) < n:  # a pipe may give fewer bytes than asked
+                more = self.raw.read(n - len(out))
                 if not more:
                     break
                 out += more
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        except OSError as exc:
+            raise CaptureError(self.path, f"cannot read: {exc.strerror or exc}") from None
+        return out
+
+    def read(self, n: int) -> bytes:
+        """Up to n bytes (fewer only at the end of the content)."""
+        out, self.pending = self.pending[:n], self.pending[n:]
+        if self.dec is None:
+            return out + self._raw_read(n - len(out))
+        try:
+            while len(out) < n:
+                more = self.dec.read1(n - len(out))
+                if not more:
+                    break
+                out += more
+        except DecompressError as exc:
             if not out:
-                why = "ends early" if isinstance(exc, EOFError) else f"is corrupt ({exc})"
+                why = "ends early" if exc.early else f"is corrupt ({exc})"
                 raise CaptureError(
-                    self.path, f"gzip-compressed, but the gzip stream {why}", "byte 0"
+                    self.path,
+                    f"{self.compression}-compressed, but the {self.compression} stream {why}",
+                    "byte 0",
                 ) from None
         except OSError as exc:
             raise CaptureError(self.path, f"cannot read: {exc.strerror or exc}") from None
         return out
 
 
-def _sniff(path: str) -> _Header:
+def _sniff(source: Input) -> _Header:
     """Identify a capture by its first bytes; raise CaptureError when it is not one.
 
     For pcap the file header and the first record header are checked, for pcapng the
     whole first Section Header Block: a file that passes has at least a valid start.
     """
-    with _open(path) as raw:
+    path = display_name(source.path)
+    raw = source.open()
+    try:
         src = _HeadReader(path, raw)
-        compressed = src.gz is not None
+        compression = src.compression
         head = src.read(64)
-        inside = "inside gzip: " if compressed else ""
+        inside = f"inside {compression}: " if compression else ""
         magic = head[:4]
         if magic in _PCAP_MAGICS:
-            return _sniff_pcap(path, head, compressed, inside)
+            return _sniff_pcap(path, head, compression, inside)
         if magic == _PCAPNG_SHB:
-            return _sniff_pcapng(path, src, head, compressed, inside)
+            return _sniff_pcapng(path, src, head, compression, inside)
+    finally:
+        if not source.stream:
+            raw.close()
     what = "an empty file" if not head else _describe(head)
-    if compressed:
-        raise CaptureError(path, f"gzip-compressed, but the content is not a capture: found {what}")
+    if compression and not head:
+        raise CaptureError(path, f"{compression}-compressed, but there is nothing inside")
+    if compression:
+        raise CaptureError(
+            path, f"{compression}-compressed, but the content is not a capture: found {what}"
+        )
+    if source.stream and not head:
+        raise CaptureError(path, "nothing to read (empty input)")
     raise CaptureError(path, f"not a pcap or pcapng capture: found {what}", "byte 0")
 
 
-def _sniff_pcap(path: str, head: bytes, compressed: bool, inside: str) -> _Header:
+def _sniff_pcap(path: str, head: bytes, compression: str, inside: str) -> _Header:
     order, ns = _PCAP_MAGICS[head[:4]]
     if len(head) < 24:
         raise CaptureError(
@@ -457,7 +461,7 @@ def _sniff_pcap(path: str, head: bytes, compressed: bool, inside: str) -> _Heade
     return _Header(
         _fast.K_PCAP,
         "pcap-ns" if ns else "pcap",
-        compressed,
+        compression,
         order,
         f"{major}.{minor}",
         lt & 0xFFFF,  # upper bits: FCS length information (libpcap LT_LINKTYPE)
@@ -478,7 +482,7 @@ def _shb_problem(head: bytes) -> tuple[str, int] | None:
 
 
 def _sniff_pcapng(
-    path: str, src: _HeadReader, head: bytes, compressed: bool, inside: str
+    path: str, src: _HeadReader, head: bytes, compression: str, inside: str
 ) -> _Header:
     if len(head) < 12:
         raise CaptureError(
@@ -507,16 +511,16 @@ def _sniff_pcapng(
     major, minor = struct.unpack_from(order + "HH", head, 12)
     if major != 1:
         raise CaptureError(path, f"{inside}unsupported pcapng version {major}.{minor}", "byte 12")
-    return _Header(_fast.K_PCAPNG, "pcapng", compressed, order, f"{major}.{minor}")
+    return _Header(_fast.K_PCAPNG, "pcapng", compression, order, f"{major}.{minor}")
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """The format of a capture, e.g. ``pcap``, ``pcap-ns``, ``pcapng`` or ``pcapng+gzip``.
+    """The format of a capture, e.g. ``pcap``, ``pcap-ns``, ``pcapng`` or ``pcapng+zstd``.
 
     Raises CaptureError for anything that is not a readable capture (by content, not name).
     """
-    h = _sniff(os.fspath(path))
-    return h.fmt + ("+gzip" if h.compressed else "")
+    h = _sniff(Input(os.fspath(path)))
+    return h.fmt + (f"+{h.compression}" if h.compression else "")
 
 
 # ---- the batch buffers --------------------------------------------------------------------
@@ -643,8 +647,9 @@ def _text(value: bytes) -> str:
 class _Stream:
     """One pass over a capture: chunked reading, the scanner loop and the pcapng blocks."""
 
-    def __init__(self, path: str, header: _Header, info: CaptureInfo, batch_size: int) -> None:
-        self.path = path
+    def __init__(self, source: Input, header: _Header, info: CaptureInfo, batch_size: int) -> None:
+        self.source = source
+        self.path = display_name(source.path)
         self.header = header
         self.info = info
         self.batch_size = batch_size
@@ -664,8 +669,8 @@ class _Stream:
         self.iface_info: list[InterfaceInfo | None] = []  # ... their InterfaceInfo if listed
         self.meta_blocks = 0  # blocks parsed in Python (SHB, IDB, ISB)
         self.unlisted = False  # interfaces beyond MAX_LISTED_INTERFACES were seen
-        self.raw: io.FileIO | None = None
-        self.gz: gzip.GzipFile | None = None
+        self.raw: io.RawIOBase | None = None
+        self.gz: Decompressed | None = None
         self.mm: mmap.mmap | None = None
         self.released = 0  # mapped bytes before this offset were dropped from our RSS
         self.spare: list[_Batch] = []  # the last batches handed out, for reuse once released
@@ -678,10 +683,10 @@ class _Stream:
         files that cannot be mapped are read in chunks into one reusable buffer. (A file
         truncated by another process while it is mapped would end this process with SIGBUS;
         a file still being written is read up to its size at open.)"""
-        self.raw = _open(self.path)
-        if self.header.compressed:
-            self.gz = gzip.GzipFile(fileobj=self.raw)
-        elif MMAP:
+        self.raw = self.source.open()
+        if self.header.compression:
+            self.gz = Decompressed(self.header.compression, self.raw)
+        elif MMAP and not self.source.stream:
             try:
                 self.mm = mmap.mmap(self.raw.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError):
@@ -716,8 +721,8 @@ class _Stream:
         self.released = upto
 
     def _read(self, view: memoryview) -> int:
-        """Read into view; 0 at the end. A gzip stream is read with read1(), which never
-        loses decompressed bytes when the stream then turns out to be cut or corrupt."""
+        """Read into view; 0 at the end. A compressed stream is read with read1(), which
+        never loses decompressed bytes when the stream then turns out to be cut or corrupt."""
         try:
             if self.gz is not None:
                 data = self.gz.read1(len(view))
@@ -725,9 +730,9 @@ class _Stream:
                 return len(data)
             assert self.raw is not None
             return self.raw.readinto(view) or 0
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            reason = "gzip stream ends early" if isinstance(exc, EOFError) else f"gzip: {exc}"
-            self.info.warn(f"{reason} (at uncompressed byte {self.base + self.end})")
+        except DecompressError as exc:
+            self.info.warn(f"{exc} (at uncompressed byte {self.base + self.end})")
+            self.info.ends_early = exc.early
             self.info.truncated = True
             self.info.truncated_at = self.base + self.end
             self.eof = True
@@ -812,7 +817,8 @@ class _Stream:
                     if self.pos < self.end:
                         self.stop(
                             f"file ends inside a record at byte {self.base + self.pos} "
-                            f"({self.end - self.pos} bytes left)"
+                            f"({self.end - self.pos} bytes left)",
+                            cut=True,
                         )
                     break
             elif rc == _fast.ST_BLOCK:
@@ -823,7 +829,11 @@ class _Stream:
                 where = self.base + int(st[_fast.S_BADPOS])
                 reason = _BAD_REASONS.get(code, "bad record ({})").format(val)
                 if rc == _fast.ST_BAD:
-                    self.stop(f"bad record header at byte {where}: {reason}", where)
+                    self.stop(
+                        f"stopped at byte {where}: bad record header, {reason}; "
+                        f"{self.unread(where)} not read",
+                        where,
+                    )
                     break
                 self.info.warn(f"bad packet block at byte {where} skipped: {reason}")
                 if len(self.info.warnings) >= MAX_WARNINGS:
@@ -833,8 +843,17 @@ class _Stream:
         if st[_fast.S_ROW]:
             yield self.finish_batch(batch)
 
-    def stop(self, message: str, where: int | None = None) -> None:
+    def unread(self, where: int) -> str:
+        """What is left after byte ``where``: a byte count when the size is known."""
+        if self.header.compression or self.source.size is None:
+            return "the rest of the input"
+        return f"{max(self.source.size - where, 0):,} bytes"
+
+    def stop(self, message: str, where: int | None = None, cut: bool = False) -> None:
+        """Reading ends before a clean end; ``cut``: because the content ends inside a
+        record or block (a file cut short or still being written)."""
         self.info.truncated = True
+        self.info.ends_early = self.info.ends_early or cut
         self.info.truncated_at = self.base + self.pos if where is None else where
         self.info.warn(message)
 
@@ -872,7 +891,7 @@ class _Stream:
     def start_pcap(self) -> None:
         h = self.header
         if not self.fill(24):  # checked by _sniff; the file changed under us
-            self.stop("file ends inside the pcap file header")
+            self.stop("file ends inside the pcap file header", cut=True)
             return
         self.pos = 24
         self.swap = int(h.order != ("<" if sys.byteorder == "little" else ">"))
@@ -892,7 +911,7 @@ class _Stream:
     def block(self) -> bool:
         """Handle the non-packet block at self.pos; False when reading must stop."""
         if not self.fill(12):
-            self.stop("file ends inside a block header")
+            self.stop("file ends inside a block header", cut=True)
             return False
         head = self.buf[self.pos : self.pos + 12].tobytes()
         at = self.base + self.pos
@@ -910,7 +929,9 @@ class _Stream:
             self.stop(f"more than {MAX_META_BLOCKS} header/interface/statistics blocks")
             return False
         if not self.fill(blen):
-            self.stop(f"file ends inside a block (type {btype:#x}, {blen} bytes at byte {at})")
+            self.stop(
+                f"file ends inside a block (type {btype:#x}, {blen} bytes at byte {at})", cut=True
+            )
             return False
         body = self.buf[self.pos : self.pos + blen].tobytes()
         if is_shb:
@@ -1025,7 +1046,7 @@ class PacketReader:
     The file is identified when the reader is made (a CaptureError is raised then for
     anything unreadable) and read while it is iterated; ``info`` is the CaptureInfo of the
     current or last pass, complete once iteration has ended. Each iteration reads the file
-    again from the start.
+    again from the start; standard input (``-``) and other pipes can be iterated once.
     """
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int = 65536) -> None:
@@ -1033,15 +1054,18 @@ class PacketReader:
             raise ValueError("batch_size must be at least 1")
         self.path = os.fspath(path)
         self.batch_size = batch_size
-        self._header = _sniff(self.path)
+        self.source = Input(self.path)
+        self._header = _sniff(self.source)
         self.info = self._new_info()
+        self._stream: _Stream | None = None
 
     def _new_info(self) -> CaptureInfo:
         h = self._header
         return CaptureInfo(
             path=self.path,
             format=h.fmt,
-            compressed=h.compressed,
+            compressed=bool(h.compression),
+            compression=h.compression or None,
             byte_order="little" if h.order == "<" else "big",
             version=h.version,
         )
@@ -1049,7 +1073,8 @@ class PacketReader:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         info = self._new_info()
         self.info = info
-        stream = _Stream(self.path, self._header, info, self.batch_size)
+        stream = _Stream(self.source, self._header, info, self.batch_size)
+        self._stream = stream
         stream.open()
         try:
             yield from stream.batches()
@@ -1057,13 +1082,26 @@ class PacketReader:
             stream.close()
             stream.update_info()
 
+    def position(self) -> tuple[int, int | None]:
+        """How far the current pass has read, for progress: (bytes done, bytes in all),
+        in the file's own bytes (compressed files: compressed bytes); the total is None
+        for a pipe. May be called from another thread than the one iterating."""
+        stream, size = self._stream, self.source.size
+        if stream is None:
+            return 0, size
+        if self._header.compression and stream.raw is not None and size is not None:
+            with contextlib.suppress(OSError, ValueError):
+                return stream.raw.tell(), size
+        return stream.base + stream.pos, size
+
     def to_table(self) -> pa.Table:
         """Read the whole capture into one Table (convenient for small captures and tests)."""
         return pa.Table.from_batches(list(self), schema=PACKET_SCHEMA)
 
 
 def read_packets(path: str | os.PathLike[str], batch_size: int = 65536) -> PacketReader:
-    """Open a capture (pcap, pcap-ns, pcapng; gzip-compressed or not) for batch reading.
+    """Open a capture (pcap, pcap-ns, pcapng; gzip- or zstd-compressed or not) for batch
+    reading; ``-`` is standard input.
 
     Raises CaptureError at once when the file is missing, unreadable, empty or not a capture.
     Iterate the result for RecordBatches of at most ``batch_size`` rows; its ``info`` holds

@@ -72,6 +72,31 @@ def emit(text: str) -> None:
 #: CAPTURE... argument shared by the commands that read captures
 captures_argument = click.argument("captures", nargs=-1, required=True, type=click.Path())
 
+#: -q/--quiet, shared by the commands that read captures
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress line on stderr (diagnostics still go there)."
+)
+
+
+#: --dedup, shared by audit and flows
+def dedup_options(func: F) -> F:
+    """--dedup and --dedup-window SECONDS; the command gets ``dedup: float | None``."""
+    func = click.option(
+        "--dedup-window",
+        type=click.FloatRange(min=0, min_open=True, max=10),
+        default=0.01,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --dedup: a packet seen again within this time is a duplicate.",
+    )(func)
+    return click.option(
+        "--dedup",
+        is_flag=True,
+        help="Drop SPAN duplicates (the same IP packet seen again within --dedup-window), "
+        "counted in the summary.",
+    )(func)
+
+
 #: --ruleset, shared by audit and roles
 ruleset_option = click.option(
     "-r",

@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from auditor.cli.common import captures_argument, fail, handle_errors
+from auditor.cli.common import (
+    captures_argument,
+    dedup_options,
+    fail,
+    handle_errors,
+    quiet_option,
+)
+from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
 from auditor.traffic import read_traffic
@@ -16,11 +23,20 @@ from auditor.traffic import read_traffic
 @captures_argument
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@dedup_options
+@quiet_option
 @handle_errors
-def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
+def command(
+    captures: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    dedup: bool,
+    dedup_window: float,
+    quiet: bool,
+) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
-    Exit code 3 when a capture could not be read; the others are still written.
+    Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
 
     Example:
 
@@ -28,14 +44,17 @@ def command(captures: tuple[str, ...], fmt: str, output: str | None) -> None:
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
-    traffic = read_traffic(captures)
-    for err in traffic.errors:
-        click.echo(f"pcap-audit: {err.one_line()}", err=True)
+    progress = progress_for(sys.stderr, quiet)
+    traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
+    if progress:
+        progress.clear()
+    for note in traffic.notes:
+        click.echo(f"pcap-audit: {note}", err=True)
     if output:
         with open(output, "wb") as fh:
             write_flows(traffic, fmt, fh)
     else:
         write_flows(traffic, fmt, sys.stdout.buffer)
         sys.stdout.flush()
-    if traffic.errors:
+    if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))

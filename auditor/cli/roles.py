@@ -52,8 +52,8 @@ def command(
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     traffic = read_traffic(captures)
-    for err in traffic.errors:
-        click.echo(f"pcap-audit: {err.one_line()}", err=True)
+    for note in traffic.notes:
+        click.echo(f"pcap-audit: {note}", err=True)
     assert traffic.flows is not None
     roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
     if fmt == "json":
@@ -89,5 +89,5 @@ def command(
             fh.write(text)
     else:
         emit(text)
-    if traffic.errors:
+    if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))

@@ -37,7 +37,7 @@ from auditor.rules import (
     Ruleset,
     rules_table,
 )
-from auditor.traffic import Traffic, read_traffic
+from auditor.traffic import Reading, Traffic, read_traffic
 from auditor.units import human_bytes
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ class AuditResult:
     traffic: Traffic
     exit_code: ExitCode
     errors: list[str] = field(default_factory=list)
+    #: every diagnostic line (errors, warnings, skipped files, duplicates), in order
+    notes: list[str] = field(default_factory=list)
 
 
 def _distinct(values: list[Any] | None) -> list[Any]:
@@ -688,15 +690,16 @@ def _duration(seconds: float) -> str:
 
 
 def exit_code_for(
-    findings: Sequence[dict[str, Any]], fail_on: str, capture_errors: bool
+    findings: Sequence[dict[str, Any]], fail_on: str, capture_problems: bool
 ) -> ExitCode:
-    if capture_errors:
-        return ExitCode.CAPTURE
+    """FINDINGS for a finding at or above ``fail_on``, or'd with CAPTURE for a capture
+    problem: one never hides the other."""
+    code = ExitCode.CAPTURE if capture_problems else ExitCode.OK
     if fail_on != "never":
         limit = SEVERITIES.index(fail_on)
         if any(SEVERITIES.index(f["severity"]) <= limit for f in findings if not f.get("waiver")):
-            return ExitCode.FINDINGS
-    return ExitCode.OK
+            code |= ExitCode.FINDINGS
+    return code
 
 
 def audit(
@@ -704,20 +707,21 @@ def audit(
     ruleset: Ruleset,
     inventory: Inventory | None = None,
     fail_on: str = "medium",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Reading], None] | None = None,
+    dedup: float | None = None,
     waivers: Waivers | None = None,
 ) -> AuditResult:
-    """Read the captures as one traffic set and audit it against ``ruleset``; findings
-    that ``waivers`` cover are marked and do not count for the exit code."""
-    traffic = read_traffic(captures, progress=progress)
+    """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
+    drops SPAN duplicates seen again within that many seconds; findings that ``waivers``
+    cover are marked and do not count for the exit code."""
+    traffic = read_traffic(captures, progress=progress, dedup=dedup)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
-    first, last = traffic.span()
-    seconds = (last - first).total_seconds() if first and last else 0.0
+    seconds = traffic.coverage_seconds()  # missing_flow is graded on the time covered
     findings, pairs = run_checks(ruleset, flows, roles, seconds)
     waived = apply_waivers(findings, waivers) if waivers is not None else None
-    code = exit_code_for(findings, fail_on, bool(traffic.errors))
+    code = exit_code_for(findings, fail_on, not traffic.complete)
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
     doc: dict[str, Any] = {
@@ -740,17 +744,21 @@ def audit(
             "findings": len(findings),
             "by_kind": {k: by_kind[k] for k in KINDS if by_kind[k]},
             "by_severity": {s: by_sev[s] for s in SEVERITIES},
-            "duration_s": round(seconds, 6),
+            "duration_s": round(traffic.span_seconds(), 6),
+            "coverage_s": round(seconds, 6),
+            "skipped_files": len(traffic.skipped),
             "exit_code": int(code),
         },
         "roles": [h.to_json() for h in roles.hosts],
         "role_pairs": pairs,
         "findings": findings,
     }
+    if traffic.duplicates_dropped is not None:  # --dedup
+        doc["summary"]["duplicates_dropped"] = traffic.duplicates_dropped
     if waived is not None:
         doc["summary"]["waived"] = waived.waived
         doc["waivers"] = waived.to_json()
-    return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors])
+    return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors], traffic.notes)
 
 
 def _rule_json(rule: Rule) -> dict[str, Any]:

@@ -117,6 +117,26 @@ def truncation(capture: Mapping[str, Any]) -> str:
     return f"truncated: reading stopped before a clean end of the file{where}"
 
 
+def time_covered(summary: Mapping[str, Any]) -> str:
+    """``coverage 1m 00s`` and, when the captures leave gaps, ``(span 2h 03m)``: the time
+    the captures cover (what missing_flow is graded on) and first-to-last packet."""
+    span = summary.get("duration_s")
+    coverage = summary.get("coverage_s", span)
+    text = f"coverage {human_duration(coverage)}"
+    if isinstance(span, int | float) and isinstance(coverage, int | float) and span - coverage > 1:
+        text += f" (span {human_duration(span)})"
+    return text
+
+
+def capture_problems(capture: Mapping[str, Any]) -> list[str]:
+    """What a read capture says about itself, one line each: its warnings (the first of
+    them the problems that leave traffic unaudited), else why it is truncated."""
+    warnings = [printable(w) for w in as_list(capture.get("warnings"))]
+    if not warnings and capture.get("truncated"):
+        warnings = [truncation(capture)]
+    return warnings
+
+
 def as_list(value: object) -> list[Any]:
     """A list-valued field, tolerating null."""
     if value is None:

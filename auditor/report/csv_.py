@@ -1,5 +1,10 @@
 """One CSV row per finding, for spreadsheets and for joining nights together.
 
+After the findings, one row per capture problem (kind ``capture_error`` for a capture not
+read, ``capture_warning`` for each warning of one read: cut, still being written, link
+types skipped, ...; id and severity empty, the path in ``evidence``), so a spreadsheet of a
+night shows what was not audited too.
+
 Columns are flat: lists are joined with ``;``, the evidence is compact JSON in one cell,
 and the vendor's words are split into document, section and text. A cell that a
 spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or
@@ -74,4 +79,15 @@ def render(result: Result) -> str:
     writer.writerow(COLUMNS)
     for finding in as_list(result.get("findings")):
         writer.writerow(_row(finding))
+    for capture in as_list(result.get("captures")):
+        path = str(capture.get("path"))
+        if capture.get("error"):
+            problems = [("capture_error", str(capture.get("error")))]
+        else:
+            problems = [
+                ("capture_warning", f"{path}: {w}") for w in as_list(capture.get("warnings"))
+            ]
+        for kind, text in problems:
+            evidence = {"path": path, "complete": capture.get("complete")}
+            writer.writerow(_row({"kind": kind, "message": text, "evidence": evidence}))
     return out.getvalue()

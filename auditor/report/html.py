@@ -198,13 +198,18 @@ def _masthead(result: Result) -> str:
     docs = ", ".join(str(d) for d in as_list(ruleset.get("source_documents")))
     exit_code = summary.get("exit_code")
     verdict_class = (
-        {0: "pass", 1: "fail"}.get(exit_code, "error") if isinstance(exit_code, int) else "error"
+        {0: "pass", 1: "fail", 5: "fail"}.get(exit_code, "error")
+        if isinstance(exit_code, int)
+        else "error"
     )
     verdict = {
-        "pass": "Pass: no finding at or above the fail-on severity",
-        "fail": "Fail: findings at or above the fail-on severity",
-        "error": "Incomplete: not every capture could be read",
-    }[verdict_class]
+        0: "Pass: no finding at or above the fail-on severity",
+        1: "Fail: findings at or above the fail-on severity",
+        5: "Fail: findings at or above the fail-on severity, and not every capture was read whole",
+    }.get(
+        exit_code if isinstance(exit_code, int) else -1,
+        "Incomplete: not every capture was read whole",
+    )
     fail_on = result.get("fail_on")
     parts = [
         f'<div class="brand">{_e(tool.get("name") or "pcap-audit")} '
@@ -256,6 +261,7 @@ def _summary(result: Result) -> str:
     for label, value in (
         ("Packets", number(summary.get("packets"))),
         ("Flows", number(summary.get("flows"))),
+        ("Coverage", human_duration(summary.get("coverage_s", summary.get("duration_s")))),
         ("Capture span", human_duration(summary.get("duration_s"))),
     ):
         cards.append(
@@ -289,13 +295,18 @@ def _captures(result: Result) -> str:
     for c in as_list(result.get("captures")):
         if c.get("error"):
             status = f'<span class="alert">not read: {_e(capture_error(c))}</span>'
+        elif c.get("duplicate_of"):
+            status = f'<span class="muted">same content as {_e(c.get("duplicate_of"))}</span>'
         elif c.get("truncated"):
             status = f'<span class="badge sev-medium" title="{_e(truncation(c))}">truncated</span>'
+        elif c.get("complete") is False:
+            status = '<span class="badge sev-medium">incomplete</span>'
         else:
             status = '<span class="badge status-ok">read</span>'
         errors = c.get("decode_errors") or {}
         notes = [f"{_e(k)}: {_e(v)}" for k, v in errors.items()]
-        notes += [f'<span class="muted">{_e(w)}</span>' for w in as_list(c.get("warnings"))]
+        style = "alert" if c.get("complete") is False else "muted"
+        notes += [f'<span class="{style}">{_e(w)}</span>' for w in as_list(c.get("warnings"))]
         decode = "<br>".join(notes) or '<span class="muted">none</span>'
         rows.append(
             f'<tr><td class="mono file">{_e(c.get("path"))}</td><td>{_e(c.get("format") or "-")}</td>'

@@ -17,18 +17,18 @@ from auditor.report._common import (
     Result,
     as_list,
     capture_error,
+    capture_problems,
     citation,
     flow_label,
     group_by_severity,
     human_bytes,
-    human_duration,
     kind_counts,
     number,
     printable,
     role_label,
     scalar_text,
     severity_counts,
-    truncation,
+    time_covered,
     waiver_text,
 )
 
@@ -81,20 +81,26 @@ def _summary(result: Result) -> list[str]:
     lines.append(f"- **{total} findings**: {by_sev}; {exit_text}")
     lines.append(
         f"- {number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows, "
-        f"capture span {human_duration(summary.get('duration_s'))}"
+        f"{time_covered(summary)}"
     )
+    if summary.get("skipped_files"):
+        lines.append(f"- {number(summary.get('skipped_files'))} files skipped (not captures)")
     if result.get("inventory"):
         lines.append(f"- Inventory: {md(result.get('inventory'))}")
     for capture in as_list(result.get("captures")):
         path = md(capture.get("path"))
         if capture.get("error"):
             lines.append(f"- Capture {path}: **not read**: {md(capture_error(capture))}")
+        elif capture.get("duplicate_of"):
+            lines.append(f"- Capture {path}: same content as {md(capture.get('duplicate_of'))}")
         else:
-            note = f", {md(truncation(capture))}" if capture.get("truncated") else ""
+            problems = capture_problems(capture)
+            note = "; **incomplete**" if capture.get("complete") is False else ""
             lines.append(
                 f"- Capture {path}: {md(capture.get('format') or '?')}, "
                 f"{number(capture.get('packets'))} packets{note}"
             )
+            lines += [f"  - {md(p)}" for p in problems]
     kinds = kind_counts(result)
     if kinds:
         lines += ["", "| Kind | Findings |", "| --- | ---: |"]

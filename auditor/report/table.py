@@ -18,24 +18,25 @@ from auditor.report._common import (
     Result,
     as_list,
     capture_error,
+    capture_problems,
     citation,
     flow_label,
     group_by_severity,
     human_bytes,
-    human_duration,
     kind_counts,
     number,
     printable,
     role_label,
     scalar_text,
     severity_counts,
+    time_covered,
     time_span,
-    truncation,
     waiver_text,
 )
 
 WIDTH = 100
 INDENT = "        "  # under the severity tag
+MAX_CAPTURE_LINES = 5  # warnings shown per capture; the JSON has them all
 QUOTE_LIMIT = 240  # characters of the vendor's words shown; the HTML report has them all
 
 _RESET = "\x1b[0m"
@@ -79,13 +80,27 @@ def _header(result: Result, width: int, paint: _Painter) -> list[str]:
         title += f": {printable(ruleset.get('title'))}"
     lines = [paint(line, _BOLD) for line in _wrap(title, width, indent="")]
     unreadable = sum(1 for c in captures if c.get("error"))
+    incomplete = sum(1 for c in captures if not c.get("error") and c.get("complete") is False)
+    duplicates = sum(1 for c in captures if c.get("duplicate_of"))
     facts = f"{len(captures)} capture{'s' if len(captures) != 1 else ''}"
-    if unreadable:
-        facts += f" ({unreadable} unreadable)"
+    notes = [
+        f"{n} {what}"
+        for n, what in (
+            (unreadable, "unreadable"),
+            (incomplete, "incomplete"),
+            (duplicates, "duplicate"),
+        )
+        if n
+    ]
+    if notes:
+        facts += f" ({', '.join(notes)})"
     facts += (
         f", {number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows,"
-        f" capture span {human_duration(summary.get('duration_s'))}"
+        f" {time_covered(summary)}"
     )
+    skipped = summary.get("skipped_files")
+    if skipped:
+        facts += f", {number(skipped)} file{'s' if skipped != 1 else ''} skipped (not captures)"
     if result.get("inventory"):
         facts += f", inventory {printable(result.get('inventory'))}"
     lines += _wrap(facts, width, indent="")
@@ -94,9 +109,15 @@ def _header(result: Result, width: int, paint: _Painter) -> list[str]:
         if capture.get("error"):
             text = f"! {path}: {capture_error(capture)}"
             lines += [paint(x, _SEVERITY_STYLE["high"]) for x in _wrap(text, width, "  ", "")]
-        elif capture.get("truncated"):
-            text = f"! {path}: {truncation(capture)}"
-            lines += [paint(x, _SEVERITY_STYLE["medium"]) for x in _wrap(text, width, "  ", "")]
+            continue
+        style = _SEVERITY_STYLE["medium"] if capture.get("complete") is False else _DIM
+        mark = "!" if capture.get("complete") is False else "-"
+        problems = capture_problems(capture)
+        for problem in problems[:MAX_CAPTURE_LINES]:
+            lines += [paint(x, style) for x in _wrap(f"{mark} {path}: {problem}", width, "  ", "")]
+        if len(problems) > MAX_CAPTURE_LINES:
+            more = f"  ... {len(problems) - MAX_CAPTURE_LINES} more warnings (--format json lists them)"
+            lines.append(paint(more, style))
     return lines
 
 

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     import duckdb
 
 LOGS = ("conn", "ssl", "http")
+#: above this share of lines that do not parse, the logs are not complete (CAPTURE)
+BAD_LINE_SHARE = 0.01
 
 #: the fields read from each log (others are ignored), all as text
 FIELDS = {
@@ -305,6 +307,12 @@ def read_zeek(
         )
     if not paths["http"]:
         warnings.append("no http.log: HTTP methods, hosts and user agents unknown")
+    # like a capture's decode errors: said, and above 1 % of the lines not complete
+    complete = bad <= BAD_LINE_SHARE * (rows + ssl_bad + http_bad)
+    if bad:
+        warnings.insert(
+            0, f"{bad:,} log line{'s' if bad != 1 else ''} did not parse and were skipped"
+        )
     firsts, lasts = result.column("first_ns"), result.column("last_ns")
     packets = sum(int(result.column(c).to_numpy().sum()) for c in ("packets_fwd", "packets_rev"))
     nbytes = sum(int(result.column(c).to_numpy().sum()) for c in ("bytes_fwd", "bytes_rev"))
@@ -323,6 +331,7 @@ def read_zeek(
         "warnings": warnings,
         "logs": {name: [str(p) for p in files] for name, files in paths.items()},
         "error": None,
+        "complete": complete,
     }
     return record, table
 

@@ -195,8 +195,7 @@ class StoreResourceError(StoreError):
     """The store could not be written for want of disk space or memory: the run is not
     recorded (the store is as it was) and the message says what to change."""
 
-    # RESOURCE where the exit codes have it (the renumbered scheme), else INTERNAL
-    exit_code = ExitCode.__members__.get("RESOURCE", ExitCode.INTERNAL)
+    exit_code = ExitCode.RESOURCE
 
 
 def _resource_problem(exc: BaseException) -> str | None:
