@@ -577,3 +577,29 @@ def test_the_store_from_python(tmp_path: Path) -> None:
     diff = diff_runs(store)
     assert diff.baseline is not None and diff.baseline.id == 1
     assert any(f.get("waiver") for f in diff.new_findings)
+
+
+def test_each_set_is_a_run(tmp_path: Path) -> None:
+    store = tmp_path / "s.duckdb"
+    res = run(str(AL / "clean.pcap"), str(AL / "findings.pcap"), *AL_ARGS, "--each",
+              "--store", str(store), "--format", "json")  # fmt: skip
+    assert res.exit_code == ExitCode.FINDINGS, res.output
+    assert f"{store}: recorded as run 1 (1 capture)" in res.stderr
+    assert f"{store}: recorded as run 2 (1 capture)" in res.stderr
+    assert [r["findings"] for r in history(store)] == [
+        len(r["findings"]) for r in json.loads(res.stdout)["results"]
+    ]
+
+
+def test_a_run_with_a_capture_problem_is_kept_but_not_a_baseline(tmp_path: Path) -> None:
+    store = tmp_path / "s.duckdb"
+    audit(AL / "clean.pcap", store)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((AL / "findings.pcap").read_bytes()[:5000])  # ends inside a record
+    res = run(str(cut), *AL_ARGS, "--store", str(store), "--format", "json")
+    assert res.exit_code & ExitCode.CAPTURE, res.output
+    audit(AL / "findings.pcap", store)
+    table = run("history", "--store", str(store)).stdout
+    assert " ! " in table.splitlines()[2] and "not every capture" in table
+    diff = json.loads(run("diff", "--store", str(store), "--format", "json").stdout)
+    assert diff["run"]["id"] == 3 and diff["baseline"]["id"] == 1  # run 2 skipped

@@ -61,7 +61,9 @@ def render(result: Result, diff: Diff | None = None) -> str:
         f"{number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows, "
         f"capture span {human_duration(summary.get('duration_s'))}",
     ]
-    broken = [c for c in captures if c.get("error") or c.get("truncated")]
+    broken = [
+        c for c in captures if c.get("error") or c.get("truncated") or c.get("complete") is False
+    ]
     if broken:
         lines.append(
             f"! {len(broken)} capture(s) not read whole: "

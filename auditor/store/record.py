@@ -176,7 +176,7 @@ def record_run(
         with transaction(con, store):
             (run_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchone() or (1,)
             summary = doc.get("summary") or {}
-            complete = not any(c.get("error") or c.get("truncated") for _, _, c in captures)
+            complete = all(_complete(c) for _, _, c in captures)
             con.execute(
                 """INSERT INTO runs (id, started, finished, tool_version, ruleset_name,
                     ruleset_sha256, inventory_path, inventory_sha256, fail_on, packets, flows,
@@ -292,6 +292,15 @@ def _captures(
     con.unregister("this_run_captures")
     known = sum(1 for _, sha, _ in captures if sha and sha in held)
     return len(first), known
+
+
+def _complete(capture: Mapping[str, Any]) -> bool:
+    """Whether a capture was read whole: its ``complete`` when the reader says, else no
+    error and not truncated."""
+    given = capture.get("complete")
+    if isinstance(given, bool):
+        return given
+    return not (capture.get("error") or capture.get("truncated"))
 
 
 def _findings_table(findings: Sequence[Mapping[str, Any]]) -> pa.Table:
