@@ -109,6 +109,11 @@ NOT_AUDITS = {
         "output instead)",
     ),
     "list": ("[1, 2]", "not a pcap-audit audit document: the JSON is not an object"),
+    "each": (
+        '{"exit_code": 1, "results": [{"tool": {"name": "pcap-audit"}}]}',
+        "not a pcap-audit audit document: an --each document (one result per set): "
+        "audit the sets one by one",
+    ),
     "other tool": (
         '{"tool": {"name": "zeek"}}',
         'not a pcap-audit audit document: no "tool": {"name": "pcap-audit"}',

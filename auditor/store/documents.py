@@ -29,6 +29,8 @@ def check_document(value: Any, path: str | Path) -> dict[str, Any]:
     if not isinstance(tool, Mapping) or tool.get("name") != "pcap-audit":
         if value.get("$schema", "").find("sarif") >= 0 or "runs" in value:
             what = "a SARIF file (render from the audit's --format json output instead)"
+        elif isinstance(value.get("results"), list) and "exit_code" in value:
+            what = "an --each document (one result per set): audit the sets one by one"
         elif "flows" in value and "findings" not in value:
             what = "a flows document (pcap-audit flows), not an audit"
         else:
