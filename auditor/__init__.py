@@ -9,7 +9,28 @@ The library API (no click needed):
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "audit", "load_inventory", "load_ruleset", "read_flows", "read_packets"]
+__all__ = [
+    "__version__",
+    "audit",
+    "diff_documents",
+    "diff_runs",
+    "history",
+    "load_inventory",
+    "load_ruleset",
+    "load_waivers",
+    "read_flows",
+    "read_packets",
+    "record_run",
+]
+
+#: the store's API: name -> its module (imported on first use, like the rest)
+_STORE = {
+    "record_run": "auditor.store.record",
+    "history": "auditor.store.history",
+    "diff_runs": "auditor.store.diff",
+    "diff_documents": "auditor.store.diff",
+    "load_waivers": "auditor.findings.waivers",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -30,4 +51,8 @@ def __getattr__(name: str) -> object:
         from auditor.capture import read_packets
 
         return read_packets
+    if name in _STORE:
+        import importlib
+
+        return getattr(importlib.import_module(_STORE[name]), name)
     raise AttributeError(name)

@@ -562,3 +562,14 @@ def _tcp_state(
     code[synack & fin_rst] = 1  # closed
     code[~syn] = 0  # midstream
     return code
+
+
+def flow_schema() -> pa.Schema:
+    """The flow table's schema: that of an empty table (for flows from elsewhere, Zeek logs)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = FlowBuilder().table().schema
+    return _SCHEMA
+
+
+_SCHEMA: pa.Schema | None = None

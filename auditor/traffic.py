@@ -25,8 +25,9 @@ import pyarrow as pa
 from auditor.capture import CaptureInfo, linktype_name, read_packets
 from auditor.capture.inputs import display_name
 from auditor.errors import CaptureError
-from auditor.flows import FlowBuilder
+from auditor.flows import FlowBuilder, flow_schema
 from auditor.sources import Found, expand
+from auditor.sources.zeek import is_zeek_dir, read_zeek
 
 #: a capture cut inside a record and modified less than this many seconds ago is said to
 #: be "still being written" (tcpdump flushes its buffer every few seconds at most)
@@ -297,6 +298,7 @@ def read_found(
         dedup_filter = Deduplicator(dedup)
         traffic.duplicates_dropped = 0
     index = 0
+    logs: list[pa.Table] = []  # flow tables of directories of Zeek logs
     for f in found:
         name = display_name(f.path)
         if f.skipped is not None:
@@ -312,6 +314,19 @@ def read_found(
             traffic.errors.append(f.error)
             traffic.captures.append(failed_capture(f.path, f.error))
             traffic.notes.append(f.error.one_line())
+            continue
+        if is_zeek_dir(f.path):  # Zeek logs: flows of their own, appended at the end
+            try:
+                record, table = read_zeek(f.path, index, flow_schema())
+            except CaptureError as exc:
+                traffic.errors.append(exc)
+                traffic.captures.append(failed_capture(f.path, exc))
+                traffic.notes.append(exc.one_line())
+            else:
+                traffic.captures.append(record)
+                traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+                logs.append(table)
+            index += 1
             continue
         try:
             reader = read_packets(f.path)
@@ -342,4 +357,6 @@ def read_found(
         traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
         index += 1
     traffic.flows = builder.table()
+    if logs:
+        traffic.flows = pa.concat_tables([traffic.flows, *logs])
     return traffic

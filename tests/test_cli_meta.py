@@ -37,6 +37,9 @@ def test_the_tree_holds_every_command() -> None:
     assert {
         "pcap-audit",
         "pcap-audit audit",
+        "pcap-audit diff",
+        "pcap-audit history",
+        "pcap-audit report",
         "pcap-audit flows",
         "pcap-audit roles",
         "pcap-audit rulesets",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import click
 
 from auditor.cli.common import (
     captures_argument,
+    check_store,
     dedup_options,
     duckdb_options,
     emit,
@@ -15,13 +18,16 @@ from auditor.cli.common import (
     handle_errors,
     inventory_option,
     quiet_option,
+    record_in_store,
     ruleset_option,
+    waiver_warnings,
     warn,
 )
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
 from auditor.findings.engine import SEVERITIES, AuditResult, audit
+from auditor.findings.waivers import Waivers, load_waivers
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
@@ -70,6 +76,18 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
 )
 @dedup_options
 @quiet_option
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Record the run in this store (a DuckDB file, created if absent).",
+)
+@click.option(
+    "--waivers",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Waived findings (YAML): shown with their reason, not counted for the exit code.",
+)
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -83,6 +101,8 @@ def command(
     dedup_window: float,
     quiet: bool,
     min_tls: str | None,
+    store: str | None,
+    waivers: str | None,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
     (with --each, each CAPTURE is a set of its own). `-` reads standard input.
@@ -90,6 +110,11 @@ def command(
     Exit codes (bits): 0 OK, 1 findings at or above --fail-on, 4 a capture not read whole
     (5: both), 2 usage/ruleset/inventory/output error, 8 out of memory or disk, 16 internal
     error, 130/143 interrupted by SIGINT/SIGTERM.
+
+    A directory holding a Zeek conn.log (with ssl.log, http.log) is read as Zeek logs.
+    --store PATH records the run (captures with their hashes, findings, flows; with
+    --each, one run per set) for 'pcap-audit history' and 'pcap-audit diff'; --waivers
+    FILE marks accepted findings.
 
     Example:
 
@@ -100,12 +125,17 @@ def command(
             f"--each writes {', '.join(EACH_FORMATS)}; --format {fmt} is one document per set",
             ExitCode.USAGE,
         )
+    started = datetime.now(UTC)
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
-    with output_file(output, [*captures, ruleset.path, inventory]) as out:
-        results = _audit_sets(
-            captures, ruleset, inv, fail_on, each, dedup_window if dedup else None, quiet, min_tls
-        )
+    waiver_set = load_waivers(waivers) if waivers else None
+    if store:
+        check_store(store)
+    options = AuditOptions(
+        fail_on, each, dedup_window if dedup else None, quiet, min_tls, waiver_set
+    )
+    with output_file(output, [*captures, ruleset.path, inventory, store, waivers]) as out:
+        results = _audit_sets(captures, ruleset, inv, options)
         code = combine(r.exit_code for r in results)
         color = fmt == "table" and out is None and sys.stdout.isatty()
         if each:
@@ -121,30 +151,47 @@ def command(
             out.write_text(text)
         else:
             emit(text)
+    if store:
+        for result in results:
+            record_in_store(store, result, started, inventory, waivers)
     sys.exit(int(code))
 
 
+@dataclass(frozen=True)
+class AuditOptions:
+    """The audit's options that every traffic set shares."""
+
+    fail_on: str
+    each: bool
+    dedup: float | None
+    quiet: bool
+    min_tls: str | None
+    waivers: Waivers | None
+
+
 def _audit_sets(
-    captures: tuple[str, ...],
-    ruleset: Ruleset,
-    inv: Inventory | None,
-    fail_on: str,
-    each: bool,
-    dedup: float | None,
-    quiet: bool,
-    min_tls: str | None,
+    captures: tuple[str, ...], ruleset: Ruleset, inv: Inventory | None, options: AuditOptions
 ) -> list[AuditResult]:
     """One audit per traffic set: all CAPTURE together, or each alone (--each)."""
-    progress = progress_for(sys.stderr, quiet)
-    sets = [[c] for c in captures] if each else [list(captures)]
+    progress = progress_for(sys.stderr, options.quiet)
+    sets = [[c] for c in captures] if options.each else [list(captures)]
     results = []
     for paths in sets:
         result = audit(
-            paths, ruleset, inv, fail_on=fail_on, progress=progress, dedup=dedup, min_tls=min_tls
+            paths,
+            ruleset,
+            inv,
+            fail_on=options.fail_on,
+            progress=progress,
+            dedup=options.dedup,
+            min_tls=options.min_tls,
+            waivers=options.waivers,
         )
         if progress:
             progress.clear()
         for note in result.notes:
             warn(note)
+        for line in waiver_warnings(result.document):
+            warn(line)
         results.append(result)
     return results

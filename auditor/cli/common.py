@@ -215,3 +215,56 @@ def inventory_option(help_text: str) -> Callable[[F], F]:
     return click.option(
         "-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE", help=help_text
     )
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr (waiting for a store, a migration, a run recorded)."""
+    click.echo(f"pcap-audit: {message}", err=True)
+
+
+def waiver_warnings(document: Any) -> list[str]:
+    """The warnings of an audit's waivers (expired ones), from its document."""
+    from auditor.findings.waivers import expired_warnings
+
+    return expired_warnings(document.get("waivers"))
+
+
+def check_store(store: str) -> None:
+    """Refuse a --store that is not (and cannot become) a store before auditing."""
+    from auditor.store.db import check_store as check
+
+    check(store)
+
+
+def record_in_store(
+    store: str, result: Any, started: Any, inventory: str | None, waivers: str | None
+) -> None:
+    """Record an audit in ``store`` and say so on stderr (DuckDB is imported only now)."""
+    from auditor.store.record import record_run
+
+    recorded = record_run(
+        store, result, started=started, inventory=inventory, waivers=waivers, notify=note
+    )
+    note(recorded.note(store))
+
+
+def write_or_emit(text: str, output: str | None) -> None:
+    """``text`` to the file ``output``, else to stdout; a file that cannot be written is
+    one line and exit USAGE."""
+    if not output:
+        emit(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        fail(f"{output}: cannot write the output: {exc.strerror or exc}", ExitCode.USAGE)
+
+
+#: --store PATH for the commands that read a store
+store_option = click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="The store of runs (a DuckDB file written by an audit with --store).",
+)

@@ -48,9 +48,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from auditor.cli import audit, flows, roles, rulesets
+    from auditor.cli import audit, diff, flows, history, report, roles, rulesets
 
-    for module in (audit, flows, roles, rulesets):
+    for module in (audit, flows, roles, rulesets, history, diff, report):
         cli.add_command(module.command)
 
 

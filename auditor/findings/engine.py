@@ -33,6 +33,7 @@ from auditor.findings.content import MIN_DISK_BYTES
 from auditor.findings.presence import may_miss as _may_miss
 from auditor.findings.presence import missing, pair_json, unknown_host
 from auditor.findings.unexpected import SCAN_TARGETS, Paths, scan, unexpected_ports
+from auditor.findings.waivers import Waivers, apply_waivers
 from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
 from auditor.rules import (
@@ -246,7 +247,7 @@ def exit_code_for(
     code = ExitCode.CAPTURE if capture_problems else ExitCode.OK
     if fail_on != "never":
         limit = SEVERITIES.index(fail_on)
-        if any(SEVERITIES.index(f["severity"]) <= limit for f in findings):
+        if any(SEVERITIES.index(f["severity"]) <= limit for f in findings if not f.get("waiver")):
             code |= ExitCode.FINDINGS
     return code
 
@@ -259,10 +260,12 @@ def audit(
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
     min_tls: str | None = None,
+    waivers: Waivers | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
-    ruleset's TLS minimum (``--min-tls``)."""
+    ruleset's TLS minimum (``--min-tls``); findings that ``waivers`` cover are marked and do
+    not count for the exit code."""
     traffic = read_traffic(captures, progress=progress, dedup=dedup)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
@@ -271,10 +274,11 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
+    waived = apply_waivers(findings, waivers) if waivers is not None else None
     code = exit_code_for(findings, fail_on, not traffic.complete)
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
-    doc = {
+    doc: dict[str, Any] = {
         "tool": {"name": "pcap-audit", "version": __version__},
         "ruleset": {
             "name": ruleset.name,
@@ -306,8 +310,10 @@ def audit(
         "findings": findings,
     }
     if traffic.duplicates_dropped is not None:  # --dedup
-        summary: dict[str, Any] = doc["summary"]  # type: ignore[assignment]
-        summary["duplicates_dropped"] = traffic.duplicates_dropped
+        doc["summary"]["duplicates_dropped"] = traffic.duplicates_dropped
+    if waived is not None:
+        doc["summary"]["waived"] = waived.waived
+        doc["waivers"] = waived.to_json()
     return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors], traffic.notes)
 
 

@@ -48,7 +48,7 @@ def missing(out: Findings, row: dict[str, Any], seconds: float) -> None:
         f"was not seen in {_duration(seconds)} of capture ({grade})."
     )
     ev = {
-        "capture_duration_s": round(seconds, 3),
+        "capture_duration_s": round(seconds, 6),  # = summary.coverage_s
         "src_hosts": row["src_hosts"],
         "dst_hosts": row["dst_hosts"],
         "expected_ports": ports_text(rule),

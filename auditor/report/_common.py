@@ -332,3 +332,15 @@ def role_matrix(role_pairs: Sequence[Mapping[str, Any]] | None) -> RoleMatrix:
     for cells in matrix.cells.values():
         cells.sort(key=_port_key)
     return matrix
+
+
+def waiver_text(finding: Finding) -> str:
+    """``waived until 2026-03-31 by alice: BITS until the HTTPS switch`` for a waived
+    finding (``finding["waiver"]``); ``""`` for any other."""
+    waiver = finding.get("waiver")
+    if not isinstance(waiver, Mapping):
+        return ""
+    return printable(
+        f"waived until {waiver.get('expires') or '?'} by {waiver.get('owner') or '?'}: "
+        f"{waiver.get('reason') or ''}"
+    )

@@ -41,6 +41,7 @@ from auditor.report._common import (
     short_time,
     time_span,
     truncation,
+    waiver_text,
 )
 
 _CSP = (
@@ -152,6 +153,7 @@ details td { font-family: var(--mono); font-size: 12.5px; overflow-wrap: anywher
 .tag { display: inline-block; padding: 0 6px; border-radius: 4px; background: var(--info-bg);
   font-size: 12px; margin: 1px 2px 1px 0; }
 .alert { color: var(--high); font-weight: 600; }
+.waiver { margin: 0 0 10px; color: var(--ok); }
 .page-footer { max-width: 1180px; margin: 0 auto; padding: 16px 40px 40px; color: var(--muted);
   font-size: 12px; border-top: 1px solid var(--line); }
 @media (max-width: 900px) {
@@ -389,9 +391,16 @@ def _finding(f: Finding) -> str:
         f'<header><span class="badge">{_e(severity)}</span>'
         f'<span class="title">{_e(title)}</span><code class="kind">{_e(kind)}</code>'
         f'<span class="fid mono">{_e(f.get("id"))}</span></header>'
-        f'<p class="message">{_e(f.get("message"))}</p>'
+        f'<p class="message">{_e(f.get("message"))}</p>{_waiver(f)}'
         f'<dl class="facts">{dl}</dl>{_quote(f.get("source"))}{_evidence(f)}</article>'
     )
+
+
+def _waiver(f: Finding) -> str:
+    text = waiver_text(f)
+    if not text:
+        return ""
+    return f'<p class="waiver"><span class="badge status-ok">waived</span> {_e(text)}</p>'
 
 
 def _findings(result: Result) -> str:

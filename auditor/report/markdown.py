@@ -29,6 +29,7 @@ from auditor.report._common import (
     scalar_text,
     severity_counts,
     time_covered,
+    waiver_text,
 )
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<|~&])")
@@ -120,7 +121,7 @@ def _table(findings: list[Finding]) -> list[str]:
             md(flow_label(f)),
             md(role_label(f)),
             _cell(f.get("rule_id")),
-            _cell(f.get("message")),
+            _cell(f.get("message")) + (f" (**{md(waiver_text(f))}**)" if waiver_text(f) else ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -132,6 +133,8 @@ def _detail(n: int, f: Finding) -> list[str]:
     lines.append(md(f.get("message"), line_start=True))
     lines.append("")
     lines.append(f"- Finding id: {md(f.get('id'))}")
+    if waiver_text(f):
+        lines.append(f"- **{md(waiver_text(f))}**")
     lines.append(f"- Roles: {md(role_label(f))}; rule: {_cell(f.get('rule_id'))}")
     lines.append(
         f"- Seen: {number(f.get('packets'))} packets, {human_bytes(f.get('bytes'))}, {_span(f)}"

@@ -271,6 +271,16 @@ def _result(
     if related:
         out["relatedLocations"] = related
     out["partialFingerprints"] = {FINGERPRINT_KEY: str(finding.get("id"))}
+    waiver = finding.get("waiver")
+    if isinstance(waiver, Mapping):  # a waived finding: suppressed, with the reason
+        out["suppressions"] = [
+            {
+                "kind": "external",
+                "status": "accepted",
+                "justification": str(waiver.get("reason") or ""),
+                "properties": dict(waiver),
+            }
+        ]
     out["properties"] = {
         "id": finding.get("id"),
         "kind": kind,

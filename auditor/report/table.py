@@ -31,6 +31,7 @@ from auditor.report._common import (
     severity_counts,
     time_covered,
     time_span,
+    waiver_text,
 )
 
 WIDTH = 100
@@ -144,6 +145,8 @@ def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
     where += f"   rule {printable(rule)}" if rule else "   no rule"
     lines += _wrap(where, width)
     lines += _wrap(printable(finding.get("message")), width)
+    if waiver_text(finding):
+        lines += [paint(x, _BOLD) for x in _wrap(waiver_text(finding), width)]
     seen = (
         f"{number(finding.get('packets'))} packets, {human_bytes(finding.get('bytes'))}, "
         f"{time_span(finding.get('first_seen'), finding.get('last_seen'))}"

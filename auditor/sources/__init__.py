@@ -1,4 +1,5 @@
-"""Where flows come from: capture files, directories of them and standard input.
+"""Where flows come from: capture files, directories of them, standard input, and
+directories of Zeek logs (:mod:`auditor.sources.zeek`, read as one input each).
 
 The command line names files, directories and ``-``; :func:`expand` turns them into the
 list of inputs to read, by content, never by name alone:
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 
 from auditor.capture.inputs import STDIN, Decompressed, DecompressError, compression_of
 from auditor.errors import CaptureError
+from auditor.sources.zeek import is_zeek_dir
 
 __all__ = ["Found", "expand", "looks_like_capture_name", "sniff_content"]
 
@@ -202,7 +204,10 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Found]:
     for group, raw in enumerate(paths):
         path = os.fspath(raw)
         if path not in _STDIN_NAMES and os.path.isdir(path):
-            found.extend(_directory(path, group))
+            if is_zeek_dir(path):  # Zeek logs (auditor.sources.zeek): one input, not walked
+                found.append(Found(path, group))
+            else:
+                found.extend(_directory(path, group))
         else:
             found.append(Found(path, group))
     return _mark_duplicates(found)
