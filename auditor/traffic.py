@@ -211,6 +211,15 @@ def capture_warnings(
         complete = False
     if info.decode_errors.get("bad_record"):
         complete = False
+    lost = info.tunnel_fragments_lost
+    if lost:
+        ahead.append(
+            f"{_count(lost, 'fragment')} of tunnel packets whose outer IP header was "
+            "fragmented could not be reassembled (a fragment missing, not complete 30 s "
+            "after the first, or more than 64 in progress): their packets are in no flow"
+        )
+        if lost > DECODE_ERROR_SHARE * info.packets:
+            complete = False
     if info.drops:
         ahead.append(
             f"the capture interface dropped {_count(info.drops, 'packet')} "

@@ -320,6 +320,11 @@ class CaptureInfo:
     skipped_blocks: dict[str, int] = field(default_factory=dict)  #: pcapng blocks not used
     comments: dict[str, str] = field(default_factory=dict)  #: SHB hardware/os/application
     warnings: list[str] = field(default_factory=list)  #: non-fatal problems (first 20)
+    #: tunnel packets reassembled from fragments of their outer IP header
+    tunnel_reassembled: int = 0
+    #: fragments of such packets that could not be reassembled (a fragment missing, not
+    #: complete 30 s after the first, or more than 64 in progress): their packets are in no flow
+    tunnel_fragments_lost: int = 0
 
     @property
     def format_label(self) -> str:
@@ -664,6 +669,8 @@ class _Stream:
         self.state = np.zeros(_fast.S_LEN, np.int64)
         self.state[_fast.S_TSMIN] = _INT64_MAX
         self.state[_fast.S_TSMAX] = _INT64_MIN
+        # fragmented outer IP headers of tunnel packets (4 MiB, pages touched only when used)
+        self.reasm = np.zeros(_fast.RA_BYTES, np.uint8)
         self.swap = 0
         self.order = header.order
         self.iftab = np.zeros((4, _fast.IF_W), np.int64)  # the current section's interfaces
@@ -850,7 +857,7 @@ class _Stream:
             st[_fast.S_POS] = self.pos
             st[_fast.S_END] = self.end
             st[_fast.S_SWAP] = self.swap
-            rc = _fast.scan(kind, self.buf, st, self.iftab[: self.nif], batch.arrays)
+            rc = _fast.scan(kind, self.buf, st, self.iftab[: self.nif], batch.arrays, self.reasm)
             self.pos = int(st[_fast.S_POS])
             self.release()
             if rc == _fast.ST_FULL:
@@ -912,6 +919,8 @@ class _Stream:
         st, info = self.state, self.info
         info.packets = int(st[_fast.S_FRAME])
         info.bytes = int(st[_fast.S_BYTES])
+        info.tunnel_reassembled = int(st[_fast.S_RA_DONE])
+        info.tunnel_fragments_lost = int(st[_fast.S_RA_LOST] + st[_fast.S_RA_HELD])
         if st[_fast.S_TSMIN] <= st[_fast.S_TSMAX]:
             info.first_seen = int(st[_fast.S_TSMIN])
             info.last_seen = int(st[_fast.S_TSMAX])
