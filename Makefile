@@ -43,3 +43,7 @@ samples: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info auditor/capture/*.so .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-memory
+bench-memory: $(STAMP)  # streams a generated 10 GB capture into `pcap-audit -`; peak RSS
+	$(BIN)/python bench/memory.py
