@@ -654,8 +654,16 @@ def _text(value: bytes) -> str:
 class _Stream:
     """One pass over a capture: chunked reading, the scanner loop and the pcapng blocks."""
 
-    def __init__(self, source: Input, header: _Header, info: CaptureInfo, batch_size: int) -> None:
+    def __init__(
+        self,
+        source: Input,
+        header: _Header,
+        info: CaptureInfo,
+        batch_size: int,
+        span: tuple[int, int] | None = None,
+    ) -> None:
         self.source = source
+        self.span = span  # a part of a mapped pcap: [start, stop) on record boundaries
         self.path = display_name(source.path)
         self.header = header
         self.info = info
@@ -715,7 +723,12 @@ class _Stream:
                 self.mm.madvise(mmap.MADV_SEQUENTIAL)
             self.buf = np.frombuffer(self.mm, np.uint8)
             self.end = len(self.buf)
+            if self.span is not None:
+                self.end = min(self.end, self.span[1])
+                self.released = self.span[0] - self.span[0] % mmap.PAGESIZE
             self.eof = True
+        elif self.span is not None:
+            raise CaptureError(self.path, "cannot be mapped to be read in parts")
         else:
             self.buf = np.empty(CHUNK_SIZE, np.uint8)
 
@@ -852,6 +865,8 @@ class _Stream:
         st = self.state
         if kind == _fast.K_PCAP:
             self.start_pcap()
+            if self.span is not None and self.span[0] > self.pos:
+                self.pos = self.span[0]
         batch = self.new_batch()
         while True:
             st[_fast.S_POS] = self.pos
@@ -1120,11 +1135,17 @@ class PacketReader:
     again from the start; standard input (``-``) and other pipes can be iterated once.
     """
 
-    def __init__(self, path: str | os.PathLike[str], batch_size: int = 65536) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        batch_size: int = 65536,
+        span: tuple[int, int] | None = None,
+    ) -> None:
         if not 1 <= batch_size <= _fast.MAX_ROWS:
             raise ValueError(f"batch_size must be 1 to {_fast.MAX_ROWS}")
         self.path = os.fspath(path)
         self.batch_size = batch_size
+        self.span = span  #: read only these bytes of the file (see split_pcap): one part
         self.source = Input(self.path)
         self._header = _sniff(self.source)
         self.info = self._new_info()
@@ -1144,7 +1165,7 @@ class PacketReader:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         info = self._new_info()
         self.info = info
-        stream = _Stream(self.source, self._header, info, self.batch_size)
+        stream = _Stream(self.source, self._header, info, self.batch_size, self.span)
         self._stream = stream
         stream.open()
         try:

@@ -13,6 +13,7 @@ from auditor.cli.common import (
     fail,
     handle_errors,
     inventory_option,
+    jobs_option,
     quiet_option,
     ruleset_option,
 )
@@ -22,6 +23,7 @@ from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import load_inventory, load_ruleset
+from auditor.traffic import default_jobs
 
 
 @click.command("audit")
@@ -43,6 +45,7 @@ from auditor.rules import load_inventory, load_ruleset
     help="Exit 1 when a finding is at or above this severity.",
 )
 @dedup_options
+@jobs_option
 @quiet_option
 @handle_errors
 def command(
@@ -55,6 +58,7 @@ def command(
     each: bool,
     dedup: bool,
     dedup_window: float,
+    jobs: int | None,
     quiet: bool,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
@@ -86,6 +90,7 @@ def command(
             fail_on=fail_on,
             progress=progress,
             dedup=dedup_window if dedup else None,
+            jobs=jobs or default_jobs(),
         )
         if progress:
             progress.clear()

@@ -708,10 +708,12 @@ def audit(
     fail_on: str = "medium",
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
+    jobs: int = 1,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
-    drops SPAN duplicates seen again within that many seconds."""
-    traffic = read_traffic(captures, progress=progress, dedup=dedup)
+    drops SPAN duplicates seen again within that many seconds; ``jobs`` decoders run at
+    once (the result is the same for any number)."""
+    traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
