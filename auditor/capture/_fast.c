@@ -415,7 +415,7 @@ static int ra_add(ra_table *ra, int64_t *st, const pc_pkt *o, const uint8_t *rec
             if (!free_slot) free_slot = x;
             continue;
         }
-        if (have_ts && ts - x->ts0 > RA_TIMEOUT_NS) { /* given up: too old */
+        if (have_ts && (__int128)ts - x->ts0 > RA_TIMEOUT_NS) { /* given up: too old (no wrap) */
             ra_drop(x, st, 1);
             if (!free_slot) free_slot = x;
             continue;
