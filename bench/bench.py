@@ -155,11 +155,11 @@ def main() -> None:
     if not pcapng.exists() and shutil.which("editcap"):
         subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
     packets = _count(pcap)
+    origin = "zeek corpus, replicated" if ZEEK.is_dir() else "synthetic"
+    if os.environ.get("BENCH_CAPTURE"):
+        origin = "BENCH_CAPTURE"
     size_mb = pcap.stat().st_size / 1e6
-    print(
-        f"capture: {pcap}  {packets:,} packets  {size_mb:.0f} MB"
-        f"  ({'zeek corpus, replicated' if ZEEK.is_dir() else 'synthetic'})"
-    )
+    print(f"capture: {pcap}  {packets:,} packets  {size_mb:.0f} MB  ({origin})")
     cli = str(Path(PY).with_name("pcap-audit"))
     audit_cmd = [cli, str(pcap), "--ruleset", "applayering", "--format", "json", "-o",
                  os.devnull, "--fail-on", "never", "-q"]  # fmt: skip
