@@ -46,3 +46,7 @@ wheel: $(STAMP)  # dist/pcap_audit-*.whl: extensions and built-in rulesets inclu
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info auditor/capture/*.so .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-memory
+bench-memory: $(STAMP)  # streams a generated 10 GB capture into `pcap-audit -`; peak RSS
+	$(BIN)/python bench/memory.py

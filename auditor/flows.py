@@ -224,7 +224,7 @@ class FlowBuilder:
             np.ascontiguousarray(key),
             np.ascontiguousarray(d),
             values(col("ts")),
-            values(col("wire_len")),
+            values(col("frame_len")),
             pay,
             values(col("tcp_flags")),
             values(col("tcp_seq")),

@@ -15,15 +15,17 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from auditor.capture import CaptureInfo, linktype_name, read_packets
+from auditor.capture import CaptureInfo, PacketReader, linktype_name, read_packets
 from auditor.capture.inputs import display_name
+from auditor.capture.split import MIN_PART, merge_infos, split_pcap
 from auditor.errors import CaptureError
 from auditor.flows import FlowBuilder, flow_schema
 from auditor.sources import Found, expand
@@ -212,6 +214,15 @@ def capture_warnings(
         complete = False
     if info.decode_errors.get("bad_record"):
         complete = False
+    lost = info.tunnel_fragments_lost
+    if lost:
+        ahead.append(
+            f"{_count(lost, 'fragment')} of tunnel packets whose outer IP header was "
+            "fragmented could not be reassembled (a fragment missing, not complete 30 s "
+            "after the first, or more than 64 in progress): their packets are in no flow"
+        )
+        if lost > DECODE_ERROR_SHARE * info.packets:
+            complete = False
     if info.drops:
         ahead.append(
             f"the capture interface dropped {_count(info.drops, 'packet')} "
@@ -267,26 +278,131 @@ def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
         worker.join()
 
 
+def default_jobs() -> int:
+    """The machine's cores (those this process may run on)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
+    jobs: int = 1,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
     ``error``/``warnings``. ``dedup``: drop SPAN duplicates within this many seconds
-    (:mod:`auditor.capture.dedup`)."""
-    return read_found(expand(paths), progress, dedup)
+    (:mod:`auditor.capture.dedup`). ``jobs``: captures and parts of large pcap files
+    decoded at once (:func:`ordered_batches`); the result is the same for any number."""
+    return read_found(expand(paths), progress, dedup, jobs)
+
+
+class _Part:
+    """One reader decoded in a worker thread, its batches queued (at most ``depth``)."""
+
+    def __init__(self, reader: PacketReader, depth: int = 2) -> None:
+        self.reader = reader
+        self.q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.work, name="pcap-audit-decode", daemon=True)
+        self.thread.start()
+
+    def put(self, item: tuple[str, Any]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(self) -> None:
+        try:
+            for batch in self.reader:
+                if not self.put(("item", batch)):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self.put(("error", exc))
+        else:
+            self.put(("end", None))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def ordered_batches(
+    readers: list[PacketReader], jobs: int
+) -> Generator[tuple[int, pa.RecordBatch | BaseException | None], None, None]:
+    """``(i, batch)`` for the batches of ``readers[0]``, then ``readers[1]``, ...: in file
+    order, whatever order they were decoded in. Up to ``jobs`` readers are decoded at once,
+    each in its own thread (the scanner releases the GIL), each at most 2 batches ahead of
+    the consumer; ``(i, None)`` ends reader i, ``(i, exception)`` ends it on an error. The
+    consumer stops a reader early by asking for the next one (see ``skip``)."""
+    parts: dict[int, _Part] = {}
+    try:
+        for i in range(len(readers)):
+            for j in range(i, min(i + jobs, len(readers))):
+                if j not in parts:
+                    parts[j] = _Part(readers[j])
+            part = parts[i]
+            while True:
+                kind, value = part.q.get()
+                if kind == "item":
+                    yield i, value
+                elif kind == "error":
+                    yield i, value
+                    break
+                else:
+                    yield i, None
+                    break
+            parts.pop(i).close()
+    finally:
+        for part in parts.values():
+            part.close()
+
+
+def _plan(f: Found, jobs: int, split_bytes: int) -> list[PacketReader]:
+    """The readers of one capture: its parts when it is a large uncompressed pcap file."""
+    reader = read_packets(f.path)
+    info = reader.info
+    if jobs < 2 or info.format not in ("pcap", "pcap-ns") or info.compressed:
+        return [reader]
+    if reader.source.stream or reader.source.size is None or reader.source.size < 2 * split_bytes:
+        return [reader]
+    spans = split_pcap(f.path, jobs, split_bytes)
+    if len(spans) < 2:
+        return [reader]
+    return [PacketReader(f.path, span=span) for span in spans]
+
+
+def _renumbered(batch: pa.RecordBatch, before: int) -> pa.RecordBatch:
+    """A part's batch with frame numbers counted from the start of the file."""
+    if not before:
+        return batch
+    i = batch.schema.get_field_index("frame")
+    frames = batch.column(i).to_numpy() + np.uint64(before)
+    return batch.set_column(i, "frame", pa.array(frames, pa.uint64()))
 
 
 def read_found(
     found: Iterable[Found],
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
+    jobs: int = 1,
+    split_bytes: int = MIN_PART,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
-    ``progress`` is called before each capture and after each batch of it."""
+    ``progress`` is called before each capture and after each batch of it. With ``jobs``
+    above 1, captures (and parts of pcap files of at least twice ``split_bytes``) are
+    decoded ahead in parallel by :func:`ordered_batches` and fed to the one flow table in
+    file order: the same batches' rows in the same order as with one job."""
+    if jobs > 1:
+        return _read_parallel(list(found), progress, dedup, jobs, split_bytes)
     traffic = Traffic()
     builder = FlowBuilder()
     found = list(found)
@@ -360,3 +476,116 @@ def read_found(
     if logs:
         traffic.flows = pa.concat_tables([traffic.flows, *logs])
     return traffic
+
+
+def _read_parallel(
+    found: list[Found],
+    progress: Callable[[Reading], None] | None,
+    dedup: float | None,
+    jobs: int,
+    split_bytes: int,
+) -> Traffic:
+    """read_found with ``jobs`` decoders: every capture is opened (identified) first, its
+    readers planned, then all readers' batches are consumed in order."""
+    traffic = Traffic()
+    builder = FlowBuilder()
+    count = sum(1 for f in found if f.readable)
+    dedup_filter = None
+    if dedup is not None:
+        from auditor.capture.dedup import Deduplicator
+
+        dedup_filter = Deduplicator(dedup)
+        traffic.duplicates_dropped = 0
+    plans: list[list[PacketReader] | CaptureError | None] = []
+    readers: list[PacketReader] = []
+    for f in found:
+        if not f.readable:
+            plans.append(None)
+            continue
+        try:
+            mine = _plan(f, jobs, split_bytes)
+        except CaptureError as exc:
+            plans.append(exc)
+            continue
+        plans.append(mine)
+        readers += mine
+    stream = ordered_batches(readers, jobs)
+    index = 0
+    try:
+        for f, plan in zip(found, plans, strict=True):
+            name = display_name(f.path)
+            if f.skipped is not None:
+                traffic.skipped.append({"path": f.path, "reason": f.skipped})
+                traffic.notes.append(f"{name}: skipped, {f.skipped}")
+                continue
+            if f.duplicate_of is not None:
+                record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
+                traffic.captures.append(record)
+                traffic.notes.append(f"{name}: {record['warnings'][0]}")
+                continue
+            error = f.error if f.error is not None else plan
+            if isinstance(error, CaptureError) or plan is None:
+                assert isinstance(error, CaptureError)
+                traffic.errors.append(error)
+                traffic.captures.append(failed_capture(f.path, error))
+                traffic.notes.append(error.one_line())
+                if f.error is None:
+                    index += 1
+                continue
+            assert isinstance(plan, list)
+            dropped_before = dedup_filter.dropped if dedup_filter else 0
+            if progress:
+                progress(Reading(name, index, count, 0, plan[0].source.size, 0))
+            failed: CaptureError | None = None
+            infos: list[CaptureInfo] = []
+            packets = 0
+            for k, reader in enumerate(plan):
+                stopped = failed is not None or any(i.truncated for i in infos)
+                for _, item in _take(stream, len(readers)):
+                    if item is None:
+                        break
+                    if isinstance(item, BaseException):
+                        if not isinstance(item, CaptureError):
+                            raise item
+                        failed = failed or item
+                        break
+                    if stopped:  # an earlier part stopped: as one reader, nothing more
+                        continue
+                    batch = _renumbered(item, sum(i.packets for i in infos)) if k else item
+                    packets += batch.num_rows
+                    if dedup_filter is not None:
+                        batch = dedup_filter.filter(batch)
+                    builder.add_batch(batch, index)
+                    if progress:
+                        progress(Reading(name, index, count, *reader.position(), packets))
+                if not stopped:
+                    infos.append(reader.info)
+            if failed is not None:
+                traffic.errors.append(failed)
+                traffic.captures.append(failed_capture(f.path, failed))
+                traffic.notes.append(failed.one_line())
+                index += 1
+                continue
+            info = merge_infos(infos) if len(infos) > 1 else infos[0]
+            record = capture_record(info)
+            if dedup_filter is not None:
+                record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
+                traffic.duplicates_dropped = dedup_filter.dropped
+            record["warnings"], record["complete"] = capture_warnings(info, plan[0].source.mtime)
+            traffic.captures.append(record)
+            traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+            index += 1
+    finally:
+        stream.close()
+    traffic.flows = builder.table()
+    return traffic
+
+
+def _take(
+    stream: Iterator[tuple[int, pa.RecordBatch | BaseException | None]], _n: int
+) -> Iterator[tuple[int, pa.RecordBatch | BaseException | None]]:
+    """The items of the next reader of ``stream``, up to and including its end."""
+    for item in stream:
+        yield item
+        if item[1] is None or isinstance(item[1], BaseException):
+            return

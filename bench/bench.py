@@ -5,8 +5,11 @@ traffic: the Ethernet traces of ../shared/corpus/zeek, merged and replicated wit
 IPv4 addresses (replica i adds i to the second octet) — or, where ../shared is absent, a
 synthetic mix from auditor.synth. Converts it to pcapng with editcap when available. Then
 runs each contender as a child process on the same file (BENCH_RUNS times, default 3) and
-prints the median wall time, packets/s, peak RSS and the ratio to pcap-audit's flow
-table. Then peak memory per flow, on a sweep capture of BENCH_SWEEP_FLOWS (default 1M) flows
+prints the median wall time, packets/s, CPU seconds, peak RSS and the ratio to
+pcap-audit's flow table; the full audit with --jobs 1 and --jobs 2 (the scaling of
+parallel decoding; on a shared machine compare CPU seconds too). BENCH_CAPTURE=PATH
+benchmarks another capture (e.g. one of 4M packets, built with build_capture and
+TARGET raised, kept out of the repository). Then peak memory per flow, on a sweep capture of BENCH_SWEEP_FLOWS (default 1M) flows
 of one packet each (bench/sweep.py). Prints figures; asserts nothing.
 """
 
@@ -100,8 +103,8 @@ def _synthetic_frames() -> list[tuple[float, bytes]]:
     return [(ts, raw) for ts, raw in c.frames]
 
 
-def run(cmd: list[str]) -> tuple[float, int, int]:
-    """Run ``cmd``; returns (wall seconds, peak RSS in MB, exit status)."""
+def run(cmd: list[str]) -> tuple[float, int, int, float]:
+    """Run ``cmd``; returns (wall seconds, peak RSS in MB, exit status, CPU seconds)."""
     with tempfile.TemporaryFile() as errf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf)
@@ -115,7 +118,7 @@ def run(cmd: list[str]) -> tuple[float, int, int]:
             f"  ! {' '.join(cmd[:3])}... exited {proc.returncode}: {err.strip()[:200]}",
             file=sys.stderr,
         )
-    return wall, usage.ru_maxrss // 1024, proc.returncode
+    return wall, usage.ru_maxrss // 1024, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 FLOWS_ONLY = (
@@ -142,39 +145,30 @@ print(len(flows))
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     pcap = DATA / "mixed-1m.pcap"
+    if os.environ.get("BENCH_CAPTURE"):  # another capture, e.g. 4M packets built elsewhere
+        pcap = Path(os.environ["BENCH_CAPTURE"]).resolve()
     if not pcap.exists():
         print(f"building {pcap} ...", file=sys.stderr)
         n = build_capture(pcap)
         print(f"  {n} packets", file=sys.stderr)
-    pcapng = DATA / "mixed-1m.pcapng"
+    pcapng = pcap.with_suffix(".pcapng")
     if not pcapng.exists() and shutil.which("editcap"):
         subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(pcapng)], check=True)
     packets = _count(pcap)
+    origin = "zeek corpus, replicated" if ZEEK.is_dir() else "synthetic"
+    if os.environ.get("BENCH_CAPTURE"):
+        origin = "BENCH_CAPTURE"
     size_mb = pcap.stat().st_size / 1e6
-    print(
-        f"capture: {pcap.relative_to(ROOT)}  {packets:,} packets  {size_mb:.0f} MB"
-        f"  ({'zeek corpus, replicated' if ZEEK.is_dir() else 'synthetic'})"
-    )
+    print(f"capture: {pcap}  {packets:,} packets  {size_mb:.0f} MB  ({origin})")
     cli = str(Path(PY).with_name("pcap-audit"))
-    rows: list[tuple[str, float, int]] = []
+    audit_cmd = [cli, str(pcap), "--ruleset", "applayering", "--format", "json", "-o",
+                 os.devnull, "--fail-on", "never", "-q"]  # fmt: skip
+    rows: list[tuple[str, float, int, float]] = []
     for label, cmd in [
         ("pcap-audit flows (pcap)", [PY, "-c", FLOWS_ONLY, str(pcap)]),
         ("pcap-audit flows (pcapng)", [PY, "-c", FLOWS_ONLY, str(pcapng)]),
-        (
-            "pcap-audit audit (pcap)",
-            [
-                cli,
-                str(pcap),
-                "--ruleset",
-                "applayering",
-                "--format",
-                "json",
-                "-o",
-                os.devnull,
-                "--fail-on",
-                "never",
-            ],
-        ),
+        ("pcap-audit audit (pcap, --jobs 1)", [*audit_cmd, "--jobs", "1"]),
+        ("pcap-audit audit (pcap, --jobs 2)", [*audit_cmd, "--jobs", "2"]),
         (
             "tshark -z conv,tcp -z conv,udp",
             ["tshark", "-q", "-n", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)],
@@ -190,12 +184,19 @@ def main() -> None:
         runs = [run(cmd) for _ in range(RUNS)]
         wall = statistics.median(r[0] for r in runs)
         rss = max(r[1] for r in runs)
-        rows.append((label, wall, rss))
+        cpu = statistics.median(r[3] for r in runs)
+        rows.append((label, wall, rss, cpu))
     ref = rows[0][1]
-    print(f"median of {RUNS} runs each; peak RSS is the largest of them")
-    print(f"{'':34} {'seconds':>8} {'packets/s':>12} {'peak RSS':>9} {'vs pcap-audit':>14}")
-    for label, wall, rss in rows:
-        print(f"{label:34} {wall:8.2f} {packets / wall:12,.0f} {rss:6d} MB {wall / ref:13.1f}x")
+    print(f"median of {RUNS} runs each; peak RSS is the largest of them; CPU is user + system")
+    print(
+        f"{'':34} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS':>9} "
+        f"{'vs pcap-audit':>14}"
+    )
+    for label, wall, rss, cpu in rows:
+        print(
+            f"{label:34} {wall:8.2f} {packets / wall:12,.0f} {cpu:7.2f} {rss:6d} MB "
+            f"{wall / ref:13.1f}x"
+        )
     memory_per_flow(cli)
 
 
@@ -220,8 +221,8 @@ def memory_per_flow(cli: str) -> None:
     print(f"memory: {sweep.relative_to(ROOT)}, {SWEEP_FLOWS:,} flows of one packet (a sweep)")
     print(f"{'':34} {'seconds':>8} {'peak RSS':>9} {'per flow':>9}")
     for label, command in commands:
-        _, base, _ = run(command(small))
-        wall, rss, _ = run(command(sweep))
+        _, base, _, _ = run(command(small))
+        wall, rss, _, _ = run(command(sweep))
         per = (rss - base) * 1e6 / SWEEP_FLOWS  # above what a small capture takes
         print(f"{label:34} {wall:8.2f} {rss:6d} MB {per:7.0f} B")
 

@@ -206,3 +206,59 @@ def sll2(payload: bytes, proto: int = ET_IPV4, hatype: int = 1) -> bytes:
 def null_hdr(af: int, payload: bytes, byteorder: str = "<") -> bytes:
     """BSD loopback: address family in the writer's byte order ('<' or '>')."""
     return struct.pack(byteorder + "I", af) + payload
+
+
+ET_VNTAG = 0x8926  # Cisco VN-Tag
+ET_ETAG = 0x893F  # IEEE 802.1BR E-Tag
+ET_PBB = 0x88E7  # IEEE 802.1ah I-Tag
+GRE_ARUBA = 0x8200  # Aruba GRE encapsulation IDs 0x8200-0x8370 (step 0x10)
+PORT_GTPU = 2152
+
+
+def vntag(frame_payload: bytes, ethertype: int = ET_IPV4) -> bytes:
+    """What follows ethertype 0x8926: the 4-byte VN-Tag, then the frame's own ethertype."""
+    return struct.pack("!HHH", 0x8001, 0x0002, ethertype) + frame_payload
+
+
+def etag(frame_payload: bytes, ethertype: int = ET_IPV4) -> bytes:
+    """What follows ethertype 0x893F: the 6-byte E-Tag, then the frame's own ethertype."""
+    return struct.pack("!HIH", 0x2001, 0x00030000, ethertype) + frame_payload
+
+
+def pbb(customer_frame: bytes, isid: int) -> bytes:
+    """What follows ethertype 0x88E7: the I-TAG (flags, 24-bit I-SID), the customer frame."""
+    return struct.pack("!I", isid & 0xFFFFFF) + customer_frame
+
+
+def gtpu(payload: bytes, teid: int, *, msg: int = 0xFF, seq: int | None = None,
+         ext: tuple[bytes, ...] = ()) -> bytes:  # fmt: skip
+    """GTPv1-U header (TS 29.281); ext: extension header contents (padded to 4n - 2 bytes)."""
+    flags = 0x30 | (0x02 if seq is not None else 0) | (0x04 if ext else 0)
+    opt = b""
+    if flags & 0x06:
+        body = b""
+        for i, x in enumerate(ext):
+            units = (len(x) + 2 + 3) // 4
+            x = x.ljust(4 * units - 2, b"\x00")
+            nxt = 0x85 if i + 1 < len(ext) else 0
+            body += bytes([units]) + x + bytes([nxt])
+        opt = struct.pack("!HBB", seq or 0, 0, 0x85 if ext else 0) + body
+    return struct.pack("!BBHI", flags, msg, len(opt) + len(payload), teid) + opt + payload
+
+
+def wlan(payload: bytes, *, qos: bool = True, four_addr: bool = False, protected: bool = False,
+         ftype: int = 2, subtype: int | None = None, amsdu: bool = False,
+         frag: int = 0) -> bytes:  # fmt: skip
+    """An 802.11 frame without FCS as Aruba mirrors it; a data frame carries LLC/SNAP + payload
+    (an IPv4/IPv6 packet, by its version nibble)."""
+    if subtype is None:
+        subtype = 8 if qos else 0
+    fc0 = (subtype << 4) | (ftype << 2)
+    fc1 = (0x03 if four_addr else 0x01) | (0x40 if protected else 0)
+    hdr = bytes([fc0, fc1]) + b"\x00\x00" + MAC_A + MAC_B + MAC_A + struct.pack("<H", frag)
+    if four_addr:
+        hdr += MAC_B
+    if subtype & 8:
+        hdr += bytes([0x80 if amsdu else 0, 0])
+    et = ET_IPV6 if payload[:1] and payload[0] >> 4 == 6 else ET_IPV4
+    return hdr + b"\xaa\xaa\x03\x00\x00\x00" + struct.pack("!H", et) + payload

@@ -35,15 +35,19 @@ from packets import (
     ET_ARP,
     ET_ERSPAN,
     ET_ERSPAN3,
+    ET_ETAG,
     ET_IPV4,
     ET_IPV6,
     ET_MPLS,
+    ET_PBB,
     ET_PPPOE,
     ET_QINQ,
     ET_TEB,
     ET_VLAN,
+    ET_VNTAG,
     FRAGMENT,
     GRE,
+    GRE_ARUBA,
     HOPOPT,
     ICMP,
     ICMP6,
@@ -51,6 +55,7 @@ from packets import (
     IPV6,
     NONEXT,
     OSPF,
+    PORT_GTPU,
     PSH,
     ROUTING,
     SCTP,
@@ -60,24 +65,29 @@ from packets import (
     ah6,
     erspan2,
     erspan3,
+    etag,
     eth,
     ext6,
     frag6,
     geneve,
     gre,
+    gtpu,
     icmp,
     ipv4,
     ipv6,
     llc_snap,
     mpls,
     null_hdr,
+    pbb,
     pppoe,
     sctp,
     sll,
     sll2,
     tcp,
     udp,
+    vntag,
     vxlan,
+    wlan,
 )
 
 from auditor.capture._fast import decode_one
@@ -174,7 +184,7 @@ NOT_IP = dict(status=S["non_ip"], ip_version=0, proto=0)
 # fmt: off
 CASES: list[Case] = [
     # --- link types
-    case("ethernet", ETH_TCP4, F_TCP4, ip_id=0x1234),
+    case("ethernet", ETH_TCP4, F_TCP4, ip_id=0x1234, inner_off=0),
     case("ethernet-fcs-bits-in-linktype", ETH_TCP4, F_TCP4, linktype=0x30000001),
     case("sll", sll(TCP4), F_TCP4, linktype=LT_SLL),
     case("sll-ipv6", sll(UDP6, ET_IPV6), F_UDP6, linktype=LT_SLL),
@@ -229,6 +239,16 @@ CASES: list[Case] = [
     case("llc-stp", eth(b"\x42\x42\x03" + b"\x00" * 35, 38), NOT_IP),
     case("arp", eth(b"\x00\x01\x08\x00\x06\x04\x00\x01" + b"\x00" * 20, ET_ARP), NOT_IP),
     case("lldp", eth(b"\x02\x07\x04" + b"\x00" * 40, 0x88CC), NOT_IP),
+    case("vn-tag", eth(vntag(TCP4), ET_VNTAG, tags=((ET_VLAN, 8),)), F_TCP4, vlan=8),
+    case("vn-tag-then-vlan", eth(vntag(struct.pack("!HH", 31, ET_IPV6) + UDP6, ET_VLAN),
+         ET_VNTAG), F_UDP6, vlan=31),
+    case("vn-tag-cut", eth(vntag(TCP4), ET_VNTAG)[:14 + 5], {"status": S["truncated_link"]}),
+    case("e-tag", eth(etag(TCP4), ET_ETAG), F_TCP4),
+    case("pbb", eth(pbb(eth(TCP4, tags=((ET_VLAN, 77),)), 0x123456), ET_PBB,
+         tags=((ET_QINQ, 400),)), F_TCP4, vlan=77),
+    case("pbb-untagged-customer", eth(pbb(eth(UDP6), 5), ET_PBB, tags=((ET_QINQ, 400),)),
+         F_UDP6, vlan=-1),
+    case("pbb-cut", eth(pbb(ETH_TCP4, 5), ET_PBB)[:14 + 10], {"status": S["truncated_link"]}),
     # --- IPv4 header handling
     case("ipv4-options", eth(ipv4(V4A, V4B, TCP, tcp(40000, 80, HTTP, seq=7, flags=PSH | ACK),
          options=b"\x01\x01\x01\x00")), F_TCP4),
@@ -328,9 +348,50 @@ CASES: list[Case] = [
          F_UDP6, **tunneled("erspan3", 302)),
     case("erspan3-unknown-frame-type", outer4(GRE, gre(ET_ERSPAN3, erspan3(ETH_TCP4, 303,
          ft=7), seq=1)), {**NOT_IP, **tunneled("erspan3", 303)}),
+    # --- Aruba GRE: 802.11 data frames
+    case("aruba-qos-data", outer4(GRE, gre(GRE_ARUBA, wlan(TCP4))), F_TCP4,
+         inner_off=14 + 20 + 4, **tunneled("aruba", 0)),
+    case("aruba-8360-data-ipv6", outer4(GRE, gre(0x8360, wlan(UDP6, qos=False), key=3)),
+         F_UDP6, **tunneled("aruba", 3)),
+    case("aruba-four-address", outer4(GRE, gre(0x8370, wlan(TCP4, four_addr=True))), F_TCP4,
+         **tunneled("aruba", 0)),
+    case("aruba-protected", outer4(GRE, gre(GRE_ARUBA, wlan(TCP4, protected=True))),
+         {**NOT_IP, **tunneled("aruba", 0)}),
+    case("aruba-beacon", outer4(GRE, gre(GRE_ARUBA, wlan(TCP4, ftype=0, subtype=8))),
+         {**NOT_IP, **tunneled("aruba", 0)}),
+    case("aruba-null-data", outer4(GRE, gre(GRE_ARUBA, wlan(b"", subtype=12))),
+         {**NOT_IP, **tunneled("aruba", 0)}),
+    case("aruba-amsdu", outer4(GRE, gre(GRE_ARUBA, wlan(TCP4, amsdu=True))),
+         {**NOT_IP, **tunneled("aruba", 0)}),
+    case("aruba-later-80211-fragment", outer4(GRE, gre(GRE_ARUBA, wlan(TCP4, frag=1))),
+         {**NOT_IP, **tunneled("aruba", 0)}),
+    case("aruba-cut", outer4(GRE, gre(GRE_ARUBA, wlan(TCP4)))[:14 + 20 + 4 + 20],
+         {"status": S["truncated_link"], **tunneled("aruba", 0)}),
+    case("gre-8201-not-aruba", outer4(GRE, gre(0x8201, wlan(TCP4))),
+         {"status": 0, "proto": GRE, "tunnel": 0}),
+    case("gre-9000-not-aruba", outer4(GRE, gre(0x9000, wlan(TCP4))),
+         {"status": 0, "proto": GRE, "tunnel": 0}),
     # --- UDP tunnels
+    case("gtpu-ipv4", outer4(UDP, udp(PORT_GTPU, PORT_GTPU, gtpu(TCP4, 0xDEADBEEF))), F_TCP4,
+         inner_off=14 + 20 + 8 + 8, **tunneled("gtpu", 0xDEADBEEF)),
+    case("gtpu-seq-ipv6", outer4(UDP, udp(40000, PORT_GTPU, gtpu(UDP6, 9, seq=5))), F_UDP6,
+         inner_off=14 + 20 + 8 + 12, **tunneled("gtpu", 9)),
+    case("gtpu-from-2152", outer4(UDP, udp(PORT_GTPU, 40000, gtpu(TCP4, 10))), F_TCP4,
+         **tunneled("gtpu", 10)),
+    case("gtpu-extension-headers", outer4(UDP, udp(PORT_GTPU, PORT_GTPU, gtpu(TCP4, 11,
+         ext=(b"\x00\x05", b"\x01" * 6)))), F_TCP4, **tunneled("gtpu", 11)),
+    case("gtpu-echo-request", outer4(UDP, udp(PORT_GTPU, PORT_GTPU, gtpu(b"", 0, msg=1,
+         seq=1))), {"status": 0, "proto": UDP, "dst_port": PORT_GTPU, "tunnel": 0}),
+    case("gtpu-not-ip", outer4(UDP, udp(PORT_GTPU, PORT_GTPU, gtpu(b"\x00" * 20, 12))),
+         {**NOT_IP, **tunneled("gtpu", 12)}),
+    case("gtpu-extension-cut", outer4(UDP, udp(PORT_GTPU, PORT_GTPU, gtpu(TCP4, 13,
+         ext=(b"\x00" * 10,))))[:14 + 20 + 8 + 14], {"status": S["truncated_link"],
+         **tunneled("gtpu", 13)}),
+    case("gtpu-extension-length-zero", outer4(UDP, udp(PORT_GTPU, PORT_GTPU,
+         gtpu(TCP4, 14, ext=(b"\x00\x00",))[:12] + b"\x00" + TCP4)),
+         {"status": S["bad_tunnel"], **tunneled("gtpu", 14)}),
     case("vxlan", outer4(UDP, udp(50000, 4789, vxlan(eth(TCP4, tags=((ET_VLAN, 9),)), 5000))),
-         F_TCP4, vlan=9, **tunneled("vxlan", 5000)),
+         F_TCP4, vlan=9, inner_off=14 + 20 + 8 + 8, **tunneled("vxlan", 5000)),
     case("vxlan-8472", outer4(UDP, udp(50000, 8472, vxlan(ETH_TCP4, 1))), F_TCP4,
          **tunneled("vxlan", 1)),
     case("vxlan-gpe-ipv6", outer4(UDP, udp(50000, 4790, vxlan(UDP6, 2, 0x0C, next_proto=2))),
@@ -355,7 +416,7 @@ CASES: list[Case] = [
     case("geneve-options-cut", outer4(UDP, udp(50000, 6081, b"\x3f" + geneve(b"", 9)[1:])),
          {"status": S["truncated_link"], **tunneled("geneve", 9)}),
     # --- IP in IP, nesting
-    case("ipip", outer4(IPIP, TCP4), F_TCP4, **tunneled("ipip", 0)),
+    case("ipip", outer4(IPIP, TCP4), F_TCP4, inner_off=14 + 20, **tunneled("ipip", 0)),
     case("ipv6-in-ipv4", outer4(IPV6, UDP6), F_UDP6, **tunneled("ipip", 0)),
     case("ipv4-in-ipv6", eth(ipv6("fd00::1", "fd00::2", IPIP, TCP4), ET_IPV6), F_TCP4,
          **tunneled("ipip", 0, "fd00::1", "fd00::2")),
@@ -427,6 +488,7 @@ def check_sane(d: dict[str, Any], record: bytes) -> None:
     assert d["frag"] in (0, 1, 2)
     assert len(d["payload"]) <= d["payload_len"]
     assert len(d["payload"]) <= len(record)
+    assert d["inner_off"] <= len(record)
     assert d["payload"] in record
     assert (d["outer_src"] is None) == (d["tunnel"] == 0)
     if d["status"] == 0:
@@ -494,8 +556,9 @@ int main(void)
         if (hdr[1] && fread(buf, 1, hdr[1], stdin) != hdr[1]) return 3;
         pc_pkt o;
         pc_decode(buf, hdr[1], hdr[0], &o);
-        if (o.status > PC_BAD_RECORD || o.status == PC_IP_FRAGMENT || o.tunnel > PC_TUN_IPIP ||
-            o.payload_caplen > o.payload_len || o.payload_off > hdr[1] ||
+        if (o.status > PC_BAD_RECORD || o.status == PC_IP_FRAGMENT || o.tunnel > PC_TUN_ARUBA ||
+            o.payload_caplen > o.payload_len || o.payload_off > hdr[1] || o.inner_off > hdr[1] ||
+            (o.fr_outer && (o.fr_ip_off > o.fr_data_off || o.fr_data_off > hdr[1])) ||
             o.payload_caplen > hdr[1] - o.payload_off || o.frag > 2) {
             fprintf(stderr, "record %lu: insane output status %d\n", n, o.status);
             return 2;

@@ -4,8 +4,10 @@ The record scanners (pcap and pcapng), the header decoder, the flow table and th
 identifiers are built with ``-fsanitize=address,undefined -fno-sanitize-recover=all`` into a
 temporary directory and run, in a child process with libasan preloaded
 (tests/sanitize_driver.py), over every capture of ../shared/corpus and over mutated
-captures: bit flips, splices, truncations, and length, count, timestamp and if_tsresol /
-if_tsoffset fields set to extremes, from a fixed seed. Any sanitizer report fails the test.
+captures (the samples, small corpus traces and the mirror feeds of tests/mirror_feeds.py,
+whose fragmented outer headers go through the reassembly table): bit flips, splices,
+truncations, and length, count, timestamp and if_tsresol / if_tsoffset fields set to
+extremes, from a fixed seed. Any sanitizer report fails the test.
 (tests/test_decode.py runs the decoder alone, record by record, under the same sanitizers.)
 
 Both tests always run, bounded: the whole corpus (34 MB) takes ~6 s of CPU under the
@@ -23,6 +25,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from mirror_feeds import all_feeds
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -90,6 +93,10 @@ def test_mutated_captures_under_sanitizers(
 ) -> None:
     so_dir, env = sanitized
     bases = [str(p) for p in sorted(REPO.glob("samples/*/*.pcap"))]
+    # mirror feeds: Aruba GRE, VN-Tag, PBB, GTP-U, fragmented outer headers (reassembly)
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    bases += [str(p) for p in all_feeds(feeds)]
     if CORPUS.exists():  # small real captures of many kinds: every 12th under 16 KB
         small = sorted(p for p in CORPUS.glob("*/*.pcap*") if p.stat().st_size < 16384)
         bases += [str(p) for p in small[11::12]]

@@ -12,6 +12,7 @@
 #include <Python.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -74,7 +75,10 @@ enum {
     S_NULLS,    /* in/out, 7 slots: null counts of the validity bitmaps, V_* order */
     S_STATUS = S_NULLS + 7, /* in/out, PC_NSTATUS slots: rows per status code */
     S_SKIP = S_STATUS + PC_NSTATUS, /* in/out, NSKIP slots: pcapng blocks skipped, SKIP_* order */
-    S_LEN = S_SKIP + NSKIP,
+    S_RA_DONE = S_SKIP + NSKIP, /* in/out: tunnel packets reassembled from outer fragments */
+    S_RA_LOST,  /* in/out: held fragments given up (timeout, table full, impossible) */
+    S_RA_HELD,  /* in/out: fragments held right now (lost if the capture ends) */
+    S_LEN,
 };
 
 
@@ -87,7 +91,7 @@ enum { IF_LT, IF_SNAP, IF_MUL, IF_DIV, IF_OFF, IF_PKTS, IF_W };
 
 /* The batch columns, in the order of the tuple scan() takes (exported as COLUMNS). */
 enum {
-    C_FRAME, C_TS, C_WIRE, C_CAP, C_LT, C_STATUS, C_VLAN, C_VLAN_IN, C_MPLS, C_TUN, C_TUNID,
+    C_FRAME, C_TS, C_WIRE, C_FLEN, C_CAP, C_LT, C_STATUS, C_VLAN, C_VLAN_IN, C_MPLS, C_TUN, C_TUNID,
     C_OSRC, C_ODST, C_IPV, C_SRC, C_DST, C_PROTO, C_SPORT, C_DPORT, C_FLAGS, C_SEQ, C_FRAG,
     C_IPID, C_PLEN, C_POFF, C_PDATA, C_KEY, C_DIR,
     V_TS, V_VLAN, V_VLAN_IN, V_MPLS, V_TUNID, V_OUTER, V_IP,
@@ -103,6 +107,7 @@ static const struct {
     int width;
 } COLS[NCOLS] = {
     {"frame", "<u8", 'n', 8}, {"ts", "<i8", 'n', 8}, {"wire_len", "<u4", 'n', 4},
+    {"frame_len", "<u4", 'n', 4},
     {"cap_len", "<u4", 'n', 4}, {"linktype", "<u2", 'n', 2}, {"status", "u1", 'n', 1},
     {"vlan", "<i4", 'n', 4}, {"vlan_inner", "<i4", 'n', 4}, {"mpls", "<i4", 'n', 4},
     {"tunnel", "u1", 'n', 1}, {"tunnel_id", "<u4", 'n', 4}, {"outer_src", "u1", 'n', 16},
@@ -253,11 +258,15 @@ static inline void copy_head(uint8_t *dst, const uint8_t *src, uint32_t n, const
  * HEAD_OTHER. The caller guarantees HEAD_TLS bytes of room in the payload buffer. */
 static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame, int64_t ts,
                            int ts_valid, uint32_t wire, uint32_t caplen, uint32_t lt,
-                           const pc_pkt *o, const uint8_t *rec, const uint8_t *rec_end)
+                           const pc_pkt *o, const uint8_t *rec, const uint8_t *rec_end,
+                           uint32_t whole, uint32_t rec_len)
 {
     ((uint64_t *)c->p[C_FRAME])[r] = frame;
     ((int64_t *)c->p[C_TS])[r] = ts_valid ? ts : 0;
     ((uint32_t *)c->p[C_WIRE])[r] = wire;
+    /* the conversation's frame: a tunnel's inner frame, without the outer headers */
+    ((uint32_t *)c->p[C_FLEN])[r] =
+        o->tunnel ? (whole > o->inner_off ? whole - o->inner_off : 0) : whole;
     ((uint32_t *)c->p[C_CAP])[r] = caplen;
     ((uint16_t *)c->p[C_LT])[r] = (uint16_t)lt;
     c->p[C_STATUS][r] = o->status;
@@ -283,7 +292,7 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
     /* payload head */
     int64_t used = st[S_DUSED];
     uint32_t n = 0;
-    if (o->payload_caplen && (uint64_t)o->payload_off + o->payload_caplen <= caplen) {
+    if (o->payload_caplen && (uint64_t)o->payload_off + o->payload_caplen <= rec_len) {
         const uint8_t *pl = rec + o->payload_off;
         uint32_t m = o->payload_caplen, lim = HEAD_OTHER;
         if (m >= 2 && pl[0] == 0x16 && (pl[1] == 0x03 || (pl[1] == 0xFE && o->proto == 17)))
@@ -338,10 +347,197 @@ static void put_bad_row(const cols_t *c, int64_t *st, int64_t r, uint64_t frame,
     memset(&o, 0, sizeof(o));
     o.vlan = o.vlan_inner = o.mpls = -1;
     o.status = PC_BAD_RECORD;
-    put_row(c, st, r, frame, 0, 0, 0, 0, lt, &o, NULL, NULL);
+    put_row(c, st, r, frame, 0, 0, 0, 0, lt, &o, NULL, NULL, 0, 0);
     st[S_BADCODE] = code;
     st[S_BADVAL] = val;
     st[S_BADPOS] = pos;
+}
+
+/* ---- reassembly of fragmented outer IP headers ----------------------------------------- */
+
+/* A tunnel packet (GRE/ERSPAN, IP-in-IP, a UDP tunnel) that grew past the path MTU is
+ * fragmented in its OUTER IP header; tshark and Zeek reassemble it and see the inner
+ * conversation. The scanner does too, in a table the caller owns (a zeroed numpy array of
+ * RA_BYTES, one per capture being read): RA_SLOTS datagrams in progress at most, each up to
+ * 64 KiB, keyed by (addresses, protocol, identification). A held fragment's row gets status
+ * PC_TUNNEL_FRAGMENT; the row of the fragment that completes a datagram carries the decoded
+ * reassembled packet. Given up (counted in S_RA_LOST): a datagram not complete RA_TIMEOUT_NS
+ * of capture time after its first fragment (as Linux's ipfrag_time), the oldest one when a
+ * new one finds the table full, one that would exceed 65,535 bytes, and those in progress
+ * when the capture ends (S_RA_HELD). Fragments are held only when whole in the record and
+ * of the outermost IP header; GRE and IP-in-IP fragments always, UDP fragments when the
+ * first one (the one with the ports) names a tunnel port and came first. */
+
+#define RA_SLOTS 64
+#define RA_HDR 256u            /* link + outer IP headers kept from the first fragment */
+#define RA_DATA 65536u         /* fragmentable bytes of one datagram */
+#define RA_TIMEOUT_NS (30LL * 1000000000LL)
+
+typedef struct {
+    uint8_t used, has_first, has_last, proto;
+    uint32_t id, total, hdr_len, ip_off, lt, held;
+    int64_t ts0;
+    uint64_t seq;
+    uint8_t src[16], dst[16];
+    uint8_t hdr[RA_HDR];
+    uint8_t cover[RA_DATA / 64]; /* one bit per 8 data bytes */
+    uint8_t data[RA_DATA];
+} ra_slot;
+
+typedef struct {
+    uint64_t seq;
+    uint8_t out[RA_HDR + RA_DATA];
+    ra_slot s[RA_SLOTS];
+} ra_table;
+
+#define RA_BYTES ((long)sizeof(ra_table))
+
+static void ra_drop(ra_slot *e, int64_t *st, int lost)
+{
+    if (lost) st[S_RA_LOST] += e->held;
+    st[S_RA_HELD] -= e->held;
+    e->used = 0;
+}
+
+static inline int tunnel_port(uint16_t port)
+{
+    return port == PC_PORT_VXLAN || port == PC_PORT_VXLAN_LINUX || port == PC_PORT_VXLAN_GPE ||
+           port == PC_PORT_GENEVE || port == PC_PORT_GTPU;
+}
+
+static int ra_complete(const ra_slot *e)
+{
+    if (!e->has_first || !e->has_last) return 0;
+    uint32_t units = (e->total + 7) / 8;
+    for (uint32_t i = 0; i < units; i++)
+        if (!(e->cover[i >> 3] & (1u << (i & 7)))) return 0;
+    return 1;
+}
+
+/* Offer a decoded fragment (o->fr_outer) to the table: 0 = not held (the row is the
+ * fragment as decoded), 1 = held, 2 = it completed its datagram: ra->out holds the
+ * reassembled record, *outlen bytes. */
+static int ra_add(ra_table *ra, int64_t *st, const pc_pkt *o, const uint8_t *rec, uint32_t caplen,
+                  uint32_t lt, int64_t ts, int have_ts, uint32_t *outlen)
+{
+    uint32_t doff = o->fr_data_off, dlen = o->fr_data_len, foff = o->fr_offset;
+    if ((uint64_t)doff + dlen > caplen) return 0; /* not whole in the capture */
+    if (o->fr_more && (dlen == 0 || dlen % 8)) return 0;
+    ra_slot *e = NULL, *oldest = NULL, *free_slot = NULL;
+    for (int i = 0; i < RA_SLOTS; i++) {
+        ra_slot *x = &ra->s[i];
+        if (!x->used) {
+            if (!free_slot) free_slot = x;
+            continue;
+        }
+        if (have_ts && (__int128)ts - x->ts0 > RA_TIMEOUT_NS) { /* given up: too old (no wrap) */
+            ra_drop(x, st, 1);
+            if (!free_slot) free_slot = x;
+            continue;
+        }
+        if (x->id == o->ip_id && x->proto == o->proto && !memcmp(x->src, o->src_ip, 16) &&
+            !memcmp(x->dst, o->dst_ip, 16))
+            e = x;
+        else if (!oldest || x->seq < oldest->seq)
+            oldest = x;
+    }
+    if (!e) {
+        int tunnel = o->proto == 47 || o->proto == 4 || o->proto == 41;
+        if (o->proto == 17 && foff == 0 && dlen >= 8)
+            tunnel = tunnel_port(o->dst_port) || o->src_port == PC_PORT_GTPU;
+        if (!tunnel) return 0;
+        if (!free_slot) {
+            ra_drop(oldest, st, 1);
+            free_slot = oldest;
+        }
+        e = free_slot;
+        memset(e, 0, offsetof(ra_slot, hdr));
+        memset(e->cover, 0, sizeof(e->cover));
+        e->used = 1;
+        e->proto = o->proto;
+        e->id = o->ip_id;
+        memcpy(e->src, o->src_ip, 16);
+        memcpy(e->dst, o->dst_ip, 16);
+        e->ts0 = have_ts ? ts : 0;
+        e->seq = ++ra->seq;
+    }
+    if ((uint64_t)foff + dlen > RA_DATA || (e->has_last && foff + dlen > e->total) ||
+        (!o->fr_more && foff + dlen < e->total)) {
+        ra_drop(e, st, 1); /* impossible: longer than IP allows, or past a known end */
+        return 0;
+    }
+    if (foff == 0) {
+        if (doff > RA_HDR) {
+            ra_drop(e, st, 1);
+            return 0;
+        }
+        memcpy(e->hdr, rec, doff);
+        e->hdr_len = doff;
+        e->ip_off = o->fr_ip_off;
+        e->lt = lt;
+        e->has_first = 1;
+    }
+    if (!o->fr_more) {
+        e->has_last = 1;
+        e->total = foff + dlen;
+    }
+    memcpy(e->data + foff, rec + doff, dlen);
+    for (uint32_t u = foff / 8; u < (foff + dlen + 7) / 8; u++) e->cover[u >> 3] |= 1u << (u & 7);
+    if (!ra_complete(e)) {
+        e->held++;
+        st[S_RA_HELD]++;
+        return 1;
+    }
+    /* the first fragment's headers, then the data; the outer IP header made whole */
+    uint32_t hl = e->hdr_len, n = hl + e->total, ipl = hl - e->ip_off;
+    uint8_t *out = ra->out;
+    int v6 = (e->hdr[e->ip_off] >> 4) == 6;
+    uint32_t iplen = v6 ? ipl - 40 + e->total : ipl + e->total;
+    if (iplen > 0xFFFF) {
+        ra_drop(e, st, 1);
+        return 0;
+    }
+    memcpy(out, e->hdr, hl);
+    memcpy(out + hl, e->data, e->total);
+    if (v6) {
+        out[e->ip_off + 4] = (uint8_t)(iplen >> 8);
+        out[e->ip_off + 5] = (uint8_t)iplen;
+        out[hl - 6] = out[hl - 5] = 0; /* fragment header: offset 0, no more fragments */
+    } else {
+        out[e->ip_off + 2] = (uint8_t)(iplen >> 8);
+        out[e->ip_off + 3] = (uint8_t)iplen;
+        out[e->ip_off + 6] = out[e->ip_off + 7] = 0;
+    }
+    st[S_RA_DONE]++;
+    ra_drop(e, st, 0);
+    *outlen = n;
+    return 2;
+}
+
+/* Decode one record and write its row; with a reassembly table, fragments of outer IP
+ * headers go through it. bad_ts: the record's timestamp cannot be held (pcapng). */
+static inline void decode_put(const cols_t *c, int64_t *st, ra_table *ra, int64_t r,
+                              uint64_t frame, int64_t ts, int ts_valid, int bad_ts, uint32_t wire,
+                              uint32_t caplen, uint32_t lt, const uint8_t *rec,
+                              const uint8_t *buf_end)
+{
+    pc_pkt o;
+    pc_decode(rec, caplen, lt, &o);
+    if (bad_ts) { /* decoded, but its flow would carry a wrong date: not used */
+        o.status = PC_BAD_TIMESTAMP;
+    } else if (ra && o.fr_outer && o.status == PC_OK) {
+        uint32_t n = 0;
+        int k = ra_add(ra, st, &o, rec, caplen, lt, ts, ts_valid, &n);
+        if (k == 1) {
+            o.status = PC_TUNNEL_FRAGMENT;
+        } else if (k == 2) {
+            pc_decode(ra->out, n, lt, &o);
+            put_row(c, st, r, frame, ts, ts_valid, wire, caplen, lt, &o, ra->out, ra->out + n, n,
+                    n);
+            return;
+        }
+    }
+    put_row(c, st, r, frame, ts, ts_valid, wire, caplen, lt, &o, rec, buf_end, wire, caplen);
 }
 
 static inline int batch_full(const int64_t *st, int64_t row)
@@ -363,7 +559,8 @@ static inline void commit(int64_t *st, int64_t pos, int64_t row, uint64_t frame)
 
 /* ---- classic pcap -------------------------------------------------------------------- */
 
-static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif, const cols_t *c)
+static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif, const cols_t *c,
+                     ra_table *ra)
 {
     int64_t pos = st[S_POS], end = st[S_END], row = st[S_ROW];
     uint64_t frame = (uint64_t)st[S_FRAME];
@@ -371,7 +568,6 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
     uint32_t lt = nif ? (uint32_t)ifc[IF_LT] : 0;
     int64_t mul = nif ? ifc[IF_MUL] : 1000;
     int rc;
-    pc_pkt o;
     for (;;) {
         commit(st, pos, row, frame);
         if (batch_full(st, row)) { rc = ST_FULL; break; }
@@ -386,8 +582,7 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
         if (end - pos - 16 < (int64_t)caplen) { st[S_NEED] = 16 + (int64_t)caplen; rc = ST_NEED; break; }
         uint32_t sec = rd32(h, sw), frac = rd32(h + 4, sw), wire = rd32(h + 12, sw);
         int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * mul;
-        pc_decode(h + 16, caplen, lt, &o);
-        put_row(c, st, row++, ++frame, ts, 1, wire, caplen, lt, &o, h + 16, buf + end);
+        decode_put(c, st, ra, row++, ++frame, ts, 1, 0, wire, caplen, lt, h + 16, buf + end);
         if (nif) ifc[IF_PKTS]++;
         pos += 16 + (int64_t)caplen;
     }
@@ -424,13 +619,12 @@ static inline int ticks_to_ns(uint64_t t, const int64_t *f, int64_t *ns)
 }
 
 static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
-                       const cols_t *c)
+                       const cols_t *c, ra_table *ra)
 {
     int64_t pos = st[S_POS], end = st[S_END], row = st[S_ROW];
     uint64_t frame = (uint64_t)st[S_FRAME];
     int sw = (int)st[S_SWAP];
     int rc;
-    pc_pkt o;
     for (;;) {
         commit(st, pos, row, frame);
         if (batch_full(st, row)) { rc = ST_FULL; break; }
@@ -498,12 +692,10 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
         }
         int64_t *f = ifc + IF_W * iface;
         uint32_t lt = (uint32_t)f[IF_LT];
-        pc_decode(data, caplen, lt, &o);
-        if (ts_valid < 0) { /* decoded, but its flow would carry a wrong date: not used */
-            o.status = PC_BAD_TIMESTAMP;
-            ts_valid = 0;
-        }
-        put_row(c, st, row++, ++frame, ts, ts_valid, wire, caplen, lt, &o, data, buf + end);
+        int bad_ts = ts_valid < 0;
+        if (bad_ts) ts_valid = 0;
+        decode_put(c, st, ra, row++, ++frame, ts, ts_valid, bad_ts, wire, caplen, lt, data,
+                   buf + end);
         f[IF_PKTS]++;
         pos += blen;
     }
@@ -563,17 +755,20 @@ static int get_buf(PyObject *obj, Py_buffer *v, int writable, const char *what)
     return 0;
 }
 
-/* scan(kind, chunk, state, ifaces, columns) -> stop code. See the ST_* and S_* constants. */
+/* scan(kind, chunk, state, ifaces, columns[, reassembly]) -> stop code. See the ST_* and S_*
+ * constants; reassembly is the table of fragmented outer IP headers (ra_table), None for
+ * none. */
 static PyObject *py_scan(PyObject *self, PyObject *args)
 {
     int kind;
-    PyObject *chunk_o, *state_o, *ifc_o, *cols_o;
-    Py_buffer chunk, state, ifc, views[NCOLS];
+    PyObject *chunk_o, *state_o, *ifc_o, *cols_o, *ra_o = Py_None;
+    Py_buffer chunk, state, ifc, views[NCOLS], rav;
     cols_t c;
+    ra_table *ra = NULL;
     int nviews = 0, rc = -1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOOOO!", &kind, &chunk_o, &state_o, &ifc_o, &PyTuple_Type,
-                          &cols_o))
+    if (!PyArg_ParseTuple(args, "iOOOO!|O", &kind, &chunk_o, &state_o, &ifc_o, &PyTuple_Type,
+                          &cols_o, &ra_o))
         return NULL;
     if (PyTuple_GET_SIZE(cols_o) != NCOLS)
         return PyErr_Format(PyExc_ValueError, "scan: expected %d columns", NCOLS);
@@ -583,6 +778,19 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
         PyBuffer_Release(&chunk);
         PyBuffer_Release(&state);
         return NULL;
+    }
+    if (ra_o != Py_None) {
+        if (get_buf(ra_o, &rav, 1, "reassembly table") < 0) {
+            PyBuffer_Release(&chunk);
+            PyBuffer_Release(&state);
+            PyBuffer_Release(&ifc);
+            return NULL;
+        }
+        ra = (ra_table *)rav.buf;
+        if (rav.len < RA_BYTES || ((uintptr_t)rav.buf & 7)) {
+            PyErr_SetString(PyExc_ValueError, "scan: reassembly table too short or unaligned");
+            goto done;
+        }
     }
     int64_t *st = (int64_t *)state.buf;
     if (state.len < (Py_ssize_t)(S_LEN * sizeof(int64_t))) {
@@ -630,9 +838,10 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
         if (sigsetjmp(jb, 1) == 0) {
             fault_jmp = &jb;
             if (kind == K_PCAP)
-                vrc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+                vrc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c, ra);
             else
-                vrc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+                vrc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c,
+                                  ra);
         }
         fault_jmp = NULL;
         Py_END_ALLOW_THREADS
@@ -643,6 +852,7 @@ done:
     PyBuffer_Release(&chunk);
     PyBuffer_Release(&state);
     PyBuffer_Release(&ifc);
+    if (ra) PyBuffer_Release(&rav);
     if (rc < 0) return NULL;
     return PyLong_FromLong(rc);
 }
@@ -745,7 +955,7 @@ static PyObject *py_decode_one(PyObject *self, PyObject *args)
         (const char *)buf.buf + (o.payload_caplen ? o.payload_off : 0), o.payload_caplen);
     PyBuffer_Release(&buf);
     return Py_BuildValue(
-        "{s:B,s:i,s:i,s:i,s:B,s:I,s:N,s:N,s:B,s:N,s:N,s:B,s:H,s:H,s:B,s:I,s:B,s:I,s:I,s:N}",
+        "{s:B,s:i,s:i,s:i,s:B,s:I,s:N,s:N,s:B,s:N,s:N,s:B,s:H,s:H,s:B,s:I,s:B,s:I,s:I,s:N,s:I}",
         "status", o.status, "vlan", o.vlan, "vlan_inner", o.vlan_inner, "mpls", o.mpls,
         "tunnel", o.tunnel, "tunnel_id", o.tunnel_id,
         "outer_src", o.has_outer ? ip_bytes(o.outer_src) : Py_NewRef(Py_None),
@@ -754,13 +964,14 @@ static PyObject *py_decode_one(PyObject *self, PyObject *args)
         "src_ip", ip_bytes(o.src_ip), "dst_ip", ip_bytes(o.dst_ip),
         "proto", o.proto, "src_port", o.src_port, "dst_port", o.dst_port,
         "tcp_flags", o.tcp_flags, "tcp_seq", o.tcp_seq, "frag", o.frag, "ip_id", o.ip_id,
-        "payload_len", o.payload_len, "payload", payload);
+        "payload_len", o.payload_len, "payload", payload, "inner_off", o.inner_off);
 }
 
 static PyMethodDef methods[] = {
     {"decode_one", py_decode_one, METH_VARARGS, "Decode one record (tests and the slow path)."},
     {"scan", py_scan, METH_VARARGS,
-     "scan(kind, chunk, state, ifaces, columns) -> stop code: records of a chunk -> batch rows."},
+     "scan(kind, chunk, state, ifaces, columns[, reassembly]) -> stop code: records of a chunk "
+     "-> batch rows; reassembly: a zeroed uint8 array of RA_BYTES (fragmented outer IP)."},
     {"take", py_take, METH_VARARGS,
      "take(buffer, start, n) -> bytes, or None when the read faulted (a mapped file shrank)."},
     {"set_flow_seed", py_set_flow_seed, METH_O,
@@ -800,6 +1011,8 @@ PyMODINIT_FUNC PyInit__fast(void)
         {"S_BADCODE", S_BADCODE}, {"S_BADVAL", S_BADVAL}, {"S_BADPOS", S_BADPOS},
         {"S_QUIET", S_QUIET}, {"S_NULLS", S_NULLS}, {"S_STATUS", S_STATUS},
         {"S_SKIP", S_SKIP}, {"NSKIP", NSKIP}, {"S_LEN", S_LEN},
+        {"S_RA_DONE", S_RA_DONE}, {"S_RA_LOST", S_RA_LOST}, {"S_RA_HELD", S_RA_HELD},
+        {"RA_BYTES", RA_BYTES}, {"RA_SLOTS", RA_SLOTS},
         {"IF_LT", IF_LT}, {"IF_SNAP", IF_SNAP}, {"IF_MUL", IF_MUL}, {"IF_DIV", IF_DIV},
         {"IF_OFF", IF_OFF}, {"IF_PKTS", IF_PKTS}, {"IF_W", IF_W},
     };

@@ -45,6 +45,11 @@ S_STATUS: int
 S_SKIP: int
 NSKIP: int
 S_LEN: int
+S_RA_DONE: int
+S_RA_LOST: int
+S_RA_HELD: int
+RA_BYTES: int
+RA_SLOTS: int
 IF_LT: int
 IF_SNAP: int
 IF_MUL: int
@@ -54,7 +59,14 @@ IF_PKTS: int
 IF_W: int
 
 def decode_one(record: bytes, linktype: int) -> dict[str, Any]: ...
-def scan(kind: int, chunk: Any, state: Any, ifaces: Any, columns: tuple[Any, ...]) -> int: ...
+def scan(
+    kind: int,
+    chunk: Any,
+    state: Any,
+    ifaces: Any,
+    columns: tuple[Any, ...],
+    reassembly: Any = None,
+) -> int: ...
 def flow_keys(
     proto: Any,
     src_ip: Any,

@@ -30,7 +30,12 @@
 #define ET_QINQ 0x88A8
 #define ET_ERSPAN 0x88BE /* GRE only: ERSPAN type I (no header) / II */
 #define ET_CMD 0x8909    /* Cisco MetaData (TrustSec SGT inline tag) */
+#define ET_VNTAG 0x8926  /* Cisco VN-Tag: 4-byte tag, then the ethertype */
+#define ET_ETAG 0x893F   /* IEEE 802.1BR E-Tag: 6-byte tag, then the ethertype */
+#define ET_PBB 0x88E7    /* IEEE 802.1ah I-Tag: 4-byte I-TAG, then the customer's Ethernet frame */
 #define ET_QINQ_OLD 0x9100
+/* Not an ethertype: an 802.11 frame follows (Aruba GRE). link_chain's types are 32-bit. */
+#define ET_WLAN 0x10000u
 
 static inline void set_payload(pc_pkt *o, uint32_t off, uint32_t len, uint32_t clen)
 {
@@ -49,8 +54,9 @@ static inline void put_v4(uint8_t *dst, const uint8_t *src)
 /* The current IP header becomes the tunnel's outer header; everything describing the
  * conversation is cleared so that the inner headers fill it. VLAN/MPLS describe the
  * encapsulation that carries the innermost packet, so they start over too. */
-static void enter_tunnel(pc_pkt *o, uint8_t tunnel, uint32_t tunnel_id)
+static void enter_tunnel(pc_pkt *o, uint8_t tunnel, uint32_t tunnel_id, uint32_t inner_off)
 {
+    o->inner_off = inner_off;
     memcpy(o->outer_src, o->src_ip, 16);
     memcpy(o->outer_dst, o->dst_ip, 16);
     o->has_outer = 1;
@@ -66,7 +72,48 @@ static void enter_tunnel(pc_pkt *o, uint8_t tunnel, uint32_t tunnel_id)
     o->tcp_seq = 0;
     o->frag = 0;
     o->ip_id = 0;
+    o->fr_outer = o->fr_more = 0;
+    o->fr_ip_off = o->fr_data_off = o->fr_data_len = o->fr_offset = 0;
     set_payload(o, 0, 0, 0);
+}
+
+/* An Aruba-mirrored 802.11 frame (no FCS) at [off, end): a data frame's header is skipped
+ * and what follows (LLC/SNAP) is returned in *next with its ethertype-to-be 0; 0 when the
+ * frame leads to no IP packet (management/control frames, null data, protected (encrypted)
+ * frames, A-MSDU aggregates, later 802.11 fragments): o->status says why. */
+static int wlan_data(const uint8_t *p, uint32_t off, uint32_t end, pc_pkt *o, uint32_t *next)
+{
+    const uint8_t *q = p + off;
+    uint32_t avail = end - off;
+    if (avail < 24) {
+        o->status = PC_TRUNCATED_LINK;
+        return 0;
+    }
+    uint32_t fc0 = q[0], fc1 = q[1], sub = fc0 >> 4, hl = 24;
+    /* version 0, type 2 (data); subtypes with bit 2 set carry no data (null function) */
+    if ((fc0 & 3) != 0 || ((fc0 >> 2) & 3) != 2 || (sub & 4) || (fc1 & 0x40) ||
+        (q[22] & 0x0F) != 0) {
+        o->status = PC_NON_IP;
+        return 0;
+    }
+    if ((fc1 & 3) == 3) hl += 6; /* to and from DS: a fourth address */
+    if (sub & 8) {               /* QoS data: QoS control, HT control when Order is set */
+        if (avail < hl + 2) {
+            o->status = PC_TRUNCATED_LINK;
+            return 0;
+        }
+        if (q[hl] & 0x80) { /* A-MSDU present */
+            o->status = PC_NON_IP;
+            return 0;
+        }
+        hl += (fc1 & 0x80) ? 6 : 2;
+    }
+    if (avail < hl) {
+        o->status = PC_TRUNCATED_LINK;
+        return 0;
+    }
+    *next = off + hl;
+    return 1;
 }
 
 static void link_chain(const uint8_t *p, uint32_t off, uint32_t end, uint32_t et, pc_pkt *o,
@@ -190,6 +237,31 @@ static void link_chain(const uint8_t *p, uint32_t off, uint32_t end, uint32_t et
             }
             continue;
         }
+        case ET_VNTAG:
+        case ET_ETAG: {
+            uint32_t tl = et == ET_VNTAG ? 4 : 6;
+            if (avail < tl + 2) {
+                o->status = PC_TRUNCATED_LINK;
+                return;
+            }
+            et = RD16(q + tl);
+            off += tl + 2;
+            continue;
+        }
+        case ET_PBB:
+            /* the backbone's tags are not the customer's conversation's: start over */
+            if (avail < 4) {
+                o->status = PC_TRUNCATED_LINK;
+                return;
+            }
+            o->vlan = o->vlan_inner = -1;
+            off += 4;
+            et = ET_TEB;
+            continue;
+        case ET_WLAN:
+            if (!wlan_data(p, off, end, o, &off)) return;
+            et = 0; /* LLC/SNAP follows: the 802.3 branch below reads it */
+            continue;
         case ET_CMD: {
             /* version, length (4-byte options), options..., next ethertype */
             if (avail < 2 || avail < 4u + 4u * q[1]) {
@@ -304,6 +376,16 @@ static void gre(const uint8_t *p, uint32_t off, uint32_t len, uint32_t clen, pc_
             et = ET_TEB;
         }
         break;
+    case 0x8200: case 0x8210: case 0x8220: case 0x8230: case 0x8240: case 0x8250:
+    case 0x8260: case 0x8270: case 0x8280: case 0x8290: case 0x82A0: case 0x82B0:
+    case 0x82C0: case 0x82D0: case 0x82E0: case 0x82F0: case 0x8300: case 0x8310:
+    case 0x8320: case 0x8330: case 0x8340: case 0x8350: case 0x8360: case 0x8370:
+        /* Aruba controllers' GRE encapsulation IDs: an 802.11 frame follows (Wireshark's
+         * packet-gre.h GRE_ARUBA_8200..8370, which tshark 4.0 hands to its 802.11
+         * dissector; Zeek's GRE packet analyzer). GRE_ARUBA_9000 tshark does not decode. */
+        tun = PC_TUN_ARUBA;
+        et = ET_WLAN;
+        break;
     case ET_ERSPAN3:
         tun = PC_TUN_ERSPAN3;
         if (avail < 12) {
@@ -334,7 +416,7 @@ static void gre(const uint8_t *p, uint32_t off, uint32_t len, uint32_t clen, pc_
         o->status = PC_BAD_TUNNEL;
         return;
     }
-    enter_tunnel(o, tun, tid);
+    enter_tunnel(o, tun, tid, ioff < iend ? ioff : iend);
     if (trunc)
         o->status = PC_TRUNCATED_LINK;
     else if (bad)
@@ -354,6 +436,46 @@ static int udp_tunnel(const uint8_t *p, uint32_t off, uint32_t clen, pc_pkt *o, 
     uint8_t tun;
     int trunc = 0;
     if (clen < 8) return 0;
+    if (o->dst_port == PC_PORT_GTPU || o->src_port == PC_PORT_GTPU) {
+        /* GTPv1-U (TS 29.281 5.1): version 1, PT 1, message type 255 (G-PDU) carries a
+         * user packet; echo, error indication, end marker are plain UDP */
+        if ((u[0] >> 5) != 1 || !(u[0] & 0x10) || u[1] != 0xFF) return 0;
+        if (depth >= PC_MAX_TUNNELS) {
+            o->status = PC_BAD_TUNNEL;
+            return 1;
+        }
+        uint32_t teid = RD32(u + 4);
+        if (u[0] & 0x07) { /* E, S or PN: sequence number, N-PDU number, next extension */
+            hl = 12;
+            if (clen < hl) trunc = 1;
+            else if (u[0] & 0x04) {
+                /* extension headers: a length in 4-byte units, the content, the next type */
+                uint32_t next = u[11];
+                while (next && !trunc) {
+                    if (clen < hl + 1) { trunc = 1; break; }
+                    uint32_t xl = 4u * u[hl];
+                    if (xl == 0) { /* would not advance */
+                        enter_tunnel(o, PC_TUN_GTPU, teid, off + hl); /* hl < clen here */
+                        o->status = PC_BAD_TUNNEL;
+                        return 1;
+                    }
+                    if (clen < hl + xl) { trunc = 1; break; }
+                    next = u[hl + xl - 1];
+                    hl += xl;
+                }
+            }
+        }
+        enter_tunnel(o, PC_TUN_GTPU, teid, hl < clen ? off + hl : off + clen);
+        if (trunc || clen < hl + 1)
+            o->status = PC_TRUNCATED_LINK;
+        else if ((u[hl] >> 4) == 4)
+            ip4(p, off + hl, off + clen, o, depth + 1);
+        else if ((u[hl] >> 4) == 6)
+            ip6(p, off + hl, off + clen, o, depth + 1);
+        else
+            o->status = PC_NON_IP;
+        return 1;
+    }
     switch (o->dst_port) {
     case PC_PORT_VXLAN:
     case PC_PORT_VXLAN_LINUX:
@@ -389,7 +511,7 @@ static int udp_tunnel(const uint8_t *p, uint32_t off, uint32_t clen, pc_pkt *o, 
         o->status = PC_BAD_TUNNEL;
         return 1;
     }
-    enter_tunnel(o, tun, vni);
+    enter_tunnel(o, tun, vni, hl < clen ? off + hl : off + clen);
     if (trunc)
         o->status = PC_TRUNCATED_LINK;
     else
@@ -479,7 +601,7 @@ static void transport(const uint8_t *p, uint32_t off, uint32_t len, uint32_t cle
                 return;
             }
             uint8_t inner = o->proto;
-            enter_tunnel(o, PC_TUN_IPIP, 0);
+            enter_tunnel(o, PC_TUN_IPIP, 0, off);
             if (inner == 4)
                 ip4(p, off, off + clen, o, depth + 1);
             else
@@ -526,6 +648,14 @@ static void ip4(const uint8_t *p, uint32_t off, uint32_t end, pc_pkt *o, int dep
     }
     uint32_t cap = avail < tot ? avail : tot; /* drop link-layer padding */
     uint32_t fr = RD16(h + 6);
+    if ((fr & 0x3FFF) && depth == 0) {
+        o->fr_outer = 1;
+        o->fr_more = (fr >> 13) & 1;
+        o->fr_offset = (fr & 0x1FFF) * 8;
+        o->fr_ip_off = off;
+        o->fr_data_off = off + ihl;
+        o->fr_data_len = tot - ihl;
+    }
     if (fr & 0x1FFF) { /* later fragment: no transport header here */
         o->frag = 2;
         set_payload(o, off + ihl, tot - ihl, cap - ihl);
@@ -566,6 +696,7 @@ static void ip6(const uint8_t *p, uint32_t off, uint32_t end, pc_pkt *o, int dep
         return;
     }
     o->ip_version = 6;
+    uint32_t ip_off = off;
     if (avail < 40) {
         o->status = PC_TRUNCATED_IP;
         return;
@@ -606,6 +737,14 @@ static void ip6(const uint8_t *p, uint32_t off, uint32_t end, pc_pkt *o, int dep
             hl = 8;
             nh = x[0];
             o->ip_id = RD32(x + 4);
+            if ((fo & 0xFFF9) && depth == 0) {
+                o->fr_outer = 1;
+                o->fr_more = fo & 1;
+                o->fr_offset = fo & 0xFFF8;
+                o->fr_ip_off = ip_off;
+                o->fr_data_off = off + 8;
+                o->fr_data_len = len - 8;
+            }
             if (fo & 0xFFF8) {
                 o->frag = 2;
                 o->proto = (uint8_t)nh;

@@ -23,13 +23,17 @@ enum {
     PC_IP_FRAGMENT = 8, /* set by the flow layer, not by pc_decode */
     PC_BAD_RECORD = 9,
     PC_BAD_TIMESTAMP = 10, /* set by the scanner: a timestamp int64 ns cannot hold */
-    PC_NSTATUS = 11,
+    PC_TUNNEL_FRAGMENT = 11, /* set by the scanner: a fragment of a tunnel packet whose outer
+                              * IP header is fragmented, held for reassembly; the row of the
+                              * fragment that completes it carries the reassembled packet */
+    PC_NSTATUS = 12,
 };
 
 /* Tunnel codes, mirror TUNNEL_NAMES in schema.py */
 enum {
     PC_TUN_NONE = 0, PC_TUN_GRE = 1, PC_TUN_ERSPAN1 = 2, PC_TUN_ERSPAN2 = 3,
     PC_TUN_ERSPAN3 = 4, PC_TUN_VXLAN = 5, PC_TUN_GENEVE = 6, PC_TUN_IPIP = 7,
+    PC_TUN_GTPU = 8, PC_TUN_ARUBA = 9,
 };
 
 typedef struct {
@@ -52,6 +56,12 @@ typedef struct {
     uint32_t payload_len;    /* L4 payload length according to the headers */
     uint32_t payload_off;    /* offset of the L4 payload in the record */
     uint32_t payload_caplen; /* bytes of that payload present in the record */
+    uint32_t inner_off;  /* with a tunnel: offset of the frame the innermost tunnel carries */
+    /* A fragment (frag != 0) of the outermost IP header (no tunnel around it): where its
+     * header starts, where the fragment's data starts and how long it is by the header,
+     * its offset in the datagram (bytes) and whether more fragments follow. */
+    uint8_t fr_outer, fr_more;
+    uint32_t fr_ip_off, fr_data_off, fr_data_len, fr_offset;
 } pc_pkt;
 
 /* Link types we decode (LINKTYPE_* values from tcpdump.org/linktypes.html). */
@@ -78,6 +88,7 @@ typedef struct {
 #define PC_PORT_VXLAN_LINUX 8472 /* Linux kernel's pre-IANA default */
 #define PC_PORT_VXLAN_GPE 4790   /* only with the P flag and next protocol IPv4/IPv6/Ethernet */
 #define PC_PORT_GENEVE 6081      /* RFC 8926; version 0, protocol 0x6558/0x0800/0x86DD */
+#define PC_PORT_GTPU 2152        /* 3GPP TS 29.281 GTP-U, either port; G-PDU messages only */
 
 /* Field semantics the callers rely on (decode.c implements them):
  *
@@ -95,13 +106,20 @@ typedef struct {
  * - frag: 1 = first fragment (transport decoded), 2 = later fragment (proto set, ports 0,
  *   tcp fields 0). ip_id is the IPv4 identification of every IPv4 packet, and the IPv6
  *   fragment identification when a fragment header is present (else 0). A fragmented
- *   tunnel packet is not decapsulated: it is reported as the outer flow.
- * - Tunnels (GRE, ERSPAN I/II/III, VXLAN, Geneve, IP-in-IP) are decapsulated up to
- *   PC_MAX_TUNNELS levels; src/dst/proto/ports describe the innermost packet, outer_src/
- *   outer_dst the IP header that carried the innermost tunnel, tunnel_id the VNI, GRE key
- *   or ERSPAN session id. vlan/vlan_inner/mpls describe the link headers directly in front
- *   of the innermost IP packet: they restart at every decapsulation (and at an MPLS
- *   Ethernet pseudowire). A VLAN tag with VID 0 (priority tag) is not a VLAN.
+ *   tunnel packet is not decapsulated by pc_decode: it is reported as the outer flow (the
+ *   scanner reassembles fragmented outer headers and decodes the whole packet; fr_* say
+ *   where the fragment lies).
+ * - Tunnels (GRE, ERSPAN I/II/III, Aruba GRE (802.11 data frames in GRE protocol types
+ *   0x8200-0x8370 in steps of 0x10, as Wireshark and Zeek read them), VXLAN, Geneve, GTP-U,
+ *   IP-in-IP) are decapsulated up to PC_MAX_TUNNELS levels; src/dst/proto/ports describe
+ *   the innermost packet, outer_src/outer_dst the IP header that carried the innermost
+ *   tunnel, tunnel_id the VNI, GRE key, ERSPAN session id or GTP TEID. inner_off is where
+ *   the frame the innermost tunnel carries starts (its Ethernet/802.11 header, or the inner
+ *   IP header): the conversation's bytes are the record's wire length minus inner_off.
+ *   vlan/vlan_inner/mpls describe the link headers directly in front of the innermost IP
+ *   packet: they restart at every decapsulation (and at an MPLS
+ *   Ethernet pseudowire, at an 802.1ah PBB I-tag). A VLAN tag with VID 0 (priority tag) is
+ *   not a VLAN. VN-Tag (0x8926) and 802.1BR E-Tag (0x893F) are skipped like VLAN tags.
  * - GRE not decapsulated (PPTP version 1, source routing, payload types other than
  *   IPv4/IPv6/Ethernet/MPLS/VLAN/ERSPAN/WCCP/Cisco MetaData) is reported as the GRE flow:
  *   status OK, proto 47, ports 0, tunnel of any enclosing tunnel. GRE versions 2-7:

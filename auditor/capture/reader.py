@@ -324,6 +324,11 @@ class CaptureInfo:
     skipped_blocks: dict[str, int] = field(default_factory=dict)  #: pcapng blocks not used
     comments: dict[str, str] = field(default_factory=dict)  #: SHB hardware/os/application
     warnings: list[str] = field(default_factory=list)  #: non-fatal problems (first 20)
+    #: tunnel packets reassembled from fragments of their outer IP header
+    tunnel_reassembled: int = 0
+    #: fragments of such packets that could not be reassembled (a fragment missing, not
+    #: complete 30 s after the first, or more than 64 in progress): their packets are in no flow
+    tunnel_fragments_lost: int = 0
 
     @property
     def format_label(self) -> str:
@@ -653,8 +658,16 @@ def _text(value: bytes) -> str:
 class _Stream:
     """One pass over a capture: chunked reading, the scanner loop and the pcapng blocks."""
 
-    def __init__(self, source: Input, header: _Header, info: CaptureInfo, batch_size: int) -> None:
+    def __init__(
+        self,
+        source: Input,
+        header: _Header,
+        info: CaptureInfo,
+        batch_size: int,
+        span: tuple[int, int] | None = None,
+    ) -> None:
         self.source = source
+        self.span = span  # a part of a mapped pcap: [start, stop) on record boundaries
         self.path = display_name(source.path)
         self.header = header
         self.info = info
@@ -668,6 +681,8 @@ class _Stream:
         self.state = np.zeros(_fast.S_LEN, np.int64)
         self.state[_fast.S_TSMIN] = _INT64_MAX
         self.state[_fast.S_TSMAX] = _INT64_MIN
+        # fragmented outer IP headers of tunnel packets (4 MiB, pages touched only when used)
+        self.reasm = np.zeros(_fast.RA_BYTES, np.uint8)
         self.swap = 0
         self.order = header.order
         self.iftab = np.zeros((4, _fast.IF_W), np.int64)  # the current section's interfaces
@@ -712,7 +727,12 @@ class _Stream:
                 self.mm.madvise(mmap.MADV_SEQUENTIAL)
             self.buf = np.frombuffer(self.mm, np.uint8)
             self.end = len(self.buf)
+            if self.span is not None:
+                self.end = min(self.end, self.span[1])
+                self.released = self.span[0] - self.span[0] % mmap.PAGESIZE
             self.eof = True
+        elif self.span is not None:
+            raise CaptureError(self.path, "cannot be mapped to be read in parts")
         else:
             self.buf = np.empty(CHUNK_SIZE, np.uint8)
 
@@ -849,12 +869,14 @@ class _Stream:
         st = self.state
         if kind == _fast.K_PCAP:
             self.start_pcap()
+            if self.span is not None and self.span[0] > self.pos:
+                self.pos = self.span[0]
         batch = self.new_batch()
         while True:
             st[_fast.S_POS] = self.pos
             st[_fast.S_END] = self.end
             st[_fast.S_SWAP] = self.swap
-            rc = _fast.scan(kind, self.buf, st, self.iftab[: self.nif], batch.arrays)
+            rc = _fast.scan(kind, self.buf, st, self.iftab[: self.nif], batch.arrays, self.reasm)
             self.pos = int(st[_fast.S_POS])
             self.release()
             if rc == _fast.ST_FULL:
@@ -916,6 +938,8 @@ class _Stream:
         st, info = self.state, self.info
         info.packets = int(st[_fast.S_FRAME])
         info.bytes = int(st[_fast.S_BYTES])
+        info.tunnel_reassembled = int(st[_fast.S_RA_DONE])
+        info.tunnel_fragments_lost = int(st[_fast.S_RA_LOST] + st[_fast.S_RA_HELD])
         if st[_fast.S_TSMIN] <= st[_fast.S_TSMAX]:
             info.first_seen = int(st[_fast.S_TSMIN])
             info.last_seen = int(st[_fast.S_TSMAX])
@@ -1115,11 +1139,17 @@ class PacketReader:
     again from the start; standard input (``-``) and other pipes can be iterated once.
     """
 
-    def __init__(self, path: str | os.PathLike[str], batch_size: int = 65536) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        batch_size: int = 65536,
+        span: tuple[int, int] | None = None,
+    ) -> None:
         if not 1 <= batch_size <= _fast.MAX_ROWS:
             raise ValueError(f"batch_size must be 1 to {_fast.MAX_ROWS}")
         self.path = os.fspath(path)
         self.batch_size = batch_size
+        self.span = span  #: read only these bytes of the file (see split_pcap): one part
         self.source = Input(self.path)
         self._header = _sniff(self.source)
         self.info = self._new_info()
@@ -1139,7 +1169,7 @@ class PacketReader:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         info = self._new_info()
         self.info = info
-        stream = _Stream(self.source, self._header, info, self.batch_size)
+        stream = _Stream(self.source, self._header, info, self.batch_size, self.span)
         self._stream = stream
         stream.open()
         try:

@@ -21,6 +21,8 @@ TUNNEL_NAMES: tuple[str, ...] = (
     "vxlan",
     "geneve",
     "ipip",  # IPv4/IPv6 in IP (proto 4 / 41)
+    "gtpu",  # GTP-U G-PDU (UDP 2152), tunnel_id the TEID
+    "aruba",  # Aruba GRE (GRE protocol types 0x8200-0x8370): 802.11 data frames
 )
 
 #: Reasons in the ``status`` column. 0 = decoded IP packet.
@@ -36,6 +38,9 @@ STATUS_NAMES: tuple[str, ...] = (
     "ip_fragment",  # a later IPv4/IPv6 fragment whose first fragment was not seen
     "bad_record",  # record header impossible (caplen > snaplen sanity bound, ...)
     "bad_timestamp",  # outside what ns since 1970 in an int64 hold (1677-09-21..2262-04-11)
+    # a fragment of a tunnel packet whose outer IP header is fragmented, held for reassembly:
+    # the row of the fragment that completes the packet carries the reassembled packet
+    "tunnel_fragment",
 )
 
 PACKET_SCHEMA = pa.schema(
@@ -43,6 +48,9 @@ PACKET_SCHEMA = pa.schema(
         ("frame", pa.uint64()),  # 1-based record number in the file
         ("ts", pa.int64()),  # nanoseconds since the epoch, UTC
         ("wire_len", pa.uint32()),  # original length on the wire
+        # the conversation's frame: wire_len, or for a tunnelled packet the inner frame
+        # (without the outer headers; a reassembled packet's whole inner frame)
+        ("frame_len", pa.uint32()),
         ("cap_len", pa.uint32()),  # captured length
         ("linktype", pa.uint16()),
         ("status", pa.uint8()),

@@ -17,6 +17,7 @@ from auditor.cli.common import (
     fail,
     handle_errors,
     inventory_option,
+    jobs_option,
     quiet_option,
     record_in_store,
     ruleset_option,
@@ -32,6 +33,7 @@ from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
 from auditor.rules.model import TLS_VERSIONS
+from auditor.traffic import default_jobs
 
 
 def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -75,6 +77,7 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
     "(default TLS 1.2); a rule's own minimum still applies.",
 )
 @dedup_options
+@jobs_option
 @quiet_option
 @click.option(
     "--store",
@@ -99,6 +102,7 @@ def command(
     each: bool,
     dedup: bool,
     dedup_window: float,
+    jobs: int | None,
     quiet: bool,
     min_tls: str | None,
     store: str | None,
@@ -132,7 +136,13 @@ def command(
     if store:
         check_store(store)
     options = AuditOptions(
-        fail_on, each, dedup_window if dedup else None, quiet, min_tls, waiver_set
+        fail_on,
+        each,
+        dedup_window if dedup else None,
+        quiet,
+        min_tls,
+        waiver_set,
+        jobs or default_jobs(),
     )
     with output_file(output, [*captures, ruleset.path, inventory, store, waivers]) as out:
         results = _audit_sets(captures, ruleset, inv, options)
@@ -167,6 +177,7 @@ class AuditOptions:
     quiet: bool
     min_tls: str | None
     waivers: Waivers | None
+    jobs: int
 
 
 def _audit_sets(
@@ -186,6 +197,7 @@ def _audit_sets(
             dedup=options.dedup,
             min_tls=options.min_tls,
             waivers=options.waivers,
+            jobs=options.jobs,
         )
         if progress:
             progress.clear()

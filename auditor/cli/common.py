@@ -131,6 +131,18 @@ quiet_option = click.option(
 )
 
 
+#: --jobs N, shared by audit and flows
+jobs_option = click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1, max=256),
+    default=None,
+    metavar="N",
+    help="Decode N captures, or parts of a large pcap file, at once; the output is the "
+    "same for any N.  [default: the machine's cores]",
+)
+
+
 #: --dedup, shared by audit and flows
 def dedup_options(func: F) -> F:
     """--dedup and --dedup-window SECONDS; the command gets ``dedup: float | None``."""

@@ -11,6 +11,7 @@ from auditor.cli.common import (
     dedup_options,
     fail,
     handle_errors,
+    jobs_option,
     quiet_option,
     warn,
 )
@@ -18,7 +19,7 @@ from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
-from auditor.traffic import read_traffic
+from auditor.traffic import default_jobs, read_traffic
 
 
 @click.command("flows")
@@ -26,6 +27,7 @@ from auditor.traffic import read_traffic
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
+@jobs_option
 @quiet_option
 @handle_errors
 def command(
@@ -34,6 +36,7 @@ def command(
     output: str | None,
     dedup: bool,
     dedup_window: float,
+    jobs: int | None,
     quiet: bool,
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
@@ -48,7 +51,12 @@ def command(
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
     with output_file(output, captures) as out:
         progress = progress_for(sys.stderr, quiet)
-        traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
+        traffic = read_traffic(
+            captures,
+            progress=progress,
+            dedup=dedup_window if dedup else None,
+            jobs=jobs or default_jobs(),
+        )
         if progress:
             progress.clear()
         for note in traffic.notes:

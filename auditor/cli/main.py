@@ -38,7 +38,7 @@ def cli() -> None:
     """Check packet captures against a vendor's documented network flows.
 
     Without a command, CAPTURE... is audited ('pcap-audit audit --help' lists the options:
-    --ruleset, --inventory, --format, -o, --fail-on, --each, --dedup, -q). CAPTURE is a
+    --ruleset, --inventory, --format, -o, --fail-on, --each, --dedup, --jobs, -q). CAPTURE is a
     file, a directory (captures found by content) or - (standard input).
 
     Example:

@@ -261,12 +261,14 @@ def audit(
     dedup: float | None = None,
     min_tls: str | None = None,
     waivers: Waivers | None = None,
+    jobs: int = 1,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
     ruleset's TLS minimum (``--min-tls``); findings that ``waivers`` cover are marked and do
-    not count for the exit code."""
-    traffic = read_traffic(captures, progress=progress, dedup=dedup)
+    not count for the exit code; ``jobs`` decoders run at once (the result is the same for
+    any number)."""
+    traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
