@@ -432,16 +432,7 @@ def read_found(
             traffic.notes.append(f.error.one_line())
             continue
         if is_zeek_dir(f.path):  # Zeek logs: flows of their own, appended at the end
-            try:
-                record, table = read_zeek(f.path, index, flow_schema())
-            except CaptureError as exc:
-                traffic.errors.append(exc)
-                traffic.captures.append(failed_capture(f.path, exc))
-                traffic.notes.append(exc.one_line())
-            else:
-                traffic.captures.append(record)
-                traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
-                logs.append(table)
+            _read_zeek(f.path, index, traffic, logs)
             index += 1
             continue
         try:
@@ -478,6 +469,21 @@ def read_found(
     return traffic
 
 
+def _read_zeek(path: str, index: int, traffic: Traffic, logs: list[pa.Table]) -> None:
+    """A directory of Zeek logs: its capture record into ``traffic``, its flows into ``logs``
+    (appended to the flow table at the end)."""
+    try:
+        record, table = read_zeek(path, index, flow_schema())
+    except CaptureError as exc:
+        traffic.errors.append(exc)
+        traffic.captures.append(failed_capture(path, exc))
+        traffic.notes.append(exc.one_line())
+        return
+    traffic.captures.append(record)
+    traffic.notes.extend(f"{display_name(path)}: {w}" for w in record["warnings"])
+    logs.append(table)
+
+
 def _read_parallel(
     found: list[Found],
     progress: Callable[[Reading], None] | None,
@@ -499,7 +505,7 @@ def _read_parallel(
     plans: list[list[PacketReader] | CaptureError | None] = []
     readers: list[PacketReader] = []
     for f in found:
-        if not f.readable:
+        if not f.readable or is_zeek_dir(f.path):
             plans.append(None)
             continue
         try:
@@ -511,6 +517,7 @@ def _read_parallel(
         readers += mine
     stream = ordered_batches(readers, jobs)
     index = 0
+    logs: list[pa.Table] = []  # flow tables of directories of Zeek logs
     try:
         for f, plan in zip(found, plans, strict=True):
             name = display_name(f.path)
@@ -522,6 +529,10 @@ def _read_parallel(
                 record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
                 traffic.captures.append(record)
                 traffic.notes.append(f"{name}: {record['warnings'][0]}")
+                continue
+            if f.error is None and plan is None:  # a directory of Zeek logs
+                _read_zeek(f.path, index, traffic, logs)
+                index += 1
                 continue
             error = f.error if f.error is not None else plan
             if isinstance(error, CaptureError) or plan is None:
@@ -578,6 +589,8 @@ def _read_parallel(
     finally:
         stream.close()
     traffic.flows = builder.table()
+    if logs:
+        traffic.flows = pa.concat_tables([traffic.flows, *logs])
     return traffic
 
 
