@@ -70,9 +70,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from auditor.cli import audit, flows, roles, rulesets
+    from auditor.cli import audit, flows, roles, rulesets, verify
 
-    for module in (audit, flows, roles, rulesets):
+    for module in (audit, flows, roles, rulesets, verify):
         cli.add_command(module.command)
 
 
