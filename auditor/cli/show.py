@@ -1,0 +1,130 @@
+"""``pcap-audit show FLOW CAPTURE...``: a flow's packets with their frame numbers, and export."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from auditor.cli.common import captures_argument, emit, fail, handle_errors
+from auditor.errors import ExitCode
+from auditor.evidence.lookup import Wanted, finding_flows, is_flow_token, load_audit
+from auditor.evidence.packets import (
+    FlowRef,
+    PacketLine,
+    find_packets,
+    flow_refs,
+)
+from auditor.evidence.packets import export_pcap as write_pcap
+from auditor.report.json_ import render as json_text
+from auditor.traffic import Traffic, expand_paths, read_traffic
+
+
+@click.command("show")
+@click.argument("flow", metavar="FLOW")
+@captures_argument
+@click.option("--from", "from_json", type=click.Path(dir_okay=False), metavar="AUDIT.json",
+              help="A saved audit (--format json) to look a finding id up in.")  # fmt: skip
+@click.option("-r", "--ruleset", "ruleset_name", metavar="NAME|PATH",
+              help="Audit the captures with this ruleset to look a finding id up.")  # fmt: skip
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Inventory for --ruleset.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)  # fmt: skip
+@click.option("--export-pcap", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write exactly these packets to a new pcap file.")  # fmt: skip
+@handle_errors
+def command(
+    flow: str,
+    captures: tuple[str, ...],
+    from_json: str | None,
+    ruleset_name: str | None,
+    inventory: str | None,
+    fmt: str,
+    export_pcap: str | None,
+) -> None:
+    """Show the packets of FLOW in CAPTURE files: one line each, with its frame number.
+
+    FLOW is a flow id (F...), a Community ID (1:...) or a finding id; a finding id is looked
+    up in a saved audit (--from AUDIT.json) or in an audit of the captures (--ruleset). Frame
+    numbers are 1-based, as Wireshark numbers the packets of that file.
+
+    Example:
+
+        pcap-audit show PLA-2f95d12e4ab0 night.pcapng --from audit.json --export-pcap evidence.pcap
+    """
+    traffic: Traffic | None = None
+    if is_flow_token(flow):
+        wanted = Wanted((flow,))
+    elif from_json:
+        wanted = finding_flows(load_audit(from_json), flow, from_json)
+    elif ruleset_name:
+        from auditor.findings.engine import audit
+        from auditor.rules import load_inventory, load_ruleset
+
+        ruleset = load_ruleset(ruleset_name)
+        inv = load_inventory(inventory, ruleset) if inventory else None
+        result = audit(captures, ruleset, inv, fail_on="never")
+        traffic = result.traffic
+        wanted = finding_flows(result.document, flow, f"audit of {len(captures)} capture(s)")
+    else:
+        fail(
+            f"FLOW {flow!r} is neither a flow id (F + 16 hex digits) nor a Community ID "
+            "(1:...); for a finding id give --from AUDIT.json or --ruleset NAME",
+            ExitCode.USAGE,
+        )
+        return
+    if traffic is None:
+        traffic = read_traffic(captures)
+    for err in traffic.errors:
+        click.echo(f"pcap-audit: {err.one_line()}", err=True)
+    assert traffic.flows is not None
+    refs, missing = flow_refs(traffic.flows, wanted.ids)
+    if not refs:
+        fail(f"{flow}: no such flow in the {len(traffic.captures)} capture(s)", ExitCode.USAGE)
+    if missing and wanted.finding is None:
+        click.echo(f"pcap-audit: not in these captures: {' '.join(missing)}", err=True)
+    paths = [p for p, err in expand_paths(captures) if err is None]
+    readable = [p for p in paths if p not in {c["path"] for c in traffic.captures if c["error"]}]
+    packets = find_packets(readable, refs)
+    if fmt == "json":
+        text = json_text(
+            {
+                "flows": [
+                    {
+                        "flow_id": r.flow_id,
+                        "community_id": r.community_id,
+                        "proto": r.proto,
+                        "src": r.src,
+                        "dst": r.dst,
+                    }
+                    for r in refs
+                ],
+                "finding": wanted.finding,
+                "packets": [p.to_json() for p in packets],
+            }
+        )
+    else:
+        text = _table(refs, packets)
+    emit(text)
+    if export_pcap:
+        n = write_pcap(packets, export_pcap)
+        click.echo(f"pcap-audit: wrote {n} packets to {export_pcap}", err=True)
+    sys.exit(int(ExitCode.CAPTURE) if traffic.errors else 0)
+
+
+def _table(refs: list[FlowRef], packets: list[PacketLine]) -> str:
+    lines = []
+    for r in refs:
+        n = sum(1 for p in packets if p.flow_id == r.flow_id)
+        lines.append(
+            f"flow {r.flow_id}  {r.community_id}  {r.proto} {r.src} -> {r.dst}  {n} packets"
+        )
+    capture = None
+    for p in packets:
+        if p.capture != capture:
+            capture = p.capture
+            lines.append(f"{capture}:")
+            lines.append(f"{'frame':>8}  {'time (UTC)':26}  packet")
+        lines.append(p.one_line())
+    return "\n".join(lines) + "\n"
