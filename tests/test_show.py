@@ -90,7 +90,7 @@ def test_finding_from_saved_audit_and_from_ruleset_agree(tmp_path: Path) -> None
             "json",
             "-o",
             str(saved),
-        ],  # fmt: skip
+        ],
     )
     assert res.exit_code == ExitCode.FINDINGS
     a = CliRunner().invoke(cli, ["show", finding["id"], str(SAMPLE), "--from", str(saved)])
@@ -117,7 +117,7 @@ def test_export_writes_exactly_those_packets(tmp_path: Path) -> None:
             str(INVENTORY),
             "--export-pcap",
             str(out),
-        ],  # fmt: skip
+        ],
     )
     assert res.exit_code == ExitCode.OK, res.output
     frames = frames_in_show(res.stdout)
