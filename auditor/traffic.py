@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from auditor.capture import read_packets
 from auditor.errors import CaptureError
 from auditor.flows import FlowBuilder
+
+if TYPE_CHECKING:
+    from auditor.capture.select import PacketFilter
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 
@@ -158,10 +161,15 @@ def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
     progress: Callable[[str], None] | None = None,
+    select: PacketFilter | None = None,
 ) -> Traffic:
-    """Read every capture into one flow table; unreadable ones are reported in ``errors``."""
+    """Read every capture into one flow table; unreadable ones are reported in ``errors``.
+
+    With ``select`` (the --since/--until/--host/--port/--filter options), only the packets
+    it selects make flows; each capture record then says how many (``selected``)."""
     traffic = Traffic()
     builder = FlowBuilder()
+    selector = select.selector() if select is not None and select.active else None
     index = 0
     for path, err in expand_paths(paths):
         if err is not None:
@@ -172,14 +180,18 @@ def read_traffic(
             progress(path)
         try:
             reader = read_packets(path)
-            for batch in prefetched(reader):
+            source = reader if selector is None else selector.batches(path, reader)
+            for batch in prefetched(source):
                 builder.add_batch(batch, index)
         except CaptureError as exc:
             traffic.errors.append(exc)
             traffic.captures.append(failed_capture(path, exc))
             index += 1
             continue
-        traffic.captures.append(capture_record(reader.info))
+        record = capture_record(reader.info)
+        if selector is not None:
+            record["selected"] = selector.selected
+        traffic.captures.append(record)
         index += 1
     traffic.flows = builder.table()
     return traffic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -13,6 +14,7 @@ from auditor.cli.common import (
     inventory_option,
     ruleset_option,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
@@ -31,6 +33,7 @@ from auditor.rules import load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@filter_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -39,6 +42,7 @@ def command(
     fmt: str,
     output: str | None,
     fail_on: str,
+    **filters: Any,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set.
 
@@ -49,10 +53,11 @@ def command(
 
         pcap-audit night.pcapng --ruleset applayering --inventory hosts.yaml --format sarif -o audit.sarif
     """
+    select = packet_filter(**filters)
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
-    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress)
+    result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress, select=select)
     for err in result.errors:
         click.echo(f"pcap-audit: {err}", err=True)
     color = fmt == "table" and output is None and sys.stdout.isatty()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -15,6 +16,7 @@ from auditor.cli.common import (
     inventory_option,
     ruleset_option,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.errors import ExitCode
 from auditor.flows_out import public_flows
 from auditor.roles import resolve_roles
@@ -35,6 +37,7 @@ from auditor.traffic import read_traffic
     help="'inventory' writes an inventory YAML file to correct and reuse.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@filter_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -42,6 +45,7 @@ def command(
     inventory: str | None,
     fmt: str,
     output: str | None,
+    **filters: Any,
 ) -> None:
     """Show the roles of the hosts in CAPTURE files, inferred from the traffic (or an inventory).
 
@@ -51,7 +55,7 @@ def command(
     """
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
-    traffic = read_traffic(captures)
+    traffic = read_traffic(captures, select=packet_filter(**filters))
     for err in traffic.errors:
         click.echo(f"pcap-audit: {err.one_line()}", err=True)
     assert traffic.flows is not None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from auditor.cli.common import captures_argument, emit, fail, handle_errors
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.errors import ExitCode
 from auditor.evidence.lookup import Wanted, finding_flows, is_flow_token, load_audit
 from auditor.evidence.packets import (
@@ -33,6 +35,7 @@ from auditor.traffic import Traffic, expand_paths, read_traffic
               show_default=True)  # fmt: skip
 @click.option("--export-pcap", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write exactly these packets to a new pcap file.")  # fmt: skip
+@filter_options
 @handle_errors
 def command(
     flow: str,
@@ -42,17 +45,21 @@ def command(
     inventory: str | None,
     fmt: str,
     export_pcap: str | None,
+    **filters: Any,
 ) -> None:
     """Show the packets of FLOW in CAPTURE files: one line each, with its frame number.
 
     FLOW is a flow id (F...), a Community ID (1:...) or a finding id; a finding id is looked
     up in a saved audit (--from AUDIT.json) or in an audit of the captures (--ruleset). Frame
-    numbers are 1-based, as Wireshark numbers the packets of that file.
+    numbers are 1-based, as Wireshark numbers the packets of that file. The filters
+    (--since, --host, --filter, ...) narrow the packets shown and exported, not the flow
+    looked up: FLOW is found in the whole captures.
 
     Example:
 
         pcap-audit show PLA-2f95d12e4ab0 night.pcapng --from audit.json --export-pcap evidence.pcap
     """
+    select = packet_filter(**filters)
     traffic: Traffic | None = None
     if is_flow_token(flow):
         wanted = Wanted((flow,))
@@ -86,7 +93,7 @@ def command(
         click.echo(f"pcap-audit: not in these captures: {' '.join(missing)}", err=True)
     paths = [p for p, err in expand_paths(captures) if err is None]
     readable = [p for p in paths if p not in {c["path"] for c in traffic.captures if c["error"]}]
-    packets = find_packets(readable, refs)
+    packets = find_packets(readable, refs, select)
     if fmt == "json":
         text = json_text(
             {

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from auditor.capture import read_packets
+from auditor.capture.select import PacketFilter
 from auditor.errors import AuditorError, CaptureError, ExitCode
 from auditor.flows import fixed16, ip_text, values
 from auditor.traffic import iso
@@ -201,21 +202,25 @@ def _later_fragments(
             yield i, ref, fwd
 
 
-def find_packets(captures: Sequence[str], refs: Sequence[FlowRef]) -> list[PacketLine]:
+def find_packets(
+    captures: Sequence[str], refs: Sequence[FlowRef], select: PacketFilter | None = None
+) -> list[PacketLine]:
     """Every packet of the flows ``refs`` in ``captures`` (each file read once), in capture
-    order and frame order within a capture."""
+    order and frame order within a capture; only those ``select`` selects, when given."""
     out: list[PacketLine] = []
+    selector = select.selector() if select is not None and select.active else None
     if not refs:
         return out
     lo = min(r.first_ns for r in refs)
     hi = max(r.last_ns for r in refs)
     for path in captures:
         reader = read_packets(path)
+        batches = reader if selector is None else selector.batches(path, reader)
         firsts: dict[tuple[bytes, bytes, int, int], tuple[FlowRef, bool]] = {}
         found: list[PacketLine] = []
-        for batch in reader:
+        for batch in batches:
             ts = values(batch.column("ts"))
-            if not len(ts) or ts.max() < lo or ts.min() > hi:
+            if selector is None and (not len(ts) or ts.max() < lo or ts.min() > hi):
                 continue
             hits: list[tuple[int, FlowRef, bool]] = []
             for ref in refs:

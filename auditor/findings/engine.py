@@ -42,6 +42,8 @@ from auditor.units import human_bytes
 if TYPE_CHECKING:
     import duckdb
 
+    from auditor.capture.select import PacketFilter
+
 KINDS = FINDING_KINDS  # the order findings sort and reports list them in
 DEFAULT_SEVERITY = {
     "plaintext_disk_transfer": "high",
@@ -704,9 +706,11 @@ def audit(
     inventory: Inventory | None = None,
     fail_on: str = "medium",
     progress: Callable[[str], None] | None = None,
+    select: PacketFilter | None = None,
 ) -> AuditResult:
-    """Read the captures as one traffic set and audit it against ``ruleset``."""
-    traffic = read_traffic(captures, progress=progress)
+    """Read the captures as one traffic set and audit it against ``ruleset`` (only the
+    packets ``select`` selects, when given)."""
+    traffic = read_traffic(captures, progress=progress, select=select)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
