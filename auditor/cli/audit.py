@@ -15,6 +15,8 @@ from auditor.cli.common import (
     ruleset_option,
 )
 from auditor.cli.filters import filter_options, packet_filter
+from auditor.evidence.deep import deepen
+from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, audit
 from auditor.report import FORMATS, render
 from auditor.rules import load_inventory, load_ruleset
@@ -33,6 +35,20 @@ from auditor.rules import load_inventory, load_ruleset
     show_default=True,
     help="Exit 1 when a finding is at or above this severity.",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Dissect the flows behind findings with tshark (pyshark) and attach what it "
+    "reads, frame by frame. Needs tshark.",
+)
+@click.option(
+    "--deep-limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Flows dissected at most by --deep (most severe findings first).",
+)
 @filter_options
 @handle_errors
 def command(
@@ -42,6 +58,8 @@ def command(
     fmt: str,
     output: str | None,
     fail_on: str,
+    deep: bool,
+    deep_limit: int,
     **filters: Any,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set.
@@ -54,10 +72,14 @@ def command(
         pcap-audit night.pcapng --ruleset applayering --inventory hosts.yaml --format sarif -o audit.sarif
     """
     select = packet_filter(**filters)
+    if deep:
+        require_tshark("--deep")
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
     result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress, select=select)
+    if deep:
+        deepen(result.document, result.traffic, deep_limit)
     for err in result.errors:
         click.echo(f"pcap-audit: {err}", err=True)
     color = fmt == "table" and output is None and sys.stdout.isatty()
