@@ -70,9 +70,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from auditor.cli import audit, flows, roles, rulesets, show, verify
+    from auditor.cli import audit, flows, query, roles, rulesets, show, verify
 
-    for module in (audit, flows, roles, rulesets, show, verify):
+    for module in (audit, flows, query, roles, rulesets, show, verify):
         cli.add_command(module.command)
 
 
