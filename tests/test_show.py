@@ -214,3 +214,28 @@ def test_export_to_an_unwritable_place(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(SAMPLE), "--export-pcap", str(bad)])
     assert res.exit_code == ExitCode.USAGE, res.output
     assert f"pcap-audit: {bad}: cannot write" in res.stderr
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+def test_show_deep_adds_tsharks_columns() -> None:
+    finding = the_disk_transfer()
+    res = CliRunner().invoke(cli, ["show", finding["flow_ids"][0], str(SAMPLE), "--deep"])
+    assert res.exit_code == ExitCode.OK, res.output
+    lines = {int(x.split()[0]): x for x in res.stdout.splitlines() if x.split()[0].isdigit()}
+    assert lines[1540].endswith("| TCP 52001 → 3009 [SYN] Seq=0 Win=65535 Len=0")
+    assert lines[1543].endswith("| HTTP GET /disks/win2022-os-layer.vhd HTTP/1.1")
+    res = CliRunner().invoke(cli, ["show", finding["flow_ids"][0], str(SAMPLE), "--deep",
+                                   "--format", "json", "--port", "3009", "--until", "+60.0015"])  # fmt: skip
+    pkts = json.loads(res.stdout)["packets"]
+    assert [p["tshark"]["protocol"] for p in pkts] == ["TCP", "TCP", "TCP", "HTTP"]
+
+
+def test_show_deep_without_tshark(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PCAP_AUDIT_TSHARK", "no-such-tshark-binary")
+    flow = flows_of(SAMPLE)[0]
+    res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(SAMPLE), "--deep"])
+    assert res.exit_code == ExitCode.USAGE
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("pcap-audit: tshark: not installed (not on PATH); show --deep needs")
+    res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(SAMPLE)])
+    assert res.exit_code == ExitCode.OK

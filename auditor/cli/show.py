@@ -10,6 +10,7 @@ import click
 from auditor.cli.common import captures_argument, emit, fail, handle_errors
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.errors import ExitCode
+from auditor.evidence.deep import summaries
 from auditor.evidence.lookup import Wanted, finding_flows, is_flow_token, load_audit
 from auditor.evidence.packets import (
     FlowRef,
@@ -18,6 +19,7 @@ from auditor.evidence.packets import (
     flow_refs,
 )
 from auditor.evidence.packets import export_pcap as write_pcap
+from auditor.evidence.tshark import require_tshark
 from auditor.report.json_ import render as json_text
 from auditor.traffic import Traffic, expand_paths, read_traffic
 
@@ -35,6 +37,11 @@ from auditor.traffic import Traffic, expand_paths, read_traffic
               show_default=True)  # fmt: skip
 @click.option("--export-pcap", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write exactly these packets to a new pcap file.")  # fmt: skip
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Add tshark's Protocol and Info columns for each packet. Needs tshark.",
+)
 @filter_options
 @handle_errors
 def command(
@@ -45,6 +52,7 @@ def command(
     inventory: str | None,
     fmt: str,
     export_pcap: str | None,
+    deep: bool,
     **filters: Any,
 ) -> None:
     """Show the packets of FLOW in CAPTURE files: one line each, with its frame number.
@@ -60,6 +68,8 @@ def command(
         pcap-audit show PLA-2f95d12e4ab0 night.pcapng --from audit.json --export-pcap evidence.pcap
     """
     select = packet_filter(**filters)
+    if deep:
+        require_tshark("show --deep")
     traffic: Traffic | None = None
     if is_flow_token(flow):
         wanted = Wanted((flow,))
@@ -94,6 +104,7 @@ def command(
     paths = [p for p, err in expand_paths(captures) if err is None]
     readable = [p for p in paths if p not in {c["path"] for c in traffic.captures if c["error"]}]
     packets = find_packets(readable, refs, select)
+    tshark = summaries(packets) if deep else None
     if fmt == "json":
         text = json_text(
             {
@@ -108,11 +119,14 @@ def command(
                     for r in refs
                 ],
                 "finding": wanted.finding,
-                "packets": [p.to_json() for p in packets],
+                "packets": [
+                    {**p.to_json(), **({"tshark": {"protocol": t[0], "info": t[1]}} if t else {})}
+                    for p, t in zip(packets, tshark or [None] * len(packets), strict=True)
+                ],
             }
         )
     else:
-        text = _table(refs, packets)
+        text = _table(refs, packets, tshark)
     emit(text)
     if export_pcap:
         n = write_pcap(packets, export_pcap)
@@ -120,7 +134,9 @@ def command(
     sys.exit(int(ExitCode.CAPTURE) if traffic.errors else 0)
 
 
-def _table(refs: list[FlowRef], packets: list[PacketLine]) -> str:
+def _table(
+    refs: list[FlowRef], packets: list[PacketLine], tshark: list[tuple[str, str]] | None
+) -> str:
     lines = []
     for r in refs:
         n = sum(1 for p in packets if p.flow_id == r.flow_id)
@@ -128,10 +144,13 @@ def _table(refs: list[FlowRef], packets: list[PacketLine]) -> str:
             f"flow {r.flow_id}  {r.community_id}  {r.proto} {r.src} -> {r.dst}  {n} packets"
         )
     capture = None
-    for p in packets:
+    for i, p in enumerate(packets):
         if p.capture != capture:
             capture = p.capture
             lines.append(f"{capture}:")
             lines.append(f"{'frame':>8}  {'time (UTC)':26}  packet")
         lines.append(p.one_line())
+        if tshark is not None:
+            proto, info = tshark[i]
+            lines[-1] += f"  | {proto} {info}".rstrip()
     return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ from typing import Any
 from auditor.errors import AuditorError, ExitCode
 from auditor.evidence.conversations import TSHARK_APPS
 from auditor.evidence.packets import ExportError, PacketLine, export_pcap, find_packets, flow_refs
-from auditor.evidence.tshark import require_tshark
+from auditor.evidence.tshark import require_tshark, run_tshark
 
 _ENGINE_FACTS = ("flow_id", "app", "tls_version", "sni", "tls_cert_requested", "tls_client_cert")
 PACKETS_PER_FLOW = 40  #: packets of each flow dissected: handshakes and headers, not bulk data
@@ -406,3 +406,41 @@ def deepen(document: dict[str, Any], traffic: Any, limit: int = DEFAULT_LIMIT) -
     summary = DeepSummary(len(evidence), packets, passes, limit, len(all_ids) - len(wanted))
     document["deep"] = {**summary.to_json(), "evidence": [e.to_json() for e in evidence.values()]}
     return summary
+
+
+def summaries(
+    lines: Sequence[PacketLine], needed_for: str = "show --deep"
+) -> list[tuple[str, str]]:
+    """tshark's Protocol and Info columns for each of ``lines`` (in order): the packets are
+    copied into a temporary pcap and read in one tshark pass, as Wireshark would show them
+    opening an export of these packets. Captures of different link types: one pass each."""
+    require_tshark(needed_for)
+    out: list[tuple[str, str]] = []
+    if not lines:
+        return out
+    fd, tmp = tempfile.mkstemp(suffix=".pcap", prefix="pcap-audit-show-")
+    os.close(fd)
+    args = ["-T", "fields", "-E", "separator=\t", "-e", "_ws.col.Protocol", "-e", "_ws.col.Info"]
+    try:
+        try:
+            export_pcap(lines, tmp)
+            groups = [list(lines)]
+            exported = True
+        except ExportError:
+            groups = [
+                [p for p in lines if p.capture == c]
+                for c in dict.fromkeys(p.capture for p in lines)
+            ]
+            exported = False
+        for group in groups:
+            if not exported:
+                export_pcap(group, tmp)
+            rows = run_tshark(args, tmp, needed_for).splitlines()
+            for row in rows[: len(group)]:
+                proto, _, info = row.partition("\t")
+                out.append((proto.strip(), info.strip()))
+            out.extend(("", "") for _ in range(len(group) - len(rows)))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return out
