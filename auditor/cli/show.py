@@ -120,8 +120,8 @@ def command(
                 ],
                 "finding": wanted.finding,
                 "packets": [
-                    {**p.to_json(), **({"tshark": {"protocol": t[0], "info": t[1]}} if t else {})}
-                    for p, t in zip(packets, tshark or [None] * len(packets), strict=True)
+                    {**p.to_json(), **({"tshark": _tshark(tshark, i)} if tshark else {})}
+                    for i, p in enumerate(packets)
                 ],
             }
         )
@@ -132,6 +132,10 @@ def command(
         n = write_pcap(packets, export_pcap)
         click.echo(f"pcap-audit: wrote {n} packets to {export_pcap}", err=True)
     sys.exit(int(ExitCode.CAPTURE) if traffic.errors else 0)
+
+
+def _tshark(tshark: list[tuple[str, str]], i: int) -> dict[str, str]:
+    return {"protocol": tshark[i][0], "info": tshark[i][1]}
 
 
 def _table(
