@@ -239,3 +239,17 @@ def test_show_deep_without_tshark(monkeypatch: pytest.MonkeyPatch) -> None:
     assert line.startswith("pcap-audit: tshark: not installed (not on PATH); show --deep needs")
     res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(SAMPLE)])
     assert res.exit_code == ExitCode.OK
+
+
+def test_export_from_a_gzipped_capture(tmp_path: Path) -> None:
+    import gzip
+
+    gz = tmp_path / "findings.pcap.gz"
+    gz.write_bytes(gzip.compress(SAMPLE.read_bytes()))
+    flow = flows_of(SAMPLE)[3]
+    out = tmp_path / "x.pcap"
+    res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(gz), "--export-pcap", str(out)])
+    assert res.exit_code == ExitCode.OK, res.output
+    frames = frames_in_show(res.stdout)
+    original = records(SAMPLE)
+    assert [buf for _, buf in records(out)] == [original[n - 1][1] for n in frames]

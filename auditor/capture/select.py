@@ -262,7 +262,7 @@ class _BpfStream:
         plain = path
         with open(path, "rb") as fh:
             if fh.read(2) == b"\x1f\x8b":  # libpcap reads no gzip: a temporary copy
-                plain = self._tmp = _gunzip(path)
+                plain = self._tmp = gunzip_to_temp(path)
         try:
             self.handle = pcapy.open_offline(plain)
         except pcapy.PcapError as exc:
@@ -324,7 +324,7 @@ class _BpfStream:
             self._tmp = None
 
 
-def _gunzip(path: str) -> str:
+def gunzip_to_temp(path: str) -> str:
     """A gzip'd capture decompressed to a temporary file (as far as the stream is good)."""
     fd, tmp = tempfile.mkstemp(suffix=".pcap", prefix="pcap-audit-")
     with (

@@ -17,10 +17,7 @@ so a disagreement on numbering stops the export instead of writing the wrong pac
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from auditor.capture import read_packets
-from auditor.capture.select import PacketFilter
+from auditor.capture.select import PacketFilter, gunzip_to_temp
 from auditor.errors import AuditorError, CaptureError, ExitCode
 from auditor.flows import fixed16, ip_text, values
 from auditor.traffic import iso
@@ -280,18 +277,12 @@ def _plain_file(path: str) -> Iterator[str]:
     if not gz:
         yield path
         return
-    fd, tmp = tempfile.mkstemp(suffix=".pcap", prefix="pcap-audit-")
+    tmp = gunzip_to_temp(path)
     try:
-        # a truncated gzip stream: libpcap reads what came out, as the fast reader did
-        with (
-            os.fdopen(fd, "wb") as out,
-            gzip.open(path, "rb") as src,
-            contextlib.suppress(OSError, EOFError),
-        ):
-            shutil.copyfileobj(src, out, 1 << 20)
         yield tmp
     finally:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def export_pcap(packets: Sequence[PacketLine], output: str) -> int:
