@@ -14,6 +14,9 @@
  *   and dport the code. flow id = "F" + hex(BLAKE2b-64("<community id>|<first_ts>")).
  * ip_texts(addrs u8[n*16]) -> list[str]: each 16-byte address as text (inet_ntop), IPv4-mapped
  *   addresses as dotted quads; the same strings as auditor.flows.ip_text.
+ * identify_buffers() and ip_text_buffers(): the same, as the buffers of Arrow string columns
+ *   (fixed-width characters; offsets and characters), so that a flow table of millions of
+ *   flows makes no Python string per flow.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -271,25 +274,66 @@ static int getbuf(PyObject *o, Py_buffer *b, Py_ssize_t want)
     return 0;
 }
 
+/* The identifiers of n flows without the GIL: community ids (30 chars each) into cbuf,
+ * flow ids (17 chars each) into fbuf, and each flow id's 8 hash bytes as a big-endian
+ * number into key (ordering keys the same as ordering the flow id strings). */
+static void identify_into(Py_ssize_t n, const uint8_t *proto, const uint8_t *src,
+                          const uint8_t *dst, const uint16_t *sport, const uint16_t *dport,
+                          const int64_t *ts, char *cbuf, char *fbuf, uint64_t *key)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char cid[40], text[80];
+        community_id(proto[i], src + 16 * i, dst + 16 * i, sport[i], dport[i], cid);
+        memcpy(cbuf + 30 * i, cid, 30);
+        int klen = snprintf(text, sizeof(text), "%s|%lld", cid, (long long)ts[i]);
+        uint8_t h[8];
+        blake2b_short((const uint8_t *)text, (size_t)klen, h, 8);
+        char *fid = fbuf + 17 * i;
+        uint64_t k = 0;
+        fid[0] = 'F';
+        for (int j = 0; j < 8; j++) {
+            fid[1 + 2 * j] = "0123456789abcdef"[h[j] >> 4];
+            fid[2 + 2 * j] = "0123456789abcdef"[h[j] & 15];
+            k = k << 8 | h[j];
+        }
+        if (key) key[i] = k;
+    }
+}
+
+/* The six input columns of identify(): n rows, checked. */
+typedef struct {
+    Py_buffer b[6];
+    int got;
+    Py_ssize_t n;
+} idargs_t;
+
+static int idargs_get(PyObject *args, idargs_t *a)
+{
+    PyObject *o[6];
+    a->got = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5])) return -1;
+    Py_buffer first;
+    if (PyObject_GetBuffer(o[0], &first, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    a->n = first.len;
+    PyBuffer_Release(&first);
+    static const Py_ssize_t width[6] = {1, 16, 16, 2, 2, 8};
+    for (; a->got < 6; a->got++)
+        if (getbuf(o[a->got], &a->b[a->got], a->n * width[a->got]) < 0) return -1;
+    return 0;
+}
+
+static void idargs_release(idargs_t *a)
+{
+    for (int i = 0; i < a->got; i++) PyBuffer_Release(&a->b[i]);
+}
+
 static PyObject *identify(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *o[6];
-    Py_buffer b[6];
-    int got = 0;
-    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]))
-        return NULL;
-    Py_buffer first;
-    if (PyObject_GetBuffer(o[0], &first, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    Py_ssize_t n = first.len;
-    PyBuffer_Release(&first);
-    static const Py_ssize_t width[6] = {1, 16, 16, 2, 2, 8};
+    idargs_t a;
     PyObject *cids = NULL, *fids = NULL, *ret = NULL;
-    for (; got < 6; got++)
-        if (getbuf(o[got], &b[got], n * width[got]) < 0) goto done;
-    const uint8_t *proto = b[0].buf, *src = b[1].buf, *dst = b[2].buf;
-    const uint16_t *sport = b[3].buf, *dport = b[4].buf;
-    const int64_t *ts = b[5].buf;
+    if (idargs_get(args, &a) < 0) goto done;
+    Py_ssize_t n = a.n;
     /* the hashing without the GIL (the caller may classify flows meanwhile), then the strings */
     char *cbuf = PyMem_RawMalloc((size_t)(n ? n : 1) * 30), *fbuf = PyMem_RawMalloc((size_t)(n ? n : 1) * 17);
     if (!cbuf || !fbuf) {
@@ -299,20 +343,8 @@ static PyObject *identify(PyObject *self, PyObject *args)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        char cid[40], key[80];
-        community_id(proto[i], src + 16 * i, dst + 16 * i, sport[i], dport[i], cid);
-        memcpy(cbuf + 30 * i, cid, 30);
-        int klen = snprintf(key, sizeof(key), "%s|%lld", cid, (long long)ts[i]);
-        uint8_t h[8];
-        blake2b_short((const uint8_t *)key, (size_t)klen, h, 8);
-        char *fid = fbuf + 17 * i;
-        fid[0] = 'F';
-        for (int j = 0; j < 8; j++) {
-            fid[1 + 2 * j] = "0123456789abcdef"[h[j] >> 4];
-            fid[2 + 2 * j] = "0123456789abcdef"[h[j] & 15];
-        }
-    }
+    identify_into(n, a.b[0].buf, a.b[1].buf, a.b[2].buf, a.b[3].buf, a.b[4].buf, a.b[5].buf,
+                  cbuf, fbuf, NULL);
     Py_END_ALLOW_THREADS
     cids = PyList_New(n);
     fids = PyList_New(n);
@@ -333,42 +365,84 @@ static PyObject *identify(PyObject *self, PyObject *args)
     if (!cids || !fids) goto done;
     ret = PyTuple_Pack(2, cids, fids);
 done:
-    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    idargs_release(&a);
     Py_XDECREF(cids);
     Py_XDECREF(fids);
     return ret;
 }
 
+/* identify_buffers(...same columns...) -> (community id chars: bytes of n * 30, flow id
+ * chars: bytes of n * 17, sort keys: bytes of n uint64): the identifiers as fixed-width
+ * character data (an Arrow string column without a Python string per flow). */
+static PyObject *identify_buffers(PyObject *self, PyObject *args)
+{
+    (void)self;
+    idargs_t a;
+    PyObject *c = NULL, *f = NULL, *k = NULL, *ret = NULL;
+    if (idargs_get(args, &a) < 0) goto done;
+    Py_ssize_t n = a.n;
+    c = PyBytes_FromStringAndSize(NULL, n * 30);
+    f = PyBytes_FromStringAndSize(NULL, n * 17);
+    k = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (!c || !f || !k) goto done;
+    char *cb = PyBytes_AS_STRING(c), *fb = PyBytes_AS_STRING(f);
+    uint64_t *kb = (uint64_t *)PyBytes_AS_STRING(k);
+    Py_BEGIN_ALLOW_THREADS
+    identify_into(n, a.b[0].buf, a.b[1].buf, a.b[2].buf, a.b[3].buf, a.b[4].buf, a.b[5].buf,
+                  cb, fb, kb);
+    Py_END_ALLOW_THREADS
+    ret = PyTuple_Pack(3, c, f, k);
+done:
+    idargs_release(&a);
+    Py_XDECREF(c);
+    Py_XDECREF(f);
+    Py_XDECREF(k);
+    return ret;
+}
+
+/* Formats n 16-byte addresses into text (INET6_ADDRSTRLEN bytes a slot); returns the
+ * total length, or -1 when inet_ntop failed. Runs without the GIL. */
+static Py_ssize_t format_ips(const uint8_t *a, Py_ssize_t n, char *text)
+{
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *p = a + 16 * i;
+        char *t = text + (size_t)i * INET6_ADDRSTRLEN;
+        if (!(memcmp(p, V4_PREFIX, 12) == 0 ? inet_ntop(AF_INET, p + 12, t, INET6_ADDRSTRLEN)
+                                            : inet_ntop(AF_INET6, p, t, INET6_ADDRSTRLEN)))
+            return -1;
+        total += (Py_ssize_t)strlen(t);
+    }
+    return total;
+}
+
+static int addr_buf(PyObject *arg, Py_buffer *b)
+{
+    if (PyObject_GetBuffer(arg, b, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (b->len % 16) {
+        PyBuffer_Release(b);
+        PyErr_SetString(PyExc_ValueError, "addresses must be 16 bytes each");
+        return -1;
+    }
+    return 0;
+}
 
 static PyObject *ip_texts(PyObject *self, PyObject *arg)
 {
     (void)self;
     Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    if (b.len % 16) {
-        PyBuffer_Release(&b);
-        PyErr_SetString(PyExc_ValueError, "addresses must be 16 bytes each");
-        return NULL;
-    }
-    Py_ssize_t n = b.len / 16;
+    if (addr_buf(arg, &b) < 0) return NULL;
+    Py_ssize_t n = b.len / 16, total;
     char *text = PyMem_RawMalloc((size_t)(n ? n : 1) * INET6_ADDRSTRLEN);
     if (!text) {
         PyBuffer_Release(&b);
         return PyErr_NoMemory();
     }
-    const uint8_t *a = b.buf;
-    int failed = 0;
     Py_BEGIN_ALLOW_THREADS /* formatting without the GIL, then the strings */
-    for (Py_ssize_t i = 0; i < n && !failed; i++) {
-        const uint8_t *p = a + 16 * i;
-        char *t = text + (size_t)i * INET6_ADDRSTRLEN;
-        if (!(memcmp(p, V4_PREFIX, 12) == 0 ? inet_ntop(AF_INET, p + 12, t, INET6_ADDRSTRLEN)
-                                            : inet_ntop(AF_INET6, p, t, INET6_ADDRSTRLEN)))
-            failed = 1;
-    }
+    total = format_ips(b.buf, n, text);
     Py_END_ALLOW_THREADS
     PyObject *out = NULL;
-    if (failed)
+    if (total < 0)
         PyErr_SetFromErrno(PyExc_OSError);
     else
         out = PyList_New(n);
@@ -385,10 +459,62 @@ static PyObject *ip_texts(PyObject *self, PyObject *arg)
     return out;
 }
 
+/* ip_text_buffers(addrs) -> (offsets: bytes of n + 1 int32, characters: bytes): the
+ * addresses' text as the buffers of an Arrow string column. */
+static PyObject *ip_text_buffers(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer b;
+    if (addr_buf(arg, &b) < 0) return NULL;
+    Py_ssize_t n = b.len / 16, total;
+    char *text = PyMem_RawMalloc((size_t)(n ? n : 1) * INET6_ADDRSTRLEN);
+    if (!text) {
+        PyBuffer_Release(&b);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    total = format_ips(b.buf, n, text);
+    Py_END_ALLOW_THREADS
+    PyObject *off = NULL, *chars = NULL, *ret = NULL;
+    if (total < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    if (total > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "ip_text_buffers: over 2 GiB of text");
+        goto done;
+    }
+    off = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
+    chars = PyBytes_FromStringAndSize(NULL, total ? total : 0);
+    if (!off || !chars) goto done;
+    int32_t *o = (int32_t *)PyBytes_AS_STRING(off);
+    char *c = PyBytes_AS_STRING(chars);
+    int32_t at = 0;
+    o[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *t = text + (size_t)i * INET6_ADDRSTRLEN;
+        size_t len = strlen(t);
+        memcpy(c + at, t, len);
+        at += (int32_t)len;
+        o[i + 1] = at;
+    }
+    ret = PyTuple_Pack(2, off, chars);
+done:
+    PyMem_RawFree(text);
+    PyBuffer_Release(&b);
+    Py_XDECREF(off);
+    Py_XDECREF(chars);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
     {"identify", identify, METH_VARARGS,
      "identify(proto, src16, dst16, sport, dport, first_ts) -> (community_ids, flow_ids)"},
+    {"identify_buffers", identify_buffers, METH_VARARGS,
+     "identify_buffers(...) -> (community id chars n*30, flow id chars n*17, u64 sort keys)"},
     {"ip_texts", ip_texts, METH_O, "16-byte addresses -> their text (IPv4-mapped as IPv4)."},
+    {"ip_text_buffers", ip_text_buffers, METH_O,
+     "16-byte addresses -> (int32 offsets, characters) of their text as an Arrow column."},
     {NULL, NULL, 0, NULL},
 };
 

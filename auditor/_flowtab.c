@@ -7,16 +7,26 @@
  * one loop. Python keeps everything else: endpoints of new flows, payload heads for the
  * classifier, directions, the final table (auditor/flows.py).
  *
- * FlowTable.add(key, dir, ts, wire, pay, flags, seq, proto, status, out_flow, out_flag)
+ * FlowTable.add(key, dir, ts, wire, pay, flags, seq, proto, status, src_ip, dst_ip,
+ *               src_port, dst_port, out_flow, out_flag)
  *   -> new flows. key u64, dir u8, ts i64, wire u32, pay u32, flags u8, seq u32, proto u8,
- *   status u8 (0 = use the row): columns of one batch. A pure SYN after a FIN or RST starts
- *   a new flow unless it repeats the flow's first SYN sequence number (a retransmission). out_flow (i64) receives each row's flow index (-1 for rows
- *   skipped); out_flag (u8) receives bit 1 when the row opened a new flow and bit 2 when the
- *   row carries payload and is among the first HEADS payload packets of its flow direction
- *   (the classifier's input).
+ *   status u8 (0 = use the row), src_ip/dst_ip u8[16 n], src_port/dst_port u16: columns of
+ *   one batch. A pure SYN after a FIN or RST starts a new flow unless it repeats the flow's
+ *   first SYN sequence number (a retransmission). out_flow (i64) receives each row's flow
+ *   index (-1 for rows skipped); out_flag (u8) receives bit 1 when the row opened a new flow
+ *   and bit 2 when the row carries payload and is among the first HEADS payload packets of
+ *   its flow direction (the classifier's input).
+ *
+ * The key is only a hash (the reader's seeded flow hash); what identifies a flow is its
+ * full key: protocol and both (address, port) endpoints in canonical order (dir = 0: src
+ * is the lower end; ICMP/ICMPv6 with ports 0, as the hash). A slot matches a row only when
+ * hash and full key are equal, so two conversations whose hashes collide stay two flows.
+ * FlowTable(hash_bits=64): a test hook keeping only the low hash_bits bits of every key,
+ * to force collisions.
  * add() runs without the GIL; a second call on the same table meanwhile raises RuntimeError.
  * FlowTable.export([rows]) -> dict of name -> bytes (per-flow arrays, length n_flows, or
- *   of the flows at the int64 indices `rows`).
+ *   of the flows at the int64 indices `rows`; lo and hi: 16 bytes a flow, the endpoints).
+ * FlowTable.clear(): forget every flow and free the memory.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +47,9 @@ typedef struct {
 
 typedef struct {
     uint64_t key;
+    uint8_t lo[16], hi[16]; /* the full key: canonical endpoints, protocol */
+    uint16_t plo, phi;
+    uint8_t proto;
     int64_t first_ts, last_ts;
     int64_t pkts[2], bytes[2], pay[2];
     uint8_t flags[2];
@@ -54,6 +67,7 @@ typedef struct {
     size_t used;
     flow_t *flows;
     size_t nflows, capflows;
+    uint64_t key_mask; /* all ones, unless the hash_bits test hook narrows it */
     int busy; /* add() is running without the GIL: no other call may touch the table */
 } FlowTable;
 
@@ -62,6 +76,12 @@ static int not_busy(FlowTable *t)
     if (!t->busy) return 1;
     PyErr_SetString(PyExc_RuntimeError, "FlowTable used from two threads at once");
     return 0;
+}
+
+/* a + b, saturating at INT64_MAX (a >= 0): byte counters never wrap */
+static inline int64_t add_sat(int64_t a, uint32_t b)
+{
+    return a > INT64_MAX - (int64_t)b ? INT64_MAX : a + (int64_t)b;
 }
 
 static uint64_t mix(uint64_t k)
@@ -90,7 +110,20 @@ static int grow_slots(FlowTable *t)
     return 0;
 }
 
-static int64_t new_flow(FlowTable *t, uint64_t key, int64_t ts, int dir)
+/* The full key of one row, in canonical order. */
+typedef struct {
+    const uint8_t *lo, *hi;
+    uint16_t plo, phi;
+    uint8_t proto;
+} fkey_t;
+
+static inline int same_flow(const flow_t *f, const fkey_t *k)
+{
+    return f->plo == k->plo && f->phi == k->phi && f->proto == k->proto &&
+           memcmp(f->lo, k->lo, 16) == 0 && memcmp(f->hi, k->hi, 16) == 0;
+}
+
+static int64_t new_flow(FlowTable *t, uint64_t key, const fkey_t *fk, int64_t ts, int dir)
 {
     if (t->nflows == t->capflows) {
         size_t cap = t->capflows ? t->capflows * 2 : 4096;
@@ -102,11 +135,34 @@ static int64_t new_flow(FlowTable *t, uint64_t key, int64_t ts, int dir)
     flow_t *f = &t->flows[t->nflows];
     memset(f, 0, sizeof(*f));
     f->key = key;
+    memcpy(f->lo, fk->lo, 16);
+    memcpy(f->hi, fk->hi, 16);
+    f->plo = fk->plo;
+    f->phi = fk->phi;
+    f->proto = fk->proto;
     f->first_ts = ts;
     f->last_ts = ts;
     f->syn_dir = f->synack_dir = -1;
     f->first_dir = (int8_t)dir;
     return (int64_t)t->nflows++;
+}
+
+static int FlowTable_init(FlowTable *t, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"hash_bits", NULL};
+    int bits = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|i", names, &bits)) return -1;
+    if (bits < 1 || bits > 64) {
+        PyErr_SetString(PyExc_ValueError, "hash_bits must be 1 to 64");
+        return -1;
+    }
+    if (!not_busy(t)) return -1;
+    if (t->nflows) {
+        PyErr_SetString(PyExc_RuntimeError, "FlowTable already holds flows");
+        return -1;
+    }
+    t->key_mask = bits == 64 ? ~0ull : (1ull << bits) - 1;
+    return 0;
 }
 
 static void FlowTable_dealloc(FlowTable *t)
@@ -134,19 +190,19 @@ static int get(PyObject *o, buf_t *b, Py_ssize_t itemsize, Py_ssize_t n, int wri
 
 static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
 {
-    enum { NARGS = 11 };
+    enum { NARGS = 15, NOUT = 13 };
     PyObject *o[NARGS];
     buf_t b[NARGS];
-    static const Py_ssize_t size[NARGS] = {8, 1, 8, 4, 4, 1, 4, 1, 1, 8, 1};
+    static const Py_ssize_t size[NARGS] = {8, 1, 8, 4, 4, 1, 4, 1, 1, 16, 16, 2, 2, 8, 1};
     memset(b, 0, sizeof(b));
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
-                          &o[7], &o[8], &o[9], &o[10]))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &o[14]))
         return NULL;
     PyObject *ret = NULL;
     if (get(o[0], &b[0], 1, 0, 0) < 0) goto done;
     Py_ssize_t n = b[0].b.len / 8;
     for (int i = 1; i < NARGS; i++)
-        if (get(o[i], &b[i], size[i], n, i >= 9) < 0) goto done;
+        if (get(o[i], &b[i], size[i], n, i >= NOUT) < 0) goto done;
     const uint64_t *key = b[0].b.buf;
     const uint8_t *dir = b[1].b.buf;
     const int64_t *ts = b[2].b.buf;
@@ -154,8 +210,11 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
     const uint8_t *flags = b[5].b.buf;
     const uint32_t *seq = b[6].b.buf;
     const uint8_t *proto = b[7].b.buf, *status = b[8].b.buf;
-    int64_t *out = b[9].b.buf;
-    uint8_t *flag = b[10].b.buf;
+    const uint8_t *src = b[9].b.buf, *dst = b[10].b.buf;
+    const uint16_t *sport = b[11].b.buf, *dport = b[12].b.buf;
+    int64_t *out = b[13].b.buf;
+    uint8_t *flag = b[14].b.buf;
+    const uint64_t mask = t->key_mask;
     Py_ssize_t created = 0;
     int nomem = 0;
     if (!not_busy(t)) goto done;
@@ -171,17 +230,29 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
             nomem = 1;
             break;
         }
-        uint64_t k = key[i];
+        uint64_t k = key[i] & mask;
         int d = dir[i] ? 1 : 0;
+        fkey_t fk;
+        fk.proto = proto[i];
+        fk.lo = d ? dst + 16 * i : src + 16 * i;
+        fk.hi = d ? src + 16 * i : dst + 16 * i;
+        if (fk.proto == 1 || fk.proto == 58) {
+            fk.plo = fk.phi = 0;
+        } else {
+            fk.plo = d ? dport[i] : sport[i];
+            fk.phi = d ? sport[i] : dport[i];
+        }
         size_t j = mix(k) & (t->nslots - 1);
-        while (t->slots[j].flow >= 0 && t->slots[j].key != k) j = (j + 1) & (t->nslots - 1);
+        while (t->slots[j].flow >= 0 &&
+               (t->slots[j].key != k || !same_flow(&t->flows[t->slots[j].flow], &fk)))
+            j = (j + 1) & (t->nslots - 1);
         int tcp = proto[i] == 6;
         uint8_t fl = flags[i];
         int pure_syn = tcp && (fl & (F_SYN | F_ACK)) == F_SYN;
         int64_t fi = t->slots[j].flow;
         if (fi < 0 || (pure_syn && t->flows[fi].closed &&
                        !(t->flows[fi].has_syn && t->flows[fi].syn_seq == seq[i]))) {
-            fi = new_flow(t, k, ts[i], d);
+            fi = new_flow(t, k, &fk, ts[i], d);
             if (fi < 0) {
                 nomem = 1;
                 break;
@@ -195,8 +266,8 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
         flow_t *f = &t->flows[fi];
         out[i] = fi;
         f->pkts[d]++;
-        f->bytes[d] += wire[i];
-        f->pay[d] += pay[i];
+        f->bytes[d] = add_sat(f->bytes[d], wire[i]);
+        f->pay[d] = add_sat(f->pay[d], pay[i]);
         if (ts[i] < f->first_ts) f->first_ts = ts[i];
         if (ts[i] > f->last_ts) f->last_ts = ts[i];
         if (tcp) {
@@ -283,12 +354,37 @@ static PyObject *FlowTable_export(FlowTable *t, PyObject *args)
     COL("got0", uint8_t, f->got[0]);
     COL("got1", uint8_t, f->got[1]);
 #undef COL
+    for (int side = 0; side < 2; side++) { /* the endpoint addresses, 16 bytes each */
+        PyObject *bb = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * 16));
+        if (!bb) goto fail;
+        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(bb);
+        for (size_t i = 0; i < n; i++) {
+            const flow_t *f = &t->flows[rows ? (size_t)rows[i] : i];
+            memcpy(p + 16 * i, side ? f->hi : f->lo, 16);
+        }
+        int rc = PyDict_SetItemString(d, side ? "hi" : "lo", bb);
+        Py_DECREF(bb);
+        if (rc < 0) goto fail;
+    }
     if (rows) PyBuffer_Release(&rb);
     return d;
 fail:
     if (rows) PyBuffer_Release(&rb);
     Py_XDECREF(d);
     return NULL;
+}
+
+/* clear(): forget every flow and free the memory (the table can be filled again). */
+static PyObject *FlowTable_clear(FlowTable *t, PyObject *unused)
+{
+    (void)unused;
+    if (!not_busy(t)) return NULL;
+    free(t->slots);
+    free(t->flows);
+    t->slots = NULL;
+    t->flows = NULL;
+    t->nslots = t->used = t->nflows = t->capflows = 0;
+    Py_RETURN_NONE;
 }
 
 static PyObject *FlowTable_len(FlowTable *t, void *closure)
@@ -301,6 +397,7 @@ static PyMethodDef FlowTable_methods[] = {
     {"add", (PyCFunction)FlowTable_add, METH_VARARGS, "Assign a batch's rows to flows."},
     {"export", (PyCFunction)FlowTable_export, METH_VARARGS,
      "Per-flow arrays as bytes (of the flows in the optional int64 array `rows`)."},
+    {"clear", (PyCFunction)FlowTable_clear, METH_NOARGS, "Forget every flow, free the memory."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -314,6 +411,7 @@ static PyTypeObject FlowTableType = {
     .tp_basicsize = sizeof(FlowTable),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FlowTable_init,
     .tp_dealloc = (destructor)FlowTable_dealloc,
     .tp_methods = FlowTable_methods,
     .tp_getset = FlowTable_getset,

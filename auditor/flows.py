@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor._flowid import identify, ip_texts
+from auditor._flowid import identify_buffers, ip_text_buffers, ip_texts
 from auditor._flowtab import HEADS, FlowTable, collect_heads
 from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES, TUNNEL_NAMES
-from auditor.classify import FlowFacts, classify_flow, facts_table
+from auditor.classify import FlowFacts, classify_flow
+from auditor.classify.facts import NO_PAYLOAD, facts_table_of
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
@@ -81,7 +82,7 @@ _EXPORT_DTYPES = {
     "pkts0": np.int64, "pkts1": np.int64, "bytes0": np.int64, "bytes1": np.int64,
     "pay0": np.int64, "pay1": np.int64, "flags0": np.uint8, "flags1": np.uint8,
     "syn_dir": np.int8, "synack_dir": np.int8, "first_dir": np.int8,
-    "closed": np.uint8, "got0": np.uint8, "got1": np.uint8,
+    "closed": np.uint8, "got0": np.uint8, "got1": np.uint8, "lo": np.uint8, "hi": np.uint8,
 }  # fmt: skip
 #: look for settled flows to classify once this many flows hold payload heads; after a look,
 #: once twice as many as were still in progress (so each look costs O(flows it settles))
@@ -92,39 +93,52 @@ IDLE_NS = 120 * 1_000_000_000
 
 _FIRST_NUMERIC = ("src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner", "mpls",
                   "tunnel", "tunnel_id")  # fmt: skip
-_FIRST_ADDRESSES = ("src_ip", "dst_ip", "outer_src", "outer_dst")
 _FIRST_DTYPES = {
     **{name: np.dtype(PACKET_SCHEMA.field(name).type.to_pandas_dtype()) for name in _FIRST_NUMERIC},
-    **{name: np.dtype(np.uint8) for name in _FIRST_ADDRESSES},
     "capture": np.dtype(np.int32),
 }
+
+
+def _grown(a: np.ndarray, n: int, need: int) -> np.ndarray:
+    """``a`` (n rows used) with room for ``need`` rows: the same array, or one twice as big."""
+    if need <= len(a):
+        return a
+    new = np.empty((max(4096, 2 * need), *a.shape[1:]), dtype=a.dtype)
+    new[:n] = a[:n]
+    return new
 
 
 class _FirstPackets:
     """Per-flow columns taken from each flow's first packet, in flow order: numpy arrays
     that grow by doubling, so that appending is amortised O(rows) and reading a set of
-    flows (a flush) costs O(that set), not O(all flows)."""
+    flows (a flush) costs O(that set), not O(all flows). The endpoints are not here (the
+    flow table keeps them: FlowTable.export's lo/hi), and the outer addresses of a tunnel
+    are kept only for the flows in one (32 bytes a flow less for the others)."""
 
     def __init__(self) -> None:
         self.n = 0
-        self.cols = {
-            k: np.empty((0, 16) if k in _FIRST_ADDRESSES else 0, dtype=dt)
-            for k, dt in _FIRST_DTYPES.items()
-        }
+        self.cols = {k: np.empty(0, dtype=dt) for k, dt in _FIRST_DTYPES.items()}
+        self.n_outer = 0
+        self.outer_flow = np.empty(0, np.int64)  # flow indices, ascending
+        self.outer_addr = np.empty((0, 32), np.uint8)  # outer_src + outer_dst
 
     def append(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
         end = self.n + len(rows)
-        if end > len(self.cols["proto"]):
-            cap = max(4096, 2 * end)
-            for k, old in self.cols.items():
-                new = np.empty((cap, 16) if k in _FIRST_ADDRESSES else cap, dtype=old.dtype)
-                new[: self.n] = old[: self.n]
-                self.cols[k] = new
+        for k, old in self.cols.items():
+            self.cols[k] = _grown(old, self.n, end)
         for name in _FIRST_NUMERIC:
             self.cols[name][self.n : end] = values(batch.column(name))[rows]
-        for name in _FIRST_ADDRESSES:
-            self.cols[name][self.n : end] = fixed16(batch.column(name))[rows]
         self.cols["capture"][self.n : end] = capture
+        tunneled = np.flatnonzero(self.cols["tunnel"][self.n : end])
+        if len(tunneled):
+            m = self.n_outer + len(tunneled)
+            self.outer_flow = _grown(self.outer_flow, self.n_outer, m)
+            self.outer_addr = _grown(self.outer_addr, self.n_outer, m)
+            self.outer_flow[self.n_outer : m] = self.n + tunneled
+            picked = rows[tunneled]
+            self.outer_addr[self.n_outer : m, :16] = fixed16(batch.column("outer_src"))[picked]
+            self.outer_addr[self.n_outer : m, 16:] = fixed16(batch.column("outer_dst"))[picked]
+            self.n_outer = m
         self.n = end
 
     def columns(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -132,6 +146,28 @@ class _FirstPackets:
         if rows is None:
             return {k: v[: self.n] for k, v in self.cols.items()}
         return {k: v[rows] for k, v in self.cols.items()}
+
+    def outer(self, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The outer source and destination addresses ((n, 16) each) of tunneled ``flows``."""
+        at = np.searchsorted(self.outer_flow[: self.n_outer], flows)
+        addr = self.outer_addr[at]
+        return addr[:, :16], addr[:, 16:]
+
+
+def _fixed_strings(chars: np.ndarray) -> pa.Array:
+    """An (n, w) uint8 array of characters as an Arrow string column of n w-character values."""
+    n, w = chars.shape
+    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int32)
+    data = pa.py_buffer(np.ascontiguousarray(chars))
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), data])
+
+
+def _ip_strings(addrs: np.ndarray) -> pa.Array:
+    """(n, 16) addresses as an Arrow string column of their text (no Python string each)."""
+    offsets, chars = ip_text_buffers(np.ascontiguousarray(addrs))
+    return pa.Array.from_buffers(
+        pa.string(), len(addrs), [None, pa.py_buffer(offsets), pa.py_buffer(chars)]
+    )
 
 
 def _binary16(arr: np.ndarray) -> pa.Array:
@@ -153,9 +189,12 @@ class FlowBuilder:
     first: _FirstPackets = field(default_factory=lambda: _FirstPackets())
     heads: dict[int, list[tuple[int, bytes, int]]] = field(default_factory=dict)
     facts: dict[int, FlowFacts] = field(default_factory=dict)
-    fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = field(default_factory=dict)
+    fragments: dict[tuple[bytes, bytes, int, int], tuple[int, int, int, int]] = field(
+        default_factory=dict
+    )
     orphan_fragments: int = 0
     flush_at: int = field(default_factory=lambda: FLUSH_PENDING)
+    built: bool = False  #: table() was called: the builder takes no more batches
 
     @property
     def n(self) -> int:
@@ -163,15 +202,19 @@ class FlowBuilder:
 
     def add_batch(self, batch: pa.RecordBatch, capture: int = 0) -> None:
         """Fold one packet batch into the flows (rows with a non-ok status are skipped)."""
+        if self.built:
+            raise RuntimeError("FlowBuilder.add_batch() after table()")
         col = batch.column
         status = values(col("status"))
         key = values(col("flow_key"))
         d = values(col("flow_dir"))
         frag = values(col("frag"))
+        sport, dport = values(col("src_port")), values(col("dst_port"))
         later = np.flatnonzero((frag != 0) & (status == 0))
         if len(later):
             key, d, status = key.copy(), d.copy(), status.copy()
-            self._resolve_fragments(batch, later, frag, key, d, status)
+            sport, dport = sport.copy(), dport.copy()
+            self._resolve_fragments(batch, later, frag, key, d, status, sport, dport)
         n = batch.num_rows
         flow = np.empty(n, dtype=np.int64)
         flag = np.empty(n, dtype=np.uint8)
@@ -186,6 +229,10 @@ class FlowBuilder:
             values(col("tcp_seq")),
             values(col("proto")),
             np.ascontiguousarray(status),
+            fixed16(col("src_ip")),
+            fixed16(col("dst_ip")),
+            sport,
+            dport,
             flow,
             flag,
         )
@@ -219,8 +266,11 @@ class FlowBuilder:
         key: np.ndarray,
         d: np.ndarray,
         status: np.ndarray,
+        sport: np.ndarray,
+        dport: np.ndarray,
     ) -> None:
-        """Give later fragments the flow of their first fragment; orphans are dropped (counted)."""
+        """Give later fragments the flow of their first fragment (its key, direction and
+        ports: the flow table compares the full key); orphans are dropped (counted)."""
         src = fixed16(batch.column("src_ip"))[rows]
         dst = fixed16(batch.column("dst_ip"))[rows]
         proto = values(batch.column("proto"))[rows].tolist()
@@ -228,7 +278,7 @@ class FlowBuilder:
         for j, i in enumerate(rows.tolist()):
             fkey = (src[j].tobytes(), dst[j].tobytes(), proto[j], ip_id[j])
             if frag[i] == 1:
-                self.fragments[fkey] = (int(key[i]), int(d[i]))
+                self.fragments[fkey] = (int(key[i]), int(d[i]), int(sport[i]), int(dport[i]))
                 if len(self.fragments) > 65536:  # bounded: forget the oldest
                     self.fragments.pop(next(iter(self.fragments)))
             else:
@@ -237,7 +287,7 @@ class FlowBuilder:
                     status[i] = STATUS_NAMES.index("ip_fragment")
                     self.orphan_fragments += 1
                 else:
-                    key[i], d[i] = found
+                    key[i], d[i], sport[i], dport[i] = found
 
     def _new_flows(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
         """Keep the first packet's addresses, ports and encapsulation of new flows."""
@@ -264,9 +314,12 @@ class FlowBuilder:
         self.flush_at = max(FLUSH_PENDING, 2 * len(heads))
 
     def _arrays(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The flow table's per-flow arrays, of every flow or of the flows at ``rows``."""
+        """The flow table's per-flow arrays, of every flow or of the flows at ``rows``
+        (``lo``/``hi``: the endpoint addresses, (n, 16))."""
         raw = self.tab.export() if rows is None else self.tab.export(rows)
-        return {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in raw.items()}
+        out = {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in raw.items()}
+        out["lo"], out["hi"] = out["lo"].reshape(-1, 16), out["hi"].reshape(-1, 16)
+        return out
 
     def _directions(
         self, c: dict[str, np.ndarray], rows: np.ndarray | None = None
@@ -292,6 +345,20 @@ class FlowBuilder:
         init = np.where(syn >= 0, syn, np.where(synack >= 0, 1 - synack, guess))
         return init.astype(np.int8), syn < 0
 
+    def _facts_table(self, order: np.ndarray) -> pa.Table:
+        """The classifier's columns of every flow, in ``order``: flows classified from their
+        heads have their FlowFacts, every other flow had no payload."""
+        distinct: list[FlowFacts] = [NO_PAYLOAD]
+        index = {id(NO_PAYLOAD): 0}
+        which = np.zeros(len(order), dtype=np.intp)
+        for f, ff in self.facts.items():
+            i = index.get(id(ff))
+            if i is None:
+                i = index[id(ff)] = len(distinct)
+                distinct.append(ff)
+            which[f] = i
+        return facts_table_of(distinct, which[order])
+
     def _classify(self, rows: np.ndarray, init: np.ndarray) -> None:
         """Classify the flows at ``rows`` (``init``: their initiators' directions)."""
         heads = self.heads
@@ -310,21 +377,32 @@ class FlowBuilder:
                 facts[f] = classify_flow(name, port, pk)
 
     def table(self) -> pa.Table:
-        """The flow table (one row per flow, sorted by first packet time)."""
+        """The flow table (one row per flow, sorted by first packet time).
+
+        Ends the builder: the C flow table is freed as soon as its arrays are copied out,
+        so that its memory serves the table being built (the peak for millions of flows).
+        """
+        if self.built:
+            raise RuntimeError("FlowBuilder.table() was called already")
+        self.built = True
         c = self._arrays()
+        self.tab.clear()
         init, inferred = self._directions(c)
         fp = self.first.columns()
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
-        s2 = same[:, None]
-        src_arr = np.ascontiguousarray(np.where(s2, fp["src_ip"], fp["dst_ip"]))
-        dst_arr = np.ascontiguousarray(np.where(s2, fp["dst_ip"], fp["src_ip"]))
+        lower = (init == 0)[:, None]  # the initiator is the lower endpoint
+        lo, hi = c.pop("lo"), c.pop("hi")
+        src_arr = np.ascontiguousarray(np.where(lower, lo, hi))
+        dst_arr = np.ascontiguousarray(np.where(lower, hi, lo))
+        del lo, hi
         sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
         dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
 
-        def identities() -> tuple[list[str], np.ndarray, np.ndarray, list[str], list[str]]:
-            """Community IDs, flow ids, the row order and the endpoints as text: C that
-            runs mostly without the GIL, in a thread, while this one classifies."""
-            cids, flow_ids = identify(
+        def identities() -> tuple[pa.Array, pa.Array, np.ndarray, pa.Array, pa.Array]:
+            """Community IDs, flow ids, the row order and the endpoints as text (Arrow
+            columns, in row order): C that runs mostly without the GIL, in a thread, while
+            this one classifies. No Python object per flow."""
+            cchars, fchars, fkeys = identify_buffers(
                 fp["proto"].astype(np.uint8),
                 src_arr,
                 dst_arr,
@@ -332,17 +410,24 @@ class FlowBuilder:
                 dport_np.astype(np.uint16),
                 c["first_ts"],
             )
-            # rows by first packet time (flow id breaks ties): sort the inputs, not the table
-            fids = np.array(flow_ids, dtype=object)
-            order = np.lexsort((fids.astype(str), c["first_ts"]))
-            return cids, fids, order, ip_texts(src_arr[order]), ip_texts(dst_arr[order])
+            # rows by first packet time, the flow id breaking ties (its key sorts alike)
+            order = np.lexsort((np.frombuffer(fkeys, np.uint64), c["first_ts"]))
+            n = len(order)
+            cids = np.frombuffer(cchars, np.uint8).reshape(n, 30)[order]
+            fids = np.frombuffer(fchars, np.uint8).reshape(n, 17)[order]
+            return (
+                _fixed_strings(cids),
+                _fixed_strings(fids),
+                order,
+                _ip_strings(src_arr[order]),
+                _ip_strings(dst_arr[order]),
+            )
 
         worker = _Call(identities)
-        todo = np.flatnonzero(
-            np.fromiter((f not in self.facts for f in range(self.n)), dtype=bool, count=self.n)
-        )
+        # flows not classified yet: those holding heads; a flow without one has no payload
+        todo = np.sort(np.fromiter(self.heads.keys(), dtype=np.int64, count=len(self.heads)))
         self._classify(todo, init[todo])
-        cids, flow_ids_np, order, src_text, dst_text = worker.result()
+        cid_col, fid_col, order, src_text, dst_text = worker.result()
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
@@ -354,14 +439,15 @@ class FlowBuilder:
         state = _tcp_state(proto_np, c["syn_dir"], c["synack_dir"], flags_f, flags_r, pkts_r)
         tun = fp["tunnel"]
         no_tun = tun == 0
-        ol = order.tolist()
 
-        def outer(name: str) -> pa.Array:
+        tunneled = np.flatnonzero(~no_tun[order])
+        outer_src, outer_dst = self.first.outer(order[tunneled])
+
+        def outer(addrs: np.ndarray) -> pa.Array:
             """Outer (tunnel) addresses as text, null for flows not in a tunnel."""
             text = np.full(len(order), None, dtype=object)
-            tunneled = np.flatnonzero(~no_tun[order])
             if len(tunneled):
-                text[tunneled] = ip_texts(fp[name][order[tunneled]])
+                text[tunneled] = ip_texts(np.ascontiguousarray(addrs))
             return pa.array(text, pa.string())
 
         def masked(v: np.ndarray, dtype: pa.DataType) -> pa.Array:
@@ -369,10 +455,10 @@ class FlowBuilder:
 
         tunnel_names = np.array([None, *TUNNEL_NAMES[1:]], dtype=object)
         proto_o = proto_np[order]
-        facts = facts_table([self.facts[f] for f in ol])
+        facts = self._facts_table(order)
         cols: dict[str, Any] = {
-            "flow_id": pa.array(flow_ids_np[order], pa.string()),
-            "community_id": pa.array(np.array(cids, dtype=object)[order], pa.string()),
+            "flow_id": fid_col,
+            "community_id": cid_col,
             "src_ip": pa.array(src_text, pa.string()),
             "src_port": sport_np[order],
             "dst_ip": pa.array(dst_text, pa.string()),
@@ -401,8 +487,8 @@ class FlowBuilder:
             "tunnel_id": pa.array(
                 fp["tunnel_id"][order].astype(np.int64), pa.int64(), mask=no_tun[order]
             ),
-            "outer_src": outer("outer_src"),
-            "outer_dst": outer("outer_dst"),
+            "outer_src": outer(outer_src),
+            "outer_dst": outer(outer_dst),
             "capture": fp["capture"][order],
             "src_ip_bytes": _binary16(src_arr[order]),
             "dst_ip_bytes": _binary16(dst_arr[order]),

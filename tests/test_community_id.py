@@ -9,7 +9,7 @@ import communityid
 import numpy as np
 import pytest
 
-from auditor._flowid import identify
+from auditor._flowid import identify, identify_buffers
 from auditor.community_id import community_id, flow_id
 
 
@@ -105,6 +105,21 @@ def test_c_version_matches_python_on_random_flows() -> None:
     for (proto, a, b, sport, dport, ts), cid, fid in zip(rows, cids, fids, strict=True):
         assert cid == community_id(proto, a, b, sport, dport)
         assert fid == flow_id(cid, ts)
+    # the buffers the flow table uses: the same characters, and keys that sort as the ids
+    proto, src, dst, sport, dport, ts = zip(*rows, strict=True)
+    cchars, fchars, keys = identify_buffers(
+        np.array(proto, np.uint8),
+        np.frombuffer(b"".join(src), np.uint8),
+        np.frombuffer(b"".join(dst), np.uint8),
+        np.array(sport, np.uint16),
+        np.array(dport, np.uint16),
+        np.array(ts, np.int64),
+    )
+    n = len(rows)
+    assert [cchars[30 * i : 30 * i + 30].decode() for i in range(n)] == cids
+    assert [fchars[17 * i : 17 * i + 17].decode() for i in range(n)] == fids
+    by_key = np.argsort(np.frombuffer(keys, np.uint64), kind="stable")
+    assert [fids[i] for i in by_key] == sorted(fids)
 
 
 def test_c_version_rejects_columns_of_the_wrong_length() -> None:

@@ -388,7 +388,7 @@ def test_ip_texts_in_c_match_python() -> None:
 
     import numpy as np
 
-    from auditor._flowid import ip_texts
+    from auditor._flowid import ip_text_buffers, ip_texts
     from auditor.flows import ip_text
 
     rnd = random.Random(3)
@@ -405,5 +405,65 @@ def test_ip_texts_in_c_match_python() -> None:
     addrs = [(a + b"\x00" * 16)[:16] for a in addrs]
     got = ip_texts(np.frombuffer(b"".join(addrs), np.uint8).reshape(-1, 16))
     assert got == [ip_text(a) for a in addrs]
+    offsets, chars = ip_text_buffers(np.frombuffer(b"".join(addrs), np.uint8).reshape(-1, 16))
+    off = np.frombuffer(offsets, np.int32).tolist()
+    assert [chars[off[i] : off[i + 1]].decode() for i in range(len(addrs))] == got
+    assert ip_text_buffers(b"") == (b"\x00" * 4, b"")
     with pytest.raises(ValueError, match="16 bytes"):
         ip_texts(b"\x00" * 17)
+
+
+def test_tunneled_and_plain_flows_keep_their_outer_addresses(tmp_path: Path) -> None:
+    """Outer addresses are kept for the flows in a tunnel only (sparse), and come out right
+    whatever the order of flows and tunnels."""
+    from packets import eth, ipv4, tcp, udp, vxlan
+
+    def inner(src: str, sport: int) -> bytes:
+        return eth(ipv4(src, "10.9.0.1", 6, tcp(sport, 443)))
+
+    frames = []
+    for i in range(6):
+        if i % 3 == 0:  # plain
+            frames.append(inner(f"10.0.0.{i + 1}", 40000 + i))
+        else:  # in VXLAN between two VTEPs that differ per flow
+            frames.append(
+                eth(
+                    ipv4(
+                        f"192.0.2.{i}",
+                        f"198.51.100.{i}",
+                        17,
+                        udp(50000 + i, 4789, vxlan(inner(f"10.0.0.{i + 1}", 40000 + i), 70 + i)),
+                    )
+                )
+            )
+    path = tmp_path / "tun.pcap"
+    with path.open("wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for i, frame in enumerate(reversed(frames)):  # flow order differs from the index
+            w.writepkt(frame, ts=1_700_000_000 + i)
+    rows = {r["src_port"] - 40000: r for r in flows_of(path)}
+    assert sorted(rows) == list(range(6))
+    for i, r in rows.items():
+        if i % 3 == 0:
+            assert (r["tunnel"], r["outer_src"], r["outer_dst"], r["tunnel_id"]) == (
+                None, None, None, None,
+            )  # fmt: skip
+        else:
+            assert (r["tunnel"], r["outer_src"], r["outer_dst"], r["tunnel_id"]) == (
+                "vxlan", f"192.0.2.{i}", f"198.51.100.{i}", 70 + i,
+            )  # fmt: skip
+        assert r["src_ip"] == f"10.0.0.{i + 1}" and r["dst_ip"] == "10.9.0.1"
+
+
+def test_builder_is_done_after_table(tmp_path: Path, states_pcap: Path) -> None:
+    from auditor.capture import read_packets
+    from auditor.flows import FlowBuilder
+
+    b = FlowBuilder()
+    batches = list(read_packets(states_pcap))
+    b.add_batch(batches[0], 0)
+    assert b.table().num_rows == 5
+    with pytest.raises(RuntimeError, match="after table"):
+        b.add_batch(batches[0], 0)
+    with pytest.raises(RuntimeError, match="called already"):
+        b.table()

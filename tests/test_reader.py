@@ -7,9 +7,12 @@ pcapng sections, block kinds) and with dpkt where it is a real writer's output.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -514,7 +517,6 @@ def test_small_chunks_and_batches_give_the_same_table(
     path = write(tmp_path, "m", data, gz)
     whole, info = read(path)
     assert whole.num_rows == 700 and not info.truncated
-    monkeypatch.setattr(reader, "MMAP", False)
     monkeypatch.setattr(reader, "CHUNK_SIZE", 97)  # records straddle every chunk boundary
     r = read_packets(path, batch_size=33)
     batches = list(r)
@@ -534,25 +536,11 @@ def test_payload_buffer_ends_batches_early(tmp_path: Path) -> None:
 
 
 def test_block_larger_than_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "MMAP", False)
     monkeypatch.setattr(reader, "CHUNK_SIZE", 64)
     big = tcp(payload=b"z" * 9000)
     data = shb(options=opts(opt(1, b"c" * 3000))) + idb(1) + epb(0, 1, big) + epb(0, 2, big)
     table, info = read(write(tmp_path, "big.pcapng", data))
     assert col(table, "cap_len") == [len(big)] * 2 and not info.truncated
-
-
-@pytest.mark.parametrize("mmap", [True, False])
-def test_mapped_and_chunked_reading_agree(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mmap: bool
-) -> None:
-    path = write(tmp_path, "m.pcapng", multi_section_pcapng() + pcapng_bytes(many_records(300)))
-    monkeypatch.setattr(reader, "MMAP", mmap)
-    monkeypatch.setattr(reader, "RELEASE_EVERY", 4096)  # drop mapped pages as often as can be
-    table, info = read(path)
-    monkeypatch.setattr(reader, "MMAP", not mmap)
-    other, other_info = read(path)
-    assert table.equals(other) and info == other_info and table.num_rows == 305
 
 
 def test_released_batches_are_refilled_correctly(
@@ -808,3 +796,159 @@ def test_gzip_fatal_cases(tmp_path: Path) -> None:
         write(tmp_path, "h.gz", pcap_bytes([])[:10], gz=True),
         "inside gzip: file ends inside the pcap file header (10 of 24 bytes)",
     )
+
+
+TRUNCATE_WHILE_READING = r"""
+import os, sys
+from auditor.capture import _fast, reader
+from auditor.cli.main import main
+
+path, cut, mapped = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "mmap"
+reader.MMAP = mapped
+reader.CHUNK_SIZE = 1 << 20  # read in chunks: several, so that reading is under way at the cut
+real_scan, calls = _fast.scan, 0
+
+
+def scan(*args):
+    global calls
+    calls += 1
+    if calls == 2:  # the first chunk is scanned: the file is cut, as `tcpdump -W` does
+        os.truncate(path, cut)
+    return real_scan(*args)
+
+
+_fast.scan = scan
+sys.argv = ["pcap-audit", "flows", path, "--format", "json"]
+main()
+"""
+
+
+@pytest.mark.parametrize("how", ["mmap", "chunks"])
+def test_file_truncated_while_read_is_a_truncated_capture(tmp_path: Path, how: str) -> None:
+    """A capture cut by another process while it is read (a ring buffer rotating) ends the
+    read, not the process (memory-mapped, it died of SIGBUS): what was read is kept."""
+    n = 100_000
+    recs = [
+        (T0 * 10**9 + i, tcp(f"10.1.{i % 250}.1", "10.2.0.1", 1024 + i % 9, 80), None)
+        for i in range(n)
+    ]
+    path = write(tmp_path, "ring.pcap", pcap_bytes(recs))
+    size = path.stat().st_size
+    cut = size // 3
+    r = subprocess.run(
+        [sys.executable, "-c", TRUNCATE_WHILE_READING, str(path), str(cut), how],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode >= 0, f"killed by signal {-r.returncode}: {r.stderr[-500:]}"
+    assert "Traceback" not in r.stderr
+    doc = json.loads(r.stdout)
+    cap = doc["captures"][0]
+    assert cap["truncated"] is True
+    if how == "mmap":  # the first batch was scanned before the cut, the next read faulted
+        assert cap["packets"] == 65536
+    else:  # the first chunk was read before the cut, the rest up to it
+        assert 0 < cap["packets"] < n and cap["truncated_at"] <= cut
+    record = (size - 24) // n
+    assert cap["packets"] == (cap["truncated_at"] - 24) // record  # every whole record kept
+    assert cap["warnings"] == [
+        f"file shrank from {size} to {cut} bytes while being read (truncated by another "
+        f"process?); kept the records before byte {cap['truncated_at']}"
+    ]
+    assert sum(f["packets_fwd"] + f["packets_rev"] for f in doc["flows"]) == cap["packets"]
+
+
+OTHER_SIGBUS = r"""
+import mmap, os, signal, sys
+import numpy as np
+from auditor.capture import _fast
+
+path = sys.argv[1]
+assert _fast.take(np.zeros(8, np.uint8), 0, 8) == bytes(8)  # installs the guard
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGBUS)
+else:  # a fault outside the guarded reads
+    with open(path, "r+b") as f:
+        m = mmap.mmap(f.fileno(), 0)
+        os.truncate(path, 0)
+        print(m[5000])
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("how", ["kill", "fault"])
+def test_other_sigbus_still_ends_the_process(tmp_path: Path, how: str) -> None:
+    """The guard catches only faults of its own reads; any other SIGBUS does what it did."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 8192)
+    r = subprocess.run(
+        [sys.executable, "-c", OTHER_SIGBUS, str(path), how], capture_output=True, timeout=60
+    )
+    assert r.returncode == -7 and b"survived" not in r.stdout, r.stderr[-500:]
+
+
+I64_MAX = (1 << 63) - 1
+
+
+@pytest.mark.parametrize(
+    ("tsresol", "tsoffset", "ticks", "ns"),
+    [
+        (0, 1 << 62, 5, None),  # issue 10: if_tsoffset near 2^62 s overflowed to 1677-09-21
+        (0, 0, (1 << 64) - 1, None),  # 2^64 s: ticks * 1e9 alone is past 2262
+        (0, -(1 << 63), (1 << 64) - 1, None),  # both extremes: the sum is past 2262 too
+        (0, -(1 << 63), 5, None),  # long before 1677
+        (9, T0, 5, T0 * 10**9 + 5),
+        (0, -T0, T0 + 1, 10**9),  # a negative offset, in range
+        (9, 0, I64_MAX, I64_MAX),  # the last nanosecond an int64 holds (2262-04-11) is fine
+        (9, 0, I64_MAX + 1, None),  # one more is not
+        (0x80 | 62, 9, 1 << 63, 11 * 10**9),  # 2^-62 s ticks: 2^63 of them * 1953125 / 2^53
+    ],
+)
+def test_pcapng_timestamp_that_does_not_fit_is_a_decode_error(
+    tmp_path: Path, tsresol: int, tsoffset: int, ticks: int, ns: int | None
+) -> None:
+    """A timestamp outside what an int64 of ns holds is counted as ``bad_timestamp`` and its
+    packet is not used, never wrapped into a wrong date (checked 128-bit arithmetic in C)."""
+    options = opts(opt(9, bytes([tsresol])), opt(14, struct.pack("<q", tsoffset)))
+    data = shb() + idb(1, options=options) + epb(0, ticks, tcp())
+    table, info = read(write(tmp_path, "ts.pcapng", data))
+    ts = table.column("ts").cast(pa.int64()).to_pylist()
+    if ns is None:
+        assert ts == [None]
+        assert col(table, "status") == [STATUS_NAMES.index("bad_timestamp")]
+        assert info.decode_errors == {"bad_timestamp": 1}
+        assert info.first_seen is None and info.last_seen is None
+    else:
+        assert ts == [ns]
+        assert col(table, "status") == [0] and info.decode_errors == {}
+        assert info.first_seen == info.last_seen == ns
+
+
+def test_flows_skip_a_packet_with_a_bad_timestamp(tmp_path: Path) -> None:
+    """The flow table of the issue's capture: the good packet's flow, no flow in 1677."""
+    from auditor.traffic import read_traffic
+
+    bad = opts(opt(9, b"\x00"), opt(14, struct.pack("<q", 1 << 62)))
+    data = (
+        shb()
+        + idb(1)
+        + idb(1, options=bad)
+        + epb(0, T0 * 10**6, tcp(sport=1111))
+        + epb(1, 5, tcp(sport=2222))
+    )
+    t = read_traffic([write(tmp_path, "ts.pcapng", data)])
+    assert t.flows is not None
+    assert t.flows.column("src_port").to_pylist() == [1111]
+    assert [str(v) for v in t.flows.column("first_seen").to_pylist()] == [
+        "2023-11-14 22:13:20+00:00"
+    ]
+    assert t.captures[0]["decode_errors"] == {"bad_timestamp": 1}
+    assert t.captures[0]["first_seen"] == "2023-11-14T22:13:20Z"
+
+
+def test_batch_size_is_bounded(tmp_path: Path) -> None:
+    path = write(tmp_path, "b.pcap", pcap_bytes([(T0 * 10**9, tcp(), None)]))
+    with pytest.raises(ValueError, match="batch_size"):
+        read_packets(path, batch_size=_fast.MAX_ROWS + 1)
+    assert read_packets(path, batch_size=_fast.MAX_ROWS).to_table().num_rows == 1

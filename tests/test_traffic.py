@@ -61,6 +61,10 @@ def test_flow_table_refuses_a_second_thread_while_adding() -> None:
         np.zeros(n, np.uint32),
         np.full(n, 17, np.uint8),
         np.zeros(n, np.uint8),
+        np.zeros((n, 16), np.uint8),
+        np.zeros((n, 16), np.uint8),
+        np.arange(n, dtype=np.uint16),
+        np.zeros(n, np.uint16),
         np.empty(n, np.int64),
         np.empty(n, np.uint8),
     )

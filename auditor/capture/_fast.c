@@ -10,7 +10,12 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include "decode.h"
 
 /* ---- limits, codes shared with reader.py (exported as module constants) --------------- */
@@ -30,6 +35,8 @@ enum {
     ST_BLOCK = 3,   /* pcapng: a non-packet block at S_POS (SHB: only its type was read) */
     ST_BAD = 4,     /* malformed record header: a bad_record row was written, stop reading */
     ST_BADSKIP = 5, /* pcapng: malformed packet block skipped by its (sane) length */
+    ST_FAULT = 6,   /* reading the chunk faulted (a mapped file shrank): state is at the last
+                     * whole record; nothing more can be read */
 };
 
 /* why a record was bad (st[S_BADCODE]); st[S_BADVAL] holds the offending value */
@@ -65,14 +72,18 @@ enum {
     S_BADPOS,   /* out: offset of the bad record/block in the chunk */
     S_QUIET,    /* in: 1 = skip malformed packet blocks without returning ST_BADSKIP */
     S_NULLS,    /* in/out, 7 slots: null counts of the validity bitmaps, V_* order */
-    S_STATUS = S_NULLS + 7, /* in/out, 10 slots: rows per status code */
-    S_SKIP = S_STATUS + 10, /* in/out, NSKIP slots: pcapng blocks skipped, SKIP_* order */
+    S_STATUS = S_NULLS + 7, /* in/out, PC_NSTATUS slots: rows per status code */
+    S_SKIP = S_STATUS + PC_NSTATUS, /* in/out, NSKIP slots: pcapng blocks skipped, SKIP_* order */
     S_LEN = S_SKIP + NSKIP,
 };
 
 
-/* The interface table (int64 numpy array, IF_W values per interface). */
+/* The interface table (int64 numpy array, IF_W values per interface). A timestamp of t
+ * ticks is t * IF_MUL / IF_DIV + IF_OFF * 1e9 ns (IF_OFF: if_tsoffset, seconds). */
 enum { IF_LT, IF_SNAP, IF_MUL, IF_DIV, IF_OFF, IF_PKTS, IF_W };
+
+#define MAX_ROWS (1 << 21) /* rows of a batch: its payload buffer (512 B a row) has int32 offsets */
+#define MAX_MUL 1000000000LL    /* IF_MUL bound: t * IF_MUL fits 128 bits with room */
 
 /* The batch columns, in the order of the tuple scan() takes (exported as COLUMNS). */
 enum {
@@ -133,17 +144,50 @@ static inline uint64_t rd64le(const uint8_t *p)
     return v;
 }
 
+/* a + b, saturating at INT64_MAX (a >= 0): a sum of lengths never wraps */
+static inline int64_t add_sat(int64_t a, uint32_t b)
+{
+    return a > INT64_MAX - (int64_t)b ? INT64_MAX : a + (int64_t)b;
+}
+
 static inline uint64_t mum(uint64_t a, uint64_t b)
 {
     __uint128_t r = (__uint128_t)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
+/* The flow hash's constants, each XORed with a value derived from the per-process seed
+ * (random at import, settable with set_flow_seed() for tests). The hash only spreads flows
+ * over the flow table's slots; the table compares the full key on a hit (auditor/_flowtab.c),
+ * so a collision costs a probe, never a merge -- and with a secret seed an attacker cannot
+ * aim collisions at it (the multiply/fold is weak against known constants: an address whose
+ * first 8 bytes equal k0 zeroes the first product). */
+static const uint64_t HASH_BASE[5] = {0xa0761d6478bd642full, 0xe7037ed1a0b428dbull,
+                                      0x8ebc6af09c88c6e3ull, 0x589965cc75374cc3ull,
+                                      0x1d8e4e27c47d124full};
+static uint64_t hash_k[5];
+static uint64_t hash_seed;
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void set_seed(uint64_t seed)
+{
+    uint64_t s = seed;
+    hash_seed = seed;
+    for (int i = 0; i < 5; i++) hash_k[i] = HASH_BASE[i] ^ splitmix64(&s);
+}
+
 /* Symmetric flow hash: the (ip, port) endpoints are put in canonical order (lower 16-byte
  * address first, then lower port), then (proto, lower, upper, vlan) is hashed with a
- * wyhash-style 128-bit multiply/fold. *dir = 0 when (a, pa) is the lower endpoint. ICMP and
- * ICMPv6 carry type/code in the port columns: they are hashed as ports 0 (one flow per host
- * pair and vlan). */
+ * wyhash-style 128-bit multiply/fold keyed by the seed. *dir = 0 when (a, pa) is the lower
+ * endpoint. ICMP and ICMPv6 carry type/code in the port columns: they are hashed as ports 0
+ * (one flow per host pair and vlan). */
 static inline uint64_t flow_hash(uint8_t proto, const uint8_t *a, uint16_t pa, const uint8_t *b,
                                  uint16_t pb, int32_t vlan, uint8_t *dir)
 {
@@ -160,9 +204,8 @@ static inline uint64_t flow_hash(uint8_t proto, const uint8_t *a, uint16_t pa, c
     } else {
         *dir = 0;
     }
-    const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull,
-                   k2 = 0x8ebc6af09c88c6e3ull, k3 = 0x589965cc75374cc3ull,
-                   k4 = 0x1d8e4e27c47d124full;
+    const uint64_t k0 = hash_k[0], k1 = hash_k[1], k2 = hash_k[2], k3 = hash_k[3],
+                   k4 = hash_k[4];
     uint64_t w = ((uint64_t)pa << 48) | ((uint64_t)pb << 32) | (uint32_t)vlan;
     uint64_t h = mum(rd64le(a) ^ k0, rd64le(a + 8) ^ k1);
     h = mum(h ^ rd64le(b) ^ k2, rd64le(b + 8) ^ k3);
@@ -262,9 +305,9 @@ static inline void put_row(const cols_t *c, int64_t *st, int64_t r, uint64_t fra
     if (o->tunnel) SETBIT(c->p[V_TUNID], r); else st[S_NULLS + (V_TUNID - V_TS)]++;
     if (o->has_outer) SETBIT(c->p[V_OUTER], r); else st[S_NULLS + (V_OUTER - V_TS)]++;
 
-    st[S_STATUS + (o->status < 10 ? o->status : PC_BAD_RECORD)]++;
+    st[S_STATUS + (o->status < PC_NSTATUS ? o->status : PC_BAD_RECORD)]++;
     if (o->status != PC_BAD_RECORD) {
-        st[S_BYTES] += wire;
+        st[S_BYTES] = add_sat(st[S_BYTES], wire);
         if (ts_valid) {
             if (ts < st[S_TSMIN]) st[S_TSMIN] = ts;
             if (ts > st[S_TSMAX]) st[S_TSMAX] = ts;
@@ -291,6 +334,18 @@ static inline int batch_full(const int64_t *st, int64_t row)
     return row >= st[S_ROWCAP] || st[S_DCAP] - st[S_DUSED] < (int64_t)HEAD_TLS;
 }
 
+/* Progress is stored in the state vector before each record is read, and kept there by a
+ * compiler barrier: when reading a record faults (see guarded scans below), the state holds
+ * every whole record before it. */
+static inline void commit(int64_t *st, int64_t pos, int64_t row, uint64_t frame)
+{
+    volatile int64_t *v = st;
+    v[S_POS] = pos;
+    v[S_ROW] = row;
+    v[S_FRAME] = (int64_t)frame;
+    __asm__ __volatile__("" ::: "memory");
+}
+
 /* ---- classic pcap -------------------------------------------------------------------- */
 
 static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif, const cols_t *c)
@@ -303,6 +358,7 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
     int rc;
     pc_pkt o;
     for (;;) {
+        commit(st, pos, row, frame);
         if (batch_full(st, row)) { rc = ST_FULL; break; }
         if (end - pos < 16) { st[S_NEED] = 16; rc = ST_NEED; break; }
         const uint8_t *h = buf + pos;
@@ -317,9 +373,9 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
         int64_t ts = (int64_t)sec * 1000000000LL + (int64_t)frac * mul;
         pc_decode(h + 16, caplen, lt, &o);
         put_row(c, st, row++, ++frame, ts, 1, wire, caplen, lt, &o, h + 16, buf + end);
+        if (nif) ifc[IF_PKTS]++;
         pos += 16 + (int64_t)caplen;
     }
-    if (nif) ifc[IF_PKTS] += (int64_t)frame - st[S_FRAME];
     st[S_POS] = pos;
     st[S_ROW] = row;
     st[S_FRAME] = (int64_t)frame;
@@ -340,14 +396,16 @@ static int scan_pcap(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
 #define BT_SPB 3u
 #define BT_EPB 6u
 
-static inline int64_t ticks_to_ns(uint64_t t, const int64_t *f)
+/* t ticks -> ns since 1970 in *ns; 0 when the result does not fit an int64 (no overflow
+ * on the way: 2^64 ticks * 1e9 and 2^63 s * 1e9 both fit 128 bits). py_scan checks that
+ * 1 <= IF_MUL <= MAX_MUL and IF_DIV >= 1. */
+static inline int ticks_to_ns(uint64_t t, const int64_t *f, int64_t *ns)
 {
-    int64_t ns;
-    if (f[IF_DIV] <= 1) /* reader.py never passes 0; a bad table must not trap */
-        ns = (int64_t)(t * (uint64_t)f[IF_MUL]);
-    else
-        ns = (int64_t)((__uint128_t)t * (uint64_t)f[IF_MUL] / (uint64_t)f[IF_DIV]);
-    return ns + f[IF_OFF];
+    __int128 v = (__int128)((unsigned __int128)t * (uint64_t)f[IF_MUL] / (uint64_t)f[IF_DIV]);
+    v += (__int128)f[IF_OFF] * 1000000000;
+    if (v < INT64_MIN || v > INT64_MAX) return 0;
+    *ns = (int64_t)v;
+    return 1;
 }
 
 static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t nif,
@@ -359,6 +417,7 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
     int rc;
     pc_pkt o;
     for (;;) {
+        commit(st, pos, row, frame);
         if (batch_full(st, row)) { rc = ST_FULL; break; }
         if (end - pos < 8) { st[S_NEED] = 8; rc = ST_NEED; break; }
         const uint8_t *b = buf + pos;
@@ -410,7 +469,7 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
             avail = blen - 32;
             data = b + 28;
             if (caplen > avail) { bad = BAD_CAPLEN_BLOCK; badval = caplen; goto check; }
-            if (iface < nif) ts = ticks_to_ns(t, ifc + IF_W * iface);
+            if (iface < nif && !ticks_to_ns(t, ifc + IF_W * iface, &ts)) ts_valid = -1;
         }
         if (caplen > MAX_CAPLEN) { bad = BAD_CAPLEN; badval = caplen; }
     check:
@@ -425,6 +484,10 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
         int64_t *f = ifc + IF_W * iface;
         uint32_t lt = (uint32_t)f[IF_LT];
         pc_decode(data, caplen, lt, &o);
+        if (ts_valid < 0) { /* decoded, but its flow would carry a wrong date: not used */
+            o.status = PC_BAD_TIMESTAMP;
+            ts_valid = 0;
+        }
         put_row(c, st, row++, ++frame, ts, ts_valid, wire, caplen, lt, &o, data, buf + end);
         f[IF_PKTS]++;
         pos += blen;
@@ -433,6 +496,44 @@ static int scan_pcapng(const uint8_t *buf, int64_t *st, int64_t *ifc, int64_t ni
     st[S_ROW] = row;
     st[S_FRAME] = (int64_t)frame;
     return rc;
+}
+
+/* ---- reading a mapped file that may shrink ------------------------------------------ */
+
+/* reader.py memory-maps uncompressed captures. When another process truncates the file
+ * meanwhile (a `tcpdump -W` ring buffer rotating), touching a page past the new end raises
+ * SIGBUS, which would end the process. Reads of mapped memory (scan(), take()) run guarded:
+ * a SIGBUS handler jumps back out of the faulting read of this thread, and the caller
+ * reports the capture as truncated. A SIGBUS that is not such a fault goes to the handler
+ * that was there before (the default: the process ends), as if this one were not there. */
+
+static __thread sigjmp_buf *fault_jmp; /* set while this thread reads guarded */
+static struct sigaction prev_bus;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    sigjmp_buf *jb = fault_jmp;
+    (void)uc;
+    if (jb && si->si_code > 0) { /* a fault of this thread's guarded read */
+        fault_jmp = NULL;
+        siglongjmp(*jb, 1);
+    }
+    sigaction(SIGBUS, &prev_bus, NULL); /* not ours: back to whoever had it */
+    if (si->si_code <= 0) raise(sig);   /* sent, not a fault: send it again */
+    /* a fault: returning runs the instruction again, which faults under prev_bus */
+}
+
+/* Make on_sigbus the SIGBUS handler (again: faulthandler may have replaced it since). */
+static void guard_install(void)
+{
+    struct sigaction cur, sa;
+    if (sigaction(SIGBUS, NULL, &cur) < 0) return;
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus) return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &prev_bus);
 }
 
 /* ---- Python entry points ------------------------------------------------------------- */
@@ -475,9 +576,18 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
     }
     int64_t rows = st[S_ROWCAP];
     if (st[S_END] < 0 || st[S_END] > chunk.len || st[S_POS] < 0 || st[S_POS] > st[S_END] ||
-        st[S_ROW] < 0 || st[S_ROW] > rows || st[S_DUSED] < 0 || st[S_DUSED] > st[S_DCAP]) {
+        rows < 0 || rows > MAX_ROWS || st[S_ROW] < 0 || st[S_ROW] > rows || st[S_DUSED] < 0 ||
+        st[S_DCAP] > INT32_MAX || st[S_DUSED] > st[S_DCAP] || st[S_BYTES] < 0) {
         PyErr_SetString(PyExc_ValueError, "scan: inconsistent state");
         goto done;
+    }
+    for (Py_ssize_t i = 0; i + (Py_ssize_t)sizeof(int64_t) * IF_W <= ifc.len;
+         i += (Py_ssize_t)sizeof(int64_t) * IF_W) {
+        const int64_t *f = (const int64_t *)((const char *)ifc.buf + i);
+        if (f[IF_MUL] < 1 || f[IF_MUL] > MAX_MUL || f[IF_DIV] < 1) {
+            PyErr_SetString(PyExc_ValueError, "scan: bad timestamp scale in the interface table");
+            goto done;
+        }
     }
     for (; nviews < NCOLS; nviews++) {
         if (get_buf(PyTuple_GET_ITEM(cols_o, nviews), &views[nviews], 1, COLS[nviews].name) < 0)
@@ -497,12 +607,22 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
         c.p[nviews] = (uint8_t *)views[nviews].buf;
     }
     int64_t nif = ifc.len / (Py_ssize_t)(IF_W * sizeof(int64_t));
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == K_PCAP)
-        rc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
-    else
-        rc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
-    Py_END_ALLOW_THREADS
+    guard_install();
+    {
+        sigjmp_buf jb;
+        volatile int vrc = ST_FAULT;
+        Py_BEGIN_ALLOW_THREADS
+        if (sigsetjmp(jb, 1) == 0) {
+            fault_jmp = &jb;
+            if (kind == K_PCAP)
+                vrc = scan_pcap((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+            else
+                vrc = scan_pcapng((const uint8_t *)chunk.buf, st, (int64_t *)ifc.buf, nif, &c);
+        }
+        fault_jmp = NULL;
+        Py_END_ALLOW_THREADS
+        rc = vrc;
+    }
 done:
     for (int i = 0; i < nviews; i++) PyBuffer_Release(&views[i]);
     PyBuffer_Release(&chunk);
@@ -547,6 +667,54 @@ done:
     return ret;
 }
 
+/* set_flow_seed(seed) -> the previous seed: fixes the flow hash's seed (tests). The flow_key
+ * column is meaningful within one process only. */
+static PyObject *py_set_flow_seed(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
+    if (seed == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    uint64_t old = hash_seed;
+    set_seed((uint64_t)seed);
+    return PyLong_FromUnsignedLongLong(old);
+}
+
+/* take(buffer, start, n) -> bytes, or None when reading them faulted (a mapped file that
+ * shrank): buffer[start:start + n], copied under the SIGBUS guard. */
+static PyObject *py_take(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    Py_buffer b;
+    Py_ssize_t start, n;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Onn", &obj, &start, &n)) return NULL;
+    if (get_buf(obj, &b, 0, "buffer") < 0) return NULL;
+    if (start < 0 || n < 0 || start > b.len || n > b.len - start) {
+        PyBuffer_Release(&b);
+        return PyErr_Format(PyExc_ValueError, "take: %zd bytes at %zd are out of range", n, start);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (!out) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    volatile int ok = 0;
+    sigjmp_buf jb;
+    guard_install();
+    if (sigsetjmp(jb, 1) == 0) {
+        fault_jmp = &jb;
+        memcpy(PyBytes_AS_STRING(out), (const char *)b.buf + start, (size_t)n);
+        ok = 1;
+    }
+    fault_jmp = NULL;
+    PyBuffer_Release(&b);
+    if (!ok) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
 static PyObject *ip_bytes(const uint8_t *a) { return PyBytes_FromStringAndSize((const char *)a, 16); }
 
 /* decode_one(record: bytes, linktype: int) -> dict: one record through pc_decode, for tests. */
@@ -578,6 +746,10 @@ static PyMethodDef methods[] = {
     {"decode_one", py_decode_one, METH_VARARGS, "Decode one record (tests and the slow path)."},
     {"scan", py_scan, METH_VARARGS,
      "scan(kind, chunk, state, ifaces, columns) -> stop code: records of a chunk -> batch rows."},
+    {"take", py_take, METH_VARARGS,
+     "take(buffer, start, n) -> bytes, or None when the read faulted (a mapped file shrank)."},
+    {"set_flow_seed", py_set_flow_seed, METH_O,
+     "set_flow_seed(seed) -> previous seed: fix the flow hash's seed (random by default)."},
     {"flow_keys", py_flow_keys, METH_VARARGS,
      "flow_keys(proto, src_ip, src_port, dst_ip, dst_port, vlan, out_key, out_dir) -> rows."},
     {NULL, NULL, 0, NULL},
@@ -587,6 +759,15 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_fast", NULL, -1, me
 
 PyMODINIT_FUNC PyInit__fast(void)
 {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        /* no entropy yet (early boot): still differs per process and run */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        seed = ((uint64_t)now.tv_sec << 32) ^ (uint64_t)now.tv_nsec ^ ((uint64_t)getpid() << 16) ^
+               (uint64_t)(uintptr_t)&seed;
+    }
+    set_seed(seed);
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
     static const struct { const char *name; long value; } consts[] = {
@@ -594,7 +775,7 @@ PyMODINIT_FUNC PyInit__fast(void)
         {"HEAD_TEXT", HEAD_TEXT}, {"HEAD_OTHER", HEAD_OTHER},
         {"K_PCAP", K_PCAP}, {"K_PCAPNG", K_PCAPNG},
         {"ST_FULL", ST_FULL}, {"ST_NEED", ST_NEED}, {"ST_BLOCK", ST_BLOCK}, {"ST_BAD", ST_BAD},
-        {"ST_BADSKIP", ST_BADSKIP},
+        {"ST_BADSKIP", ST_BADSKIP}, {"ST_FAULT", ST_FAULT}, {"MAX_ROWS", MAX_ROWS},
         {"BAD_CAPLEN", BAD_CAPLEN}, {"BAD_BLOCKLEN", BAD_BLOCKLEN}, {"BAD_TRAILER", BAD_TRAILER},
         {"BAD_IFACE", BAD_IFACE}, {"BAD_SHORT_BLOCK", BAD_SHORT_BLOCK},
         {"BAD_CAPLEN_BLOCK", BAD_CAPLEN_BLOCK},

@@ -16,6 +16,8 @@ ST_NEED: int
 ST_BLOCK: int
 ST_BAD: int
 ST_BADSKIP: int
+ST_FAULT: int
+MAX_ROWS: int
 BAD_CAPLEN: int
 BAD_BLOCKLEN: int
 BAD_TRAILER: int
@@ -63,3 +65,5 @@ def flow_keys(
     out_key: Any,
     out_dir: Any,
 ) -> int: ...
+def set_flow_seed(seed: int) -> int: ...
+def take(buffer: Any, start: int, n: int) -> bytes | None: ...

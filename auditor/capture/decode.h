@@ -22,6 +22,8 @@ enum {
     PC_BAD_TUNNEL = 7,
     PC_IP_FRAGMENT = 8, /* set by the flow layer, not by pc_decode */
     PC_BAD_RECORD = 9,
+    PC_BAD_TIMESTAMP = 10, /* set by the scanner: a timestamp int64 ns cannot hold */
+    PC_NSTATUS = 11,
 };
 
 /* Tunnel codes, mirror TUNNEL_NAMES in schema.py */

@@ -35,6 +35,7 @@ STATUS_NAMES: tuple[str, ...] = (
     "bad_tunnel",
     "ip_fragment",  # a later IPv4/IPv6 fragment whose first fragment was not seen
     "bad_record",  # record header impossible (caplen > snaplen sanity bound, ...)
+    "bad_timestamp",  # outside what ns since 1970 in an int64 hold (1677-09-21..2262-04-11)
 )
 
 PACKET_SCHEMA = pa.schema(
@@ -64,7 +65,7 @@ PACKET_SCHEMA = pa.schema(
         ("ip_id", pa.uint32()),  # IPv4 id / IPv6 fragment id (for fragment -> ports)
         ("payload_len", pa.uint32()),  # L4 payload length by the headers (not captured)
         ("payload", pa.binary()),  # first bytes of the captured L4 payload (see reader)
-        ("flow_key", pa.uint64()),  # symmetric hash of (proto, ips, ports); not the VLAN
+        ("flow_key", pa.uint64()),  # symmetric hash of (proto, ips, ports), seeded per process
         ("flow_dir", pa.uint8()),  # 0 when src is the lower endpoint of flow_key, else 1
     ]
 )

@@ -144,15 +144,20 @@ def facts_table(facts: Sequence[FlowFacts]) -> pa.Table:
             i = index[id(f)] = len(distinct)
             distinct.append(f)
         picks.append(i)
+    return facts_table_of(distinct, np.array(picks, dtype=np.intp))
+
+
+def facts_table_of(distinct: Sequence[FlowFacts], which: np.ndarray) -> pa.Table:
+    """The table whose row i is ``distinct[which[i]]``: for callers that keep an index per
+    flow rather than a FlowFacts reference per flow (millions of flows)."""
     rows = list(map(operator.attrgetter(*FLOW_FACTS_FIELDS), distinct))
     transposed = list(zip(*rows, strict=True)) if rows else [()] * len(FLOW_FACTS_FIELDS)
-    which = np.array(picks, dtype=np.intp)
     columns = []
     for name, ftype, column in zip(
         FLOW_FACTS_FIELDS, FLOW_FACTS_SCHEMA.types, transposed, strict=True
     ):
         if all(v is None for v in column):
-            columns.append(pa.nulls(len(picks), ftype))
+            columns.append(pa.nulls(len(which), ftype))
             continue
         values = np.empty(len(column), dtype=object)  # filled one by one: tuples stay whole
         for i, v in enumerate(column):
