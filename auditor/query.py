@@ -2,8 +2,8 @@
 
 Views (README, "pcap-audit query"):
 
-* ``flows``: the flow table (``pcap-audit flows`` columns, native types), with ``capture``
-  the path of the file the flow's first packet is in;
+* ``flows``: the flow table (``pcap-audit flows`` columns, native types: ``capture``,
+  ``captures``, ``first_frame``, ``last_frame`` say where its packets are);
 * ``captures``: one row per capture file (path, format, packets, bytes, first_seen,
   last_seen, truncated, decode_errors as JSON text, error, selected);
 * ``findings``: the audit's findings (needs a ruleset): the JSON contract's fields, with
@@ -20,7 +20,6 @@ write as a table, JSON, CSV or Parquet.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +27,7 @@ import pyarrow as pa
 
 from auditor.errors import AuditorError, ExitCode
 from auditor.flows_out import public_flows
-from auditor.traffic import Traffic, expand_paths
+from auditor.traffic import Traffic
 
 VIEWS = ("flows", "captures", "findings", "roles")
 _TS = pa.timestamp("us", tz="UTC")
@@ -44,13 +43,10 @@ def _ts(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def flows_view(traffic: Traffic, captures: Sequence[str]) -> pa.Table:
-    """The flow table with ``capture`` as the path of the flow's first packet's file."""
+def flows_view(traffic: Traffic) -> pa.Table:
+    """The flow table as ``pcap-audit flows`` writes it."""
     assert traffic.flows is not None
-    paths = [p for p, err in expand_paths(captures) if err is None]
-    index = traffic.flows.column("capture").to_pylist()
-    table = public_flows(traffic.flows)
-    return table.append_column("capture", pa.array([paths[i] for i in index], pa.string()))
+    return public_flows(traffic.flows)
 
 
 def captures_view(traffic: Traffic) -> pa.Table:

@@ -171,11 +171,13 @@ def read_traffic(
     builder = FlowBuilder()
     selector = select.selector() if select is not None and select.active else None
     index = 0
+    read: list[str] = []  # capture index -> path
     for path, err in expand_paths(paths):
         if err is not None:
             traffic.errors.append(err)
             traffic.captures.append(failed_capture(path, err))
             continue
+        read.append(path)
         if progress:
             progress(path)
         try:
@@ -193,5 +195,38 @@ def read_traffic(
             record["selected"] = selector.selected
         traffic.captures.append(record)
         index += 1
-    traffic.flows = builder.table()
+    traffic.flows = placed(builder.table(), read)
     return traffic
+
+
+def placed(flows: pa.Table, paths: list[str]) -> pa.Table:
+    """Name each flow's files: ``capture`` (the path of its first packet's file) and
+    ``captures`` (every file from the first to the last that holds its packets, in reading
+    order: a flow across a file rotation names each), beside ``first_frame`` (in
+    ``capture``) and ``last_frame`` (in the last of ``captures``)."""
+    import numpy as np
+
+    first = flows.column("capture").to_numpy()
+    last = flows.column("last_capture").to_numpy()
+    names = np.array(paths or [""], dtype=object)
+    spans: list[list[str]] = [
+        paths[a : b + 1] for a, b in zip(first.tolist(), last.tolist(), strict=True)
+    ]
+    at = flows.schema.get_field_index("capture")
+    flows = flows.set_column(at, "capture", pa.array(names[first], pa.string()))
+    flows = flows.drop_columns(["last_capture"])
+    return flows.add_column(at + 1, "captures", pa.array(spans, pa.list_(pa.string())))
+
+
+def flow_places(flows: pa.Table) -> dict[str, str]:
+    """Each flow's packets as a reader finds them: ``PATH frames A-B`` (``PATH frame A`` for
+    one packet; ``PATH1 frame A - PATH2 frame B`` across files)."""
+    cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
+    out = {}
+    for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
+        last = caps[-1] if caps else cap
+        if last != cap:
+            out[fid] = f"{cap} frame {a} - {last} frame {b}"
+        else:
+            out[fid] = f"{cap} frame {a}" if a == b else f"{cap} frames {a}-{b}"
+    return out

@@ -71,7 +71,7 @@ def command(
         traffic = read_traffic(captures, select=select)
     for err in traffic.errors:
         click.echo(f"pcap-audit: {err.one_line()}", err=True)
-    views["flows"] = query.flows_view(traffic, captures)
+    views["flows"] = query.flows_view(traffic)
     views["captures"] = query.captures_view(traffic)
     table = query.run_query(sql, views)
     if fmt == "parquet":

@@ -36,7 +36,7 @@ from auditor.rules import (
     Ruleset,
     rules_table,
 )
-from auditor.traffic import Traffic, read_traffic
+from auditor.traffic import Traffic, flow_places, read_traffic
 from auditor.units import human_bytes
 
 if TYPE_CHECKING:
@@ -717,6 +717,10 @@ def audit(
     first, last = traffic.span()
     seconds = (last - first).total_seconds() if first and last else 0.0
     findings, pairs = run_checks(ruleset, flows, roles, seconds)
+    places = flow_places(flows)
+    for f in findings:  # where each flow's packets are (README, "Forensics")
+        if f.get("flow_ids"):
+            f["evidence"]["frames"] = [places[x] for x in f["flow_ids"] if x in places]
     code = exit_code_for(findings, fail_on, bool(traffic.errors))
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
