@@ -58,6 +58,15 @@ class FlowRef:
     dst_port: int
     first_ns: int
     last_ns: int
+    captures: tuple[str, ...] = ()  # the files holding its packets, first to last
+    last_frame: int = 0  # in the last of captures
+
+    def reading_ends(self, path: str) -> float:
+        """The frame of ``path`` after which this flow has no packet (inf: it goes on in a
+        later file, or the place is unknown)."""
+        if self.captures and self.captures[-1] == path and self.last_frame:
+            return self.last_frame
+        return float("inf")
 
 
 def flow_refs(flows: pa.Table, wanted: Iterable[str]) -> tuple[list[FlowRef], list[str]]:
@@ -69,6 +78,8 @@ def flow_refs(flows: pa.Table, wanted: Iterable[str]) -> tuple[list[FlowRef], li
     found = {fid[i] for i in rows} | {cid[i] for i in rows}
     cols = ["flow_id", "community_id", "proto", "proto_num", "src_ip", "src_port", "dst_ip",
             "dst_port", "src_ip_bytes", "dst_ip_bytes"]  # fmt: skip
+    placed = "captures" in flows.column_names and "last_frame" in flows.column_names
+    cols += ["captures", "last_frame"] if placed else []
     first = flows.column("first_seen").cast(pa.int64()).to_pylist()
     last = flows.column("last_seen").cast(pa.int64()).to_pylist()
     refs = []
@@ -88,6 +99,8 @@ def flow_refs(flows: pa.Table, wanted: Iterable[str]) -> tuple[list[FlowRef], li
                 dst_port=int(r["dst_port"]),
                 first_ns=int(first[i]),
                 last_ns=int(last[i]),
+                captures=tuple(r["captures"]) if placed else (),
+                last_frame=int(r["last_frame"]) if placed else 0,
             )
         )
     return refs, sorted(k for k in keys if k not in found)
@@ -211,16 +224,22 @@ def find_packets(
     lo = min(r.first_ns for r in refs)
     hi = max(r.last_ns for r in refs)
     for path in captures:
+        here = [r for r in refs if not r.captures or path in r.captures]
+        if not here and selector is None:
+            continue  # none of the flows has a packet in this file: not read at all
+        stop = max((r.reading_ends(path) for r in here), default=0)
         reader = read_packets(path)
         batches = reader if selector is None else selector.batches(path, reader)
         firsts: dict[tuple[bytes, bytes, int, int], tuple[FlowRef, bool]] = {}
         found: list[PacketLine] = []
         for batch in batches:
+            if batch.num_rows and int(values(batch.column("frame"))[0]) > stop:
+                break  # past the last packet of the flows in this file
             ts = values(batch.column("ts"))
             if selector is None and (not len(ts) or ts.max() < lo or ts.min() > hi):
                 continue
             hits: list[tuple[int, FlowRef, bool]] = []
-            for ref in refs:
+            for ref in here:
                 rows, fwds = _match(batch, ref)
                 hits.extend(zip(rows.tolist(), [ref] * len(rows), fwds.tolist(), strict=True))
             frag = values(batch.column("frag"))
