@@ -164,3 +164,23 @@ def test_without_tshark_deep_is_one_line_and_usage(monkeypatch: pytest.MonkeyPat
     # everything else still works without it
     res = CliRunner().invoke(cli, [str(AL), "-r", "applayering", "--fail-on", "never"])
     assert res.exit_code == ExitCode.OK
+
+
+@needs_tshark
+@pytest.mark.parametrize("by_character", [False, True])
+def test_telnet_login_name_never_the_password(tmp_path: Path, by_character: bool) -> None:
+    def typed(text: bytes) -> list[tuple[int, bytes]]:
+        return [(0, bytes([c])) for c in text] if by_character else [(0, text)]
+
+    cap = synth.Capture()
+    cap.tcp_session("10.10.0.50", "10.10.0.10", 40000, 23, [
+        (1, b"\r\nlogin: "), *typed(b"alice\r\n"), (1, b"Password: "), *typed(b"s3cret\r\n"),
+        (1, b"$ "),
+    ])  # fmt: skip
+    path = cap.write(tmp_path / "telnet.pcap")
+    ev = evidence_of(path, {"dst_port": 23})
+    frame, name = item(ev, "telnet.login")
+    assert name == "alice"
+    assert tshark_field(path, frame, "telnet.data").startswith("a")
+    assert "s3cret" not in json.dumps(ev.to_json())
+    assert "cleartext" in item(ev, "telnet.cleartext")[1]

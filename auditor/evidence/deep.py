@@ -19,7 +19,8 @@ FTP ``PASS`` are reported as such, their secret left out):
 * LDAP: the bind (simple or SASL, its DN; a simple bind outside TLS sends the password in
   cleartext, which the evidence says);
 * FTP: the login name (``USER``), that a password was sent (``PASS``), files retrieved or
-  stored; Telnet: that a session carried cleartext (login names are not parsed by tshark);
+  stored; Telnet: that the session is cleartext, and the name typed after the server's
+  login prompt (tshark gives the bytes; what follows a password prompt is never kept);
 * SSH: both banners;
 * otherwise: tshark's protocol stack of the flow's first packet with payload.
 
@@ -94,6 +95,9 @@ class FlowEvidence:
     stack: str | None = None
     apps: set[str] = field(default_factory=set)
     items: list[Item] = field(default_factory=list)
+    #: Telnet: what the client is typing now ("login" after a login prompt, "secret" after
+    #: a password prompt, None otherwise), the typed name so far, and its first packet
+    telnet: tuple[str | None, str, PacketLine | None] = (None, "", None)
 
     def add(self, p: PacketLine, name: str, value: object) -> None:
         text = str(value).strip()
@@ -279,6 +283,35 @@ def _ftp(ev: FlowEvidence, p: PacketLine, ftp: Any) -> None:
         ev.add(p, f"ftp.{cmd.lower()}", arg)
 
 
+def _telnet(ev: FlowEvidence, p: PacketLine, telnet: Any) -> None:
+    """The login name typed after the server's login prompt (line by line or a character
+    a packet); what is typed after a password prompt is never kept."""
+    ev.add(p, "telnet.cleartext", "a Telnet session in cleartext")
+    f = telnet.get_field("data")
+    # the display line keeps the line ends escaped ("Data: alice\\r\\n"); the value does not
+    shown = [str(x.showname).split(": ", 1)[-1] for x in ([] if f is None else f.all_fields)]
+    text = "".join(shown).replace("\\r", "\r").replace("\\n", "\n")
+    mode, typed, first = ev.telnet
+    if not p.forward:
+        low = text.lower()
+        if "password" in low:
+            ev.telnet = ("secret", "", None)
+        elif "login:" in low or "username:" in low:
+            ev.telnet = ("login", "", None)
+        return
+    if mode != "login":
+        return
+    typed += text
+    first = first or p
+    if "\r" in typed or "\n" in typed:
+        name = typed.replace("\n", "\r").split("\r", 1)[0].strip()
+        if name:
+            ev.add(first, "telnet.login", name)
+        ev.telnet = (None, "", None)
+    else:
+        ev.telnet = (mode, typed, first)
+
+
 def _dissect(ev_by_flow: dict[str, FlowEvidence], lines: Sequence[PacketLine], pcap: str) -> None:
     """One tshark pass over ``pcap``, whose frame i is ``lines[i - 1]``.
 
@@ -330,7 +363,7 @@ def _dissect(ev_by_flow: dict[str, FlowEvidence], lines: Sequence[PacketLine], p
                         side = "client" if p.forward else "server"
                         ev.add(p, f"ssh.{side}_banner", banner)
                 elif n == "telnet" and p.payload_len:
-                    ev.add(p, "telnet.cleartext", "a Telnet session in cleartext")
+                    _telnet(ev, p, layer)
     except Exception as exc:  # pyshark's errors have no common base: one line, the cause
         raise DeepError(
             "tshark", f"dissection through pyshark failed: {type(exc).__name__}: {exc}"
