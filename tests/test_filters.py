@@ -173,3 +173,42 @@ def test_bad_port_is_clicks_usage_error() -> None:
     res = CliRunner().invoke(cli, ["flows", str(SAMPLE), "--port", "70000"])
     assert res.exit_code == ExitCode.USAGE
     assert "--port" in res.stderr
+
+
+def test_capture_filter_on_a_capture_cut_mid_record(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(SAMPLE.read_bytes()[:2_000_000])  # ends inside record 1377
+    traffic = read_traffic([cut], select=PacketFilter(bpf="tcp"))
+    assert not traffic.errors
+    capture = traffic.captures[0]
+    assert capture["truncated"] and capture["packets"] == 1376
+    assert capture["selected"] == 1376  # the records before the cut, as libpcap reads them
+
+
+TCPDUMP = ROOT.parent / "shared" / "corpus" / "tcpdump"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not TCPDUMP.exists(), reason="../shared/corpus/tcpdump not present")
+def test_a_link_type_libpcap_cannot_filter_fails_that_capture_only() -> None:
+    nflog = TCPDUMP / "nflog.pcap"
+    res = CliRunner().invoke(cli, ["flows", str(nflog), str(SAMPLE), "--filter", "tcp port 3009",
+                                   "--format", "json"])  # fmt: skip
+    assert res.exit_code == ExitCode.CAPTURE, res.output
+    (line,) = res.stderr.splitlines()
+    assert line == (f"pcap-audit: {nflog}: --filter cannot be applied to its link type: "
+                    "NFLOG link-layer type filtering not implemented")  # fmt: skip
+    doc = json.loads(res.stdout)
+    assert [f["dst_port"] for f in doc["flows"]] == [3009]
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not TCPDUMP.exists(), reason="../shared/corpus/tcpdump not present")
+@pytest.mark.parametrize("name", ["timestamp_invalid_micro.pcap", "pim-packet-assortment.pcap",
+                                  "bgp_mp_reach_nlri-oobr.pcap", "time_2106_overflow.pcapng"])  # fmt: skip
+def test_capture_filter_on_odd_captures(name: str) -> None:
+    """Records longer than the snapshot length (libpcap clips them), impossible timestamps."""
+    path = TCPDUMP / name
+    traffic = read_traffic([path], select=PacketFilter(bpf="ip or ip6"))
+    assert not traffic.errors, traffic.errors[0].one_line()
+    assert traffic.captures[0]["selected"] == libpcap_count(path, "ip or ip6")

@@ -268,24 +268,60 @@ class _BpfStream:
         except pcapy.PcapError as exc:
             self.close()
             raise CaptureError(path, f"libpcap cannot read it for --filter: {exc}") from None
-        self.prog = compile_bpf(expr, self.handle.datalink())
+        self.plain = plain
+        try:
+            self.prog = compile_bpf(expr, self.handle.datalink())
+        except FilterError as exc:  # the expression is fine; this link type is not
+            self.close()
+            raise CaptureError(path, f"--filter cannot be applied to its link type: "
+                                     f"{exc.message.split(': ', 1)[-1]}") from None  # fmt: skip
         self.pending = b""
         self.meta: list[tuple[int, int, int, int]] = []
         self.at = 0
+        self.delivered = 0  # records handed over by libpcap so far
+        self.clip: int | None = None  # the length libpcap clips longer records to
+        self.ended = False
 
     def _more(self) -> bool:
         import pcapy
 
+        if self.ended:
+            return False
         try:
             pkts, meta = self.handle.next_batch(65536)
         except pcapy.PcapError as exc:
-            raise CaptureError(
-                self.path, f"libpcap stopped reading it for --filter: {exc}"
-            ) from None
+            # a batch that hits a damaged or cut record loses the records before it: read
+            # them again one by one, up to the damage (where the fast reader stops too)
+            pkts, meta = self._up_to_damage(exc)
+            self.ended = True
         if not meta:
             return False
         self.pending, self.meta, self.at = pkts, list(_META.iter_unpack(meta)), 0
+        self.delivered += len(self.meta)
         return True
+
+    def _up_to_damage(self, first: Exception) -> tuple[bytes, bytes]:
+        import pcapy
+
+        handle = pcapy.open_offline(self.plain)
+        skip = self.delivered
+        while skip:
+            _, meta = handle.next_batch(min(skip, 65536))
+            skip -= len(meta) // 16
+        data, meta = bytearray(), bytearray()
+        while True:
+            try:
+                header, pkt = handle.next()
+            except pcapy.PcapError:
+                break
+            if header is None:
+                break
+            sec, usec = header.getts()
+            meta += _META.pack(sec, usec, len(data), len(pkt))
+            data += pkt
+        if not meta and "truncated" not in str(first):
+            raise CaptureError(self.path, f"libpcap stopped reading it for --filter: {first}")
+        return bytes(data), bytes(meta)
 
     def mask(self, batch: pa.RecordBatch) -> np.ndarray:
         from auditor.flows import values
@@ -308,12 +344,16 @@ class _BpfStream:
             _, _, off, caplen = self.meta[self.at]
             self.at += 1
             self.frame += 1
-            if caplen != cap[i]:
+            # libpcap clips a record longer than the file's snapshot length (always to that
+            # length); any other difference means the readings are not on the same record
+            if caplen != cap[i] and (caplen > cap[i] or self.clip not in (None, caplen)):
                 raise CaptureError(
                     self.path,
                     f"frame {self.frame}: libpcap reads {caplen} bytes, pcap-audit {cap[i]}: "
                     "--filter cannot be applied",
                 )
+            if caplen < cap[i]:
+                self.clip = caplen
             out[i] = bool(verdict(self.pending[off : off + caplen]))
         return out
 

@@ -346,8 +346,15 @@ def _copy(path: str, handle: Any, dumper: Any, wanted: dict[int, PacketLine]) ->
     last = max(wanted)
     frame = 0
     n = 0
+    import pcapy
+
     while frame < last:
-        header, data = handle.next()
+        try:
+            header, data = handle.next()
+        except pcapy.PcapError as exc:
+            raise CaptureError(
+                path, f"libpcap stopped reading it for export at frame {frame + 1}: {exc}"
+            ) from None
         if header is None:
             break
         frame += 1
