@@ -194,7 +194,7 @@ def test_frames_are_tsharks_on_real_captures(name: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["XYZ"], "FLOW 'XYZ' is neither a flow id (F + 16 hex digits) nor a Community ID"),
+        (["XYZ"], "FLOW: 'XYZ' is neither a flow id (F + 16 hex digits) nor a Community ID"),
         (["F0000000000000000"], "F0000000000000000: no such flow in the 1 capture(s)"),
         (["PLA-000000000000", "--from", str(EXPECTED)], "no finding PLA-000000000000"),
         (["MIS-4b4c6f66b3f3", "--from", str(EXPECTED)], "names no flow"),

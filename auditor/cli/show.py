@@ -7,21 +7,15 @@ from typing import Any
 
 import click
 
-from auditor.cli.common import captures_argument, emit, fail, handle_errors
+from auditor.cli.common import captures_argument, emit, handle_errors
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.errors import ExitCode
 from auditor.evidence.deep import summaries
-from auditor.evidence.lookup import Wanted, finding_flows, is_flow_token, load_audit
-from auditor.evidence.packets import (
-    FlowRef,
-    PacketLine,
-    find_packets,
-    flow_refs,
-)
+from auditor.evidence.lookup import locate
+from auditor.evidence.packets import FlowRef, PacketLine
 from auditor.evidence.packets import export_pcap as write_pcap
 from auditor.evidence.tshark import require_tshark
 from auditor.report.json_ import render as json_text
-from auditor.traffic import Traffic, expand_paths, read_traffic
 
 
 @click.command("show")
@@ -70,40 +64,18 @@ def command(
     select = packet_filter(**filters)
     if deep:
         require_tshark("show --deep")
-    traffic: Traffic | None = None
-    if is_flow_token(flow):
-        wanted = Wanted((flow,))
-    elif from_json:
-        wanted = finding_flows(load_audit(from_json), flow, from_json)
-    elif ruleset_name:
-        from auditor.findings.engine import audit
+    ruleset = inv = None
+    if ruleset_name and not from_json:
         from auditor.rules import load_inventory, load_ruleset
 
         ruleset = load_ruleset(ruleset_name)
         inv = load_inventory(inventory, ruleset) if inventory else None
-        result = audit(captures, ruleset, inv, fail_on="never")
-        traffic = result.traffic
-        wanted = finding_flows(result.document, flow, f"audit of {len(captures)} capture(s)")
-    else:
-        fail(
-            f"FLOW {flow!r} is neither a flow id (F + 16 hex digits) nor a Community ID "
-            "(1:...); for a finding id give --from AUDIT.json or --ruleset NAME",
-            ExitCode.USAGE,
-        )
-        return
-    if traffic is None:
-        traffic = read_traffic(captures)
-    for err in traffic.errors:
+    found = locate(flow, captures, from_json, ruleset, inv, select)
+    for err in found.traffic.errors:
         click.echo(f"pcap-audit: {err.one_line()}", err=True)
-    assert traffic.flows is not None
-    refs, missing = flow_refs(traffic.flows, wanted.ids)
-    if not refs:
-        fail(f"{flow}: no such flow in the {len(traffic.captures)} capture(s)", ExitCode.USAGE)
-    if missing and wanted.finding is None:
-        click.echo(f"pcap-audit: not in these captures: {' '.join(missing)}", err=True)
-    paths = [p for p, err in expand_paths(captures) if err is None]
-    readable = [p for p in paths if p not in {c["path"] for c in traffic.captures if c["error"]}]
-    packets = find_packets(readable, refs, select)
+    if found.missing and found.wanted.finding is None:
+        click.echo(f"pcap-audit: not in these captures: {' '.join(found.missing)}", err=True)
+    refs, packets, wanted = list(found.refs), list(found.packets), found.wanted
     tshark = summaries(packets) if deep else None
     if fmt == "json":
         text = json_text(
@@ -131,7 +103,7 @@ def command(
     if export_pcap:
         n = write_pcap(packets, export_pcap)
         click.echo(f"pcap-audit: wrote {n} packets to {export_pcap}", err=True)
-    sys.exit(int(ExitCode.CAPTURE) if traffic.errors else 0)
+    sys.exit(int(ExitCode.CAPTURE) if found.traffic.errors else 0)
 
 
 def _tshark(tshark: list[tuple[str, str]], i: int) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,56 @@ def finding_flows(doc: dict[str, Any], finding_id: str, source: str) -> Wanted:
     raise LookupError_(
         source, f"no finding {finding_id}" + (f" (findings: {known}, ...)" if known else "")
     )
+
+
+@dataclass(frozen=True)
+class Located:
+    """A FLOW found in its captures: the traffic read, what FLOW named, its flows' refs,
+    the ids it named that these captures do not hold, and the flows' packets."""
+
+    traffic: Any  # auditor.traffic.Traffic
+    wanted: Wanted
+    refs: tuple[Any, ...]  # auditor.evidence.packets.FlowRef
+    missing: tuple[str, ...]
+    packets: tuple[Any, ...]  # auditor.evidence.packets.PacketLine
+
+
+def locate(
+    flow: str,
+    captures: Sequence[str],
+    audit_json: str | None = None,
+    ruleset: Any = None,
+    inventory: Any = None,
+    select: Any = None,
+) -> Located:
+    """Find FLOW (flow id, Community ID, or finding id with ``audit_json`` or ``ruleset``)
+    in ``captures`` and read its packets (those ``select`` selects, when given)."""
+    from auditor.evidence.packets import find_packets, flow_refs
+    from auditor.traffic import expand_paths, read_traffic
+
+    traffic = None
+    if is_flow_token(flow):
+        wanted = Wanted((flow,))
+    elif audit_json:
+        wanted = finding_flows(load_audit(audit_json), flow, audit_json)
+    elif ruleset is not None:
+        from auditor.findings.engine import audit
+
+        result = audit(captures, ruleset, inventory, fail_on="never")
+        traffic = result.traffic
+        wanted = finding_flows(result.document, flow, f"audit of {len(captures)} capture(s)")
+    else:
+        raise LookupError_(
+            "FLOW",
+            f"{flow!r} is neither a flow id (F + 16 hex digits) nor a Community ID (1:...); "
+            "for a finding id give --from AUDIT.json or --ruleset NAME",
+        )
+    if traffic is None:
+        traffic = read_traffic(captures)
+    refs, missing = flow_refs(traffic.flows, wanted.ids)
+    if not refs:
+        raise LookupError_(flow, f"no such flow in the {len(traffic.captures)} capture(s)")
+    failed = {c["path"] for c in traffic.captures if c.get("error")}
+    readable = [p for p, err in expand_paths(captures) if err is None and p not in failed]
+    packets = find_packets(readable, refs, select)
+    return Located(traffic, wanted, tuple(refs), tuple(missing), tuple(packets))
