@@ -253,3 +253,37 @@ def test_export_from_a_gzipped_capture(tmp_path: Path) -> None:
     frames = frames_in_show(res.stdout)
     original = records(SAMPLE)
     assert [buf for _, buf in records(out)] == [original[n - 1][1] for n in frames]
+
+
+TCPDUMP = ROOT.parent / "shared" / "corpus" / "tcpdump"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not TCPDUMP.exists(), reason="../shared/corpus/tcpdump not present")
+@pytest.mark.parametrize("name", ["pim-packet-assortment.pcap", "timestamp_invalid_micro.pcap",
+                                  "time_2106.pcap", "mptcp-dss-oobr.pcap"])  # fmt: skip
+def test_export_of_odd_captures(tmp_path: Path, name: str) -> None:
+    """Records longer than the snapshot length (libpcap clips them to it) and impossible
+    timestamps still export, record for record."""
+    path = TCPDUMP / name
+    flows = flows_of(path)
+    out = tmp_path / "x.pcap"
+    flow = max(flows, key=lambda f: f["packets_fwd"] + f["packets_rev"])
+    res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(path), "--export-pcap", str(out)])
+    assert res.exit_code == ExitCode.OK, res.output
+    assert len(records(out)) == flow["packets_fwd"] + flow["packets_rev"]
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CORPUS.exists(), reason="../shared/corpus/zeek not present")
+def test_export_libpcap_refuses_is_one_line(tmp_path: Path) -> None:
+    """The libpcap bundled with pcapy-ng refuses pcapng interfaces of different snapshot
+    lengths: the export says so in one line (the packets are still listed)."""
+    path = CORPUS / "ldap__modify-request.pcapng"
+    flow = flows_of(path)[0]
+    res = CliRunner().invoke(cli, ["show", flow["flow_id"], str(path), "--export-pcap",
+                                   str(tmp_path / "x.pcap")])  # fmt: skip
+    assert res.exit_code == ExitCode.CAPTURE
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"pcap-audit: {path}: libpcap stopped reading it for export")
+    assert frames_in_show(res.stdout)

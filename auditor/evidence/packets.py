@@ -10,8 +10,10 @@ Wireshark numbers it.
 
 Exporting: the frames found are copied, byte for byte with their capture headers, by
 libpcap (through the pcapy-ng binding, which ``--filter`` also uses) into a new pcap. Each
-copied record is checked against the one the fast reader saw (captured length, timestamp),
-so a disagreement on numbering stops the export instead of writing the wrong packets.
+copied record is checked against the one the fast reader saw (its captured length: libpcap
+clips a record longer than the file's snapshot length, always to that length; any other
+difference stops the export instead of writing the wrong packets). Timestamps are written
+as libpcap reads them (microseconds; it does not mend impossible ones).
 """
 
 from __future__ import annotations
@@ -346,6 +348,7 @@ def _copy(path: str, handle: Any, dumper: Any, wanted: dict[int, PacketLine]) ->
     last = max(wanted)
     frame = 0
     n = 0
+    clip: int | None = None
     import pcapy
 
     while frame < last:
@@ -361,14 +364,18 @@ def _copy(path: str, handle: Any, dumper: Any, wanted: dict[int, PacketLine]) ->
         p = wanted.get(frame)
         if p is None:
             continue
-        sec, usec = header.getts()
-        if header.getcaplen() != p.cap_len or sec != p.ts_ns // 1_000_000_000:
+        got = header.getcaplen()
+        # libpcap clips a record longer than the snapshot length (always to that length);
+        # any other difference means the two readings are not on the same record
+        if got != p.cap_len and (got > p.cap_len or clip not in (None, got)):
             raise CaptureError(
                 path,
-                f"libpcap's frame {frame} ({header.getcaplen()} bytes at {sec}.{usec:06d}) is "
-                f"not pcap-audit's ({p.cap_len} bytes at {iso(p.ts_ns)}): export stopped",
+                f"libpcap's frame {frame} ({got} bytes) is not pcap-audit's ({p.cap_len} "
+                "bytes): export stopped",
                 f"frame {frame}",
             )
+        if got < p.cap_len:
+            clip = got
         dumper.dump(header, data)
         n += 1
     if n != len(wanted):
