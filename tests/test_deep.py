@@ -184,3 +184,21 @@ def test_telnet_login_name_never_the_password(tmp_path: Path, by_character: bool
     assert tshark_field(path, frame, "telnet.data").startswith("a")
     assert "s3cret" not in json.dumps(ev.to_json())
     assert "cleartext" in item(ev, "telnet.cleartext")[1]
+
+
+@needs_tshark
+@needs_corpus
+@pytest.mark.corpus
+def test_deep_that_cannot_read_its_packets_keeps_the_audit() -> None:
+    """libpcap (bundled with pcapy-ng) refuses this pcapng's mixed snapshot lengths: the
+    audit is still written, --deep says why it attached nothing, exit says a capture was
+    not (fully) read."""
+    path = CORPUS / "ldap__modify-request.pcapng"
+    res = CliRunner().invoke(cli, [str(path), "-r", "uforge", "--deep", "--format", "json",
+                                   "--fail-on", "never"])  # fmt: skip
+    assert res.exit_code == ExitCode.CAPTURE
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"pcap-audit: --deep: no evidence attached: {path}: libpcap")
+    doc = json.loads(res.stdout)
+    assert doc["findings"] and doc["deep"]["error"].startswith(str(path))
+    assert not any("wireshark" in f["evidence"] for f in doc["findings"])

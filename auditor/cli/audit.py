@@ -15,6 +15,7 @@ from auditor.cli.common import (
     ruleset_option,
 )
 from auditor.cli.filters import filter_options, packet_filter
+from auditor.errors import ExitCode
 from auditor.evidence.deep import deepen
 from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, audit
@@ -78,8 +79,12 @@ def command(
     inv = load_inventory(inventory, ruleset) if inventory else None
     progress = (lambda p: click.echo(f"reading {p}", err=True)) if sys.stderr.isatty() else None
     result = audit(captures, ruleset, inv, fail_on=fail_on, progress=progress, select=select)
+    code = int(result.exit_code)
     if deep:
-        deepen(result.document, result.traffic, deep_limit)
+        summary = deepen(result.document, result.traffic, deep_limit)
+        if summary.error:
+            click.echo(f"pcap-audit: --deep: no evidence attached: {summary.error}", err=True)
+            code |= int(ExitCode.CAPTURE)
     for err in result.errors:
         click.echo(f"pcap-audit: {err}", err=True)
     color = fmt == "table" and output is None and sys.stdout.isatty()
@@ -89,4 +94,4 @@ def command(
             fh.write(text)
     else:
         emit(text)
-    sys.exit(int(result.exit_code))
+    sys.exit(code)

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditor.errors import AuditorError, ExitCode
+from auditor.errors import AuditorError, CaptureError, ExitCode
 from auditor.evidence.conversations import TSHARK_APPS
 from auditor.evidence.packets import ExportError, PacketLine, export_pcap, find_packets, flow_refs
 from auditor.evidence.tshark import require_tshark, run_tshark
@@ -165,10 +165,12 @@ class DeepSummary:
     passes: int
     limit: int
     left_out: int
+    error: str | None = None  #: why no evidence could be read (the audit stands without it)
 
     def to_json(self) -> dict[str, Any]:
         return {"flows": self.flows, "packets": self.packets, "tshark_passes": self.passes,
-                "limit": self.limit, "flows_left_out": self.left_out}  # fmt: skip
+                "limit": self.limit, "flows_left_out": self.left_out,
+                "error": self.error}  # fmt: skip
 
 
 def _values(layer: Any, name: str) -> list[str]:
@@ -435,7 +437,9 @@ def dissect(
 
 def deepen(document: dict[str, Any], traffic: Any, limit: int = DEFAULT_LIMIT) -> DeepSummary:
     """Attach tshark's evidence to the findings of an audit ``document`` (in place): the
-    flows of the most severe findings first, at most ``limit`` flows."""
+    flows of the most severe findings first, at most ``limit`` flows. When the packets
+    cannot be read for it (a capture libpcap refuses, tshark failing), the summary's
+    ``error`` says why and the findings stand without that evidence."""
     findings = sorted(
         (f for f in document.get("findings", []) if f.get("flow_ids")),
         key=lambda f: SEVERITY_ORDER.get(f.get("severity"), 9),
@@ -448,7 +452,13 @@ def deepen(document: dict[str, Any], traffic: Any, limit: int = DEFAULT_LIMIT) -
             if fid not in wanted and len(wanted) < limit:
                 wanted.append(fid)
     captures = [c["path"] for c in traffic.captures if not c.get("error")]
-    evidence, packets, passes = dissect(captures, traffic.flows, wanted)
+    try:
+        evidence, packets, passes = dissect(captures, traffic.flows, wanted)
+    except (CaptureError, ExportError, DeepError) as exc:
+        # a capture libpcap or tshark cannot read for this: the audit stands, and says so
+        summary = DeepSummary(0, 0, 0, limit, len(all_ids), exc.one_line())
+        document["deep"] = {**summary.to_json(), "evidence": []}
+        return summary
     for f in findings:
         got = [evidence[fid] for fid in f["flow_ids"] if fid in evidence]
         if not got:
