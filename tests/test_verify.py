@@ -82,3 +82,17 @@ def test_without_tshark_one_line_with_the_install_command(
     (line,) = res.stderr.splitlines()
     assert line.startswith("pcap-audit: tshark: not installed (not on PATH); pcap-audit verify")
     assert "apt-get install tshark" in line
+
+
+TCPDUMP = ROOT.parent / "shared" / "corpus" / "tcpdump"
+
+
+@needs_tshark
+@pytest.mark.corpus
+@pytest.mark.skipif(not TCPDUMP.exists(), reason="../shared/corpus/tcpdump not present")
+def test_a_header_tshark_cannot_dissect_is_a_difference_not_a_crash() -> None:
+    """BIG TCP: IPv6 jumbograms (payload length 0, RFC 2675) that tshark 4.0 stops at."""
+    path = TCPDUMP / "bigtcp-ipv6.pcap"
+    res = CliRunner().invoke(cli, ["verify", str(path)])
+    assert res.exit_code == ExitCode.FINDINGS, res.output
+    assert "only pcap-audit sees it (pcap-audit vs tshark; flows F" in res.stdout

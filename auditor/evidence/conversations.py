@@ -147,9 +147,13 @@ class Frame:
         k_ip = self.layers[: at + 1].count(fam) - 1
         k_l4 = self.layers[: j + 1].count(l4) - 1
         f = self.fields
-        src = address(f[f"{fam}.src"][k_ip])
-        dst = address(f[f"{fam}.dst"][k_ip])
-        return conv(l4, (src, int(f[f"{l4}.srcport"][k_l4])), (dst, int(f[f"{l4}.dstport"][k_l4])))
+        try:
+            src = address(f[f"{fam}.src"][k_ip])
+            dst = address(f[f"{fam}.dst"][k_ip])
+            sport, dport = int(f[f"{l4}.srcport"][k_l4]), int(f[f"{l4}.dstport"][k_l4])
+        except (IndexError, ValueError):  # a header tshark names but could not dissect
+            return None
+        return conv(l4, (src, sport), (dst, dport))
 
     def app(self) -> str | None:
         """Our name for the application layer tshark dissected right above TCP/UDP (through
@@ -173,22 +177,29 @@ class Frame:
         f, layers = self.fields, self.layers
         if len(layers) < 2 or layers[-1] != "data" or not f["data.data"]:
             return None
-        if layers[-2] == "ip":
-            k, fam = layers.count("ip") - 1, "ip"
-            more, offset, proto = f["ip.flags.mf"][k], f["ip.frag_offset"][k], f["ip.proto"][k]
-        elif layers[-2] == "ipv6.fraghdr":
-            k, fam = layers.count("ipv6.fraghdr") - 1, "ipv6"
-            more, offset = f["ipv6.fraghdr.more"][k], f["ipv6.fraghdr.offset"][k]
-            proto = f["ipv6.fraghdr.nxt"][k]
-        else:
+        try:
+            if layers[-2] == "ip":
+                k, fam = layers.count("ip") - 1, "ip"
+                more, offset = f["ip.flags.mf"][k], f["ip.frag_offset"][k]
+                proto = f["ip.proto"][k]
+            elif layers[-2] == "ipv6.fraghdr":
+                k, fam = layers.count("ipv6.fraghdr") - 1, "ipv6"
+                more, offset = f["ipv6.fraghdr.more"][k], f["ipv6.fraghdr.offset"][k]
+                proto = f["ipv6.fraghdr.nxt"][k]
+            else:
+                return None
+        except IndexError:
             return None
         head = f["data.data"][-1].replace(":", "")
         l4 = {"6": "tcp", "17": "udp"}.get(proto)
         if more not in ("1", "True") or offset != "0" or l4 is None or len(head) < 8:
             return None
         k_ip = layers.count(fam) - 1
-        src = (address(f[f"{fam}.src"][k_ip]), int(head[0:4], 16))
-        dst = (address(f[f"{fam}.dst"][k_ip]), int(head[4:8], 16))
+        try:
+            src = (address(f[f"{fam}.src"][k_ip]), int(head[0:4], 16))
+            dst = (address(f[f"{fam}.dst"][k_ip]), int(head[4:8], 16))
+        except (IndexError, ValueError):
+            return None
         return conv(l4, src, dst)
 
 
@@ -242,7 +253,7 @@ def tshark_conversations(frames: list[Frame]) -> dict[Conv, Side]:
             side.bytes += fr.length
             side.where.append(str(fr.number))
             continue
-        frags = fr.fragments() - {fr.number}
+        frags = {n for n in fr.fragments() - {fr.number} if 1 <= n <= len(frames)}
         depth = None
         if frags:
             # the other fragments stop at the fragmented header: their depth is its depth

@@ -25,7 +25,7 @@ from auditor.evidence.conversations import (
     tshark_args,
     tshark_conversations,
 )
-from auditor.evidence.tshark import require_tshark, run_tshark
+from auditor.evidence.tshark import ToolFailed, require_tshark, run_tshark
 from auditor.traffic import expand_paths, read_traffic
 
 NEEDED_FOR = "pcap-audit verify"
@@ -210,7 +210,18 @@ def verify(paths: Iterable[str], progress: Callable[[str], None] | None = None) 
             checks.append(CaptureCheck(path, skipped=f"link type not decoded: {what}"))
             continue
         assert traffic.flows is not None
-        frames = parse_frames(run_tshark(tshark_args(), path, NEEDED_FOR).splitlines())
+        try:
+            frames = parse_frames(run_tshark(tshark_args(), path, NEEDED_FOR).splitlines())
+        except ToolFailed as exc:  # tshark gave up on this capture: the others go on
+            err = CaptureError(path, exc.message)
+            errors.append(err)
+            checks.append(CaptureCheck(path, error=err.one_line()))
+            continue
+        except ValueError as exc:  # tshark's export not as asked (a field with a tab, ...)
+            err = CaptureError(path, f"tshark's field export could not be read: {exc}")
+            errors.append(err)
+            checks.append(CaptureCheck(path, error=err.one_line()))
+            continue
         good, found = compare(path, our_conversations(traffic.flows), tshark_conversations(frames))
         checks.append(CaptureCheck(path, good + len(found), good))
         diffs.extend(found)
