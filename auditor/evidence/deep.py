@@ -373,6 +373,9 @@ def _dissect(ev_by_flow: dict[str, FlowEvidence], lines: Sequence[PacketLine], p
     finally:
         with contextlib.suppress(Exception):
             cap.close()
+        # pyshark's __del__ closes again, and when that happens inside a later capture's
+        # event loop it prints a traceback to stderr: once is enough
+        cap.close = lambda: None
 
 
 def _moved(evidence: dict[str, FlowEvidence], lines: Sequence[PacketLine]) -> None:
