@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -27,6 +27,9 @@ from auditor.capture.inputs import display_name
 from auditor.errors import CaptureError
 from auditor.flows import FlowBuilder
 from auditor.sources import Found, expand
+
+if TYPE_CHECKING:
+    from auditor.capture.select import PacketFilter
 
 #: a capture cut inside a record and modified less than this many seconds ago is said to
 #: be "still being written" (tcpdump flushes its buffer every few seconds at most)
@@ -270,18 +273,22 @@ def read_traffic(
     paths: Iterable[str | os.PathLike[str]],
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
+    select: PacketFilter | None = None,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
     ``error``/``warnings``. ``dedup``: drop SPAN duplicates within this many seconds
-    (:mod:`auditor.capture.dedup`)."""
-    return read_found(expand(paths), progress, dedup)
+    (:mod:`auditor.capture.dedup`). With ``select`` (the --since/--until/--host/--port/
+    --filter options), only the packets it selects make flows; each capture record then
+    says how many (``selected``)."""
+    return read_found(expand(paths), progress, dedup, select)
 
 
 def read_found(
     found: Iterable[Found],
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
+    select: PacketFilter | None = None,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
@@ -290,6 +297,7 @@ def read_found(
     builder = FlowBuilder()
     found = list(found)
     count = sum(1 for f in found if f.readable)
+    selector = select.selector() if select is not None and select.active else None
     dedup_filter = None
     if dedup is not None:
         from auditor.capture.dedup import Deduplicator
@@ -297,6 +305,7 @@ def read_found(
         dedup_filter = Deduplicator(dedup)
         traffic.duplicates_dropped = 0
     index = 0
+    read: list[str] = []  # capture index -> path (the flows' capture/captures)
     for f in found:
         name = display_name(f.path)
         if f.skipped is not None:
@@ -313,13 +322,15 @@ def read_found(
             traffic.captures.append(failed_capture(f.path, f.error))
             traffic.notes.append(f.error.one_line())
             continue
+        read.append(f.path)
         try:
             reader = read_packets(f.path)
             packets = 0
             dropped_before = dedup_filter.dropped if dedup_filter else 0
             if progress:
                 progress(Reading(name, index, count, 0, reader.source.size, 0))
-            for batch in prefetched(reader):
+            source = reader if selector is None else selector.batches(f.path, reader)
+            for batch in prefetched(source):
                 if progress:
                     packets += batch.num_rows
                 if dedup_filter is not None:
@@ -337,9 +348,44 @@ def read_found(
         if dedup_filter is not None:
             record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
             traffic.duplicates_dropped = dedup_filter.dropped
+        if selector is not None:
+            record["selected"] = selector.selected
         record["warnings"], record["complete"] = capture_warnings(reader.info, reader.source.mtime)
         traffic.captures.append(record)
         traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
         index += 1
-    traffic.flows = builder.table()
+    traffic.flows = placed(builder.table(), read)
     return traffic
+
+
+def placed(flows: pa.Table, paths: list[str]) -> pa.Table:
+    """Name each flow's files: ``capture`` (the path of its first packet's file) and
+    ``captures`` (every file from the first to the last that holds its packets, in reading
+    order: a flow across a file rotation names each), beside ``first_frame`` (in
+    ``capture``) and ``last_frame`` (in the last of ``captures``)."""
+    import numpy as np
+
+    first = flows.column("capture").to_numpy()
+    last = flows.column("last_capture").to_numpy()
+    names = np.array(paths or [""], dtype=object)
+    spans: list[list[str]] = [
+        paths[a : b + 1] for a, b in zip(first.tolist(), last.tolist(), strict=True)
+    ]
+    at = flows.schema.get_field_index("capture")
+    flows = flows.set_column(at, "capture", pa.array(names[first], pa.string()))
+    flows = flows.drop_columns(["last_capture"])
+    return flows.add_column(at + 1, "captures", pa.array(spans, pa.list_(pa.string())))
+
+
+def flow_places(flows: pa.Table) -> dict[str, str]:
+    """Each flow's packets as a reader finds them: ``PATH frames A-B`` (``PATH frame A`` for
+    one packet; ``PATH1 frame A - PATH2 frame B`` across files)."""
+    cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
+    out = {}
+    for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
+        last = caps[-1] if caps else cap
+        if last != cap:
+            out[fid] = f"{cap} frame {a} - {last} frame {b}"
+        else:
+            out[fid] = f"{cap} frame {a}" if a == b else f"{cap} frames {a}-{b}"
+    return out

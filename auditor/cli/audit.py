@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
+from auditor.capture.select import PacketFilter
 from auditor.cli.common import (
     captures_argument,
     dedup_options,
@@ -18,9 +21,11 @@ from auditor.cli.common import (
     ruleset_option,
     warn,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
+from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
@@ -68,6 +73,21 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="Minimum TLS version (e.g. 1.2, 'TLS 1.3'), replacing the ruleset's policy "
     "(default TLS 1.2); a rule's own minimum still applies.",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Dissect the flows behind findings with tshark (pyshark) and attach what it "
+    "reads, frame by frame. Needs tshark.",
+)
+@click.option(
+    "--deep-limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Flows dissected at most by --deep (most severe findings first).",
+)
+@filter_options
 @dedup_options
 @quiet_option
 @handle_errors
@@ -83,6 +103,9 @@ def command(
     dedup_window: float,
     quiet: bool,
     min_tls: str | None,
+    deep: bool,
+    deep_limit: int,
+    **filters: Any,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
     (with --each, each CAPTURE is a set of its own). `-` reads standard input.
@@ -100,13 +123,19 @@ def command(
             f"--each writes {', '.join(EACH_FORMATS)}; --format {fmt} is one document per set",
             ExitCode.USAGE,
         )
+    select = packet_filter(**filters)
+    if deep:
+        require_tshark("--deep")
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     with output_file(output, [*captures, ruleset.path, inventory]) as out:
-        results = _audit_sets(
-            captures, ruleset, inv, fail_on, each, dedup_window if dedup else None, quiet, min_tls
-        )
-        code = combine(r.exit_code for r in results)
+        sets = [[c] for c in captures] if each else [list(captures)]
+        options = _Options(fail_on, dedup_window if dedup else None, quiet, min_tls, select)
+        results = [_audit_set(paths, ruleset, inv, options) for paths in sets]
+        codes = [r.exit_code for r in results]
+        if deep:
+            codes = [_deepen(r, deep_limit) for r in results]
+        code = combine(codes)
         color = fmt == "table" and out is None and sys.stdout.isatty()
         if each:
             text = render_each(
@@ -124,27 +153,47 @@ def command(
     sys.exit(int(code))
 
 
-def _audit_sets(
-    captures: tuple[str, ...],
-    ruleset: Ruleset,
-    inv: Inventory | None,
-    fail_on: str,
-    each: bool,
-    dedup: float | None,
-    quiet: bool,
-    min_tls: str | None,
-) -> list[AuditResult]:
-    """One audit per traffic set: all CAPTURE together, or each alone (--each)."""
-    progress = progress_for(sys.stderr, quiet)
-    sets = [[c] for c in captures] if each else [list(captures)]
-    results = []
-    for paths in sets:
-        result = audit(
-            paths, ruleset, inv, fail_on=fail_on, progress=progress, dedup=dedup, min_tls=min_tls
-        )
-        if progress:
-            progress.clear()
-        for note in result.notes:
-            warn(note)
-        results.append(result)
-    return results
+@dataclass(frozen=True)
+class _Options:
+    """What every traffic set of one run is audited with."""
+
+    fail_on: str
+    dedup: float | None
+    quiet: bool
+    min_tls: str | None
+    select: PacketFilter | None
+
+
+def _audit_set(
+    paths: list[str], ruleset: Ruleset, inv: Inventory | None, opts: _Options
+) -> AuditResult:
+    """One audit of one traffic set (all CAPTURE together, or each alone with --each); its
+    notes said on stderr."""
+    progress = progress_for(sys.stderr, opts.quiet)
+    result = audit(
+        paths,
+        ruleset,
+        inv,
+        fail_on=opts.fail_on,
+        progress=progress,
+        dedup=opts.dedup,
+        min_tls=opts.min_tls,
+        select=opts.select,
+    )
+    if progress:
+        progress.clear()
+    for note in result.notes:
+        warn(note)
+    return result
+
+
+def _deepen(result: AuditResult, limit: int) -> ExitCode:
+    """--deep on one result's findings; its exit code, with CAPTURE when tshark's evidence
+    could not be read (the findings stand)."""
+    from auditor.evidence.deep import deepen  # pyshark: only for --deep
+
+    summary = deepen(result.document, result.traffic, limit)
+    if summary.error:
+        warn(f"--deep: no evidence attached: {summary.error}")
+        return result.exit_code | ExitCode.CAPTURE
+    return result.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from auditor.cli.common import (
     quiet_option,
     warn,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
@@ -27,6 +29,7 @@ from auditor.traffic import read_traffic
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
 @quiet_option
+@filter_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -35,6 +38,7 @@ def command(
     dedup: bool,
     dedup_window: float,
     quiet: bool,
+    **filters: Any,
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
@@ -46,9 +50,12 @@ def command(
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
+    select = packet_filter(**filters)
     with output_file(output, captures) as out:
         progress = progress_for(sys.stderr, quiet)
-        traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
+        traffic = read_traffic(
+            captures, progress=progress, dedup=dedup_window if dedup else None, select=select
+        )
         if progress:
             progress.clear()
         for note in traffic.notes:

@@ -48,9 +48,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from auditor.cli import audit, flows, roles, rulesets
+    from auditor.cli import audit, flows, query, roles, rulesets, show, verify
 
-    for module in (audit, flows, roles, rulesets):
+    for module in (audit, flows, query, roles, rulesets, show, verify):
         cli.add_command(module.command)
 
 

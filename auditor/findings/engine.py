@@ -45,10 +45,12 @@ from auditor.rules import (
     rules_table,
 )
 from auditor.rules.model import TLS_VERSIONS
-from auditor.traffic import Reading, Traffic, read_traffic
+from auditor.traffic import Reading, Traffic, flow_places, read_traffic
 
 if TYPE_CHECKING:
     import duckdb
+
+    from auditor.capture.select import PacketFilter
 
 __all__ = ["KINDS", "MIN_DISK_BYTES", "SCAN_TARGETS", "SEVERITIES", "AuditResult", "audit"]
 
@@ -259,11 +261,13 @@ def audit(
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
     min_tls: str | None = None,
+    select: PacketFilter | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
-    ruleset's TLS minimum (``--min-tls``)."""
-    traffic = read_traffic(captures, progress=progress, dedup=dedup)
+    ruleset's TLS minimum (``--min-tls``); ``select`` keeps only the packets it selects
+    (--since/--until/--host/--port/--filter)."""
+    traffic = read_traffic(captures, progress=progress, dedup=dedup, select=select)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
@@ -271,6 +275,10 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
+    places = flow_places(flows)
+    for f in findings:  # where each flow's packets are (README, "Forensics")
+        if f.get("flow_ids"):
+            f["evidence"]["frames"] = [places[x] for x in f["flow_ids"] if x in places]
     code = exit_code_for(findings, fail_on, not traffic.complete)
     by_kind = Counter(f["kind"] for f in findings)
     by_sev = Counter(f["severity"] for f in findings)
