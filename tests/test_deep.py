@@ -202,3 +202,33 @@ def test_deep_that_cannot_read_its_packets_keeps_the_audit() -> None:
     doc = json.loads(res.stdout)
     assert doc["findings"] and doc["deep"]["error"].startswith(str(path))
     assert not any("wireshark" in f["evidence"] for f in doc["findings"])
+
+
+@needs_tshark
+def test_deep_with_each_dissects_each_set() -> None:
+    """--each: every traffic set gets its own tshark evidence and its own deep summary."""
+    clean = SAMPLES / "applayering" / "clean.pcap"
+    res = CliRunner().invoke(cli, [str(AL), str(clean), "-r", "applayering", "-i", str(AL_INV),
+                                   "--deep", "--each", "--format", "json", "--fail-on", "never"])  # fmt: skip
+    assert res.exit_code == ExitCode.OK, res.output
+    first, second = json.loads(res.stdout)["results"]
+    assert first["deep"]["flows"] > 0 and first["deep"]["error"] is None
+    assert any(f["evidence"].get("wireshark") for f in first["findings"])
+    assert second["deep"]["flows"] == 0  # the clean capture: no finding names a flow
+
+
+@needs_tshark
+def test_deep_on_standard_input_keeps_the_audit() -> None:
+    """A pipe is read once, for the flows: --deep says so in deep.error, exit CAPTURE."""
+    res = CliRunner().invoke(cli, ["-", "-r", "applayering", "-i", str(AL_INV), "--deep",
+                                   "--format", "json", "--fail-on", "never"],
+                             input=AL.read_bytes())  # fmt: skip
+    assert res.exit_code == ExitCode.CAPTURE, res.output
+    doc = json.loads(res.stdout)
+    assert doc["findings"] and doc["deep"]["error"] == (
+        "standard input: cannot be read again for --deep"
+    )
+    (line,) = res.stderr.splitlines()
+    assert line == (
+        "pcap-audit: --deep: no evidence attached: standard input: cannot be read again for --deep"
+    )

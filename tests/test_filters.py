@@ -212,3 +212,44 @@ def test_capture_filter_on_odd_captures(name: str) -> None:
     traffic = read_traffic([path], select=PacketFilter(bpf="ip or ip6"))
     assert not traffic.errors, traffic.errors[0].one_line()
     assert traffic.captures[0]["selected"] == libpcap_count(path, "ip or ip6")
+
+
+def test_capture_filter_on_a_zstd_capture(tmp_path: Path) -> None:
+    """libpcap reads no zstd: a temporary decompressed copy, as for gzip."""
+    import zstandard
+
+    zst = tmp_path / "findings.pcap.zst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress(SAMPLE.read_bytes()))
+    traffic = read_traffic([zst], select=PacketFilter(bpf="tcp port 3009"))
+    assert traffic.complete and traffic.captures[0]["selected"] == 284
+
+
+def test_capture_filter_on_standard_input_is_a_capture_problem() -> None:
+    """libpcap would have to read the pipe a second time: one line, exit CAPTURE."""
+    res = CliRunner().invoke(
+        cli, ["flows", "-", "--filter", "tcp", "--format", "json"], input=SAMPLE.read_bytes()
+    )
+    assert res.exit_code == ExitCode.CAPTURE, res.output
+    (line,) = res.stderr.splitlines()
+    assert line == (
+        "pcap-audit: standard input: --filter reads a capture twice: give a file, not a pipe"
+    )
+    res = CliRunner().invoke(
+        cli, ["flows", "-", "--port", "3009", "--format", "json"], input=SAMPLE.read_bytes()
+    )
+    assert res.exit_code == ExitCode.OK, res.output
+    assert json.loads(res.stdout)["captures"][0]["selected"] == 284
+
+
+def test_filters_with_dedup_and_each(tmp_path: Path) -> None:
+    """The filters combine with --dedup and --each (one result per set, each filtered)."""
+    res = CliRunner().invoke(
+        cli,
+        [str(SAMPLE), str(SAMPLE.with_name("clean.pcap")), "-r", "applayering", "--each",
+         "--port", "3009", "--dedup", "--format", "json", "--fail-on", "never"],
+    )  # fmt: skip
+    assert res.exit_code == ExitCode.OK, res.output
+    results = json.loads(res.stdout)["results"]
+    assert [r["summary"]["flows"] for r in results] == [1, 0]  # clean.pcap: nothing on 3009
+    assert [r["captures"][0]["selected"] for r in results] == [284, 0]
+    assert results[0]["summary"]["duplicates_dropped"] == 0

@@ -99,3 +99,32 @@ def test_unreadable_capture_is_named_and_the_rest_queried(tmp_path: Path) -> Non
     assert res.exit_code == ExitCode.CAPTURE
     assert f"pcap-audit: {gone}: no such file" in res.stderr
     assert res.stdout.splitlines()[1] == "1"
+
+
+def test_output_is_checked_first_and_notes_are_said(tmp_path: Path) -> None:
+    """-o goes through the shared output file (an input is never overwritten); a capture
+    not read whole is said on stderr and sets the capture bit, the rest still queried."""
+    res = CliRunner().invoke(cli, ["query", "SELECT 1", str(SAMPLE), "-o", str(SAMPLE)])
+    assert res.exit_code == ExitCode.USAGE
+    (line,) = res.stderr.splitlines()
+    assert line.endswith("refusing to overwrite it")
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(SAMPLE.read_bytes()[:-10])
+    import os
+
+    os.utime(cut, (1e9, 1e9))
+    out = tmp_path / "n.json"
+    res = CliRunner().invoke(cli, ["query", "SELECT count(*) AS n FROM flows", str(cut), "--format",
+                                   "json", "-o", str(out)])  # fmt: skip
+    assert res.exit_code == ExitCode.CAPTURE
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"pcap-audit: {cut}: ")
+    assert json.loads(out.read_text())["rows"] == [{"n": 26}]
+
+
+def test_wire_text_is_escaped_in_the_table_and_csv() -> None:
+    from auditor.cli.query import _csv_cell
+    from auditor.query import _cell
+
+    assert _cell("evil\x1b[2Jhost") == "evil\\x1b[2Jhost"
+    assert _csv_cell("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"

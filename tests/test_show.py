@@ -287,3 +287,60 @@ def test_export_libpcap_refuses_is_one_line(tmp_path: Path) -> None:
     (line,) = res.stderr.splitlines()
     assert line.startswith(f"pcap-audit: {path}: libpcap stopped reading it for export")
     assert frames_in_show(res.stdout)
+
+
+def test_export_over_the_capture_itself_is_refused_before_reading(tmp_path: Path) -> None:
+    """--export-pcap is an output like -o: checked first, never written over an input."""
+    capture = tmp_path / "night.pcap"
+    shutil.copy(SAMPLE, capture)
+    before = capture.read_bytes()
+    flow = flows_of(SAMPLE)[0]
+    res = CliRunner().invoke(
+        cli, ["show", flow["flow_id"], str(capture), "--export-pcap", str(capture)]
+    )
+    assert res.exit_code == ExitCode.USAGE, res.output
+    assert res.stdout == ""
+    (line,) = res.stderr.splitlines()
+    assert line == f"pcap-audit: {capture}: is also an input ({capture}); refusing to overwrite it"
+    assert capture.read_bytes() == before
+
+
+def test_export_replaces_the_file_only_when_complete(tmp_path: Path) -> None:
+    out = tmp_path / "evidence.pcap"
+    out.write_bytes(b"the last good export")
+    finding = the_disk_transfer()
+    res = CliRunner().invoke(
+        cli, ["show", finding["flow_ids"][0], str(SAMPLE), "--export-pcap", str(out)]
+    )
+    assert res.exit_code == ExitCode.OK, res.output
+    assert len(records(out)) == 284
+    assert [p.name for p in tmp_path.iterdir()] == ["evidence.pcap"]  # no temporary left
+    res = CliRunner().invoke(cli, ["show", "F0000000000000000", str(SAMPLE), "--export-pcap",
+                                   str(out)])  # fmt: skip
+    assert res.exit_code == ExitCode.USAGE
+    assert len(records(out)) == 284  # an unknown flow leaves the last export as it was
+
+
+def test_standard_input_cannot_be_shown() -> None:
+    """show reads the captures twice (flows, then packets): a pipe is refused, one line."""
+    flow = flows_of(SAMPLE)[0]
+    res = CliRunner().invoke(cli, ["show", flow["flow_id"], "-"], input=SAMPLE.read_bytes())
+    assert res.exit_code == ExitCode.USAGE, res.output
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("pcap-audit: -: standard input cannot be read twice")
+
+
+def test_a_capture_not_read_whole_is_said_and_sets_the_capture_bit(tmp_path: Path) -> None:
+    """show prints the traffic's notes (as the audit does) and exits CAPTURE."""
+    cut = tmp_path / "cut.pcap"
+    data = SAMPLE.read_bytes()
+    cut.write_bytes(data[: len(data) - 100])  # ends inside the last record
+    import os
+
+    os.utime(cut, (1e9, 1e9))  # long closed, not being written
+    finding = the_disk_transfer()
+    res = CliRunner().invoke(cli, ["show", finding["flow_ids"][0], str(cut)])
+    assert res.exit_code == ExitCode.CAPTURE, res.output
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"pcap-audit: {cut}: ")
+    assert frames_in_show(res.stdout)[:2] == [1540, 1541]

@@ -100,3 +100,40 @@ def test_a_header_tshark_cannot_dissect_is_a_difference_not_a_crash() -> None:
     res = CliRunner().invoke(cli, ["verify", str(path)])
     assert res.exit_code == ExitCode.FINDINGS, res.output
     assert "only pcap-audit sees it (pcap-audit vs tshark; flows F" in res.stdout
+
+
+@needs_tshark
+def test_a_capture_not_read_whole_is_said_and_sets_the_capture_bit(tmp_path: Path) -> None:
+    """Verify prints the traffic's notes, as the audit does; a cut capture is still compared."""
+    import os
+
+    cut = tmp_path / "cut.pcap"
+    data = SAMPLES[0].read_bytes()
+    cut.write_bytes(data[: len(data) - 10])
+    os.utime(cut, (1e9, 1e9))  # long closed: not "still being written"
+    res = CliRunner().invoke(cli, ["verify", str(cut)])
+    assert res.exit_code & ExitCode.CAPTURE, res.output
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"pcap-audit: {cut}: ")
+    assert res.stdout.startswith(f"{cut}: ")
+
+
+@needs_tshark
+def test_standard_input_is_said_not_verified() -> None:
+    res = CliRunner().invoke(cli, ["verify", "-"], input=SAMPLES[0].read_bytes())
+    assert res.exit_code == ExitCode.CAPTURE, res.output
+    (line,) = res.stderr.splitlines()
+    assert line == (
+        "pcap-audit: standard input: standard input cannot be read again by tshark: "
+        "give verify a file"
+    )
+
+
+@needs_tshark
+def test_output_over_an_input_is_refused(tmp_path: Path) -> None:
+    capture = tmp_path / "a.pcap"
+    capture.write_bytes(SAMPLES[0].read_bytes())
+    res = CliRunner().invoke(cli, ["verify", str(capture), "-o", str(capture)])
+    assert res.exit_code == ExitCode.USAGE
+    assert "refusing to overwrite it" in res.stderr
+    assert capture.read_bytes() == SAMPLES[0].read_bytes()
