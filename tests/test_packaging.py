@@ -87,7 +87,7 @@ def test_installed_wheel_lists_its_rulesets(installed: tuple[Path, str], tmp_pat
     res = _run([bindir / "pcap-audit", "rulesets", "list", "--format", "json"], tmp_path)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert [d["name"] for d in doc] == ["applayering", "tas-diego", "uforge"]
+    assert [d["name"] for d in doc] == ["applayering", "kubernetes", "tas-diego", "uforge"]
     for d in doc:
         assert bindir.parent.resolve() in Path(d["path"]).resolve().parents
 
