@@ -804,7 +804,7 @@ def test_gzip_fatal_cases(tmp_path: Path) -> None:
 TRUNCATE_WHILE_READING = r"""
 import os, sys
 from auditor.capture import _fast, reader
-from auditor.cli.main import main
+from auditor.cli.entry import main
 
 path, cut, mapped = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "mmap"
 reader.MMAP = mapped
