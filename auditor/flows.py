@@ -92,7 +92,9 @@ IDLE_NS = 120 * 1_000_000_000
 
 
 _FIRST_NUMERIC = ("src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner", "mpls",
-                  "tunnel", "tunnel_id")  # fmt: skip
+                  "tunnel", "tunnel_id", "frame")  # fmt: skip
+#: a packet's place in the traffic set as one int64: capture index << 40 | frame number
+_FRAME_BITS = 40
 _FIRST_DTYPES = {
     **{name: np.dtype(PACKET_SCHEMA.field(name).type.to_pandas_dtype()) for name in _FIRST_NUMERIC},
     "capture": np.dtype(np.int32),
@@ -196,6 +198,8 @@ class FlowBuilder:
     ftp_announced: list[ftp_data.Announcement] = field(default_factory=list)
     flush_at: int = field(default_factory=lambda: FLUSH_PENDING)
     built: bool = False  #: table() was called: the builder takes no more batches
+    #: per flow, the place (capture << 40 | frame) of its last packet so far
+    last_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n(self) -> int:
@@ -239,6 +243,7 @@ class FlowBuilder:
         )
         if created:
             self._new_flows(batch, np.flatnonzero(flag & 1), capture)
+        self._last_packets(flow, values(col("frame")), capture)
         payload = col("payload")
         offsets = np.frombuffer(payload.buffers()[1], dtype=np.int32, count=n + 1 + payload.offset)[
             payload.offset :
@@ -298,6 +303,18 @@ class FlowBuilder:
                     self.orphan_fragments += 1
                 else:
                     key[i], d[i], sport[i], dport[i] = found
+
+    def _last_packets(self, flow: np.ndarray, frame: np.ndarray, capture: int) -> None:
+        """Keep each flow's last packet's place (capture, frame): the largest, since both
+        grow as the captures are read."""
+        n = self.first.n
+        if len(self.last_at) < n:
+            grown = np.zeros(max(4096, 2 * n), np.int64)
+            grown[: len(self.last_at)] = self.last_at
+            self.last_at = grown
+        used = flow >= 0
+        at = frame[used].astype(np.int64) | (capture << _FRAME_BITS)
+        np.maximum.at(self.last_at, flow[used], at)
 
     def _new_flows(self, batch: pa.RecordBatch, rows: np.ndarray, capture: int) -> None:
         """Keep the first packet's addresses, ports and encapsulation of new flows."""
@@ -405,6 +422,7 @@ class FlowBuilder:
     def _table(self) -> pa.Table:
         c = self._arrays()
         self.tab.clear()
+        last_at = self.last_at[: self.first.n]
         init, inferred = self._directions(c)
         fp = self.first.columns()
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
@@ -508,6 +526,9 @@ class FlowBuilder:
             "outer_src": outer(outer_src),
             "outer_dst": outer(outer_dst),
             "capture": fp["capture"][order],
+            "first_frame": fp["frame"][order].astype(np.int64),
+            "last_capture": (last_at >> _FRAME_BITS)[order].astype(np.int32),
+            "last_frame": (last_at & ((1 << _FRAME_BITS) - 1))[order],
             "src_ip_bytes": _binary16(src_arr[order]),
             "dst_ip_bytes": _binary16(dst_arr[order]),
         }

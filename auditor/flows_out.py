@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from typing import IO, Any
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ from auditor.report.json_ import render as json_text
 from auditor.traffic import Traffic, iso
 
 FORMATS = ("table", "json", "csv", "parquet")
-_INTERNAL = ("src_ip_bytes", "dst_ip_bytes", "capture")
+_INTERNAL = ("src_ip_bytes", "dst_ip_bytes")
 
 
 def public_flows(table: pa.Table) -> pa.Table:
@@ -87,8 +88,18 @@ def _endpoint(ip: str, port: Any) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def _frames(r: dict[str, Any]) -> str:
+    """``1540-1823`` (in the flow's capture), ``1540-b.pcap#223`` across files."""
+    a, b = r.get("first_frame"), r.get("last_frame")
+    caps = r.get("captures") or []
+    if len(caps) > 1:
+        return f"{a}-{os.path.basename(caps[-1])}#{b}"
+    return str(a) if a == b else f"{a}-{b}"
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("first_seen", "proto", "src", "dst", "state", "pkts", "bytes", "app", "detail")
+    head = ("first_seen", "proto", "src", "dst", "state", "pkts", "bytes", "app", "frames",
+            "detail")  # fmt: skip
     lines: list[tuple[str, ...]] = []
     for r in rows:
         detail = r.get("sni") or r.get("http_host") or r.get("ssh_banner") or ""
@@ -103,6 +114,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
             str(r["packets_fwd"] + r["packets_rev"]),
             str(r["bytes_fwd"] + r["bytes_rev"]),
             r.get("app") or "",
+            _frames(r),
             str(detail)[:40],
         )
         lines.append(tuple(printable(cell) for cell in cells))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,9 @@ from auditor.errors import CaptureError
 from auditor.flows import FlowBuilder, flow_schema
 from auditor.sources import Found, expand
 from auditor.sources.zeek import is_zeek_dir, read_zeek
+
+if TYPE_CHECKING:
+    from auditor.capture.select import PacketFilter
 
 #: a capture cut inside a record and modified less than this many seconds ago is said to
 #: be "still being written" (tcpdump flushes its buffer every few seconds at most)
@@ -291,13 +294,16 @@ def read_traffic(
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
     jobs: int = 1,
+    select: PacketFilter | None = None,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
     ``error``/``warnings``. ``dedup``: drop SPAN duplicates within this many seconds
     (:mod:`auditor.capture.dedup`). ``jobs``: captures and parts of large pcap files
-    decoded at once (:func:`ordered_batches`); the result is the same for any number."""
-    return read_found(expand(paths), progress, dedup, jobs)
+    decoded at once (:func:`ordered_batches`); the result is the same for any number. With
+    ``select`` (the --since/--until/--host/--port/--filter options), only the packets it
+    selects make flows; each capture record then says how many (``selected``)."""
+    return read_found(expand(paths), progress, dedup, jobs, select=select)
 
 
 class _Part:
@@ -394,19 +400,23 @@ def read_found(
     dedup: float | None = None,
     jobs: int = 1,
     split_bytes: int = MIN_PART,
+    select: PacketFilter | None = None,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
     ``progress`` is called before each capture and after each batch of it. With ``jobs``
     above 1, captures (and parts of pcap files of at least twice ``split_bytes``) are
     decoded ahead in parallel by :func:`ordered_batches` and fed to the one flow table in
-    file order: the same batches' rows in the same order as with one job."""
-    if jobs > 1:
+    file order: the same batches' rows in the same order as with one job. With a packet
+    filter (``select``), captures are read with one decoder: libpcap's ``--filter`` reads
+    each file beside ours, in step."""
+    if jobs > 1 and (select is None or not select.active):
         return _read_parallel(list(found), progress, dedup, jobs, split_bytes)
     traffic = Traffic()
     builder = FlowBuilder()
     found = list(found)
     count = sum(1 for f in found if f.readable)
+    selector = select.selector() if select is not None and select.active else None
     dedup_filter = None
     if dedup is not None:
         from auditor.capture.dedup import Deduplicator
@@ -415,6 +425,7 @@ def read_found(
         traffic.duplicates_dropped = 0
     index = 0
     logs: list[pa.Table] = []  # flow tables of directories of Zeek logs
+    read: list[str] = []  # capture index -> path (the flows' capture/captures)
     for f in found:
         name = display_name(f.path)
         if f.skipped is not None:
@@ -431,6 +442,7 @@ def read_found(
             traffic.captures.append(failed_capture(f.path, f.error))
             traffic.notes.append(f.error.one_line())
             continue
+        read.append(f.path)
         if is_zeek_dir(f.path):  # Zeek logs: flows of their own, appended at the end
             _read_zeek(f.path, index, traffic, logs)
             index += 1
@@ -441,7 +453,8 @@ def read_found(
             dropped_before = dedup_filter.dropped if dedup_filter else 0
             if progress:
                 progress(Reading(name, index, count, 0, reader.source.size, 0))
-            for batch in prefetched(reader):
+            source = reader if selector is None else selector.batches(f.path, reader)
+            for batch in prefetched(source):
                 if progress:
                     packets += batch.num_rows
                 if dedup_filter is not None:
@@ -459,13 +472,13 @@ def read_found(
         if dedup_filter is not None:
             record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
             traffic.duplicates_dropped = dedup_filter.dropped
+        if selector is not None:
+            record["selected"] = selector.selected
         record["warnings"], record["complete"] = capture_warnings(reader.info, reader.source.mtime)
         traffic.captures.append(record)
         traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
         index += 1
-    traffic.flows = builder.table()
-    if logs:
-        traffic.flows = pa.concat_tables([traffic.flows, *logs])
+    traffic.flows = placed(_with_logs(builder.table(), logs), read)
     return traffic
 
 
@@ -518,6 +531,7 @@ def _read_parallel(
     stream = ordered_batches(readers, jobs)
     index = 0
     logs: list[pa.Table] = []  # flow tables of directories of Zeek logs
+    read: list[str] = []  # capture index -> path (the flows' capture/captures)
     try:
         for f, plan in zip(found, plans, strict=True):
             name = display_name(f.path)
@@ -530,6 +544,8 @@ def _read_parallel(
                 traffic.captures.append(record)
                 traffic.notes.append(f"{name}: {record['warnings'][0]}")
                 continue
+            if f.error is None:  # it gets a capture index (read, or failed while planned)
+                read.append(f.path)
             if f.error is None and plan is None:  # a directory of Zeek logs
                 _read_zeek(f.path, index, traffic, logs)
                 index += 1
@@ -588,9 +604,7 @@ def _read_parallel(
             index += 1
     finally:
         stream.close()
-    traffic.flows = builder.table()
-    if logs:
-        traffic.flows = pa.concat_tables([traffic.flows, *logs])
+    traffic.flows = placed(_with_logs(builder.table(), logs), read)
     return traffic
 
 
@@ -602,3 +616,41 @@ def _take(
         yield item
         if item[1] is None or isinstance(item[1], BaseException):
             return
+
+
+def _with_logs(flows: pa.Table, logs: list[pa.Table]) -> pa.Table:
+    """The flow table with the flows of directories of Zeek logs after the captures'."""
+    return pa.concat_tables([flows, *logs]) if logs else flows
+
+
+def placed(flows: pa.Table, paths: list[str]) -> pa.Table:
+    """Name each flow's files: ``capture`` (the path of its first packet's file) and
+    ``captures`` (every file from the first to the last that holds its packets, in reading
+    order: a flow across a file rotation names each), beside ``first_frame`` (in
+    ``capture``) and ``last_frame`` (in the last of ``captures``)."""
+    import numpy as np
+
+    first = flows.column("capture").to_numpy()
+    last = flows.column("last_capture").to_numpy()
+    names = np.array(paths or [""], dtype=object)
+    spans: list[list[str]] = [
+        paths[a : b + 1] for a, b in zip(first.tolist(), last.tolist(), strict=True)
+    ]
+    at = flows.schema.get_field_index("capture")
+    flows = flows.set_column(at, "capture", pa.array(names[first], pa.string()))
+    flows = flows.drop_columns(["last_capture"])
+    return flows.add_column(at + 1, "captures", pa.array(spans, pa.list_(pa.string())))
+
+
+def flow_places(flows: pa.Table) -> dict[str, str]:
+    """Each flow's packets as a reader finds them: ``PATH frames A-B`` (``PATH frame A`` for
+    one packet; ``PATH1 frame A - PATH2 frame B`` across files)."""
+    cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
+    out = {}
+    for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
+        last = caps[-1] if caps else cap
+        if last != cap:
+            out[fid] = f"{cap} frame {a} - {last} frame {b}"
+        else:
+            out[fid] = f"{cap} frame {a}" if a == b else f"{cap} frames {a}-{b}"
+    return out

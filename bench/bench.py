@@ -30,6 +30,8 @@ DATA = ROOT / "bench" / "data"
 ZEEK = ROOT.parent / "shared" / "corpus" / "zeek"
 TARGET = 1_000_000
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+#: BENCH_ONLY="deep,filter": run only the contenders whose label holds one of these words
+ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 PY = sys.executable
 
 
@@ -163,38 +165,46 @@ def main() -> None:
     cli = str(Path(PY).with_name("pcap-audit"))
     audit_cmd = [cli, str(pcap), "--ruleset", "applayering", "--format", "json", "-o",
                  os.devnull, "--fail-on", "never", "-q"]  # fmt: skip
+    flows = [cli, "flows", str(pcap), "--format", "json", "-o", os.devnull, "-q"]
     rows: list[tuple[str, float, int, float]] = []
     for label, cmd in [
         ("pcap-audit flows (pcap)", [PY, "-c", FLOWS_ONLY, str(pcap)]),
         ("pcap-audit flows (pcapng)", [PY, "-c", FLOWS_ONLY, str(pcapng)]),
         ("pcap-audit audit (pcap, --jobs 1)", [*audit_cmd, "--jobs", "1"]),
         ("pcap-audit audit (pcap, --jobs 2)", [*audit_cmd, "--jobs", "2"]),
+        ("pcap-audit audit --deep (100 flows)", [*audit_cmd, "--jobs", "1", "--deep"]),
+        ("pcap-audit flows CLI, no filter", flows),
+        ("pcap-audit flows --port 80", [*flows, "--port", "80"]),
+        ("pcap-audit flows --host 10.0.0.0/8", [*flows, "--host", "10.0.0.0/8"]),
+        ("pcap-audit flows --filter 'tcp port 80'", [*flows, "--filter", "tcp port 80"]),
         (
             "tshark -z conv,tcp -z conv,udp",
             ["tshark", "-q", "-n", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)],
         ),
         ("plain dpkt decode loop", [PY, "-c", DPKT_LOOP, str(pcap)]),
     ]:
-        if cmd[0] == "tshark" and not shutil.which("tshark"):
-            print(f"{label:34} skipped: tshark not installed")
+        if ONLY and not any(word in label for word in ONLY):
+            continue
+        if (cmd[0] == "tshark" or "--deep" in cmd) and not shutil.which("tshark"):
+            print(f"{label:40} skipped: tshark not installed")
             continue
         if "pcapng" in label and not pcapng.exists():
-            print(f"{label:34} skipped: editcap not installed")
+            print(f"{label:40} skipped: editcap not installed")
             continue
         runs = [run(cmd) for _ in range(RUNS)]
         wall = statistics.median(r[0] for r in runs)
         rss = max(r[1] for r in runs)
         cpu = statistics.median(r[3] for r in runs)
         rows.append((label, wall, rss, cpu))
-    ref = rows[0][1]
+    ref = rows[0][1] if rows else 1.0
     print(f"median of {RUNS} runs each; peak RSS is the largest of them; CPU is user + system")
     print(
-        f"{'':34} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS':>9} "
+        f"{'':40} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS':>9} "
         f"{'vs pcap-audit':>14}"
     )
     for label, wall, rss, cpu in rows:
         print(
-            f"{label:34} {wall:8.2f} {packets / wall:12,.0f} {cpu:7.2f} {rss:6d} MB "
+            f"{label:40} {wall:8.2f} {packets / wall:12,.0f} {cpu:7.2f} {rss:6d} MB "
             f"{wall / ref:13.1f}x"
         )
     memory_per_flow(cli)

@@ -473,9 +473,20 @@ def normalise(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     doc["ruleset"]["path"] = None
     if doc.get("inventory"):
         doc["inventory"] = Path(doc["inventory"]).name
+    names = {cap["path"]: Path(cap["path"]).name for cap in doc["captures"]}
     for cap in doc["captures"]:
         cap["path"] = Path(cap["path"]).name
+    for f in doc["findings"]:
+        frames = f["evidence"].get("frames")
+        if frames:  # "PATH frames A-B": the file's name only
+            f["evidence"]["frames"] = [_file_names(x, names) for x in frames]
     return doc
+
+
+def _file_names(text: str, names: dict[str, str]) -> str:
+    for path, name in names.items():
+        text = text.replace(path, name)
+    return text
 
 
 def normalise_flows(doc: dict[str, Any]) -> dict[str, Any]:
@@ -483,6 +494,9 @@ def normalise_flows(doc: dict[str, Any]) -> dict[str, Any]:
     doc = json.loads(json.dumps(doc))
     for cap in doc["captures"]:
         cap["path"] = Path(cap["path"]).name
+    for f in doc["flows"]:
+        f["capture"] = Path(f["capture"]).name
+        f["captures"] = [Path(c).name for c in f["captures"]]
     return doc
 
 

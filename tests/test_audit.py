@@ -723,11 +723,13 @@ def test_unknown_host_with_an_inventory(run: Runner) -> None:
         None,
         None,
     )
+    frames = f["evidence"].pop("frames")
     assert f["evidence"] == {
         "peers": [APPLIANCE],
         "ports": ["tcp/443"],
         "peer_roles": ["appliance"],
     }
+    assert len(frames) == 1 and frames[0].endswith("capture1.pcap frames 1-16")
     assert f["rule_id"] is None and f["source"] is None
 
 

@@ -418,8 +418,8 @@ def test_dns_queries_agree_with_tshark(path: Path) -> None:
 # --- Agreement with tshark's application protocol, per conversation ----------------------
 #
 # One tshark pass per trace of zeek/, two traces at a time, exporting the layer chain and the
-# addresses and ports; test_flows_tshark's ``Frame`` reads the innermost conversation from
-# them (tunnels, IPv6 extension headers and ICMP quotes as that test defines them). The tcpdump/ traces are left out: nearly all are malformed-input reproducers
+# addresses and ports; auditor.evidence.conversations' ``Frame`` reads the innermost
+# conversation from them (tunnels, IPv6 extension headers and ICMP quotes as verify has them). The tcpdump/ traces are left out: nearly all are malformed-input reproducers
 # without an application conversation, and 830 tshark start-ups take minutes.
 #
 # tshark's application protocol of a conversation: the first layer past the innermost
@@ -509,7 +509,7 @@ _CONV_FIELDS = ("ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.
 
 
 def _tshark_frames(path: Path) -> list[Any]:
-    from test_flows_tshark import NOT_DECAPSULATED, Frame
+    from auditor.evidence.conversations import NOT_DECAPSULATED, Frame
 
     assert TSHARK is not None
     cmd = [TSHARK, "-n", "-r", str(path), "-T", "fields", "-E", "occurrence=a"]
@@ -530,7 +530,7 @@ def _tshark_frames(path: Path) -> list[Any]:
         fields = {
             k: v.split(",") if v else [] for k, v in zip(_CONV_FIELDS, values[1:], strict=True)
         }
-        frames.append(Frame(number, layers, fields))
+        frames.append(Frame(number, 0, layers, fields))  # length: not compared here
     return frames
 
 
@@ -542,8 +542,7 @@ def test_apps_agree_with_tshark() -> None:
     both know (TSHARK_APPS), every disagreement is one of TSHARK_WRONG."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from test_flows_tshark import conv
-
+    from auditor.evidence.conversations import conv
     from auditor.traffic import read_traffic
 
     traces = sorted(ZEEK.glob("*.pcap*"))

@@ -28,10 +28,16 @@ from mirror_feeds import (
     write_feed,
 )
 from packets import ET_ERSPAN, GRE, UDP, erspan2, eth, gre, ipv4, udp, vxlan
-from test_flows_tshark import our_conversations, run_tshark, tshark_conversations
+from test_flows_tshark import frames_of
 
 from auditor.cli.main import cli
 from auditor.errors import ExitCode
+from auditor.evidence.conversations import (
+    our_conversations,
+    tshark_conversations,
+    tunnel_fragments_lost,
+)
+from auditor.evidence.verify import compare
 from auditor.traffic import read_traffic
 
 #: the tunnel each feed is decapsulated as ("" when it is a link-layer tag, not a tunnel)
@@ -94,11 +100,15 @@ def test_inner_conversation_is_the_flow(feed: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("feed", FEEDS)
 def test_feed_agrees_with_tshark(feed: str, tmp_path: Path) -> None:
     path = write_feed(tmp_path, feed)
-    ours, capture = our_conversations(path)
-    theirs, _where, lost = tshark_conversations(run_tshark(path))
-    assert ours == theirs
-    assert len(ours) == 2  # the TCP connection and the DNS exchange: the inner ones
-    assert capture["tunnel_fragments_lost"] == lost == 0
+    traffic = read_traffic([path])
+    assert traffic.flows is not None
+    capture = traffic.captures[0]
+    frames = frames_of(path)
+    ours = our_conversations(traffic.flows)
+    good, diffs = compare(str(path), ours, tshark_conversations(frames))
+    assert not diffs, [d.one_line() for d in diffs]
+    assert good == len(ours) == 2  # the TCP connection and the DNS exchange: the inner ones
+    assert capture["tunnel_fragments_lost"] == tunnel_fragments_lost(frames) == 0
 
 
 def erspan_frags(i: int, mtu: int = 576) -> list[bytes]:

@@ -48,7 +48,7 @@ def compression_of(head: bytes) -> str:
     return ""
 
 
-def _is_stdin(path: str) -> bool:
+def is_stdin(path: str) -> bool:
     return path in (STDIN, "/dev/stdin", "/proc/self/fd/0", "/dev/fd/0")
 
 
@@ -120,7 +120,7 @@ class Input:
         self.size: int | None = None
         self.mtime: float | None = None
         self.stream = False
-        self.stdin = _is_stdin(path)
+        self.stdin = is_stdin(path)
         self._fd: int | None = None
         self._pipe: _Replay | None = None
         self._opened = 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
+from auditor.capture.select import PacketFilter
 from auditor.cli.common import (
     captures_argument,
     check_store,
@@ -24,9 +26,11 @@ from auditor.cli.common import (
     waiver_warnings,
     warn,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
+from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.findings.waivers import Waivers, load_waivers
 from auditor.report import FORMATS, render
@@ -76,6 +80,21 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="Minimum TLS version (e.g. 1.2, 'TLS 1.3'), replacing the ruleset's policy "
     "(default TLS 1.2); a rule's own minimum still applies.",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Dissect the flows behind findings with tshark (pyshark) and attach what it "
+    "reads, frame by frame. Needs tshark.",
+)
+@click.option(
+    "--deep-limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Flows dissected at most by --deep (most severe findings first).",
+)
+@filter_options
 @dedup_options
 @jobs_option
 @quiet_option
@@ -107,6 +126,9 @@ def command(
     min_tls: str | None,
     store: str | None,
     waivers: str | None,
+    deep: bool,
+    deep_limit: int,
+    **filters: Any,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
     (with --each, each CAPTURE is a set of its own). `-` reads standard input.
@@ -129,6 +151,9 @@ def command(
             f"--each writes {', '.join(EACH_FORMATS)}; --format {fmt} is one document per set",
             ExitCode.USAGE,
         )
+    select = packet_filter(**filters)
+    if deep:
+        require_tshark("--deep")
     started = datetime.now(UTC)
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
@@ -143,10 +168,14 @@ def command(
         min_tls,
         waiver_set,
         jobs or default_jobs(),
+        select,
     )
     with output_file(output, [*captures, ruleset.path, inventory, store, waivers]) as out:
         results = _audit_sets(captures, ruleset, inv, options)
-        code = combine(r.exit_code for r in results)
+        codes = [r.exit_code for r in results]
+        if deep:
+            codes = [_deepen(r, deep_limit) for r in results]
+        code = combine(codes)
         color = fmt == "table" and out is None and sys.stdout.isatty()
         if each:
             text = render_each(
@@ -178,6 +207,7 @@ class AuditOptions:
     min_tls: str | None
     waivers: Waivers | None
     jobs: int
+    select: PacketFilter | None  #: --since/--until/--host/--port/--filter
 
 
 def _audit_sets(
@@ -198,6 +228,7 @@ def _audit_sets(
             min_tls=options.min_tls,
             waivers=options.waivers,
             jobs=options.jobs,
+            select=options.select,
         )
         if progress:
             progress.clear()
@@ -207,3 +238,15 @@ def _audit_sets(
             warn(line)
         results.append(result)
     return results
+
+
+def _deepen(result: AuditResult, limit: int) -> ExitCode:
+    """--deep on one result's findings; its exit code, with CAPTURE when tshark's evidence
+    could not be read (the findings stand)."""
+    from auditor.evidence.deep import deepen  # pyshark: only for --deep
+
+    summary = deepen(result.document, result.traffic, limit)
+    if summary.error:
+        warn(f"--deep: no evidence attached: {summary.error}")
+        return result.exit_code | ExitCode.CAPTURE
+    return result.exit_code

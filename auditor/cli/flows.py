@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -15,6 +16,7 @@ from auditor.cli.common import (
     quiet_option,
     warn,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
@@ -29,6 +31,7 @@ from auditor.traffic import default_jobs, read_traffic
 @dedup_options
 @jobs_option
 @quiet_option
+@filter_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -38,6 +41,7 @@ def command(
     dedup_window: float,
     jobs: int | None,
     quiet: bool,
+    **filters: Any,
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
@@ -49,6 +53,7 @@ def command(
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
+    select = packet_filter(**filters)
     with output_file(output, captures) as out:
         progress = progress_for(sys.stderr, quiet)
         traffic = read_traffic(
@@ -56,6 +61,7 @@ def command(
             progress=progress,
             dedup=dedup_window if dedup else None,
             jobs=jobs or default_jobs(),
+            select=select,
         )
         if progress:
             progress.clear()

@@ -48,9 +48,20 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from auditor.cli import audit, diff, flows, history, report, roles, rulesets
+    from auditor.cli import (
+        audit,
+        diff,
+        flows,
+        history,
+        query,
+        report,
+        roles,
+        rulesets,
+        show,
+        verify,
+    )
 
-    for module in (audit, flows, roles, rulesets, history, diff, report):
+    for module in (audit, flows, query, roles, rulesets, show, verify, history, diff, report):
         cli.add_command(module.command)
 
 

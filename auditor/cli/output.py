@@ -98,6 +98,12 @@ class Output:
         assert self._fh is not None, "output already closed"
         return self._fh
 
+    @property
+    def name_to_write(self) -> str:
+        """The file to write by name, for a writer that opens it itself (libpcap's dump
+        file): the temporary file, or the target when that is not a regular file."""
+        return str(self._tmp) if self._tmp is not None else str(self.path)
+
     def write_text(self, text: str) -> None:
         try:
             self.stream.write(text.encode("utf-8"))

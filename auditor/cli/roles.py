@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import sys
+from typing import Any
 
 import click
 
+from auditor.capture.select import PacketFilter
 from auditor.cli.common import (
     captures_argument,
     duckdb_options,
@@ -17,6 +19,7 @@ from auditor.cli.common import (
     ruleset_option,
     warn,
 )
+from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import Output, output_file
 from auditor.errors import ExitCode
 from auditor.escape import printable
@@ -40,6 +43,7 @@ from auditor.traffic import Traffic, read_traffic
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @duckdb_options
+@filter_options
 @handle_errors
 def command(
     captures: tuple[str, ...],
@@ -47,6 +51,7 @@ def command(
     inventory: str | None,
     fmt: str,
     output: str | None,
+    **filters: Any,
 ) -> None:
     """Show the roles of the hosts in CAPTURE files, inferred from the traffic (or an inventory).
 
@@ -56,16 +61,22 @@ def command(
     """
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
+    select = packet_filter(**filters)
     with output_file(output, [*captures, ruleset.path, inventory]) as out:
-        traffic = _roles_report(captures, ruleset, inv, fmt, out)
+        traffic = _roles_report(captures, ruleset, inv, fmt, out, select)
     if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))
 
 
 def _roles_report(
-    captures: tuple[str, ...], ruleset: Ruleset, inv: Inventory | None, fmt: str, out: Output | None
+    captures: tuple[str, ...],
+    ruleset: Ruleset,
+    inv: Inventory | None,
+    fmt: str,
+    out: Output | None,
+    select: PacketFilter | None,
 ) -> Traffic:
-    traffic = read_traffic(captures)
+    traffic = read_traffic(captures, select=select)
     for note in traffic.notes:
         warn(note)
     assert traffic.flows is not None

@@ -46,10 +46,12 @@ from auditor.rules import (
     rules_table,
 )
 from auditor.rules.model import TLS_VERSIONS
-from auditor.traffic import Reading, Traffic, read_traffic
+from auditor.traffic import Reading, Traffic, flow_places, read_traffic
 
 if TYPE_CHECKING:
     import duckdb
+
+    from auditor.capture.select import PacketFilter
 
 __all__ = ["KINDS", "MIN_DISK_BYTES", "SCAN_TARGETS", "SEVERITIES", "AuditResult", "audit"]
 
@@ -262,13 +264,15 @@ def audit(
     min_tls: str | None = None,
     waivers: Waivers | None = None,
     jobs: int = 1,
+    select: PacketFilter | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
     ruleset's TLS minimum (``--min-tls``); findings that ``waivers`` cover are marked and do
     not count for the exit code; ``jobs`` decoders run at once (the result is the same for
-    any number)."""
-    traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs)
+    any number); ``select`` keeps only the packets it selects
+    (--since/--until/--host/--port/--filter)."""
+    traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs, select=select)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
@@ -276,6 +280,10 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
+    places = flow_places(flows)
+    for f in findings:  # where each flow's packets are (README, "Forensics")
+        if f.get("flow_ids"):
+            f["evidence"]["frames"] = [places[x] for x in f["flow_ids"] if x in places]
     waived = apply_waivers(findings, waivers) if waivers is not None else None
     code = exit_code_for(findings, fail_on, not traffic.complete)
     by_kind = Counter(f["kind"] for f in findings)
