@@ -648,6 +648,8 @@ def flow_places(flows: pa.Table) -> dict[str, str]:
     cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
     out = {}
     for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
+        if a is None:  # a flow of Zeek logs: they name no frames
+            continue
         last = caps[-1] if caps else cap
         if last != cap:
             out[fid] = f"{cap} frame {a} - {last} frame {b}"

@@ -381,6 +381,7 @@ def _flow_table(result: pa.Table, index: int, schema: pa.Schema) -> pa.Table:
         "first_seen": pa.array(first, ts),
         "last_seen": pa.array(result.column("last_ns").to_numpy().astype(np.int64), ts),
         "capture": pa.array(np.full(n, index, np.int32)),
+        "last_capture": pa.array(np.full(n, index, np.int32)),  # logs name no frames
         "src_ip_bytes": pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(16), n, [None, pa.py_buffer(src16.tobytes())]
         ),
