@@ -21,7 +21,8 @@ AL = ROOT / "samples" / "applayering"
 ARGS = [str(AL / "findings.pcap"), "-r", "applayering", "-i", str(AL / "findings.inventory.yaml")]
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-2.1.0-schema.json"
 
-# every finding of the sample at medium or above: 3 plaintext, 1 weak_tls, 2 unexpected_port
+# every finding of the sample at medium or above: the prohibited flows, 3 plaintext, the
+# protocol mismatch, 2 unexpected_port, the address family
 WAIVE_ALL = """\
 waivers:
   - id: PLA-2f95d12e4ab0
@@ -45,6 +46,18 @@ waivers:
   - match: {kind: unexpected_port, severity: medium}
     reason: being documented by the vendor
     owner: dave
+    expires: 2999-05-01
+  - match: {kind: prohibited_flow}
+    reason: the lab appliance, isolated
+    owner: erin
+    expires: 2999-05-01
+  - match: {kind: protocol_mismatch}
+    reason: sslh in front of the console, being removed
+    owner: erin
+    expires: 2999-05-01
+  - match: {kind: address_family}
+    reason: IPv6 on the lab network only
+    owner: erin
     expires: 2999-05-01
 """
 
@@ -70,7 +83,7 @@ def test_waived_findings_stay_marked_and_do_not_count(tmp_path: Path) -> None:
     before = json.loads(plain.stdout)
     assert [f["id"] for f in doc["findings"]] == [f["id"] for f in before["findings"]]
     waived = {f["id"]: f["waiver"] for f in doc["findings"] if "waiver" in f}
-    assert len(waived) == 6 == doc["summary"]["waived"]
+    assert len(waived) == 12 == doc["summary"]["waived"]
     assert waived["PLA-2f95d12e4ab0"] == {
         "id": "PLA-2f95d12e4ab0",
         "reason": "BITS on 3009 until the HTTPS switch (CHG-1234)",
@@ -82,7 +95,7 @@ def test_waived_findings_stay_marked_and_do_not_count(tmp_path: Path) -> None:
     assert waived["PLA-63c4e13bcd68"]["line"] == 6  # the match by kind and CIDR
     assert all(f["severity"] in ("low", "info") for f in doc["findings"] if "waiver" not in f)
     assert doc["summary"]["by_severity"] == before["summary"]["by_severity"]  # still counted
-    assert doc["waivers"] == {"file": str(path), "waived": 6, "expired": [], "unused": []}
+    assert doc["waivers"] == {"file": str(path), "waived": 12, "expired": [], "unused": []}
     # the low ones still count at --fail-on low
     assert run(*ARGS, "--waivers", str(path), "--fail-on", "low").exit_code == ExitCode.FINDINGS
 
@@ -101,7 +114,7 @@ def test_every_format_shows_the_waiver(tmp_path: Path) -> None:
     validator = jsonschema.validators.validator_for(schema)(schema)
     assert [e.message for e in validator.iter_errors(sarif)] == []
     suppressed = [r for r in sarif["runs"][0]["results"] if r.get("suppressions")]
-    assert len(suppressed) == 6
+    assert len(suppressed) == 12
     assert suppressed[0]["suppressions"][0]["justification"].startswith("BITS on 3009")
 
 
@@ -197,9 +210,10 @@ BAD = {
     "bad kind": (
         "waivers:\n  - match: {kind: weak}\n    reason: r\n    owner: o\n    expires: 2026-01-01\n",
         "2",
-        "waivers[0].match.kind: expected a finding kind (plaintext_disk_transfer, "
-        "plaintext_where_tls_required, mtls_not_observed, weak_tls, unexpected_port, "
-        "missing_flow, unknown_host), got 'weak'",
+        "waivers[0].match.kind: expected a finding kind (prohibited_flow, "
+        "plaintext_disk_transfer, plaintext_where_tls_required, mtls_not_observed, weak_tls, "
+        "protocol_mismatch, unexpected_port, address_family, missing_flow, unknown_host), "
+        "got 'weak'",
     ),
     "bad address": (
         "waivers:\n  - match: {src_ip: 10.0.0.300}\n    reason: r\n    owner: o\n    expires: 2026-01-01\n",
@@ -245,5 +259,5 @@ def test_a_waived_new_finding_does_not_fail_the_diff(tmp_path: Path) -> None:
     diff = run("diff", "--store", str(store), "--format", "json")
     assert diff.exit_code == ExitCode.OK
     new = json.loads(diff.stdout)["new_findings"]
-    assert sum("waiver" in f for f in new) == 6
+    assert sum("waiver" in f for f in new) == 12
     assert run("diff", "--store", str(store), "--fail-on", "low").exit_code == ExitCode.FINDINGS
