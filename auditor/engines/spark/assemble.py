@@ -1,0 +1,103 @@
+"""The driver's side, with or without Spark: which files are read (the local engine's
+:func:`auditor.sources.expand`), the splits to decode, and the traffic set built from what
+the tasks returned, with the captures' records, warnings and notes as the local engine
+writes them (:mod:`auditor.traffic`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from auditor.capture.inputs import display_name
+from auditor.engines.spark.merge import flow_table, fold
+from auditor.engines.spark.segments import decode_split, fragment_segments, merge_infos
+from auditor.engines.spark.splits import SPLIT_BYTES, Split, plan
+from auditor.errors import CaptureError
+from auditor.sources import Found
+from auditor.traffic import Traffic, capture_record, capture_warnings, failed_capture
+
+#: decode the splits, return (segments, info) of each, in the order given
+Decoder = Callable[[list[Split]], list[tuple[pa.RecordBatch, dict[str, Any]]]]
+#: merged flow table from all segments
+Merger = Callable[[list[pa.RecordBatch]], pa.Table]
+
+
+def local_decode(splits: list[Split]) -> list[tuple[pa.RecordBatch, dict[str, Any]]]:
+    """Every split in this process, one after the other (the tests' reference)."""
+    return [decode_split(s) for s in splits]
+
+
+def local_merge(segments: list[pa.RecordBatch]) -> pa.Table:
+    return flow_table(fold(pa.Table.from_batches(segments)))
+
+
+def sort_flows(tables: list[pa.Table]) -> pa.Table:
+    """Partial flow tables -> one, in the local engine's order (first packet, flow id)."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return flow_table([])
+    table = pa.concat_tables(tables)
+    return table.sort_by([("first_seen", "ascending"), ("flow_id", "ascending")])
+
+
+def unsupported(paths: Iterable[str]) -> None:
+    """Standard input cannot be handed to executors: say so before anything is read."""
+    for p in paths:
+        if p in ("-", "/dev/stdin"):
+            raise CaptureError(p, "standard input cannot be read by the Spark engine: write it to a file")
+
+
+def read_found_split(
+    found: list[Found],
+    decode: Decoder = local_decode,
+    merge: Merger = local_merge,
+    split_bytes: int = SPLIT_BYTES,
+) -> Traffic:
+    """The traffic set of ``found`` read split by split: the local engine's result."""
+    traffic = Traffic()
+    readable: list[tuple[str, int]] = []
+    for f in found:
+        if f.skipped is None and f.duplicate_of is None and f.error is None:
+            readable.append((f.path, len(readable)))
+    splits = plan(readable, split_bytes)
+    results = decode(splits) if splits else []
+    by_capture: dict[int, list[dict[str, Any]]] = {}
+    for s, (_seg, info) in zip(splits, results, strict=True):
+        by_capture.setdefault(s.capture, []).append(info)
+    index = 0
+    for f in found:
+        name = display_name(f.path)
+        if f.skipped is not None:
+            traffic.skipped.append({"path": f.path, "reason": f.skipped})
+            traffic.notes.append(f"{name}: skipped, {f.skipped}")
+            continue
+        if f.duplicate_of is not None:
+            record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
+            traffic.captures.append(record)
+            traffic.notes.append(f"{name}: {record['warnings'][0]}")
+            continue
+        if f.error is not None:
+            traffic.errors.append(f.error)
+            traffic.captures.append(failed_capture(f.path, f.error))
+            traffic.notes.append(f.error.one_line())
+            continue
+        infos = by_capture[index]
+        index += 1
+        bad = next((i["error"] for i in infos if "error" in i), None)
+        if bad is not None:
+            exc = CaptureError(*bad)
+            traffic.errors.append(exc)
+            traffic.captures.append(failed_capture(f.path, exc))
+            traffic.notes.append(exc.one_line())
+            continue
+        info = merge_infos(infos)
+        record = capture_record(info)
+        record["warnings"], record["complete"] = capture_warnings(info, infos[0].get("mtime"))
+        traffic.captures.append(record)
+        traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+    segments = [seg for seg, _info in results]
+    segments.append(fragment_segments(splits, [info for _seg, info in results]))
+    traffic.flows = merge(segments)
+    return traffic
