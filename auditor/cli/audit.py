@@ -16,6 +16,7 @@ from auditor.cli.common import (
     quiet_option,
     ruleset_option,
 )
+from auditor.cli.engine import engine_options, reader_for
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
 from auditor.findings.engine import SEVERITIES, audit
@@ -43,6 +44,7 @@ from auditor.rules import load_inventory, load_ruleset
     help="Exit 1 when a finding is at or above this severity.",
 )
 @dedup_options
+@engine_options
 @quiet_option
 @handle_errors
 def command(
@@ -55,6 +57,9 @@ def command(
     each: bool,
     dedup: bool,
     dedup_window: float,
+    engine: str,
+    master: str,
+    split_size: int,
     quiet: bool,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
@@ -72,6 +77,7 @@ def command(
             f"--each writes {', '.join(EACH_FORMATS)}; --format {fmt} is one document per set",
             ExitCode.USAGE,
         )
+    read = reader_for(engine, master, split_size, dedup)
     ruleset = load_ruleset(ruleset_name)
     inv = load_inventory(inventory, ruleset) if inventory else None
     progress = progress_for(sys.stderr, quiet)
@@ -86,6 +92,7 @@ def command(
             fail_on=fail_on,
             progress=progress,
             dedup=dedup_window if dedup else None,
+            read=read,
         )
         if progress:
             progress.clear()

@@ -13,6 +13,7 @@ from auditor.cli.common import (
     handle_errors,
     quiet_option,
 )
+from auditor.cli.engine import engine_options, reader_for
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
@@ -24,6 +25,7 @@ from auditor.traffic import read_traffic
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
+@engine_options
 @quiet_option
 @handle_errors
 def command(
@@ -32,6 +34,9 @@ def command(
     output: str | None,
     dedup: bool,
     dedup_window: float,
+    engine: str,
+    master: str,
+    split_size: int,
     quiet: bool,
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
@@ -44,8 +49,12 @@ def command(
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
+    read = reader_for(engine, master, split_size, dedup)
     progress = progress_for(sys.stderr, quiet)
-    traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
+    if read is not None:
+        traffic = read(list(captures))
+    else:
+        traffic = read_traffic(captures, progress=progress, dedup=dedup_window if dedup else None)
     if progress:
         progress.clear()
     for note in traffic.notes:

@@ -708,10 +708,15 @@ def audit(
     fail_on: str = "medium",
     progress: Callable[[Reading], None] | None = None,
     dedup: float | None = None,
+    read: Callable[[list[str]], Traffic] | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
-    drops SPAN duplicates seen again within that many seconds."""
-    traffic = read_traffic(captures, progress=progress, dedup=dedup)
+    drops SPAN duplicates seen again within that many seconds. ``read``: another engine's
+    reader (``auditor.engines.spark.read_traffic_spark``) in place of the local one."""
+    if read is not None:
+        traffic = read([os.fspath(c) for c in captures])
+    else:
+        traffic = read_traffic(captures, progress=progress, dedup=dedup)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)

@@ -18,19 +18,18 @@ from auditor.errors import CaptureError
 from auditor.sources import Found
 from auditor.traffic import Traffic, capture_record, capture_warnings, failed_capture
 
-#: decode the splits, return (segments, info) of each, in the order given
-Decoder = Callable[[list[Split]], list[tuple[pa.RecordBatch, dict[str, Any]]]]
-#: merged flow table from all segments
-Merger = Callable[[list[pa.RecordBatch]], pa.Table]
+#: decode the splits and merge their segments: (each split's info, in the order given;
+#: the flow table)
+Runner = Callable[[list[Split]], tuple[list[dict[str, Any]], pa.Table]]
 
 
-def local_decode(splits: list[Split]) -> list[tuple[pa.RecordBatch, dict[str, Any]]]:
-    """Every split in this process, one after the other (the tests' reference)."""
-    return [decode_split(s) for s in splits]
-
-
-def local_merge(segments: list[pa.RecordBatch]) -> pa.Table:
-    return flow_table(fold(pa.Table.from_batches(segments)))
+def run_local(splits: list[Split]) -> tuple[list[dict[str, Any]], pa.Table]:
+    """Every split in this process, one after the other: the tests' reference for Spark."""
+    results = [decode_split(s) for s in splits]
+    infos = [info for _seg, info in results]
+    segments = [seg for seg, _info in results]
+    segments.append(fragment_segments(splits, infos))
+    return infos, flow_table(fold(pa.Table.from_batches(segments)))
 
 
 def sort_flows(tables: list[pa.Table]) -> pa.Table:
@@ -46,13 +45,14 @@ def unsupported(paths: Iterable[str]) -> None:
     """Standard input cannot be handed to executors: say so before anything is read."""
     for p in paths:
         if p in ("-", "/dev/stdin"):
-            raise CaptureError(p, "standard input cannot be read by the Spark engine: write it to a file")
+            raise CaptureError(
+                p, "standard input cannot be read by the Spark engine: write it to a file"
+            )
 
 
 def read_found_split(
     found: list[Found],
-    decode: Decoder = local_decode,
-    merge: Merger = local_merge,
+    run: Runner = run_local,
     split_bytes: int = SPLIT_BYTES,
 ) -> Traffic:
     """The traffic set of ``found`` read split by split: the local engine's result."""
@@ -62,9 +62,9 @@ def read_found_split(
         if f.skipped is None and f.duplicate_of is None and f.error is None:
             readable.append((f.path, len(readable)))
     splits = plan(readable, split_bytes)
-    results = decode(splits) if splits else []
+    infos, flows = run(splits) if splits else ([], flow_table([]))
     by_capture: dict[int, list[dict[str, Any]]] = {}
-    for s, (_seg, info) in zip(splits, results, strict=True):
+    for s, info in zip(splits, infos, strict=True):
         by_capture.setdefault(s.capture, []).append(info)
     index = 0
     for f in found:
@@ -92,12 +92,10 @@ def read_found_split(
             traffic.captures.append(failed_capture(f.path, exc))
             traffic.notes.append(exc.one_line())
             continue
-        info = merge_infos(infos)
-        record = capture_record(info)
-        record["warnings"], record["complete"] = capture_warnings(info, infos[0].get("mtime"))
+        whole = merge_infos(infos)
+        record = capture_record(whole)
+        record["warnings"], record["complete"] = capture_warnings(whole, infos[0].get("mtime"))
         traffic.captures.append(record)
         traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
-    segments = [seg for seg, _info in results]
-    segments.append(fragment_segments(splits, [info for _seg, info in results]))
-    traffic.flows = merge(segments)
+    traffic.flows = flows
     return traffic

@@ -34,11 +34,7 @@ def fold(seg: pa.Table) -> list[dict[str, Any]]:
     ordered by (key, capture, part, row) here, so the caller's order does not matter."""
     if seg.num_rows == 0:
         return []
-    order = np.lexsort(
-        tuple(
-            seg.column(c).to_numpy() for c in ("row", "part", "capture", "key")
-        )
-    )
+    order = np.lexsort(tuple(seg.column(c).to_numpy() for c in ("row", "part", "capture", "key")))
     rows = seg.take(pa.array(order)).to_pylist()
     out: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None

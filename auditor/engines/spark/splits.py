@@ -83,7 +83,5 @@ def plan(paths: list[tuple[str, int]], split_bytes: int = SPLIT_BYTES) -> list[S
             continue
         edges = [24, *cuts, None]
         n = len(edges) - 1
-        out.extend(
-            Split(path, capture, i, n, edges[i], edges[i + 1]) for i in range(n)
-        )
+        out.extend(Split(path, capture, i, n, edges[i], edges[i + 1]) for i in range(n))
     return out

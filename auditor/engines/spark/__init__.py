@@ -1,0 +1,69 @@
+"""The same audit on Apache Spark: ``--engine spark``.
+
+The driver lists the captures (:func:`auditor.sources.expand`, as the local engine), cuts
+large uncompressed pcaps at record boundaries (:mod:`.splits`), and runs one decode task
+per split with the local C reader and flow builder (:mod:`.segments`); the per-flow
+segments are shuffled by flow key and merged in capture order (:mod:`.merge`), so that a
+flow spanning rotated files or splits is one flow, built by the local code. The result is
+:class:`auditor.traffic.Traffic`, the local engine's, which roles and the checks read as
+they read any. pyspark is imported only here, when the engine is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from auditor.engines.spark.splits import SPLIT_BYTES
+from auditor.errors import AuditorError, ExitCode
+from auditor.traffic import Traffic
+
+__all__ = ["SPLIT_BYTES", "SparkUnavailable", "read_traffic_spark"]
+
+
+class SparkUnavailable(AuditorError):
+    """pyspark is not installed, or Spark (its JVM) cannot start."""
+
+    exit_code = ExitCode.USAGE
+
+
+def _session(master: str) -> Any:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise SparkUnavailable(
+            "--engine spark",
+            "pyspark is not installed: pip install 'pcap-audit[spark]' (and a Java runtime)",
+        ) from None
+    from auditor.engines.spark.job import session
+
+    try:
+        return session(master)
+    except Exception as exc:  # the JVM did not start: no java, a bad master URL, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparkUnavailable(
+            "--engine spark", f"Spark could not start (master {master}): {first}"
+        ) from None
+
+
+def read_traffic_spark(
+    paths: Iterable[str | os.PathLike[str]],
+    master: str = "local[*]",
+    split_bytes: int = SPLIT_BYTES,
+    spark: Any = None,
+) -> Traffic:
+    """:func:`auditor.traffic.read_traffic` on Spark: the same traffic set (captures, flow
+    table, notes). ``spark``: a SparkSession to use (else one is made on ``master``);
+    ``split_bytes``: the size above which an uncompressed pcap is cut into several tasks."""
+    from auditor.engines.spark.assemble import read_found_split, unsupported
+    from auditor.sources import expand
+
+    names = [os.fspath(p) for p in paths]
+    unsupported(names)
+    found = expand(names)
+    from auditor.engines.spark.job import spark_runner
+
+    return read_found_split(
+        found, run=spark_runner(spark or _session(master)), split_bytes=split_bytes
+    )

@@ -1,0 +1,124 @@
+"""The Spark job: an RDD of Arrow IPC. Splits -> decode tasks -> segments bucketed by flow
+key -> merge tasks -> flow table rows back to the driver.
+
+Stage 1 runs :func:`decode_split` once per split (one partition each); it yields, per
+bucket (flow key modulo the merge tasks), the Arrow IPC of its segments, and one item
+carrying the split's CaptureInfo as JSON. The decoded RDD is cached, the infos collected,
+and the later fragments whose first fragment was in another split resolved on the driver
+(a few rows). Stage 2 partitions the buckets, so that every segment of a key meets in one
+task, which folds them in capture order and builds its flows' rows with the local builder
+(classification included); the rows travel back as Arrow IPC. Arrow IPC rather than
+DataFrames and ``mapInArrow``: Spark has no unsigned or nanosecond types, and pyspark's
+``mapInArrow`` requires pandas, whose presence makes pyarrow import it (and
+``pyarrow.compute``) in every local audit too. Roles and the checks then run on the driver on that table (DuckDB, the local
+engine's code): the flow table is orders of magnitude smaller than the packets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from auditor.engines.spark.merge import flow_table, fold
+from auditor.engines.spark.segments import SEGMENT_SCHEMA, decode_split, fragment_segments
+from auditor.engines.spark.splits import Split
+
+#: the bucket of a decode task's (capture, part, CaptureInfo as JSON)
+INFO = -1
+
+
+def _ipc(table: pa.Table | pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _table(blobs: Iterable[bytes], schema: pa.Schema) -> pa.Table:
+    batches = [b for blob in blobs for b in pa.ipc.open_stream(blob)]
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _buckets(seg: pa.RecordBatch, parts: int) -> Iterator[tuple[int, bytes]]:
+    """Segments -> (bucket, Arrow IPC of its rows): a key's segments all go to one bucket."""
+    if not seg.num_rows:
+        return
+    bucket = seg.column("key").to_numpy().view(np.uint64) % np.uint64(parts)
+    for b in np.unique(bucket).tolist():
+        yield int(b), _ipc(seg.filter(pa.array(bucket == b)))
+
+
+def _decode_task(parts: int) -> Callable[[Iterable[Split]], Iterator[tuple[int, Any]]]:
+    def run(splits: Iterable[Split]) -> Iterator[tuple[int, Any]]:
+        for split in splits:
+            seg, info = decode_split(split)
+            yield from _buckets(seg, parts)
+            yield INFO, (split.capture, split.part, json.dumps(info))
+
+    return run
+
+
+def _merge_task(items: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
+    table = _table((blob for _b, blob in items), SEGMENT_SCHEMA)
+    flows = flow_table(fold(table))
+    if flows.num_rows:
+        yield _ipc(flows)
+
+
+def session(master: str = "local[*]") -> Any:
+    """The SparkSession (an existing one is reused, as under spark-submit)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if "PYSPARK_SUBMIT_ARGS" not in os.environ:  # not under spark-submit: quiet the JVM's log
+        props = Path(__file__).with_name("log4j2.properties")
+        os.environ["PYSPARK_SUBMIT_ARGS"] = (
+            f"--driver-java-options -Dlog4j2.configurationFile=file:{props} pyspark-shell"
+        )
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\..*")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("pcap-audit")
+    if master:
+        builder = builder.master(master)
+    spark = (
+        builder.config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def spark_runner(spark: Any) -> Callable[[list[Split]], tuple[list[dict[str, Any]], pa.Table]]:
+    """A :data:`auditor.engines.spark.assemble.Runner` on ``spark``."""
+
+    def run(splits: list[Split]) -> tuple[list[dict[str, Any]], pa.Table]:
+        from auditor.engines.spark.assemble import sort_flows
+
+        sc = spark.sparkContext
+        parts = max(1, min(len(splits) * 2, sc.defaultParallelism * 2))
+        decoded = sc.parallelize(splits, len(splits)).mapPartitions(_decode_task(parts))
+        decoded = decoded.persist()
+        try:
+            got = decoded.filter(lambda kv: kv[0] == INFO).values().collect()
+            found = {(c, p): json.loads(text) for c, p, text in got}
+            infos = [found[(s.capture, s.part)] for s in splits]
+            segments = decoded.filter(lambda kv: kv[0] != INFO)
+            extra = list(_buckets(fragment_segments(splits, infos), parts))
+            if extra:
+                segments = segments.union(sc.parallelize(extra, 1))
+            merged = segments.partitionBy(parts, lambda b: b).mapPartitions(_merge_task)
+            tables = [pa.ipc.open_stream(blob).read_all() for blob in merged.collect()]
+        finally:
+            decoded.unpersist()
+        return infos, sort_flows(tables)
+
+    return run
