@@ -14,7 +14,7 @@ from auditor.capture.inputs import display_name
 from auditor.engines.spark.merge import flow_table, fold
 from auditor.engines.spark.segments import decode_split, fragment_segments, merge_infos
 from auditor.engines.spark.splits import SPLIT_BYTES, Split, plan
-from auditor.errors import CaptureError
+from auditor.errors import AuditorError, CaptureError
 from auditor.sources import Found
 from auditor.traffic import Traffic, capture_record, capture_warnings, failed_capture
 
@@ -45,7 +45,7 @@ def unsupported(paths: Iterable[str]) -> None:
     """Standard input cannot be handed to executors: say so before anything is read."""
     for p in paths:
         if p in ("-", "/dev/stdin"):
-            raise CaptureError(
+            raise AuditorError(  # USAGE: nothing is read
                 p, "standard input cannot be read by the Spark engine: write it to a file"
             )
 

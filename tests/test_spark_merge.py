@@ -1,0 +1,133 @@
+"""The Spark engine's data path without Spark: splits decoded one by one in this process
+and their segments merged must give exactly the local engine's traffic set (flow table,
+captures, notes), however finely the captures are cut. This is what every Spark task runs;
+tests/test_spark_engine.py runs the same through Spark itself."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from auditor.engines.spark.assemble import read_found_split
+from auditor.engines.spark.splits import pcap_boundaries, plan
+from auditor.sources import expand
+from auditor.traffic import Traffic, read_traffic
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "samples").glob("*/*.pcap"))
+CORPUS = ROOT.parent / "shared" / "corpus"
+#: real traces with TCP port reuse, IP fragments, tunnels, pcapng, several link types
+CORPUS_FILES = [
+    "zeek/http__bro.org.pcap",
+    "zeek/ssh__ssh.pcap",
+    "zeek/erspan.pcap",
+    "zeek/ipv6-reassembly-state-leak.pcap",
+    "zeek/tunnels__gtp__gtp1_gn_normal_incl_fragmentation.pcap",
+    "zeek/irc-dcc-send.pcapng",
+    "zeek/smb__smb2.pcap",
+]
+
+
+def same(a: Traffic, b: Traffic) -> None:
+    assert a.flows is not None and b.flows is not None
+    assert b.flows.num_rows == a.flows.num_rows
+    for name in a.flows.column_names:
+        assert b.flows.column(name).equals(a.flows.column(name)), name
+    assert b.captures == a.captures
+    assert b.notes == a.notes
+    assert [e.one_line() for e in b.errors] == [e.one_line() for e in a.errors]
+
+
+def split_read(paths: list[Path], split_bytes: int) -> Traffic:
+    return read_found_split(list(expand([str(p) for p in paths])), split_bytes=split_bytes)
+
+
+def records(path: Path) -> tuple[bytes, list[bytes]]:
+    data = path.read_bytes()
+    out, pos = [], 24
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        out.append(data[pos : pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("split_bytes", [256 << 20, 2000])
+def test_every_sample_split_finely_is_the_local_traffic(path: Path, split_bytes: int) -> None:
+    same(read_traffic([path]), split_read([path], split_bytes))
+
+
+def test_splits_start_at_record_boundaries() -> None:
+    path = SAMPLES[0]
+    header, recs = records(path)
+    starts, pos = set(), 24
+    for r in recs:
+        starts.add(pos)
+        pos += len(r)
+    cuts = pcap_boundaries(str(path), 4096)
+    assert cuts and set(cuts) <= starts
+    assert all(b - a >= 4096 for a, b in zip([24, *cuts], cuts, strict=False))
+    splits = plan([(str(path), 0)], 4096)
+    assert [s.start for s in splits] == [24, *cuts]
+    assert [s.end for s in splits] == [*cuts, None]
+    assert plan([(str(path), 0)], 1 << 30)[0].start is None  # small: the whole file
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_real_captures_split_are_the_local_traffic(name: str) -> None:
+    path = CORPUS / name
+    same(read_traffic([path]), split_read([path], 4096))
+
+
+def test_a_rotated_capture_split_again_is_one_traffic_set(tmp_path: Path) -> None:
+    src = ROOT / "samples" / "applayering" / "findings.pcap"
+    header, recs = records(src)
+    night = tmp_path / "night"
+    night.mkdir()
+    size = len(recs) // 3 + 1
+    for i, name in enumerate(["span.pcap", "span.pcap1", "span.pcap2"]):
+        (night / name).write_bytes(header + b"".join(recs[i * size : (i + 1) * size]))
+    local = read_traffic([night])
+    same(local, split_read([night], 5000))
+    assert local.flows is not None
+    assert local.flows.num_rows == read_traffic([src]).flows.num_rows  # type: ignore[union-attr]
+
+
+def test_a_capture_cut_short_says_the_same_when_split(tmp_path: Path) -> None:
+    data = SAMPLES[0].read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[:-30])
+    os.utime(path, (1e9, 1e9))
+    local = read_traffic([path])
+    assert any("ends inside a record" in n for n in local.notes)
+    same(local, split_read([path], 3000))
+
+
+def test_a_bad_record_header_stops_the_split_read_where_it_stops_the_local_one(
+    tmp_path: Path,
+) -> None:
+    header, recs = records(SAMPLES[0])
+    bad = bytearray(recs[len(recs) // 2])
+    struct.pack_into("<I", bad, 8, 10_000_000)  # caplen far beyond any record
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(
+        header
+        + b"".join(recs[: len(recs) // 2])
+        + bytes(bad)
+        + b"".join(recs[len(recs) // 2 + 1 :])
+    )
+    local = read_traffic([path])
+    assert any("bad record header" in n for n in local.notes)
+    same(local, split_read([path], 2000))
+
+
+def test_missing_and_not_a_capture_are_said_as_locally(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all, but named like one" * 10)
+    paths = [SAMPLES[0], tmp_path / "missing.pcap", junk]
+    same(read_traffic(paths), split_read(paths, 4096))
