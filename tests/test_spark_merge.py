@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_every_sample_split_finely_is_the_local_traffic(path: Path, split_bytes:
 
 def test_splits_start_at_record_boundaries() -> None:
     path = SAMPLES[0]
-    header, recs = records(path)
+    _, recs = records(path)
     starts, pos = set(), 24
     for r in recs:
         starts.add(pos)
@@ -131,3 +132,30 @@ def test_missing_and_not_a_capture_are_said_as_locally(tmp_path: Path) -> None:
     junk.write_bytes(b"not a capture at all, but named like one" * 10)
     paths = [SAMPLES[0], tmp_path / "missing.pcap", junk]
     same(read_traffic(paths), split_read(paths, 4096))
+
+
+def test_without_pyspark_the_spark_engine_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli.main import cli
+    from auditor.errors import ExitCode
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark raises ImportError
+    res = CliRunner().invoke(cli, ["flows", str(SAMPLES[0]), "--engine", "spark"])
+    assert res.exit_code == ExitCode.USAGE
+    assert res.stderr == (
+        "pcap-audit: --engine spark: pyspark is not installed: "
+        "pip install 'pcap-audit[spark]' (and a Java runtime)\n"
+    )
+
+
+def test_a_bad_split_size_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["flows", str(SAMPLES[0]), "--split-size", "lots"])
+    assert res.exit_code == 2
+    assert "'lots' is not a size" in res.stderr

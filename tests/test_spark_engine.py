@@ -1,0 +1,133 @@
+"""--engine spark in Spark's local mode: the same findings, flow table and captures as the
+local engine, on every sample, on real captures, on rotated files and on one file cut into
+several tasks. One SparkSession for the module (its JVM takes 10-25 s to start here).
+Skips, saying why, where pyspark or a Java runtime is absent."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from auditor.cli.main import cli
+from auditor.errors import ExitCode
+from auditor.traffic import read_traffic
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("pyspark") is None,
+        reason="pyspark not installed (pip install '.[spark]')",
+    ),
+    pytest.mark.skipif(shutil.which("java") is None, reason="no Java runtime for Spark"),
+]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from auditor.engines.spark.job import session
+
+    s = session("local[2]")
+    yield s
+    s.stop()
+
+
+def invoke(args: Sequence[object]) -> Result:
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    return res
+
+
+def spark_read(paths: list[Path], spark: Any, split_bytes: int) -> Any:
+    from auditor.engines.spark import read_traffic_spark
+
+    return read_traffic_spark([str(p) for p in paths], split_bytes=split_bytes, spark=spark)
+
+
+def records(path: Path) -> tuple[bytes, list[bytes]]:
+    data = path.read_bytes()
+    out, pos = [], 24
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        out.append(data[pos : pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+@pytest.mark.parametrize("ruleset", ["applayering", "uforge", "tas-diego"])
+def test_the_audit_of_every_sample_is_the_local_one(spark: Any, ruleset: str) -> None:
+    """Both samples of a ruleset, with its inventory, each (above 600 KB) cut into tasks:
+    the same JSON."""
+    for name in ("findings", "clean"):
+        pcap = SAMPLES / ruleset / f"{name}.pcap"
+        args = [pcap, "-r", ruleset, "-i", SAMPLES / ruleset / f"{name}.inventory.yaml"]
+        local = invoke([*args, "--format", "json"])
+        on_spark = invoke([*args, "--format", "json", "--engine", "spark", "--split-size", "600K"])
+        assert on_spark.exit_code == local.exit_code
+        assert on_spark.stdout == local.stdout
+        assert json.loads(on_spark.stdout)["summary"]["flows"] > 0
+
+
+def test_flows_of_every_sample_together_is_the_local_table(spark: Any) -> None:
+    paths = sorted(SAMPLES.glob("*/*.pcap"))
+    local = invoke(["flows", *paths, "--format", "json"])
+    on_spark = invoke(["flows", *paths, "--format", "json", "--engine", "spark"])
+    assert on_spark.exit_code == local.exit_code == ExitCode.OK
+    assert on_spark.stdout == local.stdout
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+def test_real_captures_one_cut_into_tasks(spark: Any) -> None:
+    paths = [
+        CORPUS / "zeek" / "http__bro.org.pcap",
+        CORPUS / "zeek" / "ipv6-reassembly-state-leak.pcap",  # fragments across tasks
+        CORPUS / "zeek" / "irc-dcc-send.pcapng",
+        CORPUS / "tcpdump" / "802.1ad_QinQ.pcap",
+    ]
+    local = read_traffic(paths)
+    got = spark_read(paths, spark, split_bytes=65536)
+    assert got.flows.equals(local.flows)
+    assert got.captures == local.captures and got.notes == local.notes
+
+
+def test_a_rotated_capture_is_one_traffic_set(spark: Any, tmp_path: Path) -> None:
+    src = SAMPLES / "applayering" / "findings.pcap"
+    header, recs = records(src)
+    night = tmp_path / "night"
+    night.mkdir()
+    size = len(recs) // 3 + 1
+    for i, name in enumerate(["span.pcap", "span.pcap1", "span.pcap2"]):
+        (night / name).write_bytes(header + b"".join(recs[i * size : (i + 1) * size]))
+    args = ["-r", "applayering", "-i", SAMPLES / "applayering" / "findings.inventory.yaml"]
+    local = invoke([night, *args, "--format", "json"])
+    on_spark = invoke([night, *args, "--format", "json", "--engine", "spark"])
+    assert on_spark.stdout == local.stdout
+    whole = json.loads(invoke([src, *args, "--format", "json"]).stdout)
+    doc = json.loads(on_spark.stdout)
+    assert doc["summary"]["flows"] == whole["summary"]["flows"]  # flows across files are whole
+    assert [f["id"] for f in doc["findings"]] == [f["id"] for f in whole["findings"]]
+
+
+def test_dedup_and_standard_input_are_refused_with_spark() -> None:
+    pcap = SAMPLES / "uforge" / "clean.pcap"
+    res = invoke(["flows", pcap, "--engine", "spark", "--dedup"])
+    assert res.exit_code == ExitCode.USAGE
+    assert res.stderr.strip().splitlines() == [
+        "pcap-audit: --dedup is not supported with --engine spark (it is sequential over files)"
+    ]
+    res = invoke(["flows", "-", "--engine", "spark"])
+    assert res.exit_code == ExitCode.USAGE
+    assert res.stderr.strip() == (
+        "pcap-audit: -: standard input cannot be read by the Spark engine: write it to a file"
+    )
