@@ -74,6 +74,8 @@ class Traffic:
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: SPAN duplicates dropped (``dedup``); None when duplicates were not looked for
     duplicates_dropped: int | None = None
+    #: the path of each capture read, by the flow table's ``capture`` index
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def packets(self) -> int:
@@ -313,6 +315,7 @@ def read_found(
             traffic.captures.append(failed_capture(f.path, f.error))
             traffic.notes.append(f.error.one_line())
             continue
+        traffic.inputs.append(f.path)
         try:
             reader = read_packets(f.path)
             packets = 0

@@ -16,7 +16,7 @@ from auditor.cli.common import (
     quiet_option,
     ruleset_option,
 )
-from auditor.cli.engine import engine_options, reader_for
+from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode, combine
 from auditor.findings.engine import SEVERITIES, audit
@@ -45,6 +45,7 @@ from auditor.rules import load_inventory, load_ruleset
 )
 @dedup_options
 @engine_options
+@parquet_dir_option
 @quiet_option
 @handle_errors
 def command(
@@ -60,6 +61,7 @@ def command(
     engine: str,
     master: str,
     split_size: int,
+    parquet_dir: str | None,
     quiet: bool,
 ) -> None:
     """Audit CAPTURE files or directories against a ruleset; all captures form one traffic set
@@ -98,6 +100,10 @@ def command(
             progress.clear()
         for note in result.notes:
             click.echo(f"pcap-audit: {note}", err=True)
+        if parquet_dir:
+            from auditor.lake import write_lake
+
+            write_lake(parquet_dir, result.traffic, result.document["findings"], ruleset.name)
         results.append(result)
     code = combine(r.exit_code for r in results)
     if each:

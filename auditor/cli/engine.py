@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -72,3 +73,26 @@ def reader_for(
     from auditor.engines.spark import read_traffic_spark
 
     return functools.partial(read_traffic_spark, master=master, split_bytes=split_size)
+
+
+def parquet_dir_option(func: F) -> F:
+    """--parquet-dir DIR; the command gets ``parquet_dir`` (created, or a usage error)."""
+
+    def _check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            os.makedirs(value, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"{value}: cannot be created: {exc.strerror or exc}") from None
+        if not os.access(value, os.W_OK):
+            raise click.BadParameter(f"{value}: not writable")
+        return value
+
+    return click.option(
+        "--parquet-dir",
+        type=click.Path(file_okay=False),
+        callback=_check,
+        help="Also write the flows (and findings) as Hive-partitioned Parquet datasets "
+        "(date=/capture=) under this directory: DIR/flows, DIR/findings.",
+    )(func)

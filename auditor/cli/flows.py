@@ -13,7 +13,7 @@ from auditor.cli.common import (
     handle_errors,
     quiet_option,
 )
-from auditor.cli.engine import engine_options, reader_for
+from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.progress import progress_for
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
@@ -26,6 +26,7 @@ from auditor.traffic import read_traffic
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
 @engine_options
+@parquet_dir_option
 @quiet_option
 @handle_errors
 def command(
@@ -37,6 +38,7 @@ def command(
     engine: str,
     master: str,
     split_size: int,
+    parquet_dir: str | None,
     quiet: bool,
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
@@ -59,6 +61,10 @@ def command(
         progress.clear()
     for note in traffic.notes:
         click.echo(f"pcap-audit: {note}", err=True)
+    if parquet_dir:
+        from auditor.lake import write_lake
+
+        write_lake(parquet_dir, traffic)
     if output:
         with open(output, "wb") as fh:
             write_flows(traffic, fmt, fh)

@@ -85,6 +85,7 @@ def read_found_split(
             continue
         infos = by_capture[index]
         index += 1
+        traffic.inputs.append(f.path)
         bad = next((i["error"] for i in infos if "error" in i), None)
         if bad is not None:
             exc = CaptureError(*bad)
