@@ -37,6 +37,7 @@ check: lint types test
 bench: $(STAMP)
 	$(BIN)/python -m compileall -q auditor  # time the code, not compiling it
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/spark_bench.py
 
 samples: $(STAMP)
 	$(BIN)/python samples/make_samples.py

@@ -131,3 +131,24 @@ def test_dedup_and_standard_input_are_refused_with_spark() -> None:
     assert res.stderr.strip() == (
         "pcap-audit: -: standard input cannot be read by the Spark engine: write it to a file"
     )
+
+
+def test_spark_sql_reads_the_parquet_dir(spark: Any, tmp_path: Path) -> None:
+    """The README's Spark SQL query over what --parquet-dir wrote (from the Spark engine)."""
+    lake = tmp_path / "lake"
+    tas = SAMPLES / "tas-diego"
+    args = [tas / "findings.pcap", "-r", "tas-diego", "-i", tas / "findings.inventory.yaml"]
+    res = invoke([*args, "--format", "json", "--engine", "spark", "--parquet-dir", lake])
+    doc = json.loads(res.stdout)
+    spark.read.parquet(str(lake / "flows")).createOrReplaceTempView("flows")
+    spark.read.parquet(str(lake / "findings")).createOrReplaceTempView("findings")
+    rows = spark.sql(
+        "select date, capture, kind, count(*) as n from findings group by date, capture, kind"
+    ).collect()
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + r["n"]
+        assert (str(r["date"]), r["capture"]) in {("2025-11-22", "findings.pcap"), ("None", None)}
+    assert counts == doc["summary"]["by_kind"]
+    n = spark.sql("select count(*) as n from flows where date = '2025-11-22'").collect()[0]["n"]
+    assert n == doc["summary"]["flows"]
