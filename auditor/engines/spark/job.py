@@ -85,7 +85,7 @@ def session(master: str = "local[*]") -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("pcap-audit")
-    if master:
+    if master and "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit sets its own
         builder = builder.master(master)
     spark = (
         builder.config("spark.ui.enabled", "false")
