@@ -127,11 +127,17 @@ def test_a_bad_record_header_stops_the_split_read_where_it_stops_the_local_one(
     same(local, split_read([path], 2000))
 
 
-def test_missing_and_not_a_capture_are_said_as_locally(tmp_path: Path) -> None:
+def test_missing_not_a_capture_and_duplicates_are_said_as_locally(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(b"not a capture at all, but named like one" * 10)
-    paths = [SAMPLES[0], tmp_path / "missing.pcap", junk]
-    same(read_traffic(paths), split_read(paths, 4096))
+    night = tmp_path / "night"
+    night.mkdir()
+    (night / "notes.txt").write_text("not a capture")
+    (night / "copy.pcap").write_bytes(SAMPLES[1].read_bytes())
+    paths = [SAMPLES[0], tmp_path / "missing.pcap", junk, SAMPLES[0], night, SAMPLES[1]]
+    local = read_traffic(paths)
+    assert local.skipped and any("same content" in n for n in local.notes)
+    same(local, split_read(paths, 4096))
 
 
 def test_without_pyspark_the_spark_engine_says_how_to_get_it(
