@@ -165,3 +165,26 @@ def test_a_bad_split_size_is_a_usage_error() -> None:
     res = CliRunner().invoke(cli, ["flows", str(SAMPLES[0]), "--split-size", "lots"])
     assert res.exit_code == 2
     assert "'lots' is not a size" in res.stderr
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+def test_a_pcapng_of_several_sections_split_is_the_local_traffic(tmp_path: Path) -> None:
+    """Three sections (interfaces, statistics, comments of their own) in one file, cut
+    inside each: every part reads its section's header and interface blocks first."""
+    path = tmp_path / "multi.pcapng"
+    path.write_bytes(
+        b"".join(
+            (CORPUS / name).read_bytes()
+            for name in (
+                "zeek/irc-dcc-send.pcapng",
+                "zeek/ldap__missing_ldap_logs.pcapng",
+                "tcpdump/of13_ericsson.pcapng",
+            )
+        )
+    )
+    splits = plan([(str(path), 0)], 8192)
+    assert {s.section for s in splits} == {0, 1, 2}
+    assert all(s.preamble for s in splits[1:])
+    local = read_traffic([path])
+    assert [i["section"] for i in local.captures[0]["interfaces"]] == [0, 1, 2]
+    same(local, split_read([path], 8192))

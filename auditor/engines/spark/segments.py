@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor.capture.reader import CaptureInfo, PacketReader, _Stream
+from auditor.capture import _fast
+from auditor.capture.reader import CaptureInfo, PacketReader, _Stream, linktype_name
 from auditor.capture.schema import STATUS_NAMES
 from auditor.engines.spark.splits import Split
 from auditor.errors import CaptureError
@@ -247,28 +248,52 @@ class _Segmenter(FlowBuilder):
 
 
 class _RangeStream(_Stream):
-    """The reader's pass over bytes ``start``..``end`` of a pcap (record boundaries)."""
+    """The reader's pass over bytes ``start``..``end`` of a capture (record or block
+    boundaries); for pcapng, the section header and interface blocks of ``preamble`` are
+    read first (their warnings were said by the split before)."""
 
-    span: tuple[int, int | None] = (24, None)
+    span: tuple[int | None, int | None] = (None, None)
+    preamble: tuple[int, ...] = ()
+    section_index: int = 0
 
-    def start_pcap(self) -> None:
-        super().start_pcap()
+    def _seek(self) -> None:
         start, end = self.span
         if self.mm is None:
             raise OSError(f"{self.path}: cannot be memory-mapped to read from byte {start}")
-        self.pos = start
+        if start is not None:
+            self.pos = start
         if end is not None:
             self.end = end
+
+    def start_pcap(self) -> None:
+        super().start_pcap()
+        self._seek()
+
+    def open(self) -> None:
+        super().open()
+        if self.header.kind != _fast.K_PCAPNG:
+            return  # pcap: start_pcap() seeks
+        if self.preamble:
+            said = list(self.info.warnings)
+            self.info.sections = self.section_index  # the SHB read makes it one more
+            for at in self.preamble:
+                self.pos = at
+                self.block()
+            self.info.warnings = said
+            self.meta_blocks = 0
+        self._seek()
 
 
 def _read_split(split: Split) -> tuple[PacketReader, Iterator[pa.RecordBatch]]:
     reader = PacketReader(split.path)
-    if split.start is None:
+    if split.start is None and split.end is None:
         return reader, iter(reader)
     info = reader._new_info()
     reader.info = info
     stream = _RangeStream(reader.source, reader._header, info, reader.batch_size)
     stream.span = (split.start, split.end)
+    stream.preamble = split.preamble
+    stream.section_index = split.section
 
     def batches() -> Iterator[pa.RecordBatch]:
         stream.open()
@@ -331,14 +356,34 @@ def merge_infos(parts: list[dict[str, Any]]) -> CaptureInfo:
             info.unsupported_linktypes[int(k)] = info.unsupported_linktypes.get(int(k), 0) + v
         for k, v in p["skipped_blocks"].items():
             info.skipped_blocks[k] = info.skipped_blocks.get(k, 0) + v
-        for mine, theirs in zip(info.interfaces, p["interfaces"], strict=False):
+        known = {(i.section, i.index): i for i in info.interfaces}
+        for theirs in p["interfaces"]:
+            mine = known.get((theirs["section"], theirs["index"]))
+            if mine is None:  # an interface block after the split's start
+                mine = InterfaceInfo(**{**theirs, "packets": 0})
+                info.interfaces.append(mine)
+                known[(mine.section, mine.index)] = mine
             mine.packets = (mine.packets or 0) + (theirs.get("packets") or 0)
+            for stat in ("received", "drops", "os_drops"):  # the last statistics block's
+                if theirs.get(stat) is not None:
+                    setattr(mine, stat, theirs[stat])
+        info.sections = max(info.sections, p["sections"])
         info.warnings = (info.warnings + p["warnings"])[:MAX_WARNINGS]
         if p["truncated"]:
             info.truncated = True
             info.truncated_at = p["truncated_at"]
             info.ends_early = info.ends_early or p["ends_early"]
     info.decode_errors = {k: info.decode_errors[k] for k in STATUS_NAMES if k in info.decode_errors}
+    if len(parts) > 1:  # as the reader's update_info() derives them from the interfaces
+        names: list[str | int] = []
+        for iface in info.interfaces:
+            lt = linktype_name(iface.linktype)
+            if lt not in names:
+                names.append(lt)
+        info.linktypes = names
+        info.snaplen = max((i.snaplen for i in info.interfaces), default=0)
+        reported = [i.drops for i in info.interfaces if i.drops is not None]
+        info.drops = sum(reported) if reported else None
     return info
 
 
