@@ -155,3 +155,30 @@ def test_spark_sql_reads_the_parquet_dir(spark: Any, tmp_path: Path) -> None:
     assert counts == doc["summary"]["by_kind"]
     n = spark.sql("select count(*) as n from flows where date = '2025-11-22'").collect()[0]["n"]
     assert n == doc["summary"]["flows"]
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+def test_captures_at_a_url_are_read_by_spark(spark: Any, tmp_path: Path) -> None:
+    """A directory given as a URL (file: here; hdfs:// and s3a:// go the same way, through
+    Spark's Hadoop FileSystem): the same flows; a missing URL is a capture problem."""
+    night = tmp_path / "night"
+    night.mkdir()
+    (night / "a.pcap").write_bytes((SAMPLES / "tas-diego" / "findings.pcap").read_bytes())
+    (night / "b.pcapng").write_bytes((CORPUS / "zeek" / "irc-dcc-send.pcapng").read_bytes())
+    from auditor.engines.spark import read_traffic_spark
+
+    local = read_traffic([night])
+    got = read_traffic_spark([f"file://{night}", f"file://{tmp_path}/missing.pcap"], spark=spark)
+    assert got.flows.equals(local.flows)
+    assert [c["path"] for c in got.captures] == [
+        f"file:{night}/a.pcap",
+        f"file:{night}/b.pcapng",
+        f"file://{tmp_path}/missing.pcap",
+    ]
+    for mine, theirs in zip(got.captures, local.captures, strict=False):
+        assert {**mine, "path": None} == {**theirs, "path": None}
+    assert got.notes == [
+        f"file://{tmp_path}/missing.pcap: cannot be read: "
+        f"File file:{tmp_path}/missing.pcap does not exist"
+    ]
+    assert not got.complete

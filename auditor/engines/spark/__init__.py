@@ -61,9 +61,17 @@ def read_traffic_spark(
 
     names = [os.fspath(p) for p in paths]
     unsupported(names)
-    found = expand(names)
     from auditor.engines.spark.job import spark_runner
+    from auditor.engines.spark.remote import binary_files_decoder, is_url, list_files
 
+    if any(is_url(n) for n in names):  # hdfs://, s3a://, file:, ...: read by Spark
+        spark = spark or _session(master)
+        return read_found_split(
+            list_files(spark, names),
+            run=spark_runner(spark, binary_files_decoder),
+            split_bytes=split_bytes,
+        )
+    found = expand(names)
     return read_found_split(
         found, run=spark_runner(spark or _session(master)), split_bytes=split_bytes
     )

@@ -97,15 +97,21 @@ def session(master: str = "local[*]") -> Any:
     return spark
 
 
-def spark_runner(spark: Any) -> Callable[[list[Split]], tuple[list[dict[str, Any]], pa.Table]]:
-    """A :data:`auditor.engines.spark.assemble.Runner` on ``spark``."""
+def spark_runner(
+    spark: Any, decode: Callable[[Any, list[Split], int], Any] | None = None
+) -> Callable[[list[Split]], tuple[list[dict[str, Any]], pa.Table]]:
+    """A :data:`auditor.engines.spark.assemble.Runner` on ``spark``; ``decode(spark,
+    splits, parts)``: the RDD of stage 1 (default: each split read from its path)."""
 
     def run(splits: list[Split]) -> tuple[list[dict[str, Any]], pa.Table]:
         from auditor.engines.spark.assemble import sort_flows
 
         sc = spark.sparkContext
         parts = max(1, min(len(splits) * 2, sc.defaultParallelism * 2))
-        decoded = sc.parallelize(splits, len(splits)).mapPartitions(_decode_task(parts))
+        if decode is None:
+            decoded = sc.parallelize(splits, len(splits)).mapPartitions(_decode_task(parts))
+        else:
+            decoded = decode(spark, splits, parts)
         decoded = decoded.persist()
         try:
             got = decoded.filter(lambda kv: kv[0] == INFO).values().collect()
