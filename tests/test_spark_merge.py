@@ -188,3 +188,30 @@ def test_a_pcapng_of_several_sections_split_is_the_local_traffic(tmp_path: Path)
     local = read_traffic([path])
     assert [i["section"] for i in local.captures[0]["interfaces"]] == [0, 1, 2]
     same(local, split_read([path], 8192))
+
+
+def test_a_failed_spark_job_is_one_line() -> None:
+    """py4j and worker errors carry the Java and Python tracebacks in their text: the user
+    gets the task's error line, and out of memory is RESOURCE with what to change."""
+    from auditor.engines.spark import _job_failure
+    from auditor.errors import ExitCode
+
+    text = (
+        "An error occurred while calling o123.collect.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 1.0"
+        " failed 1 times, most recent failure: Lost task 0.0:\n"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        '  File "/x/worker.py", line 1, in main\n'
+        "ValueError: collect_heads: payload offsets out of range\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(X.scala:1)\n"
+    )
+    failed = _job_failure(RuntimeError(text))
+    assert failed.exit_code == ExitCode.INTERNAL
+    assert failed.one_line() == (
+        "--engine spark: Spark job failed: ValueError: collect_heads: payload offsets out of "
+        "range (a bug in pcap-audit or the cluster; its log has more)"
+    )
+    assert "\n" not in failed.one_line()
+    oom = _job_failure(RuntimeError("Job aborted:\njava.lang.OutOfMemoryError: Java heap space"))
+    assert oom.exit_code == ExitCode.RESOURCE
+    assert "spark.executor.memory" in oom.one_line() and "\n" not in oom.one_line()

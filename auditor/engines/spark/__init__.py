@@ -12,6 +12,7 @@ they read any. pyspark is imported only here, when the engine is used.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,13 +20,39 @@ from auditor.engines.spark.splits import SPLIT_BYTES
 from auditor.errors import AuditorError, ExitCode
 from auditor.traffic import Traffic
 
-__all__ = ["SPLIT_BYTES", "SparkUnavailable", "read_traffic_spark"]
+__all__ = ["SPLIT_BYTES", "SparkJobFailed", "SparkUnavailable", "read_traffic_spark"]
 
 
 class SparkUnavailable(AuditorError):
     """pyspark is not installed, or Spark (its JVM) cannot start."""
 
     exit_code = ExitCode.USAGE
+
+
+class SparkJobFailed(AuditorError):
+    """A Spark job failed: a bug (INTERNAL) or, out of memory, RESOURCE. One line."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+def _job_failure(exc: Exception) -> SparkJobFailed:
+    """A Spark failure (Java and worker tracebacks inside) -> one line: the first error line
+    of the task's own Python traceback if there is one, else the first line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b.*:", ln)]
+    text = (errors[-1] if errors else lines[0] if lines else type(exc).__name__)[:300]
+    if "OutOfMemoryError" in str(exc) or "MemoryError" in text:
+        failed = SparkJobFailed(
+            "--engine spark",
+            f"out of memory in a Spark task ({text}): give the executors more memory "
+            "(spark.executor.memory) or use a smaller --split-size",
+        )
+        failed.exit_code = ExitCode.RESOURCE
+        return failed
+    return SparkJobFailed(
+        "--engine spark",
+        f"Spark job failed: {text} (a bug in pcap-audit or the cluster; its log has more)",
+    )
 
 
 def _session(master: str) -> Any:
@@ -64,14 +91,18 @@ def read_traffic_spark(
     from auditor.engines.spark.job import spark_runner
     from auditor.engines.spark.remote import binary_files_decoder, is_url, list_files
 
-    if any(is_url(n) for n in names):  # hdfs://, s3a://, file:, ...: read by Spark
-        spark = spark or _session(master)
-        return read_found_split(
-            list_files(spark, names),
-            run=spark_runner(spark, binary_files_decoder),
-            split_bytes=split_bytes,
-        )
-    found = expand(names)
-    return read_found_split(
-        found, run=spark_runner(spark or _session(master)), split_bytes=split_bytes
-    )
+    spark = spark or _session(master)
+    try:
+        if any(is_url(n) for n in names):  # hdfs://, s3a://, file:, ...: read by Spark
+            return read_found_split(
+                list_files(spark, names),
+                run=spark_runner(spark, binary_files_decoder),
+                split_bytes=split_bytes,
+            )
+        return read_found_split(expand(names), run=spark_runner(spark), split_bytes=split_bytes)
+    except AuditorError:
+        raise
+    except Exception as exc:  # py4j and worker errors carry whole tracebacks in their text
+        if os.environ.get("PCAP_AUDIT_DEBUG"):
+            raise
+        raise _job_failure(exc) from None
