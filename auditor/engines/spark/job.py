@@ -10,8 +10,9 @@ task, which folds them in capture order and builds its flows' rows with the loca
 (classification included); the rows travel back as Arrow IPC. Arrow IPC rather than
 DataFrames and ``mapInArrow``: Spark has no unsigned or nanosecond types, and pyspark's
 ``mapInArrow`` requires pandas, whose presence makes pyarrow import it (and
-``pyarrow.compute``) in every local audit too. Roles and the checks then run on the driver on that table (DuckDB, the local
-engine's code): the flow table is orders of magnitude smaller than the packets.
+``pyarrow.compute``) in every local audit too. Roles and the checks then run on the
+driver on that table (DuckDB, the local engine's code): the flow table is orders of
+magnitude smaller than the packets.
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ def session(master: str = "local[*]") -> Any:
     spark = (
         builder.config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "8")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -112,7 +112,10 @@ def spark_runner(
             decoded = sc.parallelize(splits, len(splits)).mapPartitions(_decode_task(parts))
         else:
             decoded = decode(spark, splits, parts)
-        decoded = decoded.persist()
+        from pyspark import StorageLevel
+
+        # read twice (infos, then segments): kept, spilled to disk rather than decoded again
+        decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             got = decoded.filter(lambda kv: kv[0] == INFO).values().collect()
             found = {(c, p): json.loads(text) for c, p, text in got}
