@@ -12,7 +12,12 @@ import pyarrow as pa
 
 from auditor.capture.inputs import display_name
 from auditor.engines.spark.merge import flow_table, fold
-from auditor.engines.spark.segments import decode_split, fragment_segments, merge_infos
+from auditor.engines.spark.segments import (
+    SEGMENT_SCHEMA,
+    decode_split,
+    fragment_segments,
+    merge_infos,
+)
 from auditor.engines.spark.splits import SPLIT_BYTES, Split, plan
 from auditor.errors import AuditorError, CaptureError
 from auditor.sources import Found
@@ -36,7 +41,7 @@ def sort_flows(tables: list[pa.Table]) -> pa.Table:
     """Partial flow tables -> one, in the local engine's order (first packet, flow id)."""
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return flow_table([])
+        return flow_table(fold(SEGMENT_SCHEMA.empty_table()))
     table = pa.concat_tables(tables)
     return table.sort_by([("first_seen", "ascending"), ("flow_id", "ascending")])
 
@@ -62,7 +67,7 @@ def read_found_split(
         if f.skipped is None and f.duplicate_of is None and f.error is None:
             readable.append((f.path, len(readable)))
     splits = plan(readable, split_bytes)
-    infos, flows = run(splits) if splits else ([], flow_table([]))
+    infos, flows = run(splits) if splits else ([], sort_flows([]))
     by_capture: dict[int, list[dict[str, Any]]] = {}
     for s, info in zip(splits, infos, strict=True):
         by_capture.setdefault(s.capture, []).append(info)

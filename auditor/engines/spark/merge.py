@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from auditor._flowtab import HEADS
-from auditor.engines.spark.segments import unpack_heads
+from auditor.engines.spark.segments import SEGMENT_SCHEMA, pack_heads, unpack_heads
 from auditor.flows import _EXPORT_DTYPES, _FIRST_ADDRESSES, _FIRST_DTYPES, FlowBuilder
 
 _SUMS = ("pkts0", "pkts1", "bytes0", "bytes1", "pay0", "pay1")
@@ -29,13 +29,27 @@ _FIRST_COLS = ("src_port", "dst_port", "proto", "flow_dir", "vlan", "vlan_inner"
                "tunnel", "tunnel_id", "src_ip", "dst_ip", "outer_src", "outer_dst", "capture")  # fmt: skip
 
 
-def fold(seg: pa.Table) -> list[dict[str, Any]]:
-    """Segments (SEGMENT_SCHEMA) of any keys -> merged flows, one dict each. Segments are
-    ordered by (key, capture, part, row) here, so the caller's order does not matter."""
+def fold(seg: pa.Table) -> pa.Table:
+    """Segments (SEGMENT_SCHEMA) of any keys, in any order -> merged flows, one row each
+    (same schema; ``lead_syn`` and ``row`` no longer mean anything). A key with one segment
+    (most) is its flow as it is; the others are replayed in capture order in Python."""
     if seg.num_rows == 0:
-        return []
+        return SEGMENT_SCHEMA.empty_table()
     order = np.lexsort(tuple(seg.column(c).to_numpy() for c in ("row", "part", "capture", "key")))
-    rows = seg.take(pa.array(order)).to_pylist()
+    seg = seg.take(pa.array(order))
+    key = seg.column("key").to_numpy()
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    single = np.repeat(sizes == 1, sizes)
+    alone = seg.filter(pa.array(single))
+    if single.all():
+        return alone
+    merged = _replay(seg.filter(pa.array(~single)).to_pylist())
+    return pa.concat_tables([alone, pa.Table.from_pylist(merged, schema=SEGMENT_SCHEMA)])
+
+
+def _replay(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Segments sorted by key and capture order -> flows, by the local rule."""
     out: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     for s in rows:
@@ -49,9 +63,7 @@ def fold(seg: pa.Table) -> list[dict[str, Any]]:
             )
         ):
             cur = dict(s)
-            cur["heads"] = _cap_heads(unpack_heads(s["heads"]))
-            if not s["lead_syn"]:
-                cur["syn_seq"] = None
+            cur["heads"] = unpack_heads(s["heads"])
             out.append(cur)
             continue
         for k in _SUMS:
@@ -67,6 +79,8 @@ def fold(seg: pa.Table) -> list[dict[str, Any]]:
         if cur["synack_dir"] < 0:
             cur["synack_dir"] = s["synack_dir"]
         cur["heads"] = _cap_heads(cur["heads"] + unpack_heads(s["heads"]))
+    for f in out:
+        f["heads"] = pack_heads(f["heads"])
     return out
 
 
@@ -84,32 +98,36 @@ def _cap_heads(heads: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, in
 class _Merged(FlowBuilder):
     """A FlowBuilder whose per-flow state is the merged flows, not a C table."""
 
-    def __init__(self, flows: list[dict[str, Any]]) -> None:
+    def __init__(self, flows: pa.Table) -> None:
         super().__init__()
-        self.merged = flows
-        n = len(flows)
+        n = flows.num_rows
+        self._count = n
         self.first.n = n
-        for k in _FIRST_DTYPES:
+        for k, dt in _FIRST_DTYPES.items():
             if k in _FIRST_ADDRESSES:
-                raw = b"".join(f[k] for f in flows)
+                raw = b"".join(flows.column(k).to_pylist())
                 self.first.cols[k] = np.frombuffer(raw, np.uint8).reshape(n, 16).copy()
             else:
-                self.first.cols[k] = np.array([f[k] for f in flows], dtype=_FIRST_DTYPES[k])
-        for i, f in enumerate(flows):
-            if f["heads"]:
-                self.heads[i] = f["heads"]
-        got = [[sum(1 for h in f["heads"] if h[0] == d) for f in flows] for d in (0, 1)]
-        self._state = {
-            k: np.array([f[k] for f in flows], dtype=dt)
-            for k, dt in _EXPORT_DTYPES.items()
-            if k not in ("got0", "got1")
-        }
-        self._state["got0"] = np.array(got[0], np.uint8)
-        self._state["got1"] = np.array(got[1], np.uint8)
+                self.first.cols[k] = flows.column(k).to_numpy().astype(dt)
+        state = {}
+        for k, dt in _EXPORT_DTYPES.items():
+            if k == "key":
+                state[k] = flows.column(k).to_numpy().view(np.uint64)
+            elif k not in ("got0", "got1"):
+                state[k] = flows.column(k).to_numpy().astype(dt)
+        got = np.zeros((2, n), np.uint8)
+        heads = flows.column("heads").to_pylist()
+        for i in np.flatnonzero(pc_nonempty(flows.column("heads"))).tolist():
+            hs = unpack_heads(heads[i])
+            self.heads[i] = hs
+            for d, _h, _pl in hs:
+                got[d, i] += 1
+        state["got0"], state["got1"] = got[0], got[1]
+        self._state = state
 
     @property
     def n(self) -> int:
-        return len(self.merged)
+        return self._count
 
     def _arrays(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         if rows is None:
@@ -117,8 +135,17 @@ class _Merged(FlowBuilder):
         return {k: v[rows] for k, v in self._state.items()}
 
 
-def flow_table(flows: list[dict[str, Any]]) -> pa.Table:
-    """Merged flows -> the local engine's flow table rows (sorted as it sorts them)."""
-    for f in flows:
-        f["key"] = f["key"] & 0xFFFFFFFFFFFFFFFF  # back to the reader's unsigned key
+def pc_nonempty(col: pa.ChunkedArray) -> np.ndarray:
+    """Which binary values are not empty, from the offsets (no pyarrow.compute)."""
+    out = []
+    for chunk in col.chunks:
+        offs = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1 + chunk.offset)
+        offs = offs[chunk.offset :]
+        out.append(np.diff(offs) > 0)
+    return np.concatenate(out) if out else np.zeros(0, bool)
+
+
+def flow_table(flows: pa.Table) -> pa.Table:
+    """Merged flows (:func:`fold`) -> the local engine's flow table rows, sorted as it
+    sorts them."""
     return _Merged(flows).table()
