@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -182,3 +185,36 @@ def test_captures_at_a_url_are_read_by_spark(spark: Any, tmp_path: Path) -> None
         f"File file:{tmp_path}/missing.pcap does not exist"
     ]
     assert not got.complete
+
+
+def test_the_command_line_on_spark_writes_nothing_else_on_stderr() -> None:
+    """A process of its own (its own JVM): the JVM's start-up notices are not passed on."""
+    pcap = SAMPLES / "tas-diego" / "clean.pcap"
+    cli_path = Path(sys.executable).with_name("pcap-audit")
+    args = [str(cli_path), "flows", str(pcap), "--format", "json"]
+    local = subprocess.run(args, capture_output=True, text=True, check=False)
+    got = subprocess.run(
+        [*args, "--engine", "spark", "--master", "local[1]"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert (got.returncode, got.stdout, got.stderr) == (ExitCode.OK, local.stdout, "")
+
+
+def test_a_jvm_that_cannot_start_is_a_usage_error_in_one_line() -> None:
+    cli_path = Path(sys.executable).with_name("pcap-audit")
+    got = subprocess.run(
+        [str(cli_path), "flows", str(SAMPLES / "uforge" / "clean.pcap"), "--engine", "spark"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "JAVA_HOME": "/nonexistent"},
+    )
+    assert got.returncode == ExitCode.USAGE
+    assert got.stderr.splitlines()[-1].startswith(
+        "pcap-audit: --engine spark: Spark could not start (master local[*]): "
+    )
+    assert "Traceback" not in got.stderr

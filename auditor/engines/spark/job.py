@@ -17,9 +17,12 @@ magnitude smaller than the packets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -86,15 +89,57 @@ def session(master: str = "local[*]") -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("pcap-audit")
-    if master and "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit sets its own
+    launch = "PYSPARK_GATEWAY_PORT" not in os.environ  # else spark-submit's JVM runs already
+    if master and launch:
         builder = builder.master(master)
-    spark = (
-        builder.config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
+    builder = builder.config("spark.ui.enabled", "false").config(
+        "spark.ui.showConsoleProgress", "false"
     )
+    if launch and SparkSession.getActiveSession() is None:
+        with _jvm_stderr_filtered():
+            spark = builder.getOrCreate()
+    else:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+#: what the JVM says on every start, whatever its log level: not pcap-audit's diagnostics
+_NOISE = re.compile(
+    rb"^(WARNING: Using incubator modules|Setting default log level|"
+    rb"To adjust logging level use sc\.setLogLevel)"
+)
+
+
+@contextlib.contextmanager
+def _jvm_stderr_filtered() -> Iterator[None]:
+    """Start the JVM with a pipe for its stderr, which a thread copies to ours without
+    the start-up notices (the JVM and its Python workers keep the pipe for life)."""
+    try:
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    out = os.dup(saved)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not _NOISE.match(line):
+                    os.write(out, line)
+        os.close(out)
+
+    threading.Thread(target=forward, name="pcap-audit-jvm-stderr", daemon=True).start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def spark_runner(
