@@ -139,6 +139,50 @@ def test_dedup_and_standard_input_are_refused_with_spark() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["flows", "--jobs", "2"],
+            "--jobs is not supported with --engine spark (Spark runs one task per split: "
+            "size them with --split-size)",
+        ),
+        (
+            ["flows", "--port", "443"],
+            "--since/--until/--host/--port/--filter are not supported with --engine spark "
+            "(the tasks read every packet)",
+        ),
+        (
+            ["audit", "-r", "uforge", "--since", "2025-11-22T00:00:00Z"],
+            "--since/--until/--host/--port/--filter are not supported with --engine spark "
+            "(the tasks read every packet)",
+        ),
+        (
+            ["audit", "-r", "uforge", "--deep"],
+            "--deep is not supported with --engine spark (run it with the local engine)",
+        ),
+    ],
+)
+def test_local_only_options_are_refused_with_spark(args: list[str], line: str) -> None:
+    """Options the Spark engine cannot honour: one usage line, before anything is read
+    (no JVM is started)."""
+    res = invoke([*args, SAMPLES / "uforge" / "clean.pcap", "--engine", "spark"])
+    assert res.exit_code == ExitCode.USAGE
+    assert res.stdout == ""
+    assert res.stderr.strip().splitlines() == [f"pcap-audit: {line}"]
+
+
+def test_zeek_logs_are_refused_with_spark(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "conn.log").write_text("#separator \\x09\n")
+    res = invoke(["flows", logs, "--engine", "spark"])
+    assert res.exit_code == ExitCode.USAGE
+    assert res.stderr.strip() == (
+        f"pcap-audit: {logs}: Zeek logs cannot be read by the Spark engine: use --engine local"
+    )
+
+
 def test_spark_sql_reads_the_parquet_dir(spark: Any, tmp_path: Path) -> None:
     """The README's Spark SQL query over what --parquet-dir wrote (from the Spark engine)."""
     lake = tmp_path / "lake"
@@ -172,7 +216,15 @@ def test_captures_at_a_url_are_read_by_spark(spark: Any, tmp_path: Path) -> None
 
     local = read_traffic([night])
     got = read_traffic_spark([f"file://{night}", f"file://{tmp_path}/missing.pcap"], spark=spark)
-    assert got.flows.equals(local.flows)
+    places = ["capture", "captures"]  # the files' names: here their URLs
+    assert got.flows.drop_columns(places).equals(local.flows.drop_columns(places))
+    url = {f"{night}/a.pcap": f"file:{night}/a.pcap", f"{night}/b.pcapng": f"file:{night}/b.pcapng"}
+    assert got.flows.column("capture").to_pylist() == [
+        url[p] for p in local.flows.column("capture").to_pylist()
+    ]
+    assert got.flows.column("captures").to_pylist() == [
+        [url[p] for p in ps] for ps in local.flows.column("captures").to_pylist()
+    ]
     assert [c["path"] for c in got.captures] == [
         f"file:{night}/a.pcap",
         f"file:{night}/b.pcapng",

@@ -5,7 +5,9 @@ writes them (:mod:`auditor.traffic`)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -80,7 +82,8 @@ def read_found_split(
     for f in found:
         if f.skipped is None and f.duplicate_of is None and f.error is None:
             readable.append((f.path, len(readable)))
-    splits = plan(readable, split_bytes)
+    seed = secrets.randbits(64)  # one per run, secret as the reader's own
+    splits = [replace(s, seed=seed) for s in plan(readable, split_bytes)]
     infos, flows = run(splits) if splits else ([], sort_flows([]))
     by_capture: dict[int, list[dict[str, Any]]] = {}
     for s, info in zip(splits, infos, strict=True):

@@ -62,7 +62,7 @@ def list_files(spark: Any, paths: list[str]) -> list[Found]:
 
 
 def _decode_bytes(
-    parts: int, capture_of: dict[str, int]
+    parts: int, capture_of: dict[str, int], seed: int | None
 ) -> Callable[[Iterable[tuple[str, bytes]]], Iterator[tuple[int, Any]]]:
     def run(files: Iterable[tuple[str, bytes]]) -> Iterator[tuple[int, Any]]:
         from auditor.engines.spark.job import INFO, _buckets
@@ -72,7 +72,7 @@ def _decode_bytes(
             with tempfile.NamedTemporaryFile(prefix="pcap-audit-", suffix=".cap") as tmp:
                 tmp.write(data)
                 tmp.flush()
-                split = Split(tmp.name, capture_of[url], 0, 1)
+                split = Split(tmp.name, capture_of[url], 0, 1, seed=seed)
                 seg, info = decode_split(split)
             text = json.dumps(info).replace(json.dumps(tmp.name)[1:-1], json.dumps(url)[1:-1])
             info = json.loads(text)
@@ -87,4 +87,4 @@ def binary_files_decoder(spark: Any, splits: list[Split], parts: int) -> Any:
     """Stage 1 for URLs: ``binaryFiles`` of every split's file, decoded in its task."""
     capture_of = {s.path: s.capture for s in splits}
     rdd = spark.sparkContext.binaryFiles(",".join(capture_of), minPartitions=len(splits))
-    return rdd.mapPartitions(_decode_bytes(parts, capture_of))
+    return rdd.mapPartitions(_decode_bytes(parts, capture_of, splits[0].seed))

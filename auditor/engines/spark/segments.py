@@ -355,6 +355,8 @@ def decode_split(split: Split) -> tuple[pa.RecordBatch, dict[str, Any]]:
     (``mtime`` added). A CaptureError is not raised but returned as ``error`` (path,
     message, place), with the segments of what was read before it, as the local engine
     keeps the flows read before an error."""
+    if split.seed is not None:
+        _fast.set_flow_seed(split.seed)
     seg = _Segmenter()
     info: dict[str, Any] = {}
     try:

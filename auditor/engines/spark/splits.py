@@ -50,6 +50,9 @@ class Split:
     preamble: tuple[int, ...] = ()
     #: pcapng: the section (0-based) that ``start`` is in
     section: int = 0
+    #: the flow hash's seed for this run (the reader's is random per process: every task of
+    #: a run must key flows alike, or a flow's segments would not meet)
+    seed: int | None = None
 
 
 def pcap_boundaries(path: str, split_bytes: int) -> list[int]:
