@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py $(wildcard auditor/*.c auditor/capture/*.c auditor/capture/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'  # spark: the --engine spark tests
 	$(BIN)/python -m compileall -q auditor  # an editable install writes no bytecode
 	touch $(STAMP)
 
@@ -37,6 +37,7 @@ check: lint types test
 bench: $(STAMP)
 	$(BIN)/python -m compileall -q auditor  # time the code, not compiling it
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/spark_bench.py
 
 samples: $(STAMP)
 	$(BIN)/python samples/make_samples.py

@@ -534,7 +534,12 @@ class FlowBuilder:
         }
         rows_of_flow = np.empty(len(order), dtype=np.int64)
         rows_of_flow[order] = np.arange(len(order))
-        return ftp_data.mark(pa.table(cols), rows_of_flow, self.ftp_announced)
+        return self._ftp_marked(pa.table(cols), rows_of_flow)
+
+    def _ftp_marked(self, table: pa.Table, rows_of_flow: np.ndarray) -> pa.Table:
+        """The table with the FTP data connections announced in its flows marked
+        (``rows_of_flow[f]``: the row of flow index f)."""
+        return ftp_data.mark(table, rows_of_flow, self.ftp_announced)
 
 
 class _Call:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from auditor.cli.common import (
     waiver_warnings,
     warn,
 )
+from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
@@ -37,7 +39,7 @@ from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
 from auditor.rules.model import TLS_VERSIONS
-from auditor.traffic import default_jobs
+from auditor.traffic import Traffic, default_jobs
 
 
 def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -97,6 +99,8 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
 @filter_options
 @dedup_options
 @jobs_option
+@engine_options
+@parquet_dir_option
 @quiet_option
 @click.option(
     "--store",
@@ -122,6 +126,10 @@ def command(
     dedup: bool,
     dedup_window: float,
     jobs: int | None,
+    engine: str,
+    master: str,
+    split_size: int,
+    parquet_dir: str | None,
     quiet: bool,
     min_tls: str | None,
     store: str | None,
@@ -152,6 +160,7 @@ def command(
             ExitCode.USAGE,
         )
     select = packet_filter(**filters)
+    read = reader_for(engine, master, split_size, dedup, jobs, select, deep)
     if deep:
         require_tshark("--deep")
     started = datetime.now(UTC)
@@ -169,6 +178,8 @@ def command(
         waiver_set,
         jobs or default_jobs(),
         select,
+        read,
+        parquet_dir,
     )
     with output_file(output, [*captures, ruleset.path, inventory, store, waivers]) as out:
         results = _audit_sets(captures, ruleset, inv, options)
@@ -208,6 +219,9 @@ class AuditOptions:
     waivers: Waivers | None
     jobs: int
     select: PacketFilter | None  #: --since/--until/--host/--port/--filter
+    #: another engine's reader (--engine spark) in place of the local one
+    read: Callable[[list[str]], Traffic] | None = None
+    parquet_dir: str | None = None  #: --parquet-dir
 
 
 def _audit_sets(
@@ -229,6 +243,7 @@ def _audit_sets(
             waivers=options.waivers,
             jobs=options.jobs,
             select=options.select,
+            read=options.read,
         )
         if progress:
             progress.clear()
@@ -236,6 +251,12 @@ def _audit_sets(
             warn(note)
         for line in waiver_warnings(result.document):
             warn(line)
+        if options.parquet_dir:
+            from auditor.lake import write_lake
+
+            write_lake(
+                options.parquet_dir, result.traffic, result.document["findings"], ruleset.name
+            )
         results.append(result)
     return results
 

@@ -16,6 +16,7 @@ from auditor.cli.common import (
     quiet_option,
     warn,
 )
+from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
@@ -30,6 +31,8 @@ from auditor.traffic import default_jobs, read_traffic
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
 @jobs_option
+@engine_options
+@parquet_dir_option
 @quiet_option
 @filter_options
 @handle_errors
@@ -40,6 +43,10 @@ def command(
     dedup: bool,
     dedup_window: float,
     jobs: int | None,
+    engine: str,
+    master: str,
+    split_size: int,
+    parquet_dir: str | None,
     quiet: bool,
     **filters: Any,
 ) -> None:
@@ -54,19 +61,27 @@ def command(
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
     select = packet_filter(**filters)
+    read = reader_for(engine, master, split_size, dedup, jobs, select)
     with output_file(output, captures) as out:
         progress = progress_for(sys.stderr, quiet)
-        traffic = read_traffic(
-            captures,
-            progress=progress,
-            dedup=dedup_window if dedup else None,
-            jobs=jobs or default_jobs(),
-            select=select,
-        )
+        if read is not None:
+            traffic = read(list(captures))
+        else:
+            traffic = read_traffic(
+                captures,
+                progress=progress,
+                dedup=dedup_window if dedup else None,
+                jobs=jobs or default_jobs(),
+                select=select,
+            )
         if progress:
             progress.clear()
         for note in traffic.notes:
             warn(note)
+        if parquet_dir:
+            from auditor.lake import write_lake
+
+            write_lake(parquet_dir, traffic)
         write_flows(traffic, fmt, out.stream if out is not None else sys.stdout.buffer)
         sys.stdout.flush()
     if not traffic.complete:

@@ -265,14 +265,19 @@ def audit(
     waivers: Waivers | None = None,
     jobs: int = 1,
     select: PacketFilter | None = None,
+    read: Callable[[list[str]], Traffic] | None = None,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
     ruleset's TLS minimum (``--min-tls``); findings that ``waivers`` cover are marked and do
     not count for the exit code; ``jobs`` decoders run at once (the result is the same for
     any number); ``select`` keeps only the packets it selects
-    (--since/--until/--host/--port/--filter)."""
-    traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs, select=select)
+    (--since/--until/--host/--port/--filter). ``read``: another engine's reader
+    (``auditor.engines.spark.read_traffic_spark``) in place of the local one."""
+    if read is not None:
+        traffic = read([os.fspath(c) for c in captures])
+    else:
+        traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs, select=select)
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
