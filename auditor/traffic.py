@@ -428,19 +428,7 @@ def read_found(
     read: list[str] = []  # capture index -> path (the flows' capture/captures)
     for f in found:
         name = display_name(f.path)
-        if f.skipped is not None:
-            traffic.skipped.append({"path": f.path, "reason": f.skipped})
-            traffic.notes.append(f"{name}: skipped, {f.skipped}")
-            continue
-        if f.duplicate_of is not None:
-            record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
-            traffic.captures.append(record)
-            traffic.notes.append(f"{name}: {record['warnings'][0]}")
-            continue
-        if f.error is not None:
-            traffic.errors.append(f.error)
-            traffic.captures.append(failed_capture(f.path, f.error))
-            traffic.notes.append(f.error.one_line())
+        if said_unread(f, traffic):
             continue
         read.append(f.path)
         if is_zeek_dir(f.path):  # Zeek logs: flows of their own, appended at the end
@@ -480,6 +468,26 @@ def read_found(
         index += 1
     traffic.flows = placed(_with_logs(builder.table(), logs), read)
     return traffic
+
+
+def said_unread(f: Found, traffic: Traffic) -> bool:
+    """An input that is not read (skipped, a duplicate, or not readable): its record and one
+    note in ``traffic``; True when ``f`` is such an input."""
+    name = display_name(f.path)
+    if f.skipped is not None:
+        traffic.skipped.append({"path": f.path, "reason": f.skipped})
+        traffic.notes.append(f"{name}: skipped, {f.skipped}")
+    elif f.duplicate_of is not None:
+        record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
+        traffic.captures.append(record)
+        traffic.notes.append(f"{name}: {record['warnings'][0]}")
+    elif f.error is not None:
+        traffic.errors.append(f.error)
+        traffic.captures.append(failed_capture(f.path, f.error))
+        traffic.notes.append(f.error.one_line())
+    else:
+        return False
+    return True
 
 
 def _read_zeek(path: str, index: int, traffic: Traffic, logs: list[pa.Table]) -> None:
@@ -535,29 +543,18 @@ def _read_parallel(
     try:
         for f, plan in zip(found, plans, strict=True):
             name = display_name(f.path)
-            if f.skipped is not None:
-                traffic.skipped.append({"path": f.path, "reason": f.skipped})
-                traffic.notes.append(f"{name}: skipped, {f.skipped}")
+            if said_unread(f, traffic):
                 continue
-            if f.duplicate_of is not None:
-                record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
-                traffic.captures.append(record)
-                traffic.notes.append(f"{name}: {record['warnings'][0]}")
-                continue
-            if f.error is None:  # it gets a capture index (read, or failed while planned)
-                read.append(f.path)
-            if f.error is None and plan is None:  # a directory of Zeek logs
+            read.append(f.path)  # it gets a capture index (read, or failed while planned)
+            if plan is None:  # a directory of Zeek logs
                 _read_zeek(f.path, index, traffic, logs)
                 index += 1
                 continue
-            error = f.error if f.error is not None else plan
-            if isinstance(error, CaptureError) or plan is None:
-                assert isinstance(error, CaptureError)
-                traffic.errors.append(error)
-                traffic.captures.append(failed_capture(f.path, error))
-                traffic.notes.append(error.one_line())
-                if f.error is None:
-                    index += 1
+            if isinstance(plan, CaptureError):
+                traffic.errors.append(plan)
+                traffic.captures.append(failed_capture(f.path, plan))
+                traffic.notes.append(plan.one_line())
+                index += 1
                 continue
             assert isinstance(plan, list)
             dropped_before = dedup_filter.dropped if dedup_filter else 0

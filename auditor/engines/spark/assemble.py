@@ -30,6 +30,7 @@ from auditor.traffic import (
     capture_warnings,
     failed_capture,
     placed,
+    said_unread,
 )
 
 #: decode the splits and merge their segments: (each split's info, in the order given;
@@ -92,19 +93,7 @@ def read_found_split(
     read: list[str] = []  # capture index -> path (the flows' capture/captures)
     for f in found:
         name = display_name(f.path)
-        if f.skipped is not None:
-            traffic.skipped.append({"path": f.path, "reason": f.skipped})
-            traffic.notes.append(f"{name}: skipped, {f.skipped}")
-            continue
-        if f.duplicate_of is not None:
-            record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
-            traffic.captures.append(record)
-            traffic.notes.append(f"{name}: {record['warnings'][0]}")
-            continue
-        if f.error is not None:
-            traffic.errors.append(f.error)
-            traffic.captures.append(failed_capture(f.path, f.error))
-            traffic.notes.append(f.error.one_line())
+        if said_unread(f, traffic):
             continue
         infos = by_capture[index]
         index += 1
