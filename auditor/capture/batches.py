@@ -1,9 +1,13 @@
 """The batch buffers: the numpy arrays the C scanner writes one batch of packets into
-(layout from ``_fast.COLUMNS``), and the Arrow RecordBatch made from them without a copy."""
+(layout from ``_fast.COLUMNS``), and the Arrow RecordBatch made from them without a copy.
+
+Every batch gets arrays of its own, which the RecordBatch then owns: the caller may keep a
+batch, or any column or slice of it, as long as it likes, and nothing writes over it. (The
+arrays of a released batch used to be refilled, decided by ``sys.getrefcount``; allocating
+afresh measured the same for the flow table of the 1M-packet bench capture, 0.70-0.72 s CPU
+against 0.72-0.79 s, and +0.02-0.03 s on a bare read of its batches.)"""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -25,16 +29,6 @@ _VALIDITY = {
     "flow_dir": "valid_ip",
 }
 _COLUMN_INDEX = {c[0]: i for i, c in enumerate(_fast.COLUMNS)}
-_BITMAPS = [c[0] for c in _fast.COLUMNS if c[2] == "v"]
-
-
-def _free_refs() -> int:
-    """sys.getrefcount of an array held only in a tuple, seen as _Batch.released sees it."""
-    arrays = (np.empty(1),)
-    return max(sys.getrefcount(a) for a in arrays)
-
-
-_FREE_REFS = _free_refs()
 _FIRST_BITMAP = _COLUMN_INDEX["valid_ts"]
 
 
@@ -60,15 +54,6 @@ class _Batch:
 
     def column(self, name: str) -> np.ndarray:
         return self.arrays[_COLUMN_INDEX[name]]
-
-    def released(self) -> bool:
-        """True when nothing outside this object refers to its arrays any more (the Arrow
-        batch made from them, and every view of it, is gone): they can be filled again."""
-        return all(sys.getrefcount(a) <= _FREE_REFS for a in self.arrays)
-
-    def clear(self) -> None:
-        for name in _BITMAPS:
-            self.column(name).fill(0)
 
     def record_batch(self, n: int, nulls: np.ndarray, data_used: int) -> pa.RecordBatch:
         """The first n rows as an Arrow batch sharing the numpy memory."""

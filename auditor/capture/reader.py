@@ -13,8 +13,8 @@ record cut by a chunk's end is carried over to the next chunk. For pcapng the sc
 handles the packet blocks (EPB, SPB, obsolete PB) itself, with a small per-interface table
 (link type, timestamp scale and offset, snaplen), and hands every other block (SHB, IDB,
 ISB, anything unknown) back to Python, which parses it and resumes. Memory stays flat: mapped
-pages are dropped from the process once scanned, the column arrays of a batch the caller
-has let go of are refilled for a later batch, and only the batches the caller still holds
+pages are dropped from the process once scanned, each batch's column arrays are its own
+and go with it when the caller lets it go, and only the batches the caller still holds
 add up.
 
 Payload heads (the ``payload`` column): the first bytes of the captured L4 payload, enough
@@ -150,7 +150,6 @@ class _Stream(PcapngBlocks):
         self.released = 0  # mapped bytes before this offset were dropped from our RSS
         self.size: int | None = None  # files, not streams: the size at open, read up to there
         self.shrunk_to: int | None = None  # the size found when the file shrank under us
-        self.spare: list[_Batch] = []  # the last batches handed out, for reuse once released
 
     # -- input ---------------------------------------------------------------------------
 
@@ -295,11 +294,6 @@ class _Stream(PcapngBlocks):
         st[_fast.S_DUSED] = 0
         st[_fast.S_DCAP] = self.data_cap
         st[_fast.S_NULLS : _fast.S_NULLS + 7] = 0
-        for i, old in enumerate(self.spare):
-            if old.released():
-                del self.spare[i]
-                old.clear()
-                return old
         return _Batch(self.batch_size, self.data_cap)
 
     def finish_batch(self, batch: _Batch) -> pa.RecordBatch:
@@ -315,7 +309,6 @@ class _Stream(PcapngBlocks):
             for lt, c in zip(lts.tolist(), counts.tolist(), strict=True):
                 self.info.unsupported_linktypes[lt] = self.info.unsupported_linktypes.get(lt, 0) + c
         self.update_info()
-        self.spare = [*self.spare[-1:], batch]
         return rb
 
     def batches(self) -> Iterator[pa.RecordBatch]:
