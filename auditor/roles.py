@@ -146,22 +146,19 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
     seen_ips = hosts_in(flows)
     # the roles of all unseen addresses at once (an inventory may list 100,000), each
     # distinct role combination sorted once
-    sorted_roles: dict[frozenset[str], tuple[str, ...]] = {}
-    out: list[HostRoles] = []
-    seen_hosts: list[HostRoles] = []
-    for ip, held in inventory.address_roles(exclude=seen_ips):
-        ordered = sorted_roles.get(held)
-        if ordered is None:
-            ordered = sorted_roles[held] = tuple(sorted(held))
-        out.append(
-            HostRoles(
-                ip,
-                ordered,
-                "inventory",
-                1.0,
-                (f"inventory: address {ip} (not seen in the capture)",),
-            )
+    addresses, held = inventory.address_roles(exclude=seen_ips)
+    ordered = {roles: tuple(sorted(roles)) for roles in set(held)}
+    out = [
+        HostRoles(
+            ip,
+            ordered[roles],
+            "inventory",
+            1.0,
+            (f"inventory: address {ip} (not seen in the capture)",),
         )
+        for ip, roles in zip(addresses, held, strict=True)
+    ]
+    seen_hosts: list[HostRoles] = []
     for ip in seen_ips:
         roles = set(inventory.roles_for_ip(ip))
         evidence = [f"inventory: address {ip}"] if roles else []

@@ -376,7 +376,7 @@ def test_address_roles_is_roles_for_ip(roles: int) -> None:
         mapping.setdefault(role, []).append(entry)
     inv = Inventory(RS.name, mapping)
     skip = {mapping[next(iter(mapping))][1]}
-    pairs = inv.address_roles(exclude=skip)
+    pairs = list(zip(*inv.address_roles(exclude=skip), strict=True))
     assert not skip & {ip for ip, _ in pairs}
     assert {ip for ip, _ in pairs} == set(inv.addresses()) - skip
     for ip, held in pairs:

@@ -10,6 +10,7 @@ embedding) installs no handlers and exits normally.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from typing import Any
@@ -34,6 +35,12 @@ def main() -> None:
     # hence here, before the imports; a value the user set is kept.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    # The cycle collector's full passes over every live object come round as the object
+    # count grows by a quarter; a result of 50,000 hosts (a 100,000-entry inventory lists
+    # them all) is a few hundred thousand dicts and lists made in one go. Collecting
+    # young objects every 10,000 allocations instead of 700 measured 0.15 s less for that
+    # audit (1.54 -> 1.39 s, median of 5); nothing here relies on cycles being freed soon.
+    gc.set_threshold(10_000, 10, 10)
     try:
         install_signal_handlers()
         try:

@@ -18,7 +18,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -105,10 +105,8 @@ def _v4_text(value: int) -> str:
     return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def parse_entry(entry: str) -> Entry:
-    """:class:`Entry` for an inventory entry (cached: the loader validates and the index
-    is built from the same strings). Raises ValueError with the reason."""
+    """:class:`Entry` for an inventory entry. Raises ValueError with the reason."""
     e = entry.strip()
     # a dotted quad first (six in ten entries of a large inventory), tried only on what
     # could be one: a refusal costs an exception
@@ -181,6 +179,16 @@ def _parse_ip(ip: str) -> list[tuple[int, int, int]]:
     return out
 
 
+class BadEntry(ValueError):
+    """An entry of an inventory that is none of the kinds: which role, which of its
+    entries (0-based), and why (the message)."""
+
+    def __init__(self, role: str, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.role = role
+        self.index = index
+
+
 class Inventory:
     """Roles -> entries, with matching helpers. Build with :func:`load_inventory` or
     :meth:`from_mapping`; entries are kept as written (normalised) per role, in order."""
@@ -217,27 +225,28 @@ class Inventory:
         self._v4_addresses: dict[int, str] = {}  # the single IPv4 addresses, by value
         self._names: dict[str, set[str]] = {}
         self._wildcards: dict[str, set[str]] = {}  # suffix without "*." -> roles
-        prefixes = self._prefixes
+        prefixes, kinds, v4_addresses = self._prefixes, self._kinds, self._v4_addresses
         for role, entries in roles.items():
             kept: dict[str, None] = {}
             bit = 0
-            for entry in entries:
-                parsed = parse_entry(entry)
-                kind, canon = parsed.kind, parsed.canon
+            for i, entry in enumerate(entries):
+                try:
+                    kind, canon, version, prefixlen, bits = parse_entry(entry)
+                except ValueError as exc:
+                    raise BadEntry(role, i, str(exc)) from None
                 if canon in kept:
                     continue
                 kept[canon] = None
-                self._kinds[canon] = kind
+                kinds[canon] = kind
                 if kind == "address" or kind == "network":
                     if not bit:
                         bit = self._bit_of(role)
-                    key = (parsed.version, parsed.prefixlen)
-                    table = prefixes.get(key)
+                    table = prefixes.get((version, prefixlen))
                     if table is None:
-                        table = prefixes[key] = {}
-                    table[parsed.bits] = table.get(parsed.bits, 0) | bit
-                    if kind == "address" and parsed.version == 4:
-                        self._v4_addresses[parsed.bits] = canon
+                        table = prefixes[(version, prefixlen)] = {}
+                    table[bits] = table.get(bits, 0) | bit
+                    if version == 4 and kind == "address":
+                        v4_addresses[bits] = canon
                 elif kind == "name":
                     self._names.setdefault(canon, set()).add(role)
                 else:
@@ -271,15 +280,13 @@ class Inventory:
         """Validate a role -> entries mapping against ``ruleset`` (InventoryError if bad)."""
         shown = display_path(path) if path else "<inventory>"
         known = set(ruleset.role_ids)
-        for role, entries in mapping.items():
+        for role in mapping:
             if role not in known:
                 raise InventoryError(shown, _unknown_role(role, ruleset))
-            for entry in entries:
-                try:
-                    classify_entry(entry)
-                except ValueError as exc:
-                    raise InventoryError(shown, f"roles.{role}: {ENTRY_EXPECTED}; {exc}") from None
-        return cls(ruleset.name, mapping, _implies_of(ruleset), path)
+        try:
+            return cls(ruleset.name, mapping, _implies_of(ruleset), path)
+        except BadEntry as bad:
+            raise InventoryError(shown, f"roles.{bad.role}: {ENTRY_EXPECTED}; {bad}") from None
 
     # -- matching --------------------------------------------------------------------------
 
@@ -304,9 +311,9 @@ class Inventory:
                 mask |= table.get(value >> shift, 0)
         return set(self._roles_of(mask))
 
-    def address_roles(self, exclude: Iterable[str] = ()) -> list[tuple[str, frozenset[str]]]:
-        """``(address, roles)`` for every single address listed, but those in ``exclude``,
-        in address order (IPv4 first).
+    def address_roles(self, exclude: Iterable[str] = ()) -> tuple[list[str], list[frozenset[str]]]:
+        """Every single address listed but those in ``exclude``, in address order (IPv4
+        first), and the roles of each: two lists of the same length.
 
         The same answer as :meth:`roles_for_ip` for each, for all IPv4 addresses at once:
         a 100,000-entry inventory's addresses are looked up in numpy, one sorted search of
@@ -314,17 +321,21 @@ class Inventory:
         prefix length (a second).
         """
         skip = set(exclude)
-        v4 = sorted((value, text) for value, text in self._v4_addresses.items() if text not in skip)
-        masks = self._v4_masks([value for value, _ in v4])
-        roles_of = self._roles_of
-        out = [(text, roles_of(mask)) for (_, text), mask in zip(v4, masks, strict=True)]
+        texts = self._v4_addresses
+        values = sorted(v for v, text in texts.items() if text not in skip)
+        addresses = [texts[v] for v in values]
+        masks = self._v4_masks(values)
+        found = {m: self._roles_of(m) for m in set(masks)}
+        roles = [found[m] for m in masks]
         other = [
             ipaddress.ip_address(e)
             for e, kind in self._kinds.items()
             if kind == "address" and e not in skip and ":" in e
         ]
-        out += [(str(a), frozenset(self.roles_for_ip(str(a)))) for a in sorted(other)]
-        return out
+        for a in sorted(other):
+            addresses.append(str(a))
+            roles.append(frozenset(self.roles_for_ip(str(a))))
+        return addresses, roles
 
     def _v4_masks(self, values: list[int]) -> list[int]:
         """The role masks of IPv4 addresses (as ints), in numpy when the masks fit 63 bits."""
@@ -452,21 +463,26 @@ def load_inventory(path: str | Path, ruleset: Ruleset | str | Path) -> Inventory
     except YamlProblem as exc:
         raise InventoryError(shown, exc.message) from None
     expect: dict[str, list[str]] = {"expect": [], "ignore_expected": []}
+    # entries are checked once, by the index that is built of them (BadEntry): the file
+    # says where the entry is
+    where: Callable[[BadEntry], InventoryError]
     if p.suffix.lower() == ".csv":
-        mapping, description = _parse_csv(text, shown, rs), ""
+        mapping, where = _parse_csv(text, shown, rs)
+        description = ""
     else:
-        mapping, description = _parse_yaml(text, shown, rs, expect)
-    inv = Inventory(
-        rs.name,
-        mapping,
-        _implies_of(rs),
-        p,
-        description,
-        expect["expect"],
-        expect["ignore_expected"],
-    )
-    parse_entry.cache_clear()  # it served validation and the index; don't keep 100k entries
-    return inv
+        mapping, description, where = _parse_yaml(text, shown, rs, expect)
+    try:
+        return Inventory(
+            rs.name,
+            mapping,
+            _implies_of(rs),
+            p,
+            description,
+            expect["expect"],
+            expect["ignore_expected"],
+        )
+    except BadEntry as bad:
+        raise where(bad) from None
 
 
 def _port(value: Any) -> int | None:
@@ -625,7 +641,9 @@ def _quick_yaml(text: str) -> dict[str, Any] | None:
 
 def _parse_yaml(
     text: str, shown: str, rs: Ruleset, expect: dict[str, list[str]] | None = None
-) -> tuple[dict[str, list[str]], str]:
+) -> tuple[dict[str, list[str]], str, Callable[[BadEntry], InventoryError]]:
+    """The role -> entries mapping and description of an inventory in YAML, checked but
+    for the entries themselves; and what to say of an entry found bad later."""
     quick = _quick_yaml(text)
     located = None
     if quick is None:
@@ -667,9 +685,14 @@ def _parse_yaml(
         both = sorted(set(expect["expect"]) & set(expect["ignore_expected"]))
         if both:
             raise fail(("ignore_expected",), f"rule '{both[0]}' is both expected and ignored")
+
+    def where(bad: BadEntry) -> InventoryError:
+        kp = _entry_kp(("roles", bad.role), bad.index, roles[bad.role])
+        return fail(kp, f"{ENTRY_EXPECTED}; {bad}")
+
     roles = data["roles"]
     if roles is None:
-        return {}, data.get("description") or ""
+        return {}, str(data.get("description") or ""), where
     if not isinstance(roles, dict):
         raise fail(("roles",), "expected a mapping of role id -> list of addresses and names")
     known = set(rs.role_ids)
@@ -691,22 +714,22 @@ def _parse_yaml(
             if not isinstance(entry, str):
                 kind = "list" if isinstance(entry, list) else "mapping"
                 raise fail(_entry_kp(kp, i, entries), f"{ENTRY_EXPECTED}; got a {kind}")
-            try:
-                parse_entry(entry)
-            except ValueError as exc:
-                raise fail(_entry_kp(kp, i, entries), f"{ENTRY_EXPECTED}; {exc}") from None
             out.append(entry.strip())
         mapping[role] = out
-    return mapping, str(data.get("description") or "")
+    return mapping, str(data.get("description") or ""), where
 
 
 def _entry_kp(kp: KeyPath, i: int, entries: object) -> KeyPath:
     return (*kp, i) if isinstance(entries, list) else kp
 
 
-def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
+def _parse_csv(
+    text: str, shown: str, rs: Ruleset
+) -> tuple[dict[str, list[str]], Callable[[BadEntry], InventoryError]]:
+    """Like :func:`_parse_yaml`, for an inventory in CSV (``role,entry[,comment]``)."""
     known = set(rs.role_ids)
     mapping: dict[str, list[str]] = {}
+    lines: dict[str, list[int]] = {}  # the line of each entry, per role
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -725,12 +748,13 @@ def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
         role, entry = row[0], row[1]
         if role not in known:
             raise InventoryError(shown, _unknown_role(role, rs).split(": ", 1)[1], str(lineno))
-        try:
-            parse_entry(entry)
-        except ValueError as exc:
-            raise InventoryError(shown, f"{ENTRY_EXPECTED}; {exc}", str(lineno)) from None
         mapping.setdefault(role, []).append(entry)
-    return mapping
+        lines.setdefault(role, []).append(lineno)
+
+    def where(bad: BadEntry) -> InventoryError:
+        return InventoryError(shown, f"{ENTRY_EXPECTED}; {bad}", str(lines[bad.role][bad.index]))
+
+    return mapping, where
 
 
 def _comment_lines(text: str, indent: str) -> list[str]:
