@@ -252,7 +252,9 @@ def inventory_overhead() -> None:
     if not path.exists():
         write_inventory(path, INVENTORY_ENTRIES)
     sample = ROOT / "samples" / "applayering" / "findings.pcap"
-    entry = "from auditor.cli.entry import main; main()"
+    entry = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from auditor.cli.entry import main; main()"
+    )
     audit = [PY, "-c", entry, str(sample), "--ruleset", "applayering", "--format", "json",
              "-o", os.devnull, "--fail-on", "never"]  # fmt: skip
     small = [*audit, "--inventory", str(sample.with_suffix(".inventory.yaml"))]
