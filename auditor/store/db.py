@@ -191,6 +191,31 @@ def open_store(
             con.close()
 
 
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str], notify: Notify | None = None) -> Iterator[int]:
+    """The store at ``path`` checked for reading it as it is: its schema version, for as
+    long as the block runs under the shared lock (no run is recorded meanwhile).
+
+    Unlike `open_store`, never creates a store and never migrates one: an older store is
+    read at its own version. StoreError for a missing path, an empty file, a file that is
+    not a store and a store from a newer pcap-audit.
+    """
+    p = Path(path)
+    if not _check_file(p):
+        if p.exists():
+            raise StoreError(p, "not a pcap-audit store: an empty file")
+        raise StoreError(p, "no such store (an audit with --store creates it)")
+    with _locked(p, False, notify):
+        con = _connect(p, read_only=True)
+        try:
+            version = _version(con, p)
+        finally:
+            con.close()
+        if version is None:
+            raise StoreError(p, "not a pcap-audit store: an empty DuckDB database")
+        yield version
+
+
 class StoreResourceError(StoreError):
     """The store could not be written for want of disk space or memory: the run is not
     recorded (the store is as it was) and the message says what to change."""
