@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import click
 import pyarrow as pa
@@ -25,7 +27,7 @@ FORMATS = ("table", "json", "csv", "parquet")
 @click.command("query")
 @click.argument("sql", metavar="SQL")
 @click.argument("captures", nargs=-1, type=click.Path())
-@click.option("--store", type=click.Path(dir_okay=False), metavar="PATH",
+@click.option("--store", type=click.Path(), metavar="PATH",
               help="Query this store of runs (read-only), not captures.")  # fmt: skip
 @click.option("-r", "--ruleset", "ruleset_name", metavar="NAME|PATH",
               help="Audit with this ruleset: makes the findings and roles views.")  # fmt: skip
@@ -66,11 +68,13 @@ def command(
     if store is not None:
         if captures:
             fail("query: give CAPTURE... or --store PATH, not both", ExitCode.USAGE)
-        given = [name for name, on in (("--ruleset", ruleset_name), ("--inventory", inventory),
-                                       ("filters", packet_filter(**filters))) if on]  # fmt: skip
+        options = {"--ruleset": ruleset_name, "--inventory": inventory, "--since": filters["since"],
+                   "--until": filters["until"], "--host": filters["hosts"],
+                   "--port": filters["ports"], "--filter": filters["bpf"]}  # fmt: skip
+        given = [name for name, value in options.items() if value]
         if given:
-            fail(f"query: {' and '.join(given)} apply to captures, not to --store "
-                 "(the store holds audited runs: use WHERE)", ExitCode.USAGE)  # fmt: skip
+            fail(f"query: {', '.join(given)}: for captures, not --store (a store holds "
+                 "audited runs: select them with WHERE)", ExitCode.USAGE)  # fmt: skip
         with output_file(output, [store]) as out:
             _write(query.query_store(sql, store, notify=note), fmt, out)
         return
@@ -118,8 +122,18 @@ def _write(table: pa.Table, fmt: str, out: Output | None) -> None:
 
 
 def _plain(v: Any) -> Any:
+    """A value of the result as JSON has it: DuckDB's sums of integers are HUGEINT, which
+    Arrow hands over as Decimal; dates, times and durations as ISO text or seconds."""
     if isinstance(v, datetime):
         return v.isoformat().replace("+00:00", "Z")
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, date | time):
+        return v.isoformat()
+    if isinstance(v, timedelta):
+        return v.total_seconds()
+    if isinstance(v, UUID):
+        return str(v)
     if isinstance(v, list):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
