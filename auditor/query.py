@@ -15,6 +15,11 @@ Views (README, "pcap-audit query"):
 The views are Arrow tables registered in a DuckDB cursor of the process's one database
 (:mod:`auditor.duck`); the query's result comes back as an Arrow table, which the renderers
 write as a table, JSON, CSV or Parquet.
+
+Over a store (`query_store`), the views are SQL over the store file attached READ_ONLY in
+that cursor (:mod:`auditor.store.views`: ``runs``, ``findings``, ``captures``, ``flows``),
+and only queries run: a statement of another kind is refused before it runs, and DuckDB
+would refuse a write to the attached file besides. Results come back in UTC.
 """
 
 from __future__ import annotations
