@@ -417,3 +417,61 @@ def test_a_schema_1_store_is_read_as_it_is(tmp_path: Path) -> None:
     assert flows == {"columns": ["run_id", "src", "dst", "dst_port", "proto", "app", "flows",
                                  "packets", "bytes"], "rows": []}  # fmt: skip
     assert digest(store) == before
+
+
+# --- sharing the store -------------------------------------------------------------------
+
+
+def test_a_query_waits_for_a_run_being_recorded(nights: tuple[Path, list[Any]]) -> None:
+    """The shared lock: while a writer holds PATH.lock, the query says it waits, then runs."""
+    import fcntl
+    import threading
+
+    from auditor import query_store
+
+    store, _ = nights
+    waiting = threading.Event()
+    result: list[Any] = []
+    fd = os.open(f"{store}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as an audit recording its run holds it
+        notes: list[str] = []
+
+        def note(text: str) -> None:
+            notes.append(text)
+            waiting.set()
+
+        reader = threading.Thread(
+            target=lambda: result.append(query_store("SELECT count(*) AS n FROM runs", store, note))
+        )
+        reader.start()
+        assert waiting.wait(60)
+        assert not result  # still waiting
+    finally:
+        os.close(fd)  # the writer is done
+    reader.join(60)
+    assert notes == [f"{store}: the store is in use by another pcap-audit run; waiting for it"]
+    assert result[0].to_pylist() == [{"n": 2}]
+
+
+def test_a_store_another_program_writes_is_one_line(
+    nights: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    store = tmp_path / "busy.duckdb"
+    store.write_bytes(nights[0].read_bytes())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('open', flush=True); sys.stdin.read()", str(store)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        res = run("query", "SELECT 1", "--store", str(store))
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(60)
+    assert res.exit_code == ExitCode.USAGE
+    assert one_line(res).startswith(
+        f"pcap-audit: {store}: cannot open the store: the store is open in another program ("
+    )
