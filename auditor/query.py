@@ -24,7 +24,9 @@ would refuse a write to the attached file besides. Results come back in UTC.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,7 +176,8 @@ def query_store(sql: str, store: str | Path, notify: Notify | None = None) -> pa
                 con.execute(f"CREATE TEMP VIEW {name} AS {select}")
             return _run(con, sql, str(store), views=list(store_views.VIEWS), read_only=True)
         finally:
-            con.execute(f"DETACH {_ALIAS}")
+            with contextlib.suppress(duckdb.Error):  # the query's own error, if any, goes on
+                con.execute(f"DETACH {_ALIAS}")
 
 
 #: the name the store is attached under (its own tables: ``store.runs``, ...)
@@ -212,7 +215,8 @@ def _run(
         if missing and not read_only:
             message += f" ({' and '.join(missing)} need --ruleset)"
         elif isinstance(exc, (duckdb.CatalogException, duckdb.BinderException)):
-            unstored = "; roles are not stored" if read_only and "roles" in message else ""
+            roles = read_only and re.search(r"\broles\b", message)
+            unstored = "; roles are not stored" if roles else ""
             message += f" (views: {', '.join(views)}{unstored})"
         raise QueryError(where, message) from None
 

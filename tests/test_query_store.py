@@ -475,3 +475,13 @@ def test_a_store_another_program_writes_is_one_line(
     assert one_line(res).startswith(
         f"pcap-audit: {store}: cannot open the store: the store is open in another program ("
     )
+
+
+def test_a_store_given_as_a_capture_says_to_use_store(nights: tuple[Path, list[Any]]) -> None:
+    store, _ = nights
+    res = run("query", "SELECT 1", str(store))
+    assert res.exit_code == ExitCode.USAGE
+    assert one_line(res) == (
+        f"pcap-audit: {store}: a DuckDB file, not a capture: a store is queried with --store "
+        f"{store}"
+    )

@@ -80,6 +80,12 @@ def command(
         return
     if not captures:
         fail("query: give CAPTURE... (capture files to query) or --store PATH", ExitCode.USAGE)
+    from auditor.store.db import is_duckdb_file
+
+    for capture in captures:
+        if is_duckdb_file(capture):
+            fail(f"{capture}: a DuckDB file, not a capture: a store is queried with --store "
+                 f"{capture}", ExitCode.USAGE)  # fmt: skip
     select = packet_filter(**filters)
     views: dict[str, pa.Table] = {}
     ruleset = inv = None

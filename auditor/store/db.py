@@ -82,6 +82,18 @@ def _check_file(path: Path) -> bool:
     return True
 
 
+def is_duckdb_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a readable regular file holding a DuckDB database (a store given
+    where a capture is expected, say). A pipe is not read: its bytes are the capture's."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(12)[8:12] == _MAGIC
+    except OSError:
+        return False
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     import duckdb
 
