@@ -18,6 +18,7 @@ __all__ = [
     "load_inventory",
     "load_ruleset",
     "load_waivers",
+    "query_store",
     "read_flows",
     "read_packets",
     "record_run",
@@ -30,6 +31,7 @@ _STORE = {
     "diff_runs": "auditor.store.diff",
     "diff_documents": "auditor.store.diff",
     "load_waivers": "auditor.findings.waivers",
+    "query_store": "auditor.query",
 }
 
 

@@ -15,13 +15,21 @@ Views (README, "pcap-audit query"):
 The views are Arrow tables registered in a DuckDB cursor of the process's one database
 (:mod:`auditor.duck`); the query's result comes back as an Arrow table, which the renderers
 write as a table, JSON, CSV or Parquet.
+
+Over a store (`query_store`), the views are SQL over the store file attached READ_ONLY in
+that cursor (:mod:`auditor.store.views`: ``runs``, ``findings``, ``captures``, ``flows``),
+and only queries run: a statement of another kind is refused before it runs, and DuckDB
+would refuse a write to the attached file besides. Results come back in UTC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -29,6 +37,11 @@ from auditor.errors import AuditorError, ExitCode
 from auditor.escape import printable
 from auditor.flows_out import public_flows
 from auditor.traffic import Traffic
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from auditor.store.db import Notify
 
 VIEWS = ("flows", "captures", "findings", "roles")
 _TS = pa.timestamp("us", tz="UTC")
@@ -125,22 +138,87 @@ def roles_view(document: dict[str, Any]) -> pa.Table:
 def run_query(sql: str, views: dict[str, pa.Table]) -> pa.Table:
     """Run ``sql`` with ``views`` registered; a failing query is a QueryError with DuckDB's
     first line, and a hint when it names a view that needs a ruleset."""
-    import duckdb
-
     from auditor import duck
 
     with duck.cursor() as con:
         for name, table in views.items():
             con.register(name, table)
+        return _run(con, sql, "query", views=list(views), read_only=False)
+
+
+#: the statements a query over a store may be (DESCRIBE, SHOW, SUMMARIZE and WITH are
+#: SELECTs to DuckDB); the store is attached read-only besides
+_READING = ("SELECT",)
+
+
+def query_store(sql: str, store: str | Path, notify: Notify | None = None) -> pa.Table:
+    """Run ``sql`` over the views of the store at ``store`` (:mod:`auditor.store.views`).
+
+    The store is opened as it is, never created nor migrated, and attached read-only under
+    the store's shared lock (a run being recorded finishes first); a statement other than a
+    query is refused before it runs. StoreError for a path that is not a store, QueryError
+    for SQL that does not run; both name the store.
+    """
+    import duckdb
+
+    from auditor import duck
+    from auditor.store import views as store_views
+    from auditor.store.db import StoreError, reading
+
+    with reading(store, notify), duck.cursor() as con:
+        path = str(store).replace("'", "''")
         try:
-            rel = con.sql(sql)
-            return pa.table({}) if rel is None else rel.to_arrow_table()
+            con.execute(f"ATTACH '{path}' AS {_ALIAS} (READ_ONLY)")
         except duckdb.Error as exc:
-            message = str(exc).splitlines()[0]
-            missing = [v for v in VIEWS if v not in views and v in message]
-            if missing:
-                message += f" ({' and '.join(missing)} need --ruleset)"
-            raise QueryError("query", message) from None
+            raise StoreError(store, f"cannot open the store: {_first_line(exc)}") from None
+        try:
+            for name, select in store_views.definitions(con, _ALIAS).items():
+                con.execute(f"CREATE TEMP VIEW {name} AS {select}")
+            return _run(con, sql, str(store), views=list(store_views.VIEWS), read_only=True)
+        finally:
+            with contextlib.suppress(duckdb.Error):  # the query's own error, if any, goes on
+                con.execute(f"DETACH {_ALIAS}")
+
+
+#: the name the store is attached under (its own tables: ``store.runs``, ...)
+_ALIAS = "store"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection, sql: str, where: str, *, views: list[str], read_only: bool
+) -> pa.Table:
+    """``sql`` run in ``con`` as an Arrow table; QueryError (naming ``where``) when it does
+    not parse or run, or, with ``read_only``, is not a query."""
+    import duckdb
+
+    # timestamps come back in UTC, as every other output writes them, whatever TZ says
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        if read_only:
+            for statement in con.extract_statements(sql):
+                kind = statement.type.name
+                if kind not in _READING:
+                    raise QueryError(
+                        where,
+                        f"a query over a store only reads it: {kind} refused "
+                        "(SELECT, WITH, FROM, DESCRIBE, SHOW and SUMMARIZE run)",
+                    )
+        rel = con.sql(sql)
+        return pa.table({}) if rel is None else rel.to_arrow_table()
+    except duckdb.Error as exc:
+        message = _first_line(exc)
+        missing = [v for v in VIEWS if v not in views and v in message]
+        if missing and not read_only:
+            message += f" ({' and '.join(missing)} need --ruleset)"
+        elif isinstance(exc, (duckdb.CatalogException, duckdb.BinderException)):
+            roles = read_only and re.search(r"\broles\b", message)
+            unstored = "; roles are not stored" if roles else ""
+            message += f" (views: {', '.join(views)}{unstored})"
+        raise QueryError(where, message) from None
 
 
 def table_text(table: pa.Table, width: int = 100) -> str:
