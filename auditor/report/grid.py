@@ -5,8 +5,8 @@ out of someone else's file, at whatever width the terminal has. Each column says
 gives way when the table is too wide (:class:`Column`): ``wrap`` (text, broken at spaces,
 long words cut), ``elide`` (identifiers such as Community IDs: a prefix and ``…``, still
 enough to search for) or ``keep`` (short values such as counts, never narrowed). The
-widest columns are narrowed first (elided ones before wrapped ones: eliding costs no
-lines), never below their ``min_width``. Optional columns (``drop``) only take room the
+widest columns are narrowed first -- elided ones before the optional, the optional before
+the rest (eliding costs no lines) -- never below their ``min_width``. Optional columns (``drop``) only take room the
 others do not need: they are left out, the highest ``drop`` first, until the others fit
 whole beside them, so a narrow terminal gets fewer columns rather than every column cut.
 When the columns cannot fit even at their minimum, one space separates them instead of
@@ -155,25 +155,23 @@ def _level(natural: list[int], floor: list[int], budget: int) -> list[int]:
     return [max(f, min(n, lo)) for n, f in zip(natural, floor, strict=True)]
 
 
-def _fit(natural: list[int], floor: list[int], elided: list[bool], budget: int) -> list[int]:
-    """Column widths summing to at most ``budget`` (``sum(floor) <= budget``): elided
-    columns give way first (they cost no extra lines), then the widest wrapping ones."""
-    if sum(natural) <= budget:
-        return natural
-    idx_e = [i for i, e in enumerate(elided) if e]
-    idx_w = [i for i, e in enumerate(elided) if not e]
+def _fit(natural: list[int], floor: list[int], rank: list[int], budget: int) -> list[int]:
+    """Column widths summing to at most ``budget`` (``sum(floor) <= budget``). Columns give
+    way by ``rank``, lowest first: only when a rank's columns, down to their floor, cannot
+    make room do the next rank's narrow (the widest first within a rank)."""
     widths = list(natural)
-    rest = budget - sum(natural[i] for i in idx_w)
-    if sum(floor[i] for i in idx_e) <= rest:
-        got = _level([natural[i] for i in idx_e], [floor[i] for i in idx_e], rest)
-    else:
-        got = [floor[i] for i in idx_e]
-        rest = budget - sum(got)
-        for i, w in zip(idx_w, _level([natural[i] for i in idx_w], [floor[i] for i in idx_w],
-                                      rest), strict=True):  # fmt: skip
+    for r in sorted(set(rank)):
+        over = sum(widths) - budget
+        if over <= 0:
+            break
+        idx = [i for i, x in enumerate(rank) if x == r]
+        room = budget - (sum(widths) - sum(widths[i] for i in idx))
+        if sum(floor[i] for i in idx) <= room:
+            got = _level([natural[i] for i in idx], [floor[i] for i in idx], room)
+        else:
+            got = [floor[i] for i in idx]
+        for i, w in zip(idx, got, strict=True):
             widths[i] = w
-    for i, w in zip(idx_e, got, strict=True):
-        widths[i] = w
     return widths
 
 
@@ -264,7 +262,9 @@ def grid(
     natural_w = [nat[i] for i in shown]
     elided = [cols[i].overflow == "elide" for i in shown]
     budget -= gap * (len(shown) - 1)
-    widths = _fit(natural_w, [low[i] for i in shown], elided, budget)
+    # elided columns give way first (they cost no lines), then optional ones, then the rest
+    ranks = [0 if cols[i].overflow == "elide" else 1 if cols[i].drop else 2 for i in shown]
+    widths = _fit(natural_w, [low[i] for i in shown], ranks, budget)
     for k, i in enumerate(shown):  # a wrapped column as wide as its longest line, no more
         if widths[k] < natural_w[k] and cols[i].overflow == "wrap":
             texts = [cols[i].header, *(r[i] for r in cells)]
