@@ -22,6 +22,8 @@ none. The width itself is the caller's decision (the CLI's, from the terminal or
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -56,17 +58,22 @@ class Column:
     align: Literal["left", "right"] = "left"
 
 
+@functools.lru_cache(maxsize=4096)
 def _char_width(ch: str) -> int:
     if unicodedata.combining(ch):
         return 0
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
 def display_width(text: str) -> int:
     """Columns ``text`` takes on a terminal (``text`` already free of control characters)."""
     if text.isascii():
         return len(text)
-    return sum(_char_width(ch) for ch in text)
+    others = _NON_ASCII.findall(text)
+    return len(text) - len(others) + sum(_char_width(ch) for ch in others)
 
 
 def _cut(text: str, width: int) -> tuple[str, str]:
@@ -235,10 +242,8 @@ def grid(
             raise ValueError(f"a row has {len(row)} cells for {len(cols)} columns")
     if not cols:
         return []
-    nat = [
-        max([display_width(c.header), *(display_width(r[i]) for r in cells)])
-        for i, c in enumerate(cols)
-    ]
+    sizes = [[display_width(v) for v in row] for row in cells]
+    nat = [max([display_width(c.header), *(r[i] for r in sizes)]) for i, c in enumerate(cols)]
     low = [
         n if c.overflow == "keep" else min(n, max(c.min_width, 1))
         for c, n in zip(cols, nat, strict=True)
@@ -266,17 +271,35 @@ def grid(
     ranks = [0 if cols[i].overflow == "elide" else 1 if cols[i].drop else 2 for i in shown]
     widths = _fit(natural_w, [low[i] for i in shown], ranks, budget)
     for k, i in enumerate(shown):  # a wrapped column as wide as its longest line, no more
-        if widths[k] < natural_w[k] and cols[i].overflow == "wrap":
-            texts = [cols[i].header, *(r[i] for r in cells)]
-            widths[k] = max(display_width(x) for t in texts for x in wrap(t, widths[k]))
+        w = widths[k]
+        if w < natural_w[k] and cols[i].overflow == "wrap":
+            texts = [(cols[i].header, display_width(cols[i].header))]
+            texts += [(r[i], z[i]) for r, z in zip(cells, sizes, strict=True)]
+            widths[k] = max(
+                size if size <= w else max(display_width(x) for x in wrap(t, w))
+                for t, size in texts
+            )
     _spend(widths, natural_w, elided, budget - sum(widths))
     space = " " * gap
+
+    aligns = [cols[i].align for i in shown]
+
+    def one_line(texts: list[str], size: list[int]) -> str | None:
+        """The row on one line, when every cell fits its column (the common case, fast)."""
+        out = []
+        for i, w, a, text in zip(shown, widths, aligns, texts, strict=True):
+            pad = w - size[i]
+            if pad < 0:
+                return None
+            out.append(" " * pad + text if a == "right" else text + " " * pad)
+        return (indent + space.join(out)).rstrip()
 
     def layout(texts: list[str], heading: bool) -> list[str]:
         parts: list[list[str]] = []
         for i, w, text in zip(shown, widths, texts, strict=True):
-            column = cols[i]
-            if column.overflow == "elide" and not heading:
+            if len(text) <= w and text.isascii():
+                parts.append([text])
+            elif cols[i].overflow == "elide" and not heading:
                 parts.append([elide(text, w)])
             else:
                 parts.append(wrap(text, w))
@@ -293,6 +316,11 @@ def grid(
     lines = layout([cols[i].header for i in shown], heading=True)
     if rule:
         lines.append((indent + space.join("-" * w for w in widths)).rstrip())
-    for row in cells:
-        lines += layout([row[i] for i in shown], heading=False)
+    for row, size in zip(cells, sizes, strict=True):
+        texts = [row[i] for i in shown]
+        line = one_line(texts, size)
+        if line is not None:
+            lines.append(line)
+        else:
+            lines += layout(texts, heading=False)
     return lines
