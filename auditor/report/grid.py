@@ -273,11 +273,11 @@ def grid(
     for k, i in enumerate(shown):  # a wrapped column as wide as its longest line, no more
         w = widths[k]
         if w < natural_w[k] and cols[i].overflow == "wrap":
-            texts = [(cols[i].header, display_width(cols[i].header))]
-            texts += [(r[i], z[i]) for r, z in zip(cells, sizes, strict=True)]
+            pairs = [(cols[i].header, display_width(cols[i].header))]
+            pairs += [(r[i], z[i]) for r, z in zip(cells, sizes, strict=True)]
             widths[k] = max(
                 size if size <= w else max(display_width(x) for x in wrap(t, w))
-                for t, size in texts
+                for t, size in pairs
             )
     _spend(widths, natural_w, elided, budget - sum(widths))
     space = " " * gap
