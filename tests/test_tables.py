@@ -283,3 +283,36 @@ def test_the_audit_report_takes_the_same_width(width: int) -> None:
     lines = _table(args, width)
     _fits(lines, width)
     assert max(display_width(x) for x in lines) > 78  # the room was used
+
+
+def test_no_column_narrower_than_a_wide_character() -> None:
+    cols = [Column("a", min_width=1), Column("b", min_width=1)]
+    lines = grid(cols, [("語" * 30, "語" * 30)], 20)
+    _fits(lines, 20)
+
+
+def test_random_tables_never_exceed_the_width() -> None:
+    import random
+
+    rnd = random.Random(12)
+    alphabet = "abc defghij-klm:no+p/q.r 語 é\x1b\u202e→…"
+    for _ in range(300):
+        cols = [
+            Column(
+                "".join(rnd.choices(alphabet, k=rnd.randint(1, 12))),
+                overflow=rnd.choice(["wrap", "elide", "keep"]),
+                min_width=rnd.randint(1, 20),
+                drop=rnd.choice([0, 0, 1, 2]),
+                align=rnd.choice(["left", "right"]),
+            )
+            for _ in range(rnd.randint(1, 8))
+        ]
+        rows = [
+            ["".join(rnd.choices(alphabet, k=rnd.randint(0, 60))) for _ in cols]
+            for _ in range(rnd.randint(0, 5))
+        ]
+        width = rnd.randint(20, 160)
+        lines = grid(cols, rows, width, indent=rnd.choice(["", "  "]))
+        _fits(lines, width)
+        for ch in RAW:
+            assert ch not in "".join(lines)

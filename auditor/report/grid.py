@@ -45,10 +45,9 @@ class Column:
     ``overflow``: ``wrap`` breaks the text over several lines (at spaces, cutting words
     longer than the column), ``elide`` cuts it to one line ending in ``…``, ``keep`` never
     narrows the column below its widest cell. ``min_width``: the narrowest a ``wrap`` or
-    ``elide`` column is made. ``drop``: 0 (always shown) or a rank: an optional column,
-    shown only when the others fit whole beside it at its minimum; the highest rank goes
-    first.
-    ``align``: ``right`` for numbers.
+    ``elide`` column is made (2 at least: one wide character). ``drop``: 0 (always shown)
+    or a rank: an optional column, shown only when the others fit whole beside it at its
+    minimum; the highest rank goes first. ``align``: ``right`` for numbers.
     """
 
     header: str
@@ -245,7 +244,7 @@ def grid(
     sizes = [[display_width(v) for v in row] for row in cells]
     nat = [max([display_width(c.header), *(r[i] for r in sizes)]) for i, c in enumerate(cols)]
     low = [
-        n if c.overflow == "keep" else min(n, max(c.min_width, 1))
+        n if c.overflow == "keep" else min(n, max(c.min_width, 2))
         for c, n in zip(cols, nat, strict=True)
     ]
 
