@@ -53,6 +53,9 @@ def command(
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
+    The table shows a flow's main fields, as many as fit the terminal (COLUMNS, else 100
+    columns when not a terminal); json, csv and parquet carry every field.
+
     Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
 
     Example:
