@@ -31,6 +31,7 @@ from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode, combine
 from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, AuditResult, audit
@@ -194,9 +195,12 @@ def command(
                 fmt,
                 code,
                 color=color,
+                width=table_width(to_stdout=out is None),
             )
         else:
-            text = render(results[0].document, fmt, color=color)
+            text = render(
+                results[0].document, fmt, color=color, width=table_width(to_stdout=out is None)
+            )
         if out is not None:
             out.write_text(text)
         else:

@@ -20,6 +20,7 @@ from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
 from auditor.traffic import default_jobs, read_traffic
@@ -52,6 +53,9 @@ def command(
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
 
+    The table shows a flow's main fields, as many as fit the terminal (COLUMNS, else 100
+    columns when not a terminal); json, csv and parquet carry every field.
+
     Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
 
     Example:
@@ -82,7 +86,12 @@ def command(
             from auditor.lake import write_lake
 
             write_lake(parquet_dir, traffic)
-        write_flows(traffic, fmt, out.stream if out is not None else sys.stdout.buffer)
+        write_flows(
+            traffic,
+            fmt,
+            out.stream if out is not None else sys.stdout.buffer,
+            width=table_width(to_stdout=out is None),
+        )
         sys.stdout.flush()
     if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))

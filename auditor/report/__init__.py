@@ -33,10 +33,11 @@ _MODULES = {
 FORMATS: tuple[str, ...] = tuple(_MODULES)
 
 
-def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
+def render(result: Mapping[str, Any], fmt: str, *, color: bool = False, width: int = 100) -> str:
     """Render the audit ``result`` in format ``fmt`` (one of `FORMATS`).
 
-    ``color`` only affects ``table``: ANSI colours, for a terminal (the CLI decides).
+    ``color`` and ``width`` only affect ``table``: ANSI colours, for a terminal, and the
+    most columns a line takes (the CLI decides both: ``auditor.cli.width``).
     Raises ``ValueError`` naming the known formats when ``fmt`` is not one of them.
     """
     try:
@@ -46,5 +47,5 @@ def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
             f"unknown report format {fmt!r}: expected one of {', '.join(FORMATS)}"
         ) from None
     if fmt == "table":
-        return str(module.render(result, color=color))
+        return str(module.render(result, color=color, width=width))
     return str(module.render(result))

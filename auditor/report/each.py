@@ -30,11 +30,13 @@ def render_each(
     exit_code: int,
     *,
     color: bool = False,
+    width: int = 100,
 ) -> str:
-    """Render ``(label, result)`` pairs in ``fmt`` (one of ``EACH_FORMATS``)."""
+    """Render ``(label, result)`` pairs in ``fmt`` (one of ``EACH_FORMATS``); ``color`` and
+    ``width`` as for :func:`auditor.report.render`."""
     if fmt not in EACH_FORMATS:
         raise ValueError(f"--each writes {', '.join(EACH_FORMATS)}, not {fmt}")
-    texts = [(label, render(doc, fmt, color=color)) for label, doc in results]
+    texts = [(label, render(doc, fmt, color=color, width=width)) for label, doc in results]
     if fmt == "json":
         body = ",\n".join(text.rstrip("\n") for _, text in texts)
         return f'{{\n"exit_code": {int(exit_code)},\n"results": [\n{body}\n]\n}}\n'
