@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from auditor.errors import AuditorError, ExitCode
-from auditor.escape import printable
 from auditor.flows_out import public_flows
 from auditor.traffic import Traffic
 
@@ -219,27 +218,3 @@ def _run(
             unstored = "; roles are not stored" if roles else ""
             message += f" (views: {', '.join(views)}{unstored})"
         raise QueryError(where, message) from None
-
-
-def table_text(table: pa.Table, width: int = 100) -> str:
-    """A result as an aligned text table; cells longer than 40 characters are elided."""
-    names = table.column_names
-    rows = [[_cell(v) for v in row.values()] for row in table.to_pylist()]
-    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
-    fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    lines = [fmt.format(*names).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
-    lines.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, datetime):
-        text = v.isoformat().replace("+00:00", "Z")
-    elif isinstance(v, list):
-        text = ",".join(map(str, v))
-    else:
-        text = str(v)
-    text = printable(text.replace("\n", " "))  # wire content: escaped for the terminal
-    return text if len(text) <= 40 else text[:39] + "…"

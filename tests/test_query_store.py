@@ -189,8 +189,9 @@ def test_every_format(nights: tuple[Path, list[Any]], tmp_path: Path) -> None:
     assert table.exit_code == ExitCode.OK
     assert table.stdout.splitlines() == [
         "run  findings  high",
-        "1    1         0",
-        "2    15        7",
+        "---  --------  ----",
+        "  1         1     0",
+        "  2        15     7",
         "(2 rows)",
     ]
     text = run("query", sql, "--store", str(store), "--format", "csv")

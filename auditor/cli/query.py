@@ -17,6 +17,7 @@ import pyarrow as pa
 from auditor.cli.common import emit, fail, handle_errors, note, warn
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import Output, output_file
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.escape import printable
 from auditor.report.json_ import render as json_text
@@ -122,9 +123,9 @@ def _write(table: pa.Table, fmt: str, out: Output | None) -> None:
 
         pq.write_table(table, out.stream if out is not None else sys.stdout.buffer)
     elif out is not None:
-        out.write_text(_render(table, fmt))
+        out.write_text(_render(table, fmt, table_width(to_stdout=False)))
     else:
-        emit(_render(table, fmt))
+        emit(_render(table, fmt, table_width()))
 
 
 def _plain(v: Any) -> Any:
@@ -158,11 +159,11 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _render(table: pa.Table, fmt: str) -> str:
-    from auditor.query import table_text
-
+def _render(table: pa.Table, fmt: str, width: int) -> str:
     if fmt == "table":
-        return table_text(table)
+        from auditor.report.query_table import render
+
+        return render(table, width)
     rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_pylist()]
     if fmt == "json":
         return json_text({"columns": table.column_names, "rows": rows})
