@@ -190,13 +190,13 @@ def command(
         color = fmt == "table" and out is None and sys.stdout.isatty()
         if each:
             text = render_each(
-                [(c, r.document) for c, r in zip(captures, results, strict=True)],
+                [(c, r.result) for c, r in zip(captures, results, strict=True)],
                 fmt,
                 code,
                 color=color,
             )
         else:
-            text = render(results[0].document, fmt, color=color)
+            text = render(results[0].result, fmt, color=color)
         if out is not None:
             out.write_text(text)
         else:
@@ -249,14 +249,12 @@ def _audit_sets(
             progress.clear()
         for note in result.notes:
             warn(note)
-        for line in waiver_warnings(result.document):
+        for line in waiver_warnings(result.result):
             warn(line)
         if options.parquet_dir:
             from auditor.lake import write_lake
 
-            write_lake(
-                options.parquet_dir, result.traffic, result.document["findings"], ruleset.name
-            )
+            write_lake(options.parquet_dir, result.traffic, result.result.findings, ruleset.name)
         results.append(result)
     return results
 
@@ -265,8 +263,11 @@ def _deepen(result: AuditResult, limit: int) -> ExitCode:
     """--deep on one result's findings; its exit code, with CAPTURE when tshark's evidence
     could not be read (the findings stand)."""
     from auditor.evidence.deep import deepen  # pyshark: only for --deep
+    from auditor.findings.model import AuditDocument
 
-    summary = deepen(result.document, result.traffic, limit)
+    document = result.document  # deepen adds to the dict; the result is read back from it
+    summary = deepen(document, result.traffic, limit)
+    result.result = AuditDocument.from_json(document)
     if summary.error:
         warn(f"--deep: no evidence attached: {summary.error}")
         return result.exit_code | ExitCode.CAPTURE

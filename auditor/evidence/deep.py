@@ -455,9 +455,7 @@ def deepen(document: dict[str, Any], traffic: Any, limit: int = DEFAULT_LIMIT) -
             all_ids.add(fid)
             if fid not in wanted and len(wanted) < limit:
                 wanted.append(fid)
-    captures = [
-        c["path"] for c in traffic.captures if not c.get("error") and not c.get("duplicate_of")
-    ]
+    captures = [c.path for c in traffic.captures if c.read]
     try:
         piped = [c for c in captures if is_stdin(c)]
         if piped:  # read once already, for the flows

@@ -127,8 +127,6 @@ def locate(
     refs, missing = flow_refs(traffic.flows, wanted.ids)
     if not refs:
         raise LookupError_(flow, f"no such flow in the {len(traffic.captures)} capture(s)")
-    readable = [
-        c["path"] for c in traffic.captures if not c.get("error") and not c.get("duplicate_of")
-    ]
+    readable = [c.path for c in traffic.captures if c.read]
     packets = find_packets(readable, refs, select)
     return Located(traffic, wanted, tuple(refs), tuple(missing), tuple(packets))

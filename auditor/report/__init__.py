@@ -1,8 +1,13 @@
-"""Renderers: the audit result dict (docs/json-contract.md) -> text in one format.
+"""Renderers: the audit result (docs/json-contract.md) -> text in one format.
 
-Each format is a module with a ``render(result, ...) -> str`` that reads only the result
-dict, never the flows or the ruleset files, so any saved ``--format json`` output can be
-rendered again in another format later. Writing the text out is the caller's job.
+Each format is a module with a ``render(result, ...) -> str`` that reads only the result,
+never the flows or the ruleset files, so any saved ``--format json`` output can be
+rendered again in another format later. The result is an
+:class:`~auditor.findings.model.AuditDocument` (what ``audit()`` returns, as
+``AuditResult.result``) or a saved result's dict; the table and Markdown renderers read the
+typed document (a dict is read with ``as_document``), the JSON renderer writes a document's
+``to_json()`` (a dict as it is), the others still read the dict (``to_json()``). Writing
+the text out is the caller's job.
 
 Example:
 
@@ -14,7 +19,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditor.findings.model import AuditDocument
 
 __all__ = ["FORMATS", "render"]
 
@@ -33,7 +41,7 @@ _MODULES = {
 FORMATS: tuple[str, ...] = tuple(_MODULES)
 
 
-def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
+def render(result: AuditDocument | Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
     """Render the audit ``result`` in format ``fmt`` (one of `FORMATS`).
 
     ``color`` only affects ``table``: ANSI colours, for a terminal (the CLI decides).
@@ -47,4 +55,8 @@ def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
         ) from None
     if fmt == "table":
         return str(module.render(result, color=color))
+    if fmt == "markdown":
+        return str(module.render(result))
+    if not isinstance(result, Mapping):  # the renderers that read the dict
+        result = result.to_json()
     return str(module.render(result))

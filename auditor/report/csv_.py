@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from auditor.escape import printable
-from auditor.report._common import Result, as_list
+from auditor.report._common import ResultMap, as_list
 
 COLUMNS: tuple[str, ...] = (
     "id",
@@ -71,7 +71,7 @@ def _row(finding: Mapping[str, Any]) -> list[str]:
     return [_cell(values[c]) for c in COLUMNS]
 
 
-def render(result: Result) -> str:
+def render(result: ResultMap) -> str:
     """The findings as CSV (RFC 4180: header row, CRLF line ends, quoted as needed)."""
     out = io.StringIO()
     writer = csv.writer(out)

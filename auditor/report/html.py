@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from auditor.report._common import (
     KINDS,
     SEVERITIES,
-    Finding,
+    FindingMap,
     PortCell,
-    Result,
+    ResultMap,
     as_list,
     capture_error,
     flow_label,
@@ -190,7 +190,7 @@ def _time(value: object) -> str:
     return f'<time datetime="{_e(value)}" title="{_e(value)}">{_e(short_time(value))}</time>'
 
 
-def _masthead(result: Result) -> str:
+def _masthead(result: ResultMap) -> str:
     tool = result.get("tool") or {}
     ruleset = result.get("ruleset") or {}
     summary = result.get("summary") or {}
@@ -247,7 +247,7 @@ def _severity_svg(counts: Mapping[str, int]) -> str:
     )
 
 
-def _summary(result: Result) -> str:
+def _summary(result: ResultMap) -> str:
     summary = result.get("summary") or {}
     counts = severity_counts(result)
     cards = []
@@ -290,7 +290,7 @@ def _summary(result: Result) -> str:
     )
 
 
-def _captures(result: Result) -> str:
+def _captures(result: ResultMap) -> str:
     rows = []
     for c in as_list(result.get("captures")):
         if c.get("error"):
@@ -326,7 +326,7 @@ def _captures(result: Result) -> str:
     )
 
 
-def _evidence(f: Finding) -> str:
+def _evidence(f: FindingMap) -> str:
     rows = []
     evidence = f.get("evidence") or {}
     if isinstance(evidence, Mapping):
@@ -361,7 +361,7 @@ def _quote(source: object) -> str:
     )
 
 
-def _finding(f: Finding) -> str:
+def _finding(f: FindingMap) -> str:
     severity = str(f.get("severity") or "info")
     kind = str(f.get("kind") or "?")
     title = KINDS.get(kind, (kind, "", ""))[0]
@@ -396,14 +396,14 @@ def _finding(f: Finding) -> str:
     )
 
 
-def _waiver(f: Finding) -> str:
+def _waiver(f: FindingMap) -> str:
     text = waiver_text(f)
     if not text:
         return ""
     return f'<p class="waiver"><span class="badge status-ok">waived</span> {_e(text)}</p>'
 
 
-def _findings(result: Result) -> str:
+def _findings(result: ResultMap) -> str:
     findings = as_list(result.get("findings"))
     parts = ['<section id="findings"><h2>Findings</h2>']
     if not findings:
@@ -435,7 +435,7 @@ def _role_name(role: str) -> str:
     return '<span class="alert">no role</span>' if role == "?" else _e(role)
 
 
-def _matrix(result: Result) -> str:
+def _matrix(result: ResultMap) -> str:
     matrix = role_matrix(as_list(result.get("role_pairs")))
     intro = (
         '<p class="muted">Rows are source roles, columns destination roles. Each cell lists '
@@ -484,7 +484,7 @@ def _confidence(value: object) -> str:
     )
 
 
-def _roles(result: Result) -> str:
+def _roles(result: ResultMap) -> str:
     rows = []
     for r in as_list(result.get("roles")):
         roles = "".join(f'<span class="tag">{_e(x)}</span>' for x in as_list(r.get("roles")))
@@ -506,7 +506,7 @@ def _roles(result: Result) -> str:
     )
 
 
-def render(result: Result) -> str:
+def render(result: ResultMap) -> str:
     """The report as one self-contained HTML document."""
     tool = result.get("tool") or {}
     ruleset = result.get("ruleset") or {}

@@ -32,8 +32,8 @@ from auditor.escape import json_text
 from auditor.report._common import (
     KINDS,
     SEVERITIES,
-    Finding,
-    Result,
+    FindingMap,
+    ResultMap,
     as_list,
     capture_error,
     citation,
@@ -153,7 +153,7 @@ def _deny_as_rule(deny: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _kind_rule(kind: str, severity: str, rule_id: str | None = None) -> dict[str, Any]:
-    title, short, full = KINDS.get(kind, (kind, f"Finding of kind {kind}.", ""))
+    title, short, full = KINDS.get(kind, (kind, f"FindingMap of kind {kind}.", ""))
     return {
         "id": rule_id or _kind_rule_id(kind),
         "name": _camel(kind),
@@ -165,7 +165,7 @@ def _kind_rule(kind: str, severity: str, rule_id: str | None = None) -> dict[str
     }
 
 
-def _rules(result: Result) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _rules(result: ResultMap) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rules findings refer to, and each finding's rule id -> index in that list."""
     ruleset = result.get("ruleset") or {}
     known = {str(r.get("id")): r for r in as_list(ruleset.get("rules"))}
@@ -206,7 +206,7 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
 
-def _overlaps(capture: Mapping[str, Any], finding: Finding) -> bool:
+def _overlaps(capture: Mapping[str, Any], finding: FindingMap) -> bool:
     start, end = _parse_time(capture.get("first_seen")), _parse_time(capture.get("last_seen"))
     f_start = _parse_time(finding.get("first_seen"))
     f_end = _parse_time(finding.get("last_seen")) or f_start
@@ -218,7 +218,7 @@ def _overlaps(capture: Mapping[str, Any], finding: Finding) -> bool:
         return True
 
 
-def _logical_location(finding: Finding) -> dict[str, Any]:
+def _logical_location(finding: FindingMap) -> dict[str, Any]:
     fq = (
         f"{finding.get('src_role') or '?'} -> {finding.get('dst_role') or '?'}: "
         f"{flow_label(finding)}"
@@ -231,7 +231,7 @@ def _artifact_location(index: int, uri: str) -> dict[str, Any]:
 
 
 def _locations(
-    finding: Finding, readable: list[tuple[int, str, Mapping[str, Any]]]
+    finding: FindingMap, readable: list[tuple[int, str, Mapping[str, Any]]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The primary location and related locations of a finding.
 
@@ -253,7 +253,7 @@ def _locations(
 
 
 def _result(
-    finding: Finding,
+    finding: FindingMap,
     rule_index: Mapping[str, int],
     readable: list[tuple[int, str, Mapping[str, Any]]],
 ) -> dict[str, Any]:
@@ -337,7 +337,7 @@ def _notifications(captures: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return notes
 
 
-def to_sarif(result: Result) -> dict[str, Any]:
+def to_sarif(result: ResultMap) -> dict[str, Any]:
     """The SARIF log for ``result``, as a dict."""
     tool = result.get("tool") or {}
     ruleset = result.get("ruleset") or {}
@@ -387,6 +387,6 @@ def to_sarif(result: Result) -> dict[str, Any]:
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
 
 
-def render(result: Result) -> str:
+def render(result: ResultMap) -> str:
     """The SARIF log for ``result`` as indented JSON with a trailing newline."""
     return json_text(json.dumps(to_sarif(result), indent=2, ensure_ascii=False)) + "\n"

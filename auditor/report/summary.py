@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditor.report._common import (
     SEVERITIES,
-    Result,
+    ResultMap,
     as_list,
     flow_label,
     human_duration,
@@ -36,7 +36,7 @@ def _counts(findings: list[Mapping[str, Any]]) -> str:
     return ", ".join(f"{n} {s}" for s, n in by.items() if n) or "none"
 
 
-def render(result: Result, diff: Diff | None = None) -> str:
+def render(result: ResultMap, diff: Diff | None = None) -> str:
     """The summary of ``result``; with ``diff`` (this result against a baseline), what
     is new since the baseline."""
     ruleset = result.get("ruleset") or {}
