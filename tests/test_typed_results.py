@@ -1,0 +1,140 @@
+"""Typed results (issue 10 item 10): the result document, its findings and capture records
+are frozen values whose one ``to_json()`` is the JSON contract, and a user's mypy sees the
+API's real signatures through ``from auditor import ...``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from auditor import audit, load_inventory, load_ruleset
+from auditor.findings.model import AuditDocument, CaptureRecord, Finding
+from auditor.report import render
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+CASES = sorted(SAMPLES.glob("*/*.pcap"))
+
+
+def _audited(pcap: Path) -> AuditDocument:
+    rs = load_ruleset(pcap.parent.name)
+    inventory = pcap.with_suffix(".inventory.yaml")
+    inv = load_inventory(inventory, rs) if inventory.exists() else None
+    return audit([pcap], rs, inv).result
+
+
+@pytest.mark.parametrize("pcap", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_to_json_is_the_document_and_reads_back_the_same(pcap: Path) -> None:
+    doc = _audited(pcap)
+    data = doc.to_json()
+    # one JSON text: what --format json writes, key order included
+    assert render(doc, "json") == render(data, "json")
+    assert json.loads(json.dumps(data)) == data  # plain JSON values only
+    again = AuditDocument.from_json(json.loads(render(doc, "json")))
+    assert again == doc
+    assert render(again, "json") == render(doc, "json")
+    for fmt in ("table", "markdown", "csv", "sarif"):
+        assert render(again, fmt) == render(data, fmt)
+    assert [f.to_json() for f in doc.findings] == data["findings"]
+    assert [c.to_json() for c in doc.captures] == data["captures"]
+
+
+def test_results_are_frozen() -> None:
+    doc = _audited(SAMPLES / "applayering" / "findings.pcap")
+    finding, capture = doc.findings[0], doc.captures[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        finding.severity = "info"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        capture.packets = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        doc.findings = ()  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        finding.evidence["flows"] = 0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        capture.decode_errors["x"] = 1  # type: ignore[index]
+    # the JSON is a copy: changing it changes nothing in the result
+    data = doc.to_json()
+    data["findings"][0]["evidence"]["flows"] = -1
+    assert doc.to_json()["findings"][0]["evidence"] != data["findings"][0]["evidence"]
+
+
+def test_a_capture_record_writes_the_contract_order_whatever_its_reader() -> None:
+    unread = CaptureRecord("x.pcap", error="x.pcap: no such file", complete=False)
+    assert list(unread.to_json()) == [
+        "path", "format", "linktypes", "packets", "bytes", "first_seen", "last_seen",
+        "truncated", "decode_errors", "warnings", "error", "duplicate_of", "complete",
+    ]  # fmt: skip
+    rec = CaptureRecord.from_json(
+        {"selected": 3, "path": "a", "snaplen": 9, "logs": {}, "later": 1, "format": "pcap"}
+    )
+    keys = list(rec.to_json())
+    assert keys.index("snaplen") < keys.index("packets") < keys.index("logs")
+    assert keys.index("later") < keys.index("error") < keys.index("complete")
+    assert keys[-1] == "selected" and rec.detail("selected") == 3
+
+
+def test_a_finding_reads_back_what_it_wrote() -> None:
+    f = Finding.from_json({"id": "UNK-1", "kind": "unknown_host", "severity": "info"})
+    assert f.waiver is None and f.evidence == {} and f.flow_ids == ()
+    assert Finding.from_json(f.to_json()) == f
+    marked = dataclasses.replace(f, waiver={"id": "UNK-1", "reason": "r"})
+    assert marked.to_json()["waiver"] == {"id": "UNK-1", "reason": "r"}
+    assert "waiver" not in f.to_json()
+
+
+USER_SCRIPT = """\
+from auditor import audit, load_ruleset, read_flows
+from auditor.findings.model import AuditDocument, Finding
+
+rs = load_ruleset("applayering")
+result = audit(["c.pcap"], rs, fail_on="high")
+doc: AuditDocument = result.result
+first: Finding = doc.findings[0]
+severity: str = first.severity.upper()
+packets: int = read_flows(["c.pcap"]).packets
+wrong = audit(["c.pcap"], "applayering")  # the deliberate error
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+def test_a_users_mypy_sees_the_real_signatures(tmp_path: Path) -> None:
+    """Through ``from auditor import audit``, mypy knows audit's parameters: the wrong
+    argument is reported with the type it expected (with __getattr__ alone, audit is an
+    ``object`` and mypy says only that it is not callable, or nothing)."""
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    env = {**os.environ, "MYPYPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent",
+         "--cache-dir", str(tmp_path / "cache"), "--config-file", "", "user.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    errors = [line for line in out.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out.stdout + out.stderr
+    (error,) = errors
+    assert error.startswith("user.py:10:"), error
+    assert 'Argument 2 to "audit" has incompatible type "str"; expected "Ruleset"' in error
+
+
+def test_the_findings_import_no_output_module() -> None:
+    code = textwrap.dedent(
+        """\
+        import sys
+        import auditor.findings.engine
+        bad = [m for m in sys.modules if m.startswith(("auditor.report", "auditor.flows_out",
+               "auditor.cli", "auditor.store", "click"))]
+        print(bad)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
