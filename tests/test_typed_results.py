@@ -138,3 +138,12 @@ def test_the_findings_import_no_output_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_every_renderer_knows_every_severity_of_the_table() -> None:
+    from auditor.report import html, sarif, table
+    from auditor.rules.kinds import KIND_TABLE, SEVERITIES
+
+    assert {k.severity for k in KIND_TABLE} <= set(SEVERITIES)
+    for known in (table._SEVERITY_STYLE, html._SEVERITY_TITLES, sarif.LEVELS):
+        assert set(known) == set(SEVERITIES)

@@ -48,6 +48,7 @@ from auditor.errors import AuditorError, CaptureError, ExitCode
 from auditor.evidence.conversations import TSHARK_APPS
 from auditor.evidence.packets import ExportError, PacketLine, export_pcap, find_packets, flow_refs
 from auditor.evidence.tshark import require_tshark, run_tshark
+from auditor.rules.kinds import SEVERITIES
 
 _ENGINE_FACTS = ("flow_id", "app", "tls_version", "sni", "tls_cert_requested", "tls_client_cert")
 PACKETS_PER_FLOW = 40  #: packets of each flow dissected: handshakes and headers, not bulk data
@@ -59,7 +60,7 @@ SHOWN = " or ".join(
     ["tls.handshake", "http", "ldap", "ftp", "ssh.protocol", "telnet",
      *sorted(set(TSHARK_APPS) - {"ssl", "tls", "http", "ldap", "ssh"})]
 )  # fmt: skip
-SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}  # the kinds table's order
 _PAREN = re.compile(r"\((.*)\)\s*$")
 
 

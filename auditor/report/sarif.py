@@ -153,7 +153,7 @@ def _deny_as_rule(deny: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _kind_rule(kind: str, severity: str, rule_id: str | None = None) -> dict[str, Any]:
-    title, short, full = KINDS.get(kind, (kind, f"FindingMap of kind {kind}.", ""))
+    title, short, full = KINDS.get(kind, (kind, f"Finding of kind {kind}.", ""))
     return {
         "id": rule_id or _kind_rule_id(kind),
         "name": _camel(kind),
