@@ -4,10 +4,9 @@ Each format is a module with a ``render(result, ...) -> str`` that reads only th
 never the flows or the ruleset files, so any saved ``--format json`` output can be
 rendered again in another format later. The result is an
 :class:`~auditor.findings.model.AuditDocument` (what ``audit()`` returns, as
-``AuditResult.result``) or a saved result's dict; the table and Markdown renderers read the
+``AuditResult.result``) or a saved result's dict; the renderers read the
 typed document (a dict is read with ``as_document``), the JSON renderer writes a document's
-``to_json()`` (a dict as it is), the others still read the dict (``to_json()``). Writing
-the text out is the caller's job.
+``to_json()`` (a dict as it is). Writing the text out is the caller's job.
 
 Example:
 
@@ -55,8 +54,6 @@ def render(result: AuditDocument | Mapping[str, Any], fmt: str, *, color: bool =
         ) from None
     if fmt == "table":
         return str(module.render(result, color=color))
-    if fmt == "markdown":
-        return str(module.render(result))
-    if not isinstance(result, Mapping):  # the renderers that read the dict
+    if fmt == "html" and not isinstance(result, Mapping):  # the one that reads the dict
         result = result.to_json()
     return str(module.render(result))
