@@ -54,6 +54,4 @@ def render(result: AuditDocument | Mapping[str, Any], fmt: str, *, color: bool =
         ) from None
     if fmt == "table":
         return str(module.render(result, color=color))
-    if fmt == "html" and not isinstance(result, Mapping):  # the one that reads the dict
-        result = result.to_json()
     return str(module.render(result))

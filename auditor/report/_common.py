@@ -1,10 +1,9 @@
 """What every renderer needs from the audit result, computed once and the same way.
 
-The renderers read only the audit result (docs/json-contract.md): typed
-(:class:`~auditor.findings.model.AuditDocument`), or a saved result's dict, read with
-``as_document``. Labels, groupings
-and the role-to-role matrix are derived here so that the table, the HTML page and the
-Markdown ticket all say the same thing in the same words. Strings in the result may come
+The renderers read only the audit result (docs/json-contract.md), typed
+(:class:`~auditor.findings.model.AuditDocument`; a saved result's dict is read with
+``as_document``). Labels, groupings and the role-to-role matrix are derived here so that
+the table, the HTML page and the Markdown ticket all say the same thing in the same words. Strings in the result may come
 from the wire (HTTP Host, SNI, User-Agent): `printable` (from :mod:`auditor.escape`, shared
 with every other output) makes them safe to show as text.
 """
@@ -14,19 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from auditor.escape import printable  # (re-exported for the renderers)
 from auditor.findings.model import AuditDocument, CaptureRecord, Finding, Summary, as_document
 from auditor.rules.kinds import KIND_TABLE
 from auditor.rules.model import SEVERITIES
 from auditor.units import human_bytes  # noqa: F401  (re-exported for the renderers)
-
-F = TypeVar("F", Finding, Mapping[str, Any])
-
-#: the contract's dicts, for the renderers that still read them (HTML, SARIF, CSV, summary)
-ResultMap = Mapping[str, Any]
-FindingMap = Mapping[str, Any]
 
 #: a result as the renderers take it: typed, or the contract's dict (a saved result)
 Result = AuditDocument | Mapping[str, Any]
@@ -177,15 +170,14 @@ def citation(source: Mapping[str, Any] | None) -> str:
     return document or (f'section "{section}"' if section else "")
 
 
-def group_by_severity(findings: Iterable[F]) -> list[tuple[str, list[F]]]:
+def group_by_severity(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]]]:
     """Findings grouped in severity order, keeping their order inside a group.
 
     Severities outside the contract come last, in order of appearance.
     """
-    groups: dict[str, list[F]] = {s: [] for s in SEVERITIES}
+    groups: dict[str, list[Finding]] = {s: [] for s in SEVERITIES}
     for finding in findings:
-        severity = finding.severity if isinstance(finding, Finding) else finding.get("severity")
-        groups.setdefault(str(severity or "info"), []).append(finding)
+        groups.setdefault(finding.severity or "info", []).append(finding)
     return [(sev, items) for sev, items in groups.items() if items]
 
 
