@@ -147,3 +147,46 @@ def test_every_renderer_knows_every_severity_of_the_table() -> None:
     assert {k.severity for k in KIND_TABLE} <= set(SEVERITIES)
     for known in (table._SEVERITY_STYLE, html._SEVERITY_TITLES, sarif.LEVELS):
         assert set(known) == set(SEVERITIES)
+
+
+class _FakeEvidence:
+    def __init__(self, fid: str) -> None:
+        self.fid = fid
+
+    def lines(self) -> list[str]:
+        return [f"c.pcap frame 1: http.host {self.fid}"]
+
+    def disagreements(self) -> list[str]:
+        return []
+
+    def to_json(self) -> dict[str, str]:
+        return {"flow_id": self.fid}
+
+
+def test_deep_returns_a_new_document_with_tshark_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--deep's evidence goes into a new document (the frozen one given is unchanged);
+    tshark itself replaced by a fake, so this runs where tshark is absent."""
+    from auditor.evidence import deep
+
+    pcap = SAMPLES / "applayering" / "findings.pcap"
+    rs = load_ruleset("applayering")
+    result = audit([pcap], rs, load_inventory(pcap.with_suffix(".inventory.yaml"), rs))
+    before = result.result.to_json()
+    monkeypatch.setattr(
+        deep, "dissect", lambda captures, flows, ids: ({i: _FakeEvidence(i) for i in ids}, 7, 1)
+    )
+    doc, summary = deep.deepen(result.result, result.traffic, limit=3)
+    assert result.result.to_json() == before and result.result.deep is None
+    assert summary.flows == 3 and doc.deep is not None and doc.deep["packets"] == 7
+    deepened = [f for f in doc.findings if "wireshark" in f.evidence]
+    assert deepened and all(f.evidence["wireshark"][0].startswith("c.pcap") for f in deepened)
+    assert [f.id for f in doc.findings] == [f.id for f in result.result.findings]
+    assert list(doc.to_json())[-1] == "deep"
+
+    def fail(*_: object) -> None:
+        raise deep.DeepError("tshark", "exited with 2")
+
+    monkeypatch.setattr(deep, "dissect", fail)
+    doc, summary = deep.deepen(result.result, result.traffic)
+    assert summary.error and doc.deep is not None and doc.deep["evidence"] == []
+    assert doc.findings == result.result.findings

@@ -263,11 +263,8 @@ def _deepen(result: AuditResult, limit: int) -> ExitCode:
     """--deep on one result's findings; its exit code, with CAPTURE when tshark's evidence
     could not be read (the findings stand)."""
     from auditor.evidence.deep import deepen  # pyshark: only for --deep
-    from auditor.findings.model import AuditDocument
 
-    document = result.document  # deepen adds to the dict; the result is read back from it
-    summary = deepen(document, result.traffic, limit)
-    result.result = AuditDocument.from_json(document)
+    result.result, summary = deepen(result.result, result.traffic, limit)
     if summary.error:
         warn(f"--deep: no evidence attached: {summary.error}")
         return result.exit_code | ExitCode.CAPTURE
