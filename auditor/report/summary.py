@@ -8,10 +8,9 @@ wraps badly (each line is cut at 160 characters).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from auditor.findings.model import as_document
+from auditor.findings.model import Finding, as_document
 from auditor.report._common import (
     SEVERITIES,
     Result,
@@ -29,10 +28,10 @@ MAX_LINES = 10
 WIDTH = 160
 
 
-def _counts(findings: list[Mapping[str, Any]]) -> str:
+def _counts(findings: list[Finding]) -> str:
     by = {s: 0 for s in SEVERITIES}
     for f in findings:
-        by[str(f.get("severity"))] = by.get(str(f.get("severity")), 0) + 1
+        by[f.severity] = by.get(f.severity, 0) + 1
     return ", ".join(f"{n} {s}" for s, n in by.items() if n) or "none"
 
 
@@ -69,7 +68,7 @@ def render(result: Result, diff: Diff | None = None) -> str:
         )
     new_ids: set[Any] = set()
     if diff is not None:
-        new_ids = {f.get("id") for f in diff.new_findings}
+        new_ids = {f.id for f in diff.new_findings}
         if diff.baseline is None:
             lines.append("New: no baseline to compare with (the store's first run)")
         else:
