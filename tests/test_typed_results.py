@@ -145,7 +145,12 @@ def test_every_renderer_knows_every_severity_of_the_table() -> None:
     from auditor.rules.kinds import KIND_TABLE, SEVERITIES
 
     assert {k.severity for k in KIND_TABLE} <= set(SEVERITIES)
-    for known in (table._SEVERITY_STYLE, html._SEVERITY_TITLES, sarif.LEVELS):
+    for known in (
+        table._SEVERITY_STYLE,
+        html._SEVERITY_TITLES,
+        html._SEVERITY_COLOURS,
+        sarif.LEVELS,
+    ):
         assert set(known) == set(SEVERITIES)
 
 
