@@ -599,3 +599,13 @@ def flow_schema() -> pa.Schema:
 
 
 _SCHEMA: pa.Schema | None = None
+
+
+#: the flow table's internal columns (raw address bytes): they never leave the process
+INTERNAL_COLUMNS = ("src_ip_bytes", "dst_ip_bytes")
+
+
+def public_flows(table: pa.Table) -> pa.Table:
+    """The flow table without its internal columns: what the checks, the roles and every
+    writer see."""
+    return table.drop_columns([c for c in INTERNAL_COLUMNS if c in table.column_names])

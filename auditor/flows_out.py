@@ -16,16 +16,12 @@ from typing import IO, Any
 import pyarrow as pa
 
 from auditor.escape import printable
+from auditor.flows import public_flows
 from auditor.report.json_ import render as json_text
 from auditor.traffic import Traffic, iso
 
 FORMATS = ("table", "json", "csv", "parquet")
-_INTERNAL = ("src_ip_bytes", "dst_ip_bytes")
-
-
-def public_flows(table: pa.Table) -> pa.Table:
-    """The flow table without internal columns."""
-    return table.drop_columns([c for c in _INTERNAL if c in table.column_names])
+__all__ = ["FORMATS", "flow_records", "flows_json", "public_flows", "write_flows"]
 
 
 def flow_records(table: pa.Table) -> list[dict[str, Any]]:
@@ -44,7 +40,10 @@ def flow_records(table: pa.Table) -> list[dict[str, Any]]:
 
 def flows_json(traffic: Traffic) -> dict[str, Any]:
     assert traffic.flows is not None
-    return {"captures": traffic.captures, "flows": flow_records(traffic.flows)}
+    return {
+        "captures": [c.to_json() for c in traffic.captures],
+        "flows": flow_records(traffic.flows),
+    }
 
 
 def write_flows(traffic: Traffic, fmt: str, out: IO[bytes], *, width: int = 100) -> None:

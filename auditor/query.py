@@ -29,17 +29,18 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from auditor.errors import AuditorError, ExitCode
-from auditor.flows_out import public_flows
+from auditor.flows import public_flows
 from auditor.traffic import Traffic
 
 if TYPE_CHECKING:
     import duckdb
 
+    from auditor.findings.model import AuditDocument
     from auditor.store.db import Notify
 
 VIEWS = ("flows", "captures", "findings", "roles")
@@ -70,24 +71,24 @@ def captures_view(traffic: Traffic) -> pa.Table:
                         ("error", pa.string()), ("selected", pa.int64())])  # fmt: skip
     rows = [
         {
-            "path": c["path"],
-            "format": c.get("format"),
-            "compressed": bool(c.get("compressed")),
-            "packets": c.get("packets") or 0,
-            "bytes": c.get("bytes") or 0,
-            "first_seen": _ts(c.get("first_seen")),
-            "last_seen": _ts(c.get("last_seen")),
-            "truncated": bool(c.get("truncated")),
-            "decode_errors": json.dumps(c.get("decode_errors") or {}),
-            "error": c.get("error"),
-            "selected": c.get("selected"),
+            "path": c.path,
+            "format": c.format,
+            "compressed": bool(c.detail("compressed")),
+            "packets": c.packets,
+            "bytes": c.bytes,
+            "first_seen": _ts(c.first_seen),
+            "last_seen": _ts(c.last_seen),
+            "truncated": c.truncated,
+            "decode_errors": json.dumps(dict(c.decode_errors)),
+            "error": c.error,
+            "selected": c.detail("selected"),
         }
         for c in traffic.captures
     ]
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def findings_view(document: dict[str, Any]) -> pa.Table:
+def findings_view(document: AuditDocument) -> pa.Table:
     strs = pa.list_(pa.string())
     schema = pa.schema([("id", pa.string()), ("kind", pa.string()), ("severity", pa.string()),
                         ("src_ip", pa.string()), ("dst_ip", pa.string()),
@@ -99,15 +100,15 @@ def findings_view(document: dict[str, Any]) -> pa.Table:
                         ("evidence", pa.string()), ("source_document", pa.string()),
                         ("source_section", pa.string()), ("source_text", pa.string())])  # fmt: skip
     rows = []
-    for f in document.get("findings", []):
-        src = f.get("source") or {}
-        row = {k: f.get(k) for k in schema.names}
+    for f in document.findings:
+        src = f.source or {}
+        row = {k: getattr(f, k, None) for k in schema.names}
         row.update(
-            first_seen=_ts(f.get("first_seen")),
-            last_seen=_ts(f.get("last_seen")),
-            flow_ids=list(f.get("flow_ids") or []),
-            community_ids=list(f.get("community_ids") or []),
-            evidence=json.dumps(f.get("evidence") or {}, ensure_ascii=False),
+            first_seen=_ts(f.first_seen),
+            last_seen=_ts(f.last_seen),
+            flow_ids=list(f.flow_ids),
+            community_ids=list(f.community_ids),
+            evidence=json.dumps(dict(f.evidence), ensure_ascii=False),
             source_document=src.get("document"),
             source_section=src.get("section"),
             source_text=src.get("text"),
@@ -116,7 +117,7 @@ def findings_view(document: dict[str, Any]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def roles_view(document: dict[str, Any]) -> pa.Table:
+def roles_view(document: AuditDocument) -> pa.Table:
     strs = pa.list_(pa.string())
     schema = pa.schema([("ip", pa.string()), ("roles", strs), ("source", pa.string()),
                         ("confidence", pa.float64()), ("evidence", strs), ("names", strs)])  # fmt: skip
@@ -129,7 +130,7 @@ def roles_view(document: dict[str, Any]) -> pa.Table:
             "evidence": [str(x) for x in r.get("evidence") or []],
             "names": [str(x) for x in r.get("names") or []],
         }
-        for r in document.get("roles", [])
+        for r in document.roles
     ]
     return pa.Table.from_pylist(rows, schema=schema)
 

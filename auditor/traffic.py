@@ -29,6 +29,7 @@ from auditor.capture.split import MIN_PART, merge_infos, split_pcap
 from auditor.errors import CaptureError
 from auditor.flows import FlowBuilder, flow_schema
 from auditor.sources import Found, expand
+from auditor.sources.record import CaptureRecord
 from auditor.sources.zeek import is_zeek_dir, read_zeek
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class Traffic:
     are not captures (``path``, ``reason``).
     """
 
-    captures: list[dict[str, Any]] = field(default_factory=list)
+    captures: list[CaptureRecord] = field(default_factory=list)
     flows: pa.Table | None = None
     errors: list[CaptureError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -83,19 +84,19 @@ class Traffic:
 
     @property
     def packets(self) -> int:
-        return sum(int(c.get("packets") or 0) for c in self.captures)
+        return sum(c.packets for c in self.captures)
 
     @property
     def complete(self) -> bool:
         """Every capture given was read whole (duplicates count as read)."""
-        return all(c.get("complete", c.get("error") is None) for c in self.captures)
+        return all(c.complete for c in self.captures)
 
     def intervals(self) -> list[tuple[datetime, datetime]]:
         """The time interval of each capture that has packets."""
         return [
-            (datetime.fromisoformat(c["first_seen"]), datetime.fromisoformat(c["last_seen"]))
+            (datetime.fromisoformat(c.first_seen), datetime.fromisoformat(c.last_seen))
             for c in self.captures
-            if c.get("first_seen") and c.get("last_seen")
+            if c.first_seen and c.last_seen
         ]
 
     def span(self) -> tuple[datetime | None, datetime | None]:
@@ -134,8 +135,10 @@ def iso(ns: int | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z")
 
 
-def capture_record(info: Any) -> dict[str, Any]:
-    """A reader's CaptureInfo -> the JSON contract's capture object."""
+def capture_record(info: Any, mtime: float | None = None, **details: Any) -> CaptureRecord:
+    """A reader's CaptureInfo -> the JSON contract's capture object, with what reading it
+    did not audit (``capture_warnings``; ``mtime``: the file's, for "still being written")
+    and the reading's own details (``duplicates_dropped``, ``selected``)."""
     d: dict[str, Any] = (
         asdict(info) if is_dataclass(info) and not isinstance(info, type) else dict(info)
     )
@@ -143,33 +146,24 @@ def capture_record(info: Any) -> dict[str, Any]:
         v = d.get(key)
         if isinstance(v, int):
             d[key] = iso(v)
-    d.setdefault("error", None)
-    d.setdefault("duplicate_of", None)
-    d.setdefault("complete", d["error"] is None)
-    return d
+    warnings, complete = capture_warnings(info, mtime)
+    d.update(warnings=warnings, complete=complete, **details)
+    return CaptureRecord.from_json(d)
 
 
 def failed_capture(
     path: str, exc: CaptureError | None, duplicate_of: str | None = None, same: str = "a copy"
-) -> dict[str, Any]:
+) -> CaptureRecord:
     """The capture object of a file that was not read: same keys, nothing counted. A
     duplicate (``duplicate_of``) is complete: its content was read under the other name."""
-    return {
-        "path": path,
-        "format": None,
-        "compressed": False,
-        "linktypes": [],
-        "packets": 0,
-        "bytes": 0,
-        "first_seen": None,
-        "last_seen": None,
-        "truncated": False,
-        "decode_errors": {},
-        "warnings": [_duplicate_warning(duplicate_of, same)] if duplicate_of else [],
-        "error": exc.one_line() if exc else None,
-        "duplicate_of": duplicate_of,
-        "complete": exc is None,
-    }
+    return CaptureRecord(
+        path=path,
+        warnings=(_duplicate_warning(duplicate_of, same),) if duplicate_of else (),
+        error=exc.one_line() if exc else None,
+        duplicate_of=duplicate_of,
+        complete=exc is None,
+        details={"compressed": False},
+    )
 
 
 def _duplicate_warning(first: str, same: str) -> str:
@@ -456,15 +450,15 @@ def read_found(
             traffic.notes.append(exc.one_line())
             index += 1
             continue
-        record = capture_record(reader.info)
+        details: dict[str, int] = {}
         if dedup_filter is not None:
-            record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
+            details["duplicates_dropped"] = dedup_filter.dropped - dropped_before
             traffic.duplicates_dropped = dedup_filter.dropped
         if selector is not None:
-            record["selected"] = selector.selected
-        record["warnings"], record["complete"] = capture_warnings(reader.info, reader.source.mtime)
+            details["selected"] = selector.selected
+        record = capture_record(reader.info, reader.source.mtime, **details)
         traffic.captures.append(record)
-        traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+        traffic.notes.extend(f"{name}: {w}" for w in record.warnings)
         index += 1
     traffic.flows = placed(_with_logs(builder.table(), logs), read)
     return traffic
@@ -480,7 +474,7 @@ def said_unread(f: Found, traffic: Traffic) -> bool:
     elif f.duplicate_of is not None:
         record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
         traffic.captures.append(record)
-        traffic.notes.append(f"{name}: {record['warnings'][0]}")
+        traffic.notes.append(f"{name}: {record.warnings[0]}")
     elif f.error is not None:
         traffic.errors.append(f.error)
         traffic.captures.append(failed_capture(f.path, f.error))
@@ -501,7 +495,7 @@ def _read_zeek(path: str, index: int, traffic: Traffic, logs: list[pa.Table]) ->
         traffic.notes.append(exc.one_line())
         return
     traffic.captures.append(record)
-    traffic.notes.extend(f"{display_name(path)}: {w}" for w in record["warnings"])
+    traffic.notes.extend(f"{display_name(path)}: {w}" for w in record.warnings)
     logs.append(table)
 
 
@@ -591,13 +585,13 @@ def _read_parallel(
                 index += 1
                 continue
             info = merge_infos(infos) if len(infos) > 1 else infos[0]
-            record = capture_record(info)
+            details: dict[str, int] = {}
             if dedup_filter is not None:
-                record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
+                details["duplicates_dropped"] = dedup_filter.dropped - dropped_before
                 traffic.duplicates_dropped = dedup_filter.dropped
-            record["warnings"], record["complete"] = capture_warnings(info, plan[0].source.mtime)
+            record = capture_record(info, plan[0].source.mtime, **details)
             traffic.captures.append(record)
-            traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+            traffic.notes.extend(f"{name}: {w}" for w in record.warnings)
             index += 1
     finally:
         stream.close()

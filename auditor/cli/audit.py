@@ -191,7 +191,7 @@ def command(
         color = fmt == "table" and out is None and sys.stdout.isatty()
         if each:
             text = render_each(
-                [(c, r.document) for c, r in zip(captures, results, strict=True)],
+                [(c, r.result) for c, r in zip(captures, results, strict=True)],
                 fmt,
                 code,
                 color=color,
@@ -199,7 +199,7 @@ def command(
             )
         else:
             text = render(
-                results[0].document, fmt, color=color, width=table_width(to_stdout=out is None)
+                results[0].result, fmt, color=color, width=table_width(to_stdout=out is None)
             )
         if out is not None:
             out.write_text(text)
@@ -253,14 +253,12 @@ def _audit_sets(
             progress.clear()
         for note in result.notes:
             warn(note)
-        for line in waiver_warnings(result.document):
+        for line in waiver_warnings(result.result):
             warn(line)
         if options.parquet_dir:
             from auditor.lake import write_lake
 
-            write_lake(
-                options.parquet_dir, result.traffic, result.document["findings"], ruleset.name
-            )
+            write_lake(options.parquet_dir, result.traffic, result.result.findings, ruleset.name)
         results.append(result)
     return results
 
@@ -270,7 +268,7 @@ def _deepen(result: AuditResult, limit: int) -> ExitCode:
     could not be read (the findings stand)."""
     from auditor.evidence.deep import deepen  # pyshark: only for --deep
 
-    summary = deepen(result.document, result.traffic, limit)
+    result.result, summary = deepen(result.result, result.traffic, limit)
     if summary.error:
         warn(f"--deep: no evidence attached: {summary.error}")
         return result.exit_code | ExitCode.CAPTURE

@@ -13,7 +13,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -235,10 +235,13 @@ def note(message: str) -> None:
 
 
 def waiver_warnings(document: Any) -> list[str]:
-    """The warnings of an audit's waivers (expired ones), from its document."""
+    """The warnings of an audit's waivers (expired ones), from its document (typed, or a
+    saved result's dict)."""
     from auditor.findings.waivers import expired_warnings
 
-    return expired_warnings(document.get("waivers"))
+    if isinstance(document, Mapping):
+        return expired_warnings(document.get("waivers"))
+    return expired_warnings(document.waivers)
 
 
 def check_store(store: str) -> None:

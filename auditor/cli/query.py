@@ -102,8 +102,8 @@ def command(
 
             result = audit(captures, ruleset, inv, fail_on="never", select=select)
             traffic = result.traffic
-            views["findings"] = query.findings_view(result.document)
-            views["roles"] = query.roles_view(result.document)
+            views["findings"] = query.findings_view(result.result)
+            views["roles"] = query.roles_view(result.result)
         else:
             from auditor.traffic import read_traffic
 

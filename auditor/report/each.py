@@ -14,10 +14,13 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.report import render
 from auditor.report._common import printable
+
+if TYPE_CHECKING:
+    from auditor.findings.model import AuditDocument
 
 __all__ = ["EACH_FORMATS", "render_each"]
 
@@ -25,7 +28,7 @@ EACH_FORMATS: tuple[str, ...] = ("table", "json", "sarif", "csv", "markdown")
 
 
 def render_each(
-    results: Sequence[tuple[str, Mapping[str, Any]]],
+    results: Sequence[tuple[str, AuditDocument | Mapping[str, Any]]],
     fmt: str,
     exit_code: int,
     *,

@@ -167,19 +167,19 @@ def _latest_diff(diff: Diff | None) -> str:
         )
     rows = []
     for f in diff.new_findings:
-        sev = str(f.get("severity") or "info")
-        waiver = f.get("waiver")
+        sev = f.severity or "info"
+        waiver = f.waiver
         waived = (
             f'<br><span class="badge status-ok">waived</span> {_e(waiver.get("reason"))}'
-            if isinstance(waiver, Mapping)
+            if waiver is not None
             else ""
         )
         rows.append(
             f'<tr><td><span class="badge sev-{_e(sev)}">{_e(sev)}</span></td>'
-            f"<td><code>{_e(f.get('kind'))}</code></td>"
+            f"<td><code>{_e(f.kind)}</code></td>"
             f'<td class="mono nowrap">{_e(flow_label(f))}</td>'
-            f'<td class="wrap">{_e(f.get("message"))}{waived}</td>'
-            f'<td class="mono nowrap">{_e(f.get("id"))}</td></tr>'
+            f'<td class="wrap">{_e(f.message)}{waived}</td>'
+            f'<td class="mono nowrap">{_e(f.id)}</td></tr>'
         )
     table = (
         "<table><thead><tr><th>Severity</th><th>Kind</th><th>Flow</th><th>Message</th>"
