@@ -27,7 +27,7 @@ from auditor.capture import CaptureInfo, PacketReader, linktype_name, read_packe
 from auditor.capture.inputs import display_name
 from auditor.capture.split import MIN_PART, merge_infos, split_pcap
 from auditor.errors import CaptureError
-from auditor.flows import FlowBuilder, flow_schema
+from auditor.flows import FLOW_LIMIT, FlowBuilder, flow_schema
 from auditor.sources import Found, expand
 from auditor.sources.zeek import is_zeek_dir, read_zeek
 
@@ -295,6 +295,7 @@ def read_traffic(
     dedup: float | None = None,
     jobs: int = 1,
     select: PacketFilter | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
@@ -302,8 +303,10 @@ def read_traffic(
     (:mod:`auditor.capture.dedup`). ``jobs``: captures and parts of large pcap files
     decoded at once (:func:`ordered_batches`); the result is the same for any number. With
     ``select`` (the --since/--until/--host/--port/--filter options), only the packets it
-    selects make flows; each capture record then says how many (``selected``)."""
-    return read_found(expand(paths), progress, dedup, jobs, select=select)
+    selects make flows; each capture record then says how many (``selected``).
+    ``flow_limit``: live flows held before the least recently seen are spilled to disk
+    (:mod:`auditor.spill`; None: no bound); the flow table is the same for any limit."""
+    return read_found(expand(paths), progress, dedup, jobs, select=select, flow_limit=flow_limit)
 
 
 class _Part:
@@ -401,6 +404,7 @@ def read_found(
     jobs: int = 1,
     split_bytes: int = MIN_PART,
     select: PacketFilter | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
@@ -411,9 +415,9 @@ def read_found(
     filter (``select``), captures are read with one decoder: libpcap's ``--filter`` reads
     each file beside ours, in step."""
     if jobs > 1 and (select is None or not select.active):
-        return _read_parallel(list(found), progress, dedup, jobs, split_bytes)
+        return _read_parallel(list(found), progress, dedup, jobs, split_bytes, flow_limit)
     traffic = Traffic()
-    builder = FlowBuilder()
+    builder = FlowBuilder(limit=flow_limit)
     found = list(found)
     count = sum(1 for f in found if f.readable)
     selector = select.selector() if select is not None and select.active else None
@@ -511,11 +515,12 @@ def _read_parallel(
     dedup: float | None,
     jobs: int,
     split_bytes: int,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """read_found with ``jobs`` decoders: every capture is opened (identified) first, its
     readers planned, then all readers' batches are consumed in order."""
     traffic = Traffic()
-    builder = FlowBuilder()
+    builder = FlowBuilder(limit=flow_limit)
     count = sum(1 for f in found if f.readable)
     dedup_filter = None
     if dedup is not None:

@@ -34,6 +34,7 @@ from auditor.findings.presence import may_miss as _may_miss
 from auditor.findings.presence import missing, pair_json, unknown_host
 from auditor.findings.unexpected import SCAN_TARGETS, Paths, scan, unexpected_ports
 from auditor.findings.waivers import Waivers, apply_waivers
+from auditor.flows import FLOW_LIMIT
 from auditor.flows_out import public_flows
 from auditor.roles import RoleMap, resolve_roles
 from auditor.rules import (
@@ -266,6 +267,7 @@ def audit(
     jobs: int = 1,
     select: PacketFilter | None = None,
     read: Callable[[list[str]], Traffic] | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
@@ -273,11 +275,20 @@ def audit(
     not count for the exit code; ``jobs`` decoders run at once (the result is the same for
     any number); ``select`` keeps only the packets it selects
     (--since/--until/--host/--port/--filter). ``read``: another engine's reader
-    (``auditor.engines.spark.read_traffic_spark``) in place of the local one."""
+    (``auditor.engines.spark.read_traffic_spark``) in place of the local one.
+    ``flow_limit``: live flows held before the least recently seen are spilled to disk
+    (:mod:`auditor.spill`; None: no bound); the result is the same for any limit."""
     if read is not None:
         traffic = read([os.fspath(c) for c in captures])
     else:
-        traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs, select=select)
+        traffic = read_traffic(
+            captures,
+            progress=progress,
+            dedup=dedup,
+            jobs=jobs,
+            select=select,
+            flow_limit=flow_limit,
+        )
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
