@@ -295,7 +295,7 @@ class FlowBuilder:
         classification go to the spill file as one segment each (auditor/spill.py); the
         table forgets them. A later packet of an evicted flow starts a new segment, merged
         with the earlier ones by the full key when the table is built."""
-        from auditor.spill import Spill, segments
+        from auditor.spill import Spill, spill_flows
 
         assert self.limit is not None
         c = self._arrays()
@@ -308,7 +308,7 @@ class FlowBuilder:
             return
         if self.spill is None:
             self.spill = Spill()
-        self.spill.write(segments(self, rows, {k: v[rows] for k, v in c.items()}))
+        spill_flows(self, self.spill, rows, {k: v[rows] for k, v in c.items()})
         keep = np.ones(n, dtype=bool)
         keep[rows] = False
         self.tab.compact(keep.view(np.uint8).tobytes())

@@ -28,22 +28,23 @@ import os
 import shutil
 import struct
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from auditor._flowtab import HEADS
-from auditor.classify import FlowFacts
+from auditor._flowtab import HEADS, release_free_memory
 from auditor.classify.facts import (
-    FLOW_FACTS_FIELDS,
     FLOW_FACTS_SCHEMA,
-    NO_PAYLOAD,
     facts_table_of,
 )
 from auditor.classify.ftp_data import Announcement
+from auditor.errors import ResourceError
 from auditor.flows import _ALL_DTYPES, _FIRST_DTYPES, FlowBuilder, _FirstPackets
 
+T = TypeVar("T")
 _SUMS = ("pkts0", "pkts1", "bytes0", "bytes1", "pay0", "pay1")
 _HEAD = struct.Struct("<BII")
 
@@ -71,90 +72,77 @@ def _spill_dir() -> str | None:
     return duck.temp_dir()
 
 
-class Spill:
-    """An Arrow IPC file of segments in a temporary directory of its own (removed by
-    :meth:`close`, and by the builder once the table is built)."""
+class _File:
+    """One Arrow IPC file written batch by batch, then read batch by batch."""
 
-    def __init__(self, where: str | None = None) -> None:
-        self.dir = tempfile.mkdtemp(prefix="pcap-audit-spill-", dir=where or _spill_dir())
-        self.path = os.path.join(self.dir, "flows.arrows")
+    def __init__(self, path: str) -> None:
+        self.path = path
         self._sink: Any = None
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
         self.schema: pa.Schema | None = None
         self.rows = 0
 
-    def write(self, seg: pa.Table) -> None:
+    def write(self, t: pa.Table) -> None:
         if self._writer is None:
-            self.schema = seg.schema
+            self.schema = t.schema
             self._sink = pa.OSFile(self.path, "wb")
-            self._writer = pa.ipc.new_file(self._sink, seg.schema)
-        elif seg.schema != self.schema:
-            seg = seg.cast(self.schema)
-        self._writer.write_table(seg)
-        self.rows += seg.num_rows
-
-    def read(self) -> pa.Table:
-        """Every segment written (the file is closed for writing)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
-            self._writer = None
-        with pa.memory_map(self.path) as src:
-            return pa.ipc.open_file(src).read_all()
+            self._writer = pa.ipc.new_file(self._sink, t.schema)
+        elif t.schema != self.schema:
+            t = t.cast(self.schema)
+        self._writer.write_table(t)
+        self.rows += t.num_rows
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
             self._writer = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The batches written, one at a time (the file is closed for writing)."""
+        self.close()
+        if not self.rows:
+            return
+        with pa.OSFile(self.path, "rb") as src:
+            reader = pa.ipc.open_file(src)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+
+
+class Spill:
+    """The segments (one Arrow IPC file) and the classifications of the classified ones
+    (another), in a temporary directory of its own, removed by :meth:`close` (the builder
+    closes it once the table is built)."""
+
+    def __init__(self, where: str | None = None) -> None:
+        where = where or _spill_dir()
+        try:
+            if where:
+                os.makedirs(where, exist_ok=True)
+            self.dir = tempfile.mkdtemp(prefix="pcap-audit-spill-", dir=where)
+        except OSError as exc:
+            raise ResourceError(
+                where or tempfile.gettempdir(),
+                f"cannot make the flow table's spill directory ({exc.strerror or exc}): "
+                "point --temp-dir at a writable directory, or raise --flow-limit",
+            ) from exc
+        self.segments = _File(os.path.join(self.dir, "segments.arrows"))
+        self.facts = _File(os.path.join(self.dir, "facts.arrows"))
+
+    @property
+    def rows(self) -> int:
+        """Segments written so far."""
+        return self.segments.rows
+
+    def close(self) -> None:
+        self.segments.close()
+        self.facts.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _binary16(arr: np.ndarray) -> pa.Array:
     raw = pa.py_buffer(np.ascontiguousarray(arr))
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(arr), [None, raw])
-
-
-def segments(b: FlowBuilder, rows: np.ndarray, c: dict[str, np.ndarray]) -> pa.Table:
-    """The segments of the builder's flows at ``rows`` (ascending; ``c``: their exported
-    arrays): one row each. Their heads, classifications and FTP announcements leave the
-    builder (the caller compacts the table)."""
-    n = len(rows)
-    cols: dict[str, Any] = {k: c[k] for k in _ALL_DTYPES if k not in ("lo", "hi")}
-    cols["lo"], cols["hi"] = _binary16(c["lo"]), _binary16(c["hi"])
-    fp = b.first.columns(rows)
-    cols.update(fp)
-    outer = np.zeros((n, 32), np.uint8)
-    tunneled = np.flatnonzero(fp["tunnel"])
-    if len(tunneled):
-        src, dst = b.first.outer(rows[tunneled])
-        outer[tunneled, :16], outer[tunneled, 16:] = src, dst
-    cols["outer_src"], cols["outer_dst"] = _binary16(outer[:, :16]), _binary16(outer[:, 16:])
-    cols["last_at"] = b.last_at[rows]
-    cols["heads"] = _packed(b.heads, rows)
-    classified = _held(b.facts, rows)
-    distinct: list[FlowFacts] = [NO_PAYLOAD]
-    for i in np.flatnonzero(classified).tolist():
-        distinct.append(b.facts.pop(int(rows[i])))
-    cols["classified"] = classified
-    ftp: dict[int, list[list[Any]]] = {}
-    if b.ftp_announced:
-        at = {f: i for i, f in enumerate(rows.tolist())}
-        for a in b.ftp_announced:
-            if a.flow in at:
-                ftp.setdefault(at[a.flow], []).append([a.ip, a.port, a.sender])
-    cols["ftp"] = (
-        pa.array([json.dumps(ftp[i]) if i in ftp else None for i in range(n)], pa.string())
-        if ftp
-        else pa.nulls(n, pa.string())
-    )
-    # the facts of the classified flows; null rows for the others (take with null indices)
-    facts = facts_table_of(distinct[1:], np.arange(len(distinct) - 1))
-    where = np.cumsum(classified) - 1
-    pick = pa.array(where, pa.int64(), mask=~classified)
-    for name in FLOW_FACTS_FIELDS:
-        cols["fact_" + name] = facts.column(name).take(pick)
-    return pa.table(cols)
 
 
 def _held(d: dict[int, Any], rows: np.ndarray) -> np.ndarray:
@@ -178,73 +166,192 @@ def _packed(heads: dict[int, list[tuple[int, bytes, int]]], rows: np.ndarray) ->
     ).cast(pa.binary())
 
 
+def spill_flows(b: FlowBuilder, spill: Spill, rows: np.ndarray, c: dict[str, np.ndarray]) -> None:
+    """Write the builder's flows at ``rows`` (ascending; ``c``: their exported arrays) as
+    segments, one row each; their heads, classifications and FTP announcements leave the
+    builder (the caller compacts the table)."""
+    n = len(rows)
+    cols: dict[str, Any] = {k: c[k] for k in _ALL_DTYPES if k not in ("lo", "hi")}
+    cols["lo"], cols["hi"] = _binary16(c["lo"]), _binary16(c["hi"])
+    fp = b.first.columns(rows)
+    cols.update(fp)
+    outer = np.zeros((n, 32), np.uint8)
+    tunneled = np.flatnonzero(fp["tunnel"])
+    if len(tunneled):
+        src, dst = b.first.outer(rows[tunneled])
+        outer[tunneled, :16], outer[tunneled, 16:] = src, dst
+    cols["outer_src"], cols["outer_dst"] = _binary16(outer[:, :16]), _binary16(outer[:, 16:])
+    cols["last_at"] = b.last_at[rows]
+    cols["heads"] = _packed(b.heads, rows)
+    classified = _held(b.facts, rows)
+    distinct = [b.facts.pop(int(rows[i])) for i in np.flatnonzero(classified).tolist()]
+    where = spill.facts.rows + np.cumsum(classified) - 1
+    cols["facts_row"] = np.where(classified, where, -1).astype(np.int64)
+    if distinct:
+        spill.facts.write(facts_table_of(distinct, np.arange(len(distinct))))
+    ftp: dict[int, list[list[Any]]] = {}
+    if b.ftp_announced:
+        at = {f: i for i, f in enumerate(rows.tolist())}
+        for a in b.ftp_announced:
+            if a.flow in at:
+                ftp.setdefault(at[a.flow], []).append([a.ip, a.port, a.sender])
+    cols["ftp"] = (
+        pa.array([json.dumps(ftp[i]) if i in ftp else None for i in range(n)], pa.string())
+        if ftp
+        else pa.nulls(n, pa.string())
+    )
+    spill.segments.write(pa.table(cols))
+
+
 def merged_table(b: FlowBuilder) -> pa.Table:
     """The flow table of a builder that evicted flows: its live flows become segments too,
-    every segment is read back and folded (:func:`fold`), and the result built as the
-    builder builds its table."""
+    the segments are read back into arrays (batch by batch), folded (:func:`fold`) and
+    built as the builder builds its table."""
     spill = b.spill
     assert spill is not None
     try:
         c = b._arrays()
         if len(c["key"]):
-            spill.write(segments(b, np.arange(len(c["key"]), dtype=np.int64), c))
+            spill_flows(b, spill, np.arange(len(c["key"]), dtype=np.int64), c)
         del c
         b.tab.clear()
-        b.first, b.heads, b.facts = _FirstPackets(), {}, {}
-        flows = fold(spill.read())
-        return _Merged(flows).table()
+        b.first, b.heads, b.facts, b.last_at = _FirstPackets(), {}, {}, np.zeros(0, np.int64)
+        release_free_memory()
+        state = fold(_Segments.load(spill.segments))
+        facts = [t for t in spill.facts.batches()]
+        return _Merged(state, pa.Table.from_batches(facts, FLOW_FACTS_SCHEMA)).table()
     finally:
         spill.close()
 
 
-def _place(seg: pa.Table) -> np.ndarray:
-    cap = seg.column("capture").to_numpy().astype(np.int64)
-    return (cap << 40) | seg.column("frame").to_numpy().astype(np.int64)
+_OTHER_DTYPES = {**_FIRST_DTYPES, "last_at": np.dtype(np.int64), "facts_row": np.dtype(np.int64)}
 
 
-def _words(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed_size_binary(16) column as two uint64 columns (for sorting and comparing)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    w = np.frombuffer(arr.buffers()[1], np.uint64, count=2 * (len(arr) + arr.offset))
-    w = w.reshape(-1, 2)[arr.offset :]
+@dataclass
+class _Segments:
+    """Segments as arrays (one row each): the flow table's state and first-packet columns,
+    the tunnel endpoints of the tunneled ones, and the heads and FTP announcements of the
+    few that have them."""
+
+    cols: dict[str, np.ndarray]
+    outer: dict[int, bytes]  #: row -> outer source + destination (32 bytes)
+    heads: dict[int, bytes]  #: row -> packed heads
+    ftp: dict[int, str]  #: row -> JSON [[ip, port, sender]]
+
+    @property
+    def n(self) -> int:
+        return len(self.cols["key"])
+
+    @classmethod
+    def load(cls, f: _File) -> _Segments:
+        n = f.rows
+        dtypes = {**_ALL_DTYPES, **_OTHER_DTYPES}
+        cols = {k: np.empty(n, dt) for k, dt in dtypes.items() if k not in ("lo", "hi")}
+        cols["lo"], cols["hi"] = np.empty((n, 16), np.uint8), np.empty((n, 16), np.uint8)
+        out = cls(cols, {}, {}, {})
+        at = 0
+        for batch in f.batches():
+            m = batch.num_rows
+            for k in cols:
+                arr = batch.column(k)
+                if k in ("lo", "hi"):
+                    raw = np.frombuffer(arr.buffers()[1], np.uint8, 16 * (m + arr.offset))
+                    cols[k][at : at + m] = raw.reshape(-1, 16)[arr.offset :]
+                else:
+                    cols[k][at : at + m] = arr.to_numpy(zero_copy_only=False)
+            tun = np.flatnonzero(cols["tunnel"][at : at + m])
+            if len(tun):
+                src, dst = batch.column("outer_src"), batch.column("outer_dst")
+                for i in tun.tolist():
+                    out.outer[at + i] = src[i].as_py() + dst[i].as_py()
+            for i in np.flatnonzero(_nonempty(batch.column("heads"))).tolist():
+                out.heads[at + i] = batch.column("heads")[i].as_py()
+            ftp = batch.column("ftp")
+            if ftp.null_count < m:
+                for i, text in enumerate(ftp.to_pylist()):
+                    if text:
+                        out.ftp[at + i] = text
+            at += m
+        return out
+
+    def row(self, i: int) -> dict[str, Any]:
+        d = {k: v[i].item() if v.ndim == 1 else v[i].tobytes() for k, v in self.cols.items()}
+        d["heads"] = unpack_heads(self.heads.get(i, b""))
+        d["ftp"] = self.ftp.get(i)
+        return d
+
+    def put(self, i: int, d: dict[str, Any]) -> None:
+        for k, v in self.cols.items():
+            if v.ndim == 1:
+                v[i] = d[k]
+        self.heads.pop(i, None)
+        if d["heads"]:
+            self.heads[i] = pack_heads(d["heads"])
+        self.ftp.pop(i, None)
+        if d["ftp"]:
+            self.ftp[i] = d["ftp"]
+
+    def keep(self, keep: np.ndarray) -> None:
+        """Only the rows where ``keep`` is true, renumbered."""
+        new = np.cumsum(keep) - 1
+        for k, v in self.cols.items():
+            self.cols[k] = v[keep]
+        self.outer = _renumbered(self.outer, keep, new)
+        self.heads = _renumbered(self.heads, keep, new)
+        self.ftp = _renumbered(self.ftp, keep, new)
+
+
+def _renumbered(d: dict[int, T], keep: np.ndarray, new: np.ndarray) -> dict[int, T]:
+    return {int(new[i]): v for i, v in d.items() if keep[i]}
+
+
+def _words(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 16) bytes as two uint64 columns (for sorting and comparing)."""
+    w = np.ascontiguousarray(a).view(np.uint64)
     return w[:, 0], w[:, 1]
 
 
-def fold(seg: pa.Table) -> pa.Table:
-    """Segments of any flows, in any order -> one row per flow (same columns). A full key
-    with one segment (most) is its flow as it is; the others are replayed in capture order
-    in Python."""
-    lo0, lo1 = _words(seg.column("lo"))
-    hi0, hi1 = _words(seg.column("hi"))
-    keys = [seg.column(k).to_numpy().astype(np.int64) for k in ("kproto", "phi", "plo", "key")]
-    full = (hi1, hi0, lo1, lo0, *keys)
-    order = np.lexsort((_place(seg), *full))
-    same = np.ones(len(order), bool)
-    same[0:1] = False
+def fold(seg: _Segments) -> _Segments:
+    """Segments of any flows, in any order -> one row per flow. A full key with one
+    segment (most) is its flow as it is; the others are replayed in capture order in
+    Python, the flow's row being its first segment's."""
+    c = seg.cols
+    if not seg.n:
+        return seg
+    lo0, lo1 = _words(c["lo"])
+    hi0, hi1 = _words(c["hi"])
+    full = (hi1, hi0, lo1, lo0, c["kproto"], c["phi"], c["plo"], c["key"])
+    place = (c["capture"].astype(np.int64) << 40) | c["frame"].astype(np.int64)
+    order = np.lexsort((place, *full))
+    same = np.zeros(len(order), bool)
+    same[1:] = True
     for k in full:
         s = k[order]
         same[1:] &= s[1:] == s[:-1]
-    starts = np.flatnonzero(~same)
-    sizes = np.diff(np.r_[starts, len(order)])
-    single = np.repeat(sizes == 1, sizes)
-    if single.all():
+    if not same.any():
         return seg
-    seg = seg.take(pa.array(order))
-    alone = seg.filter(pa.array(single))
-    multi = seg.filter(pa.array(~single))
-    group = np.cumsum(~same)[~single]
-    merged = _replay(multi.to_pylist(), group.tolist())
-    return pa.concat_tables([alone, pa.Table.from_pylist(merged, schema=seg.schema)])
+    group = np.cumsum(~same)
+    sizes = np.bincount(group)
+    multi = sizes[group] > 1
+    idx = order[multi].tolist()
+    keep = np.ones(seg.n, bool)
+    for cur, members in _replay([seg.row(i) for i in idx], group[multi].tolist(), idx):
+        seg.put(cur["_row"], cur)
+        keep[members] = False
+    seg.keep(keep)
+    return seg
 
 
-def _replay(rows: list[dict[str, Any]], group: list[int]) -> list[dict[str, Any]]:
-    """Segments sorted by full key and capture order (``group``: their full key's number)
-    -> flows, by the live table's rule."""
-    out: list[dict[str, Any]] = []
+def _replay(
+    rows: list[dict[str, Any]], group: list[int], at: list[int]
+) -> Iterator[tuple[dict[str, Any], list[int]]]:
+    """Segments sorted by full key and capture order (``group``: their full key's number,
+    ``at``: their rows) -> flows, by the live table's rule: each flow's merged values (its
+    row: ``_row``, its first segment's) and the rows of the segments merged into it."""
     cur: dict[str, Any] | None = None
+    members: list[int] = []
     cur_group = -1
-    facts = ["classified", *("fact_" + f for f in FLOW_FACTS_FIELDS)]
-    for s, g in zip(rows, group, strict=True):
+    for s, g, i in zip(rows, group, at, strict=True):
         if (
             cur is None
             or g != cur_group
@@ -254,11 +361,12 @@ def _replay(rows: list[dict[str, Any]], group: list[int]) -> list[dict[str, Any]
                 and not (cur["syn_dir"] >= 0 and cur["syn_seq"] == s["open_seq"])
             )
         ):
-            cur = dict(s)
-            cur["heads"] = unpack_heads(s["heads"])
-            cur_group = g
-            out.append(cur)
+            if cur is not None:
+                yield cur, members
+            cur, members, cur_group = dict(s), [], g
+            cur["_row"] = i
             continue
+        members.append(i)
         for k in _SUMS:
             cur[k] += s[k]
         cur["flags0"] |= s["flags0"]
@@ -274,19 +382,17 @@ def _replay(rows: list[dict[str, Any]], group: list[int]) -> list[dict[str, Any]
             cur["syn_seq"] = s["syn_seq"]
         if cur["synack_dir"] < 0:
             cur["synack_dir"] = s["synack_dir"]
-        if cur["classified"]:
+        if cur["facts_row"] >= 0:
             continue  # the live table ignores the later payload of a classified flow
         if cur["heads"] or cur["got0"] or cur["got1"]:
-            cur["heads"] = _cap_heads(cur["heads"] + unpack_heads(s["heads"]))
+            cur["heads"] = _cap_heads(cur["heads"] + s["heads"])
         else:  # no payload before: the flow's classifier input is this segment's
-            cur["heads"] = unpack_heads(s["heads"])
-            for k in facts:
-                cur[k] = s[k]
+            cur["heads"] = s["heads"]
+            cur["facts_row"] = s["facts_row"]
         cur["got0"] = min(HEADS, cur["got0"] + s["got0"])
         cur["got1"] = min(HEADS, cur["got1"] + s["got1"])
-    for f in out:
-        f["heads"] = pack_heads(f["heads"])
-    return out
+    if cur is not None:
+        yield cur, members
 
 
 def _cap_heads(heads: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, int]]:
@@ -303,46 +409,31 @@ def _cap_heads(heads: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, in
 class _Merged(FlowBuilder):
     """A FlowBuilder whose per-flow state is merged flows (:func:`fold`), not a C table:
     its ``table()`` classifies the heads left and builds the rows as the live builder does;
-    flows classified before they were evicted keep their classification."""
+    flows classified before they were evicted keep their classification (``facts``: the
+    classifications, rows of which ``facts_row`` names)."""
 
-    def __init__(self, flows: pa.Table) -> None:
+    def __init__(self, seg: _Segments, facts: pa.Table) -> None:
         super().__init__()
-        n = flows.num_rows
+        c = seg.cols
         first = _FirstPackets()
-        first.n = n
-        for k, dt in _FIRST_DTYPES.items():
-            first.cols[k] = flows.column(k).to_numpy().astype(dt)
-        tunneled = np.flatnonzero(first.cols["tunnel"])
+        first.n = seg.n
+        first.cols = {k: c.pop(k) for k in _FIRST_DTYPES}
+        tunneled = sorted(seg.outer)
         first.n_outer = len(tunneled)
-        first.outer_flow = tunneled.astype(np.int64)
-        first.outer_addr = np.zeros((len(tunneled), 32), np.uint8)
-        for col, at in (("outer_src", 0), ("outer_dst", 16)):
-            if len(tunneled):
-                words = flows.column(col).take(pa.array(tunneled)).combine_chunks()
-                raw = np.frombuffer(words.buffers()[1], np.uint8, count=16 * len(tunneled))
-                first.outer_addr[:, at : at + 16] = raw.reshape(-1, 16)
+        first.outer_flow = np.array(tunneled, np.int64)
+        first.outer_addr = np.frombuffer(
+            b"".join(seg.outer[i] for i in tunneled), np.uint8
+        ).reshape(-1, 32)
         self.first = first
-        self.last_at = flows.column("last_at").to_numpy().astype(np.int64)
-        state: dict[str, np.ndarray] = {}
-        for k, dt in _ALL_DTYPES.items():
-            if k in ("lo", "hi"):
-                arr = flows.column(k).combine_chunks()
-                raw = np.frombuffer(arr.buffers()[1], np.uint8, count=16 * (n + arr.offset))
-                state[k] = raw.reshape(-1, 16)[arr.offset :]
-            else:
-                state[k] = flows.column(k).to_numpy().astype(dt)
-        self._state = state
-        self._classified = flows.column("classified").to_numpy(zero_copy_only=False)
-        self._pre = pa.Table.from_arrays(
-            [flows.column("fact_" + f) for f in FLOW_FACTS_FIELDS], schema=FLOW_FACTS_SCHEMA
-        ).combine_chunks()
-        heads = flows.column("heads")
-        for i in np.flatnonzero(_nonempty(heads)).tolist():
-            self.heads[i] = unpack_heads(heads[i].as_py())
+        self.last_at = c.pop("last_at")
+        self._facts_row = c.pop("facts_row")
+        self._pre = facts
+        self._state = c
+        for i, packed in seg.heads.items():
+            self.heads[i] = unpack_heads(packed)
         self.ftp_announced = [
             Announcement(row, ip, port, sender)
-            for row, text in enumerate(flows.column("ftp").to_pylist())
-            if text
+            for row, text in sorted(seg.ftp.items())
             for ip, port, sender in json.loads(text)
         ]
 
@@ -356,20 +447,20 @@ class _Merged(FlowBuilder):
         return {k: v[rows] for k, v in self._state.items()}
 
     def _facts_table(self, order: np.ndarray) -> pa.Table:
-        """Classified now (the builder's facts) or before eviction (the segments')."""
+        """Classified now (the builder's facts) or before eviction (the spilled ones)."""
         now = super()._facts_table(order)
-        pre = self._classified[order]
+        at = self._facts_row[order]
+        pre = at >= 0
         if not pre.any():
             return now
-        both = pa.concat_tables([now, self._pre.take(pa.array(order))])
-        pick = np.where(pre, np.arange(len(order)) + len(order), np.arange(len(order)))
+        n = len(order)
+        both = pa.concat_tables([now, self._pre.take(pa.array(at[pre]))])
+        pick = np.arange(n)
+        pick[pre] = n + np.arange(int(np.count_nonzero(pre)))
         return both.take(pa.array(pick))
 
 
-def _nonempty(col: pa.ChunkedArray) -> np.ndarray:
+def _nonempty(arr: pa.Array) -> np.ndarray:
     """Which binary values are not empty, from the offsets."""
-    out = []
-    for chunk in col.chunks:
-        offs = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1 + chunk.offset)
-        out.append(np.diff(offs[chunk.offset :]) > 0)
-    return np.concatenate(out) if out else np.zeros(0, bool)
+    offs = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1 + arr.offset)
+    return np.diff(offs[arr.offset :]) > 0

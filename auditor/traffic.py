@@ -630,24 +630,36 @@ def placed(flows: pa.Table, paths: list[str]) -> pa.Table:
     ``captures`` (every file from the first to the last that holds its packets, in reading
     order: a flow across a file rotation names each), beside ``first_frame`` (in
     ``capture``) and ``last_frame`` (in the last of ``captures``)."""
-    import numpy as np
-
-    first = flows.column("capture").to_numpy()
-    last = flows.column("last_capture").to_numpy()
+    first = flows.column("capture").to_numpy().astype(np.int64)
+    last = flows.column("last_capture").to_numpy().astype(np.int64)
     names = np.array(paths or [""], dtype=object)
-    spans: list[list[str]] = [
-        paths[a : b + 1] for a, b in zip(first.tolist(), last.tolist(), strict=True)
-    ]
+    # the lists built from arrays (no Python list per flow: millions of flows)
+    count = last - first + 1
+    offsets = np.zeros(len(first) + 1, np.int32)
+    np.cumsum(count, out=offsets[1:])
+    at_file = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1] - first, count)
+    spans = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names[at_file], pa.string()))
     at = flows.schema.get_field_index("capture")
     flows = flows.set_column(at, "capture", pa.array(names[first], pa.string()))
     flows = flows.drop_columns(["last_capture"])
-    return flows.add_column(at + 1, "captures", pa.array(spans, pa.list_(pa.string())))
+    return flows.add_column(at + 1, "captures", spans)
 
 
-def flow_places(flows: pa.Table) -> dict[str, str]:
+#: above this many flows, flow_places() picks the flows asked for with pyarrow.compute
+#: (whose import, ~45 ms, a small capture need not pay)
+_PICK_ROWS = 50_000
+
+
+def flow_places(flows: pa.Table, ids: Iterable[str] | None = None) -> dict[str, str]:
     """Each flow's packets as a reader finds them: ``PATH frames A-B`` (``PATH frame A`` for
-    one packet; ``PATH1 frame A - PATH2 frame B`` across files)."""
+    one packet; ``PATH1 frame A - PATH2 frame B`` across files); of the flows ``ids`` only
+    when given (and maybe a few more)."""
     cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
+    if ids is not None and flows.num_rows > _PICK_ROWS:
+        import pyarrow.compute as pc
+
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        cols = cols.filter(pc.is_in(cols.column("flow_id"), value_set=wanted))
     out = {}
     for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
         if a is None:  # a flow of Zeek logs: they name no frames

@@ -36,7 +36,7 @@ from auditor.findings.unexpected import SCAN_TARGETS, Paths, scan, unexpected_po
 from auditor.findings.waivers import Waivers, apply_waivers
 from auditor.flows import FLOW_LIMIT
 from auditor.flows_out import public_flows
-from auditor.roles import RoleMap, resolve_roles
+from auditor.roles import RoleMap, distinct, resolve_roles
 from auditor.rules import (
     FINDING_KINDS,
     SEVERITIES,
@@ -178,7 +178,7 @@ def _public_ips(flows: pa.Table) -> list[str]:
     """The flows' addresses outside the private and special-purpose ranges (asked only when
     a rule names the peer 'internet': the test costs a parse per address)."""
     out = []
-    for ip in set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist()):
+    for ip in set(distinct(flows.column("src_ip"))) | set(distinct(flows.column("dst_ip"))):
         try:
             if ipaddress.ip_address(ip).is_global:
                 out.append(ip)
@@ -296,7 +296,7 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
-    places = flow_places(flows)
+    places = flow_places(flows, (x for f in findings for x in f.get("flow_ids") or ()))
     for f in findings:  # where each flow's packets are (README, "Forensics")
         if f.get("flow_ids"):
             f["evidence"]["frames"] = [places[x] for x in f["flow_ids"] if x in places]
