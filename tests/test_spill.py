@@ -183,3 +183,24 @@ def test_flows_json_same_with_tiny_limit() -> None:
     )
     assert want.exit_code == got.exit_code == 0
     assert got.stdout == want.stdout
+
+
+def test_spill_directory_that_cannot_be_made_is_a_resource_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = SAMPLES[0]
+    res = CliRunner().invoke(
+        cli,
+        [
+            str(path),
+            "--ruleset",
+            path.parent.name,
+            "--flow-limit",
+            "1",
+            "--temp-dir",
+            str(blocker / "spill"),
+        ],
+    )
+    assert res.exit_code == 8, res.output
+    assert "spill directory" in res.stderr and "--temp-dir" in res.stderr
+    assert "Traceback" not in res.output
