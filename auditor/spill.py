@@ -28,6 +28,7 @@ import os
 import shutil
 import struct
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -128,6 +129,8 @@ class Spill:
             ) from exc
         self.segments = _File(os.path.join(self.dir, "segments.arrows"))
         self.facts = _File(os.path.join(self.dir, "facts.arrows"))
+        # removed with the builder when a read ends early (an error, an interrupt unwinding)
+        self._remove = weakref.finalize(self, shutil.rmtree, self.dir, True)
 
     @property
     def rows(self) -> int:
@@ -137,7 +140,7 @@ class Spill:
     def close(self) -> None:
         self.segments.close()
         self.facts.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove()
 
 
 def _binary16(arr: np.ndarray) -> pa.Array:

@@ -204,3 +204,15 @@ def test_spill_directory_that_cannot_be_made_is_a_resource_error(tmp_path: Path)
     assert res.exit_code == 8, res.output
     assert "spill directory" in res.stderr and "--temp-dir" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_spill_removed_when_a_read_ends_early(tmp_path: Path) -> None:
+    from auditor.spill import Spill
+
+    b = FlowBuilder(limit=1)
+    b.spill = Spill(str(tmp_path))
+    for rb in read_packets(SAMPLES[0], batch_size=5):
+        b.add_batch(rb)
+    assert b.spill.rows and list(tmp_path.iterdir())
+    del b  # what an exception unwinding the read does
+    assert list(tmp_path.iterdir()) == []
