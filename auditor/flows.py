@@ -5,7 +5,9 @@ per-packet step (flow lookup by the reader's symmetric flow key, port reuse, cou
 C loop per batch (``auditor/_flowtab.c``); Python handles only the rows that open a flow
 (endpoints, encapsulation) and the first payload packets of each direction, which the
 classifier reads. Settled flows are classified during the read, so memory grows with the
-number of flows, not of packets.
+number of flows, not of packets; beyond ``limit`` live flows (``--flow-limit``) the least
+recently seen are spilled to disk and merged back when the table is built
+(:mod:`auditor.spill`), so the live state is bounded.
 
 Rules, documented in the README ("Flows"):
 
