@@ -27,7 +27,7 @@ from auditor.capture import CaptureInfo, PacketReader, linktype_name, read_packe
 from auditor.capture.inputs import display_name
 from auditor.capture.split import MIN_PART, merge_infos, split_pcap
 from auditor.errors import CaptureError
-from auditor.flows import FlowBuilder, flow_schema
+from auditor.flows import FLOW_LIMIT, FlowBuilder, flow_schema
 from auditor.sources import Found, expand
 from auditor.sources.record import CaptureRecord
 from auditor.sources.zeek import is_zeek_dir, read_zeek
@@ -289,6 +289,7 @@ def read_traffic(
     dedup: float | None = None,
     jobs: int = 1,
     select: PacketFilter | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
@@ -296,8 +297,10 @@ def read_traffic(
     (:mod:`auditor.capture.dedup`). ``jobs``: captures and parts of large pcap files
     decoded at once (:func:`ordered_batches`); the result is the same for any number. With
     ``select`` (the --since/--until/--host/--port/--filter options), only the packets it
-    selects make flows; each capture record then says how many (``selected``)."""
-    return read_found(expand(paths), progress, dedup, jobs, select=select)
+    selects make flows; each capture record then says how many (``selected``).
+    ``flow_limit``: live flows held before the least recently seen are spilled to disk
+    (:mod:`auditor.spill`; None: no bound); the flow table is the same for any limit."""
+    return read_found(expand(paths), progress, dedup, jobs, select=select, flow_limit=flow_limit)
 
 
 class _Part:
@@ -395,6 +398,7 @@ def read_found(
     jobs: int = 1,
     split_bytes: int = MIN_PART,
     select: PacketFilter | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
@@ -405,9 +409,9 @@ def read_found(
     filter (``select``), captures are read with one decoder: libpcap's ``--filter`` reads
     each file beside ours, in step."""
     if jobs > 1 and (select is None or not select.active):
-        return _read_parallel(list(found), progress, dedup, jobs, split_bytes)
+        return _read_parallel(list(found), progress, dedup, jobs, split_bytes, flow_limit)
     traffic = Traffic()
-    builder = FlowBuilder()
+    builder = FlowBuilder(limit=flow_limit)
     found = list(found)
     count = sum(1 for f in found if f.readable)
     selector = select.selector() if select is not None and select.active else None
@@ -505,11 +509,12 @@ def _read_parallel(
     dedup: float | None,
     jobs: int,
     split_bytes: int,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """read_found with ``jobs`` decoders: every capture is opened (identified) first, its
     readers planned, then all readers' batches are consumed in order."""
     traffic = Traffic()
-    builder = FlowBuilder()
+    builder = FlowBuilder(limit=flow_limit)
     count = sum(1 for f in found if f.readable)
     dedup_filter = None
     if dedup is not None:
@@ -619,24 +624,36 @@ def placed(flows: pa.Table, paths: list[str]) -> pa.Table:
     ``captures`` (every file from the first to the last that holds its packets, in reading
     order: a flow across a file rotation names each), beside ``first_frame`` (in
     ``capture``) and ``last_frame`` (in the last of ``captures``)."""
-    import numpy as np
-
-    first = flows.column("capture").to_numpy()
-    last = flows.column("last_capture").to_numpy()
+    first = flows.column("capture").to_numpy().astype(np.int64)
+    last = flows.column("last_capture").to_numpy().astype(np.int64)
     names = np.array(paths or [""], dtype=object)
-    spans: list[list[str]] = [
-        paths[a : b + 1] for a, b in zip(first.tolist(), last.tolist(), strict=True)
-    ]
+    # the lists built from arrays (no Python list per flow: millions of flows)
+    count = last - first + 1
+    offsets = np.zeros(len(first) + 1, np.int32)
+    np.cumsum(count, out=offsets[1:])
+    at_file = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1] - first, count)
+    spans = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names[at_file], pa.string()))
     at = flows.schema.get_field_index("capture")
     flows = flows.set_column(at, "capture", pa.array(names[first], pa.string()))
     flows = flows.drop_columns(["last_capture"])
-    return flows.add_column(at + 1, "captures", pa.array(spans, pa.list_(pa.string())))
+    return flows.add_column(at + 1, "captures", spans)
 
 
-def flow_places(flows: pa.Table) -> dict[str, str]:
+#: above this many flows, flow_places() picks the flows asked for with pyarrow.compute
+#: (whose import, ~45 ms, a small capture need not pay)
+_PICK_ROWS = 50_000
+
+
+def flow_places(flows: pa.Table, ids: Iterable[str] | None = None) -> dict[str, str]:
     """Each flow's packets as a reader finds them: ``PATH frames A-B`` (``PATH frame A`` for
-    one packet; ``PATH1 frame A - PATH2 frame B`` across files)."""
+    one packet; ``PATH1 frame A - PATH2 frame B`` across files); of the flows ``ids`` only
+    when given (and maybe a few more)."""
     cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
+    if ids is not None and flows.num_rows > _PICK_ROWS:
+        import pyarrow.compute as pc
+
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        cols = cols.filter(pc.is_in(cols.column("flow_id"), value_set=wanted))
     out = {}
     for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
         if a is None:  # a flow of Zeek logs: they name no frames

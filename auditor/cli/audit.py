@@ -18,6 +18,7 @@ from auditor.cli.common import (
     duckdb_options,
     emit,
     fail,
+    flow_limit_option,
     handle_errors,
     inventory_option,
     jobs_option,
@@ -36,6 +37,7 @@ from auditor.errors import ExitCode, combine
 from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.findings.waivers import Waivers, load_waivers
+from auditor.flows import FLOW_LIMIT
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
@@ -100,6 +102,7 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
 @filter_options
 @dedup_options
 @jobs_option
+@flow_limit_option
 @engine_options
 @parquet_dir_option
 @quiet_option
@@ -127,6 +130,7 @@ def command(
     dedup: bool,
     dedup_window: float,
     jobs: int | None,
+    flow_limit: int,
     engine: str,
     master: str,
     split_size: int,
@@ -181,6 +185,7 @@ def command(
         select,
         read,
         parquet_dir,
+        flow_limit,
     )
     with output_file(output, [*captures, ruleset.path, inventory, store, waivers]) as out:
         results = _audit_sets(captures, ruleset, inv, options)
@@ -226,6 +231,7 @@ class AuditOptions:
     #: another engine's reader (--engine spark) in place of the local one
     read: Callable[[list[str]], Traffic] | None = None
     parquet_dir: str | None = None  #: --parquet-dir
+    flow_limit: int | None = FLOW_LIMIT  #: --flow-limit
 
 
 def _audit_sets(
@@ -248,6 +254,7 @@ def _audit_sets(
             jobs=options.jobs,
             select=options.select,
             read=options.read,
+            flow_limit=options.flow_limit,
         )
         if progress:
             progress.clear()

@@ -21,6 +21,7 @@ import click
 from auditor.cli.signals import Interrupted, received
 from auditor.errors import AuditorError, ExitCode
 from auditor.escape import printable
+from auditor.flows import FLOW_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -140,6 +141,18 @@ jobs_option = click.option(
     metavar="N",
     help="Decode N captures, or parts of a large pcap file, at once; the output is the "
     "same for any N.  [default: the machine's cores]",
+)
+
+
+#: --flow-limit N, shared by audit and flows
+flow_limit_option = click.option(
+    "--flow-limit",
+    type=click.IntRange(min=1),
+    default=FLOW_LIMIT,
+    show_default=True,
+    metavar="N",
+    help="Live flows held in memory; beyond N the least recently seen are spilled to a "
+    "temporary file (under --temp-dir) and merged back: the output is the same for any N.",
 )
 
 

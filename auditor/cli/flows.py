@@ -11,6 +11,7 @@ from auditor.cli.common import (
     captures_argument,
     dedup_options,
     fail,
+    flow_limit_option,
     handle_errors,
     jobs_option,
     quiet_option,
@@ -32,6 +33,7 @@ from auditor.traffic import default_jobs, read_traffic
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
 @jobs_option
+@flow_limit_option
 @engine_options
 @parquet_dir_option
 @quiet_option
@@ -44,6 +46,7 @@ def command(
     dedup: bool,
     dedup_window: float,
     jobs: int | None,
+    flow_limit: int,
     engine: str,
     master: str,
     split_size: int,
@@ -77,6 +80,7 @@ def command(
                 dedup=dedup_window if dedup else None,
                 jobs=jobs or default_jobs(),
                 select=select,
+                flow_limit=flow_limit,
             )
         if progress:
             progress.clear()

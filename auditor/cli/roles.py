@@ -23,7 +23,7 @@ from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import Output, output_file
 from auditor.cli.width import table_width
 from auditor.errors import ExitCode
-from auditor.flows_out import public_flows
+from auditor.flows import public_flows
 from auditor.roles import resolve_roles
 from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
 from auditor.traffic import Traffic, read_traffic

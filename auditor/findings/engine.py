@@ -35,8 +35,8 @@ from auditor.findings.presence import may_miss as _may_miss
 from auditor.findings.presence import missing, pair_json, unknown_host
 from auditor.findings.unexpected import SCAN_TARGETS, Paths, scan, unexpected_ports
 from auditor.findings.waivers import Waivers, apply_waivers
-from auditor.flows import public_flows
-from auditor.roles import RoleMap, resolve_roles
+from auditor.flows import FLOW_LIMIT, public_flows
+from auditor.roles import RoleMap, distinct, resolve_roles
 from auditor.rules import (
     FINDING_KINDS,
     SEVERITIES,
@@ -184,7 +184,7 @@ def _public_ips(flows: pa.Table) -> list[str]:
     """The flows' addresses outside the private and special-purpose ranges (asked only when
     a rule names the peer 'internet': the test costs a parse per address)."""
     out = []
-    for ip in set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist()):
+    for ip in set(distinct(flows.column("src_ip"))) | set(distinct(flows.column("dst_ip"))):
         try:
             if ipaddress.ip_address(ip).is_global:
                 out.append(ip)
@@ -271,6 +271,7 @@ def audit(
     jobs: int = 1,
     select: PacketFilter | None = None,
     read: Callable[[list[str]], Traffic] | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
@@ -278,11 +279,20 @@ def audit(
     not count for the exit code; ``jobs`` decoders run at once (the result is the same for
     any number); ``select`` keeps only the packets it selects
     (--since/--until/--host/--port/--filter). ``read``: another engine's reader
-    (``auditor.engines.spark.read_traffic_spark``) in place of the local one."""
+    (``auditor.engines.spark.read_traffic_spark``) in place of the local one.
+    ``flow_limit``: live flows held before the least recently seen are spilled to disk
+    (:mod:`auditor.spill`; None: no bound); the result is the same for any limit."""
     if read is not None:
         traffic = read([os.fspath(c) for c in captures])
     else:
-        traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs, select=select)
+        traffic = read_traffic(
+            captures,
+            progress=progress,
+            dedup=dedup,
+            jobs=jobs,
+            select=select,
+            flow_limit=flow_limit,
+        )
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
@@ -290,7 +300,7 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
-    places = flow_places(flows)
+    places = flow_places(flows, (x for f in findings for x in f.flow_ids or ()))
     findings = [  # where each flow's packets are (README, "Forensics")
         f.with_evidence(frames=[places[x] for x in f.flow_ids if x in places]) if f.flow_ids else f
         for f in findings
