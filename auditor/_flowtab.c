@@ -26,6 +26,10 @@
  * add() runs without the GIL; a second call on the same table meanwhile raises RuntimeError.
  * FlowTable.export([rows]) -> dict of name -> bytes (per-flow arrays, length n_flows, or
  *   of the flows at the int64 indices `rows`; lo and hi: 16 bytes a flow, the endpoints).
+ *   Also plo/phi/kproto (the full key's ports and protocol), syn_seq, and open_syn/open_seq
+ *   (the flow's first packet was a pure SYN, its sequence number): what the spill's merge
+ *   of a flow's segments needs (auditor/spill.py).
+ * FlowTable.compact(keep): drop the flows whose byte in `keep` is 0 (the spill evicts them).
  * FlowTable.clear(): forget every flow and free the memory.
  */
 #define PY_SSIZE_T_CLEAN
@@ -65,6 +69,8 @@ typedef struct {
     uint8_t has_syn;
     uint8_t got[2];
     uint32_t syn_seq;
+    uint8_t open_syn;  /* the flow's first packet was a TCP pure SYN (the spill's merge) */
+    uint32_t open_seq; /* ... with this sequence number */
 } flow_t;
 
 typedef struct {
@@ -275,6 +281,8 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
             t->slots[j].flow = (uint32_t)(fi + 1);
             flag[i] |= 1;
             created++;
+            t->flows[fi].open_syn = (uint8_t)pure_syn;
+            t->flows[fi].open_seq = seq[i];
         }
         flow_t *f = &t->flows[fi];
         out[i] = fi;
@@ -366,6 +374,12 @@ static PyObject *FlowTable_export(FlowTable *t, PyObject *args)
     COL("closed", uint8_t, f->closed);
     COL("got0", uint8_t, f->got[0]);
     COL("got1", uint8_t, f->got[1]);
+    COL("plo", uint16_t, f->plo);
+    COL("phi", uint16_t, f->phi);
+    COL("kproto", uint8_t, f->proto);
+    COL("syn_seq", uint32_t, f->syn_seq);
+    COL("open_syn", uint8_t, f->open_syn);
+    COL("open_seq", uint32_t, f->open_seq);
 #undef COL
     for (int side = 0; side < 2; side++) { /* the endpoint addresses, 16 bytes each */
         PyObject *bb = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * 16));
@@ -400,6 +414,53 @@ static PyObject *FlowTable_clear(FlowTable *t, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* compact(keep): keep only the flows whose byte in `keep` (n_flows bytes) is not 0, in their
+ * order (flow i becomes the number of kept flows before it), and rebuild the slots. A full
+ * key held by several flows (a port reused after a close) finds the last of them, as before.
+ * Returns the number of flows kept. */
+static PyObject *FlowTable_compact(FlowTable *t, PyObject *args)
+{
+    Py_buffer kb;
+    if (!PyArg_ParseTuple(args, "y*", &kb)) return NULL;
+    if (!not_busy(t)) {
+        PyBuffer_Release(&kb);
+        return NULL;
+    }
+    if ((size_t)kb.len != t->nflows) {
+        PyBuffer_Release(&kb);
+        PyErr_SetString(PyExc_ValueError, "compact: keep must have one byte a flow");
+        return NULL;
+    }
+    const uint8_t *keep = kb.buf;
+    size_t m = 0;
+    for (size_t i = 0; i < t->nflows; i++)
+        if (keep[i]) {
+            if (m != i) t->flows[m] = t->flows[i];
+            m++;
+        }
+    PyBuffer_Release(&kb);
+    t->nflows = m;
+    if (t->nslots) memset(t->slots, 0, t->nslots * sizeof(slot_t));
+    t->used = 0;
+    for (size_t i = 0; i < m; i++) {
+        const flow_t *f = &t->flows[i];
+        uint32_t tag = (uint32_t)mix(f->key);
+        size_t j = tag & (t->nslots - 1);
+        for (;; j = (j + 1) & (t->nslots - 1)) {
+            const slot_t *sl = &t->slots[j];
+            if (!sl->flow) break;
+            if (sl->tag != tag) continue;
+            const flow_t *g = &t->flows[sl->flow - 1];
+            fkey_t fk = {f->lo, f->hi, f->plo, f->phi, f->proto};
+            if (g->key == f->key && same_flow(g, &fk)) break;
+        }
+        if (!t->slots[j].flow) t->used++;
+        t->slots[j].tag = tag;
+        t->slots[j].flow = (uint32_t)(i + 1);
+    }
+    return PyLong_FromSize_t(m);
+}
+
 static PyObject *FlowTable_len(FlowTable *t, void *closure)
 {
     (void)closure;
@@ -411,6 +472,8 @@ static PyMethodDef FlowTable_methods[] = {
     {"export", (PyCFunction)FlowTable_export, METH_VARARGS,
      "Per-flow arrays as bytes (of the flows in the optional int64 array `rows`)."},
     {"clear", (PyCFunction)FlowTable_clear, METH_NOARGS, "Forget every flow, free the memory."},
+    {"compact", (PyCFunction)FlowTable_compact, METH_VARARGS,
+     "Keep only the flows whose byte in `keep` is not 0; rebuild the slots."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -68,6 +68,11 @@ def memory_limit() -> tuple[str | None, bool]:
     return _settings.memory_limit or _default_memory_limit(), _settings.memory_limit is not None
 
 
+def temp_dir() -> str | None:
+    """The --temp-dir given, or None (the flow table's spill then uses the system's)."""
+    return _settings.temp_dir
+
+
 def _config(settings: Settings) -> dict[str, str]:
     config = {"threads": str(settings.threads)}
     limit = settings.memory_limit or _default_memory_limit()

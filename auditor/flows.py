@@ -5,7 +5,9 @@ per-packet step (flow lookup by the reader's symmetric flow key, port reuse, cou
 C loop per batch (``auditor/_flowtab.c``); Python handles only the rows that open a flow
 (endpoints, encapsulation) and the first payload packets of each direction, which the
 classifier reads. Settled flows are classified during the read, so memory grows with the
-number of flows, not of packets.
+number of flows, not of packets; beyond ``limit`` live flows (``--flow-limit``) the least
+recently seen are spilled to disk and merged back when the table is built
+(:mod:`auditor.spill`), so the live state is bounded.
 
 Rules, documented in the README ("Flows"):
 
@@ -84,6 +86,16 @@ _EXPORT_DTYPES = {
     "syn_dir": np.int8, "synack_dir": np.int8, "first_dir": np.int8,
     "closed": np.uint8, "got0": np.uint8, "got1": np.uint8, "lo": np.uint8, "hi": np.uint8,
 }  # fmt: skip
+#: what else the table exports: the full key's ports and protocol, the first SYN's sequence
+#: number and whether (and with which number) a flow's first packet was a pure SYN (the
+#: spill's merge of a flow's segments, auditor/spill.py)
+_KEY_DTYPES = {
+    "plo": np.uint16, "phi": np.uint16, "kproto": np.uint8, "syn_seq": np.uint32,
+    "open_syn": np.uint8, "open_seq": np.uint32,
+}  # fmt: skip
+_ALL_DTYPES = {**_EXPORT_DTYPES, **_KEY_DTYPES}
+#: live flows held by default before the least recently seen are spilled (--flow-limit)
+FLOW_LIMIT = 1_000_000
 #: look for settled flows to classify once this many flows hold payload heads; after a look,
 #: once twice as many as were still in progress (so each look costs O(flows it settles))
 FLUSH_PENDING = 2048
@@ -200,6 +212,10 @@ class FlowBuilder:
     built: bool = False  #: table() was called: the builder takes no more batches
     #: per flow, the place (capture << 40 | frame) of its last packet so far
     last_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: live flows held before the least recently seen are spilled to disk (None: no bound)
+    limit: int | None = None
+    #: where evicted flows went (auditor.spill.Spill), None until the first eviction
+    spill: Any = None
 
     @property
     def n(self) -> int:
@@ -272,6 +288,53 @@ class FlowBuilder:
             and len(self.heads) >= self.flush_at
         ):
             self._flush(int(values(col("ts")).max()))
+        if self.limit is not None and self.tab.n_flows > self.limit and n:
+            self._evict(int(values(col("ts")).max()))
+
+    def _evict(self, now: int) -> None:
+        """Spill the least recently seen flows (and every flow silent for IDLE_NS) until
+        three quarters of the limit are left: their state, first packet, payload heads or
+        classification go to the spill file as one segment each (auditor/spill.py); the
+        table forgets them. A later packet of an evicted flow starts a new segment, merged
+        with the earlier ones by the full key when the table is built."""
+        from auditor.spill import Spill, spill_flows
+
+        assert self.limit is not None
+        c = self._arrays()
+        n = len(c["key"])
+        target = self.limit * 3 // 4
+        order = np.argsort(c["last_ts"], kind="stable")
+        idle = int(np.count_nonzero(c["last_ts"] < now - IDLE_NS))
+        rows = np.sort(order[: max(n - target, idle)])
+        if not len(rows):
+            return
+        if self.spill is None:
+            self.spill = Spill()
+        spill_flows(self, self.spill, rows, {k: v[rows] for k, v in c.items()})
+        keep = np.ones(n, dtype=bool)
+        keep[rows] = False
+        self.tab.compact(keep.view(np.uint8).tobytes())
+        self._forget(keep)
+
+    def _forget(self, keep: np.ndarray) -> None:
+        """Renumber the Python side after FlowTable.compact(keep): flow i becomes the
+        number of kept flows before it; what was held for the others is gone."""
+        new = np.cumsum(keep) - 1
+        first = self.first
+        for k, v in first.cols.items():
+            first.cols[k] = np.array(v[: first.n][keep])
+        first.n = int(np.count_nonzero(keep))
+        outer = first.outer_flow[: first.n_outer]
+        kept = keep[outer]
+        first.outer_flow = new[outer[kept]].astype(np.int64)
+        first.outer_addr = np.array(first.outer_addr[: first.n_outer][kept])
+        first.n_outer = len(first.outer_flow)
+        self.last_at = np.array(self.last_at[: len(keep)][keep])
+        self.heads = {int(new[f]): v for f, v in self.heads.items() if keep[f]}
+        self.facts = {int(new[f]): v for f, v in self.facts.items() if keep[f]}
+        self.ftp_announced = [
+            a._replace(flow=int(new[a.flow])) for a in self.ftp_announced if keep[a.flow]
+        ]
 
     def _resolve_fragments(
         self,
@@ -344,7 +407,7 @@ class FlowBuilder:
         """The flow table's per-flow arrays, of every flow or of the flows at ``rows``
         (``lo``/``hi``: the endpoint addresses, (n, 16))."""
         raw = self.tab.export() if rows is None else self.tab.export(rows)
-        out = {k: np.frombuffer(v, dtype=_EXPORT_DTYPES[k]) for k, v in raw.items()}
+        out = {k: np.frombuffer(v, dtype=_ALL_DTYPES[k]) for k, v in raw.items()}
         out["lo"], out["hi"] = out["lo"].reshape(-1, 16), out["hi"].reshape(-1, 16)
         return out
 
@@ -412,7 +475,12 @@ class FlowBuilder:
         if self.built:
             raise RuntimeError("FlowBuilder.table() was called already")
         self.built = True
-        table = self._table()
+        if self.spill is not None:  # flows were evicted: merge their segments with the rest
+            from auditor.spill import merged_table
+
+            table = merged_table(self)
+        else:
+            table = self._table()
         # what the builder held is garbage now: free it, and give the pages back (the audit's
         # DuckDB allocates with its own allocator and would not reuse them)
         self.first, self.heads, self.facts, self.fragments = _FirstPackets(), {}, {}, {}
@@ -599,3 +667,13 @@ def flow_schema() -> pa.Schema:
 
 
 _SCHEMA: pa.Schema | None = None
+
+
+#: the flow table's internal columns (raw address bytes): they never leave the process
+INTERNAL_COLUMNS = ("src_ip_bytes", "dst_ip_bytes")
+
+
+def public_flows(table: pa.Table) -> pa.Table:
+    """The flow table without its internal columns: what the checks, the roles and every
+    writer see."""
+    return table.drop_columns([c for c in INTERNAL_COLUMNS if c in table.column_names])

@@ -17,12 +17,16 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from auditor.traffic import Traffic
+
+if TYPE_CHECKING:
+    from auditor.findings.model import Finding
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -45,7 +49,7 @@ def _basenames(flows: pa.Table) -> list[str | None]:
 def flow_dataset(traffic: Traffic) -> pa.Table:
     """The public flow table with ``date`` and ``capture`` (the file name, the partition;
     ``captures`` keeps the paths) columns, timestamps in µs."""
-    from auditor.flows_out import public_flows
+    from auditor.flows import public_flows
 
     assert traffic.flows is not None
     flows = traffic.flows
@@ -59,31 +63,31 @@ def flow_dataset(traffic: Traffic) -> pa.Table:
     return table.append_column("capture", pa.array(names, pa.string()))
 
 
-def finding_dataset(findings: list[dict[str, Any]], traffic: Traffic, ruleset: str) -> pa.Table:
+def finding_dataset(findings: Sequence[Finding], traffic: Traffic, ruleset: str) -> pa.Table:
     """One row per finding: its scalar fields, lists of ids, evidence and source as JSON."""
     assert traffic.flows is not None
     flows = traffic.flows
     capture_of = dict(zip(flows.column("flow_id").to_pylist(), _basenames(flows), strict=True))
     rows = []
     for f in findings:
-        first = _parse(f.get("first_seen"))
-        caps = [capture_of.get(i) for i in f.get("flow_ids") or []]
+        first = _parse(f.first_seen)
+        caps = [capture_of.get(i) for i in f.flow_ids]
         rows.append(
             {
                 **{
-                    k: f.get(k)
+                    k: getattr(f, k)
                     for k in ("id", "kind", "severity", "src_ip", "dst_ip", "dst_port", "proto")
                 },
-                **{k: f.get(k) for k in ("src_role", "dst_role", "rule_id", "message")},
+                **{k: getattr(f, k) for k in ("src_role", "dst_role", "rule_id", "message")},
                 "ruleset": ruleset,
                 "first_seen": first,
-                "last_seen": _parse(f.get("last_seen")),
-                "packets": f.get("packets"),
-                "bytes": f.get("bytes"),
-                "flow_ids": f.get("flow_ids") or [],
-                "community_ids": f.get("community_ids") or [],
-                "evidence": json.dumps(f.get("evidence") or {}, ensure_ascii=False),
-                "source": json.dumps(f.get("source") or {}, ensure_ascii=False),
+                "last_seen": _parse(f.last_seen),
+                "packets": f.packets,
+                "bytes": f.bytes,
+                "flow_ids": list(f.flow_ids),
+                "community_ids": list(f.community_ids),
+                "evidence": json.dumps(dict(f.evidence), ensure_ascii=False),
+                "source": json.dumps(dict(f.source or {}), ensure_ascii=False),
                 "date": first.strftime("%Y-%m-%d") if first else None,
                 "capture": next((c for c in caps if c is not None), None),
             }
@@ -129,7 +133,7 @@ def _write(table: pa.Table, base: str, run: str) -> None:
 def write_lake(
     directory: str,
     traffic: Traffic,
-    findings: list[dict[str, Any]] | None = None,
+    findings: Sequence[Finding] | None = None,
     ruleset: str | None = None,
     run: str | None = None,
 ) -> str:

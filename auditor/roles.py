@@ -86,7 +86,9 @@ def _unique_pairs(first: pa.ChunkedArray, second: pa.ChunkedArray) -> list[tuple
     """The distinct (first, second) rows where ``second`` is set, in order of appearance.
 
     Array methods only, no ``pyarrow.compute``: importing that module costs ~45 ms, more than
-    this whole stage."""
+    this whole stage. A column without a value costs nothing (millions of flows)."""
+    if second.null_count == len(second):
+        return []
     return list(
         dict.fromkeys(
             (a, b)
@@ -133,8 +135,19 @@ def _norm_name(name: str) -> str:
 
 
 def hosts_in(flows: pa.Table) -> list[str]:
-    ips = set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist())
-    return sorted(ips)
+    return sorted(set(distinct(flows.column("src_ip"))) | set(distinct(flows.column("dst_ip"))))
+
+
+#: above this many rows, distinct() asks pyarrow.compute (whose import, ~45 ms, a small
+#: capture need not pay) rather than make a Python string per row
+_UNIQUE_ROWS = 50_000
+
+
+def distinct(col: pa.ChunkedArray) -> list[Any]:
+    """The column's distinct values (in no promised order)."""
+    if len(col) > _UNIQUE_ROWS:
+        return col.unique().to_pylist()
+    return list(set(col.to_pylist()))
 
 
 def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRoles]:
@@ -455,7 +468,8 @@ def _hint_matches(
 ) -> Iterable[tuple[str, str, str]]:
     """(ip, role, evidence) from role hints: name patterns and HTTP user agents."""
     ua_flows: list[tuple[str, str, str, int, str]] = []
-    if "http_user_agent" in flows.column_names:
+    agents = flows.column("http_user_agent") if "http_user_agent" in flows.column_names else None
+    if agents is not None and agents.null_count < len(agents):
         # each distinct (source, destination, port, agent) once, first seen first: a repeat
         # decides nothing its first occurrence did not (rows picked in Python: a
         # Table.filter would load pyarrow.compute, ~45 ms)

@@ -27,8 +27,9 @@ from auditor.capture import CaptureInfo, PacketReader, linktype_name, read_packe
 from auditor.capture.inputs import display_name
 from auditor.capture.split import MIN_PART, merge_infos, split_pcap
 from auditor.errors import CaptureError
-from auditor.flows import FlowBuilder, flow_schema
+from auditor.flows import FLOW_LIMIT, FlowBuilder, flow_schema
 from auditor.sources import Found, expand
+from auditor.sources.record import CaptureRecord
 from auditor.sources.zeek import is_zeek_dir, read_zeek
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class Traffic:
     are not captures (``path``, ``reason``).
     """
 
-    captures: list[dict[str, Any]] = field(default_factory=list)
+    captures: list[CaptureRecord] = field(default_factory=list)
     flows: pa.Table | None = None
     errors: list[CaptureError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -83,19 +84,19 @@ class Traffic:
 
     @property
     def packets(self) -> int:
-        return sum(int(c.get("packets") or 0) for c in self.captures)
+        return sum(c.packets for c in self.captures)
 
     @property
     def complete(self) -> bool:
         """Every capture given was read whole (duplicates count as read)."""
-        return all(c.get("complete", c.get("error") is None) for c in self.captures)
+        return all(c.complete for c in self.captures)
 
     def intervals(self) -> list[tuple[datetime, datetime]]:
         """The time interval of each capture that has packets."""
         return [
-            (datetime.fromisoformat(c["first_seen"]), datetime.fromisoformat(c["last_seen"]))
+            (datetime.fromisoformat(c.first_seen), datetime.fromisoformat(c.last_seen))
             for c in self.captures
-            if c.get("first_seen") and c.get("last_seen")
+            if c.first_seen and c.last_seen
         ]
 
     def span(self) -> tuple[datetime | None, datetime | None]:
@@ -134,8 +135,10 @@ def iso(ns: int | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z")
 
 
-def capture_record(info: Any) -> dict[str, Any]:
-    """A reader's CaptureInfo -> the JSON contract's capture object."""
+def capture_record(info: Any, mtime: float | None = None, **details: Any) -> CaptureRecord:
+    """A reader's CaptureInfo -> the JSON contract's capture object, with what reading it
+    did not audit (``capture_warnings``; ``mtime``: the file's, for "still being written")
+    and the reading's own details (``duplicates_dropped``, ``selected``)."""
     d: dict[str, Any] = (
         asdict(info) if is_dataclass(info) and not isinstance(info, type) else dict(info)
     )
@@ -143,33 +146,24 @@ def capture_record(info: Any) -> dict[str, Any]:
         v = d.get(key)
         if isinstance(v, int):
             d[key] = iso(v)
-    d.setdefault("error", None)
-    d.setdefault("duplicate_of", None)
-    d.setdefault("complete", d["error"] is None)
-    return d
+    warnings, complete = capture_warnings(info, mtime)
+    d.update(warnings=warnings, complete=complete, **details)
+    return CaptureRecord.from_json(d)
 
 
 def failed_capture(
     path: str, exc: CaptureError | None, duplicate_of: str | None = None, same: str = "a copy"
-) -> dict[str, Any]:
+) -> CaptureRecord:
     """The capture object of a file that was not read: same keys, nothing counted. A
     duplicate (``duplicate_of``) is complete: its content was read under the other name."""
-    return {
-        "path": path,
-        "format": None,
-        "compressed": False,
-        "linktypes": [],
-        "packets": 0,
-        "bytes": 0,
-        "first_seen": None,
-        "last_seen": None,
-        "truncated": False,
-        "decode_errors": {},
-        "warnings": [_duplicate_warning(duplicate_of, same)] if duplicate_of else [],
-        "error": exc.one_line() if exc else None,
-        "duplicate_of": duplicate_of,
-        "complete": exc is None,
-    }
+    return CaptureRecord(
+        path=path,
+        warnings=(_duplicate_warning(duplicate_of, same),) if duplicate_of else (),
+        error=exc.one_line() if exc else None,
+        duplicate_of=duplicate_of,
+        complete=exc is None,
+        details={"compressed": False},
+    )
 
 
 def _duplicate_warning(first: str, same: str) -> str:
@@ -295,6 +289,7 @@ def read_traffic(
     dedup: float | None = None,
     jobs: int = 1,
     select: PacketFilter | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """Read every capture named by ``paths`` (files, directories, ``-``) into one flow
     table; whatever was not read, or not whole, is said in ``notes`` and the captures'
@@ -302,8 +297,10 @@ def read_traffic(
     (:mod:`auditor.capture.dedup`). ``jobs``: captures and parts of large pcap files
     decoded at once (:func:`ordered_batches`); the result is the same for any number. With
     ``select`` (the --since/--until/--host/--port/--filter options), only the packets it
-    selects make flows; each capture record then says how many (``selected``)."""
-    return read_found(expand(paths), progress, dedup, jobs, select=select)
+    selects make flows; each capture record then says how many (``selected``).
+    ``flow_limit``: live flows held before the least recently seen are spilled to disk
+    (:mod:`auditor.spill`; None: no bound); the flow table is the same for any limit."""
+    return read_found(expand(paths), progress, dedup, jobs, select=select, flow_limit=flow_limit)
 
 
 class _Part:
@@ -401,6 +398,7 @@ def read_found(
     jobs: int = 1,
     split_bytes: int = MIN_PART,
     select: PacketFilter | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """:func:`read_traffic` of inputs already expanded (one ``--each`` group).
 
@@ -411,9 +409,9 @@ def read_found(
     filter (``select``), captures are read with one decoder: libpcap's ``--filter`` reads
     each file beside ours, in step."""
     if jobs > 1 and (select is None or not select.active):
-        return _read_parallel(list(found), progress, dedup, jobs, split_bytes)
+        return _read_parallel(list(found), progress, dedup, jobs, split_bytes, flow_limit)
     traffic = Traffic()
-    builder = FlowBuilder()
+    builder = FlowBuilder(limit=flow_limit)
     found = list(found)
     count = sum(1 for f in found if f.readable)
     selector = select.selector() if select is not None and select.active else None
@@ -456,15 +454,15 @@ def read_found(
             traffic.notes.append(exc.one_line())
             index += 1
             continue
-        record = capture_record(reader.info)
+        details: dict[str, int] = {}
         if dedup_filter is not None:
-            record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
+            details["duplicates_dropped"] = dedup_filter.dropped - dropped_before
             traffic.duplicates_dropped = dedup_filter.dropped
         if selector is not None:
-            record["selected"] = selector.selected
-        record["warnings"], record["complete"] = capture_warnings(reader.info, reader.source.mtime)
+            details["selected"] = selector.selected
+        record = capture_record(reader.info, reader.source.mtime, **details)
         traffic.captures.append(record)
-        traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+        traffic.notes.extend(f"{name}: {w}" for w in record.warnings)
         index += 1
     traffic.flows = placed(_with_logs(builder.table(), logs), read)
     return traffic
@@ -480,7 +478,7 @@ def said_unread(f: Found, traffic: Traffic) -> bool:
     elif f.duplicate_of is not None:
         record = failed_capture(f.path, None, display_name(f.duplicate_of), f.same or "")
         traffic.captures.append(record)
-        traffic.notes.append(f"{name}: {record['warnings'][0]}")
+        traffic.notes.append(f"{name}: {record.warnings[0]}")
     elif f.error is not None:
         traffic.errors.append(f.error)
         traffic.captures.append(failed_capture(f.path, f.error))
@@ -501,7 +499,7 @@ def _read_zeek(path: str, index: int, traffic: Traffic, logs: list[pa.Table]) ->
         traffic.notes.append(exc.one_line())
         return
     traffic.captures.append(record)
-    traffic.notes.extend(f"{display_name(path)}: {w}" for w in record["warnings"])
+    traffic.notes.extend(f"{display_name(path)}: {w}" for w in record.warnings)
     logs.append(table)
 
 
@@ -511,11 +509,12 @@ def _read_parallel(
     dedup: float | None,
     jobs: int,
     split_bytes: int,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> Traffic:
     """read_found with ``jobs`` decoders: every capture is opened (identified) first, its
     readers planned, then all readers' batches are consumed in order."""
     traffic = Traffic()
-    builder = FlowBuilder()
+    builder = FlowBuilder(limit=flow_limit)
     count = sum(1 for f in found if f.readable)
     dedup_filter = None
     if dedup is not None:
@@ -591,13 +590,13 @@ def _read_parallel(
                 index += 1
                 continue
             info = merge_infos(infos) if len(infos) > 1 else infos[0]
-            record = capture_record(info)
+            details: dict[str, int] = {}
             if dedup_filter is not None:
-                record["duplicates_dropped"] = dedup_filter.dropped - dropped_before
+                details["duplicates_dropped"] = dedup_filter.dropped - dropped_before
                 traffic.duplicates_dropped = dedup_filter.dropped
-            record["warnings"], record["complete"] = capture_warnings(info, plan[0].source.mtime)
+            record = capture_record(info, plan[0].source.mtime, **details)
             traffic.captures.append(record)
-            traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+            traffic.notes.extend(f"{name}: {w}" for w in record.warnings)
             index += 1
     finally:
         stream.close()
@@ -625,24 +624,36 @@ def placed(flows: pa.Table, paths: list[str]) -> pa.Table:
     ``captures`` (every file from the first to the last that holds its packets, in reading
     order: a flow across a file rotation names each), beside ``first_frame`` (in
     ``capture``) and ``last_frame`` (in the last of ``captures``)."""
-    import numpy as np
-
-    first = flows.column("capture").to_numpy()
-    last = flows.column("last_capture").to_numpy()
+    first = flows.column("capture").to_numpy().astype(np.int64)
+    last = flows.column("last_capture").to_numpy().astype(np.int64)
     names = np.array(paths or [""], dtype=object)
-    spans: list[list[str]] = [
-        paths[a : b + 1] for a, b in zip(first.tolist(), last.tolist(), strict=True)
-    ]
+    # the lists built from arrays (no Python list per flow: millions of flows)
+    count = last - first + 1
+    offsets = np.zeros(len(first) + 1, np.int32)
+    np.cumsum(count, out=offsets[1:])
+    at_file = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1] - first, count)
+    spans = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names[at_file], pa.string()))
     at = flows.schema.get_field_index("capture")
     flows = flows.set_column(at, "capture", pa.array(names[first], pa.string()))
     flows = flows.drop_columns(["last_capture"])
-    return flows.add_column(at + 1, "captures", pa.array(spans, pa.list_(pa.string())))
+    return flows.add_column(at + 1, "captures", spans)
 
 
-def flow_places(flows: pa.Table) -> dict[str, str]:
+#: above this many flows, flow_places() picks the flows asked for with pyarrow.compute
+#: (whose import, ~45 ms, a small capture need not pay)
+_PICK_ROWS = 50_000
+
+
+def flow_places(flows: pa.Table, ids: Iterable[str] | None = None) -> dict[str, str]:
     """Each flow's packets as a reader finds them: ``PATH frames A-B`` (``PATH frame A`` for
-    one packet; ``PATH1 frame A - PATH2 frame B`` across files)."""
+    one packet; ``PATH1 frame A - PATH2 frame B`` across files); of the flows ``ids`` only
+    when given (and maybe a few more)."""
     cols = flows.select(["flow_id", "capture", "captures", "first_frame", "last_frame"])
+    if ids is not None and flows.num_rows > _PICK_ROWS:
+        import pyarrow.compute as pc
+
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        cols = cols.filter(pc.is_in(cols.column("flow_id"), value_set=wanted))
     out = {}
     for fid, cap, caps, a, b in zip(*(c.to_pylist() for c in cols.columns), strict=True):
         if a is None:  # a flow of Zeek logs: they name no frames

@@ -10,7 +10,8 @@ pcap-audit's flow table; the full audit with --jobs 1 and --jobs 2 (the scaling 
 parallel decoding; on a shared machine compare CPU seconds too). BENCH_CAPTURE=PATH
 benchmarks another capture (e.g. one of 4M packets, built with build_capture and
 TARGET raised, kept out of the repository). Then peak memory per flow, on a sweep capture of BENCH_SWEEP_FLOWS (default 1M) flows
-of one packet each (bench/sweep.py); and what a 100,000-entry inventory adds to the audit
+of one packet each (bench/sweep.py), the audit with the default --flow-limit and with
+BENCH_FLOW_LIMIT (default 200,000); and what a 100,000-entry inventory adds to the audit
 of a small sample (bench/big_inventory.py). Prints figures; asserts nothing.
 """
 
@@ -213,12 +214,15 @@ def main() -> None:
 
 
 SWEEP_FLOWS = int(os.environ.get("BENCH_SWEEP_FLOWS", "1000000"))
+#: the audit of the sweep runs once more with this --flow-limit (live flows held in memory)
+SWEEP_LIMIT = int(os.environ.get("BENCH_FLOW_LIMIT", "200000"))
 
 
 def memory_per_flow(cli: str) -> None:
     """Peak memory against the number of flows: a sweep (one SYN to each of SWEEP_FLOWS
     host/port pairs, bench/sweep.py) read into the flow table and audited, once each; the
-    same for a 2,022-packet sample gives the fixed part."""
+    same for a 2,022-packet sample gives the fixed part. The audit runs with the default
+    --flow-limit (1,000,000 live flows) and with BENCH_FLOW_LIMIT (default 200,000)."""
     from sweep import write_sweep
 
     sweep = DATA / f"sweep-{SWEEP_FLOWS}.pcap"
@@ -229,6 +233,10 @@ def memory_per_flow(cli: str) -> None:
     commands: list[tuple[str, Callable[[Path], list[str]]]] = [
         ("pcap-audit flows (flow table)", lambda p: [PY, "-c", FLOWS_ONLY, str(p)]),
         ("pcap-audit audit", lambda p: [cli, str(p), *audit]),
+        (
+            f"pcap-audit audit --flow-limit {SWEEP_LIMIT // 1000}k",
+            lambda p: [cli, str(p), *audit, "--flow-limit", str(SWEEP_LIMIT)],
+        ),
     ]
     print(f"memory: {sweep.relative_to(ROOT)}, {SWEEP_FLOWS:,} flows of one packet (a sweep)")
     print(f"{'':34} {'seconds':>8} {'peak RSS':>9} {'per flow':>9}")

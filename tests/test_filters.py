@@ -95,7 +95,7 @@ def test_port_host_and_time_select_packets_before_flows() -> None:
 )  # fmt: skip
 def test_capture_filter_selects_what_libpcap_selects(expr: str) -> None:
     traffic = read_traffic([SAMPLE], select=PacketFilter(bpf=expr))
-    assert traffic.captures[0]["selected"] == libpcap_count(SAMPLE, expr)
+    assert traffic.captures[0].detail("selected") == libpcap_count(SAMPLE, expr)
 
 
 @pytest.mark.corpus
@@ -114,7 +114,7 @@ def test_capture_filter_on_real_captures(name: str, expr: str) -> None:
     path = CORPUS / name
     traffic = read_traffic([path], select=PacketFilter(bpf=expr))
     assert not traffic.errors
-    assert traffic.captures[0]["selected"] == libpcap_count(path, expr)
+    assert traffic.captures[0].detail("selected") == libpcap_count(path, expr)
 
 
 def test_capture_filter_on_a_gzipped_capture(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_capture_filter_on_a_capture_cut_mid_record(tmp_path: Path) -> None:
     cut.write_bytes(SAMPLE.read_bytes()[:2_000_000])  # ends inside record 1377
     traffic = read_traffic([cut], select=PacketFilter(bpf="tcp"))
     assert not traffic.errors
-    capture = traffic.captures[0]
+    capture = traffic.captures[0].to_json()
     assert capture["truncated"] and capture["packets"] == 1376
     assert capture["selected"] == 1376  # the records before the cut, as libpcap reads them
 
@@ -211,7 +211,7 @@ def test_capture_filter_on_odd_captures(name: str) -> None:
     path = TCPDUMP / name
     traffic = read_traffic([path], select=PacketFilter(bpf="ip or ip6"))
     assert not traffic.errors, traffic.errors[0].one_line()
-    assert traffic.captures[0]["selected"] == libpcap_count(path, "ip or ip6")
+    assert traffic.captures[0].detail("selected") == libpcap_count(path, "ip or ip6")
 
 
 def test_capture_filter_on_a_zstd_capture(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_capture_filter_on_a_zstd_capture(tmp_path: Path) -> None:
     zst = tmp_path / "findings.pcap.zst"
     zst.write_bytes(zstandard.ZstdCompressor().compress(SAMPLE.read_bytes()))
     traffic = read_traffic([zst], select=PacketFilter(bpf="tcp port 3009"))
-    assert traffic.complete and traffic.captures[0]["selected"] == 284
+    assert traffic.complete and traffic.captures[0].detail("selected") == 284
 
 
 def test_capture_filter_on_standard_input_is_a_capture_problem() -> None:

@@ -218,7 +218,11 @@ def test_flows_json_contract(states_pcap: Path) -> None:
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
 def test_flows_formats(states_pcap: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"flows.{fmt}"
-    res = CliRunner().invoke(flows_command, [str(states_pcap), "--format", fmt, "-o", str(out)])
+    res = CliRunner().invoke(
+        flows_command,
+        [str(states_pcap), "--format", fmt, "-o", str(out)],
+        env={"COLUMNS": "200"},  # wide enough for the table's state column
+    )
     assert res.exit_code == 0, res.output
     data = out.read_bytes()
     if fmt == "parquet":

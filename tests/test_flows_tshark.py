@@ -101,7 +101,7 @@ def test_conversations_agree_with_tshark(path: Path, tshark: Prefetch) -> None:
     traffic = read_traffic([path])
     assert not traffic.errors, traffic.errors
     assert traffic.flows is not None
-    capture = traffic.captures[0]
+    capture = traffic.captures[0].to_json()
     unsupported = capture.get("unsupported_linktypes") or {}
     if unsupported:
         what = ", ".join(

@@ -27,6 +27,7 @@ from auditor.capture.inputs import MAX_REPLAY
 from auditor.cli.main import cli
 from auditor.errors import ExitCode, combine
 from auditor.sources import expand, looks_like_capture_name
+from auditor.sources.record import CaptureRecord
 from auditor.traffic import DECODE_ERROR_SHARE, Traffic, read_traffic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -398,7 +399,7 @@ def test_decode_errors_above_the_share_are_said(tmp_path: Path) -> None:
         f"{many}: 5 of 25 packets (20.0 %) could not be decoded (truncated_ip 5): "
         "their flows may be missing"
     ]
-    assert [c["complete"] for c in traffic.captures] == [True, False]
+    assert [c.complete for c in traffic.captures] == [True, False]
 
 
 # --- exit codes: every combination -----------------------------------------------------------
@@ -486,11 +487,11 @@ def test_coverage_of_unrelated_captures(tmp_path: Path) -> None:
 
 
 def test_coverage_unions_overlaps() -> None:
-    def cap(a: str, b: str) -> dict[str, Any]:
-        return {"first_seen": f"2026-01-01T{a}Z", "last_seen": f"2026-01-01T{b}Z"}
+    def cap(a: str, b: str) -> CaptureRecord:
+        return CaptureRecord("x.pcap", first_seen=f"2026-01-01T{a}Z", last_seen=f"2026-01-01T{b}Z")
 
     t = Traffic(captures=[cap("00:00:00", "00:10:00"), cap("00:05:00", "00:20:00"),
-                          cap("01:00:00", "01:00:30"), {"first_seen": None, "last_seen": None}])  # fmt: skip
+                          cap("01:00:00", "01:00:30"), CaptureRecord("empty.pcap")])  # fmt: skip
     assert t.coverage_seconds() == 20 * 60 + 30
     assert t.span_seconds() == 3630
 

@@ -86,14 +86,14 @@ def test_bad_record_in_a_middle_part_stops_like_one_reader(tmp_path: Path) -> No
     path.write_bytes(bytes(data))
     traffic = assert_same([path], jobs=4)
     assert any("bad record header" in n for n in traffic.notes)
-    assert traffic.captures[0]["truncated"]
+    assert traffic.captures[0].truncated
 
 
 def test_cut_last_record(tmp_path: Path) -> None:
     path = tmp_path / "cut.pcap"
     path.write_bytes(SAMPLES[0].read_bytes()[:-7])
     traffic = assert_same([path], jobs=3)
-    assert traffic.captures[0]["truncated"] and traffic.captures[0]["ends_early"]
+    assert traffic.captures[0].truncated and traffic.captures[0].detail("ends_early")
 
 
 def test_unreadable_and_duplicate_files_in_order(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_unreadable_and_duplicate_files_in_order(tmp_path: Path) -> None:
     (tmp_path / "c.pcap").write_bytes(SAMPLES[0].read_bytes())
     (tmp_path / "d.pcap").write_bytes(pcap([]))
     traffic = assert_same([tmp_path], jobs=2)
-    assert [c["path"].rsplit("/", 1)[1] for c in traffic.captures] == [
+    assert [c.path.rsplit("/", 1)[1] for c in traffic.captures] == [
         "a.pcap",
         "b.pcap",
         "c.pcap",

@@ -102,7 +102,7 @@ def test_feed_agrees_with_tshark(feed: str, tmp_path: Path) -> None:
     path = write_feed(tmp_path, feed)
     traffic = read_traffic([path])
     assert traffic.flows is not None
-    capture = traffic.captures[0]
+    capture = traffic.captures[0].to_json()
     frames = frames_of(path)
     ours = our_conversations(traffic.flows)
     good, diffs = compare(str(path), ours, tshark_conversations(frames))
@@ -121,7 +121,7 @@ def test_reassembled_counts_once_and_said(tmp_path: Path) -> None:
     path = tmp_path / "frag.pcap"
     path.write_bytes(pcap(erspan_frags(0)))
     traffic = read_traffic([path])
-    cap = traffic.captures[0]
+    cap = traffic.captures[0].to_json()
     assert cap["packets"] == 3
     assert cap["decode_errors"] == {"tunnel_fragment": 2}
     assert (cap["tunnel_reassembled"], cap["tunnel_fragments_lost"]) == (1, 0)
@@ -137,7 +137,7 @@ def test_missing_fragment_is_said_not_skipped(tmp_path: Path) -> None:
     path = tmp_path / "lost.pcap"
     path.write_bytes(pcap(frames))
     traffic = read_traffic([path])
-    cap = traffic.captures[0]
+    cap = traffic.captures[0].to_json()
     assert cap["tunnel_fragments_lost"] == 2
     want = "2 fragments of tunnel packets whose outer IP header was fragmented could not be"
     assert any(w.startswith(want) for w in cap["warnings"]), cap["warnings"]
@@ -166,7 +166,7 @@ def test_table_is_bounded_oldest_given_up(tmp_path: Path) -> None:
     rests = [f for i in range(1, 65) for f in erspan_frags(i)[1:]]
     path = tmp_path / "many.pcap"
     path.write_bytes(pcap(firsts + rests))
-    cap = read_traffic([path]).captures[0]
+    cap = read_traffic([path]).captures[0].to_json()
     assert (cap["tunnel_reassembled"], cap["tunnel_fragments_lost"]) == (64, 1)
 
 
@@ -177,7 +177,7 @@ def test_timeout_gives_up(tmp_path: Path) -> None:
     later = pcap(rest, start=T0 + 31)[24:]  # the records, without a file header
     path = tmp_path / "slow.pcap"
     path.write_bytes(data + later + pcap([rest[0]], start=T0 + 62)[24:])
-    cap = read_traffic([path]).captures[0]
+    cap = read_traffic([path]).captures[0].to_json()
     # 1 given up at T0 + 31, 2 at T0 + 62, 1 in progress at the end
     assert (cap["tunnel_reassembled"], cap["tunnel_fragments_lost"]) == (0, 4)
 
@@ -188,7 +188,7 @@ def test_plain_udp_fragments_are_not_held(tmp_path: Path) -> None:
     path = tmp_path / "dns.pcap"
     path.write_bytes(pcap([eth(f) for f in frag4(big, 576, ident=9)]))
     traffic = read_traffic([path])
-    cap = traffic.captures[0]
+    cap = traffic.captures[0].to_json()
     assert (cap["tunnel_reassembled"], cap["decode_errors"]) == (0, {})
     assert traffic.flows is not None
     (flow,) = traffic.flows.to_pylist()

@@ -953,8 +953,8 @@ def test_flows_skip_a_packet_with_a_bad_timestamp(tmp_path: Path) -> None:
     assert [str(v) for v in t.flows.column("first_seen").to_pylist()] == [
         "2023-11-14 22:13:20+00:00"
     ]
-    assert t.captures[0]["decode_errors"] == {"bad_timestamp": 1}
-    assert t.captures[0]["first_seen"] == "2023-11-14T22:13:20Z"
+    assert t.captures[0].to_json()["decode_errors"] == {"bad_timestamp": 1}
+    assert t.captures[0].to_json()["first_seen"] == "2023-11-14T22:13:20Z"
 
 
 def test_batch_size_is_bounded(tmp_path: Path) -> None:

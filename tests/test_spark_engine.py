@@ -225,13 +225,13 @@ def test_captures_at_a_url_are_read_by_spark(spark: Any, tmp_path: Path) -> None
     assert got.flows.column("captures").to_pylist() == [
         [url[p] for p in ps] for ps in local.flows.column("captures").to_pylist()
     ]
-    assert [c["path"] for c in got.captures] == [
+    assert [c.path for c in got.captures] == [
         f"file:{night}/a.pcap",
         f"file:{night}/b.pcapng",
         f"file://{tmp_path}/missing.pcap",
     ]
     for mine, theirs in zip(got.captures, local.captures, strict=False):
-        assert {**mine, "path": None} == {**theirs, "path": None}
+        assert {**mine.to_json(), "path": None} == {**theirs.to_json(), "path": None}
     assert got.notes == [
         f"file://{tmp_path}/missing.pcap: cannot be read: "
         f"File file:{tmp_path}/missing.pcap does not exist"

@@ -186,7 +186,7 @@ def test_a_pcapng_of_several_sections_split_is_the_local_traffic(tmp_path: Path)
     assert {s.section for s in splits} == {0, 1, 2}
     assert all(s.preamble for s in splits[1:])
     local = read_traffic([path])
-    assert [i["section"] for i in local.captures[0]["interfaces"]] == [0, 1, 2]
+    assert [i["section"] for i in local.captures[0].detail("interfaces")] == [0, 1, 2]
     same(local, split_read([path], 8192))
 
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from auditor.cli.main import cli
 from auditor.errors import ExitCode
+from auditor.findings.model import Finding
 from auditor.findings.waivers import WaiverError, apply_waivers, load_waivers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,9 +156,11 @@ def test_a_waiver_is_valid_through_its_expiry_day(tmp_path: Path) -> None:
     path = waivers(tmp_path, "waivers:\n- {id: X-1, reason: r, owner: o, expires: 2026-03-31}\n")
     loaded = load_waivers(path)
     for day, waived in ((date(2026, 3, 31), 1), (date(2026, 4, 1), 0)):
-        findings = [{"id": "X-1", "kind": "weak_tls", "severity": "medium"}]
-        assert apply_waivers(findings, loaded, today=day).waived == waived
-        assert ("waiver" in findings[0]) == bool(waived)
+        findings = [Finding.from_json({"id": "X-1", "kind": "weak_tls", "severity": "medium"})]
+        marked, outcome = apply_waivers(findings, loaded, today=day)
+        assert outcome.waived == waived
+        assert (marked[0].waiver is not None) == bool(waived)
+        assert findings[0].waiver is None  # a new finding, the one given is frozen
 
 
 BAD = {

@@ -47,8 +47,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cap.write(tmp_path_factory.mktemp("hostile") / "hostile.pcap")
 
 
-def _run(args: list[str]) -> tuple[int, str, str]:
-    res = CliRunner().invoke(cli, args)
+def _run(args: list[str], columns: int = 100) -> tuple[int, str, str]:
+    res = CliRunner().invoke(cli, args, env={"COLUMNS": str(columns)})
     return res.exit_code, res.stdout, res.stderr
 
 
@@ -67,7 +67,7 @@ def test_the_capture_carries_the_payload(hostile: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
 def test_flows_text_formats(hostile: Path, fmt: str) -> None:
-    code, out, err = _run(["flows", str(hostile), "--format", fmt])
+    code, out, err = _run(["flows", str(hostile), "--format", fmt], columns=200)  # detail
     assert code == ExitCode.OK, err
     _assert_inert(out)
     if fmt == "table":

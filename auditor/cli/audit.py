@@ -18,6 +18,7 @@ from auditor.cli.common import (
     duckdb_options,
     emit,
     fail,
+    flow_limit_option,
     handle_errors,
     inventory_option,
     jobs_option,
@@ -31,10 +32,12 @@ from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode, combine
 from auditor.evidence.tshark import require_tshark
 from auditor.findings.engine import SEVERITIES, AuditResult, audit
 from auditor.findings.waivers import Waivers, load_waivers
+from auditor.flows import FLOW_LIMIT
 from auditor.report import FORMATS, render
 from auditor.report.each import EACH_FORMATS, render_each
 from auditor.rules import Inventory, Ruleset, load_inventory, load_ruleset
@@ -99,6 +102,7 @@ def _tls_version(_ctx: click.Context, _param: click.Parameter, value: str | None
 @filter_options
 @dedup_options
 @jobs_option
+@flow_limit_option
 @engine_options
 @parquet_dir_option
 @quiet_option
@@ -126,6 +130,7 @@ def command(
     dedup: bool,
     dedup_window: float,
     jobs: int | None,
+    flow_limit: int,
     engine: str,
     master: str,
     split_size: int,
@@ -180,6 +185,7 @@ def command(
         select,
         read,
         parquet_dir,
+        flow_limit,
     )
     with output_file(output, [*captures, ruleset.path, inventory, store, waivers]) as out:
         results = _audit_sets(captures, ruleset, inv, options)
@@ -190,13 +196,16 @@ def command(
         color = fmt == "table" and out is None and sys.stdout.isatty()
         if each:
             text = render_each(
-                [(c, r.document) for c, r in zip(captures, results, strict=True)],
+                [(c, r.result) for c, r in zip(captures, results, strict=True)],
                 fmt,
                 code,
                 color=color,
+                width=table_width(to_stdout=out is None),
             )
         else:
-            text = render(results[0].document, fmt, color=color)
+            text = render(
+                results[0].result, fmt, color=color, width=table_width(to_stdout=out is None)
+            )
         if out is not None:
             out.write_text(text)
         else:
@@ -222,6 +231,7 @@ class AuditOptions:
     #: another engine's reader (--engine spark) in place of the local one
     read: Callable[[list[str]], Traffic] | None = None
     parquet_dir: str | None = None  #: --parquet-dir
+    flow_limit: int | None = FLOW_LIMIT  #: --flow-limit
 
 
 def _audit_sets(
@@ -244,19 +254,18 @@ def _audit_sets(
             jobs=options.jobs,
             select=options.select,
             read=options.read,
+            flow_limit=options.flow_limit,
         )
         if progress:
             progress.clear()
         for note in result.notes:
             warn(note)
-        for line in waiver_warnings(result.document):
+        for line in waiver_warnings(result.result):
             warn(line)
         if options.parquet_dir:
             from auditor.lake import write_lake
 
-            write_lake(
-                options.parquet_dir, result.traffic, result.document["findings"], ruleset.name
-            )
+            write_lake(options.parquet_dir, result.traffic, result.result.findings, ruleset.name)
         results.append(result)
     return results
 
@@ -266,7 +275,7 @@ def _deepen(result: AuditResult, limit: int) -> ExitCode:
     could not be read (the findings stand)."""
     from auditor.evidence.deep import deepen  # pyshark: only for --deep
 
-    summary = deepen(result.document, result.traffic, limit)
+    result.result, summary = deepen(result.result, result.traffic, limit)
     if summary.error:
         warn(f"--deep: no evidence attached: {summary.error}")
         return result.exit_code | ExitCode.CAPTURE

@@ -13,7 +13,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +21,7 @@ import click
 from auditor.cli.signals import Interrupted, received
 from auditor.errors import AuditorError, ExitCode
 from auditor.escape import printable
+from auditor.flows import FLOW_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +144,18 @@ jobs_option = click.option(
 )
 
 
+#: --flow-limit N, shared by audit and flows
+flow_limit_option = click.option(
+    "--flow-limit",
+    type=click.IntRange(min=1),
+    default=FLOW_LIMIT,
+    show_default=True,
+    metavar="N",
+    help="Live flows held in memory; beyond N the least recently seen are spilled to a "
+    "temporary file (under --temp-dir) and merged back: the output is the same for any N.",
+)
+
+
 #: --dedup, shared by audit and flows
 def dedup_options(func: F) -> F:
     """--dedup and --dedup-window SECONDS; the command gets ``dedup: float | None``."""
@@ -235,10 +248,13 @@ def note(message: str) -> None:
 
 
 def waiver_warnings(document: Any) -> list[str]:
-    """The warnings of an audit's waivers (expired ones), from its document."""
+    """The warnings of an audit's waivers (expired ones), from its document (typed, or a
+    saved result's dict)."""
     from auditor.findings.waivers import expired_warnings
 
-    return expired_warnings(document.get("waivers"))
+    if isinstance(document, Mapping):
+        return expired_warnings(document.get("waivers"))
+    return expired_warnings(document.waivers)
 
 
 def check_store(store: str) -> None:

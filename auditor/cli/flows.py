@@ -11,6 +11,7 @@ from auditor.cli.common import (
     captures_argument,
     dedup_options,
     fail,
+    flow_limit_option,
     handle_errors,
     jobs_option,
     quiet_option,
@@ -20,6 +21,7 @@ from auditor.cli.engine import engine_options, parquet_dir_option, reader_for
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import output_file
 from auditor.cli.progress import progress_for
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.flows_out import FORMATS, write_flows
 from auditor.traffic import default_jobs, read_traffic
@@ -31,6 +33,7 @@ from auditor.traffic import default_jobs, read_traffic
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @dedup_options
 @jobs_option
+@flow_limit_option
 @engine_options
 @parquet_dir_option
 @quiet_option
@@ -43,6 +46,7 @@ def command(
     dedup: bool,
     dedup_window: float,
     jobs: int | None,
+    flow_limit: int,
     engine: str,
     master: str,
     split_size: int,
@@ -51,6 +55,9 @@ def command(
     **filters: Any,
 ) -> None:
     """Print or write the flow table of CAPTURE files (pcap, pcapng, gzip'd; or directories).
+
+    The table shows a flow's main fields, as many as fit the terminal (COLUMNS, else 100
+    columns when not a terminal); json, csv and parquet carry every field.
 
     Exit code 4 (CAPTURE) when a capture could not be read whole; the others are still written.
 
@@ -73,6 +80,7 @@ def command(
                 dedup=dedup_window if dedup else None,
                 jobs=jobs or default_jobs(),
                 select=select,
+                flow_limit=flow_limit,
             )
         if progress:
             progress.clear()
@@ -82,7 +90,12 @@ def command(
             from auditor.lake import write_lake
 
             write_lake(parquet_dir, traffic)
-        write_flows(traffic, fmt, out.stream if out is not None else sys.stdout.buffer)
+        write_flows(
+            traffic,
+            fmt,
+            out.stream if out is not None else sys.stdout.buffer,
+            width=table_width(to_stdout=out is None),
+        )
         sys.stdout.flush()
     if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))

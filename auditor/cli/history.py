@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from auditor.cli.common import handle_errors, note, write_or_emit
+from auditor.cli.width import table_width
 
 FORMATS = ("table", "json", "html")
 
@@ -43,5 +44,5 @@ def command(store: str, fmt: str, output: str | None) -> None:
         latest = diff_runs(store, notify=note) if runs else None
         text = render.render_html(runs, store, latest)
     else:
-        text = render.render_table(runs)
+        text = render.render_table(runs, table_width(output is None))
     write_or_emit(text, output)

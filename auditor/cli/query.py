@@ -1,19 +1,23 @@
-"""``pcap-audit query SQL CAPTURE...``: SQL over the flows, captures, findings and roles."""
+"""``pcap-audit query SQL CAPTURE...``: SQL over the flows, captures, findings and roles;
+``pcap-audit query SQL --store PATH``: over the runs, findings, captures and flows of a store."""
 
 from __future__ import annotations
 
 import csv
 import io
 import sys
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import click
 import pyarrow as pa
 
-from auditor.cli.common import emit, fail, handle_errors, warn
+from auditor.cli.common import emit, fail, handle_errors, note, warn
 from auditor.cli.filters import filter_options, packet_filter
-from auditor.cli.output import output_file
+from auditor.cli.output import Output, output_file
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.escape import printable
 from auditor.report.json_ import render as json_text
@@ -23,7 +27,9 @@ FORMATS = ("table", "json", "csv", "parquet")
 
 @click.command("query")
 @click.argument("sql", metavar="SQL")
-@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@click.argument("captures", nargs=-1, type=click.Path())
+@click.option("--store", type=click.Path(), metavar="PATH",
+              help="Query this store of runs (read-only), not captures.")  # fmt: skip
 @click.option("-r", "--ruleset", "ruleset_name", metavar="NAME|PATH",
               help="Audit with this ruleset: makes the findings and roles views.")  # fmt: skip
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False), metavar="FILE",
@@ -35,26 +41,52 @@ FORMATS = ("table", "json", "csv", "parquet")
 def command(
     sql: str,
     captures: tuple[str, ...],
+    store: str | None,
     ruleset_name: str | None,
     inventory: str | None,
     fmt: str,
     output: str | None,
     **filters: Any,
 ) -> None:
-    """Run SQL (DuckDB) over the views flows, captures, findings and roles of CAPTURE files.
+    """Run SQL (DuckDB) over the views flows, captures, findings and roles of CAPTURE files,
+    or over the views runs, findings, captures and flows of a store (--store PATH).
 
-    findings and roles need --ruleset (and take --inventory). The views' columns are in the
-    README ("pcap-audit query"). Exit 2 when the SQL does not run, 4 when a capture could
-    not be read whole (the others are still queried).
+    findings and roles need --ruleset (and take --inventory). A store is opened read-only
+    and only queries run over it. The views' columns are in the README ("pcap-audit
+    query"). Exit 2 when the SQL does not run or the store is not one, 4 when a capture
+    could not be read whole (the others are still queried).
 
     Example:
 
         pcap-audit query "SELECT dst_port, count(*) AS n FROM flows GROUP BY 1 ORDER BY n DESC" night.pcapng
+
+        pcap-audit query "SELECT run_id, count(*) AS n FROM findings GROUP BY 1" --store nightly.duckdb
     """
     from auditor import query
 
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         fail("--format parquet writes binary: give -o FILE", ExitCode.USAGE)
+    if store is not None:
+        if captures:
+            fail("query: give CAPTURE... or --store PATH, not both", ExitCode.USAGE)
+        options = {"--ruleset": ruleset_name, "--inventory": inventory, "--since": filters["since"],
+                   "--until": filters["until"], "--host": filters["hosts"],
+                   "--port": filters["ports"], "--filter": filters["bpf"]}  # fmt: skip
+        given = [name for name, value in options.items() if value]
+        if given:
+            fail(f"query: {', '.join(given)}: for captures, not --store (a store holds "
+                 "audited runs: select them with WHERE)", ExitCode.USAGE)  # fmt: skip
+        with output_file(output, [store]) as out:
+            _write(query.query_store(sql, store, notify=note), fmt, out)
+        return
+    if not captures:
+        fail("query: give CAPTURE... (capture files to query) or --store PATH", ExitCode.USAGE)
+    from auditor.store.db import is_duckdb_file
+
+    for capture in captures:
+        if is_duckdb_file(capture):
+            fail(f"{capture}: a DuckDB file, not a capture: a store is queried with --store "
+                 f"{capture}", ExitCode.USAGE)  # fmt: skip
     select = packet_filter(**filters)
     views: dict[str, pa.Table] = {}
     ruleset = inv = None
@@ -70,32 +102,45 @@ def command(
 
             result = audit(captures, ruleset, inv, fail_on="never", select=select)
             traffic = result.traffic
-            views["findings"] = query.findings_view(result.document)
-            views["roles"] = query.roles_view(result.document)
+            views["findings"] = query.findings_view(result.result)
+            views["roles"] = query.roles_view(result.result)
         else:
             from auditor.traffic import read_traffic
 
             traffic = read_traffic(captures, select=select)
-        for note in traffic.notes:
-            warn(note)
+        for line in traffic.notes:
+            warn(line)
         views["flows"] = query.flows_view(traffic)
         views["captures"] = query.captures_view(traffic)
-        table = query.run_query(sql, views)
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, out.stream if out is not None else sys.stdout.buffer)
-        elif out is not None:
-            out.write_text(_render(table, fmt))
-        else:
-            emit(_render(table, fmt))
+        _write(query.run_query(sql, views), fmt, out)
     if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))
 
 
+def _write(table: pa.Table, fmt: str, out: Output | None) -> None:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out.stream if out is not None else sys.stdout.buffer)
+    elif out is not None:
+        out.write_text(_render(table, fmt, table_width(to_stdout=False)))
+    else:
+        emit(_render(table, fmt, table_width()))
+
+
 def _plain(v: Any) -> Any:
+    """A value of the result as JSON has it: DuckDB's sums of integers are HUGEINT, which
+    Arrow hands over as Decimal; dates, times and durations as ISO text or seconds."""
     if isinstance(v, datetime):
         return v.isoformat().replace("+00:00", "Z")
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, date | time):
+        return v.isoformat()
+    if isinstance(v, timedelta):
+        return v.total_seconds()
+    if isinstance(v, UUID):
+        return str(v)
     if isinstance(v, list):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
@@ -114,11 +159,11 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _render(table: pa.Table, fmt: str) -> str:
-    from auditor.query import table_text
-
+def _render(table: pa.Table, fmt: str, width: int) -> str:
     if fmt == "table":
-        return table_text(table)
+        from auditor.report.query_table import render
+
+        return render(table, width)
     rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_pylist()]
     if fmt == "json":
         return json_text({"columns": table.column_names, "rows": rows})

@@ -7,6 +7,7 @@ import sys
 import click
 
 from auditor.cli.common import handle_errors, note, store_option, write_or_emit
+from auditor.cli.width import table_width
 from auditor.report import FORMATS as AUDIT_FORMATS
 
 FORMATS = (*AUDIT_FORMATS, "summary")
@@ -45,7 +46,7 @@ def command(
         if store or baseline:
             raise click.UsageError("--store and --baseline apply to --format summary only")
         color = fmt == "table" and output is None and sys.stdout.isatty()
-        write_or_emit(render(doc, fmt, color=color), output)
+        write_or_emit(render(doc, fmt, color=color, width=table_width(output is None)), output)
         return
     diff = None
     if store:

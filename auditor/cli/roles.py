@@ -21,9 +21,9 @@ from auditor.cli.common import (
 )
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import Output, output_file
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode
-from auditor.escape import printable
-from auditor.flows_out import public_flows
+from auditor.flows import public_flows
 from auditor.roles import resolve_roles
 from auditor.rules import Inventory, Ruleset, dump_inventory, load_inventory, load_ruleset
 from auditor.traffic import Traffic, read_traffic
@@ -102,14 +102,9 @@ def _roles_report(
         dump_inventory(mapping, buf, ruleset=ruleset, entry_comments=why)
         text = buf.getvalue()
     else:
-        lines = [f"{'ip':<40} {'roles':<32} {'source':<9} conf  evidence"]
-        for h in roles.hosts:
-            ev = h.evidence[0] if h.evidence else ""
-            lines.append(
-                f"{printable(h.ip):<40} {'+'.join(h.roles):<32} {h.source:<9} "
-                f"{h.confidence:.2f}  {printable(ev)}"
-            )
-        text = "\n".join(lines) + "\n"
+        from auditor.report.roles_table import render as table_text
+
+        text = table_text(roles.hosts, table_width(to_stdout=out is None))
     if out is not None:
         out.write_text(text)
     else:

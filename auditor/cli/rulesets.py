@@ -1,6 +1,7 @@
 """``pcap-audit rulesets``: list the built-in rulesets, show one, validate a ruleset file.
 
-Thin: each command calls one function of :mod:`auditor.rules` and renders the result.
+Thin: each command calls one function of :mod:`auditor.rules` and renders the result
+(the tables: :mod:`auditor.report.ruleset_table`, fitted to :func:`table_width`).
 ``show --format json`` prints :meth:`Ruleset.to_json`, the documented contract.
 """
 
@@ -8,89 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 
 import click
 
 from auditor.cli.common import handle_errors
+from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.escape import json_text, printable
-from auditor.rules import Ruleset, builtin_rulesets, check_ruleset, load_ruleset
+from auditor.rules import builtin_rulesets, check_ruleset, load_ruleset
 from auditor.rules.yamlmarks import display_path
 
 FORMATS = ("table", "json")
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    rows = [[printable(cell) for cell in row] for row in rows]  # a user's ruleset: any text
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*row) for row in rows]
-    return [line.rstrip() for line in lines]
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _show_text(rs: Ruleset) -> str:
-    out = [f"{rs.name}: {rs.title}"]
-    if rs.description:
-        out.append(rs.description)
-    out.append("")
-    out.append("Source documents:")
-    for doc in rs.documents:
-        out.append(f"  {doc.file}" + (f"  {doc.title}" if doc.title else ""))
-    for note in rs.notes:
-        out.append(f"Note: {note}")
-    out.append("")
-    out.append(f"Roles ({len(rs.roles)}):")
-    out += [
-        "  " + line
-        for line in _table(
-            ("ID", "DESCRIPTION"),
-            [
-                (r.id, r.description + (f" (also {', '.join(r.implies)})" if r.implies else ""))
-                for r in rs.roles
-            ],
-        )
-    ]
-    out.append("")
-    out.append(f"Flows ({len(rs.flows)}):")
-    rows = [
-        (
-            r.id,
-            r.from_role,
-            r.to_role,
-            r.proto,
-            r.port_text(),
-            r.app,
-            r.security,
-            _yes(r.disk_transfer),
-            _yes(r.expected),
-            r.pair or "",
-        )
-        for r in rs.flows
-    ]
-    headers = ("ID", "FROM", "TO", "PROTO", "PORTS", "APP", "SECURITY", "DISK", "EXPECTED", "PAIR")
-    out += ["  " + line for line in _table(headers, rows)]
-    local = [r for r in rs.flows if r.scope == "local"]
-    if local:
-        out.append("")
-        out.append(f"Scope local (only within the host): {', '.join(r.id for r in local)}")
-    out.append("")
-    out.append(f"TLS policy: {rs.min_tls} or later")
-    if rs.denies:
-        out.append("")
-        out.append(f"Deny ({len(rs.denies)}):")
-        deny_rows = [
-            (d.id, d.describe(), f'{d.source.document}: "{d.source.text}"') for d in rs.denies
-        ]
-        out += ["  " + line for line in _table(("ID", "FORBIDS", "SOURCE"), deny_rows)]
-    return "\n".join(printable(line) for line in out)
 
 
 @click.group("rulesets")
@@ -128,8 +57,9 @@ def list_command(fmt: str) -> None:
         ]
         click.echo(json_text(json.dumps(doc, indent=2, ensure_ascii=False)))
         return
-    rows = [(rs.name, str(len(rs.roles)), str(len(rs.flows)), rs.title) for rs in rulesets]
-    click.echo("\n".join(_table(("NAME", "ROLES", "FLOWS", "TITLE"), rows)))
+    from auditor.report.ruleset_table import render_list
+
+    click.echo(render_list(rulesets, table_width()), nl=False)
 
 
 @command.command("show")
@@ -150,7 +80,9 @@ def show_command(ruleset: str, fmt: str) -> None:
     if fmt == "json":
         click.echo(json_text(json.dumps(rs.to_json(), indent=2, ensure_ascii=False)))
     else:
-        click.echo(_show_text(rs))
+        from auditor.report.ruleset_table import render_show
+
+        click.echo(render_show(rs, table_width()), nl=False)
 
 
 @command.command("validate")

@@ -105,7 +105,7 @@ def _render(found: Located, fmt: str, deep: bool) -> str:
                 }
                 for r in refs
             ],
-            "finding": wanted.finding,
+            "finding": wanted.finding.to_json() if wanted.finding is not None else None,
             "packets": [
                 {**p.to_json(), **({"tshark": _tshark(tshark, i)} if tshark else {})}
                 for i, p in enumerate(packets)

@@ -40,7 +40,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from auditor.capture.inputs import display_name, is_stdin
@@ -48,6 +48,8 @@ from auditor.errors import AuditorError, CaptureError, ExitCode
 from auditor.evidence.conversations import TSHARK_APPS
 from auditor.evidence.packets import ExportError, PacketLine, export_pcap, find_packets, flow_refs
 from auditor.evidence.tshark import require_tshark, run_tshark
+from auditor.findings.model import AuditDocument, Finding
+from auditor.rules.kinds import SEVERITIES
 
 _ENGINE_FACTS = ("flow_id", "app", "tls_version", "sni", "tls_cert_requested", "tls_client_cert")
 PACKETS_PER_FLOW = 40  #: packets of each flow dissected: handshakes and headers, not bulk data
@@ -59,7 +61,7 @@ SHOWN = " or ".join(
     ["tls.handshake", "http", "ldap", "ftp", "ssh.protocol", "telnet",
      *sorted(set(TSHARK_APPS) - {"ssl", "tls", "http", "ldap", "ssh"})]
 )  # fmt: skip
-SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}  # the kinds table's order
 _PAREN = re.compile(r"\((.*)\)\s*$")
 
 
@@ -439,25 +441,25 @@ def dissect(
     return evidence, len(head), passes
 
 
-def deepen(document: dict[str, Any], traffic: Any, limit: int = DEFAULT_LIMIT) -> DeepSummary:
-    """Attach tshark's evidence to the findings of an audit ``document`` (in place): the
-    flows of the most severe findings first, at most ``limit`` flows. When the packets
-    cannot be read for it (a capture libpcap refuses, tshark failing), the summary's
+def deepen(
+    document: AuditDocument, traffic: Any, limit: int = DEFAULT_LIMIT
+) -> tuple[AuditDocument, DeepSummary]:
+    """The audit ``document`` with tshark's evidence attached to its findings (``deep``
+    set): the flows of the most severe findings first, at most ``limit`` flows. When the
+    packets cannot be read for it (a capture libpcap refuses, tshark failing), the summary's
     ``error`` says why and the findings stand without that evidence."""
     findings = sorted(
-        (f for f in document.get("findings", []) if f.get("flow_ids")),
-        key=lambda f: SEVERITY_ORDER.get(f.get("severity"), 9),
+        (f for f in document.findings if f.flow_ids),
+        key=lambda f: SEVERITY_ORDER.get(f.severity, 9),
     )
     wanted: list[str] = []
     all_ids: set[str] = set()
     for f in findings:
-        for fid in f["flow_ids"]:
+        for fid in f.flow_ids:
             all_ids.add(fid)
             if fid not in wanted and len(wanted) < limit:
                 wanted.append(fid)
-    captures = [
-        c["path"] for c in traffic.captures if not c.get("error") and not c.get("duplicate_of")
-    ]
+    captures = [c.path for c in traffic.captures if c.read]
     try:
         piped = [c for c in captures if is_stdin(c)]
         if piped:  # read once already, for the flows
@@ -466,19 +468,21 @@ def deepen(document: dict[str, Any], traffic: Any, limit: int = DEFAULT_LIMIT) -
     except (CaptureError, ExportError, DeepError) as exc:
         # a capture libpcap or tshark cannot read for this: the audit stands, and says so
         summary = DeepSummary(0, 0, 0, limit, len(all_ids), exc.one_line())
-        document["deep"] = {**summary.to_json(), "evidence": []}
-        return summary
+        return replace(document, deep={**summary.to_json(), "evidence": []}), summary
+    deepened: dict[str, Finding] = {}  # finding id -> the finding with tshark's evidence
     for f in findings:
-        got = [evidence[fid] for fid in f["flow_ids"] if fid in evidence]
+        got = [evidence[fid] for fid in f.flow_ids if fid in evidence]
         if not got:
             continue
-        f["evidence"]["wireshark"] = [line for e in got for line in e.lines()]
+        more: dict[str, Any] = {"wireshark": [line for e in got for line in e.lines()]}
         notes = [d for e in got for d in e.disagreements()]
         if notes:
-            f["evidence"]["wireshark_disagrees"] = notes
+            more["wireshark_disagrees"] = notes
+        deepened[f.id] = f.with_evidence(**more)
     summary = DeepSummary(len(evidence), packets, passes, limit, len(all_ids) - len(wanted))
-    document["deep"] = {**summary.to_json(), "evidence": [e.to_json() for e in evidence.values()]}
-    return summary
+    deep = {**summary.to_json(), "evidence": [e.to_json() for e in evidence.values()]}
+    findings_now = tuple(deepened.get(f.id, f) for f in document.findings)
+    return replace(document, findings=findings_now, deep=deep), summary
 
 
 def summaries(

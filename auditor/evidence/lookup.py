@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import AuditorError, ExitCode
+from auditor.findings.model import AuditDocument, Finding
 
 FLOW_ID = re.compile(r"^F[0-9a-f]{16}$")
 COMMUNITY_ID = re.compile(r"^1:[A-Za-z0-9+/]{27}=$")
@@ -34,7 +35,7 @@ class Wanted:
     """What FLOW resolved to: the flow ids / Community IDs to look for, and why."""
 
     ids: tuple[str, ...]
-    finding: dict[str, Any] | None = None  # the finding, when FLOW was a finding id
+    finding: Finding | None = None  # the finding, when FLOW was a finding id
 
 
 def is_flow_token(token: str) -> bool:
@@ -58,18 +59,18 @@ def load_audit(path: str) -> dict[str, Any]:
     return doc
 
 
-def finding_flows(doc: dict[str, Any], finding_id: str, source: str) -> Wanted:
+def finding_flows(doc: AuditDocument, finding_id: str, source: str) -> Wanted:
     """The flows of finding ``finding_id`` in an audit result document."""
-    for f in doc["findings"]:
-        if isinstance(f, dict) and f.get("id") == finding_id:
-            ids = tuple(f.get("flow_ids") or ()) or tuple(f.get("community_ids") or ())
+    for f in doc.findings:
+        if f.id == finding_id:
+            ids = f.flow_ids or f.community_ids
             if not ids:
                 raise LookupError_(
-                    source, f"finding {finding_id} ({f.get('kind')}) names no flow: it is about "
+                    source, f"finding {finding_id} ({f.kind}) names no flow: it is about "
                     "traffic that was not seen"
                 )  # fmt: skip
             return Wanted(ids, f)
-    known = ", ".join(str(f.get("id")) for f in doc["findings"][:5] if isinstance(f, dict))
+    known = ", ".join(f.id for f in doc.findings[:5])
     raise LookupError_(
         source, f"no finding {finding_id}" + (f" (findings: {known}, ...)" if known else "")
     )
@@ -109,13 +110,14 @@ def locate(
     if is_flow_token(flow):
         wanted = Wanted((flow,))
     elif audit_json:
-        wanted = finding_flows(load_audit(audit_json), flow, audit_json)
+        saved = AuditDocument.from_json(load_audit(audit_json))
+        wanted = finding_flows(saved, flow, audit_json)
     elif ruleset is not None:
         from auditor.findings.engine import audit
 
         result = audit(captures, ruleset, inventory, fail_on="never")
         traffic = result.traffic
-        wanted = finding_flows(result.document, flow, f"audit of {len(captures)} capture(s)")
+        wanted = finding_flows(result.result, flow, f"audit of {len(captures)} capture(s)")
     else:
         raise LookupError_(
             "FLOW",
@@ -127,8 +129,6 @@ def locate(
     refs, missing = flow_refs(traffic.flows, wanted.ids)
     if not refs:
         raise LookupError_(flow, f"no such flow in the {len(traffic.captures)} capture(s)")
-    readable = [
-        c["path"] for c in traffic.captures if not c.get("error") and not c.get("duplicate_of")
-    ]
+    readable = [c.path for c in traffic.captures if c.read]
     packets = find_packets(readable, refs, select)
     return Located(traffic, wanted, tuple(refs), tuple(missing), tuple(packets))

@@ -220,7 +220,7 @@ def verify(paths: Iterable[str], progress: Callable[[str], None] | None = None) 
             checks.append(CaptureCheck(path, error=traffic.errors[0].one_line()))
             continue
         capture = traffic.captures[0]
-        unsupported = capture.get("unsupported_linktypes") or {}
+        unsupported = capture.detail("unsupported_linktypes") or {}
         if unsupported:
             what = ", ".join(
                 f"{linktype_name(lt)} ({lt}): {n} records" for lt, n in unsupported.items()

@@ -8,8 +8,10 @@ so each check module reads the same way.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
+from auditor.findings.model import Finding
 from auditor.rules import Deny, Rule, Ruleset
 from auditor.rules.kinds import DEFAULT_SEVERITY
 
@@ -29,7 +31,7 @@ class Findings:
         self.rules: dict[str, Rule] = {r.id: r for r in ruleset.flows}
         self.denies: dict[str, Deny] = {d.id: d for d in ruleset.denies}
         self.roles_by_id = {r.id: r for r in ruleset.roles}
-        self.items: list[dict[str, Any]] = []
+        self.items: list[Finding] = []
 
     def severity(self, kind: str, rule_id: str | None, default: str | None = None) -> str:
         """The rule's override for ``kind`` if it has one, else ``default``, else the kind's."""
@@ -59,8 +61,10 @@ class Findings:
         message: str,
         evidence: dict[str, Any],
         severity: str,
+        source: Mapping[str, Any] | Literal["rule"] | None = "rule",
     ) -> None:
-        """A finding from a query row; the columns every finding reports may be missing."""
+        """A finding from a query row; the columns every finding reports may be missing.
+        ``source``: the words cited, when not the rule's."""
         rule_ids = row.get("rule_ids")
         if rule_ids and len(rule_ids) > 1:
             evidence["matching_rules"] = list(rule_ids)
@@ -82,6 +86,7 @@ class Findings:
             row.get("bytes"),
             row.get("flow_ids") or [],
             row.get("community_ids") or [],
+            source,
         )
 
     def put(
@@ -103,8 +108,10 @@ class Findings:
         nbytes: int | None,
         flow_ids: list[str],
         community_ids: list[str],
+        source: Mapping[str, Any] | Literal["rule"] | None = "rule",
     ) -> None:
-        """A finding from its parts. Timestamps come as ISO text, written by the queries."""
+        """A finding from its parts. Timestamps come as ISO text, written by the queries;
+        ``source`` is the cited rule's words unless given."""
         # stable night to night: what and where, not the (possibly inferred) roles, unless
         # there is no address to say where (missing_flow)
         ident = f"{kind}|{rule_id}|{src_ip}|{dst_ip}|{dst_port}|{proto}"
@@ -112,29 +119,29 @@ class Findings:
             ident += f"|{src_role}|{dst_role}"
         digest = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
         self.items.append(
-            {
-                "id": f"{kind[:3].upper()}-{digest}",
-                "kind": kind,
-                "severity": severity,
-                "src_ip": src_ip,
-                "dst_ip": dst_ip,
-                "dst_port": dst_port,
-                "proto": proto,
-                "src_role": src_role,
-                "dst_role": dst_role,
-                "rule_id": rule_id,
-                "message": message,
-                "first_seen": first_seen,
-                "last_seen": last_seen,
-                "packets": int(packets or 0),
-                "bytes": int(nbytes or 0),
-                "flow_ids": flow_ids,
-                "community_ids": (
+            Finding(
+                id=f"{kind[:3].upper()}-{digest}",
+                kind=kind,
+                severity=severity,
+                src_ip=src_ip,
+                dst_ip=dst_ip,
+                dst_port=dst_port,
+                proto=proto,
+                src_role=src_role,
+                dst_role=dst_role,
+                rule_id=rule_id,
+                message=message,
+                first_seen=first_seen,
+                last_seen=last_seen,
+                packets=int(packets or 0),
+                bytes=int(nbytes or 0),
+                flow_ids=tuple(flow_ids),
+                community_ids=tuple(
                     sorted(set(community_ids)) if len(community_ids) > 1 else community_ids
                 ),
-                "evidence": evidence,
-                "source": self.source(rule_id),
-            }
+                evidence=evidence,
+                source=self.source(rule_id) if source == "rule" else source,
+            )
         )
 
 

@@ -30,12 +30,13 @@ from auditor.errors import ExitCode
 from auditor.findings import content, queries, rulecheck
 from auditor.findings.collector import Findings, rows, values
 from auditor.findings.content import MIN_DISK_BYTES
+from auditor.findings.model import AuditDocument, Finding, Summary
 from auditor.findings.presence import may_miss as _may_miss
 from auditor.findings.presence import missing, pair_json, unknown_host
 from auditor.findings.unexpected import SCAN_TARGETS, Paths, scan, unexpected_ports
 from auditor.findings.waivers import Waivers, apply_waivers
-from auditor.flows_out import public_flows
-from auditor.roles import RoleMap, resolve_roles
+from auditor.flows import FLOW_LIMIT, public_flows
+from auditor.roles import RoleMap, distinct, resolve_roles
 from auditor.rules import (
     FINDING_KINDS,
     SEVERITIES,
@@ -60,14 +61,20 @@ KINDS = FINDING_KINDS  # the order findings sort and reports list them in
 
 @dataclass
 class AuditResult:
-    """The audit's result document and the traffic it stands on."""
+    """The audit's result (``result``, typed) and the traffic it stands on."""
 
-    document: dict[str, Any]
+    result: AuditDocument
     traffic: Traffic
     exit_code: ExitCode
     errors: list[str] = field(default_factory=list)
     #: every diagnostic line (errors, warnings, skipped files, duplicates), in order
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The result as the JSON contract's dict (a new one each time: changing it changes
+        nothing here)."""
+        return self.result.to_json()
 
 
 def run_checks(
@@ -76,7 +83,7 @@ def run_checks(
     roles: RoleMap,
     capture_seconds: float,
     min_tls: str | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[Finding], list[dict[str, Any]]]:
     """All checks over one flow table; returns (findings, role_pairs). ``min_tls`` (the
     ``--min-tls`` option) replaces the ruleset's TLS minimum; a rule's own still applies."""
     with duck.cursor() as con:
@@ -90,7 +97,7 @@ def _run_checks(
     roles: RoleMap,
     capture_seconds: float,
     min_tls: str | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[Finding], list[dict[str, Any]]]:
     host_roles = roles.table()
     con.register("flows", _flow_input(flows))
     con.register("host_roles", host_roles)
@@ -162,12 +169,12 @@ def _run_checks(
     findings = sorted(
         out.items,
         key=lambda f: (
-            order[f["severity"]],
-            kinds[f["kind"]],
-            str(f["src_ip"]),
-            str(f["dst_ip"]),
-            f["dst_port"] or 0,
-            f["id"],
+            order[f.severity],
+            kinds[f.kind],
+            str(f.src_ip),
+            str(f.dst_ip),
+            f.dst_port or 0,
+            f.id,
         ),
     )
     return findings, [pair_json(p) for p in pairs]
@@ -177,7 +184,7 @@ def _public_ips(flows: pa.Table) -> list[str]:
     """The flows' addresses outside the private and special-purpose ranges (asked only when
     a rule names the peer 'internet': the test costs a parse per address)."""
     out = []
-    for ip in set(flows.column("src_ip").to_pylist()) | set(flows.column("dst_ip").to_pylist()):
+    for ip in set(distinct(flows.column("src_ip"))) | set(distinct(flows.column("dst_ip"))):
         try:
             if ipaddress.ip_address(ip).is_global:
                 out.append(ip)
@@ -233,15 +240,13 @@ def _icmp_type_as_port(flows: pa.Table) -> pa.Table:
     return flows.set_column(flows.column_names.index("dst_port"), "dst_port", port)
 
 
-def exit_code_for(
-    findings: Sequence[dict[str, Any]], fail_on: str, capture_problems: bool
-) -> ExitCode:
+def exit_code_for(findings: Sequence[Finding], fail_on: str, capture_problems: bool) -> ExitCode:
     """FINDINGS for a finding at or above ``fail_on``, or'd with CAPTURE for a capture
     problem: one never hides the other."""
     code = ExitCode.CAPTURE if capture_problems else ExitCode.OK
     if fail_on != "never":
         limit = SEVERITIES.index(fail_on)
-        if any(SEVERITIES.index(f["severity"]) <= limit for f in findings if not f.get("waiver")):
+        if any(SEVERITIES.index(f.severity) <= limit for f in findings if f.waiver is None):
             code |= ExitCode.FINDINGS
     return code
 
@@ -258,6 +263,7 @@ def audit(
     jobs: int = 1,
     select: PacketFilter | None = None,
     read: Callable[[list[str]], Traffic] | None = None,
+    flow_limit: int | None = FLOW_LIMIT,
 ) -> AuditResult:
     """Read the captures as one traffic set and audit it against ``ruleset``; ``dedup``
     drops SPAN duplicates seen again within that many seconds; ``min_tls`` replaces the
@@ -265,11 +271,20 @@ def audit(
     not count for the exit code; ``jobs`` decoders run at once (the result is the same for
     any number); ``select`` keeps only the packets it selects
     (--since/--until/--host/--port/--filter). ``read``: another engine's reader
-    (``auditor.engines.spark.read_traffic_spark``) in place of the local one."""
+    (``auditor.engines.spark.read_traffic_spark``) in place of the local one.
+    ``flow_limit``: live flows held before the least recently seen are spilled to disk
+    (:mod:`auditor.spill`; None: no bound); the result is the same for any limit."""
     if read is not None:
         traffic = read([os.fspath(c) for c in captures])
     else:
-        traffic = read_traffic(captures, progress=progress, dedup=dedup, jobs=jobs, select=select)
+        traffic = read_traffic(
+            captures,
+            progress=progress,
+            dedup=dedup,
+            jobs=jobs,
+            select=select,
+            flow_limit=flow_limit,
+        )
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
     roles = resolve_roles(ruleset, flows, inventory)
@@ -277,17 +292,20 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
-    places = flow_places(flows)
-    for f in findings:  # where each flow's packets are (README, "Forensics")
-        if f.get("flow_ids"):
-            f["evidence"]["frames"] = [places[x] for x in f["flow_ids"] if x in places]
-    waived = apply_waivers(findings, waivers) if waivers is not None else None
+    places = flow_places(flows, (x for f in findings for x in f.flow_ids or ()))
+    findings = [  # where each flow's packets are (README, "Forensics")
+        f.with_evidence(frames=[places[x] for x in f.flow_ids if x in places]) if f.flow_ids else f
+        for f in findings
+    ]
+    waived = None
+    if waivers is not None:
+        findings, waived = apply_waivers(findings, waivers)
     code = exit_code_for(findings, fail_on, not traffic.complete)
-    by_kind = Counter(f["kind"] for f in findings)
-    by_sev = Counter(f["severity"] for f in findings)
-    doc: dict[str, Any] = {
-        "tool": {"name": "pcap-audit", "version": __version__},
-        "ruleset": {
+    by_kind = Counter(f.kind for f in findings)
+    by_sev = Counter(f.severity for f in findings)
+    doc = AuditDocument(
+        tool={"name": "pcap-audit", "version": __version__},
+        ruleset={
             "name": ruleset.name,
             "title": ruleset.title,
             "path": str(ruleset.path) if getattr(ruleset, "path", None) else None,
@@ -296,31 +314,29 @@ def audit(
             "deny": [d.to_json() for d in ruleset.denies],
             "min_tls": min_tls or ruleset.min_tls,
         },
-        "inventory": str(inventory.path)
+        inventory=str(inventory.path)
         if inventory is not None and getattr(inventory, "path", None)
         else None,
-        "fail_on": fail_on,
-        "captures": traffic.captures,
-        "summary": {
-            "packets": traffic.packets,
-            "flows": flows.num_rows,
-            "findings": len(findings),
-            "by_kind": {k: by_kind[k] for k in KINDS if by_kind[k]},
-            "by_severity": {s: by_sev[s] for s in SEVERITIES},
-            "duration_s": round(traffic.span_seconds(), 6),
-            "coverage_s": round(seconds, 6),
-            "skipped_files": len(traffic.skipped),
-            "exit_code": int(code),
-        },
-        "roles": [h.to_json() for h in roles.hosts],
-        "role_pairs": pairs,
-        "findings": findings,
-    }
-    if traffic.duplicates_dropped is not None:  # --dedup
-        doc["summary"]["duplicates_dropped"] = traffic.duplicates_dropped
-    if waived is not None:
-        doc["summary"]["waived"] = waived.waived
-        doc["waivers"] = waived.to_json()
+        fail_on=fail_on,
+        captures=tuple(traffic.captures),
+        summary=Summary(
+            packets=traffic.packets,
+            flows=flows.num_rows,
+            findings=len(findings),
+            by_kind={k: by_kind[k] for k in KINDS if by_kind[k]},
+            by_severity={s: by_sev[s] for s in SEVERITIES},
+            duration_s=round(traffic.span_seconds(), 6),
+            coverage_s=round(seconds, 6),
+            skipped_files=len(traffic.skipped),
+            exit_code=int(code),
+            duplicates_dropped=traffic.duplicates_dropped,  # --dedup
+            waived=waived.waived if waived is not None else None,
+        ),
+        roles=tuple(h.to_json() for h in roles.hosts),
+        role_pairs=tuple(pairs),
+        findings=tuple(findings),
+        waivers=waived.to_json() if waived is not None else None,
+    )
     return AuditResult(doc, traffic, code, [e.one_line() for e in traffic.errors], traffic.notes)
 
 

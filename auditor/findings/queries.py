@@ -308,7 +308,7 @@ _SCAN_COLS = f"""
     {_iso("min(f.first_seen)")} AS first_seen, {_iso("max(f.last_seen)")} AS last_seen,
     sum(f.packets_fwd + f.packets_rev) AS packets, sum(f.bytes_fwd + f.bytes_rev) AS bytes,
     list(f.flow_id ORDER BY f.first_seen)[1:100] AS flow_ids,
-    list(DISTINCT f.community_id)[1:100] AS community_ids,
+    list(DISTINCT f.community_id ORDER BY f.community_id)[1:100] AS community_ids,
     list(DISTINCT f.state) FILTER (WHERE f.state IS NOT NULL) AS states,
     count(*) AS flows,
     count(*) FILTER (WHERE f.state = 'rejected') AS rejected,

@@ -154,6 +154,5 @@ def address_family(out: Findings, row: dict[str, Any], hosts: dict[str, tuple[st
         if source
         else None
     )
-    out.add("address_family", row, None, msg + ".", ev, out.severity("address_family", None))
-    if found is not None:
-        out.items[-1]["source"] = found
+    severity = out.severity("address_family", None)
+    out.add("address_family", row, None, msg + ".", ev, severity, found)

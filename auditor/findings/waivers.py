@@ -3,7 +3,7 @@
 A waiver names one finding by its id (stable from night to night) or matches findings by
 their fields (kind, severity, addresses, roles, port, protocol, rule; an address field
 also takes a CIDR network). A waived finding stays in every output, marked with the
-waiver (``finding["waiver"]``), but no longer counts for the exit code. A waiver is valid
+waiver (``Finding.waiver``), but no longer counts for the exit code. A waiver is valid
 up to and including its expiry date (UTC); after that it waives nothing and is reported,
 so a forgotten exception resurfaces instead of hiding a problem for ever.
 
@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from auditor.errors import AuditorError, ExitCode
+from auditor.findings.model import Finding
 from auditor.rules.model import FINDING_KINDS, SEVERITIES
 from auditor.rules.yamlmarks import (
     KeyPath,
@@ -81,10 +82,10 @@ class Waiver:
     def expired(self, today: date) -> bool:
         return today > self.expires
 
-    def matches(self, finding: Mapping[str, Any]) -> bool:
+    def matches(self, finding: Finding) -> bool:
         if self.finding_id is not None:
-            return finding.get("id") == self.finding_id
-        return all(_field_matches(k, v, finding.get(k)) for k, v in self.match)
+            return finding.id == self.finding_id
+        return all(_field_matches(k, v, getattr(finding, k)) for k, v in self.match)
 
     def to_json(self, file: str) -> dict[str, Any]:
         """The waiver as the JSON result shows it (on a finding, or as expired/unused)."""
@@ -166,28 +167,28 @@ def expired_warnings(section: Mapping[str, Any] | None) -> list[str]:
 
 
 def apply_waivers(
-    findings: Sequence[MutableMapping[str, Any]], waivers: Waivers, today: date | None = None
-) -> WaiverOutcome:
-    """Mark each finding a valid waiver covers (``finding["waiver"]``, the first waiver
-    in file order that matches); returns what was waived and what expired."""
+    findings: Sequence[Finding], waivers: Waivers, today: date | None = None
+) -> tuple[list[Finding], WaiverOutcome]:
+    """The findings, each a valid waiver covers marked (``Finding.waiver``, the first
+    waiver in file order that matches), and what was waived and what expired."""
     day = today or datetime.now(UTC).date()
     valid = [w for w in waivers.items if not w.expired(day)]
     used: set[int] = set()
     waived = 0
+    out: list[Finding] = []
     for f in findings:
         for w in valid:
             if w.matches(f):
-                f["waiver"] = w.to_json(waivers.path)
+                f = replace(f, waiver=w.to_json(waivers.path))
                 used.add(w.line)
                 waived += 1
                 break
+        out.append(f)
     expired = tuple(
-        (w, tuple(str(f.get("id")) for f in findings if w.matches(f)))
-        for w in waivers.items
-        if w.expired(day)
+        (w, tuple(f.id for f in findings if w.matches(f))) for w in waivers.items if w.expired(day)
     )
     unused = tuple(w for w in valid if w.line not in used)
-    return WaiverOutcome(waivers.path, waived, expired, unused)
+    return out, WaiverOutcome(waivers.path, waived, expired, unused)
 
 
 def load_waivers(path: str | Path) -> Waivers:

@@ -1,8 +1,12 @@
-"""Renderers: the audit result dict (docs/json-contract.md) -> text in one format.
+"""Renderers: the audit result (docs/json-contract.md) -> text in one format.
 
-Each format is a module with a ``render(result, ...) -> str`` that reads only the result
-dict, never the flows or the ruleset files, so any saved ``--format json`` output can be
-rendered again in another format later. Writing the text out is the caller's job.
+Each format is a module with a ``render(result, ...) -> str`` that reads only the result,
+never the flows or the ruleset files, so any saved ``--format json`` output can be
+rendered again in another format later. The result is an
+:class:`~auditor.findings.model.AuditDocument` (what ``audit()`` returns, as
+``AuditResult.result``) or a saved result's dict; the renderers read the
+typed document (a dict is read with ``as_document``), the JSON renderer writes a document's
+``to_json()`` (a dict as it is). Writing the text out is the caller's job.
 
 Example:
 
@@ -14,7 +18,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditor.findings.model import AuditDocument
 
 __all__ = ["FORMATS", "render"]
 
@@ -33,10 +40,13 @@ _MODULES = {
 FORMATS: tuple[str, ...] = tuple(_MODULES)
 
 
-def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
+def render(
+    result: AuditDocument | Mapping[str, Any], fmt: str, *, color: bool = False, width: int = 100
+) -> str:
     """Render the audit ``result`` in format ``fmt`` (one of `FORMATS`).
 
-    ``color`` only affects ``table``: ANSI colours, for a terminal (the CLI decides).
+    ``color`` and ``width`` only affect ``table``: ANSI colours, for a terminal, and the
+    most columns a line takes (the CLI decides both: ``auditor.cli.width``).
     Raises ``ValueError`` naming the known formats when ``fmt`` is not one of them.
     """
     try:
@@ -46,5 +56,5 @@ def render(result: Mapping[str, Any], fmt: str, *, color: bool = False) -> str:
             f"unknown report format {fmt!r}: expected one of {', '.join(FORMATS)}"
         ) from None
     if fmt == "table":
-        return str(module.render(result, color=color))
+        return str(module.render(result, color=color, width=width))
     return str(module.render(result))

@@ -1,8 +1,9 @@
 """What every renderer needs from the audit result, computed once and the same way.
 
-The renderers read only the audit result dict (docs/json-contract.md). Labels, groupings
-and the role-to-role matrix are derived here so that the table, the HTML page and the
-Markdown ticket all say the same thing in the same words. Strings in the result may come
+The renderers read only the audit result (docs/json-contract.md), typed
+(:class:`~auditor.findings.model.AuditDocument`; a saved result's dict is read with
+``as_document``). Labels, groupings and the role-to-role matrix are derived here so that
+the table, the HTML page and the Markdown ticket all say the same thing in the same words. Strings in the result may come
 from the wire (HTTP Host, SNI, User-Agent): `printable` (from :mod:`auditor.escape`, shared
 with every other output) makes them safe to show as text.
 """
@@ -15,12 +16,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditor.escape import printable  # (re-exported for the renderers)
+from auditor.findings.model import AuditDocument, CaptureRecord, Finding, Summary, as_document
 from auditor.rules.kinds import KIND_TABLE
 from auditor.rules.model import SEVERITIES
 from auditor.units import human_bytes  # noqa: F401  (re-exported for the renderers)
 
-Result = Mapping[str, Any]
-Finding = Mapping[str, Any]
+#: a result as the renderers take it: typed, or the contract's dict (a saved result)
+Result = AuditDocument | Mapping[str, Any]
+#: a finding: typed, or a finding object of the contract (a saved result, a store row)
+AnyFinding = Finding | Mapping[str, Any]
+#: a capture record: typed, or the contract's capture object
+AnyCapture = CaptureRecord | Mapping[str, Any]
+
+
+def finding_of(finding: AnyFinding) -> Finding:
+    return finding if isinstance(finding, Finding) else Finding.from_json(finding)
+
+
+def capture_of(capture: AnyCapture) -> CaptureRecord:
+    return capture if isinstance(capture, CaptureRecord) else CaptureRecord.from_json(capture)
 
 
 #: Finding kinds in the audit's order (findings sort by severity, then this order):
@@ -32,42 +46,47 @@ KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def capture_error(capture: Mapping[str, Any]) -> str:
+def capture_error(capture: AnyCapture) -> str:
     """A capture's error without the path repeated in front of it (``""`` when none)."""
-    error = capture.get("error")
+    capture = capture_of(capture)
+    error = capture.error
     if not error:
         return ""
-    text, path = str(error), str(capture.get("path") or "")
+    text, path = str(error), capture.path
     if path and text.startswith(path + ":"):
         text = text[len(path) + 1 :].lstrip()
     return printable(text)
 
 
-def truncation(capture: Mapping[str, Any]) -> str:
+def truncation(capture: AnyCapture) -> str:
     """Why a truncated capture is, in words (``""`` when it is not)."""
-    if not capture.get("truncated"):
+    capture = capture_of(capture)
+    if not capture.truncated:
         return ""
-    at = capture.get("truncated_at")
+    at = capture.detail("truncated_at")
     where = f" at byte {at}" if isinstance(at, int) and not isinstance(at, bool) else ""
     return f"truncated: reading stopped before a clean end of the file{where}"
 
 
-def time_covered(summary: Mapping[str, Any]) -> str:
+def time_covered(summary: Summary | Mapping[str, Any]) -> str:
     """``coverage 1m 00s`` and, when the captures leave gaps, ``(span 2h 03m)``: the time
     the captures cover (what missing_flow is graded on) and first-to-last packet."""
-    span = summary.get("duration_s")
-    coverage = summary.get("coverage_s", span)
+    if not isinstance(summary, Summary):
+        summary = Summary.from_json(summary)
+    span = summary.duration_s
+    coverage = summary.coverage_s
     text = f"coverage {human_duration(coverage)}"
     if isinstance(span, int | float) and isinstance(coverage, int | float) and span - coverage > 1:
         text += f" (span {human_duration(span)})"
     return text
 
 
-def capture_problems(capture: Mapping[str, Any]) -> list[str]:
+def capture_problems(capture: AnyCapture) -> list[str]:
     """What a read capture says about itself, one line each: its warnings (the first of
     them the problems that leave traffic unaudited), else why it is truncated."""
-    warnings = [printable(w) for w in as_list(capture.get("warnings"))]
-    if not warnings and capture.get("truncated"):
+    capture = capture_of(capture)
+    warnings = [printable(w) for w in capture.warnings]
+    if not warnings and capture.truncated:
         warnings = [truncation(capture)]
     return warnings
 
@@ -99,41 +118,44 @@ def port_proto(port: object, proto: object) -> str:
     return p if port is None else f"{port}/{p}"
 
 
-def flow_label(finding: Finding) -> str:
+def flow_label(finding: AnyFinding) -> str:
     """The flow a finding is about, by address when known, else by role.
 
     ``10.0.0.5 -> 10.0.0.9:3009/tcp``; a missing flow has no addresses:
     ``agent -> appliance:8016/tcp``; no port: ``10.0.0.5 -> 10.0.0.9 (icmp)``.
     """
-    src_ip, dst_ip = finding.get("src_ip"), finding.get("dst_ip")
-    src = endpoint(src_ip) if src_ip else printable(finding.get("src_role") or "?")
-    port, proto = finding.get("dst_port"), finding.get("proto")
+    finding = finding_of(finding)
+    src_ip, dst_ip = finding.src_ip, finding.dst_ip
+    src = endpoint(src_ip) if src_ip else printable(finding.src_role or "?")
+    port, proto = finding.dst_port, finding.proto
     if is_host_finding(finding):
         return printable(src_ip) if src_ip else src
-    dst = endpoint(dst_ip) if dst_ip else printable(finding.get("dst_role") or "?")
+    dst = endpoint(dst_ip) if dst_ip else printable(finding.dst_role or "?")
     if port is None:
         return f"{src} -> {dst} ({printable(proto or '?').lower()})"
     return f"{src} -> {dst}:{port_proto(port, proto)}"
 
 
-def is_host_finding(finding: Finding) -> bool:
+def is_host_finding(finding: AnyFinding) -> bool:
     """True for a finding about a host rather than a flow (unknown_host): nothing is
     known of a destination."""
+    finding = finding_of(finding)
     return (
-        not finding.get("dst_ip")
-        and not finding.get("dst_role")
-        and finding.get("dst_port") is None
-        and not finding.get("proto")
+        not finding.dst_ip
+        and not finding.dst_role
+        and finding.dst_port is None
+        and not finding.proto
     )
 
 
-def role_label(finding: Finding) -> str:
+def role_label(finding: AnyFinding) -> str:
     """``agent -> appliance``, with ``?`` for an unknown role; a host finding's role alone
     (``no role`` when it has none)."""
+    finding = finding_of(finding)
     if is_host_finding(finding):
-        return printable(finding.get("src_role") or "no role")
-    src = printable(finding.get("src_role") or "?")
-    dst = printable(finding.get("dst_role") or "?")
+        return printable(finding.src_role or "no role")
+    src = printable(finding.src_role or "?")
+    dst = printable(finding.dst_role or "?")
     return f"{src} -> {dst}"
 
 
@@ -155,34 +177,34 @@ def group_by_severity(findings: Iterable[Finding]) -> list[tuple[str, list[Findi
     """
     groups: dict[str, list[Finding]] = {s: [] for s in SEVERITIES}
     for finding in findings:
-        groups.setdefault(str(finding.get("severity") or "info"), []).append(finding)
+        groups.setdefault(finding.severity or "info", []).append(finding)
     return [(sev, items) for sev, items in groups.items() if items]
 
 
 def severity_counts(result: Result) -> dict[str, int]:
     """Counts per severity: the summary's when present, else counted from findings."""
-    summary = result.get("summary") or {}
-    given = summary.get("by_severity")
+    doc = as_document(result)
+    given = doc.summary.by_severity
     counts = {s: 0 for s in SEVERITIES}
-    if isinstance(given, Mapping):
+    if given is not None:
         for sev, n in given.items():
             counts[str(sev)] = int(n)
         return counts
-    for finding in as_list(result.get("findings")):
-        sev = str(finding.get("severity") or "info")
+    for finding in doc.findings:
+        sev = finding.severity or "info"
         counts[sev] = counts.get(sev, 0) + 1
     return counts
 
 
 def kind_counts(result: Result) -> dict[str, int]:
     """Counts per kind: the summary's when present, else counted from findings."""
-    summary = result.get("summary") or {}
-    given = summary.get("by_kind")
-    if isinstance(given, Mapping):
+    doc = as_document(result)
+    given = doc.summary.by_kind
+    if given is not None:
         return {str(k): int(n) for k, n in given.items()}
     counts: dict[str, int] = {}
-    for finding in as_list(result.get("findings")):
-        kind = str(finding.get("kind") or "?")
+    for finding in doc.findings:
+        kind = finding.kind or "?"
         counts[kind] = counts.get(kind, 0) + 1
     return counts
 
@@ -334,11 +356,11 @@ def role_matrix(role_pairs: Sequence[Mapping[str, Any]] | None) -> RoleMatrix:
     return matrix
 
 
-def waiver_text(finding: Finding) -> str:
+def waiver_text(finding: AnyFinding) -> str:
     """``waived until 2026-03-31 by alice: BITS until the HTTPS switch`` for a waived
-    finding (``finding["waiver"]``); ``""`` for any other."""
-    waiver = finding.get("waiver")
-    if not isinstance(waiver, Mapping):
+    finding (``Finding.waiver``); ``""`` for any other."""
+    waiver = finding_of(finding).waiver
+    if waiver is None:
         return ""
     return printable(
         f"waived until {waiver.get('expires') or '?'} by {waiver.get('owner') or '?'}: "

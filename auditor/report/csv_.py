@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from auditor.escape import printable
-from auditor.report._common import Result, as_list
+from auditor.findings.model import Finding, as_document
+from auditor.report._common import Result
 
 COLUMNS: tuple[str, ...] = (
     "id",
@@ -58,35 +59,47 @@ def _cell(value: Any) -> str:
     return printable(value, keep_newlines=True, spreadsheet=True)
 
 
-def _row(finding: Mapping[str, Any]) -> list[str]:
-    source = finding.get("source") or {}
-    evidence = finding.get("evidence") or {}
-    values: dict[str, Any] = {k: finding.get(k) for k in COLUMNS[:15]}
-    values["flow_ids"] = ";".join(str(x) for x in as_list(finding.get("flow_ids")))
-    values["community_ids"] = ";".join(str(x) for x in as_list(finding.get("community_ids")))
-    values["evidence"] = json.dumps(evidence, ensure_ascii=False, separators=(",", ":"))
+def _row(values: Mapping[str, Any]) -> list[str]:
+    return [_cell(values.get(c)) for c in COLUMNS]
+
+
+def _finding_row(finding: Finding) -> list[str]:
+    source = finding.source or {}
+    values: dict[str, Any] = {k: getattr(finding, k) for k in COLUMNS[:15]}
+    values["flow_ids"] = ";".join(finding.flow_ids)
+    values["community_ids"] = ";".join(finding.community_ids)
+    values["evidence"] = json.dumps(
+        dict(finding.evidence), ensure_ascii=False, separators=(",", ":")
+    )
     values["source_document"] = source.get("document")
     values["source_section"] = source.get("section")
     values["source_text"] = source.get("text")
-    return [_cell(values[c]) for c in COLUMNS]
+    return _row(values)
 
 
 def render(result: Result) -> str:
     """The findings as CSV (RFC 4180: header row, CRLF line ends, quoted as needed)."""
+    doc = as_document(result)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
-    for finding in as_list(result.get("findings")):
-        writer.writerow(_row(finding))
-    for capture in as_list(result.get("captures")):
-        path = str(capture.get("path"))
-        if capture.get("error"):
-            problems = [("capture_error", str(capture.get("error")))]
+    for finding in doc.findings:
+        writer.writerow(_finding_row(finding))
+    for capture in doc.captures:
+        path = capture.path
+        if capture.error:
+            problems = [("capture_error", capture.error)]
         else:
-            problems = [
-                ("capture_warning", f"{path}: {w}") for w in as_list(capture.get("warnings"))
-            ]
+            problems = [("capture_warning", f"{path}: {w}") for w in capture.warnings]
         for kind, text in problems:
-            evidence = {"path": path, "complete": capture.get("complete")}
-            writer.writerow(_row({"kind": kind, "message": text, "evidence": evidence}))
+            evidence = {"path": path, "complete": capture.complete}
+            writer.writerow(
+                _row(
+                    {
+                        "kind": kind,
+                        "message": text,
+                        "evidence": json.dumps(evidence, ensure_ascii=False, separators=(",", ":")),
+                    }
+                )
+            )
     return out.getvalue()

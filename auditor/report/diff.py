@@ -9,7 +9,7 @@ or a chat message. Strings from the wire are escaped as in the audit's renderers
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from auditor.report import json_
@@ -17,6 +17,7 @@ from auditor.report._common import flow_label, number, printable
 from auditor.report.markdown import md
 
 if TYPE_CHECKING:
+    from auditor.findings.model import Finding
     from auditor.store.diff import Diff, FlowAggregate
 
 FORMATS = ("table", "json", "markdown")
@@ -33,9 +34,9 @@ def render(diff: Diff, fmt: str) -> str:
     return _table(diff)
 
 
-def _waiver_text(f: Mapping[str, Any]) -> str:
-    w = f.get("waiver")
-    if not isinstance(w, Mapping):
+def _waiver_text(f: Finding) -> str:
+    w = f.waiver
+    if w is None:
         return ""
     return f"waived: {w.get('reason')} ({w.get('owner')}, until {w.get('expires')})"
 
@@ -76,10 +77,10 @@ def _table(diff: Diff) -> str:
         for item in items:
             if findings:
                 lines.append(
-                    f"  {str(item.get('severity')).upper():7} {printable(item.get('kind'))}  "
-                    f"{printable(flow_label(item))}  {printable(item.get('id'))}"
+                    f"  {item.severity.upper():7} {printable(item.kind)}  "
+                    f"{printable(flow_label(item))}  {printable(item.id)}"
                 )
-                lines += _wrap(printable(item.get("message")))
+                lines += _wrap(printable(item.message))
                 if _waiver_text(item):
                     lines += _wrap(printable(_waiver_text(item)))
             else:
@@ -105,12 +106,12 @@ def _markdown(diff: Diff) -> str:
             continue
         lines += ["| Severity | Kind | Flow | Message | Id |", "| --- | --- | --- | --- | --- |"]
         for f in items:
-            message = md(f.get("message"))
+            message = md(f.message)
             if _waiver_text(f):
                 message += f" (**{md(_waiver_text(f))}**)"
             lines.append(
-                f"| {md(f.get('severity'))} | {md(f.get('kind'))} | {md(flow_label(f))} "
-                f"| {message} | {md(f.get('id'))} |"
+                f"| {md(f.severity)} | {md(f.kind)} | {md(flow_label(f))} "
+                f"| {message} | {md(f.id)} |"
             )
     for title, flows in (("New flows", diff.new_flows), ("Gone flows", diff.gone_flows)):
         lines += ["", f"## {title}", ""]

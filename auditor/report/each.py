@@ -14,10 +14,13 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.report import render
 from auditor.report._common import printable
+
+if TYPE_CHECKING:
+    from auditor.findings.model import AuditDocument
 
 __all__ = ["EACH_FORMATS", "render_each"]
 
@@ -25,16 +28,18 @@ EACH_FORMATS: tuple[str, ...] = ("table", "json", "sarif", "csv", "markdown")
 
 
 def render_each(
-    results: Sequence[tuple[str, Mapping[str, Any]]],
+    results: Sequence[tuple[str, AuditDocument | Mapping[str, Any]]],
     fmt: str,
     exit_code: int,
     *,
     color: bool = False,
+    width: int = 100,
 ) -> str:
-    """Render ``(label, result)`` pairs in ``fmt`` (one of ``EACH_FORMATS``)."""
+    """Render ``(label, result)`` pairs in ``fmt`` (one of ``EACH_FORMATS``); ``color`` and
+    ``width`` as for :func:`auditor.report.render`."""
     if fmt not in EACH_FORMATS:
         raise ValueError(f"--each writes {', '.join(EACH_FORMATS)}, not {fmt}")
-    texts = [(label, render(doc, fmt, color=color)) for label, doc in results]
+    texts = [(label, render(doc, fmt, color=color, width=width)) for label, doc in results]
     if fmt == "json":
         body = ",\n".join(text.rstrip("\n") for _, text in texts)
         return f'{{\n"exit_code": {int(exit_code)},\n"results": [\n{body}\n]\n}}\n'

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from auditor.report import json_
 from auditor.report._common import KINDS, SEVERITIES, flow_label, number, printable, short_time
+from auditor.report.grid import Column, grid
 from auditor.report.html import _CSP, _CSS, _SEVERITY_COLOURS, _e
 
 if TYPE_CHECKING:
@@ -31,36 +32,33 @@ def render_json(runs: Sequence[RunSummary]) -> str:
     return json_.render({"runs": [r.to_json() for r in runs]})
 
 
-def render_table(runs: Sequence[RunSummary]) -> str:
-    """One line per run, counts by severity, for a terminal."""
-    head: tuple[str, ...] = ("run", "started (UTC)", "captures", "packets", "flows", "findings")
-    head += (*SEVERITIES, "waived", "exit")
-    rows = []
-    for r in runs:
-        started = short_time(r.started)
-        rows.append(
-            (
-                str(r.id),
-                started + ("" if r.complete else " !"),
-                number(r.captures),
-                number(r.packets),
-                number(r.flows),
-                number(r.findings),
-                *(number(r.by_severity.get(s, 0)) for s in SEVERITIES),
-                number(r.waived),
-                str(r.exit_code),
-            )
-        )
-    if not rows:
+def render_table(runs: Sequence[RunSummary], width: int = 100) -> str:
+    """One line per run, counts by severity, for a terminal of ``width`` columns."""
+    if not runs:
         return "No runs in the store.\n"
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    lines = [
-        "  ".join(
-            v.ljust(w) if i == 1 else v.rjust(w)
-            for i, (v, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in (head, *rows)
+    columns = [
+        Column("run", overflow="keep", align="right"),
+        Column("started (UTC)", overflow="keep"),
+        *(
+            Column(h, overflow="keep", align="right")
+            for h in ("captures", "packets", "flows", "findings", *SEVERITIES, "waived", "exit")
+        ),
     ]
+    rows = [
+        (
+            r.id,
+            short_time(r.started) + ("" if r.complete else " !"),
+            number(r.captures),
+            number(r.packets),
+            number(r.flows),
+            number(r.findings),
+            *(number(r.by_severity.get(s, 0)) for s in SEVERITIES),
+            number(r.waived),
+            r.exit_code,
+        )
+        for r in runs
+    ]
+    lines = grid(columns, rows, width, rule=False)
     if any(not r.complete for r in runs):
         lines.append("! not every capture of the run was read whole")
     return "\n".join(lines) + "\n"
@@ -169,19 +167,19 @@ def _latest_diff(diff: Diff | None) -> str:
         )
     rows = []
     for f in diff.new_findings:
-        sev = str(f.get("severity") or "info")
-        waiver = f.get("waiver")
+        sev = f.severity or "info"
+        waiver = f.waiver
         waived = (
             f'<br><span class="badge status-ok">waived</span> {_e(waiver.get("reason"))}'
-            if isinstance(waiver, Mapping)
+            if waiver is not None
             else ""
         )
         rows.append(
             f'<tr><td><span class="badge sev-{_e(sev)}">{_e(sev)}</span></td>'
-            f"<td><code>{_e(f.get('kind'))}</code></td>"
+            f"<td><code>{_e(f.kind)}</code></td>"
             f'<td class="mono nowrap">{_e(flow_label(f))}</td>'
-            f'<td class="wrap">{_e(f.get("message"))}{waived}</td>'
-            f'<td class="mono nowrap">{_e(f.get("id"))}</td></tr>'
+            f'<td class="wrap">{_e(f.message)}{waived}</td>'
+            f'<td class="mono nowrap">{_e(f.id)}</td></tr>'
         )
     table = (
         "<table><thead><tr><th>Severity</th><th>Kind</th><th>Flow</th><th>Message</th>"

@@ -18,10 +18,10 @@ import html
 import re
 from collections.abc import Mapping
 
+from auditor.findings.model import AuditDocument, Finding, as_document
 from auditor.report._common import (
     KINDS,
     SEVERITIES,
-    Finding,
     PortCell,
     Result,
     as_list,
@@ -190,13 +190,11 @@ def _time(value: object) -> str:
     return f'<time datetime="{_e(value)}" title="{_e(value)}">{_e(short_time(value))}</time>'
 
 
-def _masthead(result: Result) -> str:
-    tool = result.get("tool") or {}
-    ruleset = result.get("ruleset") or {}
-    summary = result.get("summary") or {}
+def _masthead(result: AuditDocument) -> str:
+    tool, ruleset = result.tool, result.ruleset
     rules = as_list(ruleset.get("rules"))
     docs = ", ".join(str(d) for d in as_list(ruleset.get("source_documents")))
-    exit_code = summary.get("exit_code")
+    exit_code = result.summary.exit_code
     verdict_class = (
         {0: "pass", 1: "fail", 5: "fail"}.get(exit_code, "error")
         if isinstance(exit_code, int)
@@ -210,14 +208,14 @@ def _masthead(result: Result) -> str:
         exit_code if isinstance(exit_code, int) else -1,
         "Incomplete: not every capture was read whole",
     )
-    fail_on = result.get("fail_on")
+    fail_on = result.fail_on
     parts = [
         f'<div class="brand">{_e(tool.get("name") or "pcap-audit")} '
         f"{_e(tool.get('version') or '')} &middot; audit report</div>",
         f"<h1>{_e(ruleset.get('title') or ruleset.get('name') or 'Audit')}</h1>",
         f"<p>Ruleset <b>{_e(ruleset.get('name') or '?')}</b>: {len(rules)} rules from "
         f'<span class="mono">{_e(docs or "-")}</span></p>',
-        f"<p>Inventory <b>{_e(result.get('inventory') or 'none (roles inferred)')}</b>"
+        f"<p>Inventory <b>{_e(result.inventory or 'none (roles inferred)')}</b>"
         f" &middot; fail on <b>{_e(fail_on or '-')}</b></p>",
         f'<div class="verdict {verdict_class}">{_e(verdict)} (exit code {_e(exit_code)})</div>',
     ]
@@ -247,8 +245,8 @@ def _severity_svg(counts: Mapping[str, int]) -> str:
     )
 
 
-def _summary(result: Result) -> str:
-    summary = result.get("summary") or {}
+def _summary(result: AuditDocument) -> str:
+    summary = result.summary
     counts = severity_counts(result)
     cards = []
     for sev in SEVERITIES:
@@ -259,10 +257,10 @@ def _summary(result: Result) -> str:
             f'<div class="l">{_SEVERITY_TITLES[sev]}</div></div>'
         )
     for label, value in (
-        ("Packets", number(summary.get("packets"))),
-        ("Flows", number(summary.get("flows"))),
-        ("Coverage", human_duration(summary.get("coverage_s", summary.get("duration_s")))),
-        ("Capture span", human_duration(summary.get("duration_s"))),
+        ("Packets", number(summary.packets)),
+        ("Flows", number(summary.flows)),
+        ("Coverage", human_duration(summary.coverage_s)),
+        ("Capture span", human_duration(summary.duration_s)),
     ):
         cards.append(
             f'<div class="card"><div class="n">{_e(value)}</div><div class="l">{label}</div></div>'
@@ -290,31 +288,30 @@ def _summary(result: Result) -> str:
     )
 
 
-def _captures(result: Result) -> str:
+def _captures(result: AuditDocument) -> str:
     rows = []
-    for c in as_list(result.get("captures")):
-        if c.get("error"):
+    for c in result.captures:
+        if c.error:
             status = f'<span class="alert">not read: {_e(capture_error(c))}</span>'
-        elif c.get("duplicate_of"):
-            status = f'<span class="muted">same content as {_e(c.get("duplicate_of"))}</span>'
-        elif c.get("truncated"):
+        elif c.duplicate_of:
+            status = f'<span class="muted">same content as {_e(c.duplicate_of)}</span>'
+        elif c.truncated:
             status = f'<span class="badge sev-medium" title="{_e(truncation(c))}">truncated</span>'
-        elif c.get("complete") is False:
+        elif not c.complete:
             status = '<span class="badge sev-medium">incomplete</span>'
         else:
             status = '<span class="badge status-ok">read</span>'
-        errors = c.get("decode_errors") or {}
-        notes = [f"{_e(k)}: {_e(v)}" for k, v in errors.items()]
-        style = "alert" if c.get("complete") is False else "muted"
-        notes += [f'<span class="{style}">{_e(w)}</span>' for w in as_list(c.get("warnings"))]
+        notes = [f"{_e(k)}: {_e(v)}" for k, v in c.decode_errors.items()]
+        style = "alert" if not c.complete else "muted"
+        notes += [f'<span class="{style}">{_e(w)}</span>' for w in c.warnings]
         decode = "<br>".join(notes) or '<span class="muted">none</span>'
         rows.append(
-            f'<tr><td class="mono file">{_e(c.get("path"))}</td><td>{_e(c.get("format") or "-")}</td>'
-            f"<td>{_e(', '.join(str(x) for x in as_list(c.get('linktypes'))) or '-')}</td>"
-            f'<td class="num">{_e(number(c.get("packets")))}</td>'
-            f'<td class="num">{_e(human_bytes(c.get("bytes")))}</td>'
-            f'<td class="nowrap">{_time(c.get("first_seen"))}</td>'
-            f'<td class="nowrap">{_time(c.get("last_seen"))}</td>'
+            f'<tr><td class="mono file">{_e(c.path)}</td><td>{_e(c.format or "-")}</td>'
+            f"<td>{_e(', '.join(str(x) for x in c.linktypes) or '-')}</td>"
+            f'<td class="num">{_e(number(c.packets))}</td>'
+            f'<td class="num">{_e(human_bytes(c.bytes))}</td>'
+            f'<td class="nowrap">{_time(c.first_seen)}</td>'
+            f'<td class="nowrap">{_time(c.last_seen)}</td>'
             f'<td>{status}</td><td class="notes">{decode}</td></tr>'
         )
     body = "".join(rows) or '<tr><td colspan="9" class="muted">No captures.</td></tr>'
@@ -327,14 +324,10 @@ def _captures(result: Result) -> str:
 
 
 def _evidence(f: Finding) -> str:
-    rows = []
-    evidence = f.get("evidence") or {}
-    if isinstance(evidence, Mapping):
-        rows += [
-            f"<tr><th>{_e(k)}</th><td>{_e(scalar_text(v))}</td></tr>" for k, v in evidence.items()
-        ]
-    for label, key in (("flow ids", "flow_ids"), ("community ids", "community_ids")):
-        values = as_list(f.get(key))
+    rows = [
+        f"<tr><th>{_e(k)}</th><td>{_e(scalar_text(v))}</td></tr>" for k, v in f.evidence.items()
+    ]
+    for label, values in (("flow ids", f.flow_ids), ("community ids", f.community_ids)):
         if values:
             joined = "<br>".join(_e(v) for v in values)
             rows.append(f'<tr><th class="muted">{label}</th><td>{joined}</td></tr>')
@@ -362,11 +355,11 @@ def _quote(source: object) -> str:
 
 
 def _finding(f: Finding) -> str:
-    severity = str(f.get("severity") or "info")
-    kind = str(f.get("kind") or "?")
+    severity = f.severity or "info"
+    kind = f.kind or "?"
     title = KINDS.get(kind, (kind, "", ""))[0]
-    rule = f.get("rule_id")
-    first, last = f.get("first_seen"), f.get("last_seen")
+    rule = f.rule_id
+    first, last = f.first_seen, f.last_seen
     span = (
         f'<span title="{_e(first)} / {_e(last)}">{_e(time_span(first, last))}</span>'
         if first or last
@@ -382,17 +375,17 @@ def _finding(f: Finding) -> str:
         ("Seen", span),
         (
             "Traffic",
-            f"{_e(number(f.get('packets')))} packets, {_e(human_bytes(f.get('bytes')))}",
+            f"{_e(number(f.packets))} packets, {_e(human_bytes(f.bytes))}",
         ),
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     return (
-        f'<article class="finding sev-{_e(severity)}" id="{_e(_anchor(f.get("id")))}">'
+        f'<article class="finding sev-{_e(severity)}" id="{_e(_anchor(f.id))}">'
         f'<header><span class="badge">{_e(severity)}</span>'
         f'<span class="title">{_e(title)}</span><code class="kind">{_e(kind)}</code>'
-        f'<span class="fid mono">{_e(f.get("id"))}</span></header>'
-        f'<p class="message">{_e(f.get("message"))}</p>{_waiver(f)}'
-        f'<dl class="facts">{dl}</dl>{_quote(f.get("source"))}{_evidence(f)}</article>'
+        f'<span class="fid mono">{_e(f.id)}</span></header>'
+        f'<p class="message">{_e(f.message)}</p>{_waiver(f)}'
+        f'<dl class="facts">{dl}</dl>{_quote(f.source)}{_evidence(f)}</article>'
     )
 
 
@@ -403,8 +396,8 @@ def _waiver(f: Finding) -> str:
     return f'<p class="waiver"><span class="badge status-ok">waived</span> {_e(text)}</p>'
 
 
-def _findings(result: Result) -> str:
-    findings = as_list(result.get("findings"))
+def _findings(result: AuditDocument) -> str:
+    findings = result.findings
     parts = ['<section id="findings"><h2>Findings</h2>']
     if not findings:
         parts.append('<p class="muted">No findings.</p>')
@@ -435,8 +428,8 @@ def _role_name(role: str) -> str:
     return '<span class="alert">no role</span>' if role == "?" else _e(role)
 
 
-def _matrix(result: Result) -> str:
-    matrix = role_matrix(as_list(result.get("role_pairs")))
+def _matrix(result: AuditDocument) -> str:
+    matrix = role_matrix(result.role_pairs)
     intro = (
         '<p class="muted">Rows are source roles, columns destination roles. Each cell lists '
         "the destination ports between the two roles: what the vendor documents against "
@@ -484,9 +477,9 @@ def _confidence(value: object) -> str:
     )
 
 
-def _roles(result: Result) -> str:
+def _roles(result: AuditDocument) -> str:
     rows = []
-    for r in as_list(result.get("roles")):
+    for r in result.roles:
         roles = "".join(f'<span class="tag">{_e(x)}</span>' for x in as_list(r.get("roles")))
         names = "<br>".join(_e(n) for n in as_list(r.get("names")))
         evidence = "<br>".join(_e(x) for x in as_list(r.get("evidence")))
@@ -508,8 +501,8 @@ def _roles(result: Result) -> str:
 
 def render(result: Result) -> str:
     """The report as one self-contained HTML document."""
-    tool = result.get("tool") or {}
-    ruleset = result.get("ruleset") or {}
+    doc = as_document(result)
+    tool, ruleset = doc.tool, doc.ruleset
     name = f"{tool.get('name') or 'pcap-audit'} {tool.get('version') or ''}".strip()
     title = f"{name}: {ruleset.get('title') or ruleset.get('name') or 'audit report'}"
     return "\n".join(
@@ -525,13 +518,13 @@ def render(result: Result) -> str:
             f"<style>{_CSS}</style>",
             "</head>",
             "<body>",
-            _masthead(result),
+            _masthead(doc),
             "<main>",
-            _summary(result),
-            _captures(result),
-            _findings(result),
-            _matrix(result),
-            _roles(result),
+            _summary(doc),
+            _captures(doc),
+            _findings(doc),
+            _matrix(doc),
+            _roles(doc),
             "</main>",
             f'<footer class="page-footer">Generated by {_e(name)}. This page is self-contained: '
             "it loads nothing from the network and runs no script.</footer>",

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditor.findings.model import AuditDocument
 
 from auditor.escape import json_text
 
 _compact = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def render(result: Mapping[str, Any]) -> str:
-    """``result`` as UTF-8 JSON (laid out as the module says) with a trailing newline."""
-    return json_text(_layout(result, 0)) + "\n"
+def render(result: AuditDocument | Mapping[str, Any]) -> str:
+    """``result`` as UTF-8 JSON (laid out as the module says) with a trailing newline: a
+    document's ``to_json()``, a dict (a saved result, the flows' document) as it is."""
+    doc = result if isinstance(result, Mapping) else result.to_json()
+    return json_text(_layout(doc, 0)) + "\n"
 
 
 def _layout(value: Any, depth: int) -> str:

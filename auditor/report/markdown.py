@@ -10,10 +10,9 @@ inside a value become spaces so that a value cannot start a new block.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
+from auditor.findings.model import AuditDocument, Finding, as_document
 from auditor.report._common import (
-    Finding,
     Result,
     as_list,
     capture_error,
@@ -54,16 +53,14 @@ def _cell(value: object) -> str:
 
 
 def _span(finding: Finding) -> str:
-    first, last = finding.get("first_seen"), finding.get("last_seen")
+    first, last = finding.first_seen, finding.last_seen
     if not first and not last:
         return "not seen"
     return f"{md(first or '?')} to {md(last or '?')}"
 
 
-def _summary(result: Result) -> list[str]:
-    tool = result.get("tool") or {}
-    ruleset = result.get("ruleset") or {}
-    summary = result.get("summary") or {}
+def _summary(result: AuditDocument) -> list[str]:
+    tool, ruleset, summary = result.tool, result.ruleset, result.summary
     title = md(ruleset.get("title") or ruleset.get("name") or "audit")
     lines = [f"# pcap-audit report: {title}", ""]
     lines.append(
@@ -75,30 +72,30 @@ def _summary(result: Result) -> list[str]:
     counts = severity_counts(result)
     total = sum(counts.values())
     by_sev = ", ".join(f"{n} {md(s)}" for s, n in counts.items())
-    exit_text = f"exit code {md(summary.get('exit_code'))}"
-    if result.get("fail_on"):
-        exit_text += f" (fail on {md(result.get('fail_on'))})"
+    exit_text = f"exit code {md(summary.exit_code)}"
+    if result.fail_on:
+        exit_text += f" (fail on {md(result.fail_on)})"
     lines.append(f"- **{total} findings**: {by_sev}; {exit_text}")
     lines.append(
-        f"- {number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows, "
+        f"- {number(summary.packets)} packets, {number(summary.flows)} flows, "
         f"{time_covered(summary)}"
     )
-    if summary.get("skipped_files"):
-        lines.append(f"- {number(summary.get('skipped_files'))} files skipped (not captures)")
-    if result.get("inventory"):
-        lines.append(f"- Inventory: {md(result.get('inventory'))}")
-    for capture in as_list(result.get("captures")):
-        path = md(capture.get("path"))
-        if capture.get("error"):
+    if summary.skipped_files:
+        lines.append(f"- {number(summary.skipped_files)} files skipped (not captures)")
+    if result.inventory:
+        lines.append(f"- Inventory: {md(result.inventory)}")
+    for capture in result.captures:
+        path = md(capture.path)
+        if capture.error:
             lines.append(f"- Capture {path}: **not read**: {md(capture_error(capture))}")
-        elif capture.get("duplicate_of"):
-            lines.append(f"- Capture {path}: same content as {md(capture.get('duplicate_of'))}")
+        elif capture.duplicate_of:
+            lines.append(f"- Capture {path}: same content as {md(capture.duplicate_of)}")
         else:
             problems = capture_problems(capture)
-            note = "; **incomplete**" if capture.get("complete") is False else ""
+            note = "; **incomplete**" if not capture.complete else ""
             lines.append(
-                f"- Capture {path}: {md(capture.get('format') or '?')}, "
-                f"{number(capture.get('packets'))} packets{note}"
+                f"- Capture {path}: {md(capture.format or '?')}, "
+                f"{number(capture.packets)} packets{note}"
             )
             lines += [f"  - {md(p)}" for p in problems]
     kinds = kind_counts(result)
@@ -116,38 +113,36 @@ def _table(findings: list[Finding]) -> list[str]:
     for n, f in enumerate(findings, start=1):
         cells = [
             str(n),
-            _cell(f.get("severity")),
-            _cell(f.get("kind")),
+            _cell(f.severity),
+            _cell(f.kind),
             md(flow_label(f)),
             md(role_label(f)),
-            _cell(f.get("rule_id")),
-            _cell(f.get("message")) + (f" (**{md(waiver_text(f))}**)" if waiver_text(f) else ""),
+            _cell(f.rule_id),
+            _cell(f.message) + (f" (**{md(waiver_text(f))}**)" if waiver_text(f) else ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def _detail(n: int, f: Finding) -> list[str]:
-    severity = md(str(f.get("severity") or "info").upper())
-    lines = [f"### {n}. {severity} {md(f.get('kind'))}: {md(flow_label(f))}", ""]
-    lines.append(md(f.get("message"), line_start=True))
+    severity = md((f.severity or "info").upper())
+    lines = [f"### {n}. {severity} {md(f.kind)}: {md(flow_label(f))}", ""]
+    lines.append(md(f.message, line_start=True))
     lines.append("")
-    lines.append(f"- Finding id: {md(f.get('id'))}")
+    lines.append(f"- Finding id: {md(f.id)}")
     if waiver_text(f):
         lines.append(f"- **{md(waiver_text(f))}**")
-    lines.append(f"- Roles: {md(role_label(f))}; rule: {_cell(f.get('rule_id'))}")
-    lines.append(
-        f"- Seen: {number(f.get('packets'))} packets, {human_bytes(f.get('bytes'))}, {_span(f)}"
-    )
-    community = as_list(f.get("community_ids"))
+    lines.append(f"- Roles: {md(role_label(f))}; rule: {_cell(f.rule_id)}")
+    lines.append(f"- Seen: {number(f.packets)} packets, {human_bytes(f.bytes)}, {_span(f)}")
+    community = f.community_ids
     if community:
         lines.append(f"- Community IDs: {md(', '.join(str(c) for c in community))}")
-    evidence = f.get("evidence") or {}
-    if isinstance(evidence, Mapping) and evidence:
+    evidence = f.evidence
+    if evidence:
         lines.append("- Evidence:")
         lines += [f"  - {md(k)}: {md(scalar_text(v))}" for k, v in evidence.items()]
-    source = f.get("source")
-    if isinstance(source, Mapping) and source.get("text"):
+    source = f.source
+    if source is not None and source.get("text"):
         lines.append("")
         lines += [
             f"> {md(line, line_start=True)}"
@@ -160,8 +155,9 @@ def _detail(n: int, f: Finding) -> list[str]:
 
 def render(result: Result) -> str:
     """The report as Markdown, ending with a newline."""
-    lines = _summary(result)
-    findings = as_list(result.get("findings"))
+    doc = as_document(result)
+    lines = _summary(doc)
+    findings = doc.findings
     lines += ["", "## Findings", ""]
     if not findings:
         lines.append("No findings.")

@@ -29,10 +29,10 @@ from typing import Any
 from urllib.parse import quote
 
 from auditor.escape import json_text
+from auditor.findings.model import AuditDocument, CaptureRecord, Finding, as_document
 from auditor.report._common import (
     KINDS,
     SEVERITIES,
-    Finding,
     Result,
     as_list,
     capture_error,
@@ -165,20 +165,20 @@ def _kind_rule(kind: str, severity: str, rule_id: str | None = None) -> dict[str
     }
 
 
-def _rules(result: Result) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _rules(result: AuditDocument) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rules findings refer to, and each finding's rule id -> index in that list."""
-    ruleset = result.get("ruleset") or {}
+    ruleset = result.ruleset
     known = {str(r.get("id")): r for r in as_list(ruleset.get("rules"))}
     for deny in as_list(ruleset.get("deny")):  # what prohibited_flow findings cite
         known.setdefault(str(deny.get("id")), _deny_as_rule(deny))
-    findings = as_list(result.get("findings"))
+    findings = result.findings
     cited: dict[str, list[str]] = {}
     kinds: dict[str, list[str]] = {}
     for finding in findings:
-        severity = str(finding.get("severity") or "info")
-        rule_id = finding.get("rule_id")
+        severity = finding.severity or "info"
+        rule_id = finding.rule_id
         if rule_id is None:
-            kinds.setdefault(str(finding.get("kind")), []).append(severity)
+            kinds.setdefault(finding.kind, []).append(severity)
         else:
             cited.setdefault(str(rule_id), []).append(severity)
 
@@ -189,7 +189,7 @@ def _rules(result: Result) -> tuple[list[dict[str, Any]], dict[str, int]]:
     for rid in in_ruleset_order:
         rules.append(_ruleset_rule(known[rid], name, _most_severe(cited[rid])))
     for rid in unknown:  # a finding citing a rule its ruleset lacks: describe it by kind
-        kind = next(str(f.get("kind")) for f in findings if str(f.get("rule_id")) == rid)
+        kind = next(f.kind for f in findings if str(f.rule_id) == rid)
         rules.append(_kind_rule(kind, _most_severe(cited[rid]), rule_id=rid))
     ordered_kinds = [k for k in KINDS if k in kinds] + [k for k in kinds if k not in KINDS]
     for kind in ordered_kinds:
@@ -206,10 +206,10 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
 
-def _overlaps(capture: Mapping[str, Any], finding: Finding) -> bool:
-    start, end = _parse_time(capture.get("first_seen")), _parse_time(capture.get("last_seen"))
-    f_start = _parse_time(finding.get("first_seen"))
-    f_end = _parse_time(finding.get("last_seen")) or f_start
+def _overlaps(capture: CaptureRecord, finding: Finding) -> bool:
+    start, end = _parse_time(capture.first_seen), _parse_time(capture.last_seen)
+    f_start = _parse_time(finding.first_seen)
+    f_end = _parse_time(finding.last_seen) or f_start
     if None in (start, end, f_start, f_end):
         return True
     try:
@@ -219,10 +219,7 @@ def _overlaps(capture: Mapping[str, Any], finding: Finding) -> bool:
 
 
 def _logical_location(finding: Finding) -> dict[str, Any]:
-    fq = (
-        f"{finding.get('src_role') or '?'} -> {finding.get('dst_role') or '?'}: "
-        f"{flow_label(finding)}"
-    )
+    fq = f"{finding.src_role or '?'} -> {finding.dst_role or '?'}: {flow_label(finding)}"
     return {"name": flow_label(finding), "fullyQualifiedName": fq, "kind": "flow"}
 
 
@@ -231,7 +228,7 @@ def _artifact_location(index: int, uri: str) -> dict[str, Any]:
 
 
 def _locations(
-    finding: Finding, readable: list[tuple[int, str, Mapping[str, Any]]]
+    finding: Finding, readable: list[tuple[int, str, CaptureRecord]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The primary location and related locations of a finding.
 
@@ -255,24 +252,24 @@ def _locations(
 def _result(
     finding: Finding,
     rule_index: Mapping[str, int],
-    readable: list[tuple[int, str, Mapping[str, Any]]],
+    readable: list[tuple[int, str, CaptureRecord]],
 ) -> dict[str, Any]:
-    kind = str(finding.get("kind"))
-    rule_id = finding.get("rule_id")
+    kind = finding.kind
+    rule_id = finding.rule_id
     rid = str(rule_id) if rule_id is not None else _kind_rule_id(kind)
     locations, related = _locations(finding, readable)
     out: dict[str, Any] = {
         "ruleId": rid,
         "ruleIndex": rule_index[rid],
-        "level": level(finding.get("severity")),
-        "message": {"text": str(finding.get("message") or KINDS.get(kind, ("", kind, ""))[1])},
+        "level": level(finding.severity),
+        "message": {"text": finding.message or KINDS.get(kind, ("", kind, ""))[1]},
         "locations": locations,
     }
     if related:
         out["relatedLocations"] = related
-    out["partialFingerprints"] = {FINGERPRINT_KEY: str(finding.get("id"))}
-    waiver = finding.get("waiver")
-    if isinstance(waiver, Mapping):  # a waived finding: suppressed, with the reason
+    out["partialFingerprints"] = {FINGERPRINT_KEY: finding.id}
+    waiver = finding.waiver
+    if waiver is not None:  # a waived finding: suppressed, with the reason
         out["suppressions"] = [
             {
                 "kind": "external",
@@ -282,72 +279,69 @@ def _result(
             }
         ]
     out["properties"] = {
-        "id": finding.get("id"),
+        "id": finding.id,
         "kind": kind,
-        "severity": finding.get("severity"),
-        "src_ip": finding.get("src_ip"),
-        "dst_ip": finding.get("dst_ip"),
-        "dst_port": finding.get("dst_port"),
-        "proto": finding.get("proto"),
-        "src_role": finding.get("src_role"),
-        "dst_role": finding.get("dst_role"),
-        "first_seen": finding.get("first_seen"),
-        "last_seen": finding.get("last_seen"),
-        "packets": finding.get("packets"),
-        "bytes": finding.get("bytes"),
-        "flow_ids": as_list(finding.get("flow_ids")),
-        "community_ids": as_list(finding.get("community_ids")),
-        "evidence": finding.get("evidence") or {},
-        "source": finding.get("source"),
-        "tags": [kind, str(finding.get("severity"))],
+        "severity": finding.severity,
+        "src_ip": finding.src_ip,
+        "dst_ip": finding.dst_ip,
+        "dst_port": finding.dst_port,
+        "proto": finding.proto,
+        "src_role": finding.src_role,
+        "dst_role": finding.dst_role,
+        "first_seen": finding.first_seen,
+        "last_seen": finding.last_seen,
+        "packets": finding.packets,
+        "bytes": finding.bytes,
+        "flow_ids": list(finding.flow_ids),
+        "community_ids": list(finding.community_ids),
+        "evidence": dict(finding.evidence),
+        "source": dict(finding.source) if finding.source is not None else None,
+        "tags": [kind, finding.severity],
     }
     return out
 
 
-def _artifact(capture: Mapping[str, Any]) -> dict[str, Any]:
+def _artifact(capture: CaptureRecord) -> dict[str, Any]:
     artifact: dict[str, Any] = {
-        "location": {"uri": capture_uri(capture.get("path"))},
+        "location": {"uri": capture_uri(capture.path)},
         "roles": ["analysisTarget"],
     }
-    mime = _MIME_TYPES.get(str(capture.get("format")))
+    mime = _MIME_TYPES.get(str(capture.format))
     if mime:
         artifact["mimeType"] = mime
-    artifact["properties"] = {k: v for k, v in capture.items() if k != "path"}
+    artifact["properties"] = {k: v for k, v in capture.to_json().items() if k != "path"}
     return artifact
 
 
-def _notifications(captures: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _notifications(captures: Sequence[CaptureRecord]) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = []
     for index, capture in enumerate(captures):
-        where = [_artifact_location(index, capture_uri(capture.get("path")))]
-        if capture.get("error"):
-            text = f"{capture.get('path')}: {capture_error(capture)}"
+        path = capture.path
+        where = [_artifact_location(index, capture_uri(path))]
+        if capture.error:
+            text = f"{path}: {capture_error(capture)}"
             notes.append({"level": "error", "message": {"text": text}, "locations": where})
-        if capture.get("truncated"):
-            text = f"{capture.get('path')}: {truncation(capture)}."
+        if capture.truncated:
+            text = f"{path}: {truncation(capture)}."
             notes.append({"level": "warning", "message": {"text": text}, "locations": where})
-        for warning in as_list(capture.get("warnings")):
-            text = f"{capture.get('path')}: {warning}"
+        for warning in capture.warnings:
+            text = f"{path}: {warning}"
             notes.append({"level": "warning", "message": {"text": text}, "locations": where})
-        errors = capture.get("decode_errors") or {}
+        errors = capture.decode_errors
         if errors:
             counts = ", ".join(f"{reason} x{n}" for reason, n in errors.items())
-            text = f"{capture.get('path')}: packets that could not be fully decoded: {counts}."
+            text = f"{path}: packets that could not be fully decoded: {counts}."
             notes.append({"level": "note", "message": {"text": text}, "locations": where})
     return notes
 
 
 def to_sarif(result: Result) -> dict[str, Any]:
     """The SARIF log for ``result``, as a dict."""
-    tool = result.get("tool") or {}
-    ruleset = result.get("ruleset") or {}
-    summary = result.get("summary") or {}
-    captures: list[Mapping[str, Any]] = as_list(result.get("captures"))
-    rules, rule_index = _rules(result)
-    readable = [
-        (i, capture_uri(c.get("path")), c) for i, c in enumerate(captures) if not c.get("error")
-    ]
-    exit_code = summary.get("exit_code")
+    doc = as_document(result)
+    tool, ruleset, summary, captures = doc.tool, doc.ruleset, doc.summary, doc.captures
+    rules, rule_index = _rules(doc)
+    readable = [(i, capture_uri(c.path), c) for i, c in enumerate(captures) if not c.error]
+    exit_code = summary.exit_code
     invocation: dict[str, Any] = {
         "executionSuccessful": exit_code in (0, 1),
     }
@@ -357,8 +351,8 @@ def to_sarif(result: Result) -> dict[str, Any]:
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
     invocation["properties"] = {
-        "fail_on": result.get("fail_on"),
-        "inventory": result.get("inventory"),
+        "fail_on": doc.fail_on,
+        "inventory": doc.inventory,
     }
     version = str(tool.get("version") or "")
     driver: dict[str, Any] = {
@@ -374,14 +368,14 @@ def to_sarif(result: Result) -> dict[str, Any]:
         "automationDetails": {"id": f"pcap-audit/{ruleset.get('name') or 'ruleset'}/"},
         "artifacts": [_artifact(c) for c in captures],
         "invocations": [invocation],
-        "results": [_result(f, rule_index, readable) for f in as_list(result.get("findings"))],
+        "results": [_result(f, rule_index, readable) for f in doc.findings],
         "properties": {
             "ruleset": {
                 "name": ruleset.get("name"),
                 "title": ruleset.get("title"),
                 "source_documents": as_list(ruleset.get("source_documents")),
             },
-            "summary": dict(summary),
+            "summary": summary.to_json(),
         },
     }
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}

@@ -8,13 +8,12 @@ wraps badly (each line is cut at 160 characters).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from auditor.findings.model import Finding, as_document
 from auditor.report._common import (
     SEVERITIES,
     Result,
-    as_list,
     flow_label,
     human_duration,
     number,
@@ -29,50 +28,47 @@ MAX_LINES = 10
 WIDTH = 160
 
 
-def _counts(findings: list[Mapping[str, Any]]) -> str:
+def _counts(findings: list[Finding]) -> str:
     by = {s: 0 for s in SEVERITIES}
     for f in findings:
-        by[str(f.get("severity"))] = by.get(str(f.get("severity")), 0) + 1
+        by[f.severity] = by.get(f.severity, 0) + 1
     return ", ".join(f"{n} {s}" for s, n in by.items() if n) or "none"
 
 
 def render(result: Result, diff: Diff | None = None) -> str:
     """The summary of ``result``; with ``diff`` (this result against a baseline), what
     is new since the baseline."""
-    ruleset = result.get("ruleset") or {}
-    summary = result.get("summary") or {}
-    findings = [f for f in as_list(result.get("findings")) if isinstance(f, Mapping)]
-    counts = severity_counts(result)
+    doc = as_document(result)
+    ruleset, summary, findings = doc.ruleset, doc.summary, doc.findings
+    counts = severity_counts(doc)
     total = sum(counts.values())
-    waived = sum(1 for f in findings if f.get("waiver"))
+    waived = sum(1 for f in findings if f.waiver is not None)
     head = (
         f"pcap-audit {printable(ruleset.get('name') or '?')}: {total} findings "
         f"({', '.join(f'{counts.get(s, 0)} {s}' for s in SEVERITIES)})"
     )
     if waived:
         head += f", {waived} waived"
-    head += f"; exit code {printable(summary.get('exit_code'))}"
-    if result.get("fail_on"):
-        head += f" (fail on {printable(result.get('fail_on'))})"
-    captures = as_list(result.get("captures"))
+    head += f"; exit code {printable(summary.exit_code)}"
+    if doc.fail_on:
+        head += f" (fail on {printable(doc.fail_on)})"
+    captures = doc.captures
     lines = [
         head,
         f"{len(captures)} capture{'s' if len(captures) != 1 else ''}, "
-        f"{number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows, "
-        f"capture span {human_duration(summary.get('duration_s'))}",
+        f"{number(summary.packets)} packets, {number(summary.flows)} flows, "
+        f"capture span {human_duration(summary.duration_s)}",
     ]
-    broken = [
-        c for c in captures if c.get("error") or c.get("truncated") or c.get("complete") is False
-    ]
+    broken = [c for c in captures if c.error or c.truncated or not c.complete]
     if broken:
         lines.append(
             f"! {len(broken)} capture(s) not read whole: "
-            + ", ".join(printable(c.get("path")) for c in broken[:3])
+            + ", ".join(printable(c.path) for c in broken[:3])
             + (" ..." if len(broken) > 3 else "")
         )
     new_ids: set[Any] = set()
     if diff is not None:
-        new_ids = {f.get("id") for f in diff.new_findings}
+        new_ids = {f.id for f in diff.new_findings}
         if diff.baseline is None:
             lines.append("New: no baseline to compare with (the store's first run)")
         else:
@@ -85,9 +81,9 @@ def render(result: Result, diff: Diff | None = None) -> str:
     ranked = sorted(
         findings,
         key=lambda f: (
-            bool(f.get("waiver")),
-            f.get("id") not in new_ids,
-            order.get(str(f.get("severity")), len(order)),
+            f.waiver is not None,
+            f.id not in new_ids,
+            order.get(f.severity, len(order)),
         ),
     )
     room = MAX_LINES - len(lines) - 1
@@ -95,11 +91,11 @@ def render(result: Result, diff: Diff | None = None) -> str:
         shown = ranked[: room if len(ranked) <= room else room - 1]
         lines.append("Top findings:")
         for f in shown:
-            mark = " NEW" if f.get("id") in new_ids else ""
-            mark += " (waived)" if f.get("waiver") else ""
+            mark = " NEW" if f.id in new_ids else ""
+            mark += " (waived)" if f.waiver is not None else ""
             lines.append(
-                f"  {str(f.get('severity')).upper():6} {printable(f.get('kind'))} "
-                f"{printable(flow_label(f))} {printable(f.get('id'))}{mark}"
+                f"  {f.severity.upper():6} {printable(f.kind)} "
+                f"{printable(flow_label(f))} {printable(f.id)}{mark}"
             )
         if len(shown) < len(ranked):
             lines.append(f"  ... and {len(ranked) - len(shown)} more")

@@ -10,13 +10,11 @@ the cursor or clear the screen.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
 
+from auditor.findings.model import AuditDocument, Finding, as_document
 from auditor.report._common import (
     SEVERITIES,
-    Finding,
     Result,
-    as_list,
     capture_error,
     capture_problems,
     citation,
@@ -69,19 +67,17 @@ def _wrap(text: str, width: int, indent: str = INDENT, first: str | None = None)
     return wrapper.wrap(text) or [indent.rstrip()]
 
 
-def _header(result: Result, width: int, paint: _Painter) -> list[str]:
-    tool = result.get("tool") or {}
-    ruleset = result.get("ruleset") or {}
-    summary = result.get("summary") or {}
-    captures = as_list(result.get("captures"))
+def _header(result: AuditDocument, width: int, paint: _Painter) -> list[str]:
+    tool, ruleset, summary = result.tool, result.ruleset, result.summary
+    captures = result.captures
     title = f"{printable(tool.get('name') or 'pcap-audit')} {printable(tool.get('version') or '')}"
     title += f" - ruleset {printable(ruleset.get('name') or '?')}"
     if ruleset.get("title"):
         title += f": {printable(ruleset.get('title'))}"
     lines = [paint(line, _BOLD) for line in _wrap(title, width, indent="")]
-    unreadable = sum(1 for c in captures if c.get("error"))
-    incomplete = sum(1 for c in captures if not c.get("error") and c.get("complete") is False)
-    duplicates = sum(1 for c in captures if c.get("duplicate_of"))
+    unreadable = sum(1 for c in captures if c.error)
+    incomplete = sum(1 for c in captures if not c.error and not c.complete)
+    duplicates = sum(1 for c in captures if c.duplicate_of)
     facts = f"{len(captures)} capture{'s' if len(captures) != 1 else ''}"
     notes = [
         f"{n} {what}"
@@ -95,23 +91,23 @@ def _header(result: Result, width: int, paint: _Painter) -> list[str]:
     if notes:
         facts += f" ({', '.join(notes)})"
     facts += (
-        f", {number(summary.get('packets'))} packets, {number(summary.get('flows'))} flows,"
+        f", {number(summary.packets)} packets, {number(summary.flows)} flows,"
         f" {time_covered(summary)}"
     )
-    skipped = summary.get("skipped_files")
+    skipped = summary.skipped_files
     if skipped:
         facts += f", {number(skipped)} file{'s' if skipped != 1 else ''} skipped (not captures)"
-    if result.get("inventory"):
-        facts += f", inventory {printable(result.get('inventory'))}"
+    if result.inventory:
+        facts += f", inventory {printable(result.inventory)}"
     lines += _wrap(facts, width, indent="")
     for capture in captures:
-        path = printable(capture.get("path"))
-        if capture.get("error"):
+        path = printable(capture.path)
+        if capture.error:
             text = f"! {path}: {capture_error(capture)}"
             lines += [paint(x, _SEVERITY_STYLE["high"]) for x in _wrap(text, width, "  ", "")]
             continue
-        style = _SEVERITY_STYLE["medium"] if capture.get("complete") is False else _DIM
-        mark = "!" if capture.get("complete") is False else "-"
+        style = _SEVERITY_STYLE["medium"] if not capture.complete else _DIM
+        mark = "!" if not capture.complete else "-"
         problems = capture_problems(capture)
         for problem in problems[:MAX_CAPTURE_LINES]:
             lines += [paint(x, style) for x in _wrap(f"{mark} {path}: {problem}", width, "  ", "")]
@@ -122,11 +118,11 @@ def _header(result: Result, width: int, paint: _Painter) -> list[str]:
 
 
 def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
-    severity = str(finding.get("severity") or "info")
+    severity = finding.severity or "info"
     tag = severity.upper()[:7].ljust(len(INDENT))
     style = _SEVERITY_STYLE.get(severity, _BOLD)
-    kind = printable(finding.get("kind"))
-    ident = printable(finding.get("id"))
+    kind = printable(finding.kind)
+    ident = printable(finding.id)
     label = paint(tag.rstrip(), style) + " " * (len(tag) - len(tag.rstrip()))
     lines: list[str] = []
     gap = width - len(tag) - len(kind) - len(ident)
@@ -139,27 +135,27 @@ def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
         lines += [paint(x, _DIM) for x in _wrap(f"id {ident}", width)]
 
     where = flow_label(finding)
-    if finding.get("src_ip") or finding.get("dst_ip"):  # else the label names the roles
+    if finding.src_ip or finding.dst_ip:  # else the label names the roles
         where += f"   {role_label(finding)}"
-    rule = finding.get("rule_id")
+    rule = finding.rule_id
     where += f"   rule {printable(rule)}" if rule else "   no rule"
     lines += _wrap(where, width)
-    lines += _wrap(printable(finding.get("message")), width)
+    lines += _wrap(printable(finding.message), width)
     if waiver_text(finding):
         lines += [paint(x, _BOLD) for x in _wrap(waiver_text(finding), width)]
     seen = (
-        f"{number(finding.get('packets'))} packets, {human_bytes(finding.get('bytes'))}, "
-        f"{time_span(finding.get('first_seen'), finding.get('last_seen'))}"
+        f"{number(finding.packets)} packets, {human_bytes(finding.bytes)}, "
+        f"{time_span(finding.first_seen, finding.last_seen)}"
     )
     lines += [paint(x, _DIM) for x in _wrap(seen, width)]
 
-    evidence = finding.get("evidence") or {}
-    if isinstance(evidence, Mapping) and evidence:
+    evidence = finding.evidence
+    if evidence:
         text = "; ".join(f"{printable(k)}: {scalar_text(v)}" for k, v in evidence.items())
         lines += _wrap(text, width)
 
-    source = finding.get("source")
-    if isinstance(source, Mapping) and source.get("text"):
+    source = finding.source
+    if source is not None and source.get("text"):
         quote = printable(source.get("text"))
         if len(quote) > QUOTE_LIMIT:
             quote = quote[: QUOTE_LIMIT - 3].rstrip() + "..."
@@ -167,17 +163,16 @@ def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
     return lines
 
 
-def _footer(result: Result, width: int, paint: _Painter) -> list[str]:
+def _footer(result: AuditDocument, width: int, paint: _Painter) -> list[str]:
     counts = severity_counts(result)
     total = sum(counts.values())
     parts = []
     for sev in [*SEVERITIES, *(s for s in counts if s not in SEVERITIES)]:
         n = counts.get(sev, 0)
         parts.append(paint(f"{n} {sev}", _SEVERITY_STYLE.get(sev, "")) if n else f"0 {sev}")
-    summary = result.get("summary") or {}
-    plain_tail = f" | exit code {printable(summary.get('exit_code'))}"
-    if result.get("fail_on"):
-        plain_tail += f" (fail on {printable(result.get('fail_on'))})"
+    plain_tail = f" | exit code {printable(result.summary.exit_code)}"
+    if result.fail_on:
+        plain_tail += f" (fail on {printable(result.fail_on)})"
     head = f"{total} finding{'s' if total != 1 else ''}: "
     plain = head + ", ".join(
         f"{counts.get(s, 0)} {s}"
@@ -193,10 +188,11 @@ def render(result: Result, *, color: bool = False, width: int = WIDTH) -> str:
 
     ``color`` adds ANSI colours; the caller decides (a TTY, no ``NO_COLOR``).
     """
+    doc = as_document(result)
     paint = _Painter(color)
     rule = "-" * width
-    lines = _header(result, width, paint)
-    findings = as_list(result.get("findings"))
+    lines = _header(doc, width, paint)
+    findings = doc.findings
     for severity, group in group_by_severity(findings):
         title = f"{severity.upper()} ({len(group)})"
         lines += ["", paint(title, _SEVERITY_STYLE.get(severity, _BOLD)), paint(rule, _DIM)]
@@ -206,10 +202,10 @@ def render(result: Result, *, color: bool = False, width: int = WIDTH) -> str:
             lines += _finding(finding, width, paint)
     if not findings:
         lines += ["", "No findings."]
-    kinds = kind_counts(result)
+    kinds = kind_counts(doc)
     lines.append("")
     if kinds:
         by_kind = ", ".join(f"{printable(k)} {n}" for k, n in kinds.items())
         lines += _wrap(f"by kind: {by_kind}", width, indent="")
-    lines += _footer(result, width, paint)
+    lines += _footer(doc, width, paint)
     return "\n".join(lines) + "\n"

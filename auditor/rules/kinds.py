@@ -1,4 +1,5 @@
-"""The finding kinds: one table for the engine, the ruleset loader, the renderers and the docs.
+"""The finding kinds and severities: one table for the engine, the ruleset loader, the
+renderers and the docs.
 
 Each kind has its default severity (a rule or deny entry may override it), a title and two
 descriptions. The order of the table is the order reports list kinds in (after severity).
@@ -9,6 +10,9 @@ renderers title it and the README's table (tests/test_docs check) mention it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: Severities, highest first: the order findings sort and reports count them in.
+SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,6 @@ KIND_BY_NAME: dict[str, FindingKind] = {k.name: k for k in KIND_TABLE}
 FINDING_KINDS: tuple[str, ...] = tuple(k.name for k in KIND_TABLE)
 #: kind -> default severity
 DEFAULT_SEVERITY: dict[str, str] = {k.name: k.severity for k in KIND_TABLE}
+
+if any(k.severity not in SEVERITIES for k in KIND_TABLE):  # pragma: no cover (a typo here)
+    raise ValueError("a finding kind's default severity is not one of SEVERITIES")

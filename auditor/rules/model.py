@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from auditor.rules.kinds import FINDING_KINDS as FINDING_KINDS  # the kinds' table lives there
+from auditor.rules.kinds import SEVERITIES as SEVERITIES
 from auditor.rules.vocabulary import encrypted, vocabulary
 
 Proto = Literal["tcp", "udp"]
@@ -31,8 +32,6 @@ PEERS: tuple[str, ...] = ("any", "internet")
 SECURITY: dict[str, tuple[bool, str]] = vocabulary().security
 APPS: tuple[str, ...] = tuple(vocabulary().apps)
 
-#: Severities, highest first.
-SEVERITIES: tuple[str, ...] = ("high", "medium", "low", "info")
 
 #: TLS versions, oldest first: a policy's minimum is one of them.
 TLS_VERSIONS: tuple[str, ...] = ("SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3")

@@ -41,6 +41,7 @@ import pyarrow as pa
 from auditor import duck
 from auditor._flowid import identify
 from auditor.errors import CaptureError
+from auditor.sources.record import CaptureRecord
 
 if TYPE_CHECKING:
     import duckdb
@@ -293,7 +294,7 @@ _PROTO_NUMS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58, "sctp": 132}
 
 def read_zeek(
     directory: str | os.PathLike[str], index: int, schema: pa.Schema
-) -> tuple[dict[str, Any], pa.Table]:
+) -> tuple[CaptureRecord, pa.Table]:
     """The capture record and the flow table (with ``schema``, the flow builder's) of a
     directory of Zeek logs; ``index`` is its position among the run's inputs."""
     d = Path(directory)
@@ -329,7 +330,7 @@ def read_zeek(
     firsts, lasts = result.column("first_ns"), result.column("last_ns")
     packets = sum(int(result.column(c).to_numpy().sum()) for c in ("packets_fwd", "packets_rev"))
     nbytes = sum(int(result.column(c).to_numpy().sum()) for c in ("bytes_fwd", "bytes_rev"))
-    record = {
+    record = {  # the contract's order (CaptureRecord writes it in its own, the same)
         "path": str(d),
         "format": "zeek",
         "compressed": any(p.name.endswith(".gz") for p in paths["conn"]),
@@ -346,7 +347,7 @@ def read_zeek(
         "error": None,
         "complete": complete,
     }
-    return record, table
+    return CaptureRecord.from_json(record), table
 
 
 def _flow_table(result: pa.Table, index: int, schema: pa.Schema) -> pa.Table:

@@ -82,6 +82,18 @@ def _check_file(path: Path) -> bool:
     return True
 
 
+def is_duckdb_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a readable regular file holding a DuckDB database (a store given
+    where a capture is expected, say). A pipe is not read: its bytes are the capture's."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(12)[8:12] == _MAGIC
+    except OSError:
+        return False
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     import duckdb
 
@@ -189,6 +201,31 @@ def open_store(
             yield con
         finally:
             con.close()
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str], notify: Notify | None = None) -> Iterator[int]:
+    """The store at ``path`` checked for reading it as it is: its schema version, for as
+    long as the block runs under the shared lock (no run is recorded meanwhile).
+
+    Unlike `open_store`, never creates a store and never migrates one: an older store is
+    read at its own version. StoreError for a missing path, an empty file, a file that is
+    not a store and a store from a newer pcap-audit.
+    """
+    p = Path(path)
+    if not _check_file(p):
+        if p.exists():
+            raise StoreError(p, "not a pcap-audit store: an empty file")
+        raise StoreError(p, "no such store (an audit with --store creates it)")
+    with _locked(p, False, notify):
+        con = _connect(p, read_only=True)
+        try:
+            version = _version(con, p)
+        finally:
+            con.close()
+        if version is None:
+            raise StoreError(p, "not a pcap-audit store: an empty DuckDB database")
+        yield version
 
 
 class StoreResourceError(StoreError):

@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditor.errors import ExitCode
+from auditor.findings.model import Finding
 from auditor.rules.model import SEVERITIES
 from auditor.store.db import Notify, StoreError, open_store
 from auditor.store.documents import load_document
 
 if TYPE_CHECKING:
     import duckdb
-
-Finding = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ class Diff:
         return {
             "run": self.run.to_json(),
             "baseline": self.baseline.to_json() if self.baseline else None,
-            "new_findings": [dict(f) for f in self.new_findings],
-            "resolved_findings": [dict(f) for f in self.resolved_findings],
+            "new_findings": [f.to_json() for f in self.new_findings],
+            "resolved_findings": [f.to_json() for f in self.resolved_findings],
             "new_flows": [f.to_json() for f in self.new_flows],
             "gone_flows": [f.to_json() for f in self.gone_flows],
         }
@@ -112,9 +111,9 @@ class Diff:
         return [
             f
             for f in self.new_findings
-            if not f.get("waiver")
-            and f.get("severity") in SEVERITIES
-            and SEVERITIES.index(str(f["severity"])) <= limit
+            if f.waiver is None
+            and f.severity in SEVERITIES
+            and SEVERITIES.index(f.severity) <= limit
         ]
 
     def exit_code(self, fail_on: str) -> ExitCode:
@@ -124,26 +123,33 @@ class Diff:
 def compare(
     run: Side,
     baseline: Side | None,
-    findings: Sequence[Finding],
-    base_findings: Sequence[Finding],
+    findings: Sequence[Finding | Mapping[str, Any]],
+    base_findings: Sequence[Finding | Mapping[str, Any]],
     flows: Sequence[FlowAggregate],
     base_flows: Sequence[FlowAggregate],
     flows_note: str | None = None,
 ) -> Diff:
-    """The diff of two sides' findings and flows (each side in its own order)."""
-    ids = {f.get("id") for f in findings}
-    base_ids = {f.get("id") for f in base_findings}
+    """The diff of two sides' findings and flows (each side in its own order); findings
+    of a store or a saved document as the contract's dicts are read as Finding."""
+    now = [_finding(f) for f in findings]
+    before = [_finding(f) for f in base_findings]
+    ids = {f.id for f in now}
+    base_ids = {f.id for f in before}
     keys = {f.key for f in flows}
     base_keys = {f.key for f in base_flows}
     return Diff(
         run=run,
         baseline=baseline,
-        new_findings=tuple(f for f in findings if f.get("id") not in base_ids),
-        resolved_findings=tuple(f for f in base_findings if f.get("id") not in ids),
+        new_findings=tuple(f for f in now if f.id not in base_ids),
+        resolved_findings=tuple(f for f in before if f.id not in ids),
         new_flows=tuple(f for f in flows if f.key not in base_keys),
         gone_flows=tuple(f for f in base_flows if f.key not in keys),
         flows_note=flows_note,
     )
+
+
+def _finding(f: Finding | Mapping[str, Any]) -> Finding:
+    return f if isinstance(f, Finding) else Finding.from_json(f)
 
 
 # --- two runs of a store -------------------------------------------------------------
@@ -162,7 +168,7 @@ def _run_findings(con: duckdb.DuckDBPyConnection, run_id: int) -> list[Finding]:
     rows = con.execute(
         "SELECT finding FROM findings WHERE run_id = ? ORDER BY position", [run_id]
     ).fetchall()
-    return [json.loads(r[0]) for r in rows]
+    return [Finding.from_json(json.loads(r[0])) for r in rows]
 
 
 def _run_flows(con: duckdb.DuckDBPyConnection, run_id: int) -> list[FlowAggregate]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from auditor.findings.engine import AuditResult
+    from auditor.findings.model import AuditDocument, CaptureRecord, Finding
 
 #: the flow table's columns the aggregate reads
 _FLOW_COLUMNS = (
@@ -94,17 +95,17 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
-def content_sha256(capture: Mapping[str, Any]) -> str | None:
+def content_sha256(capture: CaptureRecord) -> str | None:
     """A capture's content hash: the file's; for a directory of Zeek logs, the hash of
     its logs' hashes (by log name)."""
-    logs = capture.get("logs")
-    if capture.get("format") == "zeek" and isinstance(logs, Mapping):
+    logs = capture.detail("logs")
+    if capture.format == "zeek" and isinstance(logs, Mapping):
         hashes = {
             name: [file_sha256(path) for path in paths] for name, paths in logs.items() if paths
         }
         known = all(h for values in hashes.values() for h in values)
         return canonical_sha256(hashes) if known else None
-    return file_sha256(capture.get("path"))
+    return file_sha256(capture.path)
 
 
 def canonical_sha256(value: Any) -> str:
@@ -113,14 +114,15 @@ def canonical_sha256(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def document_sha256(document: Mapping[str, Any]) -> str:
+def document_sha256(document: AuditDocument | Mapping[str, Any]) -> str:
     """The hash a saved audit document is found by in the store (`report --store`)."""
-    return canonical_sha256(document)
+    return canonical_sha256(document if isinstance(document, Mapping) else document.to_json())
 
 
-def ruleset_sha256(document: Mapping[str, Any]) -> str:
+def ruleset_sha256(document: AuditDocument | Mapping[str, Any]) -> str:
     """The ruleset as audited (its rules and documents), wherever its file was."""
-    ruleset = {k: v for k, v in (document.get("ruleset") or {}).items() if k != "path"}
+    given = document.get("ruleset") if isinstance(document, Mapping) else document.ruleset
+    ruleset = {k: v for k, v in (given or {}).items() if k != "path"}
     return canonical_sha256(ruleset)
 
 
@@ -143,15 +145,12 @@ def record_run(
     hashed before the store is locked, so a second audit waits only for the first one's
     writing, not its reading.
     """
-    doc = result.document
+    doc = result.result
     if inventory is None:
-        inventory = doc.get("inventory")
+        inventory = doc.inventory
     if waivers is None:
-        waivers = (doc.get("waivers") or {}).get("file")
-    captures = [
-        (str(c.get("path")), content_sha256(c) if not c.get("error") else None, c)
-        for c in doc.get("captures") or []
-    ]
+        waivers = (doc.waivers or {}).get("file")
+    captures = [(c.path, content_sha256(c) if not c.error else None, c) for c in doc.captures]
     inventory_hash = file_sha256(inventory)
     waivers_hash = file_sha256(waivers)
     rules_hash = ruleset_sha256(doc)
@@ -161,9 +160,9 @@ def record_run(
         if all(hashes)
         else None  # a capture that cannot be hashed: never taken for one already stored
     )
-    findings = _findings_table(doc.get("findings") or [])
+    findings = _findings_table(doc.findings)
     flows = _flows_input(result)
-    roles = _roles_table(doc.get("roles") or [])
+    roles = _roles_table(doc.roles)
     with open_store(store, write=True, notify=notify) as con:
         if inputs_hash is not None:
             row = con.execute(
@@ -175,8 +174,8 @@ def record_run(
                 return Recorded(int(row[0]), False, int(row[1]), 0, int(row[1]))
         with transaction(con, store):
             (run_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchone() or (1,)
-            summary = doc.get("summary") or {}
-            complete = all(_complete(c) for _, _, c in captures)
+            summary = doc.summary
+            complete = all(c.complete for _, _, c in captures)
             con.execute(
                 """INSERT INTO runs (id, started, finished, tool_version, ruleset_name,
                     ruleset_sha256, inventory_path, inventory_sha256, fail_on, packets, flows,
@@ -188,23 +187,23 @@ def record_run(
                     run_id,
                     utc_text(started),
                     utc_text(datetime.now(UTC)),
-                    (doc.get("tool") or {}).get("version"),
-                    (doc.get("ruleset") or {}).get("name"),
+                    doc.tool.get("version"),
+                    doc.ruleset.get("name"),
                     rules_hash,
-                    str(inventory) if inventory else doc.get("inventory"),
+                    str(inventory) if inventory else doc.inventory,
                     inventory_hash,
-                    doc.get("fail_on"),
-                    int(summary.get("packets") or 0),
-                    int(summary.get("flows") or 0),
-                    int(summary.get("findings") or 0),
-                    json.dumps(summary.get("by_kind") or {}),
-                    json.dumps(summary.get("by_severity") or {}),
-                    float(summary.get("duration_s") or 0.0),
-                    int(summary.get("exit_code") or 0),
+                    doc.fail_on,
+                    int(summary.packets or 0),
+                    int(summary.flows or 0),
+                    int(summary.findings or 0),
+                    json.dumps(dict(summary.by_kind or {})),
+                    json.dumps(dict(summary.by_severity or {})),
+                    float(summary.duration_s or 0.0),
+                    int(summary.exit_code or 0),
                     inputs_hash,
                     str(waivers) if waivers else None,
                     waivers_hash,
-                    int(summary.get("waived") or 0),
+                    int(summary.waived or 0),
                     complete,
                     document_sha256(doc),
                 ],
@@ -231,7 +230,7 @@ def record_run(
 def _captures(
     con: duckdb.DuckDBPyConnection,
     run_id: int,
-    captures: Sequence[tuple[str, str | None, Mapping[str, Any]]],
+    captures: Sequence[tuple[str, str | None, CaptureRecord]],
 ) -> tuple[int, int]:
     """Insert the run's captures, and the store's record of each content it did not hold
     (one statement each: a nightly directory may hold hundreds of files); returns how
@@ -260,11 +259,11 @@ def _captures(
                     "sha256": pa.array([sha for _, sha, _ in rows], pa.string()),
                     "first_run": pa.array([run_id] * len(rows), pa.int32()),
                     "path": pa.array([path for path, _, _ in rows], pa.string()),
-                    "format": pa.array([c.get("format") for _, _, c in rows], pa.string()),
-                    "packets": pa.array([int(c.get("packets") or 0) for *_, c in rows], pa.int64()),
-                    "bytes": pa.array([int(c.get("bytes") or 0) for *_, c in rows], pa.int64()),
-                    "first_seen": pa.array([c.get("first_seen") for *_, c in rows], pa.string()),
-                    "last_seen": pa.array([c.get("last_seen") for *_, c in rows], pa.string()),
+                    "format": pa.array([c.format for _, _, c in rows], pa.string()),
+                    "packets": pa.array([c.packets for *_, c in rows], pa.int64()),
+                    "bytes": pa.array([c.bytes for *_, c in rows], pa.int64()),
+                    "first_seen": pa.array([c.first_seen for *_, c in rows], pa.string()),
+                    "last_seen": pa.array([c.last_seen for *_, c in rows], pa.string()),
                 }
             ),
         )
@@ -279,12 +278,9 @@ def _captures(
                 "position": pa.array(range(len(captures)), pa.int32()),
                 "path": pa.array([path for path, _, _ in captures], pa.string()),
                 "sha256": pa.array([sha for _, sha, _ in captures], pa.string()),
-                "packets": pa.array([int(c.get("packets") or 0) for *_, c in captures], pa.int64()),
+                "packets": pa.array([c.packets for *_, c in captures], pa.int64()),
                 "new": pa.array([i in fresh for i in range(len(captures))], pa.bool_()),
-                "error": pa.array(
-                    [str(c["error"]) if c.get("error") else None for *_, c in captures],
-                    pa.string(),
-                ),
+                "error": pa.array([c.error or None for *_, c in captures], pa.string()),
             }
         ),
     )
@@ -294,18 +290,9 @@ def _captures(
     return len(first), known
 
 
-def _complete(capture: Mapping[str, Any]) -> bool:
-    """Whether a capture was read whole: its ``complete`` when the reader says, else no
-    error and not truncated."""
-    given = capture.get("complete")
-    if isinstance(given, bool):
-        return given
-    return not (capture.get("error") or capture.get("truncated"))
-
-
-def _findings_table(findings: Sequence[Mapping[str, Any]]) -> pa.Table:
+def _findings_table(findings: Sequence[Finding]) -> pa.Table:
     def col(key: str) -> list[Any]:
-        return [f.get(key) for f in findings]
+        return [getattr(f, key) for f in findings]
 
     return pa.table(
         {
@@ -321,8 +308,8 @@ def _findings_table(findings: Sequence[Mapping[str, Any]]) -> pa.Table:
             "dst_role": pa.array(col("dst_role"), pa.string()),
             "rule_id": pa.array(col("rule_id"), pa.string()),
             "message": pa.array(col("message"), pa.string()),
-            "finding": pa.array([json.dumps(f, ensure_ascii=False) for f in findings]),
-            "waived": pa.array([bool(f.get("waiver")) for f in findings], pa.bool_()),
+            "finding": pa.array([json.dumps(f.to_json(), ensure_ascii=False) for f in findings]),
+            "waived": pa.array([f.waiver is not None for f in findings], pa.bool_()),
         }
     )
 

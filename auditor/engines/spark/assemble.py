@@ -27,7 +27,6 @@ from auditor.sources.zeek import is_zeek_dir
 from auditor.traffic import (
     Traffic,
     capture_record,
-    capture_warnings,
     failed_capture,
     placed,
     said_unread,
@@ -106,9 +105,8 @@ def read_found_split(
             traffic.notes.append(exc.one_line())
             continue
         whole = merge_infos(infos)
-        record = capture_record(whole)
-        record["warnings"], record["complete"] = capture_warnings(whole, infos[0].get("mtime"))
+        record = capture_record(whole, infos[0].get("mtime"))
         traffic.captures.append(record)
-        traffic.notes.extend(f"{name}: {w}" for w in record["warnings"])
+        traffic.notes.extend(f"{name}: {w}" for w in record.warnings)
     traffic.flows = placed(flows, read)
     return traffic
