@@ -23,6 +23,7 @@ Python only ranks the few candidate roles per host.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import socket
 from collections import defaultdict
@@ -42,12 +43,12 @@ if TYPE_CHECKING:
 ASSIGN_AT = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostRoles:
     """The roles of one address, where they came from and why."""
 
     ip: str
-    roles: tuple[str, ...]
+    roles: tuple[str, ...]  # sorted
     source: str  # "inventory" | "inferred"
     confidence: float
     evidence: tuple[str, ...] = ()
@@ -152,21 +153,25 @@ def distinct(col: pa.ChunkedArray) -> list[Any]:
 def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRoles]:
     """Roles of every address in the traffic that the inventory places (by address or name),
     and of the inventory's single addresses that the capture never shows (they still make
-    their roles present, which is what lets a missing flow be noticed)."""
+    their roles present, which is what lets a missing flow be noticed); sorted by address,
+    IPv4 first."""
     names = observed_names(flows)
-    out = []
     seen_ips = hosts_in(flows)
-    unseen = sorted(set(inventory.addresses()) - set(seen_ips))
-    for ip in unseen:
-        out.append(
-            HostRoles(
-                ip,
-                tuple(sorted(inventory.roles_for_ip(ip))),
-                "inventory",
-                1.0,
-                (f"inventory: address {ip} (not seen in the capture)",),
-            )
+    # the roles of all unseen addresses at once (an inventory may list 100,000), each
+    # distinct role combination sorted once
+    addresses, held = inventory.address_roles(exclude=seen_ips)
+    ordered = {roles: tuple(sorted(roles)) for roles in set(held)}
+    out = [
+        HostRoles(
+            ip,
+            ordered[roles],
+            "inventory",
+            1.0,
+            (f"inventory: address {ip} (not seen in the capture)",),
         )
+        for ip, roles in zip(addresses, held, strict=True)
+    ]
+    seen_hosts: list[HostRoles] = []
     for ip in seen_ips:
         roles = set(inventory.roles_for_ip(ip))
         evidence = [f"inventory: address {ip}"] if roles else []
@@ -177,7 +182,7 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
                 evidence.append(f"inventory: {how} {name}")
             roles |= by_name
         if roles:
-            out.append(
+            seen_hosts.append(
                 HostRoles(
                     ip,
                     tuple(sorted(roles)),
@@ -187,6 +192,24 @@ def roles_from_inventory(inventory: Inventory, flows: pa.Table) -> list[HostRole
                     tuple(sorted({n for n, _ in seen})),
                 )
             )
+    return _merged(out, seen_hosts)
+
+
+def _merged(ordered: list[HostRoles], others: list[HostRoles]) -> list[HostRoles]:
+    """``ordered`` (sorted by address) with the few ``others`` put in their places:
+    a search per other host, not a sort key computed for 100,000 listed ones."""
+    if not ordered:
+        return sorted(others, key=lambda h: _ip_sort_key(h.ip))
+    out: list[HostRoles] = []
+    start = 0
+    for h in sorted(others, key=lambda h: _ip_sort_key(h.ip)):
+        at = bisect.bisect_left(
+            ordered, _ip_sort_key(h.ip), start, key=lambda h: _ip_sort_key(h.ip)
+        )
+        out += ordered[start:at]
+        out.append(h)
+        start = at
+    out += ordered[start:]
     return out
 
 
@@ -523,19 +546,13 @@ def _ip_sort_key(ip: str) -> tuple[int, bytes]:
 
 def host_roles_table(hosts: Iterable[HostRoles]) -> pa.Table:
     """One row per (ip, role) for the SQL joins."""
-    ip, role, source, conf = [], [], [], []
-    for h in hosts:
-        for r in h.roles:
-            ip.append(h.ip)
-            role.append(r)
-            source.append(h.source)
-            conf.append(h.confidence)
+    hosts = list(hosts)
     return pa.table(
         {
-            "ip": pa.array(ip, pa.string()),
-            "role": pa.array(role, pa.string()),
-            "source": pa.array(source, pa.string()),
-            "confidence": pa.array(conf, pa.float64()),
+            "ip": pa.array([h.ip for h in hosts for _ in h.roles], pa.string()),
+            "role": pa.array([r for h in hosts for r in h.roles], pa.string()),
+            "source": pa.array([h.source for h in hosts for _ in h.roles], pa.string()),
+            "confidence": pa.array([h.confidence for h in hosts for _ in h.roles], pa.float64()),
         }
     )
 
@@ -550,10 +567,19 @@ class RoleMap:
     def table(self) -> pa.Table:
         return host_roles_table(self.hosts)
 
+    def role_lists(self) -> dict[str, list[str]]:
+        """ip -> its roles, sorted (the role lists the checks join on)."""
+        by_ip = {h.ip: list(h.roles) for h in self.hosts}  # each host's roles come sorted
+        if len(by_ip) < len(self.hosts):  # an address listed twice: its roles merged
+            merged: dict[str, set[str]] = {}
+            for h in self.hosts:
+                merged.setdefault(h.ip, set()).update(h.roles)
+            by_ip = {ip: sorted(roles) for ip, roles in merged.items()}
+        return by_ip
+
 
 def resolve_roles(ruleset: Ruleset, flows: pa.Table, inventory: Inventory | None) -> RoleMap:
     """Roles from the inventory when given, else inferred."""
     if inventory is not None:
-        hosts = roles_from_inventory(inventory, flows)
-        return RoleMap(sorted(hosts, key=lambda h: _ip_sort_key(h.ip)), True)
+        return RoleMap(roles_from_inventory(inventory, flows), True)
     return RoleMap(infer_roles(ruleset, flows), False)

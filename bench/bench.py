@@ -11,7 +11,8 @@ parallel decoding; on a shared machine compare CPU seconds too). BENCH_CAPTURE=P
 benchmarks another capture (e.g. one of 4M packets, built with build_capture and
 TARGET raised, kept out of the repository). Then peak memory per flow, on a sweep capture of BENCH_SWEEP_FLOWS (default 1M) flows
 of one packet each (bench/sweep.py), the audit with the default --flow-limit and with
-BENCH_FLOW_LIMIT (default 200,000). Prints figures; asserts nothing.
+BENCH_FLOW_LIMIT (default 200,000); and what a 100,000-entry inventory adds to the audit
+of a small sample (bench/big_inventory.py). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ def main() -> None:
             f"{wall / ref:13.1f}x"
         )
     memory_per_flow(cli)
+    inventory_overhead()
 
 
 SWEEP_FLOWS = int(os.environ.get("BENCH_SWEEP_FLOWS", "1000000"))
@@ -243,6 +245,38 @@ def memory_per_flow(cli: str) -> None:
         wall, rss, _, _ = run(command(sweep))
         per = (rss - base) * 1e6 / SWEEP_FLOWS  # above what a small capture takes
         print(f"{label:34} {wall:8.2f} {rss:6d} MB {per:7.0f} B")
+
+
+INVENTORY_ENTRIES = 100_000
+
+
+def inventory_overhead() -> None:
+    """What a large inventory adds to an audit: the 2,022-packet sample audited with its
+    own inventory and with one of INVENTORY_ENTRIES entries (bench/big_inventory.py), the
+    median of BENCH_RUNS runs each (the library in this checkout, not an installed one)."""
+    from big_inventory import write_inventory
+
+    path = DATA / f"inventory-{INVENTORY_ENTRIES}.yaml"
+    if not path.exists():
+        write_inventory(path, INVENTORY_ENTRIES)
+    sample = ROOT / "samples" / "applayering" / "findings.pcap"
+    entry = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from auditor.cli.entry import main; main()"
+    )
+    audit = [PY, "-c", entry, str(sample), "--ruleset", "applayering", "--format", "json",
+             "-o", os.devnull, "--fail-on", "never"]  # fmt: skip
+    small = [*audit, "--inventory", str(sample.with_suffix(".inventory.yaml"))]
+    walls: dict[str, float] = {}
+    cpus: dict[str, float] = {}
+    for label, cmd in (("small", small), ("big", [*audit, "--inventory", str(path)])):
+        runs = [run(cmd) for _ in range(RUNS)]
+        walls[label] = statistics.median(r[0] for r in runs)
+        cpus[label] = statistics.median(r[3] for r in runs)
+    print(
+        f"inventory of {INVENTORY_ENTRIES:,} entries on {sample.relative_to(ROOT)}: "
+        f"audit {walls['big']:.2f} s against {walls['small']:.2f} s with the sample's own, "
+        f"+{walls['big'] - walls['small']:.2f} s (CPU +{cpus['big'] - cpus['small']:.2f} s)"
+    )
 
 
 def _count(path: Path) -> int:

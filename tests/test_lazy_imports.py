@@ -52,7 +52,7 @@ def test_importing_auditor_changes_no_environment() -> None:
         "import os, signal\n"
         "env = dict(os.environ); handlers = {s: signal.getsignal(s) for s in "
         "(signal.SIGINT, signal.SIGTERM)}\n"
-        "import auditor, auditor.cli.main\n"
+        "import auditor, auditor.cli.main, auditor.capture, auditor.findings.engine\n"
         "from auditor import audit, load_ruleset\n"
         "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())\n"
         "assert handlers == {s: signal.getsignal(s) for s in handlers}\n"

@@ -544,11 +544,10 @@ def test_block_larger_than_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert col(table, "cap_len") == [len(big)] * 2 and not info.truncated
 
 
-def test_released_batches_are_refilled_correctly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A consumer that lets batches go gets the same rows as one that keeps them all, and
-    the column arrays of released batches are reused rather than allocated again."""
+def test_batches_own_their_arrays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch is written into arrays of its own (no reuse decided by reference
+    counts): batches and columns kept, let go, or kept as slices all read what a single
+    table of the capture holds, whatever the consumer does meanwhile."""
     path = write(tmp_path, "r.pcap", pcap_bytes(many_records(1000)))
     kept = read_packets(path, batch_size=50).to_table()
     made = 0
@@ -561,14 +560,22 @@ def test_released_batches_are_refilled_correctly(
 
     monkeypatch.setattr(reader._Batch, "__init__", counting)
     rows: list[dict[str, object]] = []
-    held = None
+    held: list[pa.Array] = []
+    payloads = []
     for i, batch in enumerate(read_packets(path, batch_size=50)):
         rows += batch.to_pylist()
-        if i == 3:
-            held = batch.column("src_ip")  # a column kept alive keeps its batch's arrays
+        if i % 3 == 0:
+            held.append(batch.column("src_ip"))  # a column kept, its batch let go
+        payloads.append(batch.column("payload").slice(10, 5))  # a slice of every batch
+        del batch
     assert rows == kept.to_pylist()
-    assert made < 10  # 20 batches
-    assert held is not None and held.to_pylist() == kept.column("src_ip").to_pylist()[150:200]
+    assert made == 21  # arrays of its own for each of the 20 batches (and one begun after)
+    src = kept.column("src_ip").to_pylist()
+    assert [a.to_pylist() for a in held] == [src[i * 50 : i * 50 + 50] for i in range(0, 20, 3)]
+    heads = kept.column("payload").to_pylist()
+    assert [p.to_pylist() for p in payloads] == [
+        heads[i * 50 + 10 : i * 50 + 15] for i in range(20)
+    ]
 
 
 def test_reading_twice(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def _run_checks(
         "weak_tls": lambda row: content.weak_tls(out, row, policy, min_tls is not None),
         "protocol_mismatch": lambda row: rulecheck.protocol_mismatch(out, row),
     }
-    role_lists = _role_lists(roles)
+    role_lists = roles.role_lists()
     for row in _finding_rows(
         con, queries.FINDINGS, {"min_disk": MIN_DISK_BYTES, **tls_params}, role_lists
     ):
@@ -191,14 +191,6 @@ def _public_ips(flows: pa.Table) -> list[str]:
         except ValueError:
             continue
     return sorted(out)
-
-
-def _role_lists(roles: RoleMap) -> dict[str, list[str]]:
-    """ip -> its roles, sorted: the role lists the queries join on (``hr``)."""
-    by_ip: dict[str, set[str]] = {}
-    for h in roles.hosts:
-        by_ip.setdefault(h.ip, set()).update(h.roles)
-    return {ip: sorted(r) for ip, r in by_ip.items()}
 
 
 def _finding_rows(

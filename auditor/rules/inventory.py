@@ -18,7 +18,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -31,6 +31,7 @@ from auditor.rules.model import Ruleset
 from auditor.rules.names import name_pattern_problem, normalise_name
 from auditor.rules.yamlmarks import (
     KeyPath,
+    Located,
     YamlProblem,
     display_path,
     excerpt,
@@ -77,6 +78,25 @@ def _v4_int(text: str) -> int | None:
         return None
 
 
+def _v6_int(text: str) -> int | None:
+    """An IPv6 address in hex groups as an int, or None: the common case without
+    ``ipaddress`` (10 µs an entry); forms with a dotted quad go that slow way. inet_pton
+    takes what ``ipaddress`` takes: one to four hex digits a group, one ``::``."""
+    if ":" not in text or "." in text:
+        return None
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except (OSError, ValueError):
+        return None
+
+
+def _v6_text(value: int) -> str | None:
+    """The canonical text of an IPv6 address (as ``str(ipaddress.IPv6Address)``), or None
+    for those inet_ntop writes with a dotted quad (v4-mapped and v4-compatible)."""
+    text = socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+    return None if "." in text else text
+
+
 def _shown(entry: str) -> str:
     return repr(excerpt(entry))
 
@@ -85,12 +105,12 @@ def _v4_text(value: int) -> str:
     return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def parse_entry(entry: str) -> Entry:
-    """:class:`Entry` for an inventory entry (cached: the loader validates and the index
-    is built from the same strings). Raises ValueError with the reason."""
+    """:class:`Entry` for an inventory entry. Raises ValueError with the reason."""
     e = entry.strip()
-    value = _v4_int(e)
+    # a dotted quad first (six in ten entries of a large inventory), tried only on what
+    # could be one: a refusal costs an exception
+    value = _v4_int(e) if e[-1:].isdigit() and "/" not in e and ":" not in e else None
     if value is not None:  # inet_pton took it, so it is already in canonical form
         return Entry("address", e, 4, 32, value)
     if "%" in e and ":" in e:
@@ -109,6 +129,13 @@ def parse_entry(entry: str) -> Entry:
             return Entry(
                 "network", f"{_v4_text(bits << (32 - prefixlen))}/{prefixlen}", 4, prefixlen, bits
             )
+        value = _v6_int(addr)
+        if value is not None and length.isascii() and length.isdigit() and int(length) <= 128:
+            prefixlen = int(length)
+            bits = value >> (128 - prefixlen)
+            text = _v6_text(bits << (128 - prefixlen))
+            if text is not None:
+                return Entry("network", f"{text}/{prefixlen}", 6, prefixlen, bits)
         try:
             net = ipaddress.ip_network(e, strict=False)
         except ValueError:
@@ -117,6 +144,11 @@ def parse_entry(entry: str) -> Entry:
         return Entry(
             "network", str(net), net.version, net.prefixlen, int(net.network_address) >> shift
         )
+    value = _v6_int(e)
+    if value is not None:
+        text = _v6_text(value)
+        if text is not None:
+            return Entry("address", text, 6, 128, value)
     if ":" in e or re.fullmatch(r"[\d.]+", e):
         try:
             ip = ipaddress.ip_address(e)
@@ -147,6 +179,16 @@ def _parse_ip(ip: str) -> list[tuple[int, int, int]]:
     return out
 
 
+class BadEntry(ValueError):
+    """An entry of an inventory that is none of the kinds: which role, which of its
+    entries (0-based), and why (the message)."""
+
+    def __init__(self, role: str, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.role = role
+        self.index = index
+
+
 class Inventory:
     """Roles -> entries, with matching helpers. Build with :func:`load_inventory` or
     :meth:`from_mapping`; entries are kept as written (normalised) per role, in order."""
@@ -171,37 +213,65 @@ class Inventory:
         self._roles: dict[str, tuple[str, ...]] = {}
         self._implies = dict(implies or {})
         self._kinds: dict[str, str] = {}  # canonical entry -> address/network/name/wildcard
-        # The address index: (version, prefix length) -> network bits -> roles. A single
-        # address is a full-length prefix; a look-up masks the address once per prefix
-        # length in use (at most 33 for IPv4), so it costs the same for 10 entries or 1 M.
-        self._prefixes: dict[tuple[int, int], dict[int, set[str]]] = {}
+        # The address index: (version, prefix length) -> network bits -> a bit mask of the
+        # roles listed there (bit i: self._bit_roles[i]). A single address is a full-length
+        # prefix; a look-up masks the address once per prefix length in use (at most 33
+        # for IPv4), so it costs the same for 10 entries or 1 M, and the roles found are
+        # or-ed ints, made a set once per distinct combination (:meth:`_roles_of`).
+        self._prefixes: dict[tuple[int, int], dict[int, int]] = {}
+        self._role_bit: dict[str, int] = {}
+        self._bit_roles: list[str] = []
+        self._mask_roles: dict[int, frozenset[str]] = {0: frozenset()}
+        self._v4_addresses: dict[int, str] = {}  # the single IPv4 addresses, by value
         self._names: dict[str, set[str]] = {}
         self._wildcards: dict[str, set[str]] = {}  # suffix without "*." -> roles
-        prefixes = self._prefixes
+        prefixes, kinds, v4_addresses = self._prefixes, self._kinds, self._v4_addresses
         for role, entries in roles.items():
             kept: dict[str, None] = {}
-            for entry in entries:
-                parsed = parse_entry(entry)
-                kind, canon = parsed.kind, parsed.canon
+            bit = 0
+            for i, entry in enumerate(entries):
+                try:
+                    kind, canon, version, prefixlen, bits = parse_entry(entry)
+                except ValueError as exc:
+                    raise BadEntry(role, i, str(exc)) from None
                 if canon in kept:
                     continue
                 kept[canon] = None
-                self._kinds[canon] = kind
+                kinds[canon] = kind
                 if kind == "address" or kind == "network":
-                    key = (parsed.version, parsed.prefixlen)
-                    table = prefixes.get(key)
+                    if not bit:
+                        bit = self._bit_of(role)
+                    table = prefixes.get((version, prefixlen))
                     if table is None:
-                        table = prefixes[key] = {}
-                    holders = table.get(parsed.bits)
-                    if holders is None:
-                        table[parsed.bits] = {role}
-                    else:
-                        holders.add(role)
+                        table = prefixes[(version, prefixlen)] = {}
+                    table[bits] = table.get(bits, 0) | bit
+                    if version == 4 and kind == "address":
+                        v4_addresses[bits] = canon
                 elif kind == "name":
                     self._names.setdefault(canon, set()).add(role)
                 else:
                     self._wildcards.setdefault(canon[2:], set()).add(role)
             self._roles[role] = tuple(kept)
+        # per address family, (shift, table) for each prefix length in use
+        self._by_version: dict[int, list[tuple[int, dict[int, int]]]] = {4: [], 6: []}
+        for (version, prefixlen), table in sorted(prefixes.items()):
+            width = 32 if version == 4 else 128
+            self._by_version[version].append((width - prefixlen, table))
+
+    def _bit_of(self, role: str) -> int:
+        bit = self._role_bit.get(role)
+        if bit is None:
+            bit = self._role_bit[role] = 1 << len(self._bit_roles)
+            self._bit_roles.append(role)
+        return bit
+
+    def _roles_of(self, mask: int) -> frozenset[str]:
+        """The roles of a bit mask, with the roles they imply."""
+        roles = self._mask_roles.get(mask)
+        if roles is None:
+            listed = {r for i, r in enumerate(self._bit_roles) if mask >> i & 1}
+            roles = self._mask_roles[mask] = frozenset(self._expand(listed))
+        return roles
 
     @classmethod
     def from_mapping(
@@ -210,15 +280,13 @@ class Inventory:
         """Validate a role -> entries mapping against ``ruleset`` (InventoryError if bad)."""
         shown = display_path(path) if path else "<inventory>"
         known = set(ruleset.role_ids)
-        for role, entries in mapping.items():
+        for role in mapping:
             if role not in known:
                 raise InventoryError(shown, _unknown_role(role, ruleset))
-            for entry in entries:
-                try:
-                    classify_entry(entry)
-                except ValueError as exc:
-                    raise InventoryError(shown, f"roles.{role}: {ENTRY_EXPECTED}; {exc}") from None
-        return cls(ruleset.name, mapping, _implies_of(ruleset), path)
+        try:
+            return cls(ruleset.name, mapping, _implies_of(ruleset), path)
+        except BadEntry as bad:
+            raise InventoryError(shown, f"roles.{bad.role}: {ENTRY_EXPECTED}; {bad}") from None
 
     # -- matching --------------------------------------------------------------------------
 
@@ -237,14 +305,61 @@ class Inventory:
 
         An unparsable address holds no role.
         """
-        found: set[str] = set()
-        for addr_version, width, value in _parse_ip(ip):
-            for (version, prefixlen), table in self._prefixes.items():
-                if version == addr_version:
-                    roles = table.get(value >> (width - prefixlen))
-                    if roles:
-                        found |= roles
-        return self._expand(found)
+        mask = 0
+        for version, _width, value in _parse_ip(ip):
+            for shift, table in self._by_version[version]:
+                mask |= table.get(value >> shift, 0)
+        return set(self._roles_of(mask))
+
+    def address_roles(self, exclude: Iterable[str] = ()) -> tuple[list[str], list[frozenset[str]]]:
+        """Every single address listed but those in ``exclude``, in address order (IPv4
+        first), and the roles of each: two lists of the same length.
+
+        The same answer as :meth:`roles_for_ip` for each, for all IPv4 addresses at once:
+        a 100,000-entry inventory's addresses are looked up in numpy, one sorted search of
+        each prefix length's networks (a few ms), not a dictionary probe per address and
+        prefix length (a second).
+        """
+        skip = set(exclude)
+        texts = self._v4_addresses
+        values = sorted(v for v, text in texts.items() if text not in skip)
+        addresses = [texts[v] for v in values]
+        masks = self._v4_masks(values)
+        found = {m: self._roles_of(m) for m in set(masks)}
+        roles = [found[m] for m in masks]
+        other = [
+            ipaddress.ip_address(e)
+            for e, kind in self._kinds.items()
+            if kind == "address" and e not in skip and ":" in e
+        ]
+        for a in sorted(other):
+            addresses.append(str(a))
+            roles.append(frozenset(self.roles_for_ip(str(a))))
+        return addresses, roles
+
+    def _v4_masks(self, values: list[int]) -> list[int]:
+        """The role masks of IPv4 addresses (as ints), in numpy when the masks fit 63 bits."""
+        tables = self._by_version[4]
+        if not values or len(self._bit_roles) > 63:
+            return [
+                functools.reduce(lambda m, st: m | st[1].get(v >> st[0], 0), tables, 0)
+                for v in values
+            ]
+        import numpy as np
+
+        addrs = np.array(values, dtype=np.int64)
+        masks = np.zeros(len(values), dtype=np.int64)
+        for shift, table in tables:
+            keys = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
+            vals = np.fromiter(table.values(), dtype=np.int64, count=len(table))
+            order = np.argsort(keys)
+            keys, vals = keys[order], vals[order]
+            wanted = addrs >> shift
+            at = np.searchsorted(keys, wanted)
+            at[at == len(keys)] = 0
+            hit = keys[at] == wanted
+            masks |= np.where(hit, vals[at], 0)
+        return [int(m) for m in masks.tolist()]
 
     def kind(self, entry: str) -> str:
         """The kind of a canonical entry as listed (address/network/name/wildcard)."""
@@ -348,21 +463,26 @@ def load_inventory(path: str | Path, ruleset: Ruleset | str | Path) -> Inventory
     except YamlProblem as exc:
         raise InventoryError(shown, exc.message) from None
     expect: dict[str, list[str]] = {"expect": [], "ignore_expected": []}
+    # entries are checked once, by the index that is built of them (BadEntry): the file
+    # says where the entry is
+    where: Callable[[BadEntry], InventoryError]
     if p.suffix.lower() == ".csv":
-        mapping, description = _parse_csv(text, shown, rs), ""
+        mapping, where = _parse_csv(text, shown, rs)
+        description = ""
     else:
-        mapping, description = _parse_yaml(text, shown, rs, expect)
-    inv = Inventory(
-        rs.name,
-        mapping,
-        _implies_of(rs),
-        p,
-        description,
-        expect["expect"],
-        expect["ignore_expected"],
-    )
-    parse_entry.cache_clear()  # it served validation and the index; don't keep 100k entries
-    return inv
+        mapping, description, where = _parse_yaml(text, shown, rs, expect)
+    try:
+        return Inventory(
+            rs.name,
+            mapping,
+            _implies_of(rs),
+            p,
+            description,
+            expect["expect"],
+            expect["ignore_expected"],
+        )
+    except BadEntry as bad:
+        raise where(bad) from None
 
 
 def _port(value: Any) -> int | None:
@@ -430,20 +550,120 @@ def _expectations(
     return out
 
 
+# The plain inventory, as dump_inventory writes it and most people would: top-level keys,
+# ``roles:``, role ids, and one entry a line. Only lines whose YAML meaning is plain are
+# taken: printable ASCII, no tabs, scalars quoted without escapes or plain without any
+# character YAML gives a meaning (no '*', '&', '!', '#', ': ', flow brackets, no null word).
+_QUICK_BAD = re.compile(r"[^\n\x20-\x7e]")
+_QUICK_VALUE = r'"[ !#-\[\]-~]*"|\'[ -&(-~]*\'|[A-Za-z0-9_][A-Za-z0-9_.:/-]*'
+_QUICK_TAIL = r"(?: +#.*)? *"
+_QUICK_ITEM = re.compile(rf"( *)- ({_QUICK_VALUE}){_QUICK_TAIL}")
+_QUICK_KEY = re.compile(rf"( *)([a-z_][a-z0-9_-]*):( \[\])?{_QUICK_TAIL}")
+_QUICK_TOP = re.compile(rf"(ruleset|description): +({_QUICK_VALUE}){_QUICK_TAIL}")
+# plain words YAML 1.1 reads as something else than text
+_QUICK_WORDS = frozenset(
+    form
+    for word in ("null", "true", "false", "yes", "no", "on", "off")
+    for form in (word, word.capitalize(), word.upper())
+)
+
+
+def _quick_value(text: str) -> str | None:
+    if text[0] in "\"'":
+        return text[1:-1]
+    if text.endswith(":") or text in _QUICK_WORDS:
+        return None
+    return text
+
+
+def _quick_yaml(text: str) -> dict[str, Any] | None:
+    """The data of an inventory in the plain form (see above), as
+    ``parse_yaml(text, strings=True)`` gives it, from one regular expression a line: a
+    100,000-entry inventory in a tenth of the time PyYAML takes to compose it. None for
+    anything else (flow lists, expectations, aliases, an error): the full parser reads
+    those, and finds the lines of errors."""
+    if _QUICK_BAD.search(text):
+        return None
+    data: dict[str, Any] = {}
+    roles: dict[str, Any] | None = None  # the roles mapping, while in it
+    role_indent = item_indent = -1
+    items: list[str] | None = None  # the list the next item goes to
+    role = ""
+    for line in text.split("\n"):
+        stripped = line.lstrip(" ")
+        if not stripped or stripped[0] == "#":
+            continue
+        m = _QUICK_ITEM.fullmatch(line)
+        if m:
+            indent = len(m[1])
+            value = _quick_value(m[2])
+            if roles is None or not role or indent < role_indent or value is None:
+                return None
+            if items is None:
+                if roles[role] is not None:  # after 'role: []'
+                    return None
+                items = roles[role] = []
+                item_indent = indent
+            elif indent != item_indent:
+                return None
+            items.append(value)
+            continue
+        m = _QUICK_KEY.fullmatch(line)
+        if m:
+            indent, key = len(m[1]), m[2]
+            if indent == 0:
+                if key != "roles" or key in data or m[3]:
+                    return None
+                data["roles"] = None
+                roles, role, role_indent = {}, "", -1
+                continue
+            if roles is None or key in roles or key in _QUICK_WORDS:
+                return None
+            if role_indent < 0:
+                role_indent = indent
+                data["roles"] = roles
+            elif indent != role_indent:
+                return None
+            roles[key] = [] if m[3] else None
+            role, items = key, None
+            continue
+        m = _QUICK_TOP.fullmatch(line)
+        if m and m[1] not in data:
+            value = _quick_value(m[2])
+            if value is None:
+                return None
+            data[m[1]] = value
+            roles, role = None, ""
+            continue
+        return None
+    return data or None
+
+
 def _parse_yaml(
     text: str, shown: str, rs: Ruleset, expect: dict[str, list[str]] | None = None
-) -> tuple[dict[str, list[str]], str]:
-    try:
-        located = parse_yaml(text, strings=True)
-    except YamlProblem as exc:
-        raise InventoryError(shown, exc.message, str(exc.line) if exc.line else None) from None
+) -> tuple[dict[str, list[str]], str, Callable[[BadEntry], InventoryError]]:
+    """The role -> entries mapping and description of an inventory in YAML, checked but
+    for the entries themselves; and what to say of an entry found bad later."""
+    quick = _quick_yaml(text)
+    located = None
+    if quick is None:
+        try:
+            located = parse_yaml(text, strings=True)
+        except YamlProblem as exc:
+            raise InventoryError(shown, exc.message, str(exc.line) if exc.line else None) from None
 
     def fail(kp: KeyPath, message: str) -> InventoryError:
+        nonlocal located
+        if located is None:  # read the quick way: the full parser finds the line
+            try:
+                located = parse_yaml(text, strings=True)
+            except YamlProblem:
+                located = Located(quick, {})
         line = located.line(kp)
-        text = f"{keypath_text(kp)}: {message}" if kp else message
-        return InventoryError(shown, text, str(line) if line else None)
+        text_ = f"{keypath_text(kp)}: {message}" if kp else message
+        return InventoryError(shown, text_, str(line) if line else None)
 
-    data: Any = located.data
+    data: Any = quick if located is None else located.data
     if data is None:
         raise fail((), "empty file: expected 'roles:' mapping role ids to addresses and names")
     if not isinstance(data, dict):
@@ -465,9 +685,14 @@ def _parse_yaml(
         both = sorted(set(expect["expect"]) & set(expect["ignore_expected"]))
         if both:
             raise fail(("ignore_expected",), f"rule '{both[0]}' is both expected and ignored")
+
+    def where(bad: BadEntry) -> InventoryError:
+        kp = _entry_kp(("roles", bad.role), bad.index, roles[bad.role])
+        return fail(kp, f"{ENTRY_EXPECTED}; {bad}")
+
     roles = data["roles"]
     if roles is None:
-        return {}, data.get("description") or ""
+        return {}, str(data.get("description") or ""), where
     if not isinstance(roles, dict):
         raise fail(("roles",), "expected a mapping of role id -> list of addresses and names")
     known = set(rs.role_ids)
@@ -489,22 +714,22 @@ def _parse_yaml(
             if not isinstance(entry, str):
                 kind = "list" if isinstance(entry, list) else "mapping"
                 raise fail(_entry_kp(kp, i, entries), f"{ENTRY_EXPECTED}; got a {kind}")
-            try:
-                parse_entry(entry)
-            except ValueError as exc:
-                raise fail(_entry_kp(kp, i, entries), f"{ENTRY_EXPECTED}; {exc}") from None
             out.append(entry.strip())
         mapping[role] = out
-    return mapping, str(data.get("description") or "")
+    return mapping, str(data.get("description") or ""), where
 
 
 def _entry_kp(kp: KeyPath, i: int, entries: object) -> KeyPath:
     return (*kp, i) if isinstance(entries, list) else kp
 
 
-def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
+def _parse_csv(
+    text: str, shown: str, rs: Ruleset
+) -> tuple[dict[str, list[str]], Callable[[BadEntry], InventoryError]]:
+    """Like :func:`_parse_yaml`, for an inventory in CSV (``role,entry[,comment]``)."""
     known = set(rs.role_ids)
     mapping: dict[str, list[str]] = {}
+    lines: dict[str, list[int]] = {}  # the line of each entry, per role
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -523,12 +748,13 @@ def _parse_csv(text: str, shown: str, rs: Ruleset) -> dict[str, list[str]]:
         role, entry = row[0], row[1]
         if role not in known:
             raise InventoryError(shown, _unknown_role(role, rs).split(": ", 1)[1], str(lineno))
-        try:
-            parse_entry(entry)
-        except ValueError as exc:
-            raise InventoryError(shown, f"{ENTRY_EXPECTED}; {exc}", str(lineno)) from None
         mapping.setdefault(role, []).append(entry)
-    return mapping
+        lines.setdefault(role, []).append(lineno)
+
+    def where(bad: BadEntry) -> InventoryError:
+        return InventoryError(shown, f"{ENTRY_EXPECTED}; {bad}", str(lines[bad.role][bad.index]))
+
+    return mapping, where
 
 
 def _comment_lines(text: str, indent: str) -> list[str]:

@@ -114,6 +114,9 @@ class Located:
 
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    #: lists of plain values (an inventory's 100,000 addresses), whose items' lines are
+    #: looked up in their nodes when asked rather than recorded one by one
+    scalar_lists: dict[KeyPath, list[Node]] = field(default_factory=dict)
 
     def line(self, kp: KeyPath) -> int | None:
         """The line of ``kp``, or of its nearest recorded ancestor."""
@@ -122,6 +125,9 @@ class Located:
                 return self.lines[kp]
             if not kp:
                 return None
+            items = self.scalar_lists.get(kp[:-1])
+            if items is not None and isinstance(kp[-1], int) and 0 <= kp[-1] < len(items):
+                return int(items[kp[-1]].start_mark.line) + 1
             kp = kp[:-1]
 
 
@@ -129,6 +135,7 @@ _constructor = yaml.constructor.SafeConstructor()
 # libyaml's composer keeps the same marks and is ~10x faster than the pure-Python one
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 class _StringsLoader(_LOADER):  # type: ignore[valid-type,misc]
@@ -156,6 +163,7 @@ class _Budget:
         self.alias_nodes = 0
         self.alias_chars = 0
         self.alias_at: tuple[KeyPath, int | None] = ((), None)
+        self.scalar_lists: dict[KeyPath, list[Node]] = {}
 
 
 def _build(
@@ -241,6 +249,10 @@ def _build_node(
             out[key] = _build(value_node, (*kp, key), lines, strings, budget, depth + 1)
         return out
     if isinstance(node, SequenceNode):
+        if strings and not budget.alias_depth and depth < MAX_DEPTH:
+            items = node.value
+            if all(type(item) is ScalarNode for item in items):
+                return _scalar_list(items, kp, lines, budget, depth)
         return [
             _build(item, (*kp, i), lines, strings, budget, depth + 1)
             for i, item in enumerate(node.value)
@@ -250,6 +262,26 @@ def _build_node(
         # into a base-60 integer.
         return None if node.tag == "tag:yaml.org,2002:null" else str(node.value)
     return _construct(node, kp)
+
+
+def _scalar_list(
+    items: list[Node], kp: KeyPath, lines: dict[KeyPath, int], budget: _Budget, depth: int
+) -> list[str | None]:
+    """A list of scalars, for ``strings=True``: what :func:`_build` gives item by item, a
+    few times faster (an inventory's 100,000 addresses). An item seen before is an alias
+    and takes the slow way, which counts it against the budget; the items' lines are left
+    in their nodes (:attr:`Located.scalar_lists`)."""
+    built = budget.built
+    out: list[str | None] = []
+    for i, item in enumerate(items):
+        key = id(item)
+        if key in built:
+            out.append(_build(item, (*kp, i), lines, True, budget, depth + 1))
+        else:
+            built.add(key)
+            out.append(None if item.tag == _NULL_TAG else item.value)
+    budget.scalar_lists[kp] = items
+    return out
 
 
 def _construct(node: Node, kp: KeyPath) -> Any:
@@ -289,11 +321,12 @@ def parse_yaml(text: str, *, strings: bool = False) -> Located:
     if root is None:
         return Located(None, {})
     lines: dict[KeyPath, int] = {}
+    budget = _Budget()
     try:
-        data = _build(root, (), lines, strings)
+        data = _build(root, (), lines, strings, budget)
     except yaml.MarkedYAMLError as exc:
         raise _marked_problem(exc) from None
-    return Located(data, lines)
+    return Located(data, lines, budget.scalar_lists)
 
 
 def _marked_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
