@@ -25,6 +25,11 @@ LIST_COLUMNS: tuple[Column, ...] = (
     Column("FLOWS", overflow="keep", align="right"),
     Column("TITLE", min_width=16),
 )
+#: the vendor documents: a file name is cited as is, never cut
+DOCUMENT_COLUMNS: tuple[Column, ...] = (
+    Column("FILE", overflow="keep"),
+    Column("TITLE", min_width=16),
+)
 ROLE_COLUMNS: tuple[Column, ...] = (
     Column("ID", overflow="keep"),
     Column("DESCRIPTION", min_width=20),
@@ -72,8 +77,7 @@ def render_show(rs: Ruleset, width: int) -> str:
     if rs.description:
         out += _prose(rs.description, width)
     out += ["", "Source documents:"]
-    for doc in rs.documents:
-        out += _prose(f"{doc.file}" + (f"  {doc.title}" if doc.title else ""), width, INDENT)
+    out += grid(DOCUMENT_COLUMNS, [(d.file, d.title) for d in rs.documents], width, indent=INDENT)
     for note in rs.notes:
         out += _prose(f"Note: {note}", width)
     out += ["", f"Roles ({len(rs.roles)}):"]
