@@ -500,20 +500,25 @@ class FlowBuilder:
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         lower = (init == 0)[:, None]  # the initiator is the lower endpoint
         lo, hi = c.pop("lo"), c.pop("hi")
-        src_arr = np.ascontiguousarray(np.where(lower, lo, hi))
-        dst_arr = np.ascontiguousarray(np.where(lower, hi, lo))
+        # the endpoints by role, (n, 16) each: dropped once the thread below has read them
+        ends = {
+            "src": np.ascontiguousarray(np.where(lower, lo, hi)),
+            "dst": np.ascontiguousarray(np.where(lower, hi, lo)),
+        }
         del lo, hi
         sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
         dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
 
-        def identities() -> tuple[pa.Array, pa.Array, np.ndarray, pa.Array, pa.Array]:
-            """Community IDs, flow ids, the row order and the endpoints as text (Arrow
-            columns, in row order): C that runs mostly without the GIL, in a thread, while
-            this one classifies. No Python object per flow."""
+        def identities() -> tuple[
+            pa.Array, pa.Array, np.ndarray, pa.Array, pa.Array, pa.Array, pa.Array
+        ]:
+            """Community IDs, flow ids, the row order and the endpoints as text and as bytes
+            (Arrow columns, in row order): C that runs mostly without the GIL, in a thread,
+            while this one classifies. No Python object per flow."""
             cchars, fchars, fkeys = identify_buffers(
                 fp["proto"].astype(np.uint8),
-                src_arr,
-                dst_arr,
+                ends["src"],
+                ends["dst"],
                 sport_np.astype(np.uint16),
                 dport_np.astype(np.uint16),
                 c["first_ts"],
@@ -527,19 +532,24 @@ class FlowBuilder:
             del cids
             fids = np.frombuffer(fchars, np.uint8).reshape(n, 17)[order]
             del fchars, fkeys
+            src_o, dst_o = ends["src"][order], ends["dst"][order]
             return (
                 cid_text,
                 _fixed_strings(fids),
                 order,
-                _ip_strings(src_arr[order]),
-                _ip_strings(dst_arr[order]),
+                _ip_strings(src_o),
+                _ip_strings(dst_o),
+                _binary16(src_o),
+                _binary16(dst_o),
             )
 
         worker = _Call(identities)
         # flows not classified yet: those holding heads; a flow without one has no payload
         todo = np.sort(np.fromiter(self.heads.keys(), dtype=np.int64, count=len(self.heads)))
         self._classify(todo, init[todo])
-        cid_col, fid_col, order, src_text, dst_text = worker.result()
+        cid_col, fid_col, order, src_text, dst_text, src_bytes, dst_bytes = worker.result()
+        ends.clear()
+        self.first.cols = {}  # fp holds them now: each goes once read
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
@@ -608,27 +618,27 @@ class FlowBuilder:
             "state": pa.array(_STATES[state[order]], pa.string(), mask=proto_o != TCP),
             "direction_inferred": np.where(proto_o == TCP, inferred[order], True),
             **{name: facts.column(name) for name in facts.column_names},
-            "vlan": masked(fp["vlan"], pa.int32()),
-            "vlan_inner": masked(fp["vlan_inner"], pa.int32()),
-            "mpls": masked(fp["mpls"], pa.int32()),
+            "vlan": masked(fp.pop("vlan"), pa.int32()),
+            "vlan_inner": masked(fp.pop("vlan_inner"), pa.int32()),
+            "mpls": masked(fp.pop("mpls"), pa.int32()),
             "tunnel": pa.array(
                 tunnel_names[np.minimum(tun, len(TUNNEL_NAMES) - 1)][order], pa.string()
             )
             if len(tunneled)
             else null_column(len(order), pa.string(), zero),
             "tunnel_id": pa.array(
-                fp["tunnel_id"][order].astype(np.int64), pa.int64(), mask=no_tun[order]
+                fp.pop("tunnel_id")[order].astype(np.int64), pa.int64(), mask=no_tun[order]
             )
             if len(tunneled)
             else null_column(len(order), pa.int64(), zero),
             "outer_src": outer(outer_src),
             "outer_dst": outer(outer_dst),
-            "capture": fp["capture"][order],
-            "first_frame": fp["frame"][order].astype(np.int64),
+            "capture": fp.pop("capture")[order],
+            "first_frame": fp.pop("frame")[order].astype(np.int64),
             "last_capture": (last_at >> _FRAME_BITS)[order].astype(np.int32),
             "last_frame": (last_at & ((1 << _FRAME_BITS) - 1))[order],
-            "src_ip_bytes": _binary16(src_arr[order]),
-            "dst_ip_bytes": _binary16(dst_arr[order]),
+            "src_ip_bytes": src_bytes,
+            "dst_ip_bytes": dst_bytes,
         }
         rows_of_flow = np.empty(len(order), dtype=np.int64)
         rows_of_flow[order] = np.arange(len(order))
