@@ -561,7 +561,7 @@ class FlowBuilder:
             del c[f"{name}0"], c[f"{name}1"]
             return fwd, rev
 
-        proto_np = fp["proto"].astype(np.int64)
+        proto_np = fp["proto"].astype(np.int16)
         flags_f, flags_r = pick("flags", True), pick("flags", False)
         pkts_r = pick("pkts", False)
         state = _tcp_state(
@@ -640,9 +640,12 @@ class FlowBuilder:
             "src_ip_bytes": src_bytes,
             "dst_ip_bytes": dst_bytes,
         }
+        table = pa.table(cols)
+        if not self.ftp_announced:
+            return table
         rows_of_flow = np.empty(len(order), dtype=np.int64)
         rows_of_flow[order] = np.arange(len(order))
-        return self._ftp_marked(pa.table(cols), rows_of_flow)
+        return self._ftp_marked(table, rows_of_flow)
 
     def _ftp_marked(self, table: pa.Table, rows_of_flow: np.ndarray) -> pa.Table:
         """The table with the FTP data connections announced in its flows marked
