@@ -525,14 +525,16 @@ class FlowBuilder:
             )
             # rows by first packet time, the flow id breaking ties (its key sorts alike)
             order = np.lexsort((np.frombuffer(fkeys, np.uint64), c["first_ts"]))
+            del fkeys
+            src_o, dst_o = ends["src"][order], ends["dst"][order]
+            ends.clear()  # the unordered endpoints: read for the last time
             n = len(order)
             cids = np.frombuffer(cchars, np.uint8).reshape(n, 30)[order]
             del cchars
             cid_text = _fixed_strings(cids)
             del cids
             fids = np.frombuffer(fchars, np.uint8).reshape(n, 17)[order]
-            del fchars, fkeys
-            src_o, dst_o = ends["src"][order], ends["dst"][order]
+            del fchars
             return (
                 cid_text,
                 _fixed_strings(fids),
@@ -548,7 +550,6 @@ class FlowBuilder:
         todo = np.sort(np.fromiter(self.heads.keys(), dtype=np.int64, count=len(self.heads)))
         self._classify(todo, init[todo])
         cid_col, fid_col, order, src_text, dst_text, src_bytes, dst_bytes = worker.result()
-        ends.clear()
         self.first.cols = {}  # fp holds them now: each goes once read
 
         def pick(name: str, forward: bool) -> np.ndarray:
