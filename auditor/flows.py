@@ -500,14 +500,17 @@ class FlowBuilder:
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         lower = (init == 0)[:, None]  # the initiator is the lower endpoint
         lo, hi = c.pop("lo"), c.pop("hi")
-        # the endpoints by role, (n, 16) each: dropped once the thread below has read them
+        # the endpoints by role ((n, 16) each) and their ports: dropped once the thread
+        # below has put them in row order
         ends = {
             "src": np.ascontiguousarray(np.where(lower, lo, hi)),
             "dst": np.ascontiguousarray(np.where(lower, hi, lo)),
         }
         del lo, hi
-        sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
-        dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
+        ends["sport"] = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
+        ends["dport"] = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
+
+        ports: list[np.ndarray] = []  # source and destination port in row order (identities)
 
         def identities() -> tuple[
             pa.Array, pa.Array, np.ndarray, pa.Array, pa.Array, pa.Array, pa.Array
@@ -519,14 +522,15 @@ class FlowBuilder:
                 fp["proto"].astype(np.uint8),
                 ends["src"],
                 ends["dst"],
-                sport_np.astype(np.uint16),
-                dport_np.astype(np.uint16),
+                ends["sport"].astype(np.uint16),
+                ends["dport"].astype(np.uint16),
                 c["first_ts"],
             )
             # rows by first packet time, the flow id breaking ties (its key sorts alike)
             order = np.lexsort((np.frombuffer(fkeys, np.uint64), c["first_ts"]))
             del fkeys
             src_o, dst_o = ends["src"][order], ends["dst"][order]
+            ports.extend((ends["sport"][order], ends["dport"][order]))
             ends.clear()  # the unordered endpoints: read for the last time
             n = len(order)
             cids = np.frombuffer(cchars, np.uint8).reshape(n, 30)[order]
@@ -564,6 +568,7 @@ class FlowBuilder:
 
         proto_np = fp["proto"].astype(np.int16)
         flags_f, flags_r = pick("flags", True), pick("flags", False)
+        del c["flags0"], c["flags1"]
         pkts_r = pick("pkts", False)
         state = _tcp_state(
             proto_np, c.pop("syn_dir"), c.pop("synack_dir"), flags_f, flags_r, pkts_r
@@ -601,9 +606,9 @@ class FlowBuilder:
             "flow_id": fid_col,
             "community_id": cid_col,
             "src_ip": src_text,
-            "src_port": sport_np[order],
+            "src_port": ports[0],
             "dst_ip": dst_text,
-            "dst_port": dport_np[order],
+            "dst_port": ports[1],
             "proto": pa.array(_PROTO_TEXT[proto_o], pa.string()),
             "proto_num": proto_o.astype(np.int16),
             "first_seen": pa.array(first_ts, pa.timestamp("ns", tz="UTC")),
