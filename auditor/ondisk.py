@@ -114,6 +114,9 @@ def on_disk(
 def release() -> None:
     """Give back the pages of the tables on disk read so far (they are read in again
     when next scanned): called after each stage that scans a whole table."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)  # not on Windows: pages then stay
+    if advice is None:
+        return
     for mapped in list(_MAPS):
         if not mapped.closed:
-            mapped.madvise(mmap.MADV_DONTNEED)
+            mapped.madvise(advice)
