@@ -25,11 +25,17 @@ from __future__ import annotations
 
 import resource
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import duckdb
+
+#: DuckDB's memory limit for the audit of a read that spilled (more flows than
+#: --flow-limit) when none is set (--memory-limit, an address-space limit): see bounded()
+SPILLED_MEMORY_LIMIT = "768MB"
 
 _lock = threading.Lock()
 _db: duckdb.DuckDBPyConnection | None = None
@@ -71,6 +77,25 @@ def memory_limit() -> tuple[str | None, bool]:
 def temp_dir() -> str | None:
     """The --temp-dir given, or None (the flow table's spill then uses the system's)."""
     return _settings.temp_dir
+
+
+@contextmanager
+def bounded(limit: str = SPILLED_MEMORY_LIMIT) -> Iterator[None]:
+    """DuckDB under ``limit`` for the block, spilling to its temporary directory beyond it,
+    unless a limit is set already. For the audit of millions of flows (a read that spilled
+    its flow table): without one DuckDB would take up to 80 % of the machine's RAM for the
+    scan aggregations of role inference and the checks, on top of the flow table."""
+    if memory_limit()[0] is not None:
+        yield
+        return
+    db = _database()
+    with _lock:
+        db.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        with _lock:
+            db.execute("RESET memory_limit")
 
 
 def _config(settings: Settings) -> dict[str, str]:

@@ -40,7 +40,7 @@ from auditor._flowid import identify_buffers, ip_text_buffers, ip_texts
 from auditor._flowtab import HEADS, FlowTable, collect_heads, release_free_memory
 from auditor.capture.schema import PACKET_SCHEMA, STATUS_NAMES, TUNNEL_NAMES
 from auditor.classify import FlowFacts, classify_flow, ftp_data
-from auditor.classify.facts import NO_PAYLOAD, facts_table_of
+from auditor.classify.facts import NO_PAYLOAD, facts_table_of, null_column, zeros
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
@@ -492,69 +492,111 @@ class FlowBuilder:
         self.tab.clear()
         last_at = self.last_at[: self.first.n]
         init, inferred = self._directions(c)
+        # c is this method's own (the builder's arrays handed over): each array is dropped
+        # once read, so that for millions of flows the rows built replace it
+        for name in ("key", "first_dir", "closed", "got0", "got1", *_KEY_DTYPES):
+            c.pop(name, None)
         fp = self.first.columns()
         same = fp["flow_dir"] == init  # the first packet's sender is the initiator
         lower = (init == 0)[:, None]  # the initiator is the lower endpoint
         lo, hi = c.pop("lo"), c.pop("hi")
-        src_arr = np.ascontiguousarray(np.where(lower, lo, hi))
-        dst_arr = np.ascontiguousarray(np.where(lower, hi, lo))
+        # the endpoints by role ((n, 16) each) and their ports: dropped once the thread
+        # below has put them in row order
+        ends = {
+            "src": np.ascontiguousarray(np.where(lower, lo, hi)),
+            "dst": np.ascontiguousarray(np.where(lower, hi, lo)),
+        }
         del lo, hi
-        sport_np = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
-        dport_np = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
+        ends["sport"] = np.where(same, fp["src_port"], fp["dst_port"]).astype(np.int32)
+        ends["dport"] = np.where(same, fp["dst_port"], fp["src_port"]).astype(np.int32)
 
-        def identities() -> tuple[pa.Array, pa.Array, np.ndarray, pa.Array, pa.Array]:
-            """Community IDs, flow ids, the row order and the endpoints as text (Arrow
-            columns, in row order): C that runs mostly without the GIL, in a thread, while
-            this one classifies. No Python object per flow."""
+        ports: list[np.ndarray] = []  # source and destination port in row order (identities)
+
+        def identities() -> tuple[
+            pa.Array, pa.Array, np.ndarray, pa.Array, pa.Array, pa.Array, pa.Array
+        ]:
+            """Community IDs, flow ids, the row order and the endpoints as text and as bytes
+            (Arrow columns, in row order): C that runs mostly without the GIL, in a thread,
+            while this one classifies. No Python object per flow."""
             cchars, fchars, fkeys = identify_buffers(
                 fp["proto"].astype(np.uint8),
-                src_arr,
-                dst_arr,
-                sport_np.astype(np.uint16),
-                dport_np.astype(np.uint16),
+                ends["src"],
+                ends["dst"],
+                ends["sport"].astype(np.uint16),
+                ends["dport"].astype(np.uint16),
                 c["first_ts"],
             )
             # rows by first packet time, the flow id breaking ties (its key sorts alike)
             order = np.lexsort((np.frombuffer(fkeys, np.uint64), c["first_ts"]))
+            del fkeys
+            src_o, dst_o = ends["src"][order], ends["dst"][order]
+            ports.extend((ends["sport"][order], ends["dport"][order]))
+            ends.clear()  # the unordered endpoints: read for the last time
             n = len(order)
             cids = np.frombuffer(cchars, np.uint8).reshape(n, 30)[order]
+            del cchars
+            cid_text = _fixed_strings(cids)
+            del cids
             fids = np.frombuffer(fchars, np.uint8).reshape(n, 17)[order]
+            del fchars
             return (
-                _fixed_strings(cids),
+                cid_text,
                 _fixed_strings(fids),
                 order,
-                _ip_strings(src_arr[order]),
-                _ip_strings(dst_arr[order]),
+                _ip_strings(src_o),
+                _ip_strings(dst_o),
+                _binary16(src_o),
+                _binary16(dst_o),
             )
 
         worker = _Call(identities)
         # flows not classified yet: those holding heads; a flow without one has no payload
         todo = np.sort(np.fromiter(self.heads.keys(), dtype=np.int64, count=len(self.heads)))
         self._classify(todo, init[todo])
-        cid_col, fid_col, order, src_text, dst_text = worker.result()
+        cid_col, fid_col, order, src_text, dst_text, src_bytes, dst_bytes = worker.result()
+        self.first.cols = {}  # fp holds them now: each goes once read
 
         def pick(name: str, forward: bool) -> np.ndarray:
             a0, a1 = c[f"{name}0"], c[f"{name}1"]
             return np.where(init == (0 if forward else 1), a0, a1)
 
-        proto_np = fp["proto"].astype(np.int64)
+        def ordered(name: str) -> tuple[np.ndarray, np.ndarray]:
+            """The forward and reverse values of a counter in row order; its arrays go."""
+            fwd, rev = pick(name, True)[order], pick(name, False)[order]
+            del c[f"{name}0"], c[f"{name}1"]
+            return fwd, rev
+
+        proto_np = fp["proto"].astype(np.int16)
         flags_f, flags_r = pick("flags", True), pick("flags", False)
+        del c["flags0"], c["flags1"]
         pkts_r = pick("pkts", False)
-        state = _tcp_state(proto_np, c["syn_dir"], c["synack_dir"], flags_f, flags_r, pkts_r)
+        state = _tcp_state(
+            proto_np, c.pop("syn_dir"), c.pop("synack_dir"), flags_f, flags_r, pkts_r
+        )
+        del pkts_r
+        flags_f, flags_r = flags_f[order], flags_r[order]
+        pkts, nbytes, pay = ordered("pkts"), ordered("bytes"), ordered("pay")
+        first_ts, last_ts = c.pop("first_ts")[order], c.pop("last_ts")[order]
         tun = fp["tunnel"]
         no_tun = tun == 0
 
         tunneled = np.flatnonzero(~no_tun[order])
         outer_src, outer_dst = self.first.outer(order[tunneled])
 
+        zero = zeros(len(order))  # shared by the columns without a value (null_column)
+
         def outer(addrs: np.ndarray) -> pa.Array:
             """Outer (tunnel) addresses as text, null for flows not in a tunnel."""
+            if not len(tunneled):
+                return null_column(len(order), pa.string(), zero)
             text = np.full(len(order), None, dtype=object)
             if len(tunneled):
                 text[tunneled] = ip_texts(np.ascontiguousarray(addrs))
             return pa.array(text, pa.string())
 
         def masked(v: np.ndarray, dtype: pa.DataType) -> pa.Array:
+            if not (v >= 0).any():
+                return null_column(len(order), dtype, zero)
             return pa.array(v[order], dtype, mask=v[order] < 0)
 
         tunnel_names = np.array([None, *TUNNEL_NAMES[1:]], dtype=object)
@@ -564,45 +606,52 @@ class FlowBuilder:
             "flow_id": fid_col,
             "community_id": cid_col,
             "src_ip": src_text,
-            "src_port": sport_np[order],
+            "src_port": ports[0],
             "dst_ip": dst_text,
-            "dst_port": dport_np[order],
+            "dst_port": ports[1],
             "proto": pa.array(_PROTO_TEXT[proto_o], pa.string()),
             "proto_num": proto_o.astype(np.int16),
-            "first_seen": pa.array(c["first_ts"][order], pa.timestamp("ns", tz="UTC")),
-            "last_seen": pa.array(c["last_ts"][order], pa.timestamp("ns", tz="UTC")),
-            "packets_fwd": pick("pkts", True)[order],
-            "packets_rev": pkts_r[order],
-            "bytes_fwd": pick("bytes", True)[order],
-            "bytes_rev": pick("bytes", False)[order],
-            "payload_bytes_fwd": pick("pay", True)[order],
-            "payload_bytes_rev": pick("pay", False)[order],
-            "tcp_flags_fwd": flags_f[order].astype(np.int16),
-            "tcp_flags_rev": flags_r[order].astype(np.int16),
+            "first_seen": pa.array(first_ts, pa.timestamp("ns", tz="UTC")),
+            "last_seen": pa.array(last_ts, pa.timestamp("ns", tz="UTC")),
+            "packets_fwd": pkts[0],
+            "packets_rev": pkts[1],
+            "bytes_fwd": nbytes[0],
+            "bytes_rev": nbytes[1],
+            "payload_bytes_fwd": pay[0],
+            "payload_bytes_rev": pay[1],
+            "tcp_flags_fwd": flags_f.astype(np.int16),
+            "tcp_flags_rev": flags_r.astype(np.int16),
             "state": pa.array(_STATES[state[order]], pa.string(), mask=proto_o != TCP),
             "direction_inferred": np.where(proto_o == TCP, inferred[order], True),
             **{name: facts.column(name) for name in facts.column_names},
-            "vlan": masked(fp["vlan"], pa.int32()),
-            "vlan_inner": masked(fp["vlan_inner"], pa.int32()),
-            "mpls": masked(fp["mpls"], pa.int32()),
+            "vlan": masked(fp.pop("vlan"), pa.int32()),
+            "vlan_inner": masked(fp.pop("vlan_inner"), pa.int32()),
+            "mpls": masked(fp.pop("mpls"), pa.int32()),
             "tunnel": pa.array(
                 tunnel_names[np.minimum(tun, len(TUNNEL_NAMES) - 1)][order], pa.string()
-            ),
+            )
+            if len(tunneled)
+            else null_column(len(order), pa.string(), zero),
             "tunnel_id": pa.array(
-                fp["tunnel_id"][order].astype(np.int64), pa.int64(), mask=no_tun[order]
-            ),
+                fp.pop("tunnel_id")[order].astype(np.int64), pa.int64(), mask=no_tun[order]
+            )
+            if len(tunneled)
+            else null_column(len(order), pa.int64(), zero),
             "outer_src": outer(outer_src),
             "outer_dst": outer(outer_dst),
-            "capture": fp["capture"][order],
-            "first_frame": fp["frame"][order].astype(np.int64),
+            "capture": fp.pop("capture")[order],
+            "first_frame": fp.pop("frame")[order].astype(np.int64),
             "last_capture": (last_at >> _FRAME_BITS)[order].astype(np.int32),
             "last_frame": (last_at & ((1 << _FRAME_BITS) - 1))[order],
-            "src_ip_bytes": _binary16(src_arr[order]),
-            "dst_ip_bytes": _binary16(dst_arr[order]),
+            "src_ip_bytes": src_bytes,
+            "dst_ip_bytes": dst_bytes,
         }
+        table = pa.table(cols)
+        if not self.ftp_announced:
+            return table
         rows_of_flow = np.empty(len(order), dtype=np.int64)
         rows_of_flow[order] = np.arange(len(order))
-        return self._ftp_marked(pa.table(cols), rows_of_flow)
+        return self._ftp_marked(table, rows_of_flow)
 
     def _ftp_marked(self, table: pa.Table, rows_of_flow: np.ndarray) -> pa.Table:
         """The table with the FTP data connections announced in its flows marked

@@ -445,8 +445,9 @@ class _Merged(FlowBuilder):
         return len(self.last_at)
 
     def _arrays(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        if rows is None:
-            return dict(self._state)
+        if rows is None:  # handed over: the table built from them drops each once read
+            out, self._state = self._state, {}
+            return out
         return {k: v[rows] for k, v in self._state.items()}
 
     def _facts_table(self, order: np.ndarray) -> pa.Table:

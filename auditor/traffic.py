@@ -81,6 +81,9 @@ class Traffic:
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: SPAN duplicates dropped (``dedup``); None when duplicates were not looked for
     duplicates_dropped: int | None = None
+    #: the read had more flows than its --flow-limit: its flow table is on disk
+    #: (:mod:`auditor.ondisk`) and the audit's DuckDB bounded (:func:`auditor.duck.bounded`)
+    spilled: bool = False
 
     @property
     def packets(self) -> int:
@@ -464,7 +467,8 @@ def read_found(
         traffic.captures.append(record)
         traffic.notes.extend(f"{name}: {w}" for w in record.warnings)
         index += 1
-    traffic.flows = placed(_with_logs(builder.table(), logs), read)
+    traffic.spilled = builder.spill is not None
+    traffic.flows = _finished(builder, logs, read)
     return traffic
 
 
@@ -600,7 +604,8 @@ def _read_parallel(
             index += 1
     finally:
         stream.close()
-    traffic.flows = placed(_with_logs(builder.table(), logs), read)
+    traffic.spilled = builder.spill is not None
+    traffic.flows = _finished(builder, logs, read)
     return traffic
 
 
@@ -612,6 +617,16 @@ def _take(
         yield item
         if item[1] is None or isinstance(item[1], BaseException):
             return
+
+
+def _finished(builder: FlowBuilder, logs: list[pa.Table], paths: list[str]) -> pa.Table:
+    """The flow table (:func:`placed`, with the Zeek logs' flows); when the read spilled
+    (more flows than ``--flow-limit``), on disk (:mod:`auditor.ondisk`)."""
+    if builder.spill is None:
+        return placed(_with_logs(builder.table(), logs), paths)
+    from auditor.ondisk import on_disk
+
+    return on_disk(lambda: _with_logs(builder.table(), logs), lambda t: placed(t, paths))
 
 
 def _with_logs(flows: pa.Table, logs: list[pa.Table]) -> pa.Table:

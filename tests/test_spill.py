@@ -16,9 +16,13 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from auditor import duck, ondisk
 from auditor.capture import read_packets
+from auditor.classify.facts import FLOW_FACTS_SCHEMA, null_column, zeros
 from auditor.cli.main import cli
+from auditor.errors import ResourceError
 from auditor.flows import FlowBuilder
+from auditor.traffic import read_traffic
 from tests.packets import ACK, PSH, SYN, TCP, eth, ipv4, tcp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +167,10 @@ def audit_json(args: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_audit_same_findings_with_tiny_limit(path: Path, tmp_path: Path) -> None:
+def test_audit_same_findings_with_tiny_limit(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ondisk, "SLICE", 3)  # the flow table on disk in many slices
     ruleset = path.parent.name
     inventory = path.with_suffix(".inventory.yaml")
     args = [str(path), "--ruleset", ruleset, "-i", str(inventory)]
@@ -174,15 +181,80 @@ def test_audit_same_findings_with_tiny_limit(path: Path, tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []  # the spill is removed
 
 
-def test_flows_json_same_with_tiny_limit() -> None:
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_flows_same_with_tiny_limit(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ondisk, "SLICE", 5)
     path = SAMPLES[0]
     runner = CliRunner()
-    want = runner.invoke(cli, ["flows", str(path), "--format", "json", "-j", "1"])
-    got = runner.invoke(
-        cli, ["flows", str(path), "--format", "json", "-j", "1", "--flow-limit", "2"]
-    )
-    assert want.exit_code == got.exit_code == 0
-    assert got.stdout == want.stdout
+    out: list[bytes] = []
+    for extra in ([], ["--flow-limit", "2"]):
+        dest = tmp_path / f"flows{len(out)}.{fmt}"
+        res = runner.invoke(
+            cli, ["flows", str(path), "--format", fmt, "-j", "1", "-o", str(dest), *extra]
+        )
+        assert res.exit_code == 0, res.output
+        out.append(dest.read_bytes())
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("path", SAMPLES[:2], ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("rows", [1, 4, 1000])
+def test_flow_table_on_disk_is_the_same_table(
+    path: Path, rows: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that spilled hands over its flow table on disk (auditor.ondisk), written in
+    slices of ``rows``: the same schema and values as in memory, nothing left in the
+    temporary directory (the file is unlinked once mapped), and the same after its pages
+    are given back."""
+    monkeypatch.setattr(ondisk, "SLICE", rows)
+    monkeypatch.setattr(ondisk, "_temp_dir", lambda: str(tmp_path))
+    want = read_traffic([path], flow_limit=None)
+    got = read_traffic([path], flow_limit=2)
+    assert not want.spilled and got.spilled
+    assert want.flows is not None and got.flows is not None
+    same_table(want.flows, got.flows)
+    assert list(tmp_path.iterdir()) == []
+    ondisk.release()
+    same_table(want.flows, got.flows)
+    # the classifier's columns without a value were not written: nulls on one buffer
+    null = [
+        c for c in want.flows.column_names if want.flows.column(c).null_count == want.flows.num_rows
+    ]
+    assert null and all(got.flows.column(c).num_chunks == 1 for c in null)
+
+
+def test_flow_table_on_disk_when_it_cannot_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ResourceError, match="--temp-dir"):
+        ondisk.on_disk(lambda: pa.table({"a": [1]}), where=str(blocker / "flows"))
+
+
+def test_null_columns_share_one_buffer() -> None:
+    n = 1000
+    zero = zeros(n)
+    for field in FLOW_FACTS_SCHEMA:
+        col = null_column(n, field.type, zero)
+        col.validate(full=True)
+        assert col.equals(pa.nulls(n, field.type)), field.name
+        assert col.buffers()[0].address == zero.address
+
+
+def test_duckdb_bounded_only_without_a_limit() -> None:
+    def limit() -> str:
+        with duck.cursor() as con:
+            row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+            assert row is not None
+            return str(row[0])
+
+    if duck.memory_limit()[0] is not None:
+        pytest.skip("a memory limit is set (an address-space limit)")
+    before = limit()
+    with duck.bounded("300MB"):
+        assert limit() != before and limit().startswith("28")  # 300 MB as MiB
+    assert limit() == before
 
 
 def test_spill_directory_that_cannot_be_made_is_a_resource_error(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ entries or local-scope rules, ADDRESS_FAMILY without a restricted host).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from collections import Counter
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from auditor import __version__, duck
+from auditor import __version__, duck, ondisk
 from auditor.errors import ExitCode
 from auditor.findings import content, queries, rulecheck
 from auditor.findings.collector import Findings, rows, values
@@ -33,7 +34,13 @@ from auditor.findings.content import MIN_DISK_BYTES
 from auditor.findings.model import AuditDocument, Finding, Summary
 from auditor.findings.presence import may_miss as _may_miss
 from auditor.findings.presence import missing, pair_json, unknown_host
-from auditor.findings.unexpected import SCAN_TARGETS, Paths, scan, unexpected_ports
+from auditor.findings.unexpected import (
+    SCAN_SAMPLE,
+    SCAN_TARGETS,
+    Paths,
+    scan,
+    unexpected_ports,
+)
 from auditor.findings.waivers import Waivers, apply_waivers
 from auditor.flows import FLOW_LIMIT, public_flows
 from auditor.roles import RoleMap, distinct, resolve_roles
@@ -117,6 +124,7 @@ def _run_checks(
         con.register("public_ips", pa.table({"ip": pa.array(_public_ips(flows), pa.string())}))
     local = any(r.scope == "local" for r in ruleset.flows)
     con.execute(queries.prepare(bool(src_ports), internet, local), params)
+    ondisk.release()  # a flow table on disk: each query reads its pages in again
     out = Findings(ruleset)
     (scans,) = con.execute(
         f"CREATE OR REPLACE TEMP TABLE scans AS {queries.SCANS}", {"scan": SCAN_TARGETS}
@@ -150,8 +158,9 @@ def _run_checks(
         ):
             rulecheck.address_family(out, row, family_ips)
     unexpected_ports(out, con.execute(queries.UNEXPECTED_PORT), ruleset, inv, role_lists, paths)
+    ondisk.release()
     if scans:
-        for row in rows(con, queries.UNEXPECTED_SCAN):
+        for row in rows(con, queries.UNEXPECTED_SCAN, {"sample": SCAN_SAMPLE}):
             scan(out, row, inv)
 
     pairs: list[dict[str, Any]] = []
@@ -287,12 +296,18 @@ def audit(
         )
     assert traffic.flows is not None
     flows = public_flows(traffic.flows)
-    roles = resolve_roles(ruleset, flows, inventory)
     seconds = traffic.coverage_seconds()  # missing_flow is graded on the time covered
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
-    findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
+    # millions of flows (the read spilled): DuckDB bounded, the table's pages given back
+    # after each stage that scans it (auditor.ondisk)
+    with duck.bounded() if traffic.spilled else contextlib.nullcontext():
+        roles = resolve_roles(ruleset, flows, inventory)
+        ondisk.release()
+        findings, pairs = run_checks(checked, flows, roles, seconds, min_tls)
+        ondisk.release()
     places = flow_places(flows, (x for f in findings for x in f.flow_ids or ()))
+    ondisk.release()
     findings = [  # where each flow's packets are (README, "Forensics")
         f.with_evidence(frames=[places[x] for x in f.flow_ids if x in places]) if f.flow_ids else f
         for f in findings

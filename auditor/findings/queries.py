@@ -307,8 +307,8 @@ _SCAN_COLS = f"""
     any_value(f.src_roles) AS src_roles,
     {_iso("min(f.first_seen)")} AS first_seen, {_iso("max(f.last_seen)")} AS last_seen,
     sum(f.packets_fwd + f.packets_rev) AS packets, sum(f.bytes_fwd + f.bytes_rev) AS bytes,
-    list(f.flow_id ORDER BY f.first_seen)[1:100] AS flow_ids,
-    list(DISTINCT f.community_id ORDER BY f.community_id)[1:100] AS community_ids,
+    arg_min(f.flow_id, row(f.first_seen, f.i), 100) AS flow_ids,
+    min(DISTINCT f.community_id, 100) AS community_ids,
     list(DISTINCT f.state) FILTER (WHERE f.state IS NOT NULL) AS states,
     count(*) AS flows,
     count(*) FILTER (WHERE f.state = 'rejected') AS rejected,
@@ -316,15 +316,17 @@ _SCAN_COLS = f"""
                      ('rejected', 'attempted')) AS answered
 """
 
-# One row per scan (only run when SCANS found some).
+# One row per scan (only run when SCANS found some). Its lists are the first few values
+# (min(x, n), arg_min(x, key, n)), never every flow's: a scan of millions of flows is
+# aggregated within DuckDB's memory limit (a list aggregate cannot spill).
 UNEXPECTED_SCAN = f"""
-WITH s AS (SELECT f.scan_ports, f.scan_hosts, f.src_roles, f.dst_roles, fl.*
+WITH s AS NOT MATERIALIZED (SELECT f.scan_ports, f.scan_hosts, f.src_roles, f.dst_roles, fl.*
            FROM f JOIN flows fl USING (i) WHERE f.scan_ports OR f.scan_hosts)
 SELECT 'ports' AS scan, {_SCAN_COLS}, f.dst_ip, NULL::INTEGER AS dst_port,
        any_value(f.dst_roles) AS dst_roles,
        count(DISTINCT f.dst_port) AS targets,
-       list(DISTINCT f.dst_port ORDER BY f.dst_port) AS sample,
-       list(DISTINCT f.dst_port ORDER BY f.dst_port)
+       min(DISTINCT f.dst_port, $sample) AS sample, max(f.dst_port) AS last,
+       min(DISTINCT f.dst_port, $sample)
            FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
                    ('rejected', 'attempted')) AS open_sample
 FROM s f WHERE f.scan_ports
@@ -333,8 +335,8 @@ UNION ALL
 SELECT 'hosts' AS scan, {_SCAN_COLS}, NULL AS dst_ip, f.dst_port,
        []::VARCHAR[] AS dst_roles,
        count(DISTINCT f.dst_ip) AS targets,
-       list(DISTINCT f.dst_ip ORDER BY f.dst_ip) AS sample,
-       list(DISTINCT f.dst_ip ORDER BY f.dst_ip)
+       min(DISTINCT f.dst_ip, $sample) AS sample, max(f.dst_ip) AS last,
+       min(DISTINCT f.dst_ip, $sample)
            FILTER (WHERE f.packets_rev > 0 AND coalesce(f.state, '') NOT IN
                    ('rejected', 'attempted')) AS open_sample
 FROM s f WHERE f.scan_hosts

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 #: more distinct unexpected ports on one host (or hosts on one port) than this from one
 #: source is a scan: one finding for it, not one per port
 SCAN_TARGETS = 50
+#: the targets (and answered ones) a scan finding lists, lowest first
+SCAN_SAMPLE = 20
 
 
 class Paths:
@@ -149,10 +151,9 @@ _NO_ROLES: list[str] = []
 
 def scan(out: Findings, row: dict[str, Any], inv: bool) -> None:
     """One unexpected_port finding for a source that tried many ports (or hosts)."""
-    everything = [str(x) for x in row["sample"]]
-    sample = everything[:20]
-    open_ = [str(x) for x in (row["open_sample"] or [])[:20]]
-    span = f"{everything[0]} to {everything[-1]}"
+    sample = [str(x) for x in row["sample"]][:SCAN_SAMPLE]
+    open_ = [str(x) for x in (row["open_sample"] or [])[:SCAN_SAMPLE]]
+    span = f"{sample[0]} to {row['last']}"
     if row["scan"] == "ports":
         what = f"{row['targets']} undocumented {row['proto']} ports on {row['dst_ip']}"
         listed = f"ports {span}"
