@@ -66,6 +66,39 @@ def unpack_heads(data: bytes) -> list[tuple[int, bytes, int]]:
     return out
 
 
+def starts_flow(cur: dict[str, Any], opens_with_syn: bool, open_seq: int) -> bool:
+    """The live table's port-reuse rule, at segment granularity: a segment whose first
+    packet is a pure SYN (sequence ``open_seq``) starts a new flow when the flow ``cur``
+    before it was closed and its first SYN had another sequence number."""
+    return bool(
+        opens_with_syn
+        and cur["closed"]
+        and not (cur["syn_dir"] >= 0 and cur["syn_seq"] == open_seq)
+    )
+
+
+def add_segment(cur: dict[str, Any], s: dict[str, Any]) -> None:
+    """Segment ``s`` continues flow ``cur``: counters add up, flags and ``closed`` are
+    or-ed, first/last times and last packet widen, FTP announcements are joined, the first
+    SYN's and SYN-ACK's directions stay the earliest known. (Payload heads and the
+    classification are the caller's: the local and the Spark merge keep different ones.)"""
+    for k in _SUMS:
+        cur[k] += s[k]
+    cur["flags0"] |= s["flags0"]
+    cur["flags1"] |= s["flags1"]
+    cur["closed"] = bool(cur["closed"] or s["closed"])
+    cur["first_ts"] = min(cur["first_ts"], s["first_ts"])
+    cur["last_ts"] = max(cur["last_ts"], s["last_ts"])
+    cur["last_at"] = max(cur["last_at"], s["last_at"])
+    if s["ftp"]:
+        cur["ftp"] = json.dumps(json.loads(cur["ftp"] or "[]") + json.loads(s["ftp"]))
+    if cur["syn_dir"] < 0 and s["syn_dir"] >= 0:
+        cur["syn_dir"] = s["syn_dir"]
+        cur["syn_seq"] = s["syn_seq"]
+    if cur["synack_dir"] < 0:
+        cur["synack_dir"] = s["synack_dir"]
+
+
 def _spill_dir() -> str | None:
     """DuckDB's --temp-dir when one was given, else the system's temporary directory."""
     from auditor import duck
@@ -355,40 +388,18 @@ def _replay(
     members: list[int] = []
     cur_group = -1
     for s, g, i in zip(rows, group, at, strict=True):
-        if (
-            cur is None
-            or g != cur_group
-            or (
-                s["open_syn"]
-                and cur["closed"]
-                and not (cur["syn_dir"] >= 0 and cur["syn_seq"] == s["open_seq"])
-            )
-        ):
+        if cur is None or g != cur_group or starts_flow(cur, s["open_syn"], s["open_seq"]):
             if cur is not None:
                 yield cur, members
             cur, members, cur_group = dict(s), [], g
             cur["_row"] = i
             continue
         members.append(i)
-        for k in _SUMS:
-            cur[k] += s[k]
-        cur["flags0"] |= s["flags0"]
-        cur["flags1"] |= s["flags1"]
-        cur["closed"] = cur["closed"] | s["closed"]
-        cur["first_ts"] = min(cur["first_ts"], s["first_ts"])
-        cur["last_ts"] = max(cur["last_ts"], s["last_ts"])
-        cur["last_at"] = max(cur["last_at"], s["last_at"])
-        if s["ftp"]:
-            cur["ftp"] = json.dumps(json.loads(cur["ftp"] or "[]") + json.loads(s["ftp"]))
-        if cur["syn_dir"] < 0 and s["syn_dir"] >= 0:
-            cur["syn_dir"] = s["syn_dir"]
-            cur["syn_seq"] = s["syn_seq"]
-        if cur["synack_dir"] < 0:
-            cur["synack_dir"] = s["synack_dir"]
+        add_segment(cur, s)
         if cur["facts_row"] >= 0:
             continue  # the live table ignores the later payload of a classified flow
         if cur["heads"] or cur["got0"] or cur["got1"]:
-            cur["heads"] = _cap_heads(cur["heads"] + s["heads"])
+            cur["heads"] = cap_heads(cur["heads"] + s["heads"])
         else:  # no payload before: the flow's classifier input is this segment's
             cur["heads"] = s["heads"]
             cur["facts_row"] = s["facts_row"]
@@ -398,7 +409,7 @@ def _replay(
         yield cur, members
 
 
-def _cap_heads(heads: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, int]]:
+def cap_heads(heads: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, int]]:
     """The first HEADS heads of each direction, in order."""
     got = [0, 0]
     kept = []

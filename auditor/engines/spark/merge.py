@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor._flowtab import HEADS
 from auditor.classify import ftp_data
 from auditor.classify.ftp_data import Announcement
-from auditor.engines.spark.segments import SEGMENT_SCHEMA, pack_heads, unpack_heads
+from auditor.engines.spark.segments import SEGMENT_SCHEMA
 from auditor.flows import _EXPORT_DTYPES, _FIRST_DTYPES, FlowBuilder, _FirstPackets
+from auditor.spill import add_segment, cap_heads, pack_heads, starts_flow, unpack_heads
 
-_SUMS = ("pkts0", "pkts1", "bytes0", "bytes1", "pay0", "pay1")
 #: frames before each split of a capture: (capture, part) -> packets of the parts before it
 Offsets = dict[tuple[int, int], int]
 
@@ -85,49 +84,16 @@ def _replay(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     for s in rows:
-        if (
-            cur is None
-            or cur["key"] != s["key"]
-            or (
-                s["lead_syn"]
-                and cur["closed"]
-                and not (cur["syn_dir"] >= 0 and cur["syn_seq"] == s["syn_seq"])
-            )
-        ):
+        if cur is None or cur["key"] != s["key"] or starts_flow(cur, s["lead_syn"], s["syn_seq"]):
             cur = dict(s)
             cur["heads"] = unpack_heads(s["heads"])
             out.append(cur)
             continue
-        for k in _SUMS:
-            cur[k] += s[k]
-        cur["flags0"] |= s["flags0"]
-        cur["flags1"] |= s["flags1"]
-        cur["closed"] = cur["closed"] or s["closed"]
-        cur["first_ts"] = min(cur["first_ts"], s["first_ts"])
-        cur["last_ts"] = max(cur["last_ts"], s["last_ts"])
-        cur["last_at"] = max(cur["last_at"], s["last_at"])
-        if s["ftp"]:
-            cur["ftp"] = json.dumps(json.loads(cur["ftp"] or "[]") + json.loads(s["ftp"]))
-        if cur["syn_dir"] < 0 and s["syn_dir"] >= 0:
-            cur["syn_dir"] = s["syn_dir"]
-            cur["syn_seq"] = s["syn_seq"]
-        if cur["synack_dir"] < 0:
-            cur["synack_dir"] = s["synack_dir"]
-        cur["heads"] = _cap_heads(cur["heads"] + unpack_heads(s["heads"]))
+        add_segment(cur, s)
+        cur["heads"] = cap_heads(cur["heads"] + unpack_heads(s["heads"]))
     for f in out:
         f["heads"] = pack_heads(f["heads"])
     return out
-
-
-def _cap_heads(heads: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, int]]:
-    """The first HEADS heads of each direction, in order."""
-    got = [0, 0]
-    kept = []
-    for h in heads:
-        if got[h[0]] < HEADS:
-            got[h[0]] += 1
-            kept.append(h)
-    return kept
 
 
 class _Merged(FlowBuilder):

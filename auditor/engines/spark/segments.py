@@ -18,7 +18,6 @@ pyspark: the tests run it in-process too.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -33,6 +32,7 @@ from auditor.engines.spark.splits import Split
 from auditor.errors import CaptureError
 from auditor.flows import _FRAME_BITS as FRAME_BITS
 from auditor.flows import ACK, SYN, TCP, FlowBuilder, fixed16, values
+from auditor.spill import pack_heads
 
 #: one row per segment; uint64 keys travel as int64 (Spark has no unsigned types)
 SEGMENT_SCHEMA = pa.schema(
@@ -77,24 +77,7 @@ SEGMENT_SCHEMA = pa.schema(
     ]
 )
 
-_HEAD = struct.Struct("<BII")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def pack_heads(heads: list[tuple[int, bytes, int]]) -> bytes:
-    """(direction, head bytes, payload length) items -> one binary value."""
-    return b"".join(_HEAD.pack(d, pl, len(h)) + h for d, h, pl in heads)
-
-
-def unpack_heads(data: bytes) -> list[tuple[int, bytes, int]]:
-    out = []
-    pos = 0
-    while pos < len(data):
-        d, pl, n = _HEAD.unpack_from(data, pos)
-        pos += _HEAD.size
-        out.append((d, bytes(data[pos : pos + n]), pl))
-        pos += n
-    return out
 
 
 def _segment_key(key: np.ndarray, seg: np.ndarray) -> np.ndarray:
