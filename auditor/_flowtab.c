@@ -136,6 +136,20 @@ static inline int same_flow(const flow_t *f, const fkey_t *k)
            memcmp(f->lo, k->lo, 16) == 0 && memcmp(f->hi, k->hi, 16) == 0;
 }
 
+/* The slot of the flow with this hash and full key, or the empty slot where it would go
+   (linear probing; the tag filters before the full key is compared). */
+static inline size_t find_slot(const FlowTable *t, uint32_t tag, uint64_t key, const fkey_t *fk)
+{
+    size_t j = tag & (t->nslots - 1);
+    for (;; j = (j + 1) & (t->nslots - 1)) {
+        const slot_t *sl = &t->slots[j];
+        if (!sl->flow) return j;
+        if (sl->tag != tag) continue;
+        const flow_t *g = &t->flows[sl->flow - 1];
+        if (g->key == key && same_flow(g, fk)) return j;
+    }
+}
+
 static int64_t new_flow(FlowTable *t, uint64_t key, const fkey_t *fk, int64_t ts, int dir)
 {
     if (t->nflows >= MAX_FLOWS) return -1;
@@ -257,14 +271,7 @@ static PyObject *FlowTable_add(FlowTable *t, PyObject *args)
             fk.phi = d ? sport[i] : dport[i];
         }
         uint32_t tag = (uint32_t)mix(k);
-        size_t j = tag & (t->nslots - 1);
-        for (;; j = (j + 1) & (t->nslots - 1)) {
-            const slot_t *sl = &t->slots[j];
-            if (!sl->flow) break;
-            if (sl->tag != tag) continue;
-            const flow_t *g = &t->flows[sl->flow - 1];
-            if (g->key == k && same_flow(g, &fk)) break;
-        }
+        size_t j = find_slot(t, tag, k, &fk);
         int tcp = proto[i] == 6;
         uint8_t fl = flags[i];
         int pure_syn = tcp && (fl & (F_SYN | F_ACK)) == F_SYN;
@@ -445,15 +452,8 @@ static PyObject *FlowTable_compact(FlowTable *t, PyObject *args)
     for (size_t i = 0; i < m; i++) {
         const flow_t *f = &t->flows[i];
         uint32_t tag = (uint32_t)mix(f->key);
-        size_t j = tag & (t->nslots - 1);
-        for (;; j = (j + 1) & (t->nslots - 1)) {
-            const slot_t *sl = &t->slots[j];
-            if (!sl->flow) break;
-            if (sl->tag != tag) continue;
-            const flow_t *g = &t->flows[sl->flow - 1];
-            fkey_t fk = {f->lo, f->hi, f->plo, f->phi, f->proto};
-            if (g->key == f->key && same_flow(g, &fk)) break;
-        }
+        fkey_t fk = {f->lo, f->hi, f->plo, f->phi, f->proto};
+        size_t j = find_slot(t, tag, f->key, &fk);
         if (!t->slots[j].flow) t->used++;
         t->slots[j].tag = tag;
         t->slots[j].flow = (uint32_t)(i + 1);
