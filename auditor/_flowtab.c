@@ -5,7 +5,7 @@
  * a FIN or RST of the same 5-tuple starts a new flow, so a packet's flow depends on the
  * packets before it). Done with numpy it took a sort and a dozen passes per batch; here it is
  * one loop. Python keeps everything else: endpoints of new flows, payload heads for the
- * classifier, directions, the final table (auditor/flows.py).
+ * classifier, directions, the final table (auditor/flows/__init__.py).
  *
  * FlowTable.add(key, dir, ts, wire, pay, flags, seq, proto, status, src_ip, dst_ip,
  *               src_port, dst_port, out_flow, out_flag)
@@ -28,7 +28,7 @@
  *   of the flows at the int64 indices `rows`; lo and hi: 16 bytes a flow, the endpoints).
  *   Also plo/phi/kproto (the full key's ports and protocol), syn_seq, and open_syn/open_seq
  *   (the flow's first packet was a pure SYN, its sequence number): what the spill's merge
- *   of a flow's segments needs (auditor/spill.py).
+ *   of a flow's segments needs (auditor/flows/spill.py).
  * FlowTable.compact(keep): drop the flows whose byte in `keep` is 0 (the spill evicts them).
  * FlowTable.clear(): forget every flow and free the memory.
  */

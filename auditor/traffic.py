@@ -82,7 +82,7 @@ class Traffic:
     #: SPAN duplicates dropped (``dedup``); None when duplicates were not looked for
     duplicates_dropped: int | None = None
     #: the read had more flows than its --flow-limit: its flow table is on disk
-    #: (:mod:`auditor.ondisk`) and the audit's DuckDB bounded (:func:`auditor.duck.bounded`)
+    #: (:mod:`auditor.flows.ondisk`) and the audit's DuckDB bounded (:func:`auditor.duck.bounded`)
     spilled: bool = False
 
     @property
@@ -302,7 +302,7 @@ def read_traffic(
     ``select`` (the --since/--until/--host/--port/--filter options), only the packets it
     selects make flows; each capture record then says how many (``selected``).
     ``flow_limit``: live flows held before the least recently seen are spilled to disk
-    (:mod:`auditor.spill`; None: no bound); the flow table is the same for any limit."""
+    (:mod:`auditor.flows.spill`; None: no bound); the flow table is the same for any limit."""
     return read_found(expand(paths), progress, dedup, jobs, select=select, flow_limit=flow_limit)
 
 
@@ -621,10 +621,10 @@ def _take(
 
 def _finished(builder: FlowBuilder, logs: list[pa.Table], paths: list[str]) -> pa.Table:
     """The flow table (:func:`placed`, with the Zeek logs' flows); when the read spilled
-    (more flows than ``--flow-limit``), on disk (:mod:`auditor.ondisk`)."""
+    (more flows than ``--flow-limit``), on disk (:mod:`auditor.flows.ondisk`)."""
     if builder.spill is None:
         return placed(_with_logs(builder.table(), logs), paths)
-    from auditor.ondisk import on_disk
+    from auditor.flows.ondisk import on_disk
 
     return on_disk(lambda: _with_logs(builder.table(), logs), lambda t: placed(t, paths))
 

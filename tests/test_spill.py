@@ -1,5 +1,5 @@
 """Memory bounded by design (issue 10, item 8): beyond ``--flow-limit`` live flows, the least
-recently seen are spilled to disk and merged back by their full key (auditor/spill.py).
+recently seen are spilled to disk and merged back by their full key (auditor/flows/spill.py).
 Never lost, same findings: the flow table and the audit are the same with a tiny limit as
 with none, on the samples and on real captures read in tiny batches (so that flows are
 evicted in the middle and continue in a new segment), and a TCP flow cut by evictions is
@@ -16,12 +16,12 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from auditor import duck, ondisk
+from auditor import duck
 from auditor.capture import read_packets
 from auditor.classify.facts import FLOW_FACTS_SCHEMA, null_column, zeros
 from auditor.cli.main import cli
 from auditor.errors import ResourceError
-from auditor.flows import FlowBuilder
+from auditor.flows import FlowBuilder, ondisk
 from auditor.traffic import read_traffic
 from tests.packets import ACK, PSH, SYN, TCP, eth, ipv4, tcp
 
@@ -204,7 +204,7 @@ def test_flows_same_with_tiny_limit(
 def test_flow_table_on_disk_is_the_same_table(
     path: Path, rows: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A read that spilled hands over its flow table on disk (auditor.ondisk), written in
+    """A read that spilled hands over its flow table on disk (auditor.flows.ondisk), written in
     slices of ``rows``: the same schema and values as in memory, nothing left in the
     temporary directory (the file is unlinked once mapped), and the same after its pages
     are given back."""
@@ -279,7 +279,7 @@ def test_spill_directory_that_cannot_be_made_is_a_resource_error(tmp_path: Path)
 
 
 def test_spill_removed_when_a_read_ends_early(tmp_path: Path) -> None:
-    from auditor.spill import Spill
+    from auditor.flows.spill import Spill
 
     b = FlowBuilder(limit=1)
     b.spill = Spill(str(tmp_path))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from auditor import __version__, duck, ondisk
+from auditor import __version__, duck
 from auditor.errors import ExitCode
 from auditor.findings import content, queries, rulecheck
 from auditor.findings.collector import Findings, rows, values
@@ -42,7 +42,7 @@ from auditor.findings.unexpected import (
     unexpected_ports,
 )
 from auditor.findings.waivers import Waivers, apply_waivers
-from auditor.flows import FLOW_LIMIT, public_flows
+from auditor.flows import FLOW_LIMIT, ondisk, public_flows
 from auditor.roles import RoleMap, distinct, resolve_roles
 from auditor.rules import (
     FINDING_KINDS,
@@ -282,7 +282,7 @@ def audit(
     (--since/--until/--host/--port/--filter). ``read``: another engine's reader
     (``auditor.engines.spark.read_traffic_spark``) in place of the local one.
     ``flow_limit``: live flows held before the least recently seen are spilled to disk
-    (:mod:`auditor.spill`; None: no bound); the result is the same for any limit."""
+    (:mod:`auditor.flows.spill`; None: no bound); the result is the same for any limit."""
     if read is not None:
         traffic = read([os.fspath(c) for c in captures])
     else:
@@ -300,7 +300,7 @@ def audit(
     # the deployment's expectations (inventory expect / ignore_expected) decide missing flows
     checked = inventory.apply_expectations(ruleset) if inventory is not None else ruleset
     # millions of flows (the read spilled): DuckDB bounded, the table's pages given back
-    # after each stage that scans it (auditor.ondisk)
+    # after each stage that scans it (auditor.flows.ondisk)
     with duck.bounded() if traffic.spilled else contextlib.nullcontext():
         roles = resolve_roles(ruleset, flows, inventory)
         ondisk.release()

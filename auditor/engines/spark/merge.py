@@ -25,7 +25,7 @@ from auditor.classify import ftp_data
 from auditor.classify.ftp_data import Announcement
 from auditor.engines.spark.segments import SEGMENT_SCHEMA
 from auditor.flows import _EXPORT_DTYPES, _FIRST_DTYPES, FlowBuilder, _FirstPackets
-from auditor.spill import add_segment, cap_heads, pack_heads, starts_flow, unpack_heads
+from auditor.flows.spill import add_segment, cap_heads, pack_heads, starts_flow, unpack_heads
 
 #: frames before each split of a capture: (capture, part) -> packets of the parts before it
 Offsets = dict[tuple[int, int], int]

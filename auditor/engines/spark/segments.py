@@ -32,7 +32,7 @@ from auditor.engines.spark.splits import Split
 from auditor.errors import CaptureError
 from auditor.flows import _FRAME_BITS as FRAME_BITS
 from auditor.flows import ACK, SYN, TCP, FlowBuilder, fixed16, values
-from auditor.spill import pack_heads
+from auditor.flows.spill import pack_heads
 
 #: one row per segment; uint64 keys travel as int64 (Spark has no unsigned types)
 SEGMENT_SCHEMA = pa.schema(

@@ -1,6 +1,6 @@
 """The finished flow table of a spilled read: written to disk in slices, read back mapped.
 
-Why: past ``--flow-limit`` the live flow table is bounded (:mod:`auditor.spill`), but the
+Why: past ``--flow-limit`` the live flow table is bounded (:mod:`auditor.flows.spill`), but the
 finished table is still about 300 bytes a flow, and role inference and the checks then
 add DuckDB's own memory on top: 5 M flows did not fit in 2 GB. So when the read spilled,
 :func:`on_disk` writes the table, slice by slice (:data:`SLICE` rows, each given its

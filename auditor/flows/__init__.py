@@ -7,7 +7,7 @@ C loop per batch (``auditor/_flowtab.c``); Python handles only the rows that ope
 classifier reads. Settled flows are classified during the read, so memory grows with the
 number of flows, not of packets; beyond ``limit`` live flows (``--flow-limit``) the least
 recently seen are spilled to disk and merged back when the table is built
-(:mod:`auditor.spill`), so the live state is bounded.
+(:mod:`auditor.flows.spill`), so the live state is bounded.
 
 Rules, documented in the README ("Flows"):
 
@@ -88,7 +88,7 @@ _EXPORT_DTYPES = {
 }  # fmt: skip
 #: what else the table exports: the full key's ports and protocol, the first SYN's sequence
 #: number and whether (and with which number) a flow's first packet was a pure SYN (the
-#: spill's merge of a flow's segments, auditor/spill.py)
+#: spill's merge of a flow's segments, auditor/flows/spill.py)
 _KEY_DTYPES = {
     "plo": np.uint16, "phi": np.uint16, "kproto": np.uint8, "syn_seq": np.uint32,
     "open_syn": np.uint8, "open_seq": np.uint32,
@@ -214,7 +214,7 @@ class FlowBuilder:
     last_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: live flows held before the least recently seen are spilled to disk (None: no bound)
     limit: int | None = None
-    #: where evicted flows went (auditor.spill.Spill), None until the first eviction
+    #: where evicted flows went (auditor.flows.spill.Spill), None until the first eviction
     spill: Any = None
 
     @property
@@ -294,10 +294,10 @@ class FlowBuilder:
     def _evict(self, now: int) -> None:
         """Spill the least recently seen flows (and every flow silent for IDLE_NS) until
         three quarters of the limit are left: their state, first packet, payload heads or
-        classification go to the spill file as one segment each (auditor/spill.py); the
+        classification go to the spill file as one segment each (auditor/flows/spill.py); the
         table forgets them. A later packet of an evicted flow starts a new segment, merged
         with the earlier ones by the full key when the table is built."""
-        from auditor.spill import Spill, spill_flows
+        from auditor.flows.spill import Spill, spill_flows
 
         assert self.limit is not None
         c = self._arrays()
@@ -476,7 +476,7 @@ class FlowBuilder:
             raise RuntimeError("FlowBuilder.table() was called already")
         self.built = True
         if self.spill is not None:  # flows were evicted: merge their segments with the rest
-            from auditor.spill import merged_table
+            from auditor.flows.spill import merged_table
 
             table = merged_table(self)
         else:
