@@ -11,31 +11,56 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import pyarrow as pa
 
 from auditor.escape import printable
 from auditor.flows import public_flows
+from auditor.report.json_ import compact
 from auditor.report.json_ import render as json_text
 from auditor.traffic import Traffic, iso
 
 FORMATS = ("table", "json", "csv", "parquet")
-__all__ = ["FORMATS", "flow_records", "flows_json", "public_flows", "write_flows"]
+__all__ = [
+    "FORMATS",
+    "flow_records",
+    "flows_json",
+    "public_flows",
+    "record_batches",
+    "write_flows",
+]
+
+
+#: rows turned into Python objects at a time: a flow table of millions of rows (on disk when
+#: it was spilled) is written a slice at a time, never held as dicts
+BATCH_ROWS = 1024
 
 
 def flow_records(table: pa.Table) -> list[dict[str, Any]]:
     """Flow rows as JSON-ready dicts (timestamps as ISO strings)."""
+    return [r for batch in record_batches(table) for r in batch]
+
+
+def record_batches(
+    table: pa.Table, columns: Sequence[str] | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """:func:`flow_records` a slice of at most BATCH_ROWS rows at a time (of ``columns``
+    only, when given)."""
     t = public_flows(table)
-    first = t.column("first_seen").cast(pa.int64()).to_pylist()
-    last = t.column("last_seen").cast(pa.int64()).to_pylist()
-    rows = t.drop_columns(["first_seen", "last_seen"]).to_pylist()
-    out = []
-    for row, f, la in zip(rows, first, last, strict=True):
-        row["first_seen"] = iso(f)
-        row["last_seen"] = iso(la)
-        out.append(row)
-    return out
+    if columns is not None:
+        keep = {*columns, "first_seen", "last_seen"}
+        t = t.select([c for c in t.column_names if c in keep])
+    for start in range(0, t.num_rows, BATCH_ROWS):
+        part = t.slice(start, BATCH_ROWS)
+        first = part.column("first_seen").cast(pa.int64()).to_pylist()
+        last = part.column("last_seen").cast(pa.int64()).to_pylist()
+        rows = part.drop_columns(["first_seen", "last_seen"]).to_pylist()
+        for row, f, la in zip(rows, first, last, strict=True):
+            row["first_seen"] = iso(f)
+            row["last_seen"] = iso(la)
+        yield rows
 
 
 def flows_json(traffic: Traffic) -> dict[str, Any]:
@@ -47,7 +72,10 @@ def flows_json(traffic: Traffic) -> dict[str, Any]:
 
 
 def write_flows(traffic: Traffic, fmt: str, out: IO[bytes], *, width: int = 100) -> None:
-    """Write the flows in ``fmt`` to a binary stream; the table at most ``width`` columns."""
+    """Write the flows in ``fmt`` to a binary stream; the table at most ``width`` columns.
+
+    Every format is written a slice of the table at a time (memory holds a slice, whatever
+    the number of flows); the text is what rendering the whole at once gives."""
     assert traffic.flows is not None
     if fmt == "parquet":
         import pyarrow.parquet as pq  # here: its import costs every other command 15 ms
@@ -55,25 +83,48 @@ def write_flows(traffic: Traffic, fmt: str, out: IO[bytes], *, width: int = 100)
         pq.write_table(public_flows(traffic.flows), out)
         return
     if fmt == "json":  # one flow per line, like the audit's findings
-        text = json_text(flows_json(traffic))
+        chunks = _json(traffic)
     elif fmt == "csv":
-        text = _csv(flow_records(traffic.flows))
+        chunks = _csv(traffic.flows)
     else:
-        from auditor.report.flows_table import render as table_text
+        from auditor.report.flows_table import FIELDS, lines
 
-        text = table_text(flow_records(traffic.flows), width)
-    out.write(text.encode("utf-8"))
+        table = traffic.flows
+        chunks = (line + "\n" for line in lines(lambda: record_batches(table, FIELDS), width))
+    for chunk in chunks:
+        out.write(chunk.encode("utf-8"))
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def _json(traffic: Traffic) -> Iterator[str]:
+    """The flows document as :func:`auditor.report.json_.render` lays it out, written a
+    slice at a time: the captures, then each flow on a line of its own."""
+    assert traffic.flows is not None
+    head = json_text({"captures": [c.to_json() for c in traffic.captures], "flows": []})
+    empty = "[]\n}\n"
+    assert head.endswith(empty)
+    if traffic.flows.num_rows == 0:
+        yield head
+        return
+    yield head[: -len(empty)] + "[\n"
+    sep = ""
+    for batch in record_batches(traffic.flows):
+        yield sep + ",\n".join("    " + compact(r) for r in batch)
+        sep = ",\n"
+    yield "\n  ]\n}\n"
+
+
+def _csv(table: pa.Table) -> Iterator[str]:
     buf = io.StringIO()
-    if not rows:
-        return ""
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _csv_cell(v) for k, v in r.items()})
-    return buf.getvalue()
+    w: csv.DictWriter[str] | None = None
+    for batch in record_batches(table):
+        if w is None:
+            w = csv.DictWriter(buf, fieldnames=list(batch[0]), lineterminator="\n")
+            w.writeheader()
+        for r in batch:
+            w.writerow({k: _csv_cell(v) for k, v in r.items()})
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
 
 
 def _csv_cell(value: Any) -> Any:

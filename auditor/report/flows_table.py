@@ -11,10 +11,10 @@ terminal is narrow. Laid out by :func:`auditor.report.grid.grid`, which escapes 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from auditor.report.grid import Column, grid
+from auditor.report.grid import Column, grid_lines
 
 FIRST_SEEN = Column("first seen", min_width=10)
 PROTO = Column("proto", overflow="keep")
@@ -27,6 +27,14 @@ CAPTURE = Column("capture", min_width=10)
 FRAMES = Column("frames", overflow="keep")
 COMMUNITY_ID = Column("community id", overflow="elide", min_width=12, drop=1)
 DETAIL = Column("detail", min_width=16, drop=2)
+
+
+#: the fields of a flow record the table shows
+FIELDS = (
+    "first_seen", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "state", "app",
+    "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev", "capture", "captures",
+    "first_frame", "last_frame", "community_id", "sni", "http_host", "ssh_banner", "tls_version",
+)  # fmt: skip
 
 
 def _endpoint(ip: str, port: Any) -> str:
@@ -65,24 +73,49 @@ def render(rows: Sequence[Mapping[str, Any]], width: int) -> str:
 
     The capture column is there when the flows come from more than one capture file.
     """
-    several = len({c for r in rows for c in (r.get("captures") or [r.get("capture")])}) > 1
+    return "".join(line + "\n" for line in lines(lambda: [list(rows)], width))
+
+
+def lines(
+    batches: Callable[[], Iterable[Sequence[Mapping[str, Any]]]], width: int
+) -> Iterator[str]:
+    """:func:`render`'s lines, of flow records given a batch at a time: ``batches()`` gives
+    them afresh each time it is called (``flows_out.record_batches`` of the table), so a
+    table of millions of flows is printed without being held."""
+    several = _several_captures(batches())
     columns = [FIRST_SEEN, PROTO, ENDPOINTS, STATE, APP, PACKETS, BYTES]
     columns += [CAPTURE] if several else []
     columns += [FRAMES, COMMUNITY_ID, DETAIL]
-    cells = [
-        (
-            (r.get("first_seen") or "")[:19].replace("T", " "),
-            r.get("proto"),
-            f"{_endpoint(r['src_ip'], r['src_port'])} → {_endpoint(r['dst_ip'], r['dst_port'])}",
-            r.get("state"),
-            r.get("app"),
-            (r.get("packets_fwd") or 0) + (r.get("packets_rev") or 0),
-            (r.get("bytes_fwd") or 0) + (r.get("bytes_rev") or 0),
-            *([capture_text(r)] if several else []),
-            frames_text(r),
-            r.get("community_id"),
-            _detail(r),
-        )
-        for r in rows
-    ]
-    return "\n".join(grid(columns, cells, width)) + "\n"
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for batch in batches():
+            for r in batch:
+                yield _cells(r, several)
+
+    return grid_lines(columns, rows, width)
+
+
+def _several_captures(batches: Iterable[Sequence[Mapping[str, Any]]]) -> bool:
+    seen: set[Any] = set()
+    for batch in batches:
+        for r in batch:
+            seen.update(r.get("captures") or [r.get("capture")])
+            if len(seen) > 1:
+                return True
+    return False
+
+
+def _cells(r: Mapping[str, Any], several: bool) -> tuple[Any, ...]:
+    return (
+        (r.get("first_seen") or "")[:19].replace("T", " "),
+        r.get("proto"),
+        f"{_endpoint(r['src_ip'], r['src_port'])} → {_endpoint(r['dst_ip'], r['dst_port'])}",
+        r.get("state"),
+        r.get("app"),
+        (r.get("packets_fwd") or 0) + (r.get("packets_rev") or 0),
+        (r.get("bytes_fwd") or 0) + (r.get("bytes_rev") or 0),
+        *([capture_text(r)] if several else []),
+        frames_text(r),
+        r.get("community_id"),
+        _detail(r),
+    )

@@ -25,13 +25,13 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from auditor.escape import printable
 
-__all__ = ["Column", "display_width", "elide", "grid", "wrap"]
+__all__ = ["Column", "display_width", "elide", "grid", "grid_lines", "wrap"]
 
 #: the smallest width a table is laid out for; a narrower budget is treated as this
 MIN_TABLE_WIDTH = 20
@@ -197,14 +197,12 @@ def _spend(widths: list[int], natural: list[int], elided: list[bool], spare: int
 
 
 def _records(
-    columns: Sequence[Column], rows: list[list[str]], width: int, indent: str
-) -> list[str]:
+    columns: Sequence[Column], rows: Iterable[list[str]], width: int, indent: str
+) -> Iterator[str]:
     """Each row as ``header: value`` lines: the layout when no columns fit."""
     label = max(display_width(c.header) for c in columns) + 2
-    lines: list[str] = []
     for n, row in enumerate(rows):
-        if n:
-            lines.append("")
+        lines: list[str] = [""] if n else []
         for column, cell in zip(columns, row, strict=True):
             head = _pad(column.header + ":", label)
             if label <= width // 2:
@@ -214,7 +212,7 @@ def _records(
             else:
                 lines.append(elide(column.header + ":", width))
                 lines += ["  " + x for x in wrap(cell, width - 2)]
-    return [indent + line.rstrip() for line in lines]
+        yield from (indent + line.rstrip() for line in lines)
 
 
 def grid(
@@ -232,17 +230,53 @@ def grid(
     Cells are any values (``None`` is empty), shown through
     :func:`auditor.escape.printable`. A table with no rows is its headers alone.
     """
+    cells = [[printable(v) for v in row] for row in rows]
+    return list(_lines(columns, lambda: cells, width, gap=gap, indent=indent, rule=rule))
+
+
+def grid_lines(
+    columns: Sequence[Column],
+    rows: Callable[[], Iterable[Sequence[object]]],
+    width: int,
+    *,
+    gap: int = 2,
+    indent: str = "",
+    rule: bool = True,
+) -> Iterator[str]:
+    """:func:`grid` of a table too large to hold (a flow table of millions of rows): the
+    same lines, one at a time. ``rows()`` gives the rows afresh each time it is called:
+    they are read once for the columns' widths, at most once more for how wrapped columns
+    break, and once to print, so memory holds one row, not the table."""
+
+    def escaped() -> Iterator[list[str]]:
+        return ([printable(v) for v in row] for row in rows())
+
+    return _lines(columns, escaped, width, gap=gap, indent=indent, rule=rule)
+
+
+def _lines(
+    columns: Sequence[Column],
+    rows: Callable[[], Iterable[list[str]]],
+    width: int,
+    *,
+    gap: int,
+    indent: str,
+    rule: bool,
+) -> Iterator[str]:
+    """The table's lines; ``rows()`` gives the escaped cells afresh each time."""
     width = max(width, MIN_TABLE_WIDTH)
     budget = width - display_width(indent)
     cols = [replace(c, header=printable(c.header)) for c in columns]
-    cells = [[printable(v) for v in row] for row in rows]
-    for row in cells:
+    nat = [display_width(c.header) for c in cols]
+    for row in rows():
         if len(row) != len(cols):
             raise ValueError(f"a row has {len(row)} cells for {len(cols)} columns")
+        for i, v in enumerate(row):
+            size = display_width(v)
+            if size > nat[i]:
+                nat[i] = size
     if not cols:
-        return []
-    sizes = [[display_width(v) for v in row] for row in cells]
-    nat = [max([display_width(c.header), *(r[i] for r in sizes)]) for i, c in enumerate(cols)]
+        return
     low = [
         n if c.overflow == "keep" else min(n, max(c.min_width, 2))
         for c, n in zip(cols, nat, strict=True)
@@ -262,32 +296,39 @@ def grid(
     if needed(shown, gap) > budget:
         gap = min(gap, 1)  # one space between columns rather than no table
     if not shown or needed(shown, gap) > budget:  # vertical space is not short: every column
-        return _records(cols, cells, budget, indent)
+        yield from _records(cols, rows(), budget, indent)
+        return
     natural_w = [nat[i] for i in shown]
     elided = [cols[i].overflow == "elide" for i in shown]
     budget -= gap * (len(shown) - 1)
     # elided columns give way first (they cost no lines), then optional ones, then the rest
     ranks = [0 if cols[i].overflow == "elide" else 1 if cols[i].drop else 2 for i in shown]
     widths = _fit(natural_w, [low[i] for i in shown], ranks, budget)
-    for k, i in enumerate(shown):  # a wrapped column as wide as its longest line, no more
-        w = widths[k]
-        if w < natural_w[k] and cols[i].overflow == "wrap":
-            pairs = [(cols[i].header, display_width(cols[i].header))]
-            pairs += [(r[i], z[i]) for r, z in zip(cells, sizes, strict=True)]
-            widths[k] = max(
-                size if size <= w else max(display_width(x) for x in wrap(t, w))
-                for t, size in pairs
-            )
+    # a wrapped column as wide as its longest line, no more
+    narrowed = [
+        (k, i)
+        for k, i in enumerate(shown)
+        if widths[k] < natural_w[k] and cols[i].overflow == "wrap"
+    ]
+    if narrowed:
+        longest = {k: _wrapped_width(cols[i].header, widths[k]) for k, i in narrowed}
+        for row in rows():
+            for k, i in narrowed:
+                got = _wrapped_width(row[i], widths[k])
+                if got > longest[k]:
+                    longest[k] = got
+        for k, got in longest.items():
+            widths[k] = got
     _spend(widths, natural_w, elided, budget - sum(widths))
     space = " " * gap
 
     aligns = [cols[i].align for i in shown]
 
-    def one_line(texts: list[str], size: list[int]) -> str | None:
+    def one_line(texts: list[str]) -> str | None:
         """The row on one line, when every cell fits its column (the common case, fast)."""
         out = []
-        for i, w, a, text in zip(shown, widths, aligns, texts, strict=True):
-            pad = w - size[i]
+        for w, a, text in zip(widths, aligns, texts, strict=True):
+            pad = w - (len(text) if text.isascii() else display_width(text))
             if pad < 0:
                 return None
             out.append(" " * pad + text if a == "right" else text + " " * pad)
@@ -312,14 +353,20 @@ def grid(
             out.append((indent + line).rstrip())
         return out
 
-    lines = layout([cols[i].header for i in shown], heading=True)
+    yield from layout([cols[i].header for i in shown], heading=True)
     if rule:
-        lines.append((indent + space.join("-" * w for w in widths)).rstrip())
-    for row, size in zip(cells, sizes, strict=True):
+        yield (indent + space.join("-" * w for w in widths)).rstrip()
+    for row in rows():
         texts = [row[i] for i in shown]
-        line = one_line(texts, size)
+        line = one_line(texts)
         if line is not None:
-            lines.append(line)
+            yield line
         else:
-            lines += layout(texts, heading=False)
-    return lines
+            yield from layout(texts, heading=False)
+
+
+def _wrapped_width(text: str, width: int) -> int:
+    """How wide ``text`` is in a column of ``width``: whole when it fits, else its longest
+    wrapped line."""
+    size = display_width(text)
+    return size if size <= width else max(display_width(x) for x in wrap(text, width))

@@ -25,6 +25,12 @@ from auditor.escape import json_text
 _compact = json.JSONEncoder(ensure_ascii=False).encode
 
 
+def compact(value: Any) -> str:
+    """``value`` on one line, as :func:`render` writes each member of a list of objects
+    (for a writer that lays out a document too large to hold, a member at a time)."""
+    return json_text(_compact(value))
+
+
 def render(result: AuditDocument | Mapping[str, Any]) -> str:
     """``result`` as UTF-8 JSON (laid out as the module says) with a trailing newline: a
     document's ``to_json()``, a dict (a saved result, the flows' document) as it is."""
