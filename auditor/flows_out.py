@@ -18,8 +18,7 @@ import pyarrow as pa
 
 from auditor.escape import printable
 from auditor.flows import public_flows
-from auditor.report.json_ import compact
-from auditor.report.json_ import render as json_text
+from auditor.report.json_ import render_listing
 from auditor.traffic import Traffic, iso
 
 FORMATS = ("table", "json", "csv", "parquet")
@@ -99,18 +98,8 @@ def _json(traffic: Traffic) -> Iterator[str]:
     """The flows document as :func:`auditor.report.json_.render` lays it out, written a
     slice at a time: the captures, then each flow on a line of its own."""
     assert traffic.flows is not None
-    head = json_text({"captures": [c.to_json() for c in traffic.captures], "flows": []})
-    empty = "[]\n}\n"
-    assert head.endswith(empty)
-    if traffic.flows.num_rows == 0:
-        yield head
-        return
-    yield head[: -len(empty)] + "[\n"
-    sep = ""
-    for batch in record_batches(traffic.flows):
-        yield sep + ",\n".join("    " + compact(r) for r in batch)
-        sep = ",\n"
-    yield "\n  ]\n}\n"
+    head = {"captures": [c.to_json() for c in traffic.captures]}
+    return render_listing(head, "flows", record_batches(traffic.flows))
 
 
 def _csv(table: pa.Table) -> Iterator[str]:

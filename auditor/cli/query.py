@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from auditor.cli.output import Output, output_file
 from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.escape import printable
-from auditor.report.json_ import render as json_text
+from auditor.report.json_ import render_listing
 
 FORMATS = ("table", "json", "csv", "parquet")
 
@@ -122,10 +123,12 @@ def _write(table: pa.Table, fmt: str, out: Output | None) -> None:
         import pyarrow.parquet as pq
 
         pq.write_table(table, out.stream if out is not None else sys.stdout.buffer)
-    elif out is not None:
-        out.write_text(_render(table, fmt, table_width(to_stdout=False)))
-    else:
-        emit(_render(table, fmt, table_width()))
+        return
+    for chunk in _chunks(table, fmt, table_width(to_stdout=out is None)):
+        if out is not None:
+            out.write_text(chunk)
+        else:
+            emit(chunk)
 
 
 def _plain(v: Any) -> Any:
@@ -159,17 +162,32 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _render(table: pa.Table, fmt: str, width: int) -> str:
-    if fmt == "table":
-        from auditor.report.query_table import render
+#: rows of the result made Python values at a time (a result may have millions)
+SLICE_ROWS = 1024
 
-        return render(table, width)
-    rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_pylist()]
-    if fmt == "json":
-        return json_text({"columns": table.column_names, "rows": rows})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(table.column_names)
-    for r in rows:
-        w.writerow([_csv_cell(v) for v in r.values()])
-    return buf.getvalue()
+
+def _rows(table: pa.Table) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, table.num_rows, SLICE_ROWS):
+        part = table.slice(start, SLICE_ROWS).to_pylist()
+        yield [{k: _plain(v) for k, v in r.items()} for r in part]
+
+
+def _chunks(table: pa.Table, fmt: str, width: int) -> Iterator[str]:
+    """The result in ``fmt`` (table, json, csv), a slice of rows at a time."""
+    if fmt == "table":
+        from auditor.report.query_table import lines
+
+        yield from lines(table, width)
+    elif fmt == "json":
+        yield from render_listing({"columns": table.column_names}, "rows", _rows(table))
+    else:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(table.column_names)
+        for rows in _rows(table):
+            for r in rows:
+                w.writerow([_csv_cell(v) for v in r.values()])
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+        yield buf.getvalue()

@@ -14,7 +14,7 @@ as long.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,10 +25,22 @@ from auditor.escape import json_text
 _compact = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def compact(value: Any) -> str:
-    """``value`` on one line, as :func:`render` writes each member of a list of objects
-    (for a writer that lays out a document too large to hold, a member at a time)."""
-    return json_text(_compact(value))
+def render_listing(
+    head: Mapping[str, Any], key: str, batches: Iterable[Sequence[Mapping[str, Any]]]
+) -> Iterator[str]:
+    """:func:`render` of ``{**head, key: [the objects of every batch]}``, a batch at a time:
+    for a document too large to hold (a flow table of millions of rows). The same text."""
+    text = render({**head, key: []})
+    empty = "[]\n}\n"
+    sep = ""
+    for batch in batches:
+        if not batch:
+            continue
+        if not sep:
+            yield text[: -len(empty)] + "[\n"
+        yield sep + ",\n".join("    " + json_text(_compact(v)) for v in batch)
+        sep = ",\n"
+    yield "\n  ]\n}\n" if sep else text
 
 
 def render(result: AuditDocument | Mapping[str, Any]) -> str:

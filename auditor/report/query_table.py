@@ -8,12 +8,13 @@ are right-aligned and never cut.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from auditor.report.grid import Column, grid
+from auditor.report.grid import Column, grid_lines
 
 __all__ = ["render"]
 
@@ -36,8 +37,23 @@ def _column(name: str, typ: pa.DataType) -> Column:
 
 def render(table: pa.Table, width: int) -> str:
     """The result as an aligned table of at most ``width`` columns, and its row count."""
+    return "".join(lines(table, width))
+
+
+#: rows of the result made Python values at a time
+SLICE_ROWS = 1024
+
+
+def lines(table: pa.Table, width: int) -> Iterator[str]:
+    """:func:`render` a line at a time (each ending in a newline), the rows read a slice
+    at a time: a result of millions of rows is never held as Python values."""
     columns = [_column(f.name, f.type) for f in table.schema]
-    rows = [[_cell(v) for v in row.values()] for row in table.to_pylist()]
-    lines = grid(columns, rows, width)
-    lines.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
-    return "\n".join(lines) + "\n"
+
+    def rows() -> Iterator[list[str]]:
+        for start in range(0, table.num_rows, SLICE_ROWS):
+            for row in table.slice(start, SLICE_ROWS).to_pylist():
+                yield [_cell(v) for v in row.values()]
+
+    for line in grid_lines(columns, rows, width):
+        yield line + "\n"
+    yield f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})\n"
