@@ -87,6 +87,7 @@ class Findings:
             row.get("flow_ids") or [],
             row.get("community_ids") or [],
             source,
+            flows=row.get("flows"),
         )
 
     def put(
@@ -109,9 +110,16 @@ class Findings:
         flow_ids: list[str],
         community_ids: list[str],
         source: Mapping[str, Any] | Literal["rule"] | None = "rule",
+        *,
+        flows: int | None = None,
     ) -> None:
         """A finding from its parts. Timestamps come as ISO text, written by the queries;
-        ``source`` is the cited rule's words unless given."""
+        ``source`` is the cited rule's words unless given. ``flows``: how many flows are
+        behind it, when ``flow_ids`` lists only the first (queries.FLOW_IDS): the evidence
+        says so."""
+        if flows is not None and flows > len(flow_ids):
+            evidence.setdefault("flows", flows)
+            evidence["flow_ids_truncated"] = True
         # stable night to night: what and where, not the (possibly inferred) roles, unless
         # there is no address to say where (missing_flow)
         ident = f"{kind}|{rule_id}|{src_ip}|{dst_ip}|{dst_port}|{proto}"

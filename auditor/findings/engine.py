@@ -213,8 +213,8 @@ def _finding_rows(
     for row in rows(con, sql, params):
         row["src_roles"] = role_lists.get(row["src_ip"], [])
         row["dst_roles"] = role_lists.get(row["dst_ip"], [])
-        row["flow_ids"] = row["flow_ids"].split(" ") if row["flow_ids"] else []
-        row["community_ids"] = values(row["community_ids"])
+        row["flow_ids"] = row["flow_ids"] or []
+        row["community_ids"] = list(dict.fromkeys(row["community_ids"] or ()))
         row["states"] = values(row["states"])
         row["apps"] = values(row["apps"])
         yield row

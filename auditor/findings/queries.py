@@ -214,13 +214,19 @@ _CONTENT_KINDS = """
 # joined by spaces (none of them holds one) rather than as lists: building and converting a
 # list per finding costs DuckDB and Python several times more. They are in flow order; the
 # engine keeps the first appearance of each state and app, as list(DISTINCT) would.
+#: the flows a finding lists (``flow_ids``, and the Community IDs of those flows): the first
+#: by first packet. A finding of more flows says so (``evidence.flow_ids_truncated``) and
+#: counts them all (``evidence.flows``): a list of every flow's id, which DuckDB cannot
+#: spill, made one finding of a million flows 100 MB of JSON.
+FLOW_IDS = 1000
+
 _FLOW_AGGREGATES = f"""
     {_iso("min(first_seen)")} AS first_seen, {_iso("max(last_seen)")} AS last_seen,
     sum(packets_fwd + packets_rev)::BIGINT AS packets,
     sum(bytes_fwd + bytes_rev)::BIGINT AS bytes,
     count(*) AS flows,
-    string_agg(flow_id, ' ' ORDER BY first_seen) AS flow_ids,
-    string_agg(community_id, ' ') AS community_ids,
+    arg_min(flow_id, row(first_seen, i), {FLOW_IDS}) AS flow_ids,
+    arg_min(community_id, row(first_seen, i), {FLOW_IDS}) AS community_ids,
     string_agg(state, ' ') AS states,
     string_agg(app, ' ') AS apps
 """
@@ -379,19 +385,20 @@ WITH edges AS (
     SELECT fl.src_ip AS ip, fl.dst_ip AS peer, f.dst_roles AS peer_roles, fl.proto,
            fl.dst_port AS port, fl.first_seen, fl.last_seen,
            fl.packets_fwd + fl.packets_rev AS packets, fl.bytes_fwd + fl.bytes_rev AS bytes,
-           fl.flow_id, fl.community_id
+           fl.flow_id, fl.community_id, fl.i
     FROM f JOIN flows fl USING (i)
     WHERE len(f.src_roles) = 0 AND len(f.dst_roles) > 0 AND NOT f.role_ok
     UNION ALL
     SELECT fl.dst_ip, fl.src_ip, f.src_roles, fl.proto, fl.dst_port, fl.first_seen,
            fl.last_seen, fl.packets_fwd + fl.packets_rev, fl.bytes_fwd + fl.bytes_rev,
-           fl.flow_id, fl.community_id
+           fl.flow_id, fl.community_id, fl.i
     FROM f JOIN flows fl USING (i)
     WHERE len(f.dst_roles) = 0 AND len(f.src_roles) > 0 AND NOT f.role_ok
 )
 SELECT ip, {_iso("min(first_seen)")} AS first_seen, {_iso("max(last_seen)")} AS last_seen,
        sum(packets) AS packets, sum(bytes) AS bytes,
-       list(flow_id ORDER BY first_seen) AS flow_ids, list(DISTINCT community_id) AS community_ids,
+       arg_min(flow_id, row(first_seen, i), {FLOW_IDS}) AS flow_ids,
+       arg_min(community_id, row(first_seen, i), {FLOW_IDS}) AS community_ids, count(*) AS flows,
        list(DISTINCT peer ORDER BY peer) AS peers,
        list(DISTINCT proto || '/' || port) AS ports,
        flatten(list(DISTINCT peer_roles)) AS peer_roles

@@ -141,8 +141,9 @@ def unexpected_ports(
             last_seen,
             packets,
             nbytes,
-            flow_ids.split(" ") if flow_ids else [],
-            community_ids.split(" ") if community_ids else [],
+            flow_ids or [],
+            list(dict.fromkeys(community_ids or ())),
+            flows=flows,
         )
 
 
