@@ -586,11 +586,36 @@ def test_read_traffic_reports_progress_per_batch(tmp_path: Path) -> None:
     assert last.done == last.total == FINDINGS.stat().st_size and last.packets == PACKETS
 
 
-@pytest.mark.parametrize("command", [[], ["flows"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["flows"], ["query", "SELECT count(*) FROM flows"],
+     ["query", "SELECT count(*) FROM findings", "-r", "applayering"]],
+)  # fmt: skip
 def test_quiet_is_accepted(command: list[str]) -> None:
+    """Every command that reads captures (and shows progress on a terminal) takes -q."""
     args = [*command, FINDINGS, "-q"] + ([] if command else ["-r", "applayering"])
     res = invoke(args)
     assert res.exit_code in (ExitCode.OK, ExitCode.FINDINGS) and res.stderr == ""
+
+
+def test_query_reports_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.cli import query as query_cli
+
+    shown: list[str] = []
+
+    class Line:
+        def __call__(self, reading: object) -> None:
+            shown.append(type(reading).__name__)
+
+        def clear(self) -> None:
+            shown.append("clear")
+
+    monkeypatch.setattr(query_cli, "progress_for", lambda stream, quiet: None if quiet else Line())
+    assert invoke(["query", "SELECT 1", FINDINGS]).exit_code == ExitCode.OK
+    assert shown[0] == "Reading" and shown[-1] == "clear"
+    shown.clear()
+    assert invoke(["query", "SELECT 1", FINDINGS, "-q"]).exit_code == ExitCode.OK
+    assert shown == []
 
 
 # --- --dedup: SPAN duplicates ----------------------------------------------------------------

@@ -15,9 +15,10 @@ from uuid import UUID
 import click
 import pyarrow as pa
 
-from auditor.cli.common import emit, fail, handle_errors, note, warn
+from auditor.cli.common import emit, fail, handle_errors, note, quiet_option, warn
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import Output, output_file
+from auditor.cli.progress import progress_for
 from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.escape import printable
@@ -37,6 +38,7 @@ FORMATS = ("table", "json", "csv", "parquet")
               help="Inventory for --ruleset.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@quiet_option
 @filter_options
 @handle_errors
 def command(
@@ -47,6 +49,7 @@ def command(
     inventory: str | None,
     fmt: str,
     output: str | None,
+    quiet: bool,
     **filters: Any,
 ) -> None:
     """Run SQL (DuckDB) over the views flows, captures, findings and roles of CAPTURE files,
@@ -98,17 +101,22 @@ def command(
         inv = load_inventory(inventory, ruleset) if inventory else None
     inputs = [*captures, ruleset.path if ruleset else None, inventory]
     with output_file(output, inputs) as out:
+        progress = progress_for(sys.stderr, quiet)
         if ruleset is not None:
             from auditor.findings.engine import audit
 
-            result = audit(captures, ruleset, inv, fail_on="never", select=select)
+            result = audit(
+                captures, ruleset, inv, fail_on="never", select=select, progress=progress
+            )
             traffic = result.traffic
             views["findings"] = query.findings_view(result.result)
             views["roles"] = query.roles_view(result.result)
         else:
             from auditor.traffic import read_traffic
 
-            traffic = read_traffic(captures, select=select)
+            traffic = read_traffic(captures, select=select, progress=progress)
+        if progress:
+            progress.clear()
         for line in traffic.notes:
             warn(line)
         views["flows"] = query.flows_view(traffic)
