@@ -54,6 +54,19 @@ def printable(value: object, *, keep_newlines: bool = False, spreadsheet: bool =
     return text
 
 
+#: a cell of the texts joined by newlines that starts like a formula (or a line that does:
+#: a false alarm for a text with a newline inside, which only sends it the slow way)
+_FORMULA_LINE = re.compile("(?:^|\n)[=+\\-@\t\r]")
+
+
+def unchanged_cells(texts: list[str]) -> bool:
+    """Whether every text is already what ``printable(text, keep_newlines=True,
+    spreadsheet=True)`` makes of it (nothing to escape, no formula start): one search over
+    them all, so a CSV column of plain values skips the call per cell."""
+    joined = "\n".join(texts)
+    return _UNSAFE.search(joined) is None and _FORMULA_LINE.search(joined) is None
+
+
 def json_text(text: str) -> str:
     """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with DEL, C1 and the bidi /
     invisible format characters as ``\\uNNNN`` escapes: the same JSON value, nothing a

@@ -16,10 +16,10 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from auditor.escape import printable
+from auditor.escape import printable, unchanged_cells
 from auditor.flows import public_flows
 from auditor.report.json_ import render_listing
-from auditor.traffic import Traffic, iso
+from auditor.traffic import Traffic, iso_column
 
 FORMATS = ("table", "json", "csv", "parquet")
 __all__ = [
@@ -37,6 +37,13 @@ __all__ = [
 BATCH_ROWS = 1024
 
 
+def slices(table: pa.Table) -> Iterator[pa.Table]:
+    """``table`` in slices of at most BATCH_ROWS rows (views, no copy): what every format
+    turns into Python values at a time."""
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        yield table.slice(start, BATCH_ROWS)
+
+
 def flow_records(table: pa.Table) -> list[dict[str, Any]]:
     """Flow rows as JSON-ready dicts (timestamps as ISO strings)."""
     return [r for batch in record_batches(table) for r in batch]
@@ -51,14 +58,13 @@ def record_batches(
     if columns is not None:
         keep = {*columns, "first_seen", "last_seen"}
         t = t.select([c for c in t.column_names if c in keep])
-    for start in range(0, t.num_rows, BATCH_ROWS):
-        part = t.slice(start, BATCH_ROWS)
-        first = part.column("first_seen").cast(pa.int64()).to_pylist()
-        last = part.column("last_seen").cast(pa.int64()).to_pylist()
+    for part in slices(t):
+        first = iso_column(part.column("first_seen"))
+        last = iso_column(part.column("last_seen"))
         rows = part.drop_columns(["first_seen", "last_seen"]).to_pylist()
         for row, f, la in zip(rows, first, last, strict=True):
-            row["first_seen"] = iso(f)
-            row["last_seen"] = iso(la)
+            row["first_seen"] = f
+            row["last_seen"] = la
         yield rows
 
 
@@ -103,14 +109,42 @@ def _json(traffic: Traffic) -> Iterator[str]:
 
 
 def _csv(table: pa.Table) -> Iterator[str]:
+    """The CSV of :func:`flow_records` (a header of their keys, a row each), a slice at a
+    time and a column at a time: numbers and flags go to the writer as they are, and only
+    the columns that can hold text (strings, lists) pass through :func:`_csv_cell`."""
+    t = public_flows(table)
+    if t.num_rows == 0:
+        return
+    times = ("first_seen", "last_seen")
+    names = [c for c in t.column_names if c not in times] + list(times)
+    plain = {
+        name
+        for name in names
+        if name not in times
+        and (
+            pa.types.is_integer(t.schema.field(name).type)
+            or pa.types.is_floating(t.schema.field(name).type)
+            or pa.types.is_boolean(t.schema.field(name).type)
+        )
+    }
     buf = io.StringIO()
-    w: csv.DictWriter[str] | None = None
-    for batch in record_batches(table):
-        if w is None:
-            w = csv.DictWriter(buf, fieldnames=list(batch[0]), lineterminator="\n")
-            w.writeheader()
-        for r in batch:
-            w.writerow({k: _csv_cell(v) for k, v in r.items()})
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for part in slices(t):
+        columns: list[list[Any]] = []
+        for name in names:
+            column = part.column(name)
+            if name in times:
+                values = iso_column(column)
+            elif name in plain or column.null_count == len(column):
+                values = column.to_pylist()  # as they are: numbers, flags, all None
+            else:
+                values = column.to_pylist()
+                texts = [v for v in values if v is not None]
+                if not all(type(v) is str for v in texts) or not unchanged_cells(texts):
+                    values = [_csv_cell(v) for v in values]
+            columns.append(values)
+        w.writerows(zip(*columns, strict=True))
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

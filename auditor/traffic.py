@@ -138,6 +138,17 @@ def iso(ns: int | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z")
 
 
+def iso_column(ns: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    """:func:`iso` of a column of nanosecond timestamps, the same texts, formatted by
+    numpy rather than a datetime object each (a flow table has two such columns a row)."""
+    if ns.null_count:
+        return [iso(v) for v in ns.cast(pa.int64()).to_pylist()]
+    us = np.asarray(ns.cast(pa.int64()).to_numpy(zero_copy_only=False)) // 1000
+    texts = np.datetime_as_string(us.astype("datetime64[us]"), unit="us").tolist()
+    # isoformat() leaves out a zero fraction
+    return [t[:-7] + "Z" if t.endswith(".000000") else t + "Z" for t in texts]
+
+
 def capture_record(info: Any, mtime: float | None = None, **details: Any) -> CaptureRecord:
     """A reader's CaptureInfo -> the JSON contract's capture object, with what reading it
     did not audit (``capture_warnings``; ``mtime``: the file's, for "still being written")

@@ -59,18 +59,18 @@ def test_streamed_flows_are_the_whole_render(
 
 
 def test_slices_are_bounded(traffic: Traffic, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No format turns more than BATCH_ROWS rows into Python objects at once."""
+    """No format turns more than BATCH_ROWS rows into Python values at once."""
     assert traffic.flows is not None
     monkeypatch.setattr(flows_out, "BATCH_ROWS", 5)
     sizes: list[int] = []
-    real = flows_out.record_batches
+    real = flows_out.slices
 
-    def spy(table, columns=None):  # type: ignore[no-untyped-def]
-        for batch in real(table, columns):
-            sizes.append(len(batch))
-            yield batch
+    def spy(table):  # type: ignore[no-untyped-def]
+        for part in real(table):
+            sizes.append(part.num_rows)
+            yield part
 
-    monkeypatch.setattr(flows_out, "record_batches", spy)
+    monkeypatch.setattr(flows_out, "slices", spy)
     for fmt in ("json", "csv", "table"):
         sizes.clear()
         written(traffic, fmt)
@@ -121,3 +121,41 @@ def test_grid_lines_is_grid(width: int) -> None:
 def test_grid_lines_checks_row_length() -> None:
     with pytest.raises(ValueError, match="a row has 1 cells for 4 columns"):
         list(grid_lines(COLUMNS, lambda: [("x",)], 80))
+
+
+def test_unchanged_cells_never_skips_a_cell_that_changes() -> None:
+    """The CSV's column fast path: a column it lets through as it is must be what
+    printable() makes of each cell (random texts over the characters that matter)."""
+    import random
+
+    from auditor.escape import printable, unchanged_cells
+
+    rng = random.Random(5)
+    alphabet = "ab =+-@\t\r\n\x1b\x00\x7f\x85\u200b\u202e\u2028\ufeff'\"é語"
+    for _ in range(5000):
+        texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(4))) for _ in range(3)]
+        if unchanged_cells(texts):
+            assert all(printable(t, keep_newlines=True, spreadsheet=True) == t for t in texts), (
+                texts
+            )
+    assert unchanged_cells(
+        ["10.0.0.1", "tcp", "F5591040aff4c7151", "1:lYdDzuOeoaenYk0L81qrvevHvXE="]
+    )
+
+
+def test_iso_column_is_iso() -> None:
+    """The writers' timestamps formatted by numpy are iso()'s, to the character: a zero
+    fraction left out, floors for times before 1970, nulls kept."""
+    import random
+
+    import pyarrow as pa
+
+    from auditor.traffic import iso, iso_column
+
+    rng = random.Random(3)
+    values = [rng.randrange(-(10**18), 9 * 10**18) for _ in range(5000)]
+    values += [v - v % 10**9 for v in values[:300]] + [0, -1, 1, 999, 1000, -1000, -(10**9)]
+    assert iso_column(pa.array(values, pa.int64())) == [iso(v) for v in values]
+    stamps = pa.array(values[:50], pa.timestamp("ns"))
+    assert iso_column(pa.chunked_array([stamps])) == [iso(v) for v in values[:50]]
+    assert iso_column(pa.array([7, None], pa.int64())) == [iso(7), None]
