@@ -54,6 +54,17 @@ def printable(value: object, *, keep_newlines: bool = False, spreadsheet: bool =
     return text
 
 
+def csv_cell(value: object) -> object:
+    """A CSV cell of a value that may come off the wire: text through :func:`printable`
+    (newlines kept, a formula start neutralised), a list joined with ``;`` first; numbers,
+    flags and ``None`` as they are (the csv module writes them)."""
+    if isinstance(value, list):
+        value = ";".join(map(str, value))
+    if isinstance(value, str):
+        return printable(value, keep_newlines=True, spreadsheet=True)
+    return value
+
+
 #: a cell of the texts joined by newlines that starts like a formula (or a line that does:
 #: a false alarm for a text with a newline inside, which only sends it the slow way)
 _FORMULA_LINE = re.compile("(?:^|\n)[=+\\-@\t\r]")

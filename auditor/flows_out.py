@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from auditor.escape import printable, unchanged_cells
+from auditor.escape import csv_cell, unchanged_cells
 from auditor.flows import public_flows
 from auditor.report.json_ import render_listing
 from auditor.traffic import Traffic, iso_column
@@ -111,7 +111,7 @@ def _json(traffic: Traffic) -> Iterator[str]:
 def _csv(table: pa.Table) -> Iterator[str]:
     """The CSV of :func:`flow_records` (a header of their keys, a row each), a slice at a
     time and a column at a time: numbers and flags go to the writer as they are, and only
-    the columns that can hold text (strings, lists) pass through :func:`_csv_cell`."""
+    the columns that can hold text (strings, lists) pass through :func:`csv_cell`."""
     t = public_flows(table)
     if t.num_rows == 0:
         return
@@ -134,6 +134,7 @@ def _csv(table: pa.Table) -> Iterator[str]:
         columns: list[list[Any]] = []
         for name in names:
             column = part.column(name)
+            values: list[Any]
             if name in times:
                 values = iso_column(column)
             elif name in plain or column.null_count == len(column):
@@ -142,17 +143,9 @@ def _csv(table: pa.Table) -> Iterator[str]:
                 values = column.to_pylist()
                 texts = [v for v in values if v is not None]
                 if not all(type(v) is str for v in texts) or not unchanged_cells(texts):
-                    values = [_csv_cell(v) for v in values]
+                    values = [csv_cell(v) for v in values]
             columns.append(values)
         w.writerows(zip(*columns, strict=True))
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, list):
-        value = ";".join(map(str, value))
-    if isinstance(value, str):
-        return printable(value, keep_newlines=True, spreadsheet=True)
-    return value

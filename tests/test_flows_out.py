@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from auditor import flows_out
+from auditor.escape import csv_cell
 from auditor.flows_out import flow_records, flows_json, write_flows
 from auditor.report import flows_table
 from auditor.report.grid import Column, grid, grid_lines
@@ -41,7 +42,7 @@ def whole_csv(traffic: Traffic) -> str:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: flows_out._csv_cell(v) for k, v in r.items()})
+        w.writerow({k: csv_cell(v) for k, v in r.items()})
     return buf.getvalue()
 
 

@@ -127,7 +127,7 @@ def test_output_is_checked_first_and_notes_are_said(tmp_path: Path) -> None:
 def test_wire_text_is_escaped_in_the_table_and_csv() -> None:
     import pyarrow as pa
 
-    from auditor.cli.query import _csv_cell
+    from auditor.escape import csv_cell as _csv_cell
     from auditor.report.query_table import render
 
     assert "evil\\x1b[2Jhost" in render(pa.table({"host": ["evil\x1b[2Jhost"]}), 100)

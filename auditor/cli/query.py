@@ -21,7 +21,7 @@ from auditor.cli.output import Output, output_file
 from auditor.cli.progress import progress_for
 from auditor.cli.width import table_width
 from auditor.errors import ExitCode
-from auditor.escape import printable
+from auditor.escape import csv_cell
 from auditor.report.json_ import render_listing
 
 FORMATS = ("table", "json", "csv", "parquet")
@@ -161,15 +161,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _csv_cell(value: Any) -> Any:
-    """Wire content escaped, and no cell a spreadsheet would run as a formula."""
-    if isinstance(value, list):
-        value = ";".join(map(str, value))
-    if isinstance(value, str):
-        return printable(value, keep_newlines=True, spreadsheet=True)
-    return value
-
-
 #: rows of the result made Python values at a time (a result may have millions)
 SLICE_ROWS = 1024
 
@@ -194,7 +185,7 @@ def _chunks(table: pa.Table, fmt: str, width: int) -> Iterator[str]:
         w.writerow(table.column_names)
         for rows in _rows(table):
             for r in rows:
-                w.writerow([_csv_cell(v) for v in r.values()])
+                w.writerow([csv_cell(v) for v in r.values()])
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()
