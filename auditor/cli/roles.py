@@ -83,10 +83,7 @@ def _roles_report(
     roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
     if fmt == "json":
         text = (
-            json.dumps(
-                {"ruleset": ruleset.name, "roles": [h.to_json() for h in roles.hosts]}, indent=2
-            )
-            + "\n"
+            json.dumps({"ruleset": ruleset.name, "roles": list(roles.entries())}, indent=2) + "\n"
         )
     elif fmt == "inventory":
         mapping: dict[str, list[str]] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,7 +29,12 @@ _compact = json.JSONEncoder(ensure_ascii=False).encode
 def render(result: AuditDocument | Mapping[str, Any]) -> str:
     """``result`` as UTF-8 JSON (laid out as the module says) with a trailing newline: a
     document's ``to_json()``, a dict (a saved result, the flows' document) as it is."""
-    doc = result if isinstance(result, Mapping) else result.to_json()
+    if isinstance(result, Mapping):
+        doc = result
+    else:  # the roles as the document holds them: a RoleEntries gives its text at once
+        doc = replace(result, roles=()).to_json()
+        roles = result.roles
+        doc["roles"] = roles if hasattr(roles, "encoded") else [dict(r) for r in roles]
     return json_text(_layout(doc, 0)) + "\n"
 
 
@@ -37,6 +43,11 @@ def _layout(value: Any, depth: int) -> str:
     if isinstance(value, Mapping) and value and depth < 2:
         body = ",\n".join(f"{pad}{_compact(k)}: {_layout(v, depth + 1)}" for k, v in value.items())
         return "{\n" + body + "\n" + "  " * depth + "}"
+    encoded = getattr(value, "encoded", None)
+    if encoded is not None:  # auditor.roles.RoleEntries: a list of objects, each on a line
+        if value and depth < 3:
+            return "[\n" + pad + (",\n" + pad).join(encoded(_compact)) + "\n" + "  " * depth + "]"
+        value = list(value)
     if (
         isinstance(value, list)
         and value
