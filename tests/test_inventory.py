@@ -466,3 +466,53 @@ def test_written_inventories_are_read_the_quick_way(tmp_path: Path) -> None:
     assert data is not None and data["roles"]["agent"] == mapping["agent"]
     canonical = dict.fromkeys(classify_entry(e)[1] for e in mapping["agent"])
     assert load_inventory(path, RS).to_mapping()["agent"] == list(canonical)
+
+
+_QUADS_AND_MORE = [
+    "10.0.0.1",
+    "10.0.0.2",
+    " 10.0.0.3",  # looks like a dotted quad but for the space: the role goes one by one
+    "10.0.0.1",  # listed twice
+    "10.0.1.0/30",
+    "2001:db8::1",
+    "host.corp.example.com",
+    "10.0.0.3",
+]
+
+
+@pytest.mark.parametrize("first", [0, 2, 7])
+def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
+    """The dotted quads a role lists are indexed in bulk: the same entries, kinds and roles
+    as parsing each; an entry that only looks like one sends the role the slow way."""
+    from auditor.rules.inventory import parse_entry
+
+    entries = _QUADS_AND_MORE[first:] + _QUADS_AND_MORE[:first]
+    clean = [e for e in entries if e != " 10.0.0.3"]
+    for listed in (entries, clean):
+        inv = Inventory(RS.name, {"agent": listed, "admin": ["10.0.0.2", "10.0.0.0/31"]})
+        want = tuple(dict.fromkeys(parse_entry(e).canon for e in listed))
+        assert inv.entries("agent") == want
+        assert {e: inv.kind(e) for e in want} == {e: parse_entry(e).kind for e in want}
+        assert inv.roles_for_ip("10.0.0.2") == {"agent", "admin"}
+        assert inv.roles_for_ip("10.0.0.3") == {"agent"}
+        assert inv.roles_for_ip("10.0.0.4") == set()
+        assert inv.roles_for_ip("10.0.1.3") == {"agent"}
+        assert inv.roles_for_name("HOST.corp.example.com.") == {"agent"}
+        assert sorted(inv.addresses()) == sorted(e for e in want if inv.kind(e) == "address")
+
+
+@pytest.mark.parametrize(
+    ("entries", "index"),
+    [
+        (["10.0.0.1", "10.0.0.256", "10.0.0.2", "nope..x"], 1),  # a quad inet_pton refuses
+        (["10.0.0.1", "010.0.0.2", "10.0.0.3"], 1),  # leading zero
+        (["10.0.0.1", "nope..x", "10.0.0.2", "10.0.0.300"], 1),  # the first bad one
+        (["10.0.0.1", "10.0.0.2", "10.0.0/33"], 2),
+    ],
+)
+def test_bad_entry_among_quads_is_named(entries: list[str], index: int) -> None:
+    from auditor.rules.inventory import BadEntry
+
+    with pytest.raises(BadEntry) as err:
+        Inventory(RS.name, {"agent": ["10.1.1.1"], "admin": entries})
+    assert (err.value.role, err.value.index) == ("admin", index)

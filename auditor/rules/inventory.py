@@ -15,6 +15,7 @@ import csv
 import functools
 import io
 import ipaddress
+import itertools
 import json
 import re
 import socket
@@ -122,7 +123,7 @@ def parse_entry(entry: str) -> Entry:
         )
     if "/" in e:
         addr, _, length = e.partition("/")
-        value = _v4_int(addr)
+        value = _v4_int(addr) if ":" not in addr else None  # a refusal costs an exception
         if value is not None and length.isascii() and length.isdigit() and int(length) <= 32:
             prefixlen = int(length)
             bits = value >> (32 - prefixlen)
@@ -225,38 +226,61 @@ class Inventory:
         self._v4_addresses: dict[int, str] = {}  # the single IPv4 addresses, by value
         self._names: dict[str, set[str]] = {}
         self._wildcards: dict[str, set[str]] = {}  # suffix without "*." -> roles
-        prefixes, kinds, v4_addresses = self._prefixes, self._kinds, self._v4_addresses
         for role, entries in roles.items():
-            kept: dict[str, None] = {}
-            bit = 0
-            for i, entry in enumerate(entries):
-                try:
-                    kind, canon, version, prefixlen, bits = parse_entry(entry)
-                except ValueError as exc:
-                    raise BadEntry(role, i, str(exc)) from None
-                if canon in kept:
-                    continue
-                kept[canon] = None
-                kinds[canon] = kind
-                if kind == "address" or kind == "network":
-                    if not bit:
-                        bit = self._bit_of(role)
-                    table = prefixes.get((version, prefixlen))
-                    if table is None:
-                        table = prefixes[(version, prefixlen)] = {}
-                    table[bits] = table.get(bits, 0) | bit
-                    if version == 4 and kind == "address":
-                        v4_addresses[bits] = canon
-                elif kind == "name":
-                    self._names.setdefault(canon, set()).add(role)
-                else:
-                    self._wildcards.setdefault(canon[2:], set()).add(role)
-            self._roles[role] = tuple(kept)
+            self._add(role, entries)
         # per address family, (shift, table) for each prefix length in use
         self._by_version: dict[int, list[tuple[int, dict[int, int]]]] = {4: [], 6: []}
-        for (version, prefixlen), table in sorted(prefixes.items()):
+        for (version, prefixlen), table in sorted(self._prefixes.items()):
             width = 32 if version == 4 else 128
             self._by_version[version].append((width - prefixlen, table))
+
+    def _add(self, role: str, entries: Sequence[str]) -> None:
+        """Index the entries of one role (BadEntry for the first that is none of the kinds).
+
+        The dotted quads (six in ten entries of a large inventory) in bulk: picked by their
+        look, made ints in one comprehension, added to the index with dictionary updates;
+        each other entry, and every entry of a role where a picked one is no address after
+        all, through :func:`parse_entry` one by one, in order, so that the first bad entry
+        is the one named."""
+        quad = [e[-1:].isdigit() and "/" not in e and ":" not in e for e in entries]
+        picked = list(itertools.compress(entries, quad))
+        try:  # inet_pton takes what parse_entry would, and gives the canonical text back
+            values = [int.from_bytes(socket.inet_pton(socket.AF_INET, e), "big") for e in picked]
+        except (OSError, ValueError):
+            quad, picked, values = [False] * len(entries), [], []
+        canons = list(entries)  # a dotted quad inet_pton takes is its own canonical text
+        parsed: list[Entry] = []
+        for i in itertools.compress(range(len(entries)), [not q for q in quad]):
+            try:
+                entry = parse_entry(entries[i])
+            except ValueError as exc:
+                raise BadEntry(role, i, str(exc)) from None
+            canons[i] = entry.canon
+            parsed.append(entry)
+        self._roles[role] = tuple(dict.fromkeys(canons))
+        bit = 0
+        if values or any(p.kind == "address" or p.kind == "network" for p in parsed):
+            bit = self._bit_of(role)
+        prefixes, kinds = self._prefixes, self._kinds
+        if values:
+            table = prefixes.setdefault((4, 32), {})
+            get = table.get
+            table.update({v: get(v, 0) | bit for v in values})
+            self._v4_addresses.update(zip(values, picked, strict=True))
+            kinds.update(dict.fromkeys(picked, "address"))
+        for kind, canon, version, prefixlen, bits in parsed:
+            kinds[canon] = kind
+            if kind == "address" or kind == "network":
+                table = prefixes.get((version, prefixlen))
+                if table is None:
+                    table = prefixes[(version, prefixlen)] = {}
+                table[bits] = table.get(bits, 0) | bit
+                if version == 4 and kind == "address":
+                    self._v4_addresses[bits] = canon
+            elif kind == "name":
+                self._names.setdefault(canon, set()).add(role)
+            else:
+                self._wildcards.setdefault(canon[2:], set()).add(role)
 
     def _bit_of(self, role: str) -> int:
         bit = self._role_bit.get(role)
