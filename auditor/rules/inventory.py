@@ -263,9 +263,9 @@ class Inventory:
             bit = self._bit_of(role)
         prefixes, kinds = self._prefixes, self._kinds
         if values:
-            table = prefixes.setdefault((4, 32), {})
-            get = table.get
-            table.update({v: get(v, 0) | bit for v in values})
+            full = prefixes.setdefault((4, 32), {})
+            get = full.get
+            full.update({v: get(v, 0) | bit for v in values})
             self._v4_addresses.update(zip(values, picked, strict=True))
             kinds.update(dict.fromkeys(picked, "address"))
         for kind, canon, version, prefixlen, bits in parsed:
