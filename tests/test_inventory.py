@@ -477,13 +477,18 @@ _QUADS_AND_MORE = [
     "2001:db8::1",
     "host.corp.example.com",
     "10.0.0.3",
+    "host1",  # looks like a dotted quad to the first glance
+    "10.0.2.7/24",  # host bits set
+    "10.0.3.0/024",
+    "10.0.2.0/24",  # the same network as above, once canonical
 ]
 
 
 @pytest.mark.parametrize("first", [0, 2, 7])
 def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
-    """The dotted quads a role lists are indexed in bulk: the same entries, kinds and roles
-    as parsing each; an entry that only looks like one sends the role the slow way."""
+    """The dotted quads and IPv4 networks a role lists are indexed in bulk: the same
+    entries, kinds and roles as parsing each; an entry that only looks like one goes the
+    slow way."""
     from auditor.rules.inventory import parse_entry
 
     entries = _QUADS_AND_MORE[first:] + _QUADS_AND_MORE[:first]
@@ -497,6 +502,8 @@ def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
         assert inv.roles_for_ip("10.0.0.3") == {"agent"}
         assert inv.roles_for_ip("10.0.0.4") == set()
         assert inv.roles_for_ip("10.0.1.3") == {"agent"}
+        assert inv.roles_for_ip("10.0.2.200") == inv.roles_for_ip("10.0.3.1") == {"agent"}
+        assert inv.roles_for_name("host1") == {"agent"}
         assert inv.roles_for_name("HOST.corp.example.com.") == {"agent"}
         assert sorted(inv.addresses()) == sorted(e for e in want if inv.kind(e) == "address")
 
@@ -508,6 +515,8 @@ def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
         (["10.0.0.1", "010.0.0.2", "10.0.0.3"], 1),  # leading zero
         (["10.0.0.1", "nope..x", "10.0.0.2", "10.0.0.300"], 1),  # the first bad one
         (["10.0.0.1", "10.0.0.2", "10.0.0/33"], 2),
+        (["10.0.0.1", "10.0.0.0/24", "10.0.0.0/33", "10.0.0.0/8"], 2),
+        (["10.0.0.0/24", "10.0.0.256/24", "10.0.0.0/33"], 1),
     ],
 )
 def test_bad_entry_among_quads_is_named(entries: list[str], index: int) -> None:

@@ -15,7 +15,6 @@ import csv
 import functools
 import io
 import ipaddress
-import itertools
 import json
 import re
 import socket
@@ -237,20 +236,40 @@ class Inventory:
     def _add(self, role: str, entries: Sequence[str]) -> None:
         """Index the entries of one role (BadEntry for the first that is none of the kinds).
 
-        The dotted quads (six in ten entries of a large inventory) in bulk: picked by their
-        look, made ints in one comprehension, added to the index with dictionary updates;
-        each other entry, and every entry of a role where a picked one is no address after
-        all, through :func:`parse_entry` one by one, in order, so that the first bad entry
-        is the one named."""
-        quad = [e[-1:].isdigit() and "/" not in e and ":" not in e for e in entries]
-        picked = list(itertools.compress(entries, quad))
+        Dotted quads and IPv4 networks (eight in ten entries of a large inventory) in bulk:
+        picked by their look, made ints in comprehensions, added to the index with
+        dictionary updates. Every other entry goes through :func:`parse_entry` one by one,
+        in order, and so does one that only looked like a quad (a name ``host1``), and
+        every network of a role where one is not in the plain form: the first bad entry is
+        the one named, with the reason parse_entry gives."""
+        # 1: looks like a dotted quad, 2: like an IPv4 network, 0: anything else
+        look = [(2 if "/" in e else 1) if e[-1:].isdigit() and ":" not in e else 0 for e in entries]
+        quads = [e for e, k in zip(entries, look, strict=True) if k == 1]
         try:  # inet_pton takes what parse_entry would, and gives the canonical text back
-            values = [int.from_bytes(socket.inet_pton(socket.AF_INET, e), "big") for e in picked]
-        except (OSError, ValueError):
-            quad, picked, values = [False] * len(entries), [], []
+            values = [int.from_bytes(socket.inet_pton(socket.AF_INET, e), "big") for e in quads]
+        except (OSError, ValueError):  # some only look like one: those go one by one
+            ints = iter([_v4_int(e) for e in quads])
+            look = [(0 if next(ints) is None else 1) if k == 1 else k for k in look]
+            quads = [e for e, k in zip(entries, look, strict=True) if k == 1]
+            values = [int.from_bytes(socket.inet_pton(socket.AF_INET, e), "big") for e in quads]
+        nets = [e.partition("/") for e, k in zip(entries, look, strict=True) if k == 2]
+        try:
+            if not all(n.isascii() and n.isdigit() and int(n) <= 32 for _, _, n in nets):
+                raise ValueError
+            lengths = [int(n) for _, _, n in nets]
+            nbits = [
+                int.from_bytes(socket.inet_pton(socket.AF_INET, a), "big") >> (32 - n)
+                for (a, _, _), n in zip(nets, lengths, strict=True)
+            ]
+        except (OSError, ValueError):  # not all in the plain form: each the full way
+            look = [0 if k == 2 else k for k in look]
+            lengths, nbits = [], []
+        net_canons = [f"{_v4_text(b << (32 - n))}/{n}" for n, b in zip(lengths, nbits, strict=True)]
         canons = list(entries)  # a dotted quad inet_pton takes is its own canonical text
+        for i, canon in zip((i for i, k in enumerate(look) if k == 2), net_canons, strict=True):
+            canons[i] = canon
         parsed: list[Entry] = []
-        for i in itertools.compress(range(len(entries)), [not q for q in quad]):
+        for i in (i for i, k in enumerate(look) if k == 0):
             try:
                 entry = parse_entry(entries[i])
             except ValueError as exc:
@@ -259,15 +278,21 @@ class Inventory:
             parsed.append(entry)
         self._roles[role] = tuple(dict.fromkeys(canons))
         bit = 0
-        if values or any(p.kind == "address" or p.kind == "network" for p in parsed):
+        if values or nbits or any(p.kind == "address" or p.kind == "network" for p in parsed):
             bit = self._bit_of(role)
         prefixes, kinds = self._prefixes, self._kinds
         if values:
             full = prefixes.setdefault((4, 32), {})
             get = full.get
             full.update({v: get(v, 0) | bit for v in values})
-            self._v4_addresses.update(zip(values, picked, strict=True))
-            kinds.update(dict.fromkeys(picked, "address"))
+            self._v4_addresses.update(zip(values, quads, strict=True))
+            kinds.update(dict.fromkeys(quads, "address"))
+        for n, b in zip(lengths, nbits, strict=True):
+            table = prefixes.get((4, n))
+            if table is None:
+                table = prefixes[(4, n)] = {}
+            table[b] = table.get(b, 0) | bit
+        kinds.update(dict.fromkeys(net_canons, "network"))
         for kind, canon, version, prefixlen, bits in parsed:
             kinds[canon] = kind
             if kind == "address" or kind == "network":
