@@ -223,6 +223,7 @@ class Inventory:
         self._bit_roles: list[str] = []
         self._mask_roles: dict[int, frozenset[str]] = {0: frozenset()}
         self._v4_addresses: dict[int, str] = {}  # the single IPv4 addresses, by value
+        self._v6_addresses: dict[str, None] = {}  # and the IPv6 ones (canonical text)
         self._names: dict[str, set[str]] = {}
         self._wildcards: dict[str, set[str]] = {}  # suffix without "*." -> roles
         for role, entries in roles.items():
@@ -300,8 +301,11 @@ class Inventory:
                 if table is None:
                     table = prefixes[(version, prefixlen)] = {}
                 table[bits] = table.get(bits, 0) | bit
-                if version == 4 and kind == "address":
-                    self._v4_addresses[bits] = canon
+                if kind == "address":
+                    if version == 4:
+                        self._v4_addresses[bits] = canon
+                    else:
+                        self._v6_addresses[canon] = None
             elif kind == "name":
                 self._names.setdefault(canon, set()).add(role)
             else:
@@ -371,16 +375,14 @@ class Inventory:
         """
         skip = set(exclude)
         texts = self._v4_addresses
-        values = sorted(v for v, text in texts.items() if text not in skip)
+        # the excluded among them by value (a few hosts of a capture, not 100,000 texts)
+        drop = {v for v in map(_v4_int, skip) if v is not None and texts.get(v) in skip}
+        values = sorted(texts.keys() - drop if drop else texts)
         addresses = [texts[v] for v in values]
         masks = self._v4_masks(values)
         found = {m: self._roles_of(m) for m in set(masks)}
         roles = [found[m] for m in masks]
-        other = [
-            ipaddress.ip_address(e)
-            for e, kind in self._kinds.items()
-            if kind == "address" and e not in skip and ":" in e
-        ]
+        other = [ipaddress.ip_address(e) for e in self._v6_addresses if e not in skip]
         for a in sorted(other):
             addresses.append(str(a))
             roles.append(frozenset(self.roles_for_ip(str(a))))
@@ -408,7 +410,7 @@ class Inventory:
             at[at == len(keys)] = 0
             hit = keys[at] == wanted
             masks |= np.where(hit, vals[at], 0)
-        return [int(m) for m in masks.tolist()]
+        return list(masks.tolist())
 
     def kind(self, entry: str) -> str:
         """The kind of a canonical entry as listed (address/network/name/wildcard)."""
