@@ -422,6 +422,9 @@ _PIECES = [
     "      - 10.0.0.4", "- 10.0.0.5", "    -  10.0.0.6", "    - a#b", "    - a #b", "---",
     "    - &x 10.0.0.7", "    - *x", '    - "a\\tb"', "    - 'it''s'", "  agent: 10.0.0.8",
     "  Agent:", "  agent-x:", "    - host.example.", "\t- 10.0.0.9", "roles: {}",
+    # quoted as dump_inventory writes them, and near misses (runs of these are read at once)
+    '    - "10.0.0.10"', '    - "10.0.0.11"', '    - "fe80::"', '    - "a: b"', '    - "null"',
+    '    - ""', '    - "10.0.0.12" ', '    - "a # b"', '      - "10.0.0.13"', '  - "10.0.0.14"',
 ]  # fmt: skip
 
 
@@ -437,6 +440,44 @@ def test_quick_reader_agrees_with_yaml() -> None:
         lines = ["roles:"] if rng.random() < 0.8 else []
         lines += [rng.choice(_PIECES) for _ in range(rng.randrange(1, 9))]
         text = "\n".join(lines) + rng.choice(["\n", "", "\n\n"])
+        quick = _quick_yaml(text)
+        if quick is None:
+            continue
+        taken += 1
+        try:
+            full = parse_yaml(text, strings=True).data
+        except YamlProblem as exc:
+            raise AssertionError(f"quick read {text!r}; YAML refuses it: {exc}") from None
+        assert quick == full, text
+    assert taken > 500
+
+
+_ITEMS = [
+    '    - "10.0.0.1"', '    - "10.0.0.2"', '    - "fe80::"', '    - "a: b"', '    - "null"',
+    '    - ""', '    - "10.0.0.3" ', '    - "a # b"', '    - "x" # c', "    - 10.0.0.4",
+    "    - fe80::", "    - yes", "    - 'q'", "    # comment", "", '      - "10.0.0.5"',
+    '  - "10.0.0.6"', "    - a #b",
+]  # fmt: skip
+
+
+def test_quick_reader_runs_agree_with_yaml() -> None:
+    """Long lists are read a run of item lines at once: the same as PyYAML, whatever
+    mix of quoted, plain, commented and misplaced item lines they hold."""
+    from auditor.rules.inventory import _quick_yaml
+    from auditor.rules.yamlmarks import YamlProblem, parse_yaml
+
+    rng = random.Random(12)
+    taken = 0
+    for _ in range(3_000):
+        lines = ["roles:"]
+        for role in rng.sample(["agent", "admin", "vcenter"], rng.randrange(1, 4)):
+            lines.append(f"  {role}:")
+            common = rng.choice(_ITEMS[:3])  # long runs of one kind, a few others in them
+            lines += [
+                rng.choice(_ITEMS) if rng.random() < 0.05 else common
+                for _ in range(rng.randrange(1, 40))
+            ]
+        text = "\n".join(lines) + rng.choice(["\n", ""])
         quick = _quick_yaml(text)
         if quick is None:
             continue
