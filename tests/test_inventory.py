@@ -566,3 +566,54 @@ def test_bad_entry_among_quads_is_named(entries: list[str], index: int) -> None:
     with pytest.raises(BadEntry) as err:
         Inventory(RS.name, {"agent": ["10.1.1.1"], "admin": entries})
     assert (err.value.role, err.value.index) == ("admin", index)
+
+
+_ENTRY_CHARS = "0123456789abcdefxyzABC.:/*-_ %"
+
+
+def test_indexing_in_bulk_is_parse_entry() -> None:
+    """Random entries of every kind, valid ones and near misses that parse_entry still
+    takes: whichever way an entry went (in bulk or one by one), the inventory lists, kinds
+    and matches exactly what parse_entry gives it."""
+    from auditor.rules.inventory import parse_entry
+
+    rng = random.Random(13)
+    pool: list[str] = []
+    while len(pool) < 3_000:
+        k = rng.randrange(9)
+        a, b, c = rng.randrange(3), rng.randrange(256), rng.randrange(256)
+        if k == 0:
+            e = f"10.{a}.{b}.{c}"
+        elif k == 1:
+            e = f"10.{a}.{b}.{c}/{rng.randrange(40)}"
+        elif k == 2:
+            e = f"2001:db8:{a:x}::{b:x}/{rng.randrange(135)}"
+        elif k == 3:
+            e = f"{rng.choice(['', '*.'])}h{b}.{rng.choice(['Corp', 'lab', '9'])}.example"
+            e += rng.choice(["", "."])
+        elif k == 4:
+            e = f"2001:db8::{b:x}"
+        elif k == 5:
+            e = f"::ffff:{b:x}:0/{rng.randrange(90, 129)}"  # v4-mapped: ipaddress's text
+        elif k == 6:
+            e = rng.choice(["host1", "1.2.3", "a" * 70 + ".com", "x..y", " 10.0.0.1 ", "*"])
+        else:
+            e = "".join(rng.choice(_ENTRY_CHARS) for _ in range(rng.randrange(1, 10)))
+        try:
+            parse_entry(e)
+        except ValueError:
+            continue
+        pool.append(e)
+    for _ in range(30):
+        mapping = {r: rng.sample(pool, rng.randrange(300)) for r in ("agent", "admin", "vcenter")}
+        inv = Inventory(RS.name, mapping)
+        for role, entries in mapping.items():
+            want = [parse_entry(e) for e in entries]
+            assert inv.entries(role) == tuple(dict.fromkeys(p.canon for p in want))
+            for p in want:
+                assert inv.kind(p.canon) == p.kind
+                if p.kind == "address" or p.kind == "network":
+                    assert role in inv.roles_for_ip(p.canon.split("/")[0]), p
+                else:
+                    probe = "x." + p.canon[2:] if p.kind == "wildcard" else p.canon
+                    assert role in inv.roles_for_name(probe), p

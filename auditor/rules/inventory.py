@@ -28,7 +28,7 @@ import pyarrow as pa
 from auditor.errors import InventoryError
 from auditor.escape import printable
 from auditor.rules.model import Ruleset
-from auditor.rules.names import name_pattern_problem, normalise_name
+from auditor.rules.names import VALID_NAME, name_pattern_problem, normalise_name
 from auditor.rules.yamlmarks import (
     KeyPath,
     Located,
@@ -162,6 +162,46 @@ def parse_entry(entry: str) -> Entry:
     return Entry("wildcard" if n.startswith("*.") else "name", n)
 
 
+def _plain_names(entries: list[str]) -> list[str | None]:
+    """The canonical text of each entry that :func:`parse_entry` reads as a DNS name or
+    ``*.`` wildcard, by one regular expression each (not the label-by-label check that
+    says what is wrong with a bad one); None for any other (digits and dots only are an
+    address to parse_entry, a bad name is explained there)."""
+    low = [e.strip().lower().rstrip(".") for e in entries]
+    return [
+        n if len(n) <= 253 and VALID_NAME.fullmatch(n) and n.strip("0123456789.") else None
+        for n in low
+    ]
+
+
+def _looks_v6_network(e: str) -> bool:
+    return ":" in e and "/" in e and "%" not in e and "." not in e
+
+
+def _v6_networks(entries: list[str]) -> tuple[list[str], list[int], list[int]] | None:
+    """(canonical texts, prefix lengths, network bits) of IPv6 networks in hex groups, as
+    :func:`parse_entry` gives them, in bulk; None when one is not in that form (a length
+    that is not plain digits, a dotted quad in the text)."""
+    parts = [e.partition("/") for e in entries]
+    if not all(n.isascii() and n.isdigit() and int(n) <= 128 for _, _, n in parts):
+        return None
+    lengths = [int(n) for _, _, n in parts]
+    try:
+        bits = [
+            int.from_bytes(socket.inet_pton(socket.AF_INET6, a), "big") >> (128 - n)
+            for (a, _, _), n in zip(parts, lengths, strict=True)
+        ]
+    except (OSError, ValueError):
+        return None
+    texts = [
+        socket.inet_ntop(socket.AF_INET6, (b << (128 - n)).to_bytes(16, "big"))
+        for n, b in zip(lengths, bits, strict=True)
+    ]
+    if any("." in t for t in texts):  # v4-mapped: ipaddress writes those otherwise
+        return None
+    return [f"{t}/{n}" for t, n in zip(texts, lengths, strict=True)], lengths, bits
+
+
 def _parse_ip(ip: str) -> list[tuple[int, int, int]]:
     """``(version, address bits, int)`` for a capture's address text; both forms of a
     v4-mapped IPv6 address; nothing for what is not an address."""
@@ -237,12 +277,13 @@ class Inventory:
     def _add(self, role: str, entries: Sequence[str]) -> None:
         """Index the entries of one role (BadEntry for the first that is none of the kinds).
 
-        Dotted quads and IPv4 networks (eight in ten entries of a large inventory) in bulk:
-        picked by their look, made ints in comprehensions, added to the index with
-        dictionary updates. Every other entry goes through :func:`parse_entry` one by one,
-        in order, and so does one that only looked like a quad (a name ``host1``), and
-        every network of a role where one is not in the plain form: the first bad entry is
-        the one named, with the reason parse_entry gives."""
+        The kinds a large inventory is made of in bulk, each picked by its look and read
+        in comprehensions, then added to the index with dictionary updates: dotted quads,
+        IPv4 networks, DNS names and wildcards (one regular expression each), IPv6
+        networks in hex groups. Every other entry goes through :func:`parse_entry` one by
+        one, in order, and so does one that only looked like a quad (a name ``host1``) or
+        a name, and every IPv4 or IPv6 network of a role where one of them is not in the
+        plain form: the first bad entry is the one named, with parse_entry's reason."""
         # 1: looks like a dotted quad, 2: like an IPv4 network, 0: anything else
         look = [(2 if "/" in e else 1) if e[-1:].isdigit() and ":" not in e else 0 for e in entries]
         quads = [e for e, k in zip(entries, look, strict=True) if k == 1]
@@ -269,8 +310,26 @@ class Inventory:
         canons = list(entries)  # a dotted quad inet_pton takes is its own canonical text
         for i, canon in zip((i for i, k in enumerate(look) if k == 2), net_canons, strict=True):
             canons[i] = canon
+        rest = [i for i, k in enumerate(look) if k == 0]
+        # DNS names and wildcards, each by one regular expression
+        plain = _plain_names([entries[i] for i in rest])
+        names = [(i, n) for i, n in zip(rest, plain, strict=True) if n is not None]
+        rest = [i for i, n in zip(rest, plain, strict=True) if n is None]
+        for i, name in names:
+            canons[i] = name
+        # IPv6 networks in hex groups; if one is not, each the full way
+        v6 = [i for i in rest if _looks_v6_network(entries[i])]
+        v6_nets = _v6_networks([entries[i] for i in v6])
+        if v6_nets is None:
+            v6, v6_nets = [], ([], [], [])
+        else:
+            done = set(v6)
+            rest = [i for i in rest if i not in done]
+        v6_canons, v6_lengths, v6_bits = v6_nets
+        for i, canon in zip(v6, v6_canons, strict=True):
+            canons[i] = canon
         parsed: list[Entry] = []
-        for i in (i for i, k in enumerate(look) if k == 0):
+        for i in rest:
             try:
                 entry = parse_entry(entries[i])
             except ValueError as exc:
@@ -279,7 +338,12 @@ class Inventory:
             parsed.append(entry)
         self._roles[role] = tuple(dict.fromkeys(canons))
         bit = 0
-        if values or nbits or any(p.kind == "address" or p.kind == "network" for p in parsed):
+        if (
+            values
+            or nbits
+            or v6_bits
+            or any(p.kind == "address" or p.kind == "network" for p in parsed)
+        ):
             bit = self._bit_of(role)
         prefixes, kinds = self._prefixes, self._kinds
         if values:
@@ -294,6 +358,19 @@ class Inventory:
                 table = prefixes[(4, n)] = {}
             table[b] = table.get(b, 0) | bit
         kinds.update(dict.fromkeys(net_canons, "network"))
+        for n, b in zip(v6_lengths, v6_bits, strict=True):
+            table = prefixes.get((6, n))
+            if table is None:
+                table = prefixes[(6, n)] = {}
+            table[b] = table.get(b, 0) | bit
+        kinds.update(dict.fromkeys(v6_canons, "network"))
+        for _, name in names:
+            if name.startswith("*."):
+                kinds[name] = "wildcard"
+                self._wildcards.setdefault(name[2:], set()).add(role)
+            else:
+                kinds[name] = "name"
+                self._names.setdefault(name, set()).add(role)
         for kind, canon, version, prefixlen, bits in parsed:
             kinds[canon] = kind
             if kind == "address" or kind == "network":
