@@ -658,15 +658,19 @@ class RoleMap:
     def hosts_by_role(self) -> dict[str, list[str]]:
         """role -> the addresses of every host holding it, each once, sorted as text (the
         evidence of a missing flow)."""
-        by_role: dict[str, set[str]] = defaultdict(set)
+        # the listed addresses grouped by role combination first: a list extended per
+        # role and combination, not a set grown per role and address
+        groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for ip, held in zip(self.listed.addresses, self.listed.roles, strict=True):
+            groups[held].append(ip)
+        by_role: dict[str, list[str]] = defaultdict(list)
+        for held, ips in groups.items():
+            for r in held:
+                by_role[r] += ips
         for h in self.seen:
             for r in h.roles:
-                by_role[r].add(h.ip)
-        listed = self.listed
-        for ip, held in zip(listed.addresses, listed.roles, strict=True):
-            for r in held:
-                by_role[r].add(ip)
-        return {r: sorted(ips) for r, ips in by_role.items()}
+                by_role[r].append(h.ip)
+        return {r: sorted(dict.fromkeys(ips)) for r, ips in by_role.items()}
 
     def table(self) -> pa.Table:
         """One row per (ip, role) of the hosts of the traffic, for the SQL joins (a listed

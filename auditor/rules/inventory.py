@@ -18,7 +18,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -200,6 +200,16 @@ def _v6_networks(entries: list[str]) -> tuple[list[str], list[int], list[int]] |
     if any("." in t for t in texts):  # v4-mapped: ipaddress writes those otherwise
         return None
     return [f"{t}/{n}" for t, n in zip(texts, lengths, strict=True)], lengths, bits
+
+
+def _sorted_ints(values: Collection[int]) -> list[int]:
+    """IPv4 addresses (ints below 2**32) sorted, in numpy (a fifth of the time of sorting
+    60,000 Python ints)."""
+    import numpy as np
+
+    array = np.fromiter(values, dtype=np.int64, count=len(values))
+    array.sort()
+    return list(array.tolist())
 
 
 def _parse_ip(ip: str) -> list[tuple[int, int, int]]:
@@ -454,7 +464,7 @@ class Inventory:
         texts = self._v4_addresses
         # the excluded among them by value (a few hosts of a capture, not 100,000 texts)
         drop = {v for v in map(_v4_int, skip) if v is not None and texts.get(v) in skip}
-        values = sorted(texts.keys() - drop if drop else texts)
+        values = _sorted_ints(texts.keys() - drop if drop else texts.keys())
         addresses = [texts[v] for v in values]
         masks = self._v4_masks(values)
         found = {m: self._roles_of(m) for m in set(masks)}
