@@ -546,8 +546,9 @@ class ListedHosts:
     addresses (sorted, IPv4 first) and the roles of each (sorted; one tuple per distinct
     combination, shared). Each stands for ``host(i)``, a :class:`HostRoles` of source
     ``inventory``, confidence 1 and one piece of evidence, made only when asked for: an
-    inventory may list 100,000 of them, and the audit needs their roles in bulk (the SQL
-    table, the roles present) and their JSON text (the document), not an object each."""
+    inventory may list 100,000 of them, and the audit needs their roles in bulk (the roles
+    held, the hosts of each role for missing flows) and their JSON text (the document),
+    not an object each."""
 
     addresses: tuple[str, ...] = ()
     roles: tuple[tuple[str, ...], ...] = ()
