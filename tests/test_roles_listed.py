@@ -12,6 +12,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from auditor.cli.main import cli
 from auditor.findings import engine
 from auditor.flows_out import public_flows
 from auditor.report import render
+from auditor.report.roles_table import render_json
 from auditor.roles import HostRoles, RoleMap, _ip_sort_key, host_roles_table, resolve_roles
 from auditor.rules import Inventory, dump_inventory, load_inventory, load_ruleset
 from auditor.traffic import read_traffic
@@ -154,3 +156,24 @@ def test_documents_are_those_of_a_host_each(case: dict[str, Any]) -> None:
     assert out.exit_code == 0, out.output
     want = {"ruleset": "applayering", "roles": [h.to_json() for h in old]}
     assert out.output == json.dumps(want, indent=2) + "\n"
+
+
+_ENTRY = {
+    "ip": "10.0.0.1",
+    "roles": ["agent", "admin"],
+    "source": "inferred",
+    "confidence": 0.75,
+    "evidence": ['agent: "quoted" é \u202e\n'],
+    "names": [],
+}
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [(), (_ENTRY,), (MappingProxyType(_ENTRY), {**_ENTRY, "ip": "::1", "roles": []})],
+)
+def test_roles_json_is_indented_json(entries: tuple[Any, ...]) -> None:
+    """``pcap-audit roles --format json`` encodes each entry alone: the same text as the
+    indented encoding of the whole."""
+    want = json.dumps({"ruleset": "r\u00e9", "roles": [dict(e) for e in entries]}, indent=2)
+    assert render_json("r\u00e9", entries) == want + "\n"
