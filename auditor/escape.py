@@ -82,4 +82,6 @@ def json_text(text: str) -> str:
     """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with DEL, C1 and the bidi /
     invisible format characters as ``\\uNNNN`` escapes: the same JSON value, nothing a
     terminal acts on. (Such characters can only occur inside JSON strings.)"""
+    if text.isascii() and "\x7f" not in text:  # the common case, without a regex pass
+        return text
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)

@@ -75,8 +75,7 @@ def test_outputs_are_written_a_slice_at_a_time(
     write_sweep(small, 10)
     out = tmp_path / f"out.{fmt}"
     peaks = [
-        peak_rss_cli([*command, str(p), "--format", fmt, "-o", str(out)])
-        for p in (big, small)
+        peak_rss_cli([*command, str(p), "--format", fmt, "-o", str(out)]) for p in (big, small)
     ]
     per_flow = (peaks[0] - peaks[1]) / OUT_FLOWS
     assert per_flow < limit, f"{per_flow:.0f} bytes a flow"

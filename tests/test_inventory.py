@@ -422,6 +422,9 @@ _PIECES = [
     "      - 10.0.0.4", "- 10.0.0.5", "    -  10.0.0.6", "    - a#b", "    - a #b", "---",
     "    - &x 10.0.0.7", "    - *x", '    - "a\\tb"', "    - 'it''s'", "  agent: 10.0.0.8",
     "  Agent:", "  agent-x:", "    - host.example.", "\t- 10.0.0.9", "roles: {}",
+    # quoted as dump_inventory writes them, and near misses (runs of these are read at once)
+    '    - "10.0.0.10"', '    - "10.0.0.11"', '    - "fe80::"', '    - "a: b"', '    - "null"',
+    '    - ""', '    - "10.0.0.12" ', '    - "a # b"', '      - "10.0.0.13"', '  - "10.0.0.14"',
 ]  # fmt: skip
 
 
@@ -437,6 +440,44 @@ def test_quick_reader_agrees_with_yaml() -> None:
         lines = ["roles:"] if rng.random() < 0.8 else []
         lines += [rng.choice(_PIECES) for _ in range(rng.randrange(1, 9))]
         text = "\n".join(lines) + rng.choice(["\n", "", "\n\n"])
+        quick = _quick_yaml(text)
+        if quick is None:
+            continue
+        taken += 1
+        try:
+            full = parse_yaml(text, strings=True).data
+        except YamlProblem as exc:
+            raise AssertionError(f"quick read {text!r}; YAML refuses it: {exc}") from None
+        assert quick == full, text
+    assert taken > 500
+
+
+_ITEMS = [
+    '    - "10.0.0.1"', '    - "10.0.0.2"', '    - "fe80::"', '    - "a: b"', '    - "null"',
+    '    - ""', '    - "10.0.0.3" ', '    - "a # b"', '    - "x" # c', "    - 10.0.0.4",
+    "    - fe80::", "    - yes", "    - 'q'", "    # comment", "", '      - "10.0.0.5"',
+    '  - "10.0.0.6"', "    - a #b",
+]  # fmt: skip
+
+
+def test_quick_reader_runs_agree_with_yaml() -> None:
+    """Long lists are read a run of item lines at once: the same as PyYAML, whatever
+    mix of quoted, plain, commented and misplaced item lines they hold."""
+    from auditor.rules.inventory import _quick_yaml
+    from auditor.rules.yamlmarks import YamlProblem, parse_yaml
+
+    rng = random.Random(12)
+    taken = 0
+    for _ in range(3_000):
+        lines = ["roles:"]
+        for role in rng.sample(["agent", "admin", "vcenter"], rng.randrange(1, 4)):
+            lines.append(f"  {role}:")
+            common = rng.choice(_ITEMS[:3])  # long runs of one kind, a few others in them
+            lines += [
+                rng.choice(_ITEMS) if rng.random() < 0.05 else common
+                for _ in range(rng.randrange(1, 40))
+            ]
+        text = "\n".join(lines) + rng.choice(["\n", ""])
         quick = _quick_yaml(text)
         if quick is None:
             continue
@@ -466,3 +507,113 @@ def test_written_inventories_are_read_the_quick_way(tmp_path: Path) -> None:
     assert data is not None and data["roles"]["agent"] == mapping["agent"]
     canonical = dict.fromkeys(classify_entry(e)[1] for e in mapping["agent"])
     assert load_inventory(path, RS).to_mapping()["agent"] == list(canonical)
+
+
+_QUADS_AND_MORE = [
+    "10.0.0.1",
+    "10.0.0.2",
+    " 10.0.0.3",  # looks like a dotted quad but for the space: the role goes one by one
+    "10.0.0.1",  # listed twice
+    "10.0.1.0/30",
+    "2001:db8::1",
+    "host.corp.example.com",
+    "10.0.0.3",
+    "host1",  # looks like a dotted quad to the first glance
+    "10.0.2.7/24",  # host bits set
+    "10.0.3.0/024",
+    "10.0.2.0/24",  # the same network as above, once canonical
+]
+
+
+@pytest.mark.parametrize("first", [0, 2, 7])
+def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
+    """The dotted quads and IPv4 networks a role lists are indexed in bulk: the same
+    entries, kinds and roles as parsing each; an entry that only looks like one goes the
+    slow way."""
+    from auditor.rules.inventory import parse_entry
+
+    entries = _QUADS_AND_MORE[first:] + _QUADS_AND_MORE[:first]
+    clean = [e for e in entries if e != " 10.0.0.3"]
+    for listed in (entries, clean):
+        inv = Inventory(RS.name, {"agent": listed, "admin": ["10.0.0.2", "10.0.0.0/31"]})
+        want = tuple(dict.fromkeys(parse_entry(e).canon for e in listed))
+        assert inv.entries("agent") == want
+        assert {e: inv.kind(e) for e in want} == {e: parse_entry(e).kind for e in want}
+        assert inv.roles_for_ip("10.0.0.2") == {"agent", "admin"}
+        assert inv.roles_for_ip("10.0.0.3") == {"agent"}
+        assert inv.roles_for_ip("10.0.0.4") == set()
+        assert inv.roles_for_ip("10.0.1.3") == {"agent"}
+        assert inv.roles_for_ip("10.0.2.200") == inv.roles_for_ip("10.0.3.1") == {"agent"}
+        assert inv.roles_for_name("host1") == {"agent"}
+        assert inv.roles_for_name("HOST.corp.example.com.") == {"agent"}
+        assert sorted(inv.addresses()) == sorted(e for e in want if inv.kind(e) == "address")
+
+
+@pytest.mark.parametrize(
+    ("entries", "index"),
+    [
+        (["10.0.0.1", "10.0.0.256", "10.0.0.2", "nope..x"], 1),  # a quad inet_pton refuses
+        (["10.0.0.1", "010.0.0.2", "10.0.0.3"], 1),  # leading zero
+        (["10.0.0.1", "nope..x", "10.0.0.2", "10.0.0.300"], 1),  # the first bad one
+        (["10.0.0.1", "10.0.0.2", "10.0.0/33"], 2),
+        (["10.0.0.1", "10.0.0.0/24", "10.0.0.0/33", "10.0.0.0/8"], 2),
+        (["10.0.0.0/24", "10.0.0.256/24", "10.0.0.0/33"], 1),
+    ],
+)
+def test_bad_entry_among_quads_is_named(entries: list[str], index: int) -> None:
+    from auditor.rules.inventory import BadEntry
+
+    with pytest.raises(BadEntry) as err:
+        Inventory(RS.name, {"agent": ["10.1.1.1"], "admin": entries})
+    assert (err.value.role, err.value.index) == ("admin", index)
+
+
+_ENTRY_CHARS = "0123456789abcdefxyzABC.:/*-_ %"
+
+
+def test_indexing_in_bulk_is_parse_entry() -> None:
+    """Random entries of every kind, valid ones and near misses that parse_entry still
+    takes: whichever way an entry went (in bulk or one by one), the inventory lists, kinds
+    and matches exactly what parse_entry gives it."""
+    from auditor.rules.inventory import parse_entry
+
+    rng = random.Random(13)
+    pool: list[str] = []
+    while len(pool) < 3_000:
+        k = rng.randrange(9)
+        a, b, c = rng.randrange(3), rng.randrange(256), rng.randrange(256)
+        if k == 0:
+            e = f"10.{a}.{b}.{c}"
+        elif k == 1:
+            e = f"10.{a}.{b}.{c}/{rng.randrange(40)}"
+        elif k == 2:
+            e = f"2001:db8:{a:x}::{b:x}/{rng.randrange(135)}"
+        elif k == 3:
+            e = f"{rng.choice(['', '*.'])}h{b}.{rng.choice(['Corp', 'lab', '9'])}.example"
+            e += rng.choice(["", "."])
+        elif k == 4:
+            e = f"2001:db8::{b:x}"
+        elif k == 5:
+            e = f"::ffff:{b:x}:0/{rng.randrange(90, 129)}"  # v4-mapped: ipaddress's text
+        elif k == 6:
+            e = rng.choice(["host1", "1.2.3", "a" * 70 + ".com", "x..y", " 10.0.0.1 ", "*"])
+        else:
+            e = "".join(rng.choice(_ENTRY_CHARS) for _ in range(rng.randrange(1, 10)))
+        try:
+            parse_entry(e)
+        except ValueError:
+            continue
+        pool.append(e)
+    for _ in range(30):
+        mapping = {r: rng.sample(pool, rng.randrange(300)) for r in ("agent", "admin", "vcenter")}
+        inv = Inventory(RS.name, mapping)
+        for role, entries in mapping.items():
+            want = [parse_entry(e) for e in entries]
+            assert inv.entries(role) == tuple(dict.fromkeys(p.canon for p in want))
+            for p in want:
+                assert inv.kind(p.canon) == p.kind
+                if p.kind == "address" or p.kind == "network":
+                    assert role in inv.roles_for_ip(p.canon.split("/")[0]), p
+                else:
+                    probe = "x." + p.canon[2:] if p.kind == "wildcard" else p.canon
+                    assert role in inv.roles_for_name(probe), p

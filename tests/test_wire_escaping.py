@@ -162,3 +162,15 @@ def test_json_text_is_the_same_json() -> None:
     text = json_text(json.dumps(value, ensure_ascii=False))
     assert text.isascii()
     assert json.loads(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ('"plain"', '"plain"'),  # ASCII without DEL: returned as it is
+        ('"a\x7fb"', '"a\\u007fb"'),  # ASCII, but DEL
+        ('"é"', '"é"'),  # not ASCII, nothing to escape
+    ],
+)
+def test_json_text_ascii_shortcut(text: str, shown: str) -> None:
+    assert json_text(text) == shown

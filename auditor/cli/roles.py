@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from typing import Any
 
@@ -82,12 +81,9 @@ def _roles_report(
     assert traffic.flows is not None
     roles = resolve_roles(ruleset, public_flows(traffic.flows), inv)
     if fmt == "json":
-        text = (
-            json.dumps(
-                {"ruleset": ruleset.name, "roles": [h.to_json() for h in roles.hosts]}, indent=2
-            )
-            + "\n"
-        )
+        from auditor.report.roles_table import render_json
+
+        text = render_json(ruleset.name, roles.entries())
     elif fmt == "inventory":
         mapping: dict[str, list[str]] = {}
         why: dict[tuple[str, str], str] = {}

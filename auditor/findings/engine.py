@@ -105,9 +105,10 @@ def _run_checks(
     capture_seconds: float,
     min_tls: str | None = None,
 ) -> tuple[list[Finding], list[dict[str, Any]]]:
-    host_roles = roles.table()
+    held = roles.present()
     con.register("flows", _flow_input(flows))
-    con.register("host_roles", host_roles)
+    con.register("host_roles", roles.table())
+    con.register("held_roles", pa.table({"role": pa.array(sorted(held), pa.string())}))
     con.register("rules", rules_table(ruleset))
     con.register("denies", denies_table(ruleset))
     inv = roles.from_inventory
@@ -164,10 +165,14 @@ def _run_checks(
             scan(out, row, inv)
 
     pairs: list[dict[str, Any]] = []
-    if host_roles.num_rows:  # without roles, nothing is documented or expected between them
+    if held:  # without roles, nothing is documented or expected between them
         pairs = rows(con, queries.ROLE_PAIRS)
         if _may_miss(ruleset, roles, pairs):
-            for row in rows(con, queries.MISSING_FLOW):
+            missing_rows = rows(con, queries.MISSING_FLOW)
+            by_role = roles.hosts_by_role() if missing_rows else {}
+            for row in missing_rows:
+                row["src_hosts"] = list(by_role[row["from_role"]])
+                row["dst_hosts"] = list(by_role[row["to_role"]])
                 missing(out, row, capture_seconds)
         if inv:
             for row in rows(con, queries.UNKNOWN_HOST):
@@ -347,7 +352,7 @@ def audit(
             duplicates_dropped=traffic.duplicates_dropped,  # --dedup
             waived=waived.waived if waived is not None else None,
         ),
-        roles=tuple(h.to_json() for h in roles.hosts),
+        roles=roles.entries(),
         role_pairs=tuple(pairs),
         findings=tuple(findings),
         waivers=waived.to_json() if waived is not None else None,

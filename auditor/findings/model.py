@@ -12,7 +12,7 @@ layer, and only carried here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -214,9 +214,12 @@ class AuditDocument:
     """The audit result (docs/json-contract.md): what every renderer reads.
 
     ``tool`` and ``ruleset`` are the contract's objects as read-only mappings, ``roles`` and
-    ``role_pairs`` tuples of them; ``waivers`` (``--waivers``) and ``deep`` (``--deep``) are
-    None when not asked for. ``extra`` keeps the keys of a saved result this version does
-    not know, so that reading and writing it loses nothing."""
+    ``role_pairs`` tuples of them (``roles`` may also be another immutable sequence:
+    :class:`auditor.roles.RoleEntries` makes the entries of 100,000 inventory addresses
+    when read, and gives the JSON renderer their text at once); ``waivers``
+    (``--waivers``) and ``deep`` (``--deep``) are None when not asked for. ``extra`` keeps
+    the keys of a saved result this version does not know, so that reading and writing it
+    loses nothing."""
 
     tool: Mapping[str, Any]
     ruleset: Mapping[str, Any]
@@ -224,7 +227,7 @@ class AuditDocument:
     fail_on: str | None
     captures: tuple[CaptureRecord, ...]
     summary: Summary
-    roles: tuple[Mapping[str, Any], ...]
+    roles: Sequence[Mapping[str, Any]]
     role_pairs: tuple[Mapping[str, Any], ...]
     findings: tuple[Finding, ...]
     waivers: Mapping[str, Any] | None = None
@@ -236,7 +239,7 @@ class AuditDocument:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         for name in ("captures", "roles", "role_pairs", "findings"):
             value = getattr(self, name)
-            if not isinstance(value, tuple):
+            if not isinstance(value, tuple) and not _immutable_roles(name, value):
                 object.__setattr__(self, name, tuple(value))
 
     def with_findings(self, findings: Iterable[Finding]) -> AuditDocument:
@@ -285,6 +288,12 @@ class AuditDocument:
             deep=deep if isinstance(deep, Mapping) else None,
             extra={k: v for k, v in d.items() if k not in _TOP},
         )
+
+
+def _immutable_roles(name: str, value: object) -> bool:
+    return (
+        name == "roles" and isinstance(value, Sequence) and not isinstance(value, MutableSequence)
+    )
 
 
 def as_document(result: AuditDocument | Mapping[str, Any]) -> AuditDocument:

@@ -21,7 +21,7 @@ def may_miss(ruleset: Ruleset, roles: RoleMap, pairs: list[dict[str, Any]]) -> b
     hosts, seen neither itself nor through its pair. A rule is seen exactly when it is
     among the rules of a documented role pair that was observed, so the role pairs answer
     this for the common case (every expected flow seen) without another query."""
-    present = {r for h in roles.hosts for r in h.roles}
+    present = roles.present()
     seen = {i for p in pairs if p["documented"] and p["observed"] for i in p["rule_ids"]}
     return any(
         r.expected

@@ -1,5 +1,7 @@
-"""The checks, as SQL over three tables: ``flows`` (with ``i``, its row number), ``host_roles``
-(ip, role) and ``rules`` (one row per rule and port range, from ``auditor.rules.rules_table``).
+"""The checks, as SQL over four tables: ``flows`` (with ``i``, its row number), ``host_roles``
+(ip, role: the hosts of the traffic), ``held_roles`` (role: the roles some host holds, an
+inventory's address the traffic never shows included) and ``rules`` (one row per rule and
+port range, from ``auditor.rules.rules_table``).
 
 ``PREPARE`` builds ``f``, one narrow row per flow (every transport) in flow-table order: its
 endpoints' role lists and the rules that cover it. A rule covers a flow when the protocol
@@ -351,26 +353,25 @@ ORDER BY 2, 3
 """
 
 # A documented flow expected between two roles that both have hosts (the joins on
-# ``hosts``), and not seen (no role match). The cleartext and TLS variants of one purpose
-# (``pair``) satisfy each other; one finding per purpose, on the variant that requires
-# encryption when there is one (the expected pair ``p``).
+# ``held_roles``), and not seen (no role match). The cleartext and TLS variants of one
+# purpose (``pair``) satisfy each other; one finding per purpose, on the variant that
+# requires encryption when there is one (the expected pair ``p``). The hosts of each role
+# (the evidence) the engine adds: an inventory may give a role 20,000 addresses.
 MISSING_FLOW = """
 WITH seen AS (
     SELECT DISTINCT unnest(rule_ids) AS rule_id
     FROM f WHERE len(src_roles) > 0 AND len(dst_roles) > 0
 ),
-hosts AS (SELECT role, list(DISTINCT ip ORDER BY ip) AS ips FROM host_roles GROUP BY role),
 exp AS (
     SELECT rule_id, any_value(from_role) AS from_role, any_value(to_role) AS to_role,
            any_value(proto) AS proto, min(port_lo) AS port_lo, any_value(pair) AS pair,
            bool_or(encrypted_required) AS enc
     FROM rules WHERE expected GROUP BY rule_id
 )
-SELECT e.rule_id, e.from_role, e.to_role, e.proto, e.port_lo,
-       s.ips AS src_hosts, d.ips AS dst_hosts
+SELECT e.rule_id, e.from_role, e.to_role, e.proto, e.port_lo
 FROM exp e
-JOIN hosts s ON s.role = e.from_role
-JOIN hosts d ON d.role = e.to_role
+JOIN held_roles s ON s.role = e.from_role
+JOIN held_roles d ON d.role = e.to_role
 LEFT JOIN exp p ON p.rule_id = e.pair
 WHERE e.rule_id NOT IN (SELECT rule_id FROM seen)
   AND (e.pair IS NULL OR e.pair NOT IN (SELECT rule_id FROM seen))
@@ -447,7 +448,7 @@ SELECT coalesce(o.src_role, d.src_role) AS src_role, coalesce(o.dst_role, d.dst_
 FROM obs o FULL OUTER JOIN doc d
   ON o.src_role = d.src_role AND o.dst_role = d.dst_role AND o.proto = d.proto
  AND o.dst_port BETWEEN d.port_lo AND d.port_hi
-WHERE coalesce(o.src_role, d.src_role) IN (SELECT role FROM host_roles)
-  AND coalesce(o.dst_role, d.dst_role) IN (SELECT role FROM host_roles)
+WHERE coalesce(o.src_role, d.src_role) IN (SELECT role FROM held_roles)
+  AND coalesce(o.dst_role, d.dst_role) IN (SELECT role FROM held_roles)
 ORDER BY 1, 2, 3, 4
 """

@@ -107,12 +107,14 @@ def protocol_mismatch(out: Findings, row: dict[str, Any]) -> None:
 
 
 def family_hosts(ruleset: Ruleset, roles: RoleMap) -> dict[str, tuple[str, str]]:
-    """Addresses of the family a role of theirs excludes -> (role, allowed family)."""
+    """Addresses of the family a role of theirs excludes -> (role, allowed family), among the
+    hosts of the traffic (an inventory's address the capture never shows has no traffic to
+    report, and may be one of 100,000)."""
     only = {r.id: r.address_family for r in ruleset.roles if r.address_family}
     out: dict[str, tuple[str, str]] = {}
     if not only:
         return out
-    for host in roles.hosts:
+    for host in roles.seen:
         family = "ipv6" if ":" in host.ip else "ipv4"
         for role in host.roles:
             allowed = only.get(role)

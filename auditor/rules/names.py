@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LABEL_TEXT = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_LABEL = re.compile(rf"^{_LABEL_TEXT}$")
+#: a whole name or ``*.`` wildcard, normalised, of valid labels (the length not checked):
+#: what name_pattern_problem accepts, in one match (``fullmatch`` it)
+VALID_NAME = re.compile(rf"(?:\*\.)?(?:{_LABEL_TEXT}\.)*{_LABEL_TEXT}")
 
 
 def normalise_name(name: str) -> str:
