@@ -588,7 +588,7 @@ def test_read_traffic_reports_progress_per_batch(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["flows"], ["query", "SELECT count(*) FROM flows"],
+    [[], ["flows"], ["roles", "-r", "applayering"], ["query", "SELECT count(*) FROM flows"],
      ["query", "SELECT count(*) FROM findings", "-r", "applayering"]],
 )  # fmt: skip
 def test_quiet_is_accepted(command: list[str]) -> None:

@@ -15,11 +15,13 @@ from auditor.cli.common import (
     emit,
     handle_errors,
     inventory_option,
+    quiet_option,
     ruleset_option,
     warn,
 )
 from auditor.cli.filters import filter_options, packet_filter
 from auditor.cli.output import Output, output_file
+from auditor.cli.progress import progress_for
 from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.flows import public_flows
@@ -42,6 +44,7 @@ from auditor.traffic import Traffic, read_traffic
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @duckdb_options
+@quiet_option
 @filter_options
 @handle_errors
 def command(
@@ -50,6 +53,7 @@ def command(
     inventory: str | None,
     fmt: str,
     output: str | None,
+    quiet: bool,
     **filters: Any,
 ) -> None:
     """Show the roles of the hosts in CAPTURE files, inferred from the traffic (or an inventory).
@@ -62,7 +66,7 @@ def command(
     inv = load_inventory(inventory, ruleset) if inventory else None
     select = packet_filter(**filters)
     with output_file(output, [*captures, ruleset.path, inventory]) as out:
-        traffic = _roles_report(captures, ruleset, inv, fmt, out, select)
+        traffic = _roles_report(captures, ruleset, inv, fmt, out, select, quiet)
     if not traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))
 
@@ -74,8 +78,12 @@ def _roles_report(
     fmt: str,
     out: Output | None,
     select: PacketFilter | None,
+    quiet: bool = False,
 ) -> Traffic:
-    traffic = read_traffic(captures, select=select)
+    progress = progress_for(sys.stderr, quiet)
+    traffic = read_traffic(captures, select=select, progress=progress)
+    if progress:
+        progress.clear()
     for note in traffic.notes:
         warn(note)
     assert traffic.flows is not None
