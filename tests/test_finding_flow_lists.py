@@ -4,6 +4,7 @@ memory (a list of every flow's id, which DuckDB cannot spill)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,30 @@ def test_a_finding_of_few_flows_lists_them_all(tmp_path: Path) -> None:
     assert f["flow_ids"] == first_flow_ids(path, 3)
     assert "flow_ids_truncated" not in f["evidence"]
     assert f["evidence"]["flows"] == 3
+
+
+def test_show_says_when_a_finding_lists_only_its_first_flows(
+    many_flows: Path, tmp_path: Path
+) -> None:
+    """`show FINDING --from AUDIT.json` of such a finding shows the listed flows' packets
+    and says, on stderr, that they are not all of the finding's (no silent part)."""
+    from click.testing import CliRunner
+
+    from auditor.cli.main import cli
+
+    saved = tmp_path / "audit.json"
+    res = CliRunner().invoke(
+        cli, [str(many_flows), "-r", "applayering", "--format", "json", "-o", str(saved),
+              "-q", "--fail-on", "never"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    f = only(json.loads(saved.read_text())["findings"], "unexpected_port")
+    res = CliRunner().invoke(cli, ["show", f["id"], str(many_flows), "--from", str(saved)])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == (
+        f"pcap-audit: finding {f['id']} lists the first {FLOW_IDS:,} of its {MANY:,} flows "
+        "(evidence.flow_ids_truncated): only their packets are shown and exported\n"
+    )
+    assert sum(line.startswith("flow F") for line in res.stdout.splitlines()) == FLOW_IDS
+    few = CliRunner().invoke(cli, ["show", f["flow_ids"][0], str(many_flows)])
+    assert few.exit_code == 0 and few.stderr == ""

@@ -17,6 +17,7 @@ from auditor.evidence.lookup import Located, locate
 from auditor.evidence.packets import FlowRef, PacketLine
 from auditor.evidence.packets import export_pcap as write_pcap
 from auditor.evidence.tshark import require_tshark
+from auditor.findings.model import Finding
 from auditor.report.json_ import render as json_text
 
 
@@ -78,6 +79,9 @@ def command(
             warn(note)
         if found.missing and found.wanted.finding is None:
             warn(f"not in these captures: {' '.join(found.missing)}")
+        cut = _listed_only(found.wanted.finding)
+        if cut:
+            warn(cut)
         emit(_render(found, fmt, deep))
         n = 0
         if out is not None:
@@ -86,6 +90,19 @@ def command(
         warn(f"wrote {n} packets to {export_pcap}")
     if not found.traffic.complete:
         sys.exit(int(ExitCode.CAPTURE))
+
+
+def _listed_only(finding: Finding | None) -> str | None:
+    """What to say when the finding lists only its first flows (queries.FLOW_IDS): their
+    packets are all that is shown and exported, not the finding's whole traffic."""
+    if finding is None or not finding.evidence.get("flow_ids_truncated"):
+        return None
+    total = finding.evidence.get("flows")
+    of = f" of its {total:,}" if isinstance(total, int) else ""
+    return (
+        f"finding {finding.id} lists the first {len(finding.flow_ids):,}{of} flows "
+        "(evidence.flow_ids_truncated): only their packets are shown and exported"
+    )
 
 
 def _render(found: Located, fmt: str, deep: bool) -> str:
