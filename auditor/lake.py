@@ -31,43 +31,67 @@ if TYPE_CHECKING:
 _TS = pa.timestamp("us", tz="UTC")
 
 
-def _day(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%d")
-
-
 def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
 
 
-def _basenames(flows: pa.Table) -> list[str | None]:
-    """The file name of each flow's first capture (the ``capture`` column holds its path)."""
-    return [os.path.basename(p) if p else None for p in flows.column("capture").to_pylist()]
+def _basenames(captures: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The file name of each flow's first capture (the ``capture`` column holds its path;
+    empty: none), by the column's few distinct paths: no Python string per flow."""
+    encoded = captures.dictionary_encode()
+    chunks = []
+    for chunk in encoded.chunks:
+        names = [os.path.basename(p) if p else None for p in chunk.dictionary.to_pylist()]
+        chunks.append(
+            pa.DictionaryArray.from_arrays(chunk.indices, pa.array(names, pa.string())).cast(
+                pa.string()
+            )
+        )
+    return pa.chunked_array(chunks, pa.string())
 
 
 def flow_dataset(traffic: Traffic) -> pa.Table:
     """The public flow table with ``date`` and ``capture`` (the file name, the partition;
-    ``captures`` keeps the paths) columns, timestamps in µs."""
+    ``captures`` keeps the paths) columns, timestamps in µs. Column by column in Arrow: a
+    flow table of millions of rows takes no Python object a row."""
     from auditor.flows import public_flows
 
     assert traffic.flows is not None
     flows = traffic.flows
-    first_ns = flows.column("first_seen").cast(pa.int64()).to_pylist()
-    names = _basenames(flows)
+    first = flows.column("first_seen").cast(pa.int64()).cast(pa.timestamp("ns"))
+    days = first.cast(pa.date32()).cast(pa.string())  # the UTC day (floored before 1970)
+    names = _basenames(flows.column("capture"))
     table = public_flows(flows).drop_columns(["capture"])
     for name in ("first_seen", "last_seen"):
         i = table.schema.get_field_index(name)
         table = table.set_column(i, name, table.column(name).cast(_TS))
-    table = table.append_column("date", pa.array([_day(t) for t in first_ns], pa.string()))
-    return table.append_column("capture", pa.array(names, pa.string()))
+    table = table.append_column("date", days)
+    return table.append_column("capture", names)
+
+
+def _captures_of(flows: pa.Table, flow_ids: set[str]) -> dict[str, str | None]:
+    """flow id -> the file name of its first capture, for ``flow_ids`` only (the flows the
+    findings list, not the table's millions)."""
+    if not flow_ids:
+        return {}
+    import pyarrow.compute as pc
+
+    rows = flows.select(["flow_id", "capture"]).filter(
+        pc.is_in(flows.column("flow_id"), value_set=pa.array(sorted(flow_ids), pa.string()))
+    )
+    return dict(
+        zip(
+            rows.column("flow_id").to_pylist(),
+            _basenames(rows.column("capture")).to_pylist(),
+            strict=True,
+        )
+    )
 
 
 def finding_dataset(findings: Sequence[Finding], traffic: Traffic, ruleset: str) -> pa.Table:
     """One row per finding: its scalar fields, lists of ids, evidence and source as JSON."""
     assert traffic.flows is not None
-    flows = traffic.flows
-    capture_of = dict(zip(flows.column("flow_id").to_pylist(), _basenames(flows), strict=True))
+    capture_of = _captures_of(traffic.flows, {i for f in findings for i in f.flow_ids})
     rows = []
     for f in findings:
         first = _parse(f.first_seen)
@@ -114,20 +138,48 @@ def finding_dataset(findings: Sequence[Finding], traffic: Traffic, ruleset: str)
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _write(table: pa.Table, base: str, run: str) -> None:
-    import pyarrow.dataset as ds
+#: rows written at a time (and a row group's most): a flow table of millions of rows is
+#: written a slice at a time into each partition's file
+WRITE_ROWS = 65536
 
-    part = ds.partitioning(
-        pa.schema([("date", pa.string()), ("capture", pa.string())]), flavor="hive"
-    )
-    ds.write_dataset(
-        table,
-        base,
-        format="parquet",
-        partitioning=part,
-        basename_template=f"{run}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-    )
+
+def _write(table: pa.Table, base: str, run: str) -> None:
+    """``table`` into ``base`` as a Hive-partitioned dataset by ``date`` and ``capture``:
+    one file ``<run>-0.parquet`` a partition, its directory named as pyarrow's dataset
+    writer names it. Partition by partition (rows sorted stably by partition, taken a
+    slice at a time), not through ``pyarrow.dataset.write_dataset``, which held a copy of
+    the whole table (+470 MB for 1 M flows, against +24 MB this way)."""
+    import numpy as np
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    keys = ("date", "capture")
+    part = ds.partitioning(pa.schema([(k, pa.string()) for k in keys]), flavor="hive")
+    codes = []
+    values = []
+    for k in keys:
+        encoded = table.column(k).combine_chunks().dictionary_encode()
+        idx = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
+        codes.append(idx.astype(np.int64))
+        values.append([*encoded.dictionary.to_pylist(), None])
+    code = codes[0] * len(values[1]) + codes[1]
+    order = np.argsort(code, kind="stable")
+    starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    data = table.drop_columns(list(keys))
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        first = int(order[a])
+        expr = None
+        for k, c, v in zip(keys, codes, values, strict=True):
+            value = v[int(c[first])]
+            term = ds.field(k).is_null() if value is None else ds.field(k) == value
+            expr = term if expr is None else expr & term
+        directory = os.path.join(base, part.format(expr)[0])
+        os.makedirs(directory, exist_ok=True)
+        with pq.ParquetWriter(os.path.join(directory, f"{run}-0.parquet"), data.schema) as w:
+            for lo in range(a, b, WRITE_ROWS):
+                rows = pa.array(order[lo : min(b, lo + WRITE_ROWS)])
+                w.write_table(data.take(rows), row_group_size=WRITE_ROWS)
 
 
 def write_lake(

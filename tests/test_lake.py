@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import pytest
 from click.testing import CliRunner, Result
 
 from auditor.cli.main import cli
@@ -82,3 +83,47 @@ def test_a_parquet_dir_that_cannot_be_made_is_a_usage_error(tmp_path: Path) -> N
     assert res.exit_code == ExitCode.USAGE
     assert "Invalid value for '--parquet-dir'" in res.stderr
     assert "cannot be created" in res.stderr
+
+
+def test_partitions_are_written_as_the_dataset_writer_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lake._write (partition by partition, a slice at a time) makes the directories and
+    the rows pyarrow's write_dataset made: several days, capture names that need escaping,
+    a null partition value, slices smaller than a partition."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from auditor import lake
+
+    monkeypatch.setattr(lake, "WRITE_ROWS", 7)
+    n = 500
+    caps = ["span.pcap", "a b=c%/d.pcap", "é.pcap", None]
+    table = pa.table(
+        {
+            "x": pa.array(range(n), pa.int64()),
+            "s": pa.array([f"v{i % 13}" for i in range(n)]),
+            "date": pa.array([f"2025-11-{20 + i % 3}" for i in range(n)]),
+            "capture": pa.array([caps[(i // 5) % 4] for i in range(n)]),
+        }
+    )
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    lake._write(table, str(ours), "run")
+    part = ds.partitioning(
+        pa.schema([("date", pa.string()), ("capture", pa.string())]), flavor="hive"
+    )
+    ds.write_dataset(table, str(theirs), format="parquet", partitioning=part,
+                     basename_template="run-{i}.parquet")  # fmt: skip
+
+    def dirs(root: Path) -> set[str]:
+        return {str(p.parent.relative_to(root)) for p in root.rglob("*.parquet")}
+
+    assert dirs(ours) == dirs(theirs) and len(dirs(ours)) == 12
+    assert all(p.name == "run-0.parquet" for p in ours.rglob("*.parquet"))
+
+    def rows(root: Path) -> pa.Table:
+        t = ds.dataset(str(root), format="parquet", partitioning=part).to_table()
+        return t.select(["x", "s", "date", "capture"]).sort_by("x")
+
+    assert rows(ours).equals(rows(theirs))
+    assert rows(ours).equals(table)
