@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from auditor.traffic import Traffic
@@ -50,23 +52,87 @@ def _basenames(captures: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, pa.string())
 
 
+@dataclass(frozen=True)
+class Partitions:
+    """Rows of a dataset by Hive partition: per key (``date``, ``capture``) a code a row
+    (int64, numpy) and the value of each code (None: Hive's default partition)."""
+
+    codes: tuple[np.ndarray, ...]
+    values: tuple[list[str | None], ...]
+
+
+def _coded(column: pa.ChunkedArray, name: Any = None) -> tuple[np.ndarray, list[str | None]]:
+    """A string column as codes and their values (``name`` maps each distinct value)."""
+    encoded = column.dictionary_encode().unify_dictionaries()
+    values = encoded.chunks[0].dictionary.to_pylist() if encoded.num_chunks else []
+    missing = len(values)
+    codes = np.concatenate(
+        [np.zeros(0, np.int64)]
+        + [c.indices.fill_null(missing).to_numpy().astype(np.int64) for c in encoded.chunks]
+    )
+    if name is None:
+        return codes, [*values, None]
+    # distinct values can map to one (two captures named span.pcap in two directories):
+    # one code each name, or two partitions would write the same file
+    named = [name(v) for v in values] + [None]
+    unique = list(dict.fromkeys(named))
+    remap = np.array([unique.index(n) for n in named], np.int64)
+    return remap[codes], unique
+
+
+def _flow_partitions(flows: pa.Table) -> Partitions:
+    """The flows' partitions: the UTC day of the first packet (floored before 1970, as a
+    date32 cast), the file name of the first capture. Codes in numpy, a few values: no
+    Python object a flow."""
+    ns = flows.column("first_seen").cast(pa.int64())
+    day = (
+        np.concatenate([np.zeros(0, np.int64)] + [c.fill_null(0).to_numpy() for c in ns.chunks])
+        // 86_400_000_000_000
+    )
+    days, day_code = np.unique(day, return_inverse=True)
+    values = [str(d) for d in days.astype("datetime64[D]")]
+    if ns.null_count:  # no first packet (never from a capture): the default partition
+        nulls = np.concatenate([c.is_null().to_numpy(zero_copy_only=False) for c in ns.chunks])
+        day_code = np.where(nulls, len(values), day_code)
+    capture = _coded(flows.column("capture"), lambda p: os.path.basename(p) if p else None)
+    from auditor.flows import ondisk
+
+    ondisk.release()  # a flow table on disk: the two columns' pages go back
+    return Partitions((day_code.astype(np.int64), capture[0]), ([*values, None], capture[1]))
+
+
+def _micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Nanosecond timestamps as microseconds, floored (as every output writes them): a
+    cast refuses to drop the nanoseconds of a capture that has them (pcapng, pcap-ns)."""
+    chunks = []
+    for c in column.cast(pa.int64()).chunks:
+        us = c.fill_null(0).to_numpy() // 1000
+        mask = c.is_null().to_numpy(zero_copy_only=False) if c.null_count else None
+        chunks.append(pa.array(us, pa.int64(), mask=mask).cast(_TS))
+    return pa.chunked_array(chunks, _TS)
+
+
+def _flow_slice(part: pa.Table) -> pa.Table:
+    """A slice of the public flows as the dataset has it: timestamps in µs."""
+    for name in ("first_seen", "last_seen"):
+        i = part.schema.get_field_index(name)
+        part = part.set_column(i, name, _micros(part.column(name)))
+    return part
+
+
 def flow_dataset(traffic: Traffic) -> pa.Table:
     """The public flow table with ``date`` and ``capture`` (the file name, the partition;
-    ``captures`` keeps the paths) columns, timestamps in µs. Column by column in Arrow: a
-    flow table of millions of rows takes no Python object a row."""
+    ``captures`` keeps the paths) columns, timestamps in µs: the dataset as one table
+    (what :func:`write_lake` writes a partition slice at a time)."""
     from auditor.flows import public_flows
 
     assert traffic.flows is not None
     flows = traffic.flows
     first = flows.column("first_seen").cast(pa.int64()).cast(pa.timestamp("ns"))
     days = first.cast(pa.date32()).cast(pa.string())  # the UTC day (floored before 1970)
-    names = _basenames(flows.column("capture"))
-    table = public_flows(flows).drop_columns(["capture"])
-    for name in ("first_seen", "last_seen"):
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, name, table.column(name).cast(_TS))
+    table = _flow_slice(public_flows(flows).drop_columns(["capture"]))
     table = table.append_column("date", days)
-    return table.append_column("capture", names)
+    return table.append_column("capture", _basenames(flows.column("capture")))
 
 
 def _captures_of(flows: pa.Table, flow_ids: set[str]) -> dict[str, str | None]:
@@ -143,43 +209,66 @@ def finding_dataset(findings: Sequence[Finding], traffic: Traffic, ruleset: str)
 WRITE_ROWS = 65536
 
 
-def _write(table: pa.Table, base: str, run: str) -> None:
-    """``table`` into ``base`` as a Hive-partitioned dataset by ``date`` and ``capture``:
-    one file ``<run>-0.parquet`` a partition, its directory named as pyarrow's dataset
-    writer names it. Partition by partition (rows sorted stably by partition, taken a
-    slice at a time), not through ``pyarrow.dataset.write_dataset``, which held a copy of
-    the whole table (+470 MB for 1 M flows, against +24 MB this way)."""
-    import numpy as np
+def _write(
+    data: pa.Table,
+    parts: Partitions,
+    base: str,
+    run: str,
+    fix: Callable[[pa.Table], pa.Table] = lambda t: t,
+) -> None:
+    """``data`` (without its partition columns) into ``base`` as a Hive-partitioned
+    dataset by ``date`` and ``capture``: one file ``<run>-0.parquet`` a partition, its
+    directory named as pyarrow's dataset writer names it, each slice of rows made as the
+    dataset has it by ``fix``. Partition by partition (rows sorted stably by partition,
+    taken a slice at a time), not through ``pyarrow.dataset.write_dataset``, which held a
+    copy of the whole table (+470 MB for 1 M flows)."""
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
+    from auditor.flows import ondisk
+
     keys = ("date", "capture")
     part = ds.partitioning(pa.schema([(k, pa.string()) for k in keys]), flavor="hive")
-    codes = []
-    values = []
-    for k in keys:
-        encoded = table.column(k).combine_chunks().dictionary_encode()
-        idx = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
-        codes.append(idx.astype(np.int64))
-        values.append([*encoded.dictionary.to_pylist(), None])
-    code = codes[0] * len(values[1]) + codes[1]
+    code = parts.codes[0] * len(parts.values[1]) + parts.codes[1]
     order = np.argsort(code, kind="stable")
-    starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]])
+    del code
+    starts = np.flatnonzero(
+        np.r_[True, (parts.codes[0][order][1:] != parts.codes[0][order][:-1])
+              | (parts.codes[1][order][1:] != parts.codes[1][order][:-1])]
+    )  # fmt: skip
     ends = np.r_[starts[1:], len(order)]
-    data = table.drop_columns(list(keys))
+    schema = fix(data.slice(0, 0)).schema
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         first = int(order[a])
         expr = None
-        for k, c, v in zip(keys, codes, values, strict=True):
+        for k, c, v in zip(keys, parts.codes, parts.values, strict=True):
             value = v[int(c[first])]
             term = ds.field(k).is_null() if value is None else ds.field(k) == value
             expr = term if expr is None else expr & term
         directory = os.path.join(base, part.format(expr)[0])
         os.makedirs(directory, exist_ok=True)
-        with pq.ParquetWriter(os.path.join(directory, f"{run}-0.parquet"), data.schema) as w:
-            for lo in range(a, b, WRITE_ROWS):
-                rows = pa.array(order[lo : min(b, lo + WRITE_ROWS)])
-                w.write_table(data.take(rows), row_group_size=WRITE_ROWS)
+        with pq.ParquetWriter(os.path.join(directory, f"{run}-0.parquet"), schema) as w:
+            for start, length, picked in _pieces(order[a:b]):
+                rows = data.slice(start, length)
+                rows = rows if picked is None else rows.take(picked)
+                w.write_table(fix(rows), row_group_size=WRITE_ROWS)
+                ondisk.release()  # a flow table on disk: its pages read so far go back
+
+
+def _pieces(rows: np.ndarray) -> Iterator[tuple[int, int, pa.Array | None]]:
+    """The ascending row numbers ``rows`` in pieces of at most WRITE_ROWS, each as a
+    window of the table (start, length) and the rows to take from it (None: all of it):
+    the window is the rows themselves where they are contiguous (a day of one capture
+    file, the usual partition), else at most 4 x WRITE_ROWS rows around them. Never a take
+    over the whole table: on a table of many chunks (one on disk) it joins every column's
+    chunks first, 500 MB for 2 M flows."""
+    lo, n = 0, len(rows)
+    while lo < n:
+        first = int(rows[lo])
+        hi = min(n, lo + WRITE_ROWS, int(np.searchsorted(rows, first + 4 * WRITE_ROWS)))
+        length = int(rows[hi - 1]) - first + 1
+        yield first, length, None if length == hi - lo else pa.array(rows[lo:hi] - first)
+        lo = hi
 
 
 def write_lake(
@@ -192,10 +281,18 @@ def write_lake(
     """Write ``DIR/flows`` (and ``DIR/findings`` when given) for one run; returns the run
     id that names the files written."""
     run = run or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-    flows = flow_dataset(traffic)
-    if flows.num_rows:
-        _write(flows, os.path.join(directory, "flows"), run)
+    from auditor.flows import public_flows
+
+    assert traffic.flows is not None
+    if traffic.flows.num_rows:
+        data = public_flows(traffic.flows).drop_columns(["capture"])
+        parts = _flow_partitions(traffic.flows)
+        _write(data, parts, os.path.join(directory, "flows"), run, _flow_slice)
     if findings:
         table = finding_dataset(findings, traffic, ruleset or "")
-        _write(table, os.path.join(directory, "findings"), run)
+        coded = [_coded(table.column(k)) for k in ("date", "capture")]
+        parts = Partitions(tuple(c for c, _ in coded), tuple(v for _, v in coded))
+        _write(
+            table.drop_columns(["date", "capture"]), parts, os.path.join(directory, "findings"), run
+        )
     return run

@@ -108,7 +108,9 @@ def test_partitions_are_written_as_the_dataset_writer_writes_them(
         }
     )
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    lake._write(table, str(ours), "run")
+    coded = [lake._coded(table.column(k)) for k in ("date", "capture")]
+    parts = lake.Partitions(tuple(c for c, _ in coded), tuple(v for _, v in coded))
+    lake._write(table.drop_columns(["date", "capture"]), parts, str(ours), "run")
     part = ds.partitioning(
         pa.schema([("date", pa.string()), ("capture", pa.string())]), flavor="hive"
     )
@@ -127,3 +129,100 @@ def test_partitions_are_written_as_the_dataset_writer_writes_them(
 
     assert rows(ours).equals(rows(theirs))
     assert rows(ours).equals(table)
+
+
+def test_flow_partitions_are_the_datasets_columns() -> None:
+    """The flows' partition codes (numpy: days floored, file names of the few paths) give
+    the date and capture columns of the dataset as one table (flow_dataset: Arrow casts),
+    before 1970 and across days and rotated files too."""
+    import pyarrow as pa
+
+    from auditor import lake
+    from auditor.traffic import Traffic
+
+    ns = [-1, 0, 86_399_999_999_999, 86_400_000_000_000, -86_400_000_000_001, 17 * 10**17 + 7]
+    caps = ["/a/span.pcap", "/a/span.pcap1", "", "/b/span.pcap", "x.pcap", "/a/span.pcap"]
+    flows = pa.table(
+        {
+            "flow_id": pa.array([f"F{i}" for i in range(len(ns))]),
+            "first_seen": pa.array(ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "last_seen": pa.array(ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "capture": pa.array(caps),
+        }
+    )
+    whole = lake.flow_dataset(Traffic(flows=flows))
+    parts = lake._flow_partitions(flows)
+    for k, codes, values in zip(("date", "capture"), parts.codes, parts.values, strict=True):
+        assert [values[c] for c in codes] == whole.column(k).to_pylist()
+
+
+def test_nanosecond_captures_go_to_the_lake_floored_to_microseconds(tmp_path: Path) -> None:
+    """A capture with nanosecond timestamps (pcap-ns here; pcapng's if_tsresol too) made
+    --parquet-dir an internal error (a cast that refuses to lose the nanoseconds), and the
+    audit's whole result with it."""
+    import dpkt
+    import pyarrow.dataset as ds
+
+    from auditor import synth
+
+    c = synth.Capture()
+    c.tcp_rejected("10.9.9.9", "10.10.1.1", 20000, 9999)
+    path = tmp_path / "ns.pcap"
+    with path.open("wb") as fh:
+        w = dpkt.pcap.Writer(fh, nano=True)
+        for i, (_ts, raw) in enumerate(c.frames):
+            w.writepkt(raw, ts=1_700_000_000.123456789 + i)
+    res = invoke(["flows", path, "--parquet-dir", tmp_path / "lake", "-q", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    (row,) = ds.dataset(tmp_path / "lake" / "flows", format="parquet").to_table().to_pylist()
+    assert row["first_seen"].isoformat() == "2023-11-14T22:13:20.123456+00:00"
+    assert json.loads(res.stdout)["flows"][0]["first_seen"] == "2023-11-14T22:13:20.123456Z"
+
+
+def test_captures_of_one_name_in_two_directories_share_a_partition(tmp_path: Path) -> None:
+    """Two rotated sets in two directories, both with a span.pcap: one partition (the file
+    name), every flow of both in it; none lost to a file written twice."""
+    import shutil
+
+    import pyarrow.dataset as ds
+
+    from auditor.traffic import read_traffic
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "applayering" / "findings.pcap"
+    other = Path(__file__).resolve().parents[1] / "samples" / "uforge" / "findings.pcap"
+    for d, src in (("a", sample), ("b", other)):
+        (tmp_path / d).mkdir()
+        shutil.copy(src, tmp_path / d / "span.pcap")
+    paths = [tmp_path / "a" / "span.pcap", tmp_path / "b" / "span.pcap"]
+    res = invoke(["flows", *paths, "--parquet-dir", tmp_path / "lake", "-q", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    files = list((tmp_path / "lake" / "flows").rglob("*.parquet"))
+    assert {f.parent.name for f in files} == {"capture=span.pcap"}
+    table = ds.dataset(tmp_path / "lake" / "flows", format="parquet").to_table()
+    flows = read_traffic([str(p) for p in paths]).flows
+    assert flows is not None and table.num_rows == flows.num_rows
+
+
+def test_pieces_cover_the_rows_in_bounded_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each piece is at most WRITE_ROWS rows out of a window of at most 4 x WRITE_ROWS,
+    contiguous rows a plain slice; together the rows given, in order."""
+    import random
+
+    import numpy as np
+
+    from auditor import lake
+
+    monkeypatch.setattr(lake, "WRITE_ROWS", 10)
+    rng = random.Random(2)
+    for _ in range(200):
+        rows = np.array(sorted(rng.sample(range(500), rng.randrange(1, 120))), np.int64)
+        if rng.random() < 0.3:
+            rows = np.arange(rng.randrange(400), 500, dtype=np.int64)  # contiguous
+        got: list[int] = []
+        for start, length, picked in lake._pieces(rows):
+            assert length <= 40
+            window = list(range(start, start + length))
+            taken = window if picked is None else [window[i] for i in picked.to_pylist()]
+            assert 1 <= len(taken) <= 10
+            got += taken
+        assert got == rows.tolist()
