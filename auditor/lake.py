@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from auditor.traffic import Traffic
+from auditor.traffic import Traffic, micros
 
 if TYPE_CHECKING:
     from auditor.findings.model import Finding
@@ -101,22 +101,11 @@ def _flow_partitions(flows: pa.Table) -> Partitions:
     return Partitions((day_code.astype(np.int64), capture[0]), ([*values, None], capture[1]))
 
 
-def _micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Nanosecond timestamps as microseconds, floored (as every output writes them): a
-    cast refuses to drop the nanoseconds of a capture that has them (pcapng, pcap-ns)."""
-    chunks = []
-    for c in column.cast(pa.int64()).chunks:
-        us = c.fill_null(0).to_numpy() // 1000
-        mask = c.is_null().to_numpy(zero_copy_only=False) if c.null_count else None
-        chunks.append(pa.array(us, pa.int64(), mask=mask).cast(_TS))
-    return pa.chunked_array(chunks, _TS)
-
-
 def _flow_slice(part: pa.Table) -> pa.Table:
     """A slice of the public flows as the dataset has it: timestamps in µs."""
     for name in ("first_seen", "last_seen"):
         i = part.schema.get_field_index(name)
-        part = part.set_column(i, name, _micros(part.column(name)))
+        part = part.set_column(i, name, micros(part.column(name)).cast(_TS))
     return part
 
 

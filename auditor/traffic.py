@@ -138,6 +138,53 @@ def iso(ns: int | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z")
 
 
+def micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps of a finer unit as microseconds, floored, the time zone kept: what every
+    output writes (a cast refuses to drop the nanoseconds of a pcapng or pcap-ns capture,
+    and Python's datetime has no nanoseconds)."""
+    typ = column.type
+    if not pa.types.is_timestamp(typ) or typ.unit in ("s", "ms", "us"):
+        return column
+    per_us = {"ns": 1000}[typ.unit]
+    out = pa.timestamp("us", tz=typ.tz)
+    chunks = []
+    for c in column.cast(pa.int64()).chunks:
+        us = np.asarray(c.fill_null(0).to_numpy()) // per_us
+        mask = c.is_null().to_numpy(zero_copy_only=False) if c.null_count else None
+        chunks.append(pa.array(us, pa.int64(), mask=mask).cast(out))
+    return pa.chunked_array(chunks, out)
+
+
+def _in_micros(typ: pa.DataType) -> pa.DataType:
+    """``typ`` with every nanosecond timestamp in it (lists, structs, maps) in µs."""
+    if pa.types.is_timestamp(typ):
+        return pa.timestamp("us", tz=typ.tz) if typ.unit == "ns" else typ
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        field = typ.value_field.with_type(_in_micros(typ.value_type))
+        return pa.list_(field) if pa.types.is_list(typ) else pa.large_list(field)
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_in_micros(f.type)) for f in typ])
+    if pa.types.is_map(typ):
+        return pa.map_(_in_micros(typ.key_type), _in_micros(typ.item_type))
+    return typ
+
+
+def with_micros(table: pa.Table) -> pa.Table:
+    """``table`` with its nanosecond timestamps in microseconds, for Python's datetime:
+    columns floored (:func:`micros`), timestamps nested in lists or structs (a query's
+    ``list(first_seen)``) cut by a cast."""
+    for i, f in enumerate(table.schema):
+        target = _in_micros(f.type)
+        if target == f.type:
+            continue
+        if pa.types.is_timestamp(f.type):
+            column = micros(table.column(i))
+        else:
+            column = table.column(i).cast(target, safe=False)
+        table = table.set_column(i, f.name, column)
+    return table
+
+
 def iso_column(ns: pa.Array | pa.ChunkedArray) -> list[str | None]:
     """:func:`iso` of a column of nanosecond timestamps, the same texts, formatted by
     numpy rather than a datetime object each (a flow table has two such columns a row)."""

@@ -145,3 +145,44 @@ def test_table_fits_the_width(columns: int) -> None:
     assert lines[0].split() == ["dst_port", "long", "big"]
     assert all(line.rstrip().endswith("12345678") for line in lines[2:-1])
     assert ("…" in lines[2]) == (columns < 300)
+
+
+def _nanosecond_capture(path: Path) -> Path:
+    import dpkt
+
+    from auditor import synth
+
+    c = synth.Capture()
+    c.tcp_rejected("10.9.9.9", "10.10.1.1", 20000, 9999)
+    with path.open("wb") as fh:
+        w = dpkt.pcap.Writer(fh, nano=True)
+        for i, (_ts, raw) in enumerate(c.frames):
+            w.writepkt(raw, ts=1_700_000_000.123456789 + i)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_nanosecond_timestamps_are_floored_to_microseconds(tmp_path: Path, fmt: str) -> None:
+    """Python's datetime has no nanoseconds: a query of a pcap-ns (or pcapng) capture's
+    timestamps was an internal error in every text format; columns and timestamps nested in
+    lists and structs now come out in µs, floored as every output writes them."""
+    path = _nanosecond_capture(tmp_path / "ns.pcap")
+    sql = "SELECT first_seen, [first_seen] AS l, {'t': first_seen} AS s FROM flows"
+    res = CliRunner().invoke(cli, ["query", sql, str(path), "--format", fmt])
+    assert res.exit_code == 0, res.output
+    assert "2023-11-14T22:13:20.123456Z" in res.stdout or "2023-11-14T22:13:20.1234" in res.stdout
+    if fmt == "json":
+        (row,) = json.loads(res.stdout)["rows"]
+        assert row == {
+            "first_seen": "2023-11-14T22:13:20.123456Z",
+            "l": ["2023-11-14T22:13:20.123456Z"],
+            "s": {"t": "2023-11-14T22:13:20.123456Z"},
+        }
+    out = tmp_path / "q.parquet"
+    assert (
+        CliRunner()
+        .invoke(cli, ["query", sql, str(path), "--format", "parquet", "-o", str(out)])
+        .exit_code
+        == 0
+    )
+    assert pq.read_table(out).column("first_seen").type.unit == "ns"  # Parquet keeps them

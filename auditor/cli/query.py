@@ -23,6 +23,7 @@ from auditor.cli.width import table_width
 from auditor.errors import ExitCode
 from auditor.escape import csv_cell
 from auditor.report.json_ import render_listing
+from auditor.traffic import with_micros
 
 FORMATS = ("table", "json", "csv", "parquet")
 
@@ -167,7 +168,7 @@ SLICE_ROWS = 1024
 
 def _rows(table: pa.Table) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, table.num_rows, SLICE_ROWS):
-        part = table.slice(start, SLICE_ROWS).to_pylist()
+        part = with_micros(table.slice(start, SLICE_ROWS)).to_pylist()
         yield [{k: _plain(v) for k, v in r.items()} for r in part]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from auditor.report.grid import Column, grid_lines
+from auditor.traffic import with_micros
 
 __all__ = ["render"]
 
@@ -51,7 +52,7 @@ def lines(table: pa.Table, width: int) -> Iterator[str]:
 
     def rows() -> Iterator[list[str]]:
         for start in range(0, table.num_rows, SLICE_ROWS):
-            for row in table.slice(start, SLICE_ROWS).to_pylist():
+            for row in with_micros(table.slice(start, SLICE_ROWS)).to_pylist():
                 yield [_cell(v) for v in row.values()]
 
     for line in grid_lines(columns, rows, width):
