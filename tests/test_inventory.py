@@ -431,25 +431,30 @@ _PIECES = [
 def test_quick_reader_agrees_with_yaml() -> None:
     """The plain form of an inventory is read without PyYAML; whatever that reading
     accepts, PyYAML reads the same (random files made of plain and tricky lines)."""
-    from auditor.rules.inventory import _quick_yaml
-    from auditor.rules.yamlmarks import YamlProblem, parse_yaml
-
     rng = random.Random(11)
     taken = 0
     for _ in range(20_000):
         lines = ["roles:"] if rng.random() < 0.8 else []
         lines += [rng.choice(_PIECES) for _ in range(rng.randrange(1, 9))]
         text = "\n".join(lines) + rng.choice(["\n", "", "\n\n"])
-        quick = _quick_yaml(text)
-        if quick is None:
-            continue
-        taken += 1
-        try:
-            full = parse_yaml(text, strings=True).data
-        except YamlProblem as exc:
-            raise AssertionError(f"quick read {text!r}; YAML refuses it: {exc}") from None
-        assert quick == full, text
+        taken += _quick_agrees_with_yaml(text)
     assert taken > 500
+
+
+def _quick_agrees_with_yaml(text: str) -> bool:
+    """Whether the quick reader took ``text``; when it did, PyYAML reads the same."""
+    from auditor.rules.inventory import _quick_yaml
+    from auditor.rules.yamlmarks import YamlProblem, parse_yaml
+
+    quick = _quick_yaml(text)
+    if quick is None:
+        return False
+    try:
+        full = parse_yaml(text, strings=True).data
+    except YamlProblem as exc:
+        raise AssertionError(f"quick read {text!r}; YAML refuses it: {exc}") from None
+    assert quick == full, text
+    return True
 
 
 _ITEMS = [
@@ -463,9 +468,6 @@ _ITEMS = [
 def test_quick_reader_runs_agree_with_yaml() -> None:
     """Long lists are read a run of item lines at once: the same as PyYAML, whatever
     mix of quoted, plain, commented and misplaced item lines they hold."""
-    from auditor.rules.inventory import _quick_yaml
-    from auditor.rules.yamlmarks import YamlProblem, parse_yaml
-
     rng = random.Random(12)
     taken = 0
     for _ in range(3_000):
@@ -478,15 +480,7 @@ def test_quick_reader_runs_agree_with_yaml() -> None:
                 for _ in range(rng.randrange(1, 40))
             ]
         text = "\n".join(lines) + rng.choice(["\n", ""])
-        quick = _quick_yaml(text)
-        if quick is None:
-            continue
-        taken += 1
-        try:
-            full = parse_yaml(text, strings=True).data
-        except YamlProblem as exc:
-            raise AssertionError(f"quick read {text!r}; YAML refuses it: {exc}") from None
-        assert quick == full, text
+        taken += _quick_agrees_with_yaml(text)
     assert taken > 500
 
 

@@ -362,17 +362,11 @@ class Inventory:
             full.update({v: get(v, 0) | bit for v in values})
             self._v4_addresses.update(zip(values, quads, strict=True))
             kinds.update(dict.fromkeys(quads, "address"))
-        for n, b in zip(lengths, nbits, strict=True):
-            table = prefixes.get((4, n))
-            if table is None:
-                table = prefixes[(4, n)] = {}
-            table[b] = table.get(b, 0) | bit
+        for version, plens, pbits in ((4, lengths, nbits), (6, v6_lengths, v6_bits)):
+            for n, b in zip(plens, pbits, strict=True):
+                table = prefixes.setdefault((version, n), {})
+                table[b] = table.get(b, 0) | bit
         kinds.update(dict.fromkeys(net_canons, "network"))
-        for n, b in zip(v6_lengths, v6_bits, strict=True):
-            table = prefixes.get((6, n))
-            if table is None:
-                table = prefixes[(6, n)] = {}
-            table[b] = table.get(b, 0) | bit
         kinds.update(dict.fromkeys(v6_canons, "network"))
         for _, name in names:
             if name.startswith("*."):
@@ -384,9 +378,7 @@ class Inventory:
         for kind, canon, version, prefixlen, bits in parsed:
             kinds[canon] = kind
             if kind == "address" or kind == "network":
-                table = prefixes.get((version, prefixlen))
-                if table is None:
-                    table = prefixes[(version, prefixlen)] = {}
+                table = prefixes.setdefault((version, prefixlen), {})
                 table[bits] = table.get(bits, 0) | bit
                 if kind == "address":
                     if version == 4:
