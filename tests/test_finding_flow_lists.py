@@ -101,3 +101,18 @@ def test_show_says_when_a_finding_lists_only_its_first_flows(
     assert sum(line.startswith("flow F") for line in res.stdout.splitlines()) == FLOW_IDS
     few = CliRunner().invoke(cli, ["show", f["flow_ids"][0], str(many_flows)])
     assert few.exit_code == 0 and few.stderr == ""
+
+
+def test_reports_for_people_show_the_first_evidence_items(many_flows: Path) -> None:
+    """The terminal and Markdown reports show 20 items of a long evidence list and count
+    the rest; the HTML, like the JSON, keeps them all."""
+    from auditor.report import render
+
+    doc = audit([many_flows], AL).result
+    more = f"… {FLOW_IDS - 20:,} more"
+    for fmt in ("table", "markdown"):
+        text = render(doc, fmt)
+        assert "frames 39-40, " + more in text.replace("\n        ", " "), fmt
+        assert "frames 41-42" not in text
+    html = render(doc, "html")
+    assert f"frames {2 * FLOW_IDS - 1}-{2 * FLOW_IDS}" in html and more not in html

@@ -256,16 +256,27 @@ def number(n: object) -> str:
     return f"{n:,}"
 
 
-def scalar_text(value: object) -> str:
-    """An evidence value as one line of text: lists joined, booleans lower-case."""
+#: list items a report for people shows of one evidence value (the terminal, Markdown):
+#: the rest are counted, and the JSON, CSV, SARIF and HTML carry them all
+LISTED = 20
+
+
+def scalar_text(value: object, most: int | None = None) -> str:
+    """An evidence value as one line of text: lists joined (the first ``most`` items and
+    how many more, when given), booleans lower-case."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
-        return ", ".join(scalar_text(v) for v in value) if value else "-"
+        if not value:
+            return "-"
+        shown = value if most is None or len(value) <= most else value[:most]
+        text = ", ".join(scalar_text(v, most) for v in shown)
+        more = len(value) - len(shown)
+        return f"{text}, … {more:,} more" if more else text
     if isinstance(value, Mapping):
-        return ", ".join(f"{printable(k)}={scalar_text(v)}" for k, v in value.items())
+        return ", ".join(f"{printable(k)}={scalar_text(v, most)}" for k, v in value.items())
     return printable(value)
 
 

@@ -13,6 +13,7 @@ import re
 
 from auditor.findings.model import AuditDocument, Finding, as_document
 from auditor.report._common import (
+    LISTED,
     Result,
     as_list,
     capture_error,
@@ -140,7 +141,7 @@ def _detail(n: int, f: Finding) -> list[str]:
     evidence = f.evidence
     if evidence:
         lines.append("- Evidence:")
-        lines += [f"  - {md(k)}: {md(scalar_text(v))}" for k, v in evidence.items()]
+        lines += [f"  - {md(k)}: {md(scalar_text(v, LISTED))}" for k, v in evidence.items()]
     source = f.source
     if source is not None and source.get("text"):
         lines.append("")

@@ -13,6 +13,7 @@ import textwrap
 
 from auditor.findings.model import AuditDocument, Finding, as_document
 from auditor.report._common import (
+    LISTED,
     SEVERITIES,
     Result,
     capture_error,
@@ -151,7 +152,7 @@ def _finding(finding: Finding, width: int, paint: _Painter) -> list[str]:
 
     evidence = finding.evidence
     if evidence:
-        text = "; ".join(f"{printable(k)}: {scalar_text(v)}" for k, v in evidence.items())
+        text = "; ".join(f"{printable(k)}: {scalar_text(v, LISTED)}" for k, v in evidence.items())
         lines += _wrap(text, width)
 
     source = finding.source
