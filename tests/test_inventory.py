@@ -443,7 +443,7 @@ def test_quick_reader_agrees_with_yaml() -> None:
 
 def _quick_agrees_with_yaml(text: str) -> bool:
     """Whether the quick reader took ``text``; when it did, PyYAML reads the same."""
-    from auditor.rules.inventory import _quick_yaml
+    from auditor.rules.inventory_reader import _quick_yaml
     from auditor.rules.yamlmarks import YamlProblem, parse_yaml
 
     quick = _quick_yaml(text)
@@ -485,7 +485,7 @@ def test_quick_reader_runs_agree_with_yaml() -> None:
 
 
 def test_written_inventories_are_read_the_quick_way(tmp_path: Path) -> None:
-    from auditor.rules.inventory import _quick_yaml
+    from auditor.rules.inventory_reader import _quick_yaml
 
     path = tmp_path / "w.yaml"
     mapping = _big_inventory(2_000)
@@ -524,7 +524,7 @@ def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
     """The dotted quads and IPv4 networks a role lists are indexed in bulk: the same
     entries, kinds and roles as parsing each; an entry that only looks like one goes the
     slow way."""
-    from auditor.rules.inventory import parse_entry
+    from auditor.rules.entries import parse_entry
 
     entries = _QUADS_AND_MORE[first:] + _QUADS_AND_MORE[:first]
     clean = [e for e in entries if e != " 10.0.0.3"]
@@ -555,7 +555,7 @@ def test_dotted_quads_in_bulk_are_entries_one_by_one(first: int) -> None:
     ],
 )
 def test_bad_entry_among_quads_is_named(entries: list[str], index: int) -> None:
-    from auditor.rules.inventory import BadEntry
+    from auditor.rules.entries import BadEntry
 
     with pytest.raises(BadEntry) as err:
         Inventory(RS.name, {"agent": ["10.1.1.1"], "admin": entries})
@@ -569,7 +569,7 @@ def test_indexing_in_bulk_is_parse_entry() -> None:
     """Random entries of every kind, valid ones and near misses that parse_entry still
     takes: whichever way an entry went (in bulk or one by one), the inventory lists, kinds
     and matches exactly what parse_entry gives it."""
-    from auditor.rules.inventory import parse_entry
+    from auditor.rules.entries import parse_entry
 
     rng = random.Random(13)
     pool: list[str] = []

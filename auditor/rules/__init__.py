@@ -6,7 +6,9 @@ them into an Arrow table for the audit's joins, and reads/writes inventories. No
 imports click.
 """
 
-from auditor.rules.inventory import Inventory, classify_entry, dump_inventory, load_inventory
+from auditor.rules.entries import classify_entry
+from auditor.rules.inventory import Inventory, dump_inventory
+from auditor.rules.inventory_reader import load_inventory
 from auditor.rules.loader import (
     RULESETS_DIR,
     CheckResult,
