@@ -37,21 +37,6 @@ def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
 
 
-def _basenames(captures: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The file name of each flow's first capture (the ``capture`` column holds its path;
-    empty: none), by the column's few distinct paths: no Python string per flow."""
-    encoded = captures.dictionary_encode()
-    chunks = []
-    for chunk in encoded.chunks:
-        names = [os.path.basename(p) if p else None for p in chunk.dictionary.to_pylist()]
-        chunks.append(
-            pa.DictionaryArray.from_arrays(chunk.indices, pa.array(names, pa.string())).cast(
-                pa.string()
-            )
-        )
-    return pa.chunked_array(chunks, pa.string())
-
-
 @dataclass(frozen=True)
 class Partitions:
     """Rows of a dataset by Hive partition: per key (``date``, ``capture``) a code a row
@@ -109,21 +94,6 @@ def _flow_slice(part: pa.Table) -> pa.Table:
     return part
 
 
-def flow_dataset(traffic: Traffic) -> pa.Table:
-    """The public flow table with ``date`` and ``capture`` (the file name, the partition;
-    ``captures`` keeps the paths) columns, timestamps in µs: the dataset as one table
-    (what :func:`write_lake` writes a partition slice at a time)."""
-    from auditor.flows import public_flows
-
-    assert traffic.flows is not None
-    flows = traffic.flows
-    first = flows.column("first_seen").cast(pa.int64()).cast(pa.timestamp("ns"))
-    days = first.cast(pa.date32()).cast(pa.string())  # the UTC day (floored before 1970)
-    table = _flow_slice(public_flows(flows).drop_columns(["capture"]))
-    table = table.append_column("date", days)
-    return table.append_column("capture", _basenames(flows.column("capture")))
-
-
 def _captures_of(flows: pa.Table, flow_ids: set[str]) -> dict[str, str | None]:
     """flow id -> the file name of its first capture, for ``flow_ids`` only (the flows the
     findings list, not the table's millions)."""
@@ -134,13 +104,9 @@ def _captures_of(flows: pa.Table, flow_ids: set[str]) -> dict[str, str | None]:
     rows = flows.select(["flow_id", "capture"]).filter(
         pc.is_in(flows.column("flow_id"), value_set=pa.array(sorted(flow_ids), pa.string()))
     )
-    return dict(
-        zip(
-            rows.column("flow_id").to_pylist(),
-            _basenames(rows.column("capture")).to_pylist(),
-            strict=True,
-        )
-    )
+    paths = rows.column("capture").to_pylist()
+    names = [os.path.basename(p) if p else None for p in paths]
+    return dict(zip(rows.column("flow_id").to_pylist(), names, strict=True))
 
 
 def finding_dataset(findings: Sequence[Finding], traffic: Traffic, ruleset: str) -> pa.Table:

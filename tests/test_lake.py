@@ -132,28 +132,28 @@ def test_partitions_are_written_as_the_dataset_writer_writes_them(
 
 
 def test_flow_partitions_are_the_datasets_columns() -> None:
-    """The flows' partition codes (numpy: days floored, file names of the few paths) give
-    the date and capture columns of the dataset as one table (flow_dataset: Arrow casts),
-    before 1970 and across days and rotated files too."""
+    """The flows' partition codes (numpy: days floored, file names of the few paths) are
+    the UTC day of the first packet (as Arrow's date cast floors it) and the file name of
+    the first capture, before 1970 and across days and rotated files too."""
+    import os
+
     import pyarrow as pa
 
     from auditor import lake
-    from auditor.traffic import Traffic
 
     ns = [-1, 0, 86_399_999_999_999, 86_400_000_000_000, -86_400_000_000_001, 17 * 10**17 + 7]
     caps = ["/a/span.pcap", "/a/span.pcap1", "", "/b/span.pcap", "x.pcap", "/a/span.pcap"]
-    flows = pa.table(
-        {
-            "flow_id": pa.array([f"F{i}" for i in range(len(ns))]),
-            "first_seen": pa.array(ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
-            "last_seen": pa.array(ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
-            "capture": pa.array(caps),
-        }
-    )
-    whole = lake.flow_dataset(Traffic(flows=flows))
+    first = pa.array(ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    flows = pa.table({"first_seen": first, "capture": pa.array(caps)})
+    days = pa.array(ns, pa.int64()).cast(pa.timestamp("ns")).cast(pa.date32()).cast(pa.string())
+    expected = {
+        "date": days.to_pylist(),
+        "capture": [os.path.basename(c) if c else None for c in caps],
+    }
+    assert expected["date"][:2] == ["1969-12-31", "1970-01-01"]
     parts = lake._flow_partitions(flows)
     for k, codes, values in zip(("date", "capture"), parts.codes, parts.values, strict=True):
-        assert [values[c] for c in codes] == whole.column(k).to_pylist()
+        assert [values[c] for c in codes] == expected[k]
 
 
 def test_nanosecond_captures_go_to_the_lake_floored_to_microseconds(tmp_path: Path) -> None:
