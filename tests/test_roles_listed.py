@@ -24,7 +24,8 @@ from auditor.findings import engine
 from auditor.flows_out import public_flows
 from auditor.report import render
 from auditor.report.roles_table import render_json
-from auditor.roles import HostRoles, RoleMap, _ip_sort_key, host_roles_table, resolve_roles
+from auditor.rolemap import ip_sort_key
+from auditor.roles import HostRoles, RoleMap, host_roles_table, resolve_roles
 from auditor.rules import Inventory, dump_inventory, load_inventory, load_ruleset
 from auditor.traffic import read_traffic
 
@@ -86,7 +87,7 @@ def _old_hosts(inv: Inventory, roles: RoleMap) -> list[HostRoles]:
         for ip in inv.addresses()
         if ip not in seen
     ]
-    return sorted([*roles.seen, *listed], key=lambda h: _ip_sort_key(h.ip))
+    return sorted([*roles.seen, *listed], key=lambda h: ip_sort_key(h.ip))
 
 
 def test_listed_hosts_are_columns_merged_in_order(case: dict[str, Any]) -> None:

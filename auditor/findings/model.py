@@ -215,7 +215,7 @@ class AuditDocument:
 
     ``tool`` and ``ruleset`` are the contract's objects as read-only mappings, ``roles`` and
     ``role_pairs`` tuples of them (``roles`` may also be another immutable sequence:
-    :class:`auditor.roles.RoleEntries` makes the entries of 100,000 inventory addresses
+    :class:`auditor.rolemap.RoleEntries` makes the entries of 100,000 inventory addresses
     when read, and gives the JSON renderer their text at once); ``waivers``
     (``--waivers``) and ``deep`` (``--deep``) are None when not asked for. ``extra`` keeps
     the keys of a saved result this version does not know, so that reading and writing it

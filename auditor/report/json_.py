@@ -73,7 +73,7 @@ def _layout(value: Any, depth: int, out: list[str]) -> None:
         out.append(end + "}")
         return
     encoded = getattr(value, "encoded", None)
-    if encoded is not None:  # auditor.roles.RoleEntries: a list of objects, each on a line
+    if encoded is not None:  # auditor.rolemap.RoleEntries: a list of objects, each on a line
         if value and depth < 3:
             out += ["[\n", pad, (",\n" + pad).join(encoded(_compact)), end + "]"]
             return

@@ -55,7 +55,7 @@ def render_json(ruleset: str, entries: Sequence[Mapping[str, Any]]) -> str:
     """``json.dumps({"ruleset": ruleset, "roles": list(entries)}, indent=2)`` and a newline,
     each entry encoded alone and indented one level more: an indented encoding is the
     json module's pure-Python one, slow over the entries of 100,000 inventory addresses,
-    and a :class:`auditor.roles.RoleEntries` encodes those once per role combination."""
+    and a :class:`auditor.rolemap.RoleEntries` encodes those once per role combination."""
 
     def encode(entry: Any) -> str:
         value = dict(entry) if isinstance(entry, Mapping) else entry
